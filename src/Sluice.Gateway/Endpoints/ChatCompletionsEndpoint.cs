@@ -1,0 +1,116 @@
+using System.Buffers;
+using System.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.OpenAI;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Endpoints;
+
+/// <summary><c>POST /v1/chat/completions</c>: OpenAI-compatible, streamed (SSE) or not.</summary>
+internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptions options, StreamRelay relay)
+{
+    private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
+    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var requestId = RequestIds.Next();
+        context.Response.Headers["x-request-id"] = requestId;
+
+        ChatRequest request;
+        ModelEntry model;
+        try
+        {
+            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
+            request = ChatRequestParser.Parse(body, _limits);
+            model = ResolveModel(request.Model);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex);
+            return;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        if (request.Model.Length == 0)
+        {
+            request = WithModel(request, model.Name);
+        }
+
+        var settings = new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes);
+        var completionId = "chatcmpl-" + requestId;
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream)
+        {
+            var format = new OpenAIStreamFormat(new OpenAIChunkWriter(completionId, created, model.Name), request.IncludeUsage);
+            await relay.RelayAsync(context, model.Backend, request, format, settings);
+            return;
+        }
+
+        try
+        {
+            var (answer, usage) = await relay.CollectAsync(context, model.Backend, request, settings);
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/json";
+            OpenAICompletionWriter.Write(context.Response.BodyWriter, completionId, created, model.Name, answer.Choices, usage);
+            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client left; usage was recorded as abandoned.
+        }
+    }
+
+    private ModelEntry ResolveModel(string name)
+    {
+        if (name.Length == 0)
+        {
+            return catalog.Models[0];
+        }
+
+        if (catalog.TryGet(name, out var entry))
+        {
+            return entry;
+        }
+
+        throw new ChatException(StatusCodes.Status404NotFound, new ErrorInfo(
+            $"The model '{name}' does not exist. GET /v1/models lists the models this gateway serves.",
+            ErrorTypes.InvalidRequest, "model", "model_not_found"));
+    }
+
+    private static ChatRequest WithModel(ChatRequest request, string model) => new()
+    {
+        Model = model,
+        Messages = request.Messages,
+        Stream = request.Stream,
+        IncludeUsage = request.IncludeUsage,
+        MaxTokens = request.MaxTokens,
+        Temperature = request.Temperature,
+        TopP = request.TopP,
+        Stop = request.Stop,
+        Seed = request.Seed,
+        User = request.User,
+        Tools = request.Tools,
+        ToolsJson = request.ToolsJson,
+        ToolChoice = request.ToolChoice,
+        Metadata = request.Metadata,
+    };
+}
+
+/// <summary>Short, unique, URL-safe request ids.</summary>
+internal static class RequestIds
+{
+    public static string Next() => Guid.CreateVersion7().ToString("N");
+}

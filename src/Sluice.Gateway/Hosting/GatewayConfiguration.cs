@@ -1,0 +1,96 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>
+/// Loads gateway configuration with the .NET configuration system: a JSON file, then <c>SLUICE_</c>
+/// environment variables, then command-line overrides (later sources win).
+/// </summary>
+public static class GatewayConfiguration
+{
+    /// <summary>The file used when <c>--config</c> is not given and it exists in the working directory.</summary>
+    public const string DefaultFileName = "sluice.json";
+
+    /// <summary>Environment variable prefix: <c>SLUICE_PORT</c>, <c>SLUICE_Streaming__PingIntervalSeconds</c>, …</summary>
+    public const string EnvironmentPrefix = "SLUICE_";
+
+    /// <summary>Builds the configuration.</summary>
+    /// <param name="configPath">An explicit file (must exist), or null for <see cref="DefaultFileName"/> if present.</param>
+    /// <param name="overrides">Values from the command line, highest precedence.</param>
+    /// <exception cref="GatewayConfigurationException">The file is missing or invalid.</exception>
+    public static IConfigurationRoot Build(string? configPath, IReadOnlyDictionary<string, string?>? overrides = null)
+    {
+        var builder = new ConfigurationBuilder();
+        var path = configPath;
+        if (path is null)
+        {
+            var candidate = Path.Combine(Directory.GetCurrentDirectory(), DefaultFileName);
+            path = File.Exists(candidate) ? candidate : null;
+        }
+        else if (!File.Exists(path))
+        {
+            throw new GatewayConfigurationException(
+                $"Config file '{path}' does not exist. Check the path, or copy sluice.example.json to start one.");
+        }
+
+        if (path is not null)
+        {
+            builder.AddJsonFile(Path.GetFullPath(path), optional: false, reloadOnChange: false);
+        }
+
+        builder.AddEnvironmentVariables(EnvironmentPrefix);
+        if (overrides is not null)
+        {
+            builder.AddInMemoryCollection(overrides.Where(o => o.Value is not null));
+        }
+
+        try
+        {
+            return builder.Build();
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new GatewayConfigurationException($"Config file '{path}' is not valid JSON: {ex.InnerException?.Message ?? ex.Message}. Fix it or compare with sluice.example.json.");
+        }
+        catch (FormatException ex)
+        {
+            throw new GatewayConfigurationException($"Config file '{path}' is not valid JSON: {ex.Message}. Fix it or compare with sluice.example.json.");
+        }
+    }
+
+    /// <summary>Binds and validates <see cref="GatewayOptions"/>.</summary>
+    /// <exception cref="GatewayConfigurationException">A value is invalid; the message names the key and the fix.</exception>
+    public static GatewayOptions Bind(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var options = new GatewayOptions();
+        try
+        {
+            configuration.Bind(options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new GatewayConfigurationException($"Configuration value has the wrong type: {ex.InnerException?.Message ?? ex.Message}");
+        }
+
+        if (options.Port is < 0 or > 65535)
+        {
+            throw new GatewayConfigurationException($"Port {options.Port} is out of range; use 1–65535 (or 0 for any free port).");
+        }
+
+        if (options.Streaming.PingIntervalSeconds <= 0)
+        {
+            throw new GatewayConfigurationException("Streaming:PingIntervalSeconds must be greater than 0 (default 15).");
+        }
+
+        if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024)
+        {
+            throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");
+        }
+
+        return options;
+    }
+}
+
+/// <summary>The configuration cannot be used; the message says what to change.</summary>
+public sealed class GatewayConfigurationException(string message) : Exception(message);

@@ -1,0 +1,42 @@
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>The gateway's configuration (see <c>sluice.example.json</c> for every key).</summary>
+public sealed class GatewayOptions
+{
+    /// <summary>Address to listen on. <c>SLUICE_HOST</c>.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Port to listen on; 0 picks a free one. <c>SLUICE_PORT</c>.</summary>
+    public int Port { get; set; } = 8080;
+
+    /// <summary>Streaming behaviour.</summary>
+    public StreamingOptions Streaming { get; set; } = new();
+
+    /// <summary>Input limits.</summary>
+    public LimitOptions Limits { get; set; } = new();
+
+    /// <summary>The models served; empty means the built-in simulated models.</summary>
+    public List<ModelOptions> Models { get; set; } = [];
+}
+
+/// <summary>Streaming behaviour.</summary>
+public sealed class StreamingOptions
+{
+    /// <summary>Send a <c>: ping</c> comment after this many seconds of silence (keeps proxies from cutting the stream).</summary>
+    public double PingIntervalSeconds { get; set; } = 15;
+
+    /// <summary>Flush early when this many bytes are pending, even if the backend has more ready.</summary>
+    public int MaxPendingBytes { get; set; } = 16 * 1024;
+}
+
+/// <summary>Input limits.</summary>
+public sealed class LimitOptions
+{
+    /// <summary>Longest <c>prompt</c> shorthand, in characters.</summary>
+    public int MaxPromptChars { get; set; } = 5_000;
+
+    /// <summary>Largest request body, in bytes.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+}

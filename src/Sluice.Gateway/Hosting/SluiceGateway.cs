@@ -1,0 +1,134 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Endpoints;
+using Sluice.Gateway.Streaming;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>Builds and starts the Sluice gateway on Kestrel.</summary>
+public static class SluiceGateway
+{
+    /// <summary>Builds the web application (not started).</summary>
+    /// <param name="options">Validated options (see <see cref="GatewayConfiguration"/>).</param>
+    /// <param name="configureServices">Extra services, e.g. additional <see cref="IUsageSink"/>s.</param>
+    /// <param name="configureLogging">Logging set-up; defaults to single-line console logs.</param>
+    /// <exception cref="ModelConfigurationException">A model entry is invalid.</exception>
+    public static WebApplication Build(
+        GatewayOptions options,
+        Action<IServiceCollection>? configureServices = null,
+        Action<ILoggingBuilder>? configureLogging = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var catalog = new ModelCatalog(options.Models);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice" });
+        builder.Logging.ClearProviders();
+        if (configureLogging is null)
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+            builder.Logging.SetMinimumLevel(LogLevel.Information);
+            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        }
+        else
+        {
+            configureLogging(builder.Logging);
+        }
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = options.Limits.MaxRequestBodyBytes;
+            Listen(kestrel, options.Host, options.Port);
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(catalog);
+        services.AddSingleton<UsageTotals>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
+        services.AddSingleton<UsageReporter>();
+        services.AddSingleton<StreamRelay>();
+        services.AddSingleton<ChatCompletionsEndpoint>();
+        services.AddSingleton<InfoEndpoints>();
+        configureServices?.Invoke(services);
+        services.TryAddSingleton(TimeProvider.System);
+
+        var app = builder.Build();
+        var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
+        var info = app.Services.GetRequiredService<InfoEndpoints>();
+        app.MapPost("/v1/chat/completions", chat.HandleAsync);
+        app.MapGet("/v1/models", info.ListModelsAsync);
+        app.MapGet("/v1/models/{id}", info.GetModelAsync);
+        app.MapGet("/health", info.HealthAsync);
+        app.MapFallback(InfoEndpoints.NotFoundAsync);
+        return app;
+    }
+
+    /// <summary>Builds and starts the gateway; the returned handle knows the bound address (useful with port 0).</summary>
+    public static async Task<RunningGateway> StartAsync(
+        GatewayOptions options,
+        Action<IServiceCollection>? configureServices = null,
+        Action<ILoggingBuilder>? configureLogging = null,
+        CancellationToken cancellationToken = default)
+    {
+        var app = Build(options, configureServices, configureLogging);
+        await app.StartAsync(cancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new RunningGateway(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)));
+    }
+
+    private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions kestrel, string host, int port)
+    {
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            kestrel.Listen(IPAddress.Loopback, port);
+        }
+        else if (host is "*" or "+" or "0.0.0.0")
+        {
+            kestrel.ListenAnyIP(port);
+        }
+        else if (IPAddress.TryParse(host, out var address))
+        {
+            kestrel.Listen(address, port);
+        }
+        else
+        {
+            throw new GatewayConfigurationException($"Host '{host}' is not an IP address. Use 127.0.0.1 (local only), 0.0.0.0 (all interfaces) or localhost.");
+        }
+    }
+}
+
+/// <summary>A started gateway. Dispose to stop it.</summary>
+public sealed class RunningGateway(WebApplication app, Uri baseAddress) : IAsyncDisposable
+{
+    /// <summary>The application.</summary>
+    public WebApplication App { get; } = app;
+
+    /// <summary>Where it listens, e.g. <c>http://127.0.0.1:8080/</c>.</summary>
+    public Uri BaseAddress { get; } = baseAddress;
+
+    /// <summary>Resolves a service from the running gateway.</summary>
+    public T GetRequiredService<T>()
+        where T : notnull => App.Services.GetRequiredService<T>();
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await App.StopAsync(timeout.Token);
+        await App.DisposeAsync();
+    }
+}

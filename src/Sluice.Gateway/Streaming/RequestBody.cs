@@ -1,0 +1,55 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Http;
+using Sluice.Protocol;
+
+namespace Sluice.Gateway.Streaming;
+
+/// <summary>Reads a request body into memory, refusing bodies over the configured limit with a 413.</summary>
+internal static class RequestBody
+{
+    public static async Task<ReadOnlyMemory<byte>> ReadAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > limit)
+        {
+            throw TooLarge(limit);
+        }
+
+        var reader = request.BodyReader;
+        while (true)
+        {
+            ReadResult result;
+            try
+            {
+                result = await reader.ReadAsync(cancellationToken);
+            }
+            catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                throw TooLarge(limit);
+            }
+
+            var buffer = result.Buffer;
+            if (buffer.Length > limit)
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                throw TooLarge(limit);
+            }
+
+            if (result.IsCompleted)
+            {
+                var bytes = buffer.ToArray();
+                reader.AdvanceTo(buffer.End);
+                return bytes;
+            }
+
+            // Keep everything buffered until the body is complete.
+            reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private static ChatException TooLarge(long limit) => new(
+        StatusCodes.Status413PayloadTooLarge,
+        new ErrorInfo(
+            $"The request body is larger than {limit} bytes. Send a shorter conversation or raise Limits:MaxRequestBodyBytes.",
+            ErrorTypes.InvalidRequest, null, "request_too_large"));
+}

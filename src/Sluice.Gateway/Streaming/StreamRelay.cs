@@ -1,0 +1,345 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.Sse;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Streaming;
+
+/// <summary>
+/// Moves one backend stream to one HTTP response as Server-Sent Events, for any <see cref="IStreamFormat"/>.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>Headers are sent with the first event, so failures before it still get a real HTTP status.</item>
+/// <item>Events the backend has ready are written together; the response is flushed whenever the backend
+/// has nothing more ready, so no event ever waits in a buffer while the relay waits for the model.</item>
+/// <item>While the backend is silent, a <c>: ping</c> comment goes out every ping interval — always between
+/// whole frames, because one loop writes everything.</item>
+/// <item>A failure after the first byte becomes one error frame and the stream ends without its success marker.</item>
+/// <item>The client's disconnect (RequestAborted) cancels the backend; usage is reported in every case.</item>
+/// </list>
+/// </remarks>
+internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRelay> logger)
+{
+    public async Task RelayAsync(
+        HttpContext context,
+        IChatBackend backend,
+        ChatRequest request,
+        IStreamFormat format,
+        RelaySettings settings)
+    {
+        var response = context.Response;
+        var output = response.BodyWriter;
+        var aborted = context.RequestAborted;
+        var meter = new StreamMeter(settings.StartTimestamp, request);
+        var sequence = 0L;
+        var started = false;
+        Task<bool>? pending = null;
+        var enumerator = backend.StreamAsync(request, aborted).GetAsyncEnumerator(aborted);
+        try
+        {
+            while (true)
+            {
+                var moveNext = enumerator.MoveNextAsync();
+                bool hasEvent;
+                if (moveNext.IsCompleted)
+                {
+                    hasEvent = await moveNext;
+                }
+                else
+                {
+                    // Nothing more is ready: everything written so far goes out now.
+                    if (started && output.CanGetUnflushedBytes && output.UnflushedBytes > 0)
+                    {
+                        await output.FlushAsync(aborted);
+                    }
+
+                    pending = moveNext.AsTask();
+                    while (true)
+                    {
+                        await ((Task)pending.WaitAsync(settings.PingInterval)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                        if (pending.IsCompleted)
+                        {
+                            break;
+                        }
+
+                        if (!started)
+                        {
+                            started = true;
+                            StartEventStream(context);
+                        }
+
+                        output.Write(SseWriter.PingFrame);
+                        await output.FlushAsync(aborted);
+                    }
+
+                    var completed = pending;
+                    pending = null;
+                    hasEvent = await completed;
+                }
+
+                if (!hasEvent)
+                {
+                    break;
+                }
+
+                var streamEvent = enumerator.Current;
+                if (streamEvent is ErrorEvent error)
+                {
+                    throw new ChatException(502, error.Error);
+                }
+
+                meter.Observe(streamEvent);
+                if (streamEvent is UsageEvent)
+                {
+                    continue;
+                }
+
+                if (!started)
+                {
+                    started = true;
+                    StartEventStream(context);
+                }
+
+                if (format.WriteEvent(output, sequence + 1, streamEvent))
+                {
+                    sequence++;
+                }
+
+                if (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes)
+                {
+                    await output.FlushAsync(aborted);
+                }
+            }
+
+            if (!started)
+            {
+                started = true;
+                StartEventStream(context);
+            }
+
+            sequence += format.WriteEnd(output, sequence + 1, meter.Usage);
+            await output.FlushAsync(aborted);
+            meter.Status = UsageStatus.Completed;
+        }
+        catch (Exception ex) when (aborted.IsCancellationRequested && ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        {
+            meter.Status = UsageStatus.Abandoned;
+        }
+        catch (ChatException ex)
+        {
+            meter.Fail(ex.Error.Code ?? ex.Error.Type);
+            if (!started)
+            {
+                await ErrorResponses.WriteAsync(context, ex);
+            }
+            else
+            {
+                await WriteErrorFrameAsync(output, format, ++sequence, ex.Error, aborted);
+            }
+        }
+#pragma warning disable CA1031 // Any backend failure must reach the client as an error, never as a silent cut.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            meter.Fail("internal_error");
+            LogBackendFailed(logger, ex, settings.RequestId, request.Model);
+            var error = new ErrorInfo(
+                $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {settings.RequestId}.",
+                ErrorTypes.Server, null, "backend_error");
+            if (!started)
+            {
+                await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error);
+            }
+            else
+            {
+                await WriteErrorFrameAsync(output, format, ++sequence, error, aborted);
+            }
+        }
+        finally
+        {
+            if (pending is not null)
+            {
+                // The backend observes the same cancellation; wait for it before disposing its enumerator.
+                await ((Task)pending).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            await DisposeQuietlyAsync(enumerator);
+            if (aborted.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
+            {
+                meter.Status = UsageStatus.Abandoned;
+            }
+
+            usage.Report(meter.ToRecord(settings.RequestId, request, stream: true));
+        }
+    }
+
+    /// <summary>Runs a backend stream to its end and returns the assembled answer (non-streaming requests).</summary>
+    public async Task<(ChatCompletionAccumulator Answer, ChatUsage Usage)> CollectAsync(
+        HttpContext context,
+        IChatBackend backend,
+        ChatRequest request,
+        RelaySettings settings)
+    {
+        var meter = new StreamMeter(settings.StartTimestamp, request);
+        var answer = new ChatCompletionAccumulator();
+        try
+        {
+            await foreach (var streamEvent in backend.StreamAsync(request, context.RequestAborted).WithCancellation(context.RequestAborted))
+            {
+                if (streamEvent is ErrorEvent error)
+                {
+                    throw new ChatException(502, error.Error);
+                }
+
+                meter.Observe(streamEvent);
+                answer.Add(streamEvent);
+            }
+
+            meter.Status = UsageStatus.Completed;
+            return (answer, meter.Usage);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            meter.Status = UsageStatus.Abandoned;
+            throw;
+        }
+        catch (ChatException ex)
+        {
+            meter.Fail(ex.Error.Code ?? ex.Error.Type);
+            throw;
+        }
+        catch (Exception ex)
+        {
+            meter.Fail("internal_error");
+            LogBackendFailed(logger, ex, settings.RequestId, request.Model);
+            throw new ChatException(StatusCodes.Status502BadGateway, new ErrorInfo(
+                $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {settings.RequestId}.",
+                ErrorTypes.Server, null, "backend_error"), inner: ex);
+        }
+        finally
+        {
+            usage.Report(meter.ToRecord(settings.RequestId, request, stream: false));
+        }
+    }
+
+    private static void StartEventStream(HttpContext context)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+    }
+
+    private static async Task WriteErrorFrameAsync(PipeWriter output, IStreamFormat format, long sequence, ErrorInfo error, CancellationToken aborted)
+    {
+        try
+        {
+            format.WriteError(output, sequence, error);
+            await output.FlushAsync(aborted);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        {
+            // The client is gone; nobody is left to tell.
+        }
+    }
+
+    private static async ValueTask DisposeQuietlyAsync(IAsyncEnumerator<ChatStreamEvent> enumerator)
+    {
+        try
+        {
+            await enumerator.DisposeAsync();
+        }
+#pragma warning disable CA1031 // Disposal failures after the response is over must not mask the outcome.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
+    private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
+
+    /// <summary>Counts what a stream delivered, for usage when the backend reports none.</summary>
+    private sealed class StreamMeter(long startTimestamp, ChatRequest request)
+    {
+        private ChatUsage? _reported;
+        private int _estimatedCompletion;
+        private long _firstTokenTimestamp;
+        private string? _errorCode;
+
+        public UsageStatus Status { get; set; } = UsageStatus.Completed;
+
+        public bool Finished { get; private set; }
+
+        public ChatUsage Usage => _reported ?? new ChatUsage(TokenCounter.CountPrompt(request.Messages), _estimatedCompletion);
+
+        public void Observe(ChatStreamEvent streamEvent)
+        {
+            switch (streamEvent)
+            {
+                case TextDeltaEvent text:
+                    MarkFirstToken();
+                    _estimatedCompletion += TokenCounter.Count(text.Text);
+                    break;
+                case ToolCallDeltaEvent tool:
+                    MarkFirstToken();
+                    _estimatedCompletion += TokenCounter.Count(tool.Name) + TokenCounter.Count(tool.ArgumentsFragment);
+                    break;
+                case FinishEvent:
+                    Finished = true;
+                    break;
+                case UsageEvent reported:
+                    _reported = reported.Usage;
+                    break;
+            }
+        }
+
+        public void Fail(string code)
+        {
+            Status = UsageStatus.Failed;
+            _errorCode = code;
+        }
+
+        public UsageRecord ToRecord(string requestId, ChatRequest chatRequest, bool stream)
+        {
+            var now = Stopwatch.GetTimestamp();
+            var usage = Usage;
+            return new UsageRecord
+            {
+                RequestId = requestId,
+                Model = chatRequest.Model,
+                Stream = stream,
+                PromptTokens = usage.PromptTokens,
+                CompletionTokens = usage.CompletionTokens,
+                Estimated = _reported is null,
+                Status = Status,
+                TimeToFirstToken = _firstTokenTimestamp == 0 ? null : Stopwatch.GetElapsedTime(startTimestamp, _firstTokenTimestamp),
+                Duration = Stopwatch.GetElapsedTime(startTimestamp, now),
+                ErrorCode = _errorCode,
+            };
+        }
+
+        private void MarkFirstToken()
+        {
+            if (_firstTokenTimestamp == 0)
+            {
+                _firstTokenTimestamp = Stopwatch.GetTimestamp();
+            }
+        }
+    }
+}
+
+/// <summary>Per-request relay settings.</summary>
+internal readonly record struct RelaySettings(string RequestId, long StartTimestamp, TimeSpan PingInterval, int MaxPendingBytes);

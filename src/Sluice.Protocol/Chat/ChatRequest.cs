@@ -1,0 +1,126 @@
+using System.Text.Json;
+
+namespace Sluice.Protocol.Chat;
+
+/// <summary>A validated chat request, independent of the wire format it arrived in.</summary>
+public sealed class ChatRequest
+{
+    /// <summary>The model (or model group) name the client asked for.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The conversation, oldest first.</summary>
+    public required IReadOnlyList<ChatMessage> Messages { get; init; }
+
+    /// <summary>Whether the client wants Server-Sent Events.</summary>
+    public bool Stream { get; init; }
+
+    /// <summary><c>stream_options.include_usage</c>: send a final usage chunk.</summary>
+    public bool IncludeUsage { get; init; }
+
+    /// <summary>Output token limit (<c>max_completion_tokens</c> or <c>max_tokens</c>).</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Sampling temperature, 0–2.</summary>
+    public double? Temperature { get; init; }
+
+    /// <summary>Nucleus sampling, 0–1.</summary>
+    public double? TopP { get; init; }
+
+    /// <summary>Stop sequences (at most 4).</summary>
+    public IReadOnlyList<string>? Stop { get; init; }
+
+    /// <summary>Seed for deterministic sampling where the backend supports it.</summary>
+    public long? Seed { get; init; }
+
+    /// <summary>End-user identifier, passed through.</summary>
+    public string? User { get; init; }
+
+    /// <summary>Tool definitions (function tools), parsed.</summary>
+    public IReadOnlyList<ToolDefinition>? Tools { get; init; }
+
+    /// <summary>The raw <c>tools</c> array, passed to backends that speak OpenAI.</summary>
+    public JsonElement? ToolsJson { get; init; }
+
+    /// <summary>The raw <c>tool_choice</c> value (<c>"auto"</c>, <c>"none"</c>, <c>"required"</c> or an object).</summary>
+    public JsonElement? ToolChoice { get; init; }
+
+    /// <summary>Request metadata (string map); also carries simulation fault switches.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>The name of the function <see cref="ToolChoice"/> forces, if it forces one.</summary>
+    public string? ForcedToolName =>
+        ToolChoice is { ValueKind: JsonValueKind.Object } choice
+        && choice.TryGetProperty("function", out var function)
+        && function.ValueKind == JsonValueKind.Object
+        && function.TryGetProperty("name", out var name)
+        && name.ValueKind == JsonValueKind.String
+            ? name.GetString()
+            : null;
+
+    /// <summary>The text of the last user message, or an empty string.</summary>
+    public string LastUserText
+    {
+        get
+        {
+            for (var i = Messages.Count - 1; i >= 0; i--)
+            {
+                if (Messages[i].Role == ChatRoles.User)
+                {
+                    return Messages[i].Content ?? string.Empty;
+                }
+            }
+
+            return string.Empty;
+        }
+    }
+}
+
+/// <summary>One message of a conversation.</summary>
+/// <param name="Role">One of <see cref="ChatRoles"/>.</param>
+/// <param name="Content">The text (text parts joined), or null for an assistant message that only calls tools.</param>
+public sealed record ChatMessage(string Role, string? Content)
+{
+    /// <summary>Optional participant name.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>For <c>tool</c> messages: the call this answers.</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>For <c>assistant</c> messages: the tool calls it made.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+}
+
+/// <summary>A complete tool call.</summary>
+/// <param name="Id">The call id.</param>
+/// <param name="Name">The function name.</param>
+/// <param name="Arguments">The arguments as JSON text.</param>
+public sealed record ToolCall(string Id, string Name, string Arguments);
+
+/// <summary>A function tool the model may call.</summary>
+/// <param name="Name">Function name.</param>
+/// <param name="Description">What it does.</param>
+/// <param name="Parameters">JSON schema of its arguments.</param>
+public sealed record ToolDefinition(string Name, string? Description, JsonElement? Parameters);
+
+/// <summary>Message roles.</summary>
+public static class ChatRoles
+{
+    /// <summary>Instructions.</summary>
+    public const string System = "system";
+
+    /// <summary>Instructions (newer OpenAI name for system).</summary>
+    public const string Developer = "developer";
+
+    /// <summary>The person.</summary>
+    public const string User = "user";
+
+    /// <summary>The model.</summary>
+    public const string Assistant = "assistant";
+
+    /// <summary>A tool result.</summary>
+    public const string Tool = "tool";
+
+    /// <summary>Whether <paramref name="role"/> is known.</summary>
+    public static bool IsKnown(string role) =>
+        role is System or Developer or User or Assistant or Tool;
+}

@@ -1,0 +1,93 @@
+using System.Text;
+using Sluice.Protocol.Chat;
+
+namespace Sluice.Protocol.Events;
+
+/// <summary>
+/// Assembles a stream of <see cref="ChatStreamEvent"/>s into whole answers: text, tool calls (joined by
+/// index), finish reasons and usage. Used for non-streaming responses and by clients.
+/// </summary>
+public sealed class ChatCompletionAccumulator
+{
+    private readonly SortedDictionary<int, ChoiceState> _choices = [];
+
+    /// <summary>The usage reported by the stream, if any.</summary>
+    public ChatUsage? Usage { get; private set; }
+
+    /// <summary>The error reported by the stream, if any.</summary>
+    public ErrorInfo? Error { get; private set; }
+
+    /// <summary>The assembled choices, by index.</summary>
+    public IEnumerable<AssembledChoice> Choices =>
+        _choices.Select(pair => pair.Value.ToChoice(pair.Key));
+
+    /// <summary>Adds one event.</summary>
+    public void Add(ChatStreamEvent streamEvent)
+    {
+        ArgumentNullException.ThrowIfNull(streamEvent);
+        switch (streamEvent)
+        {
+            case TextDeltaEvent text:
+                GetChoice(text.ChoiceIndex).Text.Append(text.Text);
+                break;
+            case ToolCallDeltaEvent tool:
+                GetChoice(tool.ChoiceIndex).AddTool(tool);
+                break;
+            case FinishEvent finish:
+                GetChoice(finish.ChoiceIndex).FinishReason = finish.Reason;
+                break;
+            case UsageEvent usage:
+                Usage = usage.Usage;
+                break;
+            case ErrorEvent error:
+                Error = error.Error;
+                break;
+        }
+    }
+
+    private ChoiceState GetChoice(int index)
+    {
+        if (!_choices.TryGetValue(index, out var state))
+        {
+            state = new ChoiceState();
+            _choices[index] = state;
+        }
+
+        return state;
+    }
+
+    private sealed class ChoiceState
+    {
+        private readonly SortedDictionary<int, (string? Id, string? Name, StringBuilder Arguments)> _tools = [];
+
+        public StringBuilder Text { get; } = new();
+
+        public string? FinishReason { get; set; }
+
+        public void AddTool(ToolCallDeltaEvent tool)
+        {
+            if (!_tools.TryGetValue(tool.ToolIndex, out var state))
+            {
+                state = (null, null, new StringBuilder());
+            }
+
+            state = (tool.Id ?? state.Id, tool.Name ?? state.Name, state.Arguments.Append(tool.ArgumentsFragment));
+            _tools[tool.ToolIndex] = state;
+        }
+
+        public AssembledChoice ToChoice(int index) => new(
+            index,
+            Text.Length == 0 && _tools.Count > 0 ? null : Text.ToString(),
+            _tools.Count == 0
+                ? []
+                : _tools.Values.Select(t => new ToolCall(t.Id ?? string.Empty, t.Name ?? string.Empty, t.Arguments.ToString())).ToList(),
+            FinishReason);
+    }
+}
+
+/// <summary>One assembled answer.</summary>
+/// <param name="Index">Choice index.</param>
+/// <param name="Content">The text, or null when the answer only calls tools.</param>
+/// <param name="ToolCalls">Tool calls, in index order.</param>
+/// <param name="FinishReason">Why it ended, if it did.</param>
+public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<ToolCall> ToolCalls, string? FinishReason);

@@ -1,0 +1,77 @@
+namespace Sluice.Protocol.Events;
+
+/// <summary>
+/// One event of a model's answer stream. Every backend produces these and every writer
+/// (OpenAI SSE, portal SSE, WebSocket, …) consumes them, so no wire format is written twice.
+/// </summary>
+public abstract class ChatStreamEvent
+{
+    private protected ChatStreamEvent(int choiceIndex) => ChoiceIndex = choiceIndex;
+
+    /// <summary>The choice this event belongs to (0 unless the request asked for several).</summary>
+    public int ChoiceIndex { get; }
+}
+
+/// <summary>A piece of answer text.</summary>
+public sealed class TextDeltaEvent(string text, int choiceIndex = 0) : ChatStreamEvent(choiceIndex)
+{
+    /// <summary>The text fragment; may be empty.</summary>
+    public string Text { get; } = text;
+}
+
+/// <summary>
+/// A fragment of a tool call. The first fragment of a call carries <see cref="Id"/> and <see cref="Name"/>;
+/// later fragments carry only <see cref="ToolIndex"/> and a piece of the JSON arguments.
+/// </summary>
+public sealed class ToolCallDeltaEvent(int toolIndex, string? id, string? name, string? argumentsFragment, int choiceIndex = 0)
+    : ChatStreamEvent(choiceIndex)
+{
+    /// <summary>Position of the call among the calls of this answer (parallel calls use 0, 1, …).</summary>
+    public int ToolIndex { get; } = toolIndex;
+
+    /// <summary>The call id, on the first fragment only.</summary>
+    public string? Id { get; } = id;
+
+    /// <summary>The function name, on the first fragment only.</summary>
+    public string? Name { get; } = name;
+
+    /// <summary>A piece of the arguments JSON text.</summary>
+    public string? ArgumentsFragment { get; } = argumentsFragment;
+}
+
+/// <summary>The end of one choice, with its reason (<c>stop</c>, <c>length</c>, <c>tool_calls</c>, <c>content_filter</c>).</summary>
+public sealed class FinishEvent(string reason, int choiceIndex = 0) : ChatStreamEvent(choiceIndex)
+{
+    /// <summary>The OpenAI <c>finish_reason</c> value.</summary>
+    public string Reason { get; } = reason;
+}
+
+/// <summary>Token usage of the whole request, as counted by the backend.</summary>
+public sealed class UsageEvent(ChatUsage usage) : ChatStreamEvent(0)
+{
+    /// <summary>The counts.</summary>
+    public ChatUsage Usage { get; } = usage;
+}
+
+/// <summary>A failure reported by the backend inside the stream; the stream ends after it.</summary>
+public sealed class ErrorEvent(ErrorInfo error) : ChatStreamEvent(0)
+{
+    /// <summary>What went wrong, in OpenAI error terms.</summary>
+    public ErrorInfo Error { get; } = error;
+}
+
+/// <summary>Finish reasons as OpenAI names them.</summary>
+public static class FinishReasons
+{
+    /// <summary>Natural end or a stop sequence.</summary>
+    public const string Stop = "stop";
+
+    /// <summary>The output token limit was reached.</summary>
+    public const string Length = "length";
+
+    /// <summary>The model called tools.</summary>
+    public const string ToolCalls = "tool_calls";
+
+    /// <summary>Content was withheld by a filter.</summary>
+    public const string ContentFilter = "content_filter";
+}

@@ -1,0 +1,208 @@
+using System.Buffers;
+using System.Text.Json;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.Sse;
+
+namespace Sluice.Protocol.OpenAI;
+
+/// <summary>
+/// Writes one stream's events as OpenAI <c>chat.completion.chunk</c> Server-Sent Events. Keeps the per-stream
+/// state (<c>id</c>, <c>created</c>, <c>model</c>, whether the role was sent) so every chunk carries the same
+/// identity. One instance per stream; not thread-safe (a stream is written by one loop).
+/// </summary>
+public sealed class OpenAIChunkWriter
+{
+    private readonly JsonEncodedText _id;
+    private readonly long _created;
+    private readonly JsonEncodedText _model;
+    private readonly string? _systemFingerprint;
+    private readonly Utf8JsonWriter _json;
+    private ulong _roleSentMask;
+
+    /// <summary>Creates a writer for one stream.</summary>
+    public OpenAIChunkWriter(string id, long created, string model, string? systemFingerprint = null)
+    {
+        _id = JsonEncodedText.Encode(id);
+        _created = created;
+        _model = JsonEncodedText.Encode(model);
+        _systemFingerprint = systemFingerprint;
+        _json = new Utf8JsonWriter(Stream.Null, OpenAIJson.WriterOptions);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="streamEvent"/> as one SSE frame with id <paramref name="sseId"/>.
+    /// Returns false (writing nothing) for events that have no chunk of their own (usage, errors: see
+    /// <see cref="WriteUsage"/> and <see cref="WriteError"/>).
+    /// </summary>
+    public bool WriteEvent(IBufferWriter<byte> output, long sseId, ChatStreamEvent streamEvent)
+    {
+        ArgumentNullException.ThrowIfNull(streamEvent);
+        switch (streamEvent)
+        {
+            case TextDeltaEvent text:
+                WriteFrame(output, sseId, text.ChoiceIndex, static (json, e) => json.WriteString(OpenAIJson.Content, ((TextDeltaEvent)e).Text), null, text);
+                return true;
+            case ToolCallDeltaEvent tool:
+                WriteFrame(output, sseId, tool.ChoiceIndex, static (json, e) => WriteToolCallDelta(json, (ToolCallDeltaEvent)e), null, tool);
+                return true;
+            case FinishEvent finish:
+                WriteFrame(output, sseId, finish.ChoiceIndex, null, finish.Reason, finish);
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Writes the final usage chunk: <c>choices: []</c> and <c>usage</c>.</summary>
+    public void WriteUsage(IBufferWriter<byte> output, long sseId, ChatUsage usage)
+    {
+        ArgumentNullException.ThrowIfNull(usage);
+        SseWriter.WriteId(output, sseId);
+        WriteDataPrefix(output);
+        _json.Reset(output);
+        WriteChunkHeader();
+        _json.WriteStartArray(OpenAIJson.Choices);
+        _json.WriteEndArray();
+        WriteUsageObject(_json, usage);
+        _json.WriteEndObject();
+        _json.Flush();
+        WriteFrameEnd(output);
+    }
+
+    /// <summary>Writes an error frame <c>data: {"error": {...}}</c>. The stream must end after it, without [DONE].</summary>
+    public void WriteError(IBufferWriter<byte> output, long sseId, ErrorInfo error)
+    {
+        SseWriter.WriteId(output, sseId);
+        WriteDataPrefix(output);
+        _json.Reset(output);
+        OpenAIErrorWriter.Write(_json, error);
+        _json.Flush();
+        WriteFrameEnd(output);
+    }
+
+    /// <summary>Writes the end-of-stream sentinel <c>data: [DONE]</c>.</summary>
+    public static void WriteDone(IBufferWriter<byte> output, long sseId) =>
+        SseWriter.WriteEvent(output, sseId, "[DONE]"u8);
+
+    internal static void WriteUsageObject(Utf8JsonWriter json, ChatUsage usage)
+    {
+        json.WriteStartObject(OpenAIJson.Usage);
+        json.WriteNumber(OpenAIJson.PromptTokens, usage.PromptTokens);
+        json.WriteNumber(OpenAIJson.CompletionTokens, usage.CompletionTokens);
+        json.WriteNumber(OpenAIJson.TotalTokens, usage.TotalTokens);
+        json.WriteEndObject();
+    }
+
+    private static void WriteToolCallDelta(Utf8JsonWriter json, ToolCallDeltaEvent tool)
+    {
+        json.WriteStartArray(OpenAIJson.ToolCalls);
+        json.WriteStartObject();
+        json.WriteNumber(OpenAIJson.Index, tool.ToolIndex);
+        if (tool.Id is not null)
+        {
+            json.WriteString(OpenAIJson.Id, tool.Id);
+            json.WriteString(OpenAIJson.Type, OpenAIJson.FunctionType);
+        }
+
+        json.WriteStartObject(OpenAIJson.Function);
+        if (tool.Name is not null)
+        {
+            json.WriteString(OpenAIJson.Name, tool.Name);
+        }
+
+        if (tool.ArgumentsFragment is not null || tool.Id is not null)
+        {
+            json.WriteString(OpenAIJson.Arguments, tool.ArgumentsFragment ?? string.Empty);
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.WriteEndArray();
+    }
+
+    private static void WriteDataPrefix(IBufferWriter<byte> output)
+    {
+        var span = output.GetSpan(6);
+        "data: "u8.CopyTo(span);
+        output.Advance(6);
+    }
+
+    private static void WriteFrameEnd(IBufferWriter<byte> output)
+    {
+        var span = output.GetSpan(2);
+        span[0] = (byte)'\n';
+        span[1] = (byte)'\n';
+        output.Advance(2);
+    }
+
+    private void WriteChunkHeader()
+    {
+        _json.WriteStartObject();
+        _json.WriteString(OpenAIJson.Id, _id);
+        _json.WriteString(OpenAIJson.Object, OpenAIJson.ChunkObject);
+        _json.WriteNumber(OpenAIJson.Created, _created);
+        _json.WriteString(OpenAIJson.Model, _model);
+        if (_systemFingerprint is not null)
+        {
+            _json.WriteString(OpenAIJson.SystemFingerprint, _systemFingerprint);
+        }
+    }
+
+    private void WriteFrame(
+        IBufferWriter<byte> output,
+        long sseId,
+        int choiceIndex,
+        Action<Utf8JsonWriter, ChatStreamEvent>? writeDelta,
+        string? finishReason,
+        ChatStreamEvent streamEvent)
+    {
+        SseWriter.WriteId(output, sseId);
+        WriteDataPrefix(output);
+        _json.Reset(output);
+        WriteChunkHeader();
+        _json.WriteStartArray(OpenAIJson.Choices);
+        _json.WriteStartObject();
+        _json.WriteNumber(OpenAIJson.Index, choiceIndex);
+        _json.WriteStartObject(OpenAIJson.Delta);
+        if (writeDelta is not null && MarkRoleSent(choiceIndex))
+        {
+            _json.WriteString(OpenAIJson.Role, OpenAIJson.Assistant);
+        }
+
+        writeDelta?.Invoke(_json, streamEvent);
+        _json.WriteEndObject();
+        _json.WriteNull(OpenAIJson.Logprobs);
+        if (finishReason is null)
+        {
+            _json.WriteNull(OpenAIJson.FinishReason);
+        }
+        else
+        {
+            _json.WriteString(OpenAIJson.FinishReason, finishReason);
+        }
+
+        _json.WriteEndObject();
+        _json.WriteEndArray();
+        _json.WriteEndObject();
+        _json.Flush();
+        WriteFrameEnd(output);
+    }
+
+    /// <summary>Returns true the first time it is called for a choice: that chunk carries <c>role</c>.</summary>
+    private bool MarkRoleSent(int choiceIndex)
+    {
+        if (choiceIndex >= 64)
+        {
+            return false;
+        }
+
+        var bit = 1UL << choiceIndex;
+        if ((_roleSentMask & bit) != 0)
+        {
+            return false;
+        }
+
+        _roleSentMask |= bit;
+        return true;
+    }
+}

@@ -1,0 +1,50 @@
+namespace Sluice.Providers;
+
+/// <summary>
+/// One entry of the <c>Models</c> configuration array. Provider-specific keys are ignored by providers that
+/// do not use them; <c>sluice.example.json</c> documents every key.
+/// </summary>
+public sealed class ModelOptions
+{
+    /// <summary>The name clients ask for.</summary>
+    public string Name { get; set; } = string.Empty;
+
+    /// <summary>The backend kind: <c>sim</c> (more to come: <c>openai</c>, <c>anthropic</c>, <c>gemini</c>, <c>ollama</c>).</summary>
+    public string Provider { get; set; } = "sim";
+
+    /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
+    public string? Description { get; set; }
+
+    /// <summary>Longest prompt plus answer, in tokens.</summary>
+    public int ContextWindow { get; set; } = 32_768;
+
+    /// <summary>Largest <c>max_tokens</c> accepted.</summary>
+    public int MaxOutputTokens { get; set; } = 8_192;
+
+    /// <summary>Simulation: answer length when the request sets no <c>max_tokens</c>.</summary>
+    public int DefaultAnswerTokens { get; set; } = 120;
+
+    /// <summary>Simulation: delay before the first token, in milliseconds.</summary>
+    public int TimeToFirstTokenMs { get; set; }
+
+    /// <summary>Simulation: generation speed; 0 means no delay between tokens.</summary>
+    public double TokensPerSecond { get; set; }
+
+    /// <summary>Simulation: relative random variation of each delay, 0–1 (0.25 = ±25 %).</summary>
+    public double Jitter { get; set; }
+
+    /// <summary>Simulation fault: answer every request with this HTTP status before the first token (429, 500, 503…).</summary>
+    public int? FailStatus { get; set; }
+
+    /// <summary>Simulation fault: <c>Retry-After</c> seconds sent with a simulated 429/503.</summary>
+    public int? RetryAfterSeconds { get; set; }
+
+    /// <summary>Simulation fault: fail mid-stream after this many tokens.</summary>
+    public int? FailAfterTokens { get; set; }
+
+    /// <summary>Simulation fault: stall this long, once, after <see cref="StallAfterTokens"/> tokens.</summary>
+    public int? StallMs { get; set; }
+
+    /// <summary>Simulation fault: where the stall happens (0 = before the first token).</summary>
+    public int StallAfterTokens { get; set; }
+}

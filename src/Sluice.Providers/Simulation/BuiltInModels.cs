@@ -1,0 +1,38 @@
+namespace Sluice.Providers.Simulation;
+
+/// <summary>The simulated models offered when the configuration declares none.</summary>
+public static class BuiltInModels
+{
+    /// <summary>No delays at all: for load tests and benchmarks.</summary>
+    public static ModelOptions Fast => new()
+    {
+        Name = "sim-fast",
+        Provider = SimulatedChatBackend.ProviderName,
+        Description = "Simulated model (not a language model): no delays, for load tests.",
+    };
+
+    /// <summary>Paced like a hosted model: ~300 ms to first token, ~45 tokens/s with jitter.</summary>
+    public static ModelOptions Realistic => new()
+    {
+        Name = "sim-realistic",
+        Provider = SimulatedChatBackend.ProviderName,
+        Description = "Simulated model (not a language model): ~300 ms to first token, ~45 tokens/s.",
+        TimeToFirstTokenMs = 300,
+        TokensPerSecond = 45,
+        Jitter = 0.3,
+    };
+
+    /// <summary>Slow and thoughtful: 2 s to first token, 12 tokens/s — for testing spinners and pings.</summary>
+    public static ModelOptions Slow => new()
+    {
+        Name = "sim-slow",
+        Provider = SimulatedChatBackend.ProviderName,
+        Description = "Simulated model (not a language model): 2 s to first token, ~12 tokens/s.",
+        TimeToFirstTokenMs = 2_000,
+        TokensPerSecond = 12,
+        Jitter = 0.2,
+    };
+
+    /// <summary>All built-ins, fresh instances.</summary>
+    public static IReadOnlyList<ModelOptions> All => [Fast, Realistic, Slow];
+}

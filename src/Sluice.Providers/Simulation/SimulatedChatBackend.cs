@@ -1,0 +1,305 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+
+namespace Sluice.Providers.Simulation;
+
+/// <summary>
+/// A simulated model — honestly not a language model. It writes deterministic (given <c>seed</c>) English
+/// that refers to the prompt's words, paced like a real model, calls tools when asked to, and can inject
+/// faults for testing clients. Its usage counts are exactly the tokens it streamed.
+/// </summary>
+public sealed class SimulatedChatBackend : IChatBackend
+{
+    /// <summary>The <c>Provider</c> value of simulated models.</summary>
+    public const string ProviderName = "sim";
+
+    /// <summary>Request metadata key: fail before the first token with this HTTP status.</summary>
+    public const string FailStatusKey = "sim_fail_status";
+
+    /// <summary>Request metadata key: <c>Retry-After</c> seconds for a simulated 429/503.</summary>
+    public const string RetryAfterKey = "sim_retry_after";
+
+    /// <summary>Request metadata key: fail mid-stream after this many tokens.</summary>
+    public const string FailAfterTokensKey = "sim_fail_after_tokens";
+
+    /// <summary>Request metadata key: stall this many milliseconds.</summary>
+    public const string StallMsKey = "sim_stall_ms";
+
+    /// <summary>Request metadata key: stall after this many tokens (default 0, before the first).</summary>
+    public const string StallAfterTokensKey = "sim_stall_after_tokens";
+
+    private readonly ModelOptions _options;
+
+    /// <summary>Creates a simulated model with the given pacing, limits and faults.</summary>
+    public SimulatedChatBackend(ModelOptions options) => _options = options ?? throw new ArgumentNullException(nameof(options));
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+        ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var faults = SimulationFaults.From(_options, request.Metadata);
+        var promptTokens = TokenCounter.CountPrompt(request.Messages);
+        var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
+        if (budget > _options.MaxOutputTokens)
+        {
+            throw ChatException.BadRequest(
+                $"max_tokens is {budget}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
+                "max_tokens");
+        }
+
+        if (promptTokens + budget > _options.ContextWindow)
+        {
+            throw ChatException.BadRequest(
+                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation or lower max_tokens.",
+                "messages", "context_length_exceeded");
+        }
+
+        var random = request.Seed is { } seed ? new Random(unchecked((int)seed ^ (int)(seed >> 32))) : new Random();
+        var pacing = new Pacing(_options, random);
+
+        if (faults.StallMs > 0 && faults.StallAfterTokens == 0)
+        {
+            await Task.Delay(faults.StallMs, cancellationToken);
+        }
+
+        await pacing.BeforeFirstTokenAsync(cancellationToken);
+
+        if (faults.FailStatus is { } status)
+        {
+            throw SimulatedFailure(status, faults.RetryAfterSeconds);
+        }
+
+        var tool = ChooseTool(request);
+        var emitted = 0;
+        if (tool is not null)
+        {
+            var arguments = SimulatedAnswerComposer.ComposeArguments(tool, request.LastUserText, random);
+            var fragments = SimulatedAnswerComposer.FragmentArguments(arguments, random);
+            var callId = "call_" + RandomId(random, 24);
+            yield return new ToolCallDeltaEvent(0, callId, tool.Name, string.Empty);
+            emitted++;
+            foreach (var fragment in fragments)
+            {
+                await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
+                yield return new ToolCallDeltaEvent(0, null, null, fragment);
+                emitted++;
+            }
+
+            yield return new FinishEvent(FinishReasons.ToolCalls);
+            yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
+            yield break;
+        }
+
+        var tokens = SimulatedAnswerComposer.ComposeTokens(TopicSource(request), budget, random);
+        var stops = request.Stop;
+        var text = stops is null ? null : new System.Text.StringBuilder();
+        foreach (var token in tokens)
+        {
+            if (emitted > 0)
+            {
+                await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
+            }
+
+            if (text is not null && FindStop(text, token, stops!) is { } cut)
+            {
+                if (cut.Length > 0)
+                {
+                    yield return new TextDeltaEvent(cut);
+                    emitted++;
+                }
+
+                break;
+            }
+
+            text?.Append(token);
+            yield return new TextDeltaEvent(token);
+            emitted++;
+        }
+
+        yield return new FinishEvent(FinishReasons.Stop);
+        yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
+    }
+
+    private static async ValueTask BetweenTokensAsync(Pacing pacing, SimulationFaults faults, int emitted, CancellationToken cancellationToken)
+    {
+        if (faults.FailAfterTokens is { } failAfter && emitted >= failAfter)
+        {
+            throw new ChatException(500, new ErrorInfo(
+                $"Simulated failure after {emitted} tokens ({FailAfterTokensKey}). Remove the fault switch to get a full answer.",
+                ErrorTypes.Server, null, "simulated_failure"));
+        }
+
+        if (faults.StallMs > 0 && faults.StallAfterTokens > 0 && emitted == faults.StallAfterTokens)
+        {
+            await Task.Delay(faults.StallMs, cancellationToken);
+        }
+
+        await pacing.BetweenTokensAsync(cancellationToken);
+    }
+
+    private static string TopicSource(ChatRequest request)
+    {
+        // After a tool result, talk about what the tool returned.
+        var last = request.Messages[^1];
+        return last.Role == ChatRoles.Tool && !string.IsNullOrWhiteSpace(last.Content)
+            ? request.LastUserText + " " + last.Content
+            : request.LastUserText;
+    }
+
+    private static ToolDefinition? ChooseTool(ChatRequest request)
+    {
+        if (request.Tools is not { Count: > 0 } tools || request.Messages[^1].Role == ChatRoles.Tool)
+        {
+            return null;
+        }
+
+        var choice = request.ToolChoice;
+        if (choice is { ValueKind: JsonValueKind.String } && choice.Value.GetString() == "none")
+        {
+            return null;
+        }
+
+        if (request.ForcedToolName is { } forced)
+        {
+            return tools.FirstOrDefault(t => t.Name == forced)
+                ?? throw ChatException.BadRequest($"tool_choice names \"{forced}\", which is not in tools.", "tool_choice");
+        }
+
+        var prompt = request.LastUserText;
+        foreach (var tool in tools)
+        {
+            if (Mentions(prompt, tool))
+            {
+                return tool;
+            }
+        }
+
+        return choice is { ValueKind: JsonValueKind.String } && choice.Value.GetString() == "required" ? tools[0] : null;
+    }
+
+    /// <summary>True when the prompt names the tool, or a word of its name (get_weather → "weather").</summary>
+    private static bool Mentions(string prompt, ToolDefinition tool)
+    {
+        if (prompt.Contains(tool.Name, StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        foreach (var part in tool.Name.Split(['_', '-', '.'], StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (part.Length >= 4 && part is not ("get" or "list" or "fetch" or "tool")
+                && prompt.Contains(part, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static string? FindStop(System.Text.StringBuilder text, string token, IReadOnlyList<string> stops)
+    {
+        var combined = string.Concat(text.ToString(), token);
+        var earliest = -1;
+        foreach (var stop in stops)
+        {
+            var from = Math.Max(0, text.Length - stop.Length + 1);
+            var index = combined.IndexOf(stop, from, StringComparison.Ordinal);
+            if (index >= 0 && (earliest < 0 || index < earliest))
+            {
+                earliest = index;
+            }
+        }
+
+        return earliest < 0 ? null : combined[text.Length..Math.Max(text.Length, earliest)];
+    }
+
+    private static ChatException SimulatedFailure(int status, int? retryAfterSeconds)
+    {
+        var (type, code) = status switch
+        {
+            429 => (ErrorTypes.RateLimit, "rate_limit_exceeded"),
+            401 => (ErrorTypes.Authentication, "invalid_api_key"),
+            403 => (ErrorTypes.Permission, "permission_denied"),
+            >= 500 => (ErrorTypes.Server, "simulated_failure"),
+            _ => (ErrorTypes.InvalidRequest, "simulated_failure"),
+        };
+        TimeSpan? retryAfter = retryAfterSeconds is { } s ? TimeSpan.FromSeconds(s)
+            : status is 429 or 503 ? TimeSpan.FromSeconds(1) : null;
+        return new ChatException(
+            status,
+            new ErrorInfo($"Simulated {status} failure ({FailStatusKey}). Remove the fault switch to get an answer.", type, null, code),
+            retryAfter);
+    }
+
+    private static string RandomId(Random random, int length)
+    {
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        return string.Create(length, random, static (span, r) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = alphabet[r.Next(alphabet.Length)];
+            }
+        });
+    }
+
+    private sealed class Pacing(ModelOptions options, Random random)
+    {
+        // Jitter draws from its own sequence so that pacing never changes the seeded text.
+        private readonly Random _jitter = new(random.Next());
+
+        public Task BeforeFirstTokenAsync(CancellationToken cancellationToken) =>
+            Delay(options.TimeToFirstTokenMs, cancellationToken);
+
+        public Task BetweenTokensAsync(CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return options.TokensPerSecond > 0 ? Delay(1000.0 / options.TokensPerSecond, cancellationToken) : Task.CompletedTask;
+        }
+
+        private Task Delay(double baseMs, CancellationToken cancellationToken)
+        {
+            if (baseMs <= 0)
+            {
+                return Task.CompletedTask;
+            }
+
+            var factor = options.Jitter > 0 ? 1 + (((_jitter.NextDouble() * 2) - 1) * options.Jitter) : 1;
+            var ms = Math.Max(0, baseMs * factor);
+            return ms < 0.5 ? Task.CompletedTask : Task.Delay(TimeSpan.FromMilliseconds(ms), cancellationToken);
+        }
+    }
+}
+
+/// <summary>Fault switches, from the model's options overridden by request metadata.</summary>
+internal readonly record struct SimulationFaults(int? FailStatus, int? RetryAfterSeconds, int? FailAfterTokens, int StallMs, int StallAfterTokens)
+{
+    public static SimulationFaults From(ModelOptions options, IReadOnlyDictionary<string, string>? metadata) => new(
+        Read(metadata, SimulatedChatBackend.FailStatusKey, 100, 599) ?? options.FailStatus,
+        Read(metadata, SimulatedChatBackend.RetryAfterKey, 0, 86_400) ?? options.RetryAfterSeconds,
+        Read(metadata, SimulatedChatBackend.FailAfterTokensKey, 0, int.MaxValue) ?? options.FailAfterTokens,
+        Read(metadata, SimulatedChatBackend.StallMsKey, 0, 600_000) ?? options.StallMs ?? 0,
+        Read(metadata, SimulatedChatBackend.StallAfterTokensKey, 0, int.MaxValue) ?? options.StallAfterTokens);
+
+    private static int? Read(IReadOnlyDictionary<string, string>? metadata, string key, int min, int max)
+    {
+        if (metadata is null || !metadata.TryGetValue(key, out var text))
+        {
+            return null;
+        }
+
+        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw ChatException.BadRequest($"metadata.{key} must be an integer between {min} and {max} (got \"{text}\").", $"metadata.{key}");
+        }
+
+        return value;
+    }
+}
