@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
+# Services the tests need (later: PostgreSQL, Chromium, mosquitto) are installed and started here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d ../shared/fixtures ] && [ -z "${SLUICE_FIXTURES:-}" ]; then
+  echo "error: ../shared/fixtures not found next to the repository (set SLUICE_FIXTURES to its path)." >&2
+  exit 1
+fi
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+echo "== building (Release) =="
+dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
+
+echo "== running tests =="
+status=0
+dotnet test Sluice.slnx -c Release --no-build -nologo \
+  --logger "trx" --results-directory "$results" \
+  --logger "console;verbosity=minimal" "$@" || status=$?
+
+# One plain summary line across all test projects.
+passed=0; failed=0; skipped=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); passed=$((passed + ${p:-0}))
+  f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters"); failed=$((failed + ${f:-0}))
+  s=$(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$counters"); skipped=$((skipped + ${s:-0}))
+done
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "$passed" -eq 0 ]; then
+  echo "error: no test ran" >&2
+  exit 1
+fi
+exit $status
