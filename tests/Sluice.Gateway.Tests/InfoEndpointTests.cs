@@ -1,0 +1,59 @@
+using System.Net;
+using System.Text.Json;
+
+namespace Sluice.Gateway.Tests;
+
+public sealed class InfoEndpointTests : IAsyncLifetime
+{
+    private TestGateway _gateway = null!;
+
+    public async Task InitializeAsync() => _gateway = await TestGateway.StartAsync();
+
+    public async Task DisposeAsync() => await _gateway.DisposeAsync();
+
+    [Fact]
+    public async Task Models_are_listed_in_openai_format()
+    {
+        var list = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
+        Assert.Equal("list", list.GetProperty("object").GetString());
+        var ids = list.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
+        Assert.Equal(["sim-fast", "sim-realistic", "sim-slow", "sim-paced"], ids);
+        Assert.All(list.GetProperty("data").EnumerateArray(), m =>
+        {
+            Assert.Equal("model", m.GetProperty("object").GetString());
+            Assert.Equal("sluice-simulation", m.GetProperty("owned_by").GetString());
+            Assert.True(m.GetProperty("created").GetInt64() > 0);
+        });
+
+        var one = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models/sim-realistic")).RootElement;
+        Assert.Equal("sim-realistic", one.GetProperty("id").GetString());
+
+        using var missing = await _gateway.Client.GetAsync("v1/models/nope");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal("model_not_found", JsonDocument.Parse(await missing.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Health_reports_ok_and_usage_totals()
+    {
+        using (var chat = await _gateway.PostChatAsync("""{"model":"sim-fast","prompt":"hello there","max_tokens":9}"""))
+        {
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
+        }
+
+        var health = JsonDocument.Parse(await _gateway.Client.GetStringAsync("health")).RootElement;
+        Assert.Equal("ok", health.GetProperty("status").GetString());
+        Assert.Equal(4, health.GetProperty("models").GetInt32());
+        Assert.True(health.GetProperty("usage").GetProperty("completion_tokens").GetInt64() >= 9);
+    }
+
+    [Fact]
+    public async Task Unknown_paths_get_a_json_404()
+    {
+        using var response = await _gateway.Client.GetAsync("v1/nothing-here");
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("unknown_url", error.GetProperty("code").GetString());
+        Assert.Contains("/v1/chat/completions", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+}

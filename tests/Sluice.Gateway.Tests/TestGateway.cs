@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Hosting;
+using Sluice.Providers;
+using Sluice.Providers.Simulation;
+
+namespace Sluice.Gateway.Tests;
+
+/// <summary>A gateway on a real Kestrel socket (127.0.0.1, free port) with a recording usage sink.</summary>
+public sealed class TestGateway : IAsyncDisposable
+{
+    private TestGateway(RunningGateway gateway, RecordingUsageSink usage)
+    {
+        Gateway = gateway;
+        Usage = usage;
+        Client = new HttpClient { BaseAddress = gateway.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    public RunningGateway Gateway { get; }
+
+    public RecordingUsageSink Usage { get; }
+
+    public HttpClient Client { get; }
+
+    public Uri BaseAddress => Gateway.BaseAddress;
+
+    /// <summary>A paced simulated model for timing-sensitive tests (20 tokens/s, no jitter).</summary>
+    public static ModelOptions Paced => new()
+    {
+        Name = "sim-paced",
+        Provider = "sim",
+        TokensPerSecond = 20,
+    };
+
+    public static async Task<TestGateway> StartAsync(Action<GatewayOptions>? configure = null)
+    {
+        var options = new GatewayOptions { Port = 0, Models = [.. BuiltInModels.All, Paced] };
+        configure?.Invoke(options);
+        var usage = new RecordingUsageSink();
+        var gateway = await SluiceGateway.StartAsync(
+            options,
+            services => services.AddSingleton<IUsageSink>(usage),
+            logging => logging.SetMinimumLevel(LogLevel.Warning));
+        return new TestGateway(gateway, usage);
+    }
+
+    public static StringContent Json(string json) => new(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
+
+    public Task<HttpResponseMessage> PostChatAsync(string json, CancellationToken cancellationToken = default) =>
+        Client.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Json(json) },
+            HttpCompletionOption.ResponseHeadersRead,
+            cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Gateway.DisposeAsync();
+    }
+}
+
+/// <summary>Keeps every usage record with the moment it arrived.</summary>
+public sealed class RecordingUsageSink : IUsageSink
+{
+    private readonly ConcurrentQueue<(UsageRecord Record, long Timestamp)> _records = new();
+    private readonly SemaphoreSlim _arrived = new(0);
+
+    public IReadOnlyList<UsageRecord> Records => _records.Select(r => r.Record).ToList();
+
+    public void Record(UsageRecord record)
+    {
+        _records.Enqueue((record, Stopwatch.GetTimestamp()));
+        _arrived.Release();
+    }
+
+    /// <summary>Waits (bounded) for the record of the request with <paramref name="requestId"/>.</summary>
+    public async Task<(UsageRecord Record, long Timestamp)> WaitForAsync(string requestId, TimeSpan? timeout = null)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)((timeout ?? TimeSpan.FromSeconds(10)).TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            var match = _records.FirstOrDefault(r => r.Record.RequestId == requestId);
+            if (match.Record is not null)
+            {
+                return match;
+            }
+
+            var remaining = deadline - Stopwatch.GetTimestamp();
+            if (remaining <= 0)
+            {
+                throw new TimeoutException($"No usage record for request {requestId}.");
+            }
+
+            await _arrived.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(200, remaining * 1000.0 / Stopwatch.Frequency)));
+        }
+    }
+}
