@@ -1,0 +1,71 @@
+using Sluice.Gateway.Hosting;
+using Sluice.Providers;
+using Sluice.Testing;
+
+namespace Sluice.Gateway.Tests;
+
+public sealed class ConfigurationTests
+{
+    [Fact]
+    public void The_example_config_loads_and_every_model_builds()
+    {
+        var path = Path.Combine(Fixtures.RepositoryRoot, "sluice.example.json");
+        var options = GatewayConfiguration.Bind(GatewayConfiguration.Build(path));
+        Assert.Equal(8080, options.Port);
+        Assert.Equal(15, options.Streaming.PingIntervalSeconds);
+        Assert.Equal(5000, options.Limits.MaxPromptChars);
+        var catalog = new ModelCatalog(options.Models);
+        Assert.Equal(options.Models.Count, catalog.Models.Count);
+        Assert.Contains(catalog.Models, m => m.Name == "sim-flaky" && m.Options.FailAfterTokens == 25);
+    }
+
+    [Fact]
+    public void Command_line_overrides_beat_environment_which_beats_the_file()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """{"Port": 1111, "Host": "127.0.0.1", "Streaming": {"PingIntervalSeconds": 3}}""");
+            Environment.SetEnvironmentVariable("SLUICE_PORT", "2222");
+            Environment.SetEnvironmentVariable("SLUICE_Streaming__PingIntervalSeconds", "4");
+            var fromEnv = GatewayConfiguration.Bind(GatewayConfiguration.Build(file));
+            Assert.Equal(2222, fromEnv.Port);
+            Assert.Equal(4, fromEnv.Streaming.PingIntervalSeconds);
+
+            var fromArgs = GatewayConfiguration.Bind(GatewayConfiguration.Build(file, new Dictionary<string, string?> { ["Port"] = "3333" }));
+            Assert.Equal(3333, fromArgs.Port);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("SLUICE_PORT", null);
+            Environment.SetEnvironmentVariable("SLUICE_Streaming__PingIntervalSeconds", null);
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void Missing_or_invalid_files_and_values_give_actionable_errors()
+    {
+        var missing = Assert.Throws<GatewayConfigurationException>(() => GatewayConfiguration.Build("/nonexistent/sluice.json"));
+        Assert.Contains("sluice.example.json", missing.Message, StringComparison.Ordinal);
+
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, "{ \"Port\": ");
+            var invalid = Assert.Throws<GatewayConfigurationException>(() => GatewayConfiguration.Build(file));
+            Assert.Contains("not valid JSON", invalid.Message, StringComparison.Ordinal);
+
+            File.WriteAllText(file, """{"Port": 70000}""");
+            var range = Assert.Throws<GatewayConfigurationException>(() => GatewayConfiguration.Bind(GatewayConfiguration.Build(file)));
+            Assert.Contains("70000", range.Message, StringComparison.Ordinal);
+
+            File.WriteAllText(file, """{"Port": "eighty"}""");
+            Assert.Throws<GatewayConfigurationException>(() => GatewayConfiguration.Bind(GatewayConfiguration.Build(file)));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+}
