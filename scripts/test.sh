@@ -18,7 +18,7 @@ dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
 echo "== running tests =="
 status=0
 dotnet test Sluice.slnx -c Release --no-build -nologo \
-  --logger "trx" --results-directory "$results" \
+  --logger "trx;LogFilePrefix=sluice" --results-directory "$results" \
   --logger "console;verbosity=minimal" "$@" || status=$?
 
 # One plain summary line across all test projects.

@@ -1,16 +1,31 @@
 using System.Collections.Frozen;
+using Sluice.Providers.Routing;
 using Sluice.Providers.Simulation;
 
 namespace Sluice.Providers;
 
-/// <summary>A model the gateway can serve.</summary>
+/// <summary>A model (or model group, or alias) the gateway can serve.</summary>
 /// <param name="Name">The name clients use.</param>
-/// <param name="Options">Its configuration.</param>
-/// <param name="Backend">What produces its answers.</param>
+/// <param name="Options">Its configuration (synthesised for groups).</param>
+/// <param name="Backend">What produces its answers, with retries and fallbacks applied.</param>
 public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend Backend)
 {
+    /// <summary>The <c>Provider</c> value reported for model groups.</summary>
+    public const string GroupProvider = "group";
+
+    /// <summary>For a concrete model: its own backend without retries; null for groups and aliases.</summary>
+    public IChatBackend? Source { get; init; }
+
+    /// <summary>For groups: the member names in order; for aliases: the target; otherwise empty.</summary>
+    public IReadOnlyList<string> Members { get; init; } = [];
+
     /// <summary>The <c>owned_by</c> value in <c>/v1/models</c>.</summary>
-    public string OwnedBy => Options.Provider == SimulatedChatBackend.ProviderName ? "sluice-simulation" : Options.Provider;
+    public string OwnedBy => Options.Provider switch
+    {
+        SimulatedChatBackend.ProviderName => "sluice-simulation",
+        GroupProvider => "sluice-group",
+        _ => Options.Provider,
+    };
 }
 
 /// <summary>The models a gateway serves, looked up by name without locks.</summary>
@@ -19,12 +34,21 @@ public sealed class ModelCatalog
     private readonly FrozenDictionary<string, ModelEntry> _byName;
 
     /// <summary>Builds the catalog; with no configured models, the built-in simulated ones are offered.</summary>
+    /// <param name="configured">The <c>Models</c> entries.</param>
+    /// <param name="groups">The <c>ModelGroups</c> entries.</param>
+    /// <param name="retry">Backoff settings for retries before the first token.</param>
+    /// <param name="onRetry">Told about every retry and fallback (for logs).</param>
     /// <exception cref="ModelConfigurationException">An entry is invalid; the message names it and the fix.</exception>
-    public ModelCatalog(IReadOnlyList<ModelOptions>? configured)
+    public ModelCatalog(
+        IReadOnlyList<ModelOptions>? configured,
+        IReadOnlyList<ModelGroupOptions>? groups = null,
+        RetryOptions? retry = null,
+        Action<RetryNotice>? onRetry = null)
     {
+        retry ??= new RetryOptions();
         var options = configured is { Count: > 0 } ? configured : BuiltInModels.All;
-        var entries = new List<ModelEntry>(options.Count);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        groups ??= [];
+        var names = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < options.Count; i++)
         {
             var model = options[i];
@@ -33,23 +57,146 @@ public sealed class ModelCatalog
                 throw new ModelConfigurationException($"Models[{i}] has no Name. Give it the name clients will ask for, e.g. \"Name\": \"my-model\".");
             }
 
-            if (!seen.Add(model.Name))
+            if (!names.Add(model.Name))
             {
                 throw new ModelConfigurationException($"Models[{i}] repeats the name \"{model.Name}\". Each model needs a unique Name; rename or remove one of them.");
             }
+        }
 
-            entries.Add(new ModelEntry(model.Name, model, CreateBackend(model, i)));
+        for (var i = 0; i < groups.Count; i++)
+        {
+            var group = groups[i];
+            if (string.IsNullOrWhiteSpace(group.Name))
+            {
+                throw new ModelConfigurationException($"ModelGroups[{i}] has no Name. Give it the name clients will ask for.");
+            }
+
+            if (!names.Add(group.Name))
+            {
+                throw new ModelConfigurationException($"ModelGroups[{i}] (\"{group.Name}\") uses a name that a model or another group already has. Names must be unique across Models and ModelGroups.");
+            }
+
+            if (group.Models.Count == 0)
+            {
+                throw new ModelConfigurationException($"ModelGroups[{i}] (\"{group.Name}\") lists no models. Add model names in priority order to its Models list.");
+            }
+        }
+
+        // Concrete models first: their backends are created once and shared by every route that uses them.
+        var concrete = new Dictionary<string, (ModelOptions Options, IChatBackend Backend)>(StringComparer.Ordinal);
+        for (var i = 0; i < options.Count; i++)
+        {
+            var model = options[i];
+            if (model.Target is null)
+            {
+                concrete[model.Name] = (model, CreateBackend(model, i));
+            }
+        }
+
+        var groupsByName = groups.ToDictionary(g => g.Name, StringComparer.Ordinal);
+        var entries = new List<ModelEntry>(options.Count + groups.Count);
+        for (var i = 0; i < options.Count; i++)
+        {
+            var model = options[i];
+            if (model.Target is null)
+            {
+                entries.Add(new ModelEntry(model.Name, model, Route([Candidate(model.Name, concrete)], retry, onRetry))
+                {
+                    Source = concrete[model.Name].Backend,
+                });
+                continue;
+            }
+
+            var members = ResolveTarget(model.Name, model.Target, $"Models[{i}]", concrete, groupsByName, options, [model.Name]);
+            entries.Add(new ModelEntry(model.Name, model, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
+            {
+                Members = [model.Target],
+            });
+        }
+
+        for (var i = 0; i < groups.Count; i++)
+        {
+            var group = groups[i];
+            var members = new List<string>();
+            foreach (var member in group.Models)
+            {
+                members.AddRange(ResolveTarget(group.Name, member, $"ModelGroups[{i}]", concrete, groupsByName, options, [group.Name]));
+            }
+
+            var first = concrete[members[0]].Options;
+            var synthesized = new ModelOptions
+            {
+                Name = group.Name,
+                Provider = ModelEntry.GroupProvider,
+                Description = group.Description ?? $"Fallback group: {string.Join(" → ", group.Models)}",
+                ContextWindow = first.ContextWindow,
+                MaxOutputTokens = first.MaxOutputTokens,
+            };
+            entries.Add(new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
+            {
+                Members = group.Models,
+            });
         }
 
         Models = entries;
         _byName = entries.ToFrozenDictionary(e => e.Name, StringComparer.Ordinal);
     }
 
-    /// <summary>All models, in configuration order.</summary>
+    /// <summary>All models, aliases and groups, in configuration order (models first).</summary>
     public IReadOnlyList<ModelEntry> Models { get; }
 
-    /// <summary>Finds a model by exact name.</summary>
+    /// <summary>Finds a model, alias or group by exact name.</summary>
     public bool TryGet(string name, out ModelEntry entry) => _byName.TryGetValue(name, out entry!);
+
+    private static RouteCandidate Candidate(string name, Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete)
+    {
+        var (options, backend) = concrete[name];
+        var attempts = options.MaxAttempts ?? (options.Provider == SimulatedChatBackend.ProviderName ? 1 : 2);
+        return new RouteCandidate(name, backend, Math.Max(1, attempts));
+    }
+
+    private static IChatBackend Route(List<RouteCandidate> candidates, RetryOptions retry, Action<RetryNotice>? onRetry) =>
+        candidates is [{ Attempts: 1 } only] ? only.Backend : new FallbackChatBackend(candidates, retry, onRetry);
+
+    /// <summary>Resolves a name used by an alias or group to concrete model names, rejecting unknown names and cycles.</summary>
+    private static List<string> ResolveTarget(
+        string owner,
+        string target,
+        string where,
+        Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete,
+        Dictionary<string, ModelGroupOptions> groups,
+        IReadOnlyList<ModelOptions> models,
+        HashSet<string> visiting)
+    {
+        if (!visiting.Add(target))
+        {
+            throw new ModelConfigurationException($"{where} (\"{owner}\") leads back to \"{target}\": aliases and groups must not form a cycle.");
+        }
+
+        try
+        {
+            if (concrete.ContainsKey(target))
+            {
+                return [target];
+            }
+
+            if (models.FirstOrDefault(m => m.Name == target) is { Target: { } next })
+            {
+                return ResolveTarget(owner, next, where, concrete, groups, models, visiting);
+            }
+
+            if (groups.TryGetValue(target, out var group))
+            {
+                return group.Models.SelectMany(m => ResolveTarget(owner, m, where, concrete, groups, models, visiting)).ToList();
+            }
+
+            throw new ModelConfigurationException($"{where} (\"{owner}\") names \"{target}\", which is neither a model nor a group. Fix the name or add a Models entry for it.");
+        }
+        finally
+        {
+            visiting.Remove(target);
+        }
+    }
 
     private static IChatBackend CreateBackend(ModelOptions model, int index) =>
         model.Provider switch

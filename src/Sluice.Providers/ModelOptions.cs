@@ -15,6 +15,15 @@ public sealed class ModelOptions
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
 
+    /// <summary>Makes this entry an alias: requests for <see cref="Name"/> go to the model or group named here.</summary>
+    public string? Target { get; set; }
+
+    /// <summary>
+    /// Tries per request before the first token (retries on connection errors, timeouts, 429, 5xx). Default:
+    /// 2 for upstream providers, 1 for simulations (whose faults are meant to reach the client).
+    /// </summary>
+    public int? MaxAttempts { get; set; }
+
     /// <summary>Longest prompt plus answer, in tokens.</summary>
     public int ContextWindow { get; set; } = 32_768;
 
@@ -35,6 +44,9 @@ public sealed class ModelOptions
 
     /// <summary>Simulation fault: answer every request with this HTTP status before the first token (429, 500, 503…).</summary>
     public int? FailStatus { get; set; }
+
+    /// <summary>Simulation fault: only the first this-many requests fail with <see cref="FailStatus"/> (null = all).</summary>
+    public int? FailTimes { get; set; }
 
     /// <summary>Simulation fault: <c>Retry-After</c> seconds sent with a simulated 429/503.</summary>
     public int? RetryAfterSeconds { get; set; }

@@ -14,9 +14,11 @@ public sealed class ConfigurationTests
         Assert.Equal(8080, options.Port);
         Assert.Equal(15, options.Streaming.PingIntervalSeconds);
         Assert.Equal(5000, options.Limits.MaxPromptChars);
-        var catalog = new ModelCatalog(options.Models);
-        Assert.Equal(options.Models.Count, catalog.Models.Count);
+        var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry);
+        Assert.Equal(options.Models.Count + options.ModelGroups.Count, catalog.Models.Count);
         Assert.Contains(catalog.Models, m => m.Name == "sim-flaky" && m.Options.FailAfterTokens == 25);
+        Assert.Contains(catalog.Models, m => m.Name == "resilient" && m.Members.SequenceEqual(["sim-flaky", "sim-fast"]));
+        Assert.Equal(10, options.Retry.MaxRetryAfterSeconds);
     }
 
     [Fact]

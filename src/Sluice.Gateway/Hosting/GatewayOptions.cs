@@ -1,4 +1,5 @@
 using Sluice.Providers;
+using Sluice.Providers.Routing;
 
 namespace Sluice.Gateway.Hosting;
 
@@ -19,6 +20,12 @@ public sealed class GatewayOptions
 
     /// <summary>The models served; empty means the built-in simulated models.</summary>
     public List<ModelOptions> Models { get; set; } = [];
+
+    /// <summary>Named fallback groups: a request for a group tries its models in order.</summary>
+    public List<ModelGroupOptions> ModelGroups { get; set; } = [];
+
+    /// <summary>Backoff for retries before the first token.</summary>
+    public RetryOptions Retry { get; set; } = new();
 }
 
 /// <summary>Streaming behaviour.</summary>

@@ -11,6 +11,7 @@ using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Streaming;
 using Sluice.Providers;
+using Sluice.Providers.Routing;
 
 namespace Sluice.Gateway.Hosting;
 
@@ -28,7 +29,8 @@ public static class SluiceGateway
         Action<ILoggingBuilder>? configureLogging = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var catalog = new ModelCatalog(options.Models);
+        var retryLog = new RetryLog();
+        var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice" });
         builder.Logging.ClearProviders();
@@ -67,6 +69,7 @@ public static class SluiceGateway
         services.TryAddSingleton(TimeProvider.System);
 
         var app = builder.Build();
+        retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
         var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.Services.GetRequiredService<InfoEndpoints>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync);
@@ -109,6 +112,23 @@ public static class SluiceGateway
             throw new GatewayConfigurationException($"Host '{host}' is not an IP address. Use 127.0.0.1 (local only), 0.0.0.0 (all interfaces) or localhost.");
         }
     }
+}
+
+/// <summary>Logs retry and fallback decisions; the catalog exists before the logger does.</summary>
+internal sealed partial class RetryLog
+{
+    public ILogger? Logger { get; set; }
+
+    public void Write(RetryNotice notice)
+    {
+        if (Logger is { } logger)
+        {
+            LogRetry(logger, notice.Failed, notice.Attempt, notice.Reason, notice.Next, notice.Delay.TotalMilliseconds);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Failed} failed before the first token (attempt {Attempt}: {Reason}); trying {Next} in {DelayMs:F0} ms")]
+    private static partial void LogRetry(ILogger logger, string failed, int attempt, string reason, string next, double delayMs);
 }
 
 /// <summary>A started gateway. Dispose to stop it.</summary>

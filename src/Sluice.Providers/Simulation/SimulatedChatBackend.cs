@@ -33,9 +33,18 @@ public sealed class SimulatedChatBackend : IChatBackend
     public const string StallAfterTokensKey = "sim_stall_after_tokens";
 
     private readonly ModelOptions _options;
+    private int _failuresLeft;
+    private int _requestsStarted;
 
     /// <summary>Creates a simulated model with the given pacing, limits and faults.</summary>
-    public SimulatedChatBackend(ModelOptions options) => _options = options ?? throw new ArgumentNullException(nameof(options));
+    public SimulatedChatBackend(ModelOptions options)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _failuresLeft = options.FailTimes ?? int.MaxValue;
+    }
+
+    /// <summary>Requests this model has started (including failed ones); lets tests see retries.</summary>
+    public int RequestsStarted => Volatile.Read(ref _requestsStarted);
 
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
@@ -43,6 +52,7 @@ public sealed class SimulatedChatBackend : IChatBackend
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        Interlocked.Increment(ref _requestsStarted);
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = TokenCounter.CountPrompt(request.Messages);
         var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
@@ -70,7 +80,7 @@ public sealed class SimulatedChatBackend : IChatBackend
 
         await pacing.BeforeFirstTokenAsync(cancellationToken);
 
-        if (faults.FailStatus is { } status)
+        if (faults.FailStatus is { } status && ShouldFail(request))
         {
             throw SimulatedFailure(status, faults.RetryAfterSeconds);
         }
@@ -125,6 +135,10 @@ public sealed class SimulatedChatBackend : IChatBackend
         yield return new FinishEvent(FinishReasons.Stop);
         yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
     }
+
+    /// <summary>A per-request switch always fails; a model's FailStatus fails only its first FailTimes requests.</summary>
+    private bool ShouldFail(ChatRequest request) =>
+        request.Metadata?.ContainsKey(FailStatusKey) == true || Interlocked.Decrement(ref _failuresLeft) >= 0;
 
     private static async ValueTask BetweenTokensAsync(Pacing pacing, SimulationFaults faults, int emitted, CancellationToken cancellationToken)
     {
