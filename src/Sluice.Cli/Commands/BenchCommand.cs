@@ -1,0 +1,85 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using Sluice.Cli.Bench;
+
+namespace Sluice.Cli.Commands;
+
+/// <summary><c>sluice bench</c>: a streaming load test against any OpenAI-compatible server.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var url = new Option<string>("--url", "-u") { Description = "Base URL of the server (/v1/chat/completions is appended).", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var model = new Option<string>("--model", "-m") { Description = "Model to ask for.", DefaultValueFactory = _ => "sim-fast" };
+        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Streams open at the same time (one connection each).", DefaultValueFactory = _ => 8 };
+        var requests = new Option<int>("--requests", "-n") { Description = "Measured requests in total.", DefaultValueFactory = _ => 1_000 };
+        var duration = new Option<double>("--duration", "-d") { Description = "Stop after this many seconds, warm-up included, even if requests remain.", DefaultValueFactory = _ => 60 };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "max_tokens of each request.", DefaultValueFactory = _ => 64 };
+        var prompt = new Option<string>("--prompt") { Description = "The user message sent.", DefaultValueFactory = _ => new BenchSettings().Prompt };
+        var apiKey = new Option<string?>("--api-key") { Description = "Sent as 'Authorization: Bearer <key>' (default: env SLUICE_API_KEY, if set)." };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON instead of a table." };
+        var warmup = new Option<int>("--warmup", "-w") { Description = "Requests run before measuring (not counted).", DefaultValueFactory = _ => 0 };
+        var command = new Command(
+            "bench",
+            "Load-test streaming chat completions: C workers each loop over streaming requests until N are done or the duration runs out.\n"
+            + "Reports time to first token (TTFT), inter-chunk gaps, streams/s, tokens/s and errors by kind.\n"
+            + "Exit code 0 when every request succeeded, 12 when some failed, 10 when nothing listens at --url.\n\n"
+            + "Examples:\n"
+            + "  sluice bench --concurrency 32 --requests 5000 --max-tokens 64\n"
+            + "  sluice bench --url http://127.0.0.1:8081 --model mock -c 256 -n 20000 --json")
+        {
+            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup,
+        };
+        command.SetAction((parse, cancellationToken) =>
+        {
+            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var baseUrl))
+            {
+                return ReportUsageAsync($"--url '{parse.GetValue(url)}' is not an absolute URL; use e.g. http://127.0.0.1:8080.");
+            }
+
+            var settings = new BenchSettings
+            {
+                BaseUrl = baseUrl,
+                Model = parse.GetValue(model)!,
+                Concurrency = parse.GetValue(concurrency),
+                Requests = parse.GetValue(requests),
+                Duration = TimeSpan.FromSeconds(Math.Min(parse.GetValue(duration), 86_400 + 1)),
+                MaxTokens = parse.GetValue(maxTokens),
+                Prompt = parse.GetValue(prompt)!,
+                ApiKey = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SLUICE_API_KEY"),
+                Warmup = parse.GetValue(warmup),
+            };
+            return RunAsync(settings, parse.GetValue(json), cancellationToken);
+        });
+        return command;
+    }
+
+    internal static async Task<int> RunAsync(BenchSettings settings, bool json, CancellationToken cancellationToken)
+    {
+        if (settings.Validate() is { } problem)
+        {
+            return await ReportUsageAsync(problem);
+        }
+
+        var result = await BenchRunner.RunAsync(settings, Console.Error, progressInPlace: !Console.IsErrorRedirected, cancellationToken);
+        await Console.Out.WriteAsync(json ? result.ToJson() + Environment.NewLine : result.ToTable());
+        if (result.StoppedBy == "unreachable")
+        {
+            await Console.Error.WriteLineAsync($"sluice bench: nothing answers at {result.Url}. Start the server first (sluice serve, or sluice mock-upstream), or fix --url.");
+            return ExitCodes.ConnectionRefused;
+        }
+
+        if (result.StoppedBy == "cancelled")
+        {
+            return ExitCodes.Cancelled;
+        }
+
+        return result.Failed > 0 ? ExitCodes.ServerError : ExitCodes.Success;
+    }
+
+    private static async Task<int> ReportUsageAsync(string problem)
+    {
+        await Console.Error.WriteLineAsync($"sluice bench: {problem}");
+        return ExitCodes.Usage;
+    }
+}
