@@ -61,6 +61,11 @@ public sealed class ModelCatalog
             {
                 throw new ModelConfigurationException($"Models[{i}] repeats the name \"{model.Name}\". Each model needs a unique Name; rename or remove one of them.");
             }
+
+            if (model.DefaultAnswerTokens < 1 || model.MaxOutputTokens < 1 || model.ContextWindow < 2)
+            {
+                throw new ModelConfigurationException($"Models[{i}] (\"{model.Name}\") needs DefaultAnswerTokens and MaxOutputTokens of at least 1 and a ContextWindow of at least 2.");
+            }
         }
 
         for (var i = 0; i < groups.Count; i++)

@@ -18,6 +18,7 @@ public sealed class SseParser
     private string? _eventType;
     private string? _lastEventId;
     private int? _retry;
+    private int? _eventRetry;
     private bool _skipLeadingLineFeed;
     private bool _atStart = true;
 
@@ -46,10 +47,10 @@ public sealed class SseParser
             _atStart = false;
             if (_partialLine.WrittenCount > 0)
             {
-                var buffered = _partialLine.WrittenSpan.ToArray();
+                // The BOM may straddle the held bytes and this chunk: strip it from the two together.
+                var combined = Concat(_partialLine.WrittenSpan, chunk);
                 _partialLine.Clear();
-                FeedLines(StripBom(buffered), events);
-                FeedLines(chunk, events);
+                FeedLines(StripBom(combined), events);
                 return;
             }
 
@@ -218,6 +219,7 @@ public sealed class SseParser
                 && Utf8Parser.TryParse(value, out int retry, out _))
             {
                 _retry = retry;
+                _eventRetry = retry;
             }
         }
     }
@@ -230,7 +232,7 @@ public sealed class SseParser
                 string.IsNullOrEmpty(_eventType) ? null : _eventType,
                 _data.WrittenSpan.ToArray(),
                 _lastEventId,
-                _retry));
+                _eventRetry));
         }
 
         ResetEvent();
@@ -241,5 +243,6 @@ public sealed class SseParser
         _data.Clear();
         _hasData = false;
         _eventType = null;
+        _eventRetry = null;
     }
 }

@@ -52,6 +52,7 @@ public sealed class SimulatedChatBackend : IChatBackend
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
         Interlocked.Increment(ref _requestsStarted);
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = TokenCounter.CountPrompt(request.Messages);
@@ -66,7 +67,7 @@ public sealed class SimulatedChatBackend : IChatBackend
         if (promptTokens + budget > _options.ContextWindow)
         {
             throw ChatException.BadRequest(
-                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation or lower max_tokens.",
+                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
                 "messages", "context_length_exceeded");
         }
 
@@ -92,6 +93,7 @@ public sealed class SimulatedChatBackend : IChatBackend
             var arguments = SimulatedAnswerComposer.ComposeArguments(tool, request.LastUserText, random);
             var fragments = SimulatedAnswerComposer.FragmentArguments(arguments, random);
             var callId = "call_" + RandomId(random, 24);
+            ThrowIfFailureDue(faults, emitted);
             yield return new ToolCallDeltaEvent(0, callId, tool.Name, string.Empty);
             emitted++;
             foreach (var fragment in fragments)
@@ -107,27 +109,24 @@ public sealed class SimulatedChatBackend : IChatBackend
         }
 
         var tokens = SimulatedAnswerComposer.ComposeTokens(TopicSource(request), budget, random);
-        var stops = request.Stop;
-        var text = stops is null ? null : new System.Text.StringBuilder();
+        if (request.Stop is { Count: > 0 } stops)
+        {
+            // The whole answer is known up front, so cut it before streaming: a stop sequence that spans
+            // several tokens must not leak its first tokens before the match is complete.
+            tokens = CutAtStop(tokens, stops);
+        }
+
         foreach (var token in tokens)
         {
             if (emitted > 0)
             {
                 await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
             }
-
-            if (text is not null && FindStop(text, token, stops!) is { } cut)
+            else
             {
-                if (cut.Length > 0)
-                {
-                    yield return new TextDeltaEvent(cut);
-                    emitted++;
-                }
-
-                break;
+                ThrowIfFailureDue(faults, emitted);
             }
 
-            text?.Append(token);
             yield return new TextDeltaEvent(token);
             emitted++;
         }
@@ -142,19 +141,23 @@ public sealed class SimulatedChatBackend : IChatBackend
 
     private static async ValueTask BetweenTokensAsync(Pacing pacing, SimulationFaults faults, int emitted, CancellationToken cancellationToken)
     {
-        if (faults.FailAfterTokens is { } failAfter && emitted >= failAfter)
-        {
-            throw new ChatException(500, new ErrorInfo(
-                $"Simulated failure after {emitted} tokens ({FailAfterTokensKey}). Remove the fault switch to get a full answer.",
-                ErrorTypes.Server, null, "simulated_failure"));
-        }
-
+        ThrowIfFailureDue(faults, emitted);
         if (faults.StallMs > 0 && faults.StallAfterTokens > 0 && emitted == faults.StallAfterTokens)
         {
             await Task.Delay(faults.StallMs, cancellationToken);
         }
 
         await pacing.BetweenTokensAsync(cancellationToken);
+    }
+
+    private static void ThrowIfFailureDue(SimulationFaults faults, int emitted)
+    {
+        if (faults.FailAfterTokens is { } failAfter && emitted >= failAfter)
+        {
+            throw new ChatException(500, new ErrorInfo(
+                $"Simulated failure after {emitted} tokens ({FailAfterTokensKey}). Remove the fault switch to get a full answer.",
+                ErrorTypes.Server, null, "simulated_failure"));
+        }
     }
 
     private static string TopicSource(ChatRequest request)
@@ -217,21 +220,39 @@ public sealed class SimulatedChatBackend : IChatBackend
         return false;
     }
 
-    private static string? FindStop(System.Text.StringBuilder text, string token, IReadOnlyList<string> stops)
+    /// <summary>The tokens before the earliest stop sequence; the token it starts in is cut short.</summary>
+    private static List<string> CutAtStop(List<string> tokens, IReadOnlyList<string> stops)
     {
-        var combined = string.Concat(text.ToString(), token);
+        var text = string.Concat(tokens);
         var earliest = -1;
         foreach (var stop in stops)
         {
-            var from = Math.Max(0, text.Length - stop.Length + 1);
-            var index = combined.IndexOf(stop, from, StringComparison.Ordinal);
+            var index = text.IndexOf(stop, StringComparison.Ordinal);
             if (index >= 0 && (earliest < 0 || index < earliest))
             {
                 earliest = index;
             }
         }
 
-        return earliest < 0 ? null : combined[text.Length..Math.Max(text.Length, earliest)];
+        if (earliest < 0)
+        {
+            return tokens;
+        }
+
+        var kept = new List<string>();
+        var position = 0;
+        foreach (var token in tokens)
+        {
+            if (position >= earliest)
+            {
+                break;
+            }
+
+            kept.Add(position + token.Length <= earliest ? token : token[..(earliest - position)]);
+            position += token.Length;
+        }
+
+        return kept;
     }
 
     private static ChatException SimulatedFailure(int status, int? retryAfterSeconds)
@@ -296,7 +317,7 @@ public sealed class SimulatedChatBackend : IChatBackend
 internal readonly record struct SimulationFaults(int? FailStatus, int? RetryAfterSeconds, int? FailAfterTokens, int StallMs, int StallAfterTokens)
 {
     public static SimulationFaults From(ModelOptions options, IReadOnlyDictionary<string, string>? metadata) => new(
-        Read(metadata, SimulatedChatBackend.FailStatusKey, 100, 599) ?? options.FailStatus,
+        Read(metadata, SimulatedChatBackend.FailStatusKey, 400, 599) ?? options.FailStatus,
         Read(metadata, SimulatedChatBackend.RetryAfterKey, 0, 86_400) ?? options.RetryAfterSeconds,
         Read(metadata, SimulatedChatBackend.FailAfterTokensKey, 0, int.MaxValue) ?? options.FailAfterTokens,
         Read(metadata, SimulatedChatBackend.StallMsKey, 0, 600_000) ?? options.StallMs ?? 0,
