@@ -4,8 +4,12 @@ using Sluice.Cli.Commands;
 var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it.")
 {
     ServeCommand.Create(),
+    ChatCommand.Create(),
     BenchCommand.Create(),
     MockUpstreamCommand.Create(),
 };
 
-return await root.Parse(args).InvokeAsync();
+// Commands handle Ctrl+C themselves: chat stops only the current answer (and returns to its prompt when
+// interactive), serve shuts the host down through its console lifetime. System.CommandLine's own handler would
+// cancel every command and force the process to exit two seconds later.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
