@@ -43,6 +43,13 @@ public sealed class SimulatedChatBackend : IChatBackend
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.N > 1)
+        {
+            throw ChatException.BadRequest(
+                $"Simulated models write one answer per request (n = {request.N}). Send n = 1, or several requests.",
+                "n", "unsupported_value");
+        }
+
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = TokenCounter.CountPrompt(request.Messages);
         var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
