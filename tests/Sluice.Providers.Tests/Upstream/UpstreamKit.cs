@@ -115,12 +115,20 @@ internal static class UpstreamKit
         return accumulator;
     }
 
-    /// <summary>The data values of a recording's SSE events, parsed by Sluice's browser-side SSE parser.</summary>
-    public static List<byte[]> DataPayloads(byte[] recording)
+    /// <summary>
+    /// The data values of a recording's SSE events, parsed by Sluice's browser-side SSE parser. With
+    /// <paramref name="includeUnterminated"/>, a last event the recording did not end with a blank line counts too.
+    /// </summary>
+    public static List<byte[]> DataPayloads(byte[] recording, bool includeUnterminated = false)
     {
         var parser = new SseParser();
         var events = new List<SseEvent>();
         parser.Feed(recording, events);
+        if (includeUnterminated)
+        {
+            parser.Feed("\n\n"u8, events);
+        }
+
         parser.Complete(events);
         return [.. events.Select(e => e.Data.ToArray())];
     }
