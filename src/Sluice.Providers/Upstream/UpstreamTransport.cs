@@ -67,11 +67,11 @@ internal sealed class UpstreamTransport : IDisposable
         {
             foreach (var (name, value) in extra)
             {
-                headers.Remove(name);
-                if (!headers.TryAddWithoutValidation(name, value))
+                if (!TrySetHeader(headers, name, value))
                 {
+                    _client.Dispose();
                     throw new ModelConfigurationException(
-                        $"Model \"{options.Name}\": Headers[\"{name}\"] cannot be sent as a request header. Remove it, or put content headers elsewhere.");
+                        $"Model \"{options.Name}\": Headers[\"{name}\"] cannot be sent as a request header (content headers such as Content-Type are set by Sluice). Remove it from Headers.");
                 }
             }
         }
@@ -290,6 +290,20 @@ internal sealed class UpstreamTransport : IDisposable
             JsonValueKind.Number => value.GetRawText(),
             _ => null,
         } : null;
+
+    private static bool TrySetHeader(HttpRequestHeaders headers, string name, string value)
+    {
+        try
+        {
+            headers.Remove(name);
+            return headers.TryAddWithoutValidation(name, value);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+        {
+            // Content headers and malformed names are refused by HttpRequestHeaders itself.
+            return false;
+        }
+    }
 
     private static TimeSpan? RetryAfterOf(HttpResponseMessage response)
     {
