@@ -29,7 +29,8 @@ public enum ReplayChunking
 /// <param name="PathAndQuery">Path with query string.</param>
 /// <param name="Headers">Request headers (names lower-case; repeated headers joined with ", ").</param>
 /// <param name="Body">The body bytes.</param>
-public sealed record RecordedRequest(string Method, string PathAndQuery, IReadOnlyDictionary<string, string> Headers, byte[] Body)
+/// <param name="ConnectionId">The server's id of the connection it came on (equal ids: the client reused a connection).</param>
+public sealed record RecordedRequest(string Method, string PathAndQuery, IReadOnlyDictionary<string, string> Headers, byte[] Body, string ConnectionId)
 {
     /// <summary>The body parsed as JSON.</summary>
     public JsonElement Json
@@ -87,7 +88,7 @@ public sealed class ReplayUpstream : IAsyncDisposable
             var headers = context.Request.Headers.ToDictionary(
                 h => h.Key.ToLowerInvariant(), h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
             upstream!._requests.Enqueue(new RecordedRequest(
-                context.Request.Method, context.Request.Path + context.Request.QueryString, headers, body.ToArray()));
+                context.Request.Method, context.Request.Path + context.Request.QueryString, headers, body.ToArray(), context.Connection.Id));
             await handler(context);
         });
         await app.StartAsync(cancellationToken);

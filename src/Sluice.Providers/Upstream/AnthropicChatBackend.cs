@@ -57,9 +57,8 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
         UpstreamStreaming.RequireSingleChoice(request, _transport);
         var body = BuildBody(request);
         using var call = new UpstreamCall(_transport, cancellationToken);
-        using var response = await _transport.SendAsync(_endpoint, body, call).ConfigureAwait(false);
-        await using var stream = await UpstreamStreaming.OpenBodyAsync(response, call, _transport).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(stream, UpstreamFraming.ServerSentEvents);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
         var state = new StreamState();
         var pending = new List<ChatStreamEvent>(2);
         var started = false;
@@ -102,6 +101,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
 
             if (state.Stopped)
             {
+                upstream.MarkComplete();
                 yield break;
             }
         }

@@ -56,9 +56,8 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
         UpstreamStreaming.RequireSingleChoice(request, _transport);
         var body = BuildBody(request);
         using var call = new UpstreamCall(_transport, cancellationToken);
-        using var response = await _transport.SendAsync(_endpoint, body, call).ConfigureAwait(false);
-        await using var stream = await UpstreamStreaming.OpenBodyAsync(response, call, _transport).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(stream, UpstreamFraming.ServerSentEvents);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
         var state = new GeminiStreamState();
         var pending = new List<ChatStreamEvent>(2);
         var started = false;

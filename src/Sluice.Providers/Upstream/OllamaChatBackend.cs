@@ -53,9 +53,8 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
         UpstreamStreaming.RequireSingleChoice(request, _transport);
         var body = BuildBody(request);
         using var call = new UpstreamCall(_transport, cancellationToken);
-        using var response = await _transport.SendAsync(_endpoint, body, call).ConfigureAwait(false);
-        await using var stream = await UpstreamStreaming.OpenBodyAsync(response, call, _transport).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(stream, UpstreamFraming.NdJson);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.NdJson);
         var pending = new List<ChatStreamEvent>(2);
         var toolCount = 0;
         var started = false;
@@ -107,6 +106,7 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
 
             if (line.Done)
             {
+                upstream.MarkComplete();
                 yield break;
             }
         }

@@ -61,9 +61,8 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
         ArgumentNullException.ThrowIfNull(request);
         var body = BuildBody(request);
         using var call = new UpstreamCall(_transport, cancellationToken);
-        using var response = await _transport.SendAsync(_endpoint, body, call).ConfigureAwait(false);
-        await using var stream = await UpstreamStreaming.OpenBodyAsync(response, call, _transport).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(stream, UpstreamFraming.ServerSentEvents);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
         var scratch = new List<ChatStreamEvent>(4);
         var captureIdentity = true;
         var started = false;
@@ -75,6 +74,7 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
             if (data.SequenceEqual("[DONE]"u8))
             {
                 done = true;
+                upstream.MarkComplete();
                 break;
             }
 

@@ -8,15 +8,17 @@ namespace Sluice.Providers.Upstream;
 /// <summary>Reading helpers shared by the provider adapters.</summary>
 internal static class UpstreamStreaming
 {
-    /// <summary>Opens the response body for reading.</summary>
-    public static async Task<Stream> OpenBodyAsync(HttpResponseMessage response, UpstreamCall call, UpstreamTransport transport)
+    /// <summary>Sends the request and opens the response body for streaming (see <see cref="UpstreamTransport.SendAsync"/>).</summary>
+    public static async Task<UpstreamResponse> OpenAsync(UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call)
     {
+        var response = await transport.SendAsync(uri, body, call).ConfigureAwait(false);
         try
         {
-            return await response.Content.ReadAsStreamAsync(call.Token).ConfigureAwait(false);
+            return new UpstreamResponse(response, await response.Content.ReadAsStreamAsync(call.Token).ConfigureAwait(false));
         }
         catch (Exception ex) when (IsTransportFailure(ex, call))
         {
+            response.Dispose();
             throw Translate(ex, call, transport);
         }
     }

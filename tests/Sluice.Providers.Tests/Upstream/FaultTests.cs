@@ -378,4 +378,71 @@ public sealed class FaultTests
             Stopwatch.GetElapsedTime(disposedAt, observed) < TimeSpan.FromMilliseconds(100),
             $"The upstream saw the abort after {Stopwatch.GetElapsedTime(disposedAt, observed).TotalMilliseconds} ms.");
     }
+
+    [Theory]
+    [InlineData("openai", "openai/text-a.sse")]
+    [InlineData("anthropic", "anthropic/basic_response.sse")]
+    [InlineData("gemini", "gemini/googleai/streaming-success-basic-reply-short.sse")]
+    public async Task Completed_streams_reuse_the_connection_abandoned_ones_do_not(string provider, string fixture)
+    {
+        var recording = Fixtures.Read(fixture);
+        var pieces = ReplayUpstream.SplitEvents(recording);
+        var requests = 0;
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            if (Interlocked.Increment(ref requests) != 3)
+            {
+                await ReplayUpstream.PlayAsync(context, recording);
+                return;
+            }
+
+            // The third request is abandoned mid-answer: send a little, then wait.
+            context.Response.ContentType = "text/event-stream";
+            foreach (var piece in pieces.Take(pieces.Count / 2))
+            {
+                await context.Response.Body.WriteAsync(piece, context.RequestAborted);
+            }
+
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(Timeout.Infinite, context.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        });
+        await using var rig = await UpstreamRig.StartAsync(provider, upstream);
+        await rig.CollectAsync();
+        await rig.CollectAsync();
+
+        var enumerator = rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), CancellationToken.None).GetAsyncEnumerator();
+        Assert.True(await enumerator.MoveNextAsync());
+        await enumerator.DisposeAsync();
+        await rig.CollectAsync();
+
+        var connections = rig.Upstream.Requests.Select(r => r.ConnectionId).ToList();
+        Assert.Equal(connections[0], connections[1]);
+        Assert.Equal(connections[1], connections[2]);
+        Assert.NotEqual(connections[2], connections[3]);
+    }
+
+    [Theory]
+    [InlineData("openai", "openai/text-a.sse", "text/event-stream")]
+    [InlineData("anthropic", "anthropic/tool_use_response.sse", "text/event-stream")]
+    [InlineData("ollama", null, "application/x-ndjson")]
+    public async Task Body_ending_late_after_the_end_marker_is_read_to_its_end_not_cut(string provider, string? fixture, string contentType)
+    {
+        var recording = fixture is null
+            ? UpstreamKit.Utf8("{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"done\":true,\"done_reason\":\"stop\"}\n")
+            : Fixtures.Read(fixture);
+        var finished = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            await ReplayUpstream.PlayAsync(context, recording, contentType);
+
+            // The end marker is out, but the body only ends a moment later (a slow proxy, a busy server).
+            await Task.Delay(200, context.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            finished.TrySetResult(context.RequestAborted.IsCancellationRequested);
+        });
+        await using var rig = await UpstreamRig.StartAsync(provider, upstream);
+        await rig.CollectAsync();
+
+        var aborted = await finished.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.False(aborted, "The connection was cut after a complete answer instead of being kept for reuse.");
+    }
 }
