@@ -106,12 +106,19 @@ public sealed class ModelCatalog : IDisposable
         string? apiKey = null;
         if (!string.IsNullOrWhiteSpace(model.ApiKeyEnv))
         {
-            apiKey = Environment.GetEnvironmentVariable(model.ApiKeyEnv);
+            // Keys pasted from files often carry a trailing newline, which HTTP headers cannot hold.
+            apiKey = Environment.GetEnvironmentVariable(model.ApiKeyEnv)?.Trim();
             if (string.IsNullOrEmpty(apiKey))
             {
                 throw new ModelConfigurationException(
                     $"{where} reads its API key from the environment variable {model.ApiKeyEnv}, which is not set. "
                     + $"Export {model.ApiKeyEnv}=<your key> before starting Sluice, or remove ApiKeyEnv if the server needs no key.");
+            }
+
+            if (apiKey.Any(char.IsControl))
+            {
+                throw new ModelConfigurationException(
+                    $"{where}: the environment variable {model.ApiKeyEnv} contains control characters (line breaks?), which an HTTP header cannot carry. Set it to the key alone.");
             }
         }
 

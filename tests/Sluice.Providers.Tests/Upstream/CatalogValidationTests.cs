@@ -78,4 +78,20 @@ public sealed class CatalogValidationTests
 
         Assert.Contains("Content-Type", ex.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Key_with_a_line_break_inside_is_refused_and_surrounding_whitespace_is_trimmed()
+    {
+        var broken = "SLUICE_TEST_KEY_" + Guid.NewGuid().ToString("N");
+        Environment.SetEnvironmentVariable(broken, "sk-abc\ndef");
+        var ex = Assert.Throws<ModelConfigurationException>(() => new ModelCatalog(
+            [new ModelOptions { Name = "m", Provider = "openai", BaseUrl = "https://api.openai.com/v1", ApiKeyEnv = broken }]));
+        Assert.Contains(broken, ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("sk-abc", ex.Message, StringComparison.Ordinal);
+
+        var padded = "SLUICE_TEST_KEY_" + Guid.NewGuid().ToString("N");
+        Environment.SetEnvironmentVariable(padded, "  sk-abc\n");
+        using var catalog = new ModelCatalog([new ModelOptions { Name = "m", Provider = "openai", BaseUrl = "https://api.openai.com/v1", ApiKeyEnv = padded }]);
+        Assert.IsType<OpenAIChatBackend>(catalog.Models[0].Backend);
+    }
 }
