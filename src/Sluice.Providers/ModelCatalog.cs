@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using Sluice.Providers.Routing;
 using Sluice.Providers.Simulation;
+using Sluice.Providers.Upstream;
 
 namespace Sluice.Providers;
 
@@ -28,8 +29,11 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
     };
 }
 
-/// <summary>The models a gateway serves, looked up by name without locks.</summary>
-public sealed class ModelCatalog
+/// <summary>
+/// The models a gateway serves, looked up by name without locks. Upstream models get their connection pool here,
+/// once; dispose the catalog to release them.
+/// </summary>
+public sealed class ModelCatalog : IDisposable
 {
     private readonly FrozenDictionary<string, ModelEntry> _byName;
 
@@ -203,13 +207,89 @@ public sealed class ModelCatalog
         }
     }
 
-    private static IChatBackend CreateBackend(ModelOptions model, int index) =>
-        model.Provider switch
+    /// <summary>The <c>Provider</c> values the catalog knows.</summary>
+    public static IReadOnlyList<string> Providers { get; } =
+    [
+        SimulatedChatBackend.ProviderName,
+        OpenAIChatBackend.ProviderName,
+        AnthropicChatBackend.ProviderName,
+        GeminiChatBackend.ProviderName,
+        OllamaChatBackend.ProviderName,
+    ];
+
+    /// <summary>Releases the upstream connection pools.</summary>
+    public void Dispose()
+    {
+        foreach (var entry in Models)
         {
-            SimulatedChatBackend.ProviderName => new SimulatedChatBackend(model),
-            _ => throw new ModelConfigurationException(
-                $"Models[{index}] (\"{model.Name}\") has unknown Provider \"{model.Provider}\". Use \"sim\" for a simulated model."),
+            (entry.Source as IDisposable)?.Dispose();
+        }
+    }
+
+    private static IChatBackend CreateBackend(ModelOptions model, int index)
+    {
+        var where = $"Models[{index}] (\"{model.Name}\")";
+        if (model.Provider == SimulatedChatBackend.ProviderName)
+        {
+            return new SimulatedChatBackend(model);
+        }
+
+        if (!Providers.Contains(model.Provider, StringComparer.Ordinal))
+        {
+            throw new ModelConfigurationException(
+                $"{where} has unknown Provider \"{model.Provider}\". Use one of: {string.Join(", ", Providers)} (\"openai\" covers every OpenAI-compatible server: vLLM, llama.cpp, Grok, …).");
+        }
+
+        if (string.IsNullOrWhiteSpace(model.BaseUrl)
+            || !Uri.TryCreate(model.BaseUrl, UriKind.Absolute, out var baseUri)
+            || (baseUri.Scheme != Uri.UriSchemeHttp && baseUri.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new ModelConfigurationException(
+                $"{where} needs a BaseUrl: the http(s) address of the provider's API, e.g. \"{ExampleBaseUrl(model.Provider)}\"."
+                + (string.IsNullOrWhiteSpace(model.BaseUrl) ? string.Empty : $" \"{model.BaseUrl}\" is not an absolute http(s) URL."));
+        }
+
+        if (model.ConnectTimeoutMs < 0 || model.FirstTokenTimeoutMs < 0 || model.IdleTimeoutMs < 0 || model.TotalTimeoutMs < 0)
+        {
+            throw new ModelConfigurationException(
+                $"{where} has a negative timeout. ConnectTimeoutMs, FirstTokenTimeoutMs, IdleTimeoutMs and TotalTimeoutMs are milliseconds; use 0 to disable one.");
+        }
+
+        string? apiKey = null;
+        if (!string.IsNullOrWhiteSpace(model.ApiKeyEnv))
+        {
+            // Keys pasted from files often carry a trailing newline, which HTTP headers cannot hold.
+            apiKey = Environment.GetEnvironmentVariable(model.ApiKeyEnv)?.Trim();
+            if (string.IsNullOrEmpty(apiKey))
+            {
+                throw new ModelConfigurationException(
+                    $"{where} reads its API key from the environment variable {model.ApiKeyEnv}, which is not set. "
+                    + $"Export {model.ApiKeyEnv}=<your key> before starting Sluice, or remove ApiKeyEnv if the server needs no key.");
+            }
+
+            if (apiKey.Any(char.IsControl))
+            {
+                throw new ModelConfigurationException(
+                    $"{where}: the environment variable {model.ApiKeyEnv} contains control characters (line breaks?), which an HTTP header cannot carry. Set it to the key alone.");
+            }
+        }
+
+        return model.Provider switch
+        {
+            OpenAIChatBackend.ProviderName => new OpenAIChatBackend(model, apiKey),
+            AnthropicChatBackend.ProviderName => new AnthropicChatBackend(model, apiKey),
+            GeminiChatBackend.ProviderName => new GeminiChatBackend(model, apiKey),
+            _ => new OllamaChatBackend(model, apiKey),
         };
+    }
+
+    private static string ExampleBaseUrl(string provider) => provider switch
+    {
+        AnthropicChatBackend.ProviderName => "https://api.anthropic.com/v1",
+        GeminiChatBackend.ProviderName => "https://generativelanguage.googleapis.com/v1beta",
+        OllamaChatBackend.ProviderName => "http://127.0.0.1:11434",
+        _ => "https://api.openai.com/v1",
+    };
 }
 
 /// <summary>The model configuration is invalid; the message names the entry and the fix.</summary>

@@ -9,8 +9,41 @@ public sealed class ModelOptions
     /// <summary>The name clients ask for.</summary>
     public string Name { get; set; } = string.Empty;
 
-    /// <summary>The backend kind: <c>sim</c> (more to come: <c>openai</c>, <c>anthropic</c>, <c>gemini</c>, <c>ollama</c>).</summary>
+    /// <summary>The backend kind: <c>sim</c>, <c>openai</c> (any OpenAI-compatible server), <c>anthropic</c>, <c>gemini</c> or <c>ollama</c>.</summary>
     public string Provider { get; set; } = "sim";
+
+    /// <summary>
+    /// Upstream: the API root, e.g. <c>https://api.openai.com/v1</c>, <c>https://api.anthropic.com/v1</c>,
+    /// <c>https://generativelanguage.googleapis.com/v1beta</c>, <c>http://127.0.0.1:11434</c>. Required for every provider but <c>sim</c>.
+    /// </summary>
+    public string? BaseUrl { get; set; }
+
+    /// <summary>
+    /// Upstream: the name of the environment variable that holds the API key (e.g. <c>OPENAI_API_KEY</c>).
+    /// The key itself never goes in the configuration file, and is never logged. Leave unset for keyless servers.
+    /// </summary>
+    public string? ApiKeyEnv { get; set; }
+
+    /// <summary>Upstream: the model name the upstream knows (defaults to <see cref="Name"/>).</summary>
+    public string? UpstreamModel { get; set; }
+
+    /// <summary>Upstream: extra HTTP headers sent with every request (e.g. an organization or project header).</summary>
+    public Dictionary<string, string>? Headers { get; set; }
+
+    /// <summary>Upstream: time allowed to open the TCP/TLS connection, in milliseconds (default 10 000).</summary>
+    public int ConnectTimeoutMs { get; set; } = 10_000;
+
+    /// <summary>
+    /// Upstream: time allowed from sending the request to the first answer event, in milliseconds (default 300 000;
+    /// reasoning models can think for minutes before they write anything). 0 disables it.
+    /// </summary>
+    public int FirstTokenTimeoutMs { get; set; } = 300_000;
+
+    /// <summary>Upstream: longest silence allowed between two upstream events once the answer has started, in milliseconds (default 120 000). 0 disables it.</summary>
+    public int IdleTimeoutMs { get; set; } = 120_000;
+
+    /// <summary>Upstream: longest a whole request may take, in milliseconds (default 1 800 000). 0 disables it.</summary>
+    public int TotalTimeoutMs { get; set; } = 1_800_000;
 
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
@@ -27,7 +60,7 @@ public sealed class ModelOptions
     /// <summary>Longest prompt plus answer, in tokens.</summary>
     public int ContextWindow { get; set; } = 32_768;
 
-    /// <summary>Largest <c>max_tokens</c> accepted.</summary>
+    /// <summary>Largest <c>max_tokens</c> accepted; for <c>anthropic</c> also the <c>max_tokens</c> sent when the request sets none.</summary>
     public int MaxOutputTokens { get; set; } = 8_192;
 
     /// <summary>Simulation: answer length when the request sets no <c>max_tokens</c>.</summary>

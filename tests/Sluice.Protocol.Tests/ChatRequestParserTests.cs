@@ -60,8 +60,8 @@ public sealed class ChatRequestParserTests
         // Scalars.
         { $"{{\"model\":5,\"messages\":[{User}]}}", "model", "invalid_type" },
         { $"{{\"messages\":[{User}],\"user\":5}}", "user", "invalid_type" },
-        { $"{{\"messages\":[{User}],\"n\":2}}", "n", "unsupported_value" },
-        { $"{{\"messages\":[{User}],\"n\":0}}", "n", "unsupported_value" },
+        { $"{{\"messages\":[{User}],\"n\":129}}", "n", "invalid_value" },
+        { $"{{\"messages\":[{User}],\"n\":0}}", "n", "invalid_value" },
         { $"{{\"messages\":[{User}],\"n\":\"1\"}}", "n", "invalid_type" },
         { $"{{\"messages\":[{User}],\"n\":1.5}}", "n", "invalid_type" },
         { $"{{\"messages\":[{User}],\"stream\":\"true\"}}", "stream", "invalid_type" },

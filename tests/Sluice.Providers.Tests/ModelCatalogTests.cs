@@ -102,7 +102,7 @@ public sealed class ModelCatalogTests
         Assert.Contains("Models[1]", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"gpt\"", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"openia\"", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("\"sim\"", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("sim, openai", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

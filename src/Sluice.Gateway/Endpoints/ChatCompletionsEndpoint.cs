@@ -94,6 +94,8 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
     {
         Model = model,
         Messages = request.Messages,
+        N = request.N,
+        RawBody = request.RawBody,
         Stream = request.Stream,
         IncludeUsage = request.IncludeUsage,
         MaxTokens = request.MaxTokens,

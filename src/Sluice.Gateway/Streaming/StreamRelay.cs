@@ -289,9 +289,21 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         {
             switch (streamEvent)
             {
+                case OpenAIChunkEvent chunk:
+                    // A passed-through upstream chunk: count what it decoded to, without parsing it again.
+                    foreach (var inner in chunk.Events)
+                    {
+                        Observe(inner);
+                    }
+
+                    break;
                 case TextDeltaEvent text:
                     MarkFirstToken();
                     _estimatedCompletion += TokenCounter.Count(text.Text);
+                    break;
+                case RefusalDeltaEvent refusal:
+                    MarkFirstToken();
+                    _estimatedCompletion += TokenCounter.Count(refusal.Text);
                     break;
                 case ToolCallDeltaEvent tool:
                     MarkFirstToken();

@@ -11,6 +11,16 @@ public sealed class ChatRequest
     /// <summary>The conversation, oldest first.</summary>
     public required IReadOnlyList<ChatMessage> Messages { get; init; }
 
+    /// <summary>How many answers to generate (<c>n</c>); backends that cannot produce several reject values above 1.</summary>
+    public int N { get; init; } = 1;
+
+    /// <summary>
+    /// The request body exactly as the client sent it (empty when the request was built in code). Backends that
+    /// speak OpenAI forward it so that fields Sluice does not model (e.g. <c>logprobs</c>, <c>response_format</c>)
+    /// reach the upstream unchanged.
+    /// </summary>
+    public ReadOnlyMemory<byte> RawBody { get; init; }
+
     /// <summary>Whether the client wants Server-Sent Events.</summary>
     public bool Stream { get; init; }
 

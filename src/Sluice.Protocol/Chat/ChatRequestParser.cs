@@ -19,9 +19,15 @@ public sealed class ChatRequestLimits
 /// </summary>
 public static class ChatRequestParser
 {
+    /// <summary>Largest accepted <c>n</c> (OpenAI's own limit).</summary>
+    public const int MaxChoices = 128;
+
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
 
-    /// <summary>Parses and validates <paramref name="utf8Json"/>.</summary>
+    /// <summary>
+    /// Parses and validates <paramref name="utf8Json"/>. The request keeps a reference to the bytes as
+    /// <see cref="ChatRequest.RawBody"/>, so the caller must not reuse the buffer afterwards.
+    /// </summary>
     /// <exception cref="ChatException">The body is not a valid request; the error names the parameter.</exception>
     public static ChatRequest Parse(ReadOnlyMemory<byte> utf8Json, ChatRequestLimits? limits = null)
     {
@@ -53,15 +59,16 @@ public static class ChatRequestParser
                 throw ChatException.BadRequest("The request body must be a JSON object.", null, "invalid_type");
             }
 
-            return ParseRoot(root, limits);
+            return ParseRoot(root, limits, utf8Json);
         }
     }
 
-    private static ChatRequest ParseRoot(JsonElement root, ChatRequestLimits limits)
+    private static ChatRequest ParseRoot(JsonElement root, ChatRequestLimits limits, ReadOnlyMemory<byte> rawBody)
     {
         var model = OptionalString(root, "model") ?? string.Empty;
         var messages = ParseMessagesOrPrompt(root, limits);
 
+        var choices = 1;
         if (root.TryGetProperty("n", out var n) && n.ValueKind != JsonValueKind.Null)
         {
             if (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out var count))
@@ -69,10 +76,12 @@ public static class ChatRequestParser
                 throw TypeError("n", "an integer");
             }
 
-            if (count != 1)
+            if (count is < 1 or > MaxChoices)
             {
-                throw ChatException.BadRequest($"Only n = 1 is supported (got {count}). Send several requests for several answers.", "n", "unsupported_value");
+                throw ChatException.BadRequest($"n must be between 1 and {MaxChoices} (got {count}).", "n");
             }
+
+            choices = count;
         }
 
         var stream = OptionalBool(root, "stream") ?? false;
@@ -143,6 +152,8 @@ public static class ChatRequestParser
         {
             Model = model,
             Messages = messages,
+            N = choices,
+            RawBody = rawBody,
             Stream = stream,
             IncludeUsage = includeUsage,
             MaxTokens = max,

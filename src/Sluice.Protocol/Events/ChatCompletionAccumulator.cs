@@ -27,8 +27,18 @@ public sealed class ChatCompletionAccumulator
         ArgumentNullException.ThrowIfNull(streamEvent);
         switch (streamEvent)
         {
+            case OpenAIChunkEvent chunk:
+                foreach (var inner in chunk.Events)
+                {
+                    Add(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
                 GetChoice(text.ChoiceIndex).Text.Append(text.Text);
+                break;
+            case RefusalDeltaEvent refusal:
+                GetChoice(refusal.ChoiceIndex).Refusal.Append(refusal.Text);
                 break;
             case ToolCallDeltaEvent tool:
                 GetChoice(tool.ChoiceIndex).AddTool(tool);
@@ -62,6 +72,8 @@ public sealed class ChatCompletionAccumulator
 
         public StringBuilder Text { get; } = new();
 
+        public StringBuilder Refusal { get; } = new();
+
         public string? FinishReason { get; set; }
 
         public void AddTool(ToolCallDeltaEvent tool)
@@ -77,11 +89,14 @@ public sealed class ChatCompletionAccumulator
 
         public AssembledChoice ToChoice(int index) => new(
             index,
-            Text.Length == 0 && _tools.Count > 0 ? null : Text.ToString(),
+            Text.Length == 0 && (_tools.Count > 0 || Refusal.Length > 0) ? null : Text.ToString(),
             _tools.Count == 0
                 ? []
                 : _tools.Values.Select(t => new ToolCall(t.Id ?? string.Empty, t.Name ?? string.Empty, t.Arguments.ToString())).ToList(),
-            FinishReason);
+            FinishReason)
+        {
+            Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
+        };
     }
 }
 
@@ -90,4 +105,8 @@ public sealed class ChatCompletionAccumulator
 /// <param name="Content">The text, or null when the answer only calls tools.</param>
 /// <param name="ToolCalls">Tool calls, in index order.</param>
 /// <param name="FinishReason">Why it ended, if it did.</param>
-public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<ToolCall> ToolCalls, string? FinishReason);
+public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<ToolCall> ToolCalls, string? FinishReason)
+{
+    /// <summary>The refusal text, when the model declined instead of answering.</summary>
+    public string? Refusal { get; init; }
+}

@@ -19,6 +19,13 @@ public sealed class TextDeltaEvent(string text, int choiceIndex = 0) : ChatStrea
     public string Text { get; } = text;
 }
 
+/// <summary>A piece of a refusal: the model declined, and says so in this text instead of the answer.</summary>
+public sealed class RefusalDeltaEvent(string text, int choiceIndex = 0) : ChatStreamEvent(choiceIndex)
+{
+    /// <summary>The refusal text fragment.</summary>
+    public string Text { get; } = text;
+}
+
 /// <summary>
 /// A fragment of a tool call. The first fragment of a call carries <see cref="Id"/> and <see cref="Name"/>;
 /// later fragments carry only <see cref="ToolIndex"/> and a piece of the JSON arguments.

@@ -12,11 +12,12 @@ namespace Sluice.Protocol.OpenAI;
 /// </summary>
 public sealed class OpenAIChunkWriter
 {
-    private readonly JsonEncodedText _id;
-    private readonly long _created;
-    private readonly JsonEncodedText _model;
-    private readonly string? _systemFingerprint;
     private readonly Utf8JsonWriter _json;
+    private JsonEncodedText _id;
+    private long _created;
+    private JsonEncodedText _model;
+    private string? _systemFingerprint;
+    private bool _identityAdopted;
     private ulong _roleSentMask;
 
     /// <summary>Creates a writer for one stream.</summary>
@@ -34,13 +35,29 @@ public sealed class OpenAIChunkWriter
     /// Returns false (writing nothing) for events that have no chunk of their own (usage, errors: see
     /// <see cref="WriteUsage"/> and <see cref="WriteError"/>).
     /// </summary>
+    /// <remarks>
+    /// An <see cref="OpenAIChunkEvent"/> is written as its upstream JSON, byte for byte; the first one that carries
+    /// an identity makes this writer adopt it, so the usage chunk the gateway adds later has the same
+    /// <c>id</c>, <c>created</c> and <c>model</c> as the chunks the client already received.
+    /// </remarks>
     public bool WriteEvent(IBufferWriter<byte> output, long sseId, ChatStreamEvent streamEvent)
     {
         ArgumentNullException.ThrowIfNull(streamEvent);
         switch (streamEvent)
         {
+            case OpenAIChunkEvent chunk:
+                if (!_identityAdopted && chunk.Identity is { } identity)
+                {
+                    Adopt(identity);
+                }
+
+                SseWriter.WriteEvent(output, sseId, chunk.Json.Span);
+                return true;
             case TextDeltaEvent text:
                 WriteFrame(output, sseId, text.ChoiceIndex, static (json, e) => json.WriteString(OpenAIJson.Content, ((TextDeltaEvent)e).Text), null, text);
+                return true;
+            case RefusalDeltaEvent refusal:
+                WriteFrame(output, sseId, refusal.ChoiceIndex, static (json, e) => json.WriteString(OpenAIJson.Refusal, ((RefusalDeltaEvent)e).Text), null, refusal);
                 return true;
             case ToolCallDeltaEvent tool:
                 WriteFrame(output, sseId, tool.ChoiceIndex, static (json, e) => WriteToolCallDelta(json, (ToolCallDeltaEvent)e), null, tool);
@@ -51,6 +68,17 @@ public sealed class OpenAIChunkWriter
             default:
                 return false;
         }
+    }
+
+    /// <summary>Makes the chunks this writer writes from now on carry <paramref name="identity"/> (an upstream's).</summary>
+    public void Adopt(OpenAIChunkIdentity identity)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        _id = JsonEncodedText.Encode(identity.Id);
+        _created = identity.Created;
+        _model = JsonEncodedText.Encode(identity.Model);
+        _systemFingerprint = identity.SystemFingerprint;
+        _identityAdopted = true;
     }
 
     /// <summary>Writes the final usage chunk: <c>choices: []</c> and <c>usage</c>.</summary>

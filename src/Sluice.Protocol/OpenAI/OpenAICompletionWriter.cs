@@ -32,7 +32,7 @@ public static class OpenAICompletionWriter
             json.WriteStartObject(OpenAIJson.Message);
             json.WriteString(OpenAIJson.Role, OpenAIJson.Assistant);
             OpenAIErrorWriter.WriteNullableString(json, OpenAIJson.Content, choice.Content);
-            json.WriteNull(OpenAIJson.Refusal);
+            OpenAIErrorWriter.WriteNullableString(json, OpenAIJson.Refusal, choice.Refusal);
             if (choice.ToolCalls.Count > 0)
             {
                 json.WriteStartArray(OpenAIJson.ToolCalls);

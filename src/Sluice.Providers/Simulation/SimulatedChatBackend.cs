@@ -54,6 +54,13 @@ public sealed class SimulatedChatBackend : IChatBackend
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         Interlocked.Increment(ref _requestsStarted);
+        if (request.N > 1)
+        {
+            throw ChatException.BadRequest(
+                $"Simulated models write one answer per request (n = {request.N}). Send n = 1, or several requests.",
+                "n", "unsupported_value");
+        }
+
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = TokenCounter.CountPrompt(request.Messages);
         var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);

@@ -1,0 +1,427 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+
+namespace Sluice.Providers.Upstream;
+
+/// <summary>
+/// Anthropic's Messages API: <c>POST {BaseUrl}/messages</c> with <c>x-api-key</c> and
+/// <c>anthropic-version: 2023-06-01</c>, always streamed.
+/// </summary>
+/// <remarks>
+/// Requests: system and developer messages become <c>system</c>; assistant tool calls become <c>tool_use</c> blocks
+/// and tool messages <c>tool_result</c> blocks (consecutive ones merged into one user turn, as the API requires);
+/// <c>max_tokens</c> defaults to the model's <see cref="ModelOptions.MaxOutputTokens"/>. Streams: text deltas,
+/// <c>tool_use</c> blocks as OpenAI tool-call deltas, <c>stop_reason</c> as finish reason, usage from
+/// <c>message_start</c>/<c>message_delta</c>; <c>ping</c>, thinking and other block types are skipped; an <c>error</c>
+/// event is an error; the stream must reach <c>message_stop</c>.
+/// </remarks>
+public sealed class AnthropicChatBackend : IChatBackend, IDisposable
+{
+    /// <summary>The <c>Provider</c> value.</summary>
+    public const string ProviderName = "anthropic";
+
+    /// <summary>The API version sent as <c>anthropic-version</c>.</summary>
+    public const string ApiVersion = "2023-06-01";
+
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+    private readonly UpstreamTransport _transport;
+    private readonly Uri _endpoint;
+
+    /// <summary>Creates the adapter and its connection pool.</summary>
+    /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.anthropic.com/v1</c>).</param>
+    /// <param name="apiKey">The API key, or null when a proxy adds it.</param>
+    public AnthropicChatBackend(ModelOptions options, string? apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var headers = new List<KeyValuePair<string, string>> { new("anthropic-version", ApiVersion) };
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            headers.Add(new("x-api-key", apiKey));
+        }
+
+        _transport = new UpstreamTransport(options, "Anthropic", apiKey, headers, "text/event-stream");
+        _endpoint = new Uri(_transport.BaseUrl + "/messages");
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+        ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        UpstreamStreaming.RequireSingleChoice(request, _transport);
+        var body = BuildBody(request);
+        using var call = new UpstreamCall(_transport, cancellationToken);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
+        var state = new StreamState();
+        var pending = new List<ChatStreamEvent>(2);
+        var started = false;
+        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        {
+            pending.Clear();
+            AnthropicEvent parsed;
+            try
+            {
+                parsed = AnthropicEvent.Parse(reader.Data);
+            }
+            catch (JsonException ex)
+            {
+                throw _transport.Malformed($"an event is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
+            }
+
+            if (parsed.Type == AnthropicEventType.Error)
+            {
+                var error = _transport.StreamError(parsed.ErrorMessage, parsed.ErrorType, StatusOf(parsed.ErrorType));
+                if (!started)
+                {
+                    throw error;
+                }
+
+                yield return new ErrorEvent(error.Error);
+                yield break;
+            }
+
+            state.Apply(parsed, pending);
+            foreach (var streamEvent in pending)
+            {
+                if (!started)
+                {
+                    started = true;
+                    call.MarkAnswerStarted();
+                }
+
+                yield return streamEvent;
+            }
+
+            if (state.Stopped)
+            {
+                upstream.MarkComplete();
+                yield break;
+            }
+        }
+
+        throw UpstreamStreaming.EndedEarly(reader, _transport, "message_stop");
+    }
+
+    /// <summary>Releases the connection pool.</summary>
+    public void Dispose() => _transport.Dispose();
+
+    /// <summary>The Messages API request for <paramref name="request"/>.</summary>
+    internal byte[] BuildBody(ChatRequest request)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _transport.UpstreamModel);
+            json.WriteNumber("max_tokens"u8, request.MaxTokens ?? _transport.Options.MaxOutputTokens);
+            var system = string.Join("\n\n", request.Messages
+                .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
+                .Select(m => m.Content));
+            if (system.Length > 0)
+            {
+                json.WriteString("system"u8, system);
+            }
+
+            WriteMessages(json, request.Messages);
+            if (request.Temperature is { } temperature)
+            {
+                json.WriteNumber("temperature"u8, temperature);
+            }
+
+            if (request.TopP is { } topP)
+            {
+                json.WriteNumber("top_p"u8, topP);
+            }
+
+            if (request.Stop is { Count: > 0 } stop)
+            {
+                json.WriteStartArray("stop_sequences"u8);
+                foreach (var sequence in stop)
+                {
+                    json.WriteStringValue(sequence);
+                }
+
+                json.WriteEndArray();
+            }
+
+            WriteTools(json, request);
+            if (request.User is not null)
+            {
+                json.WriteStartObject("metadata"u8);
+                json.WriteString("user_id"u8, request.User);
+                json.WriteEndObject();
+            }
+
+            json.WriteBoolean("stream"u8, true);
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    {
+        json.WriteStartArray("messages"u8);
+        string? openRole = null;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            if (message.Role is ChatRoles.System or ChatRoles.Developer)
+            {
+                continue;
+            }
+
+            // Tool results travel in user turns; consecutive turns of one role are merged into one message.
+            var role = message.Role == ChatRoles.Assistant ? "assistant" : "user";
+            if (role != openRole)
+            {
+                if (openRole is not null)
+                {
+                    json.WriteEndArray();
+                    json.WriteEndObject();
+                }
+
+                json.WriteStartObject();
+                json.WriteString("role"u8, role);
+                json.WriteStartArray("content"u8);
+                openRole = role;
+            }
+
+            if (message.Role == ChatRoles.Tool)
+            {
+                json.WriteStartObject();
+                json.WriteString("type"u8, "tool_result"u8);
+                json.WriteString("tool_use_id"u8, message.ToolCallId);
+                json.WriteString("content"u8, message.Content ?? string.Empty);
+                json.WriteEndObject();
+                continue;
+            }
+
+            if (!string.IsNullOrEmpty(message.Content))
+            {
+                json.WriteStartObject();
+                json.WriteString("type"u8, "text"u8);
+                json.WriteString("text"u8, message.Content);
+                json.WriteEndObject();
+            }
+
+            if (message.ToolCalls is { } calls)
+            {
+                for (var c = 0; c < calls.Count; c++)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("type"u8, "tool_use"u8);
+                    json.WriteString("id"u8, calls[c].Id);
+                    json.WriteString("name"u8, calls[c].Name);
+                    json.WritePropertyName("input"u8);
+                    WriteArgumentsObject(json, calls[c].Arguments, $"messages[{i}].tool_calls[{c}].function.arguments");
+                    json.WriteEndObject();
+                }
+            }
+        }
+
+        if (openRole is not null)
+        {
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>Writes tool-call arguments (JSON text) as the object Anthropic and Gemini expect.</summary>
+    internal static void WriteArgumentsObject(Utf8JsonWriter json, string arguments, string param)
+    {
+        if (string.IsNullOrWhiteSpace(arguments))
+        {
+            json.WriteStartObject();
+            json.WriteEndObject();
+            return;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(arguments);
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw ChatException.BadRequest($"{param} must be a JSON object.", param, "invalid_value");
+            }
+
+            document.RootElement.WriteTo(json);
+        }
+        catch (JsonException ex)
+        {
+            throw new ChatException(400, new ErrorInfo(
+                $"{param} is not valid JSON ({ex.Message}). Send the arguments the model produced, unchanged.",
+                ErrorTypes.InvalidRequest, param, "invalid_value"), inner: ex);
+        }
+    }
+
+    private static void WriteTools(Utf8JsonWriter json, ChatRequest request)
+    {
+        if (request.Tools is not { Count: > 0 } tools)
+        {
+            return;
+        }
+
+        json.WriteStartArray("tools"u8);
+        foreach (var tool in tools)
+        {
+            json.WriteStartObject();
+            json.WriteString("name"u8, tool.Name);
+            if (tool.Description is not null)
+            {
+                json.WriteString("description"u8, tool.Description);
+            }
+
+            json.WritePropertyName("input_schema"u8);
+            if (tool.Parameters is { } schema)
+            {
+                schema.WriteTo(json);
+            }
+            else
+            {
+                json.WriteStartObject();
+                json.WriteString("type"u8, "object"u8);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        if (request.ToolChoice is not { } choice)
+        {
+            return;
+        }
+
+        json.WriteStartObject("tool_choice"u8);
+        if (request.ForcedToolName is { } forced)
+        {
+            json.WriteString("type"u8, "tool"u8);
+            json.WriteString("name"u8, forced);
+        }
+        else
+        {
+            var value = choice.ValueKind == JsonValueKind.String ? choice.GetString() : "auto";
+            json.WriteString("type"u8, value switch
+            {
+                "required" => "any",
+                "none" => "none",
+                _ => "auto",
+            });
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static int? StatusOf(string? errorType) => errorType switch
+    {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "rate_limit_error" => 429,
+        _ => null,
+    };
+
+    /// <summary>Maps Anthropic's <c>stop_reason</c> to OpenAI's <c>finish_reason</c>.</summary>
+    internal static string FinishReasonOf(string? stopReason) => stopReason switch
+    {
+        "max_tokens" or "model_context_window_exceeded" => FinishReasons.Length,
+        "tool_use" => FinishReasons.ToolCalls,
+        "refusal" => FinishReasons.ContentFilter,
+        _ => FinishReasons.Stop,
+    };
+
+    /// <summary>What the stream has said so far, and the events each upstream event turns into.</summary>
+    private sealed class StreamState
+    {
+        private readonly Dictionary<int, ToolBlock> _toolBlocks = [];
+        private int _promptTokens;
+        private int _completionTokens;
+        private bool _hasUsage;
+        private string? _stopReason;
+
+        public bool Stopped { get; private set; }
+
+        public void Apply(in AnthropicEvent e, List<ChatStreamEvent> output)
+        {
+            switch (e.Type)
+            {
+                case AnthropicEventType.MessageStart:
+                    if (e.HasUsage)
+                    {
+                        _hasUsage = true;
+                        _promptTokens = e.InputTokens;
+                        _completionTokens = e.OutputTokens;
+                    }
+
+                    break;
+                case AnthropicEventType.ContentBlockStart when e.BlockType == "tool_use":
+                    var toolIndex = _toolBlocks.Count;
+                    _toolBlocks[e.Index] = new ToolBlock(toolIndex);
+                    output.Add(new ToolCallDeltaEvent(toolIndex, e.ToolId ?? UpstreamStreaming.NewToolCallId(), e.ToolName ?? string.Empty, string.Empty));
+                    break;
+                case AnthropicEventType.ContentBlockStart when e.BlockType == "text" && !string.IsNullOrEmpty(e.Text):
+                    output.Add(new TextDeltaEvent(e.Text));
+                    break;
+                case AnthropicEventType.ContentBlockDelta when e.DeltaType == "text_delta" && !string.IsNullOrEmpty(e.Text):
+                    output.Add(new TextDeltaEvent(e.Text));
+                    break;
+                case AnthropicEventType.ContentBlockDelta when e.DeltaType == "input_json_delta" && !string.IsNullOrEmpty(e.PartialJson):
+                    if (_toolBlocks.TryGetValue(e.Index, out var block))
+                    {
+                        block.HasArguments = true;
+                        output.Add(new ToolCallDeltaEvent(block.ToolIndex, null, null, e.PartialJson));
+                    }
+
+                    break;
+                case AnthropicEventType.ContentBlockStop:
+                    if (_toolBlocks.TryGetValue(e.Index, out var finished) && !finished.HasArguments)
+                    {
+                        // A call without parameters streams no JSON at all; OpenAI clients expect an object.
+                        finished.HasArguments = true;
+                        output.Add(new ToolCallDeltaEvent(finished.ToolIndex, null, null, "{}"));
+                    }
+
+                    break;
+                case AnthropicEventType.MessageDelta:
+                    _stopReason = e.StopReason ?? _stopReason;
+                    if (e.HasUsage)
+                    {
+                        _hasUsage = true;
+                        _completionTokens = e.OutputTokens;
+                        if (e.InputTokens > 0)
+                        {
+                            _promptTokens = e.InputTokens;
+                        }
+                    }
+
+                    break;
+                case AnthropicEventType.MessageStop:
+                    Stopped = true;
+                    output.Add(new FinishEvent(FinishReasonOf(_stopReason)));
+                    if (_hasUsage)
+                    {
+                        output.Add(new UsageEvent(new ChatUsage(_promptTokens, _completionTokens)));
+                    }
+
+                    break;
+            }
+        }
+
+        private sealed class ToolBlock(int toolIndex)
+        {
+            public int ToolIndex { get; } = toolIndex;
+
+            public bool HasArguments { get; set; }
+        }
+    }
+}

@@ -1,0 +1,366 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+
+namespace Sluice.Providers.Upstream;
+
+/// <summary>
+/// Google Gemini (Google AI or Vertex AI style endpoints):
+/// <c>POST {BaseUrl}/models/{UpstreamModel}:streamGenerateContent?alt=sse</c> with <c>x-goog-api-key</c>.
+/// </summary>
+/// <remarks>
+/// Requests: roles <c>user</c>/<c>model</c>, system and developer messages as <c>systemInstruction</c>, sampling
+/// settings in <c>generationConfig</c>, tools as <c>functionDeclarations</c>, tool results as <c>functionResponse</c>
+/// parts. Streams: text parts (thought parts skipped), <c>functionCall</c> parts as whole tool calls with
+/// synthesized ids, <c>usageMetadata</c> as usage. Gemini repeats <c>finishReason</c> on intermediate chunks in
+/// some versions and has no end marker, so finish events are written when the connection closes. A blocked
+/// prompt (<c>promptFeedback.blockReason</c>) ends with <c>content_filter</c>. Unknown finish reasons end as
+/// <c>stop</c>. A stream that closes with neither content nor a finish reason, or with an error object (as data
+/// or written raw into the stream), is an error.
+/// </remarks>
+public sealed class GeminiChatBackend : IChatBackend, IDisposable
+{
+    /// <summary>The <c>Provider</c> value.</summary>
+    public const string ProviderName = "gemini";
+
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+    private readonly UpstreamTransport _transport;
+    private readonly Uri _endpoint;
+
+    /// <summary>Creates the adapter and its connection pool.</summary>
+    /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://generativelanguage.googleapis.com/v1beta</c>).</param>
+    /// <param name="apiKey">The API key, or null when a proxy adds credentials.</param>
+    public GeminiChatBackend(ModelOptions options, string? apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var headers = new List<KeyValuePair<string, string>>();
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            headers.Add(new("x-goog-api-key", apiKey));
+        }
+
+        _transport = new UpstreamTransport(options, "Gemini", apiKey, headers, "text/event-stream");
+        _endpoint = new Uri($"{_transport.BaseUrl}/models/{Uri.EscapeDataString(_transport.UpstreamModel)}:streamGenerateContent?alt=sse");
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+        ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        UpstreamStreaming.RequireSingleChoice(request, _transport);
+        var body = BuildBody(request);
+        using var call = new UpstreamCall(_transport, cancellationToken);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
+        var state = new GeminiStreamState();
+        var pending = new List<ChatStreamEvent>(2);
+        var started = false;
+        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        {
+            pending.Clear();
+            bool isError;
+            try
+            {
+                isError = state.Apply(reader.Data, pending);
+            }
+            catch (JsonException ex)
+            {
+                throw _transport.Malformed($"a data line is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
+            }
+
+            if (isError)
+            {
+                var (message, code, status) = UpstreamStreaming.ErrorOf(reader.Data);
+                var error = _transport.StreamError(message, code, status);
+                if (!started)
+                {
+                    throw error;
+                }
+
+                yield return new ErrorEvent(error.Error);
+                yield break;
+            }
+
+            foreach (var streamEvent in pending)
+            {
+                if (!started)
+                {
+                    started = true;
+                    call.MarkAnswerStarted();
+                }
+
+                yield return streamEvent;
+            }
+        }
+
+        // The connection closed: that is Gemini's only end marker.
+        if (UpstreamStreaming.StrayError(reader, _transport) is { } strayError)
+        {
+            if (!started)
+            {
+                throw strayError;
+            }
+
+            yield return new ErrorEvent(strayError.Error);
+            yield break;
+        }
+
+        pending.Clear();
+        if (!state.Complete(pending))
+        {
+            throw UpstreamStreaming.EndedEarly(reader, _transport, "any content or finishReason");
+        }
+
+        foreach (var streamEvent in pending)
+        {
+            yield return streamEvent;
+        }
+    }
+
+    /// <summary>Releases the connection pool.</summary>
+    public void Dispose() => _transport.Dispose();
+
+    /// <summary>Maps Gemini's <c>finishReason</c> to OpenAI's <c>finish_reason</c>; unknown values are a normal stop.</summary>
+    internal static string FinishReasonOf(string? finishReason, bool calledTools) => finishReason switch
+    {
+        "MAX_TOKENS" => FinishReasons.Length,
+        "SAFETY" or "RECITATION" or "BLOCKLIST" or "PROHIBITED_CONTENT" or "SPII" or "IMAGE_SAFETY" => FinishReasons.ContentFilter,
+        _ => calledTools ? FinishReasons.ToolCalls : FinishReasons.Stop,
+    };
+
+    /// <summary>The <c>streamGenerateContent</c> request for <paramref name="request"/>.</summary>
+    internal static byte[] BuildBody(ChatRequest request)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            WriteContents(json, request.Messages);
+            var system = string.Join("\n\n", request.Messages
+                .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
+                .Select(m => m.Content));
+            if (system.Length > 0)
+            {
+                json.WriteStartObject("systemInstruction"u8);
+                json.WriteStartArray("parts"u8);
+                json.WriteStartObject();
+                json.WriteString("text"u8, system);
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteEndObject();
+            }
+
+            WriteGenerationConfig(json, request);
+            WriteTools(json, request);
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    {
+        // Tool results name the function they answer; OpenAI messages only carry the call id.
+        var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
+        json.WriteStartArray("contents"u8);
+        string? openRole = null;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            if (message.Role is ChatRoles.System or ChatRoles.Developer)
+            {
+                continue;
+            }
+
+            var role = message.Role == ChatRoles.Assistant ? "model" : "user";
+            if (role != openRole)
+            {
+                if (openRole is not null)
+                {
+                    json.WriteEndArray();
+                    json.WriteEndObject();
+                }
+
+                json.WriteStartObject();
+                json.WriteString("role"u8, role);
+                json.WriteStartArray("parts"u8);
+                openRole = role;
+            }
+
+            if (message.Role == ChatRoles.Tool)
+            {
+                json.WriteStartObject();
+                json.WriteStartObject("functionResponse"u8);
+                json.WriteString("name"u8, message.ToolCallId is { } id && callNames.TryGetValue(id, out var name) ? name : message.Name ?? string.Empty);
+                json.WritePropertyName("response"u8);
+                WriteToolResult(json, message.Content);
+                json.WriteEndObject();
+                json.WriteEndObject();
+                continue;
+            }
+
+            if (!string.IsNullOrEmpty(message.Content))
+            {
+                json.WriteStartObject();
+                json.WriteString("text"u8, message.Content);
+                json.WriteEndObject();
+            }
+
+            if (message.ToolCalls is { } calls)
+            {
+                for (var c = 0; c < calls.Count; c++)
+                {
+                    callNames[calls[c].Id] = calls[c].Name;
+                    json.WriteStartObject();
+                    json.WriteStartObject("functionCall"u8);
+                    json.WriteString("name"u8, calls[c].Name);
+                    json.WritePropertyName("args"u8);
+                    AnthropicChatBackend.WriteArgumentsObject(json, calls[c].Arguments, $"messages[{i}].tool_calls[{c}].function.arguments");
+                    json.WriteEndObject();
+                    json.WriteEndObject();
+                }
+            }
+        }
+
+        if (openRole is not null)
+        {
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>A tool result as the object Gemini wants: the result itself if it is a JSON object, else <c>{"content": text}</c>.</summary>
+    private static void WriteToolResult(Utf8JsonWriter json, string? content)
+    {
+        if (!string.IsNullOrWhiteSpace(content) && content.TrimStart().StartsWith('{'))
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(content);
+                if (document.RootElement.ValueKind == JsonValueKind.Object)
+                {
+                    document.RootElement.WriteTo(json);
+                    return;
+                }
+            }
+            catch (JsonException)
+            {
+                // Not JSON after all: send it as text.
+            }
+        }
+
+        json.WriteStartObject();
+        json.WriteString("content"u8, content ?? string.Empty);
+        json.WriteEndObject();
+    }
+
+    private static void WriteGenerationConfig(Utf8JsonWriter json, ChatRequest request)
+    {
+        if (request.Temperature is null && request.TopP is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
+        {
+            return;
+        }
+
+        json.WriteStartObject("generationConfig"u8);
+        if (request.Temperature is { } temperature)
+        {
+            json.WriteNumber("temperature"u8, temperature);
+        }
+
+        if (request.TopP is { } topP)
+        {
+            json.WriteNumber("topP"u8, topP);
+        }
+
+        if (request.MaxTokens is { } max)
+        {
+            json.WriteNumber("maxOutputTokens"u8, max);
+        }
+
+        if (request.Stop is { Count: > 0 } stop)
+        {
+            json.WriteStartArray("stopSequences"u8);
+            foreach (var sequence in stop)
+            {
+                json.WriteStringValue(sequence);
+            }
+
+            json.WriteEndArray();
+        }
+
+        if (request.Seed is { } seed)
+        {
+            json.WriteNumber("seed"u8, seed);
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static void WriteTools(Utf8JsonWriter json, ChatRequest request)
+    {
+        if (request.Tools is not { Count: > 0 } tools)
+        {
+            return;
+        }
+
+        json.WriteStartArray("tools"u8);
+        json.WriteStartObject();
+        json.WriteStartArray("functionDeclarations"u8);
+        foreach (var tool in tools)
+        {
+            json.WriteStartObject();
+            json.WriteString("name"u8, tool.Name);
+            if (tool.Description is not null)
+            {
+                json.WriteString("description"u8, tool.Description);
+            }
+
+            if (tool.Parameters is { } schema)
+            {
+                json.WritePropertyName("parameters"u8);
+                schema.WriteTo(json);
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndArray();
+
+        if (request.ToolChoice is not { } choice)
+        {
+            return;
+        }
+
+        json.WriteStartObject("toolConfig"u8);
+        json.WriteStartObject("functionCallingConfig"u8);
+        if (request.ForcedToolName is { } forced)
+        {
+            json.WriteString("mode"u8, "ANY"u8);
+            json.WriteStartArray("allowedFunctionNames"u8);
+            json.WriteStringValue(forced);
+            json.WriteEndArray();
+        }
+        else
+        {
+            json.WriteString("mode"u8, (choice.ValueKind == JsonValueKind.String ? choice.GetString() : null) switch
+            {
+                "required" => "ANY",
+                "none" => "NONE",
+                _ => "AUTO",
+            });
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
+    }
+}

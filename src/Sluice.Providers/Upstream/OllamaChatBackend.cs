@@ -1,0 +1,387 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+
+namespace Sluice.Providers.Upstream;
+
+/// <summary>
+/// Ollama's native API: <c>POST {BaseUrl}/api/chat</c>, answered as newline-delimited JSON.
+/// (For Ollama's OpenAI-compatible <c>/v1</c> endpoint, use the <c>openai</c> provider instead.)
+/// </summary>
+/// <remarks>
+/// Streams: <c>message.content</c> deltas (<c>thinking</c> skipped), whole <c>tool_calls</c> (ids synthesized when
+/// absent, the arguments object sent as JSON text), <c>done_reason</c> as finish reason, <c>prompt_eval_count</c>/
+/// <c>eval_count</c> as usage. An <c>{"error": …}</c> line is an error; the stream must reach <c>done: true</c>.
+/// A Bearer key is sent when <see cref="ModelOptions.ApiKeyEnv"/> is set (Ollama behind a proxy, Ollama cloud).
+/// </remarks>
+public sealed class OllamaChatBackend : IChatBackend, IDisposable
+{
+    /// <summary>The <c>Provider</c> value.</summary>
+    public const string ProviderName = "ollama";
+
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+    private readonly UpstreamTransport _transport;
+    private readonly Uri _endpoint;
+
+    /// <summary>Creates the adapter and its connection pool.</summary>
+    /// <param name="options">The model entry (BaseUrl required, e.g. <c>http://127.0.0.1:11434</c>).</param>
+    /// <param name="apiKey">A Bearer key, or null for a local Ollama.</param>
+    public OllamaChatBackend(ModelOptions options, string? apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var headers = new List<KeyValuePair<string, string>>();
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            headers.Add(new("Authorization", "Bearer " + apiKey));
+        }
+
+        _transport = new UpstreamTransport(options, "Ollama", apiKey, headers, "application/x-ndjson");
+        _endpoint = new Uri(_transport.BaseUrl + "/api/chat");
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+        ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        UpstreamStreaming.RequireSingleChoice(request, _transport);
+        var body = BuildBody(request);
+        using var call = new UpstreamCall(_transport, cancellationToken);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.NdJson);
+        var pending = new List<ChatStreamEvent>(2);
+        var toolCount = 0;
+        var started = false;
+        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        {
+            pending.Clear();
+            OllamaLine line;
+            try
+            {
+                line = OllamaLine.Parse(reader.Data, pending, ref toolCount);
+            }
+            catch (JsonException ex)
+            {
+                throw _transport.Malformed($"a line is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
+            }
+
+            if (line.Error is not null)
+            {
+                var error = _transport.StreamError(line.Error, null);
+                if (!started)
+                {
+                    throw error;
+                }
+
+                yield return new ErrorEvent(error.Error);
+                yield break;
+            }
+
+            if (line.Done)
+            {
+                pending.Add(new FinishEvent(line.DoneReason == "length" ? FinishReasons.Length
+                    : toolCount > 0 ? FinishReasons.ToolCalls : FinishReasons.Stop));
+                if (line.PromptTokens is not null || line.CompletionTokens is not null)
+                {
+                    pending.Add(new UsageEvent(new ChatUsage(line.PromptTokens ?? 0, line.CompletionTokens ?? 0)));
+                }
+            }
+
+            foreach (var streamEvent in pending)
+            {
+                if (!started)
+                {
+                    started = true;
+                    call.MarkAnswerStarted();
+                }
+
+                yield return streamEvent;
+            }
+
+            if (line.Done)
+            {
+                upstream.MarkComplete();
+                yield break;
+            }
+        }
+
+        throw _transport.EndedEarly("its \"done\": true line");
+    }
+
+    /// <summary>Releases the connection pool.</summary>
+    public void Dispose() => _transport.Dispose();
+
+    /// <summary>The <c>/api/chat</c> request for <paramref name="request"/>.</summary>
+    internal byte[] BuildBody(ChatRequest request)
+    {
+        var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _transport.UpstreamModel);
+            json.WriteStartArray("messages"u8);
+            for (var i = 0; i < request.Messages.Count; i++)
+            {
+                var message = request.Messages[i];
+                json.WriteStartObject();
+                json.WriteString("role"u8, message.Role == ChatRoles.Developer ? ChatRoles.System : message.Role);
+                json.WriteString("content"u8, message.Content ?? string.Empty);
+                if (message.Role == ChatRoles.Tool && message.ToolCallId is { } id && callNames.TryGetValue(id, out var toolName))
+                {
+                    json.WriteString("tool_name"u8, toolName);
+                }
+
+                if (message.ToolCalls is { Count: > 0 } calls)
+                {
+                    json.WriteStartArray("tool_calls"u8);
+                    for (var c = 0; c < calls.Count; c++)
+                    {
+                        callNames[calls[c].Id] = calls[c].Name;
+                        json.WriteStartObject();
+                        json.WriteStartObject("function"u8);
+                        json.WriteString("name"u8, calls[c].Name);
+                        json.WritePropertyName("arguments"u8);
+                        AnthropicChatBackend.WriteArgumentsObject(json, calls[c].Arguments, $"messages[{i}].tool_calls[{c}].function.arguments");
+                        json.WriteEndObject();
+                        json.WriteEndObject();
+                    }
+
+                    json.WriteEndArray();
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            if (request.ToolsJson is { } tools)
+            {
+                // Ollama takes tool definitions in OpenAI's shape.
+                json.WritePropertyName("tools"u8);
+                tools.WriteTo(json);
+            }
+
+            WriteOptions(json, request);
+            json.WriteBoolean("stream"u8, true);
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteOptions(Utf8JsonWriter json, ChatRequest request)
+    {
+        if (request.Temperature is null && request.TopP is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
+        {
+            return;
+        }
+
+        json.WriteStartObject("options"u8);
+        if (request.Temperature is { } temperature)
+        {
+            json.WriteNumber("temperature"u8, temperature);
+        }
+
+        if (request.TopP is { } topP)
+        {
+            json.WriteNumber("top_p"u8, topP);
+        }
+
+        if (request.MaxTokens is { } max)
+        {
+            json.WriteNumber("num_predict"u8, max);
+        }
+
+        if (request.Stop is { Count: > 0 } stop)
+        {
+            json.WriteStartArray("stop"u8);
+            foreach (var sequence in stop)
+            {
+                json.WriteStringValue(sequence);
+            }
+
+            json.WriteEndArray();
+        }
+
+        if (request.Seed is { } seed)
+        {
+            json.WriteNumber("seed"u8, seed);
+        }
+
+        json.WriteEndObject();
+    }
+
+    /// <summary>One NDJSON line of <c>/api/chat</c>, read in one pass; its text and tool calls go straight to the output list.</summary>
+    private readonly record struct OllamaLine(bool Done, string? DoneReason, int? PromptTokens, int? CompletionTokens, string? Error)
+    {
+        public static OllamaLine Parse(ReadOnlySpan<byte> json, List<ChatStreamEvent> output, ref int toolCount)
+        {
+            var reader = new Utf8JsonReader(json);
+            if (Next(ref reader) != JsonTokenType.StartObject)
+            {
+                throw new JsonException("A line must be a JSON object.");
+            }
+
+            var line = default(OllamaLine);
+            while (Next(ref reader) == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("message"u8))
+                {
+                    ReadMessage(ref reader, json, output, ref toolCount);
+                }
+                else if (reader.ValueTextEquals("done"u8))
+                {
+                    line = line with { Done = Next(ref reader) == JsonTokenType.True };
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("done_reason"u8))
+                {
+                    line = line with { DoneReason = Next(ref reader) == JsonTokenType.String ? reader.GetString() : null };
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("prompt_eval_count"u8))
+                {
+                    line = line with { PromptTokens = Next(ref reader) == JsonTokenType.Number && reader.TryGetInt32(out var v) ? v : null };
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("eval_count"u8))
+                {
+                    line = line with { CompletionTokens = Next(ref reader) == JsonTokenType.Number && reader.TryGetInt32(out var v) ? v : null };
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("error"u8))
+                {
+                    Next(ref reader);
+                    line = line with
+                    {
+                        Error = reader.TokenType == JsonTokenType.String
+                            ? reader.GetString()
+                            : UpstreamStreaming.ErrorOf(json).Message ?? "(no details)",
+                    };
+                    reader.Skip();
+                }
+                else
+                {
+                    Next(ref reader);
+                    reader.Skip();
+                }
+            }
+
+            return line;
+        }
+
+        private static void ReadMessage(ref Utf8JsonReader reader, ReadOnlySpan<byte> source, List<ChatStreamEvent> output, ref int toolCount)
+        {
+            if (Next(ref reader) != JsonTokenType.StartObject)
+            {
+                reader.Skip();
+                return;
+            }
+
+            while (Next(ref reader) == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("content"u8))
+                {
+                    if (Next(ref reader) == JsonTokenType.String && reader.ValueSpan.Length > 0)
+                    {
+                        output.Add(new TextDeltaEvent(reader.GetString()!));
+                    }
+
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("tool_calls"u8))
+                {
+                    if (Next(ref reader) != JsonTokenType.StartArray)
+                    {
+                        reader.Skip();
+                        continue;
+                    }
+
+                    while (Next(ref reader) == JsonTokenType.StartObject)
+                    {
+                        output.Add(ReadToolCall(ref reader, source, toolCount++));
+                    }
+                }
+                else
+                {
+                    Next(ref reader);
+                    reader.Skip();
+                }
+            }
+        }
+
+        private static ToolCallDeltaEvent ReadToolCall(ref Utf8JsonReader reader, ReadOnlySpan<byte> source, int toolIndex)
+        {
+            string? id = null;
+            string? name = null;
+            string? arguments = null;
+            while (Next(ref reader) == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("id"u8))
+                {
+                    id = Next(ref reader) == JsonTokenType.String ? reader.GetString() : null;
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("function"u8))
+                {
+                    if (Next(ref reader) != JsonTokenType.StartObject)
+                    {
+                        reader.Skip();
+                        continue;
+                    }
+
+                    while (Next(ref reader) == JsonTokenType.PropertyName)
+                    {
+                        if (reader.ValueTextEquals("name"u8))
+                        {
+                            name = Next(ref reader) == JsonTokenType.String ? reader.GetString() : null;
+                            reader.Skip();
+                        }
+                        else if (reader.ValueTextEquals("arguments"u8))
+                        {
+                            Next(ref reader);
+                            if (reader.TokenType == JsonTokenType.String)
+                            {
+                                arguments = reader.GetString();
+                            }
+                            else
+                            {
+                                var start = (int)reader.TokenStartIndex;
+                                reader.Skip();
+                                arguments = Encoding.UTF8.GetString(source[start..(int)reader.BytesConsumed]);
+                            }
+                        }
+                        else
+                        {
+                            Next(ref reader);
+                            reader.Skip();
+                        }
+                    }
+                }
+                else
+                {
+                    Next(ref reader);
+                    reader.Skip();
+                }
+            }
+
+            return new ToolCallDeltaEvent(toolIndex, string.IsNullOrEmpty(id) ? UpstreamStreaming.NewToolCallId() : id, name ?? string.Empty, arguments ?? "{}");
+        }
+
+        private static JsonTokenType Next(ref Utf8JsonReader reader)
+        {
+            if (!reader.Read())
+            {
+                throw new JsonException("The line's JSON ends early.");
+            }
+
+            return reader.TokenType;
+        }
+    }
+}

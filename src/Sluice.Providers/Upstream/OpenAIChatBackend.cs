@@ -1,0 +1,335 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.OpenAI;
+
+namespace Sluice.Providers.Upstream;
+
+/// <summary>
+/// An OpenAI-compatible upstream (OpenAI, xAI Grok, vLLM, llama.cpp, Ollama's <c>/v1</c>, Cloud Temple LLMaaS, …):
+/// <c>POST {BaseUrl}/chat/completions</c> with a Bearer key.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>The client's request body is forwarded as sent — unknown fields included — with only <c>model</c>
+/// (set to <see cref="ModelOptions.UpstreamModel"/>), <c>stream</c> (always true) and <c>stream_options</c>
+/// (always <c>include_usage</c>, so usage is recorded even when the client did not ask for it) replaced.</item>
+/// <item>Each upstream chunk is yielded as an <see cref="OpenAIChunkEvent"/>: its exact bytes (written to the client
+/// unchanged) plus what one <see cref="Utf8JsonReader"/> pass decoded for accounting. The upstream's usage chunk
+/// becomes a <see cref="UsageEvent"/>; the gateway writes its own only if the client asked.</item>
+/// <item>Non-streaming client requests are streamed upstream too and assembled by the gateway.</item>
+/// <item>A stream must end with <c>[DONE]</c>, or close cleanly after every choice has finished; an error frame
+/// (<c>data: {"error": …}</c>, as llama.cpp and vLLM send) or anything else is an error.</item>
+/// </list>
+/// </remarks>
+public sealed class OpenAIChatBackend : IChatBackend, IDisposable
+{
+    /// <summary>The <c>Provider</c> value.</summary>
+    public const string ProviderName = "openai";
+
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+    private readonly UpstreamTransport _transport;
+    private readonly Uri _endpoint;
+    private readonly JsonEncodedText _upstreamModel;
+
+    /// <summary>Creates the adapter and its connection pool.</summary>
+    /// <param name="options">The model entry (BaseUrl required).</param>
+    /// <param name="apiKey">The API key, or null for keyless servers.</param>
+    public OpenAIChatBackend(ModelOptions options, string? apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var headers = new List<KeyValuePair<string, string>>();
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            headers.Add(new("Authorization", "Bearer " + apiKey));
+        }
+
+        _transport = new UpstreamTransport(options, "OpenAI-compatible", apiKey, headers, "text/event-stream");
+        _endpoint = new Uri(_transport.BaseUrl + "/chat/completions");
+        _upstreamModel = JsonEncodedText.Encode(_transport.UpstreamModel);
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+        ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var body = BuildBody(request);
+        using var call = new UpstreamCall(_transport, cancellationToken);
+        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
+        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
+        var scratch = new List<ChatStreamEvent>(4);
+        var captureIdentity = true;
+        var started = false;
+        var done = false;
+        var choices = new ChoiceTracker();
+        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        {
+            var data = reader.Data;
+            if (data.SequenceEqual("[DONE]"u8))
+            {
+                done = true;
+                upstream.MarkComplete();
+                break;
+            }
+
+            scratch.Clear();
+            OpenAIChunkInfo info;
+            try
+            {
+                info = OpenAIChunkDecoder.Decode(data, scratch, captureIdentity);
+            }
+            catch (JsonException ex)
+            {
+                throw _transport.Malformed($"a data line is not valid chunk JSON (\"{UpstreamStreaming.Excerpt(data)}\")", ex);
+            }
+
+            if (info.Error is { } upstreamError)
+            {
+                var error = _transport.StreamError(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
+                if (!started)
+                {
+                    throw error;
+                }
+
+                yield return new ErrorEvent(error.Error);
+                yield break;
+            }
+
+            if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
+            {
+                yield return new UsageEvent(finalUsage);
+                continue;
+            }
+
+            choices.Observe(scratch);
+            if (info.Usage is { } usage)
+            {
+                scratch.Add(new UsageEvent(usage));
+            }
+
+            var chunk = new OpenAIChunkEvent(data.ToArray(), scratch.Count == 0 ? [] : scratch.ToArray(), info.Identity);
+            captureIdentity &= info.Identity is null;
+            if (!started)
+            {
+                started = true;
+                call.MarkAnswerStarted();
+            }
+
+            yield return chunk;
+        }
+
+        if (!done && !choices.AllFinished)
+        {
+            throw UpstreamStreaming.EndedEarly(reader, _transport, "its finish_reason and data: [DONE]");
+        }
+    }
+
+    /// <summary>Releases the connection pool.</summary>
+    public void Dispose() => _transport.Dispose();
+
+    /// <summary>The upstream request body: the client's own body with model/stream/stream_options replaced, or one built from the parsed request.</summary>
+    internal byte[] BuildBody(ChatRequest request)
+    {
+        var buffer = new ArrayBufferWriter<byte>(Math.Max(256, request.RawBody.Length + 128));
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _upstreamModel);
+            var wroteMessages = !request.RawBody.IsEmpty && CopyClientFields(json, request.RawBody.Span);
+            if (!wroteMessages)
+            {
+                WriteMessages(json, request.Messages);
+            }
+
+            if (request.RawBody.IsEmpty)
+            {
+                WriteParsedFields(json, request);
+            }
+
+            json.WriteBoolean("stream"u8, true);
+            json.WriteStartObject("stream_options"u8);
+            json.WriteBoolean("include_usage"u8, true);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Copies every top-level field of the client's body except the ones Sluice sets; true if it had <c>messages</c>.</summary>
+    private static bool CopyClientFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw)
+    {
+        var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = 256 });
+        reader.Read();
+        var hadMessages = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            // "prompt" is Sluice's shorthand, which upstreams do not know: it is sent as messages instead.
+            var replaced = reader.ValueTextEquals("model"u8) || reader.ValueTextEquals("stream"u8)
+                || reader.ValueTextEquals("stream_options"u8) || reader.ValueTextEquals("prompt"u8);
+            hadMessages |= reader.ValueTextEquals("messages"u8);
+            if (replaced)
+            {
+                reader.Read();
+                reader.Skip();
+                continue;
+            }
+
+            if (reader.ValueIsEscaped)
+            {
+                json.WritePropertyName(reader.GetString()!);
+            }
+            else
+            {
+                json.WritePropertyName(reader.ValueSpan);
+            }
+
+            reader.Read();
+            var start = (int)reader.TokenStartIndex;
+            reader.Skip();
+            json.WriteRawValue(raw[start..(int)reader.BytesConsumed], skipInputValidation: true);
+        }
+
+        return hadMessages;
+    }
+
+    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    {
+        json.WriteStartArray("messages"u8);
+        foreach (var message in messages)
+        {
+            json.WriteStartObject();
+            json.WriteString("role"u8, message.Role);
+            if (message.Content is null)
+            {
+                json.WriteNull("content"u8);
+            }
+            else
+            {
+                json.WriteString("content"u8, message.Content);
+            }
+
+            if (message.Name is not null)
+            {
+                json.WriteString("name"u8, message.Name);
+            }
+
+            if (message.ToolCallId is not null)
+            {
+                json.WriteString("tool_call_id"u8, message.ToolCallId);
+            }
+
+            if (message.ToolCalls is { Count: > 0 } calls)
+            {
+                json.WriteStartArray("tool_calls"u8);
+                foreach (var call in calls)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("id"u8, call.Id);
+                    json.WriteString("type"u8, "function"u8);
+                    json.WriteStartObject("function"u8);
+                    json.WriteString("name"u8, call.Name);
+                    json.WriteString("arguments"u8, call.Arguments);
+                    json.WriteEndObject();
+                    json.WriteEndObject();
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    private static void WriteParsedFields(Utf8JsonWriter json, ChatRequest request)
+    {
+        if (request.N > 1)
+        {
+            json.WriteNumber("n"u8, request.N);
+        }
+
+        if (request.MaxTokens is { } max)
+        {
+            // max_tokens rather than max_completion_tokens: every OpenAI-compatible server knows it.
+            json.WriteNumber("max_tokens"u8, max);
+        }
+
+        if (request.Temperature is { } temperature)
+        {
+            json.WriteNumber("temperature"u8, temperature);
+        }
+
+        if (request.TopP is { } topP)
+        {
+            json.WriteNumber("top_p"u8, topP);
+        }
+
+        if (request.Stop is { Count: > 0 } stop)
+        {
+            json.WriteStartArray("stop"u8);
+            foreach (var sequence in stop)
+            {
+                json.WriteStringValue(sequence);
+            }
+
+            json.WriteEndArray();
+        }
+
+        if (request.Seed is { } seed)
+        {
+            json.WriteNumber("seed"u8, seed);
+        }
+
+        if (request.User is not null)
+        {
+            json.WriteString("user"u8, request.User);
+        }
+
+        if (request.ToolsJson is { } tools)
+        {
+            json.WritePropertyName("tools"u8);
+            tools.WriteTo(json);
+        }
+
+        if (request.ToolChoice is { } choice)
+        {
+            json.WritePropertyName("tool_choice"u8);
+            choice.WriteTo(json);
+        }
+    }
+
+    /// <summary>Which choices have started and which have finished (a clean close after all finished is an acceptable end).</summary>
+    private struct ChoiceTracker
+    {
+        private ulong _seen;
+        private ulong _finished;
+
+        public readonly bool AllFinished => _seen != 0 && _seen == _finished;
+
+        public void Observe(List<ChatStreamEvent> events)
+        {
+            foreach (var streamEvent in events)
+            {
+                var index = streamEvent.ChoiceIndex;
+                if (index is < 0 or >= 64)
+                {
+                    continue;
+                }
+
+                _seen |= 1UL << index;
+                if (streamEvent is FinishEvent)
+                {
+                    _finished |= 1UL << index;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+using System.Text;
+using System.Text.Json;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+
+namespace Sluice.Providers.Upstream;
+
+/// <summary>Reading helpers shared by the provider adapters.</summary>
+internal static class UpstreamStreaming
+{
+    /// <summary>Sends the request and opens the response body for streaming (see <see cref="UpstreamTransport.SendAsync"/>).</summary>
+    public static async Task<UpstreamResponse> OpenAsync(UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call)
+    {
+        var response = await transport.SendAsync(uri, body, call).ConfigureAwait(false);
+        try
+        {
+            return new UpstreamResponse(response, await response.Content.ReadAsStreamAsync(call.Token).ConfigureAwait(false));
+        }
+        catch (Exception ex) when (IsTransportFailure(ex, call))
+        {
+            response.Dispose();
+            throw Translate(ex, call, transport);
+        }
+    }
+
+    /// <summary>
+    /// Reads the next upstream record, turning time-outs into 504s and broken connections or bad framing into
+    /// 502s. Client cancellation stays an <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public static async ValueTask<bool> NextAsync(UpstreamEventReader reader, UpstreamCall call, UpstreamTransport transport)
+    {
+        try
+        {
+            var has = await reader.ReadAsync(call.Token).ConfigureAwait(false);
+            if (has)
+            {
+                call.OnUpstreamEvent();
+            }
+
+            return has;
+        }
+        catch (UpstreamFormatException ex)
+        {
+            throw transport.Malformed(ex.Message, ex);
+        }
+        catch (Exception ex) when (IsTransportFailure(ex, call))
+        {
+            throw Translate(ex, call, transport);
+        }
+    }
+
+    /// <summary>
+    /// The error for a stream that ended without its end marker: the upstream's own error if it wrote one as
+    /// plain JSON (Gemini does, mid-stream), otherwise "ended early".
+    /// </summary>
+    public static ChatException EndedEarly(UpstreamEventReader reader, UpstreamTransport transport, string marker) =>
+        StrayError(reader, transport) ?? (reader.StrayText.IsEmpty
+            ? transport.EndedEarly(marker)
+            : transport.Malformed($"it sent lines that are not Server-Sent Events: \"{Excerpt(reader.StrayText)}\""));
+
+    /// <summary>The upstream's error when the lines outside SSE events form a JSON error object; otherwise null.</summary>
+    public static ChatException? StrayError(UpstreamEventReader reader, UpstreamTransport transport)
+    {
+        var stray = reader.StrayText.Trim(" \t\r\n"u8);
+        if (stray.IsEmpty || stray[0] is not ((byte)'{' or (byte)'['))
+        {
+            return null;
+        }
+
+        var (message, code, status) = ErrorOf(stray);
+        return message is null && code is null ? null : transport.StreamError(message, code, status);
+    }
+
+    /// <summary>Reads <c>{"error": …}</c> in OpenAI, Anthropic, Gemini or Ollama shape; all null when it is not one.</summary>
+    public static (string? Message, string? Code, int? Status) ErrorOf(ReadOnlySpan<byte> json)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read())
+            {
+                return (null, null, null);
+            }
+
+            if (reader.TokenType == JsonTokenType.StartArray && !reader.Read())
+            {
+                return (null, null, null);
+            }
+
+            if (reader.TokenType != JsonTokenType.StartObject)
+            {
+                return (null, null, null);
+            }
+
+            var depth = reader.CurrentDepth;
+            while (reader.Read() && !(reader.TokenType == JsonTokenType.EndObject && reader.CurrentDepth == depth))
+            {
+                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != depth + 1 || !reader.ValueTextEquals("error"u8))
+                {
+                    if (reader.TokenType == JsonTokenType.PropertyName)
+                    {
+                        reader.Read();
+                        reader.Skip();
+                    }
+
+                    continue;
+                }
+
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String)
+                {
+                    return (reader.GetString(), null, null);
+                }
+
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    return ("(no details)", null, null);
+                }
+
+                string? message = null;
+                string? code = null;
+                int? status = null;
+                var errorDepth = reader.CurrentDepth;
+                while (reader.Read() && !(reader.TokenType == JsonTokenType.EndObject && reader.CurrentDepth == errorDepth))
+                {
+                    if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != errorDepth + 1)
+                    {
+                        continue;
+                    }
+
+                    if (reader.ValueTextEquals("message"u8))
+                    {
+                        reader.Read();
+                        message = reader.TokenType == JsonTokenType.String ? reader.GetString() : message;
+                    }
+                    else if (reader.ValueTextEquals("code"u8))
+                    {
+                        reader.Read();
+                        if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var number))
+                        {
+                            status = number;
+                        }
+                        else if (reader.TokenType == JsonTokenType.String)
+                        {
+                            code ??= reader.GetString();
+                        }
+                    }
+                    else if (reader.ValueTextEquals("status"u8) || reader.ValueTextEquals("type"u8))
+                    {
+                        reader.Read();
+                        if (reader.TokenType == JsonTokenType.String)
+                        {
+                            code ??= reader.GetString();
+                        }
+                    }
+                    else
+                    {
+                        reader.Read();
+                        reader.Skip();
+                    }
+                }
+
+                return (message ?? "(no message)", code, status);
+            }
+        }
+        catch (JsonException)
+        {
+            // Not JSON after all: the caller reports the lines as they are.
+        }
+
+        return (null, null, null);
+    }
+
+    /// <summary>Rejects <c>n</c> &gt; 1 for providers that answer once per request.</summary>
+    public static void RequireSingleChoice(ChatRequest request, UpstreamTransport transport)
+    {
+        if (request.N > 1)
+        {
+            throw ChatException.BadRequest(
+                $"Model \"{transport.Options.Name}\" ({transport.ProviderLabel}) writes one answer per request (n = {request.N}). Send n = 1, or several requests.",
+                "n", "unsupported_value");
+        }
+    }
+
+    /// <summary>A short, printable excerpt of upstream bytes for error messages.</summary>
+    public static string Excerpt(ReadOnlySpan<byte> bytes)
+    {
+        var text = Encoding.UTF8.GetString(bytes[..Math.Min(bytes.Length, 160)]).ReplaceLineEndings(" ").Trim();
+        return bytes.Length > 160 ? text + "…" : text;
+    }
+
+    /// <summary>A new tool-call id for providers that send none (<c>call_</c> + 24 letters and digits, like OpenAI's).</summary>
+    public static string NewToolCallId() => "call_" + Random.Shared.GetString("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 24);
+
+    private static bool IsTransportFailure(Exception ex, UpstreamCall call) =>
+        ex is IOException or HttpRequestException or ObjectDisposedException
+        || (ex is OperationCanceledException && call.TimedOut);
+
+    private static Exception Translate(Exception ex, UpstreamCall call, UpstreamTransport transport)
+    {
+        if (call.TimedOut)
+        {
+            return call.TimeoutError();
+        }
+
+        return call.Token.IsCancellationRequested ? new OperationCanceledException(call.Token) : transport.Broken(ex);
+    }
+}
