@@ -37,6 +37,26 @@ public sealed class SqliteStoreTests : StoreConformanceTests
     }
 
     [Fact]
+    public async Task Non_deferred_transactions_take_the_write_lock_up_front()
+    {
+        // The store's read-then-write transactions rely on Microsoft.Data.Sqlite issuing BEGIN IMMEDIATE for
+        // BeginTransaction(deferred: false): a second writer must be refused before the first has written anything.
+        var path = ConnectionString["sqlite:".Length..];
+        await using var first = new SqliteConnection($"Data Source={path};Pooling=False");
+        await using var second = new SqliteConnection($"Data Source={path};Pooling=False;Default Timeout=1");
+        await first.OpenAsync();
+        await second.OpenAsync();
+        await using var held = first.BeginTransaction(deferred: false);
+
+        await using var busy = second.CreateCommand();
+        busy.CommandText = "PRAGMA busy_timeout = 0";
+        await busy.ExecuteNonQueryAsync();
+        busy.CommandText = "BEGIN IMMEDIATE";
+        var error = await Assert.ThrowsAsync<SqliteException>(() => busy.ExecuteNonQueryAsync());
+        Assert.Equal(5, error.SqliteErrorCode); // SQLITE_BUSY
+    }
+
+    [Fact]
     public async Task Database_is_a_file_in_wal_mode()
     {
         var rows = await QueryRawAsync(ConnectionString, "PRAGMA journal_mode");
