@@ -15,6 +15,7 @@ fi
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway PostgreSQL never outlives the run.
 trap 'sluice_pg_stop; rm -rf "$results"' EXIT
+trap 'exit 130' INT TERM
 
 echo "== building (Release) =="
 dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
