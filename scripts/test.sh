@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
-# Services the tests need (later: PostgreSQL, Chromium, mosquitto) are installed and started here.
+# Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh); later Chromium, mosquitto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,11 +9,18 @@ if [ ! -d ../shared/fixtures ] && [ -z "${SLUICE_FIXTURES:-}" ]; then
   exit 1
 fi
 
+# shellcheck source=scripts/test-postgres.sh
+. scripts/test-postgres.sh
+
 results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
+# Runs however the script ends (tests failing included): the throwaway PostgreSQL never outlives the run.
+trap 'sluice_pg_stop; rm -rf "$results"' EXIT
+trap 'exit 130' INT TERM
 
 echo "== building (Release) =="
 dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
+
+sluice_pg_start
 
 echo "== running tests =="
 status=0

@@ -1,0 +1,126 @@
+using Sluice.Storage.Sql;
+
+namespace Sluice.Storage.Postgres;
+
+/// <summary>The PostgreSQL schema, as ordered migrations. Never edit a released step: add a new one.</summary>
+internal static class PostgresMigrations
+{
+    public const string CreateTable =
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
+
+    public static IReadOnlyList<Migration> All { get; } =
+    [
+        new(1, "tenancy, keys, credits and jobs", """
+            CREATE TABLE organizations (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE TABLE teams (
+                id TEXT PRIMARY KEY,
+                organization_id TEXT NOT NULL REFERENCES organizations (id),
+                name TEXT NOT NULL,
+                credits_allocated BIGINT NOT NULL,
+                credits_remaining BIGINT NOT NULL CHECK (credits_remaining >= 0),
+                model_groups TEXT NOT NULL,
+                rpm BIGINT,
+                tpm BIGINT,
+                max_streams BIGINT,
+                created_at_ms BIGINT NOT NULL,
+                UNIQUE (organization_id, name)
+            );
+            CREATE TABLE virtual_keys (
+                id TEXT PRIMARY KEY,
+                team_id TEXT NOT NULL REFERENCES teams (id),
+                name TEXT NOT NULL,
+                prefix TEXT NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE,
+                created_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT,
+                revoked_at_ms BIGINT,
+                allowed_models TEXT NOT NULL,
+                allowed_groups TEXT NOT NULL,
+                rpm BIGINT,
+                tpm BIGINT,
+                max_streams BIGINT
+            );
+            CREATE INDEX virtual_keys_team ON virtual_keys (team_id);
+            CREATE TABLE jobs (
+                id TEXT PRIMARY KEY,
+                team_id TEXT NOT NULL REFERENCES teams (id),
+                key_id TEXT REFERENCES virtual_keys (id),
+                status TEXT NOT NULL CHECK (status IN ('created', 'completed', 'failed')),
+                charge TEXT NOT NULL CHECK (charge IN ('pending', 'charged', 'not_billable', 'insufficient_credits')),
+                call_count BIGINT NOT NULL,
+                failed_calls BIGINT NOT NULL,
+                error TEXT,
+                created_at_ms BIGINT NOT NULL,
+                completed_at_ms BIGINT
+            );
+            CREATE INDEX jobs_team_created ON jobs (team_id, created_at_ms);
+            CREATE TABLE job_calls (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                job_id TEXT NOT NULL REFERENCES jobs (id),
+                model TEXT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                status TEXT NOT NULL,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX job_calls_job ON job_calls (job_id);
+            CREATE TABLE credit_transactions (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                team_id TEXT NOT NULL REFERENCES teams (id),
+                amount BIGINT NOT NULL,
+                reason TEXT NOT NULL,
+                job_id TEXT REFERENCES jobs (id),
+                balance_after BIGINT NOT NULL CHECK (balance_after >= 0),
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX credit_transactions_team ON credit_transactions (team_id, id);
+            CREATE UNIQUE INDEX credit_transactions_one_per_job ON credit_transactions (job_id) WHERE job_id IS NOT NULL;
+            CREATE FUNCTION sluice_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+            END;
+            $$;
+            CREATE TRIGGER credit_transactions_append_only BEFORE UPDATE OR DELETE ON credit_transactions
+                FOR EACH ROW EXECUTE FUNCTION sluice_append_only();
+            """),
+        new(2, "usage ledger and rate limits", """
+            CREATE TABLE usage_records (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                team_id TEXT NOT NULL REFERENCES teams (id),
+                key_id TEXT,
+                job_id TEXT,
+                request_id TEXT,
+                model TEXT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                ttft_ms DOUBLE PRECISION,
+                duration_ms DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('completed', 'failed', 'abandoned')),
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX usage_records_team ON usage_records (team_id, id);
+            CREATE TRIGGER usage_records_append_only BEFORE UPDATE OR DELETE ON usage_records
+                FOR EACH ROW EXECUTE FUNCTION sluice_append_only();
+            CREATE TABLE rate_counters (
+                key TEXT NOT NULL,
+                window_start_ms BIGINT NOT NULL,
+                used BIGINT NOT NULL,
+                expires_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (key, window_start_ms)
+            );
+            CREATE INDEX rate_counters_expiry ON rate_counters (expires_at_ms);
+            CREATE TABLE concurrency_slots (
+                lease_id TEXT PRIMARY KEY,
+                key TEXT NOT NULL,
+                acquired_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX concurrency_slots_key ON concurrency_slots (key, expires_at_ms);
+            """),
+    ];
+}

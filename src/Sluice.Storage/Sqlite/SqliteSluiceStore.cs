@@ -1,0 +1,155 @@
+using System.Data.Common;
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using Sluice.Storage.Sql;
+
+namespace Sluice.Storage.Sqlite;
+
+/// <summary>
+/// The default store: one SQLite file in WAL mode (readers never block the writer). Writes use
+/// <c>BEGIN IMMEDIATE</c> so a transaction takes the write lock before reading what it depends on, which makes
+/// every read-then-write atomic across threads and processes; <c>busy_timeout</c> makes other processes wait
+/// for the lock instead of failing.
+/// </summary>
+internal sealed class SqliteSluiceStore : SqlSluiceStore
+{
+    private static int s_nativeReady;
+
+    private readonly string _connectionString;
+    private readonly string _pragmas;
+
+    // Writers in this process queue here asynchronously rather than spinning in SQLite's busy handler on
+    // thread-pool threads (Microsoft.Data.Sqlite's async methods run synchronously). Other processes are
+    // still serialized by the database lock itself.
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
+
+    private SqliteSluiceStore(string path, SluiceStoreOptions options)
+        : base(options)
+    {
+        Path = path;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = (int)Math.Ceiling(options.SqliteBusyTimeout.TotalSeconds),
+        }.ToString();
+        _pragmas = string.Create(
+            CultureInfo.InvariantCulture,
+            $"PRAGMA busy_timeout = {(long)options.SqliteBusyTimeout.TotalMilliseconds}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;");
+    }
+
+    /// <summary>The database file.</summary>
+    public string Path { get; }
+
+    /// <inheritdoc />
+    public override string Description => "sqlite:" + Path;
+
+    public static async Task<SqliteSluiceStore> OpenAsync(string path, SluiceStoreOptions options, CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref s_nativeReady, 1) == 0)
+        {
+            SQLitePCL.Batteries_V2.Init();
+        }
+
+        var full = System.IO.Path.GetFullPath(path);
+        var directory = System.IO.Path.GetDirectoryName(full);
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        var store = new SqliteSluiceStore(full, options);
+        try
+        {
+            await store.MigrateAsync(cancellationToken);
+            return store;
+        }
+        catch
+        {
+            await store.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken);
+        try
+        {
+            await using var c = await OpenConnectionAsync(cancellationToken);
+
+            // Persistent in the file; switching needs a moment of exclusive access, which busy_timeout waits for.
+            await using (var wal = Db.Command(c, null, "PRAGMA journal_mode = WAL"))
+            {
+                await wal.ExecuteScalarAsync(cancellationToken);
+            }
+
+            // BEGIN IMMEDIATE: a second process starting at the same moment waits here, then sees the versions
+            // recorded by the first and applies nothing.
+            await using var tx = (SqliteTransaction)await c.BeginTransactionAsync(cancellationToken);
+            SchemaVersion = await MigrationRunner.ApplyAsync(c, tx, SqliteMigrations.All, SqliteMigrations.CreateTable, Now, cancellationToken);
+            await tx.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var pragmas = Db.Command(connection, null, _pragmas);
+            await pragmas.ExecuteNonQueryAsync(cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    protected override async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken);
+        try
+        {
+            await using var c = await OpenConnectionAsync(cancellationToken);
+
+            // Microsoft.Data.Sqlite starts a non-deferred transaction with BEGIN IMMEDIATE.
+            await using var tx = ((SqliteConnection)c).BeginTransaction(deferred: false);
+            var result = await work(c, tx);
+            await tx.CommitAsync(cancellationToken);
+            return result;
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    protected override Task LockConcurrencyKeyAsync(DbConnection connection, DbTransaction transaction, string key, CancellationToken cancellationToken) =>
+        Task.CompletedTask; // BEGIN IMMEDIATE already made this the only writer.
+
+    protected override bool IsUniqueViolation(DbException exception) =>
+        exception is SqliteException { SqliteErrorCode: 19, SqliteExtendedErrorCode: 2067 or 1555 };
+
+    /// <inheritdoc />
+    public override ValueTask DisposeAsync()
+    {
+        // Close this file's pooled connections so the file can be reopened, moved or deleted right away.
+        using (var connection = new SqliteConnection(_connectionString))
+        {
+            SqliteConnection.ClearPool(connection);
+        }
+
+        _writeGate.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
