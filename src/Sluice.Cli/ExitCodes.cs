@@ -11,5 +11,6 @@ internal static class ExitCodes
     public const int ServerError = 12;
     public const int MidStreamError = 13;
     public const int Timeout = 14;
+    public const int BudgetMissed = 15;
     public const int Cancelled = 130;
 }

@@ -28,7 +28,7 @@ internal static class BenchCommand
             + "  sluice bench --concurrency 32 --requests 5000 --max-tokens 64\n"
             + "  sluice bench --url http://127.0.0.1:8081 --model mock -c 256 -n 20000 --json")
         {
-            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup,
+            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup, CreateOverhead(),
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -50,6 +50,50 @@ internal static class BenchCommand
                 Warmup = parse.GetValue(warmup),
             };
             return RunAsync(settings, parse.GetValue(json), cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command CreateOverhead()
+    {
+        var chunks = new Option<int>("--chunks") { Description = "Chunks per answer from the mock upstream.", DefaultValueFactory = _ => 64 };
+        var chunkDelay = new Option<int>("--chunk-delay-ms") { Description = "Delay between the mock's chunks.", DefaultValueFactory = _ => 0 };
+        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Streams open at once for the throughput runs.", DefaultValueFactory = _ => 32 };
+        var requests = new Option<int>("--requests", "-n") { Description = "Streams per target per round.", DefaultValueFactory = _ => 3_000 };
+        var rounds = new Option<int>("--rounds", "-r") { Description = "Rounds (alternating order); medians are reported.", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup", "-w") { Description = "Warm-up streams per target.", DefaultValueFactory = _ => 500 };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var command = new Command(
+            "overhead",
+            "Measure what the gateway adds: a loopback mock upstream benchmarked directly and through an in-process gateway\n"
+            + "(an openai model pointing at the mock), alternating each round. Checks the budget: >= 75 % of the direct\n"
+            + "streams/s, <= 0.3 ms added time to first token at concurrency 1. Exit code 0 when both are met, 15 otherwise.\n\n"
+            + "Example:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3")
+        {
+            chunks, chunkDelay, concurrency, requests, rounds, warmup, json,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var settings = new OverheadSettings
+            {
+                Chunks = Math.Max(1, parse.GetValue(chunks)),
+                ChunkDelayMs = Math.Max(0, parse.GetValue(chunkDelay)),
+                Concurrency = Math.Max(1, parse.GetValue(concurrency)),
+                Requests = Math.Max(1, parse.GetValue(requests)),
+                Rounds = Math.Max(1, parse.GetValue(rounds)),
+                Warmup = Math.Max(0, parse.GetValue(warmup)),
+            };
+            try
+            {
+                var result = await OverheadBenchmark.RunAsync(settings, Console.Error, cancellationToken);
+                await Console.Out.WriteLineAsync(parse.GetValue(json) ? result.ToJson() : result.ToTable());
+                return result.ThroughputWithinBudget && result.TtfbWithinBudget ? ExitCodes.Success : ExitCodes.BudgetMissed;
+            }
+            catch (InvalidOperationException ex)
+            {
+                await Console.Error.WriteLineAsync($"sluice bench overhead: {ex.Message}");
+                return ExitCodes.ServerError;
+            }
         });
         return command;
     }

@@ -65,6 +65,14 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, UsageTotals totals)
         json.WriteNumber("prompt_tokens", totals.PromptTokens);
         json.WriteNumber("completion_tokens", totals.CompletionTokens);
         json.WriteEndObject();
+        json.WriteStartObject("runtime");
+        json.WriteNumber("allocated_bytes", GC.GetTotalAllocatedBytes());
+        json.WriteNumber("heap_bytes", GC.GetTotalMemory(forceFullCollection: false));
+        json.WriteNumber("gen0_collections", GC.CollectionCount(0));
+        json.WriteNumber("gen1_collections", GC.CollectionCount(1));
+        json.WriteNumber("gen2_collections", GC.CollectionCount(2));
+        json.WriteNumber("thread_pool_threads", ThreadPool.ThreadCount);
+        json.WriteEndObject();
         json.WriteEndObject();
         json.Flush();
         return Task.CompletedTask;

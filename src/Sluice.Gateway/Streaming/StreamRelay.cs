@@ -42,9 +42,9 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         var aborted = context.RequestAborted;
         var meter = new StreamMeter(settings.StartTimestamp, request);
         var sequence = 0L;
-        var started = false;
-        Task<bool>? pending = null;
+        var firstTokenFlushed = false;
         var enumerator = backend.StreamAsync(request, aborted).GetAsyncEnumerator(aborted);
+        var keepAlive = new KeepAlive(output, settings.PingInterval, PingFrame, () => StartEventStream(context), aborted);
         try
         {
             while (true)
@@ -57,34 +57,21 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                 }
                 else
                 {
-                    // Nothing more is ready: everything written so far goes out now.
-                    if (started && output.CanGetUnflushedBytes && output.UnflushedBytes > 0)
+                    // Nothing more is ready: everything written so far goes out now, then pings may fill the silence.
+                    if (keepAlive.Started && output.CanGetUnflushedBytes && output.UnflushedBytes > 0)
                     {
                         await output.FlushAsync(aborted);
                     }
 
-                    pending = moveNext.AsTask();
-                    while (true)
+                    keepAlive.Release();
+                    try
                     {
-                        await ((Task)pending.WaitAsync(settings.PingInterval)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                        if (pending.IsCompleted)
-                        {
-                            break;
-                        }
-
-                        if (!started)
-                        {
-                            started = true;
-                            StartEventStream(context);
-                        }
-
-                        output.Write(SseWriter.PingFrame);
-                        await output.FlushAsync(aborted);
+                        hasEvent = await moveNext;
                     }
-
-                    var completed = pending;
-                    pending = null;
-                    hasEvent = await completed;
+                    finally
+                    {
+                        await keepAlive.AcquireAsync();
+                    }
                 }
 
                 if (!hasEvent)
@@ -104,29 +91,24 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                     continue;
                 }
 
-                if (!started)
-                {
-                    started = true;
-                    StartEventStream(context);
-                }
-
+                keepAlive.EnsureStarted();
                 if (format.WriteEvent(output, sequence + 1, streamEvent))
                 {
                     sequence++;
-                }
 
-                if (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes)
-                {
-                    await output.FlushAsync(aborted);
+                    // The first event and the first token go out at once, whatever else is ready: time to first token
+                    // is what users feel. Later events that arrived together are written together.
+                    if (sequence == 1 || (!firstTokenFlushed && meter.HasFirstToken)
+                        || (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes))
+                    {
+                        firstTokenFlushed |= meter.HasFirstToken;
+                        await output.FlushAsync(aborted);
+                    }
                 }
             }
 
-            if (!started)
-            {
-                started = true;
-                StartEventStream(context);
-            }
-
+            await keepAlive.StopAsync();
+            keepAlive.EnsureStarted();
             sequence += format.WriteEnd(output, sequence + 1, meter.Usage);
             await output.FlushAsync(aborted);
             meter.Status = UsageStatus.Completed;
@@ -138,7 +120,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         catch (ChatException ex)
         {
             meter.Fail(ex.Error.Code ?? ex.Error.Type);
-            if (!started)
+            await keepAlive.StopAsync();
+            if (!keepAlive.Started)
             {
                 await ErrorResponses.WriteAsync(context, ex);
             }
@@ -156,7 +139,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             var error = new ErrorInfo(
                 $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {settings.RequestId}.",
                 ErrorTypes.Server, null, "backend_error");
-            if (!started)
+            await keepAlive.StopAsync();
+            if (!keepAlive.Started)
             {
                 await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error);
             }
@@ -167,13 +151,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         }
         finally
         {
-            if (pending is not null)
-            {
-                // The backend observes the same cancellation; wait for it before disposing its enumerator.
-                await ((Task)pending).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            }
-
+            // No ping may touch the response once the handler returns.
+            await keepAlive.StopAsync();
             await DisposeQuietlyAsync(enumerator);
+
             if (aborted.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
             {
                 meter.Status = UsageStatus.Abandoned;
@@ -232,6 +213,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         }
     }
 
+    private static readonly ReadOnlyMemory<byte> PingFrame = SseWriter.PingFrame.ToArray();
+
     private static void StartEventStream(HttpContext context)
     {
         var response = context.Response;
@@ -283,14 +266,20 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
 
         public bool Finished { get; private set; }
 
+        public bool HasFirstToken => _firstTokenTimestamp != 0;
+
         public ChatUsage Usage => _reported ?? new ChatUsage(TokenCounter.CountPrompt(request.Messages), _estimatedCompletion);
 
         public void Observe(ChatStreamEvent streamEvent)
         {
             switch (streamEvent)
             {
+                case OpenAIChunkEvent { IsDecoded: false } plain:
+                    // A plain passed-through delta: counted, not parsed (the upstream's usage arrives at the end).
+                    MarkFirstToken();
+                    _estimatedCompletion += plain.EstimatedTokens;
+                    break;
                 case OpenAIChunkEvent chunk:
-                    // A passed-through upstream chunk: count what it decoded to, without parsing it again.
                     foreach (var inner in chunk.Events)
                     {
                         Observe(inner);

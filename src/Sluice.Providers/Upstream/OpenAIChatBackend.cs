@@ -68,6 +68,9 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
         var started = false;
         var done = false;
         var choices = new ChoiceTracker();
+
+        // With several choices, which ones started matters for judging an early end: decode every chunk.
+        var decodeAll = request.N > 1;
         while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
         {
             var data = reader.Data;
@@ -76,6 +79,13 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
                 done = true;
                 upstream.MarkComplete();
                 break;
+            }
+
+            // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
+            if (!captureIdentity && !decodeAll && !OpenAIChunkScanner.NeedsDecode(data) && OpenAIChunkScanner.IsWellFormedObject(data))
+            {
+                yield return new OpenAIChunkEvent(data.ToArray(), null);
+                continue;
             }
 
             scratch.Clear();

@@ -1,0 +1,187 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Hosting;
+using Sluice.Providers;
+
+namespace Sluice.Cli.Bench;
+
+/// <summary>What <c>sluice bench overhead</c> runs.</summary>
+internal sealed record OverheadSettings
+{
+    public int Chunks { get; init; } = 64;
+
+    public int ChunkDelayMs { get; init; }
+
+    public int Concurrency { get; init; } = 32;
+
+    /// <summary>Measured requests per target per round.</summary>
+    public int Requests { get; init; } = 3_000;
+
+    public int Rounds { get; init; } = 3;
+
+    public int Warmup { get; init; } = 500;
+
+    /// <summary>Bound on each measured run.</summary>
+    public TimeSpan RoundDuration { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Budget: the gateway must keep at least this share of the direct streams/s.</summary>
+    public double MinThroughputRatio { get; init; } = 0.75;
+
+    /// <summary>Budget: time to first byte the gateway may add at concurrency 1, in milliseconds.</summary>
+    public double MaxAddedTtfbMs { get; init; } = 0.3;
+}
+
+/// <summary>
+/// Measures what the gateway adds between an upstream and a client: the loopback mock upstream is benchmarked
+/// directly and through an in-process gateway (an <c>openai</c> model pointing at the mock), alternating the
+/// order each round so both see the same machine noise. Reports the throughput ratio and the added time to
+/// first token at concurrency 1, against the performance budget.
+/// </summary>
+internal static class OverheadBenchmark
+{
+    public static async Task<OverheadResult> RunAsync(OverheadSettings settings, TextWriter progress, CancellationToken cancellationToken)
+    {
+        await using var mock = await MockUpstream.StartAsync(
+            new MockUpstreamOptions { Port = 0, Chunks = settings.Chunks, ChunkDelayMs = settings.ChunkDelayMs },
+            cancellationToken);
+        var options = new GatewayOptions
+        {
+            Port = 0,
+            Models =
+            [
+                new ModelOptions
+                {
+                    Name = "mock",
+                    Provider = "openai",
+                    BaseUrl = new Uri(mock.BaseAddress, "v1").ToString(),
+                    MaxAttempts = 1,
+                },
+            ],
+        };
+        await using var gateway = await SluiceGateway.StartAsync(
+            options,
+            configureLogging: logging => logging.SetMinimumLevel(LogLevel.Warning),
+            cancellationToken: cancellationToken);
+
+        await using var bare = await BareProxy.StartAsync(mock.BaseAddress, cancellationToken);
+        var targets = new (string Name, Uri Url)[] { ("direct", mock.BaseAddress), ("bare-proxy", bare.BaseAddress), ("gateway", gateway.BaseAddress) };
+        var throughput = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
+        var latency = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
+
+        foreach (var (name, url) in targets)
+        {
+            await progress.WriteLineAsync($"warming up {name} ({settings.Warmup} requests)…");
+            await RunOneAsync(url, settings.Concurrency, settings.Warmup, settings, null, cancellationToken);
+        }
+
+        for (var round = 0; round < settings.Rounds; round++)
+        {
+            // ABBA ordering: neither target always runs on a warmer or cooler machine.
+            var order = round % 2 == 0 ? targets : [.. targets.Reverse()];
+            foreach (var (name, url) in order)
+            {
+                await progress.WriteLineAsync($"round {round + 1}/{settings.Rounds}: {name}, C={settings.Concurrency}, {settings.Requests} streams");
+                throughput[name].Add(await RunOneAsync(url, settings.Concurrency, settings.Requests, settings, progress, cancellationToken));
+            }
+
+            foreach (var (name, url) in order)
+            {
+                var single = Math.Max(200, settings.Requests / 10);
+                await progress.WriteLineAsync($"round {round + 1}/{settings.Rounds}: {name}, C=1, {single} streams");
+                latency[name].Add(await RunOneAsync(url, 1, single, settings, progress, cancellationToken));
+            }
+        }
+
+        return new OverheadResult(
+            settings,
+            Summarize(throughput["direct"], latency["direct"]),
+            Summarize(throughput["bare-proxy"], latency["bare-proxy"]),
+            Summarize(throughput["gateway"], latency["gateway"]));
+    }
+
+    private static async Task<BenchResult> RunOneAsync(Uri url, int concurrency, int requests, OverheadSettings settings, TextWriter? progress, CancellationToken cancellationToken)
+    {
+        var bench = new BenchSettings
+        {
+            BaseUrl = url,
+            Model = "mock",
+            Concurrency = concurrency,
+            Requests = Math.Max(1, requests),
+            MaxTokens = settings.Chunks,
+            Duration = settings.RoundDuration,
+        };
+        var result = await BenchRunner.RunAsync(bench, progress, progressInPlace: false, cancellationToken);
+        if (result.Failed > 0)
+        {
+            throw new InvalidOperationException(
+                $"{result.Failed} of {result.Requests} streams to {url} failed ({string.Join(", ", result.Errors.Select(e => $"{e.Key} × {e.Value}"))}); the comparison would be meaningless.");
+        }
+
+        return result;
+    }
+
+    private static TargetSummary Summarize(List<BenchResult> throughput, List<BenchResult> latency) => new(
+        Median(throughput.Select(r => r.StreamsPerSecond)),
+        Median(throughput.Select(r => r.TtftMs.P50)),
+        Median(throughput.Select(r => r.TtftMs.P99)),
+        Median(latency.Select(r => r.TtftMs.P50)),
+        Median(latency.Select(r => r.TtftMs.P99)));
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? 0 : sorted[sorted.Length / 2];
+    }
+}
+
+/// <summary>Medians over the rounds for one target.</summary>
+internal sealed record TargetSummary(double StreamsPerSecond, double TtftP50Ms, double TtftP99Ms, double SingleTtftP50Ms, double SingleTtftP99Ms);
+
+/// <summary>The comparison and its verdict against the budget.</summary>
+internal sealed record OverheadResult(OverheadSettings Settings, TargetSummary Direct, TargetSummary BareProxy, TargetSummary Gateway)
+{
+    public double ThroughputRatio => Direct.StreamsPerSecond == 0 ? 0 : Gateway.StreamsPerSecond / Direct.StreamsPerSecond;
+
+    /// <summary>What a do-nothing ASP.NET Core proxy keeps on this machine, for reference.</summary>
+    public double BareProxyRatio => Direct.StreamsPerSecond == 0 ? 0 : BareProxy.StreamsPerSecond / Direct.StreamsPerSecond;
+
+    public double AddedTtfbMs => Gateway.SingleTtftP50Ms - Direct.SingleTtftP50Ms;
+
+    public bool ThroughputWithinBudget => ThroughputRatio >= Settings.MinThroughputRatio;
+
+    public bool TtfbWithinBudget => AddedTtfbMs <= Settings.MaxAddedTtfbMs;
+
+    public string ToTable()
+    {
+        var c = CultureInfo.InvariantCulture;
+        var text = new StringBuilder();
+        text.AppendLine(string.Create(c, $"Gateway overhead — mock upstream, {Settings.Chunks} chunks/stream, median of {Settings.Rounds} rounds"));
+        text.AppendLine(string.Create(c, $"{"",-12}{"streams/s (C=" + Settings.Concurrency + ")",22}{"TTFT p50",12}{"TTFT p99",12}{"C=1 TTFT p50",15}{"C=1 p99",10}"));
+        foreach (var (name, s) in new[] { ("direct", Direct), ("bare-proxy", BareProxy), ("gateway", Gateway) })
+        {
+            text.AppendLine(string.Create(c, $"{name,-12}{s.StreamsPerSecond,22:0}{s.TtftP50Ms,12:0.000}{s.TtftP99Ms,12:0.000}{s.SingleTtftP50Ms,15:0.000}{s.SingleTtftP99Ms,10:0.000}"));
+        }
+
+        text.AppendLine(string.Create(c, $"bare-proxy ratio  {BareProxyRatio:P1}   (reference: a proxy that only copies bytes)"));
+        text.AppendLine(string.Create(c, $"throughput ratio  {ThroughputRatio:P1}   (budget ≥ {Settings.MinThroughputRatio:P0}: {(ThroughputWithinBudget ? "met" : "NOT met")})"));
+        text.AppendLine(string.Create(c, $"added TTFT at C=1 {AddedTtfbMs:0.000} ms (budget ≤ {Settings.MaxAddedTtfbMs:0.0} ms: {(TtfbWithinBudget ? "met" : "NOT met")})"));
+        return text.ToString();
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(new
+    {
+        chunks = Settings.Chunks,
+        concurrency = Settings.Concurrency,
+        rounds = Settings.Rounds,
+        direct = Direct,
+        bare_proxy = BareProxy,
+        gateway = Gateway,
+        bare_proxy_ratio = Math.Round(BareProxyRatio, 4),
+        throughput_ratio = Math.Round(ThroughputRatio, 4),
+        added_ttfb_ms = Math.Round(AddedTtfbMs, 4),
+        throughput_within_budget = ThroughputWithinBudget,
+        ttfb_within_budget = TtfbWithinBudget,
+    });
+}

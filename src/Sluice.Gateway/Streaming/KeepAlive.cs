@@ -1,0 +1,159 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+
+namespace Sluice.Gateway.Streaming;
+
+/// <summary>
+/// Owns a stream's response writer: the relay and the keep-alive ping take turns through a lock-free gate, and one
+/// timer per stream sends a ping when the stream has been silent for the ping interval.
+/// </summary>
+/// <remarks>
+/// Why not a timeout on each wait: a timed wait allocates a task and registers a timer for every chunk the relay
+/// waits for, which costs more than forwarding the chunk. Here the per-chunk cost is two interlocked operations;
+/// the timer is created once per stream and re-armed only when it fires. Frames stay whole: a ping is written only
+/// while the relay does not hold the gate, i.e. between events.
+/// </remarks>
+internal sealed class KeepAlive : IAsyncDisposable
+{
+    private const int Idle = 0;
+    private const int Relaying = 1;
+    private const int Pinging = 2;
+
+    private readonly PipeWriter _output;
+    private readonly TimeSpan _interval;
+    private readonly Action _startResponse;
+    private readonly ReadOnlyMemory<byte> _pingFrame;
+    private readonly CancellationToken _aborted;
+    private Timer? _timer;
+    private Task _ping = Task.CompletedTask;
+    private long _lastWrite = Stopwatch.GetTimestamp();
+    private int _state = Relaying;
+    private volatile bool _stopped;
+
+    /// <param name="output">The response writer.</param>
+    /// <param name="interval">Silence that triggers a ping.</param>
+    /// <param name="pingFrame">The bytes of one ping (a whole frame).</param>
+    /// <param name="startResponse">Sends the status line and headers; called once, by whoever writes first.</param>
+    /// <param name="aborted">The client's disconnect.</param>
+    public KeepAlive(PipeWriter output, TimeSpan interval, ReadOnlyMemory<byte> pingFrame, Action startResponse, CancellationToken aborted)
+    {
+        _output = output;
+        _interval = interval;
+        _pingFrame = pingFrame;
+        _startResponse = startResponse;
+        _aborted = aborted;
+    }
+
+    /// <summary>Whether the response has started (headers sent). Read and written only by the gate holder.</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>Starts the response if nobody has yet. Call while holding the gate.</summary>
+    public void EnsureStarted()
+    {
+        if (!Started)
+        {
+            Started = true;
+            _startResponse();
+        }
+    }
+
+    /// <summary>Lets pings go out while the relay waits for the backend. Call while holding the gate.</summary>
+    public void Release()
+    {
+        Volatile.Write(ref _lastWrite, Stopwatch.GetTimestamp());
+        if (_timer is null && !_stopped)
+        {
+            _timer = new Timer(static state => ((KeepAlive)state!).OnTimer(), this, _interval, Timeout.InfiniteTimeSpan);
+        }
+
+        Volatile.Write(ref _state, Idle);
+    }
+
+    /// <summary>Takes the gate back for the relay, waiting for a ping being written.</summary>
+    public ValueTask AcquireAsync() =>
+        Interlocked.CompareExchange(ref _state, Relaying, Idle) == Idle ? ValueTask.CompletedTask : AcquireSlowAsync();
+
+    /// <summary>Stops pinging and takes the gate for good (for the final frames).</summary>
+    public async ValueTask StopAsync()
+    {
+        _stopped = true;
+        if (_timer is { } timer)
+        {
+            await timer.DisposeAsync();
+        }
+
+        if (Volatile.Read(ref _state) != Relaying)
+        {
+            await AcquireAsync();
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => StopAsync();
+
+    private async ValueTask AcquireSlowAsync()
+    {
+        while (Interlocked.CompareExchange(ref _state, Relaying, Idle) != Idle)
+        {
+            var ping = Volatile.Read(ref _ping);
+            if (ping.IsCompleted)
+            {
+                // The timer owns the gate but has not published its task yet: a moment's wait.
+                await Task.Yield();
+            }
+            else
+            {
+                await ping.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    private void OnTimer()
+    {
+        if (_stopped)
+        {
+            return;
+        }
+
+        var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastWrite));
+        var next = _interval;
+        if (silence < _interval)
+        {
+            next = _interval - silence;
+        }
+        else if (Interlocked.CompareExchange(ref _state, Pinging, Idle) == Idle)
+        {
+            Volatile.Write(ref _ping, PingAsync());
+        }
+
+        try
+        {
+            _timer?.Change(next, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped meanwhile.
+        }
+    }
+
+    private async Task PingAsync()
+    {
+        try
+        {
+            EnsureStarted();
+            _output.Write(_pingFrame.Span);
+            await _output.FlushAsync(_aborted);
+        }
+#pragma warning disable CA1031 // A failed ping means the client left; the relay sees that through its own cancellation.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            Volatile.Write(ref _lastWrite, Stopwatch.GetTimestamp());
+            Volatile.Write(ref _state, Idle);
+        }
+    }
+}
