@@ -10,6 +10,12 @@ public sealed class ConfigurationTests
     public void The_example_config_loads_and_every_model_builds()
     {
         var path = Path.Combine(Fixtures.RepositoryRoot, "sluice.example.json");
+        string[] keys = ["OPENAI_API_KEY", "XAI_API_KEY", "CLOUDTEMPLE_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"];
+        foreach (var key in keys)
+        {
+            Environment.SetEnvironmentVariable(key, "test-key-" + key);
+        }
+
         var options = GatewayConfiguration.Bind(GatewayConfiguration.Build(path));
         Assert.Equal(8080, options.Port);
         Assert.Equal(15, options.Streaming.PingIntervalSeconds);
@@ -19,6 +25,13 @@ public sealed class ConfigurationTests
         Assert.Contains(catalog.Models, m => m.Name == "sim-flaky" && m.Options.FailAfterTokens == 25);
         Assert.Contains(catalog.Models, m => m.Name == "resilient" && m.Members.SequenceEqual(["sim-flaky", "sim-fast"]));
         Assert.Equal(10, options.Retry.MaxRetryAfterSeconds);
+        Assert.Equal(ModelCatalog.Providers.Order(), options.Models.Select(m => m.Provider).Distinct().Order());
+        Assert.Contains(catalog.Models, m => m.Name == "claude" && m.Options.MaxOutputTokens == 8192);
+        catalog.Dispose();
+        foreach (var key in keys)
+        {
+            Environment.SetEnvironmentVariable(key, null);
+        }
     }
 
     [Fact]
