@@ -58,7 +58,7 @@ internal sealed class UpstreamResponse : IDisposable
             return;
         }
 
-        if (read.IsCompletedSuccessfully && read.Result == 0)
+        if (read is { IsCompletedSuccessfully: true, Result: 0 })
         {
             // The usual case: the body had already ended and the connection is back in the pool.
             Close();
