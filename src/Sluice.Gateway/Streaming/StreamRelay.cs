@@ -9,21 +9,21 @@ using Sluice.Gateway.Accounting;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
-using Sluice.Protocol.Sse;
 using Sluice.Providers;
 
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>
-/// Moves one backend stream to one HTTP response as Server-Sent Events, for any <see cref="IStreamFormat"/>.
+/// Moves one backend stream to one HTTP response, for any <see cref="IStreamFormat"/> (SSE or NDJSON).
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
 /// <item>Headers are sent with the first event, so failures before it still get a real HTTP status.</item>
 /// <item>Events the backend has ready are written together; the response is flushed whenever the backend
 /// has nothing more ready, so no event ever waits in a buffer while the relay waits for the model.</item>
-/// <item>While the backend is silent, a <c>: ping</c> comment goes out every ping interval — always between
-/// whole frames, because one loop writes everything.</item>
+/// <item>The format's opening frame (if any) follows the headers, with the usage known so far.</item>
+/// <item>While the backend is silent, the format's keep-alive frame (<c>: ping</c> for OpenAI) goes out every
+/// ping interval — always between whole frames, because one loop writes everything.</item>
 /// <item>A failure after the first byte becomes one error frame and the stream ends without its success marker.</item>
 /// <item>The client's disconnect (RequestAborted) cancels the backend; usage is reported in every case.</item>
 /// </list>
@@ -45,6 +45,15 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         var started = false;
         Task<bool>? pending = null;
         var enumerator = backend.StreamAsync(request, aborted).GetAsyncEnumerator(aborted);
+
+        // Headers, then the format's opening frame: sent with the first event, ping or end, whichever comes first.
+        void Start()
+        {
+            started = true;
+            StartStream(context, format.ContentType);
+            sequence += format.WriteStart(output, sequence + 1, meter.Usage);
+        }
+
         try
         {
             while (true)
@@ -74,11 +83,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
 
                         if (!started)
                         {
-                            started = true;
-                            StartEventStream(context);
+                            Start();
                         }
 
-                        output.Write(SseWriter.PingFrame);
+                        format.WritePing(output);
                         await output.FlushAsync(aborted);
                     }
 
@@ -106,8 +114,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
 
                 if (!started)
                 {
-                    started = true;
-                    StartEventStream(context);
+                    Start();
                 }
 
                 if (format.WriteEvent(output, sequence + 1, streamEvent))
@@ -123,8 +130,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
 
             if (!started)
             {
-                started = true;
-                StartEventStream(context);
+                Start();
             }
 
             sequence += format.WriteEnd(output, sequence + 1, meter.Usage);
@@ -140,7 +146,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             meter.Fail(ex.Error.Code ?? ex.Error.Type);
             if (!started)
             {
-                await ErrorResponses.WriteAsync(context, ex);
+                await ErrorResponses.WriteAsync(context, ex, format.Errors);
             }
             else
             {
@@ -158,7 +164,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                 ErrorTypes.Server, null, "backend_error");
             if (!started)
             {
-                await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error);
+                await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error, dialect: format.Errors);
             }
             else
             {
@@ -232,11 +238,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         }
     }
 
-    private static void StartEventStream(HttpContext context)
+    private static void StartStream(HttpContext context, string contentType)
     {
         var response = context.Response;
         response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
+        response.ContentType = contentType;
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
