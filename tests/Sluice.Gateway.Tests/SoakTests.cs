@@ -30,7 +30,7 @@ public sealed class SoakTests(ITestOutputHelper output)
         var growth = afterSoak - afterWarmUp;
         output.WriteLine($"heap after warm-up {afterWarmUp / 1024} KiB, after 1,600 more streams {afterSoak / 1024} KiB");
         Assert.True(growth < 4 * 1024 * 1024, $"heap grew by {growth / 1024} KiB over 1,600 streams ({afterWarmUp / 1024} → {afterSoak / 1024} KiB)");
-        Assert.True(gateway.Usage.Records.Count >= 2000);
+        Assert.True(await gateway.Usage.WaitForCountAsync(2000) >= 2000);
     }
 
     private static async Task RoundAsync(HttpClient client, int streams)
