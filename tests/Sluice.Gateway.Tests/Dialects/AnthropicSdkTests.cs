@@ -163,6 +163,21 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_failure_before_the_first_token_of_a_stream_is_an_http_error_not_an_event()
+    {
+        var error = await Assert.ThrowsAsync<AnthropicRateLimitException>(async () =>
+        {
+            await foreach (var unused in _client.Messages.CreateStreaming(
+                Params("Hi", metadata: new Dictionary<string, string> { ["sim_fail_status"] = "429", ["sim_retry_after"] = "3" })))
+            {
+            }
+        });
+
+        Assert.Equal(429, (int)error.StatusCode);
+        Assert.Equal("rate_limit_error", error.Type?.Raw());
+    }
+
+    [Fact]
     public async Task A_failure_mid_stream_is_an_error_event_after_the_text_already_sent()
     {
         var text = new StringBuilder();
