@@ -10,7 +10,8 @@ namespace Sluice.Protocol.Anthropic;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item><c>system</c> (a string or text blocks) becomes the first, system message.</item>
+/// <item><c>system</c> (a string or text blocks) becomes the first, system message; <c>system</c>-role messages
+/// (text only) are kept where they stand.</item>
 /// <item>Message content is a string or blocks: <c>text</c>; <c>tool_use</c> (assistant) becomes a tool call;
 /// <c>tool_result</c> (user) becomes a <c>tool</c> message answering that call, placed before the turn's text.
 /// <c>thinking</c> and <c>redacted_thinking</c> blocks are dropped (they only mean something to the model that wrote
@@ -165,10 +166,10 @@ public static class AnthropicRequestParser
 
         var role = RequestFields.OptionalString(message, "role", $"{path}.role")
             ?? throw RequestFields.Missing($"{path}.role", "use \"user\" or \"assistant\".");
-        if (role is not (ChatRoles.User or ChatRoles.Assistant))
+        if (role is not (ChatRoles.User or ChatRoles.Assistant or ChatRoles.System))
         {
             throw ChatException.BadRequest(
-                $"{path}.role \"{role}\" is not allowed: messages alternate \"user\" and \"assistant\"; put instructions in the top-level system field.",
+                $"{path}.role \"{role}\" is not a known role: messages alternate \"user\" and \"assistant\"; put instructions in the top-level system field.",
                 $"{path}.role");
         }
 
@@ -207,6 +208,8 @@ public static class AnthropicRequestParser
                     AppendParagraph(text, RequiredText(block, blockPath));
                     hasText = true;
                     break;
+                case not "text" when role == ChatRoles.System:
+                    throw ChatException.BadRequest($"{blockPath}.type must be \"text\" in a system message (got \"{type}\").", $"{blockPath}.type");
                 case "tool_use" when role == ChatRoles.Assistant:
                     calls ??= [];
                     calls.Add(ParseToolUse(block, blockPath));
