@@ -78,6 +78,21 @@ public sealed class RecordingUsageSink : IUsageSink
         _arrived.Release();
     }
 
+    /// <summary>
+    /// Waits (bounded) until at least <paramref name="count"/> records arrived; returns how many there are. An abandoned
+    /// stream is recorded when the server notices the disconnect, which can be after the client has moved on.
+    /// </summary>
+    public async Task<int> WaitForCountAsync(int count, TimeSpan? timeout = null)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)((timeout ?? TimeSpan.FromSeconds(10)).TotalSeconds * Stopwatch.Frequency);
+        while (_records.Count < count && Stopwatch.GetTimestamp() < deadline)
+        {
+            await _arrived.WaitAsync(TimeSpan.FromMilliseconds(200));
+        }
+
+        return _records.Count;
+    }
+
     /// <summary>Waits (bounded) for the record of the request with <paramref name="requestId"/>.</summary>
     public async Task<(UsageRecord Record, long Timestamp)> WaitForAsync(string requestId, TimeSpan? timeout = null)
     {

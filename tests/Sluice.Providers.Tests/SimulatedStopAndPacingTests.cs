@@ -59,9 +59,12 @@ public sealed class SimulatedStopAndPacingTests
         var early = full.Substring(40, 6);
         var late = full.Substring(400, 6);
 
-        var text = Text(await CollectAsync(Backend(), Request(Prompt, 200, seed: 5, stop: [late, early])));
+        var events = await CollectAsync(Backend(), Request(Prompt, 200, seed: 5, stop: [late, early]));
 
-        Assert.Equal(full[..full.IndexOf(early, StringComparison.Ordinal)], text);
+        Assert.Equal(full[..full.IndexOf(early, StringComparison.Ordinal)], Text(events));
+
+        // The sequence that matched is reported, for clients whose API names it (Anthropic's stop_sequence).
+        Assert.Equal(early, Assert.Single(events.OfType<FinishEvent>()).StopSequence);
     }
 
     [Fact]
@@ -85,6 +88,7 @@ public sealed class SimulatedStopAndPacingTests
 
         Assert.Equal(full, Text(events));
         Assert.Equal(120, Usage(events).CompletionTokens);
+        Assert.Null(Assert.Single(events.OfType<FinishEvent>()).StopSequence);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
 
         if (request.Model.Length == 0)
         {
-            request = WithModel(request, model.Name);
+            request = ChatRequests.WithModel(request, model.Name);
         }
 
         var settings = new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes);
@@ -89,26 +89,6 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
             $"The model '{name}' does not exist. GET /v1/models lists the models this gateway serves.",
             ErrorTypes.InvalidRequest, "model", "model_not_found"));
     }
-
-    private static ChatRequest WithModel(ChatRequest request, string model) => new()
-    {
-        Model = model,
-        Messages = request.Messages,
-        N = request.N,
-        RawBody = request.RawBody,
-        Stream = request.Stream,
-        IncludeUsage = request.IncludeUsage,
-        MaxTokens = request.MaxTokens,
-        Temperature = request.Temperature,
-        TopP = request.TopP,
-        Stop = request.Stop,
-        Seed = request.Seed,
-        User = request.User,
-        Tools = request.Tools,
-        ToolsJson = request.ToolsJson,
-        ToolChoice = request.ToolChoice,
-        Metadata = request.Metadata,
-    };
 }
 
 /// <summary>Short, unique, URL-safe request ids.</summary>

@@ -65,6 +65,8 @@ public static class SluiceGateway
         services.AddSingleton<StreamRelay>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
+        services.AddSingleton<AnthropicMessagesEndpoint>();
+        services.AddSingleton<OllamaEndpoints>();
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
 
@@ -76,6 +78,17 @@ public static class SluiceGateway
         app.MapGet("/v1/models", info.ListModelsAsync);
         app.MapGet("/v1/models/{id}", info.GetModelAsync);
         app.MapGet("/health", info.HealthAsync);
+
+        // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
+        var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();
+        app.MapPost("/v1/messages", anthropic.HandleAsync);
+        app.MapPost("/v1/messages/count_tokens", anthropic.CountTokensAsync);
+        var ollama = app.Services.GetRequiredService<OllamaEndpoints>();
+        app.MapPost("/api/chat", ollama.ChatAsync);
+        app.MapPost("/api/generate", ollama.GenerateAsync);
+        app.MapPost("/api/show", ollama.ShowAsync);
+        app.MapGet("/api/tags", ollama.TagsAsync);
+        app.MapGet("/api/version", OllamaEndpoints.VersionAsync);
         app.MapFallback(InfoEndpoints.NotFoundAsync);
         return app;
     }

@@ -1,17 +1,16 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Sluice.Protocol;
-using Sluice.Protocol.OpenAI;
 
 namespace Sluice.Gateway.Streaming;
 
-/// <summary>Writes OpenAI-style HTTP error responses.</summary>
+/// <summary>Writes HTTP error responses in a dialect's shape (OpenAI unless told otherwise).</summary>
 internal static class ErrorResponses
 {
-    public static Task WriteAsync(HttpContext context, ChatException error) =>
-        WriteAsync(context, error.StatusCode, error.Error, error.RetryAfter);
+    public static Task WriteAsync(HttpContext context, ChatException error, ErrorDialect? dialect = null) =>
+        WriteAsync(context, error.StatusCode, error.Error, error.RetryAfter, dialect);
 
-    public static async Task WriteAsync(HttpContext context, int statusCode, ErrorInfo error, TimeSpan? retryAfter = null)
+    public static async Task WriteAsync(HttpContext context, int statusCode, ErrorInfo error, TimeSpan? retryAfter = null, ErrorDialect? dialect = null)
     {
         var response = context.Response;
         if (response.HasStarted)
@@ -19,14 +18,15 @@ internal static class ErrorResponses
             return;
         }
 
-        response.StatusCode = statusCode;
+        dialect ??= ErrorDialect.OpenAI;
+        response.StatusCode = dialect.StatusFor(statusCode, error);
         response.ContentType = "application/json";
         if (retryAfter is { } delay)
         {
             response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(delay.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
         }
 
-        OpenAIErrorWriter.Write(response.BodyWriter, error);
+        dialect.WriteBody(response.BodyWriter, statusCode, error);
         await response.BodyWriter.FlushAsync(context.RequestAborted);
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 
@@ -23,7 +22,7 @@ internal sealed class KeepAlive : IAsyncDisposable
     private readonly PipeWriter _output;
     private readonly TimeSpan _interval;
     private readonly Action _startResponse;
-    private readonly ReadOnlyMemory<byte> _pingFrame;
+    private readonly Action _writePing;
     private readonly CancellationToken _aborted;
     private Timer? _timer;
     private Task _ping = Task.CompletedTask;
@@ -33,14 +32,14 @@ internal sealed class KeepAlive : IAsyncDisposable
 
     /// <param name="output">The response writer.</param>
     /// <param name="interval">Silence that triggers a ping.</param>
-    /// <param name="pingFrame">The bytes of one ping (a whole frame).</param>
+    /// <param name="writePing">Writes one whole keep-alive frame (the format's own).</param>
     /// <param name="startResponse">Sends the status line and headers; called once, by whoever writes first.</param>
     /// <param name="aborted">The client's disconnect.</param>
-    public KeepAlive(PipeWriter output, TimeSpan interval, ReadOnlyMemory<byte> pingFrame, Action startResponse, CancellationToken aborted)
+    public KeepAlive(PipeWriter output, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted)
     {
         _output = output;
         _interval = interval;
-        _pingFrame = pingFrame;
+        _writePing = writePing;
         _startResponse = startResponse;
         _aborted = aborted;
     }
@@ -142,7 +141,7 @@ internal sealed class KeepAlive : IAsyncDisposable
         try
         {
             EnsureStarted();
-            _output.Write(_pingFrame.Span);
+            _writePing();
             await _output.FlushAsync(_aborted);
         }
 #pragma warning disable CA1031 // A failed ping means the client left; the relay sees that through its own cancellation.

@@ -2,12 +2,21 @@ using System.Buffers;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.OpenAI;
+using Sluice.Protocol.Sse;
 
 namespace Sluice.Gateway.Streaming;
 
-/// <summary>OpenAI <c>chat.completion.chunk</c> frames, an optional usage chunk, then <c>[DONE]</c>.</summary>
+/// <summary>OpenAI <c>chat.completion.chunk</c> frames, an optional usage chunk, then <c>[DONE]</c>; <c>: ping</c> comments keep it alive.</summary>
 internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeUsage) : IStreamFormat
 {
+    public string ContentType => "text/event-stream";
+
+    public ErrorDialect Errors => ErrorDialect.OpenAI;
+
+    public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage) => 0;
+
+    public void WritePing(IBufferWriter<byte> output) => output.Write(SseWriter.PingFrame);
+
     public bool WriteEvent(IBufferWriter<byte> output, long sequence, ChatStreamEvent streamEvent) =>
         writer.WriteEvent(output, sequence, streamEvent);
 

@@ -9,21 +9,21 @@ using Sluice.Gateway.Accounting;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
-using Sluice.Protocol.Sse;
 using Sluice.Providers;
 
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>
-/// Moves one backend stream to one HTTP response as Server-Sent Events, for any <see cref="IStreamFormat"/>.
+/// Moves one backend stream to one HTTP response, for any <see cref="IStreamFormat"/> (SSE or NDJSON).
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
 /// <item>Headers are sent with the first event, so failures before it still get a real HTTP status.</item>
 /// <item>Events the backend has ready are written together; the response is flushed whenever the backend
 /// has nothing more ready, so no event ever waits in a buffer while the relay waits for the model.</item>
-/// <item>While the backend is silent, a <c>: ping</c> comment goes out every ping interval — always between
-/// whole frames, because one loop writes everything.</item>
+/// <item>The format's opening frame (if any) follows the headers, with the usage known so far.</item>
+/// <item>While the backend is silent, the format's keep-alive frame (<c>: ping</c> for OpenAI) goes out every
+/// ping interval — always between whole frames (see <see cref="KeepAlive"/>).</item>
 /// <item>A failure after the first byte becomes one error frame and the stream ends without its success marker.</item>
 /// <item>The client's disconnect (RequestAborted) cancels the backend; usage is reported in every case.</item>
 /// </list>
@@ -44,7 +44,16 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         var sequence = 0L;
         var firstTokenFlushed = false;
         var enumerator = backend.StreamAsync(request, aborted).GetAsyncEnumerator(aborted);
-        var keepAlive = new KeepAlive(output, settings.PingInterval, PingFrame, () => StartEventStream(context), aborted);
+
+        // Headers, then the format's opening frame: sent with the first event, ping or end, whichever comes first.
+        // Called only by the holder of the keep-alive gate, so the relay and a ping never race on it.
+        void Start()
+        {
+            StartStream(context, format.ContentType);
+            sequence += format.WriteStart(output, sequence + 1, meter.Usage);
+        }
+
+        var keepAlive = new KeepAlive(output, settings.PingInterval, () => format.WritePing(output), Start, aborted);
         try
         {
             while (true)
@@ -123,7 +132,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             await keepAlive.StopAsync();
             if (!keepAlive.Started)
             {
-                await ErrorResponses.WriteAsync(context, ex);
+                await ErrorResponses.WriteAsync(context, ex, format.Errors);
             }
             else
             {
@@ -142,7 +151,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             await keepAlive.StopAsync();
             if (!keepAlive.Started)
             {
-                await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error);
+                await ErrorResponses.WriteAsync(context, StatusCodes.Status502BadGateway, error, dialect: format.Errors);
             }
             else
             {
@@ -213,13 +222,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         }
     }
 
-    private static readonly ReadOnlyMemory<byte> PingFrame = SseWriter.PingFrame.ToArray();
-
-    private static void StartEventStream(HttpContext context)
+    private static void StartStream(HttpContext context, string contentType)
     {
         var response = context.Response;
         response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
+        response.ContentType = contentType;
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();

@@ -36,7 +36,10 @@ public sealed class ChatRequest
     /// <summary>Nucleus sampling, 0–1.</summary>
     public double? TopP { get; init; }
 
-    /// <summary>Stop sequences (at most 4).</summary>
+    /// <summary>Top-k sampling (Anthropic's and Ollama's <c>top_k</c>); passed to backends that know it, ignored by the rest.</summary>
+    public int? TopK { get; init; }
+
+    /// <summary>Stop sequences (at most 4 from OpenAI clients; Anthropic and Ollama clients may send more).</summary>
     public IReadOnlyList<string>? Stop { get; init; }
 
     /// <summary>Seed for deterministic sampling where the backend supports it.</summary>

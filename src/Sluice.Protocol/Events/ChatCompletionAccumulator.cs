@@ -44,7 +44,9 @@ public sealed class ChatCompletionAccumulator
                 GetChoice(tool.ChoiceIndex).AddTool(tool);
                 break;
             case FinishEvent finish:
-                GetChoice(finish.ChoiceIndex).FinishReason = finish.Reason;
+                var finished = GetChoice(finish.ChoiceIndex);
+                finished.FinishReason = finish.Reason;
+                finished.StopSequence = finish.StopSequence;
                 break;
             case UsageEvent usage:
                 Usage = usage.Usage;
@@ -76,6 +78,8 @@ public sealed class ChatCompletionAccumulator
 
         public string? FinishReason { get; set; }
 
+        public string? StopSequence { get; set; }
+
         public void AddTool(ToolCallDeltaEvent tool)
         {
             if (!_tools.TryGetValue(tool.ToolIndex, out var state))
@@ -96,6 +100,7 @@ public sealed class ChatCompletionAccumulator
             FinishReason)
         {
             Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
+            StopSequence = StopSequence,
         };
     }
 }
@@ -109,4 +114,7 @@ public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<T
 {
     /// <summary>The refusal text, when the model declined instead of answering.</summary>
     public string? Refusal { get; init; }
+
+    /// <summary>The stop sequence that ended the answer, when the backend reported one.</summary>
+    public string? StopSequence { get; init; }
 }

@@ -51,6 +51,12 @@ public sealed class FinishEvent(string reason, int choiceIndex = 0) : ChatStream
 {
     /// <summary>The OpenAI <c>finish_reason</c> value.</summary>
     public string Reason { get; } = reason;
+
+    /// <summary>
+    /// The stop sequence that ended the answer, when the backend knows one did (<see cref="Reason"/> is then
+    /// <c>stop</c>); OpenAI has no field for it, Anthropic reports it as <c>stop_sequence</c>.
+    /// </summary>
+    public string? StopSequence { get; init; }
 }
 
 /// <summary>Token usage of the whole request, as counted by the backend.</summary>

@@ -12,7 +12,7 @@ namespace Sluice.Providers.Simulation;
 /// that refers to the prompt's words, paced like a real model, calls tools when asked to, and can inject
 /// faults for testing clients. Its usage counts are exactly the tokens it streamed.
 /// </summary>
-public sealed class SimulatedChatBackend : IChatBackend
+public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
 {
     /// <summary>The <c>Provider</c> value of simulated models.</summary>
     public const string ProviderName = "sim";
@@ -47,6 +47,13 @@ public sealed class SimulatedChatBackend : IChatBackend
     public int RequestsStarted => Volatile.Read(ref _requestsStarted);
 
     /// <inheritdoc />
+    public int CountPromptTokens(ChatRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return TokenCounter.CountPrompt(request.Messages);
+    }
+
+    /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
         [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -62,7 +69,7 @@ public sealed class SimulatedChatBackend : IChatBackend
         }
 
         var faults = SimulationFaults.From(_options, request.Metadata);
-        var promptTokens = TokenCounter.CountPrompt(request.Messages);
+        var promptTokens = CountPromptTokens(request);
         var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
         if (budget > _options.MaxOutputTokens)
         {
@@ -116,11 +123,12 @@ public sealed class SimulatedChatBackend : IChatBackend
         }
 
         var tokens = SimulatedAnswerComposer.ComposeTokens(TopicSource(request), budget, random);
+        string? matchedStop = null;
         if (request.Stop is { Count: > 0 } stops)
         {
             // The whole answer is known up front, so cut it before streaming: a stop sequence that spans
             // several tokens must not leak its first tokens before the match is complete.
-            tokens = CutAtStop(tokens, stops);
+            tokens = CutAtStop(tokens, stops, out matchedStop);
         }
 
         foreach (var token in tokens)
@@ -138,7 +146,7 @@ public sealed class SimulatedChatBackend : IChatBackend
             emitted++;
         }
 
-        yield return new FinishEvent(FinishReasons.Stop);
+        yield return new FinishEvent(FinishReasons.Stop) { StopSequence = matchedStop };
         yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
     }
 
@@ -227,17 +235,19 @@ public sealed class SimulatedChatBackend : IChatBackend
         return false;
     }
 
-    /// <summary>The tokens before the earliest stop sequence; the token it starts in is cut short.</summary>
-    private static List<string> CutAtStop(List<string> tokens, IReadOnlyList<string> stops)
+    /// <summary>The tokens before the earliest stop sequence (returned in <paramref name="matched"/>); the token it starts in is cut short.</summary>
+    private static List<string> CutAtStop(List<string> tokens, IReadOnlyList<string> stops, out string? matched)
     {
         var text = string.Concat(tokens);
         var earliest = -1;
+        matched = null;
         foreach (var stop in stops)
         {
             var index = text.IndexOf(stop, StringComparison.Ordinal);
             if (index >= 0 && (earliest < 0 || index < earliest))
             {
                 earliest = index;
+                matched = stop;
             }
         }
 

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
+using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
 
@@ -138,6 +139,11 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
             if (request.TopP is { } topP)
             {
                 json.WriteNumber("top_p"u8, topP);
+            }
+
+            if (request.TopK is { } topK)
+            {
+                json.WriteNumber("top_k"u8, topK);
             }
 
             if (request.Stop is { Count: > 0 } stop)
@@ -332,13 +338,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
     };
 
     /// <summary>Maps Anthropic's <c>stop_reason</c> to OpenAI's <c>finish_reason</c>.</summary>
-    internal static string FinishReasonOf(string? stopReason) => stopReason switch
-    {
-        "max_tokens" or "model_context_window_exceeded" => FinishReasons.Length,
-        "tool_use" => FinishReasons.ToolCalls,
-        "refusal" => FinishReasons.ContentFilter,
-        _ => FinishReasons.Stop,
-    };
+    internal static string FinishReasonOf(string? stopReason) => AnthropicStopReasons.ToFinishReason(stopReason);
 
     /// <summary>What the stream has said so far, and the events each upstream event turns into.</summary>
     private sealed class StreamState
@@ -348,6 +348,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
         private int _completionTokens;
         private bool _hasUsage;
         private string? _stopReason;
+        private string? _stopSequence;
 
         public bool Stopped { get; private set; }
 
@@ -394,6 +395,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
                     break;
                 case AnthropicEventType.MessageDelta:
                     _stopReason = e.StopReason ?? _stopReason;
+                    _stopSequence = e.StopSequence ?? _stopSequence;
                     if (e.HasUsage)
                     {
                         _hasUsage = true;
@@ -407,7 +409,10 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
                     break;
                 case AnthropicEventType.MessageStop:
                     Stopped = true;
-                    output.Add(new FinishEvent(FinishReasonOf(_stopReason)));
+                    output.Add(new FinishEvent(FinishReasonOf(_stopReason))
+                    {
+                        StopSequence = _stopReason == "stop_sequence" ? _stopSequence : null,
+                    });
                     if (_hasUsage)
                     {
                         output.Add(new UsageEvent(new ChatUsage(_promptTokens, _completionTokens)));

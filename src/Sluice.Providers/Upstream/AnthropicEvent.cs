@@ -39,6 +39,8 @@ internal readonly record struct AnthropicEvent
 
     public string? StopReason { get; init; }
 
+    public string? StopSequence { get; init; }
+
     public bool HasUsage { get; init; }
 
     public int InputTokens { get; init; }
@@ -84,6 +86,7 @@ internal readonly record struct AnthropicEvent
                     : r.ValueTextEquals("text"u8) ? e with { Text = StringValue(ref r) }
                     : r.ValueTextEquals("partial_json"u8) ? e with { PartialJson = StringValue(ref r) }
                     : r.ValueTextEquals("stop_reason"u8) ? e with { StopReason = StringValue(ref r) }
+                    : r.ValueTextEquals("stop_sequence"u8) ? e with { StopSequence = StringValue(ref r) }
                     : Skip(ref r, e));
             }
             else if (reader.ValueTextEquals("message"u8))

@@ -264,7 +264,7 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
 
     private static void WriteGenerationConfig(Utf8JsonWriter json, ChatRequest request)
     {
-        if (request.Temperature is null && request.TopP is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
+        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
         {
             return;
         }
@@ -278,6 +278,11 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
         if (request.TopP is { } topP)
         {
             json.WriteNumber("topP"u8, topP);
+        }
+
+        if (request.TopK is { } topK)
+        {
+            json.WriteNumber("topK"u8, topK);
         }
 
         if (request.MaxTokens is { } max)

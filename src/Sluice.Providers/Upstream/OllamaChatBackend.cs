@@ -177,7 +177,7 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
 
     private static void WriteOptions(Utf8JsonWriter json, ChatRequest request)
     {
-        if (request.Temperature is null && request.TopP is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
+        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
         {
             return;
         }
@@ -191,6 +191,11 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
         if (request.TopP is { } topP)
         {
             json.WriteNumber("top_p"u8, topP);
+        }
+
+        if (request.TopK is { } topK)
+        {
+            json.WriteNumber("top_k"u8, topK);
         }
 
         if (request.MaxTokens is { } max)

@@ -276,6 +276,24 @@ public sealed class RequestMappingTests
         Assert.Equal("messages[3].tool_calls[1].function.arguments", ex.Error.Param);
     }
 
+    [Theory]
+    [InlineData("anthropic", "top_k")]
+    [InlineData("gemini", "generationConfig.topK")]
+    [InlineData("ollama", "options.top_k")]
+    public async Task Top_k_from_an_anthropic_client_reaches_upstreams_that_know_it(string provider, string path)
+    {
+        await using var upstream = await ReplayUpstream.StartAsync(UpstreamKit.Utf8("{}"));
+        await using var rig = await UpstreamRig.StartAsync(provider, upstream, o => o.MaxAttempts = 1);
+        var request = Sluice.Protocol.Anthropic.AnthropicRequestParser.Parse(UpstreamKit.Utf8(
+            """{"model": "test-model", "max_tokens": 20, "top_k": 17, "messages": [{"role": "user", "content": "Hi"}]}"""));
+
+        // The empty answer is an error; only what was sent matters here.
+        await Record.ExceptionAsync(() => rig.CollectAsync(request));
+
+        var value = path.Split('.').Aggregate(Assert.Single(rig.Upstream.Requests).Json, (json, name) => json.GetProperty(name));
+        Assert.Equal(17, value.GetInt32());
+    }
+
     private static async Task<UpstreamRig> WithKeyAsync(string provider, ReplayUpstream upstream, string key, Action<ModelOptions>? configure = null)
     {
         var variable = "SLUICE_TEST_KEY_" + Guid.NewGuid().ToString("N");

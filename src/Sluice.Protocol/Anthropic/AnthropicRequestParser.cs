@@ -1,0 +1,410 @@
+using System.Text;
+using System.Text.Json;
+using Sluice.Protocol.Chat;
+
+namespace Sluice.Protocol.Anthropic;
+
+/// <summary>
+/// Parses an Anthropic Messages request (<c>POST /v1/messages</c>) into a <see cref="ChatRequest"/> every backend
+/// understands, rejecting bad input with a 400 that names the parameter (as Anthropic's own API does).
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item><c>system</c> (a string or text blocks) becomes the first, system message; <c>system</c>-role messages
+/// (text only) are kept where they stand.</item>
+/// <item>Message content is a string or blocks: <c>text</c>; <c>tool_use</c> (assistant) becomes a tool call;
+/// <c>tool_result</c> (user) becomes a <c>tool</c> message answering that call, placed before the turn's text.
+/// <c>thinking</c> and <c>redacted_thinking</c> blocks are dropped (they only mean something to the model that wrote
+/// them); images and documents are refused with a 400.</item>
+/// <item><c>tools</c> and <c>tool_choice</c> are translated to their OpenAI shape (<c>any</c> → <c>required</c>,
+/// <c>tool</c> → a forced function), which is what the backends read.</item>
+/// <item><c>metadata</c> is kept as a string map (so simulation fault switches work); <c>metadata.user_id</c> is
+/// also the request's user.</item>
+/// <item>The raw body is not kept: backends that forward OpenAI bodies must build one from the parsed fields.</item>
+/// </list>
+/// </remarks>
+public static class AnthropicRequestParser
+{
+    private const string Example =
+        "{\"model\": \"sim-fast\", \"max_tokens\": 256, \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}";
+
+    /// <summary>Parses and validates a Messages request body.</summary>
+    /// <param name="utf8Json">The body.</param>
+    /// <param name="limits">Message-count limits.</param>
+    /// <param name="requireMaxTokens">False for <c>count_tokens</c>, whose body has no <c>max_tokens</c>.</param>
+    /// <exception cref="ChatException">The body is not a valid request; the error names the parameter.</exception>
+    public static ChatRequest Parse(ReadOnlyMemory<byte> utf8Json, ChatRequestLimits? limits = null, bool requireMaxTokens = true)
+    {
+        limits ??= new ChatRequestLimits();
+        using var document = RequestFields.ParseObject(utf8Json, Example);
+        var root = document.RootElement;
+
+        var model = RequestFields.OptionalString(root, "model");
+        if (string.IsNullOrEmpty(model))
+        {
+            throw RequestFields.Missing("model", "name the model to use, e.g. \"model\": \"sim-fast\" (GET /v1/models lists them).");
+        }
+
+        var maxTokens = RequestFields.OptionalInt(root, "max_tokens");
+        if (maxTokens is null && requireMaxTokens)
+        {
+            throw RequestFields.Missing("max_tokens", "set the most tokens the answer may have, e.g. \"max_tokens\": 1024.");
+        }
+
+        if (maxTokens is < 1)
+        {
+            throw ChatException.BadRequest($"max_tokens must be at least 1 (got {maxTokens}).", "max_tokens");
+        }
+
+        var messages = new List<ChatMessage>();
+        var system = ParseSystem(root);
+        if (system is not null)
+        {
+            messages.Add(new ChatMessage(ChatRoles.System, system));
+        }
+
+        ParseMessages(root, limits, messages);
+
+        var topK = RequestFields.OptionalInt(root, "top_k");
+        if (topK is < 0)
+        {
+            throw ChatException.BadRequest($"top_k must be 0 or more (got {topK}).", "top_k");
+        }
+
+        var tools = ParseTools(root);
+        var metadata = RequestFields.OptionalStringMap(root, "metadata");
+        return new ChatRequest
+        {
+            Model = model,
+            Messages = messages,
+            Stream = RequestFields.OptionalBool(root, "stream") ?? false,
+            MaxTokens = maxTokens,
+            Temperature = RequestFields.OptionalRange(root, "temperature", 0, 1),
+            TopP = RequestFields.OptionalRange(root, "top_p", 0, 1),
+            TopK = topK,
+            Stop = RequestFields.OptionalStrings(root, "stop_sequences", allowSingle: false),
+            User = metadata is not null && metadata.TryGetValue("user_id", out var user) && user.Length > 0 ? user : null,
+            Tools = tools,
+            ToolsJson = tools is null ? null : ToolJson.Tools(tools),
+            ToolChoice = ParseToolChoice(root),
+            Metadata = metadata,
+        };
+    }
+
+    private static string? ParseSystem(JsonElement root)
+    {
+        if (!RequestFields.TryGet(root, "system", out var system))
+        {
+            return null;
+        }
+
+        if (system.ValueKind == JsonValueKind.String)
+        {
+            var text = system.GetString()!;
+            return text.Length == 0 ? null : text;
+        }
+
+        if (system.ValueKind != JsonValueKind.Array)
+        {
+            throw RequestFields.TypeError("system", "a string or an array of text blocks");
+        }
+
+        var builder = new StringBuilder();
+        var index = 0;
+        foreach (var block in system.EnumerateArray())
+        {
+            var path = $"system[{index++}]";
+            var type = BlockType(block, path);
+            if (type != "text")
+            {
+                throw ChatException.BadRequest($"{path}.type must be \"text\" (got \"{type}\").", $"{path}.type");
+            }
+
+            AppendParagraph(builder, RequiredText(block, path));
+        }
+
+        return builder.Length == 0 ? null : builder.ToString();
+    }
+
+    private static void ParseMessages(JsonElement root, ChatRequestLimits limits, List<ChatMessage> output)
+    {
+        if (!RequestFields.TryGet(root, "messages", out var messages))
+        {
+            throw RequestFields.Missing("messages", "send [{\"role\": \"user\", \"content\": \"...\"}].");
+        }
+
+        if (messages.ValueKind != JsonValueKind.Array)
+        {
+            throw RequestFields.TypeError("messages", "an array");
+        }
+
+        var count = messages.GetArrayLength();
+        if (count == 0)
+        {
+            throw ChatException.BadRequest("messages is empty; send at least one message.", "messages", "empty_array");
+        }
+
+        if (count > limits.MaxMessages)
+        {
+            throw ChatException.BadRequest($"messages has {count} entries; the limit is {limits.MaxMessages}.", "messages", "array_above_max_length");
+        }
+
+        var index = 0;
+        foreach (var message in messages.EnumerateArray())
+        {
+            ParseMessage(message, index++, output);
+        }
+    }
+
+    private static void ParseMessage(JsonElement message, int index, List<ChatMessage> output)
+    {
+        var path = $"messages[{index}]";
+        if (message.ValueKind != JsonValueKind.Object)
+        {
+            throw RequestFields.TypeError(path, "an object with role and content");
+        }
+
+        var role = RequestFields.OptionalString(message, "role", $"{path}.role")
+            ?? throw RequestFields.Missing($"{path}.role", "use \"user\" or \"assistant\".");
+        if (role is not (ChatRoles.User or ChatRoles.Assistant or ChatRoles.System))
+        {
+            throw ChatException.BadRequest(
+                $"{path}.role \"{role}\" is not a known role: messages alternate \"user\" and \"assistant\"; put instructions in the top-level system field.",
+                $"{path}.role");
+        }
+
+        if (!RequestFields.TryGet(message, "content", out var content))
+        {
+            throw RequestFields.Missing($"{path}.content", "send a string or an array of content blocks.");
+        }
+
+        if (content.ValueKind == JsonValueKind.String)
+        {
+            output.Add(new ChatMessage(role, content.GetString()));
+            return;
+        }
+
+        if (content.ValueKind != JsonValueKind.Array)
+        {
+            throw RequestFields.TypeError($"{path}.content", "a string or an array of content blocks");
+        }
+
+        if (content.GetArrayLength() == 0)
+        {
+            throw ChatException.BadRequest($"{path}.content is empty; send at least one block.", $"{path}.content", "empty_array");
+        }
+
+        var text = new StringBuilder();
+        var hasText = false;
+        List<ToolCall>? calls = null;
+        var blockIndex = 0;
+        foreach (var block in content.EnumerateArray())
+        {
+            var blockPath = $"{path}.content[{blockIndex++}]";
+            var type = BlockType(block, blockPath);
+            switch (type)
+            {
+                case "text":
+                    AppendParagraph(text, RequiredText(block, blockPath));
+                    hasText = true;
+                    break;
+                case not "text" when role == ChatRoles.System:
+                    throw ChatException.BadRequest($"{blockPath}.type must be \"text\" in a system message (got \"{type}\").", $"{blockPath}.type");
+                case "tool_use" when role == ChatRoles.Assistant:
+                    calls ??= [];
+                    calls.Add(ParseToolUse(block, blockPath));
+                    break;
+                case "tool_result" when role == ChatRoles.User:
+                    // Tool results answer the previous assistant turn, so they go before this turn's own text.
+                    output.Add(ParseToolResult(block, blockPath));
+                    break;
+                case "thinking" or "redacted_thinking" when role == ChatRoles.Assistant:
+                    break;
+                case "tool_use" or "tool_result":
+                    throw ChatException.BadRequest(
+                        $"{blockPath}.type \"{type}\" belongs in {(type == "tool_use" ? "an assistant" : "a user")} message, not a {role} message.",
+                        $"{blockPath}.type");
+                default:
+                    throw ChatException.BadRequest(
+                        $"{blockPath}.type \"{type}\" is not supported here; Sluice accepts text, tool_use and tool_result blocks. Send images and documents to a provider directly.",
+                        $"{blockPath}.type", "unsupported_value");
+            }
+        }
+
+        if (hasText || calls is not null)
+        {
+            output.Add(new ChatMessage(role, hasText ? text.ToString() : null) { ToolCalls = calls });
+        }
+    }
+
+    private static ToolCall ParseToolUse(JsonElement block, string path)
+    {
+        var id = RequestFields.OptionalString(block, "id", $"{path}.id")
+            ?? throw RequestFields.Missing($"{path}.id", "send the id the model gave the call (toolu_…).");
+        var name = RequestFields.OptionalString(block, "name", $"{path}.name")
+            ?? throw RequestFields.Missing($"{path}.name", "send the name of the tool the model called.");
+        var arguments = "{}";
+        if (RequestFields.TryGet(block, "input", out var input))
+        {
+            if (input.ValueKind != JsonValueKind.Object)
+            {
+                throw RequestFields.TypeError($"{path}.input", "an object");
+            }
+
+            arguments = input.GetRawText();
+        }
+
+        return new ToolCall(id, name, arguments);
+    }
+
+    private static ChatMessage ParseToolResult(JsonElement block, string path)
+    {
+        var id = RequestFields.OptionalString(block, "tool_use_id", $"{path}.tool_use_id")
+            ?? throw RequestFields.Missing($"{path}.tool_use_id", "send the id of the tool_use block this result answers.");
+        var text = string.Empty;
+        if (RequestFields.TryGet(block, "content", out var content))
+        {
+            if (content.ValueKind == JsonValueKind.String)
+            {
+                text = content.GetString()!;
+            }
+            else if (content.ValueKind == JsonValueKind.Array)
+            {
+                var builder = new StringBuilder();
+                var index = 0;
+                foreach (var part in content.EnumerateArray())
+                {
+                    var partPath = $"{path}.content[{index++}]";
+                    var type = BlockType(part, partPath);
+                    if (type != "text")
+                    {
+                        throw ChatException.BadRequest(
+                            $"{partPath}.type \"{type}\" is not supported in a tool result; send the result as text.",
+                            $"{partPath}.type", "unsupported_value");
+                    }
+
+                    AppendParagraph(builder, RequiredText(part, partPath));
+                }
+
+                text = builder.ToString();
+            }
+            else
+            {
+                throw RequestFields.TypeError($"{path}.content", "a string or an array of text blocks");
+            }
+        }
+
+        // OpenAI-shaped backends have no error flag on tool results: say it in the text instead.
+        if (RequestFields.OptionalBool(block, "is_error", $"{path}.is_error") == true)
+        {
+            text = "Error: " + text;
+        }
+
+        return new ChatMessage(ChatRoles.Tool, text) { ToolCallId = id };
+    }
+
+    private static List<ToolDefinition>? ParseTools(JsonElement root)
+    {
+        if (!RequestFields.TryGet(root, "tools", out var tools))
+        {
+            return null;
+        }
+
+        if (tools.ValueKind != JsonValueKind.Array)
+        {
+            throw RequestFields.TypeError("tools", "an array");
+        }
+
+        var result = new List<ToolDefinition>();
+        var index = 0;
+        foreach (var tool in tools.EnumerateArray())
+        {
+            var path = $"tools[{index++}]";
+            if (tool.ValueKind != JsonValueKind.Object)
+            {
+                throw RequestFields.TypeError(path, "an object with name and input_schema");
+            }
+
+            var type = RequestFields.OptionalString(tool, "type", $"{path}.type");
+            if (type is not (null or "custom"))
+            {
+                throw ChatException.BadRequest(
+                    $"{path}.type \"{type}\" is a server tool that Sluice does not run; define your own tools with name, description and input_schema.",
+                    $"{path}.type", "unsupported_value");
+            }
+
+            var name = RequestFields.OptionalString(tool, "name", $"{path}.name");
+            if (string.IsNullOrEmpty(name))
+            {
+                throw RequestFields.Missing($"{path}.name", "give the tool a name, e.g. \"get_weather\".");
+            }
+
+            JsonElement? schema = null;
+            if (RequestFields.TryGet(tool, "input_schema", out var inputSchema))
+            {
+                if (inputSchema.ValueKind != JsonValueKind.Object)
+                {
+                    throw RequestFields.TypeError($"{path}.input_schema", "a JSON schema object");
+                }
+
+                schema = inputSchema.Clone();
+            }
+
+            result.Add(new ToolDefinition(name, RequestFields.OptionalString(tool, "description", $"{path}.description"), schema));
+        }
+
+        return result.Count == 0 ? null : result;
+    }
+
+    private static JsonElement? ParseToolChoice(JsonElement root)
+    {
+        if (!RequestFields.TryGet(root, "tool_choice", out var choice))
+        {
+            return null;
+        }
+
+        if (choice.ValueKind != JsonValueKind.Object)
+        {
+            throw RequestFields.TypeError("tool_choice", "an object such as {\"type\": \"auto\"}");
+        }
+
+        var type = RequestFields.OptionalString(choice, "type", "tool_choice.type");
+        return type switch
+        {
+            "auto" => ToolJson.Choice("auto"),
+            "any" => ToolJson.Choice("required"),
+            "none" => ToolJson.Choice("none"),
+            "tool" => ToolJson.ForcedChoice(RequestFields.OptionalString(choice, "name", "tool_choice.name") is { Length: > 0 } name
+                ? name
+                : throw RequestFields.Missing("tool_choice.name", "name the tool the model must call.")),
+            _ => throw ChatException.BadRequest(
+                $"tool_choice.type must be \"auto\", \"any\", \"tool\" or \"none\" (got {(type is null ? "nothing" : $"\"{type}\"")}).",
+                "tool_choice.type"),
+        };
+    }
+
+    private static string BlockType(JsonElement block, string path)
+    {
+        if (block.ValueKind != JsonValueKind.Object)
+        {
+            throw RequestFields.TypeError(path, "an object such as {\"type\": \"text\", \"text\": \"...\"}");
+        }
+
+        return RequestFields.OptionalString(block, "type", $"{path}.type")
+            ?? throw RequestFields.Missing($"{path}.type", "every content block has a type, e.g. \"text\".");
+    }
+
+    private static string RequiredText(JsonElement block, string path) =>
+        RequestFields.OptionalString(block, "text", $"{path}.text")
+        ?? throw RequestFields.Missing($"{path}.text", "a text block carries its text in \"text\".");
+
+    private static void AppendParagraph(StringBuilder builder, string text)
+    {
+        if (builder.Length > 0 && text.Length > 0)
+        {
+            builder.Append('\n');
+        }
+
+        builder.Append(text);
+    }
+}
