@@ -24,6 +24,12 @@ public sealed class GatewayFixture : IAsyncLifetime
     /// <summary>20 tokens/s, no jitter: slow enough to cancel or time out mid-answer.</summary>
     public const string PacedModel = "sim-paced";
 
+    /// <summary>Like <see cref="FlakyModel"/>, for the error-handling sample.</summary>
+    public const string FlakySampleModel = "sim-flaky-sample";
+
+    /// <summary>50 tokens/s, no jitter: streams visibly but quickly.</summary>
+    public const string BriskModel = "sim-brisk";
+
     private RunningGateway? _gateway;
 
     public Uri Url => _gateway!.BaseAddress;
@@ -42,6 +48,8 @@ public sealed class GatewayFixture : IAsyncLifetime
                 .. BuiltInModels.All,
                 new ModelOptions { Name = FlakyModel, FailStatus = 429, FailTimes = 1, RetryAfterSeconds = 1 },
                 new ModelOptions { Name = PacedModel, TokensPerSecond = 20 },
+                new ModelOptions { Name = FlakySampleModel, FailStatus = 429, FailTimes = 1, RetryAfterSeconds = 1 },
+                new ModelOptions { Name = BriskModel, TokensPerSecond = 50 },
             ],
         };
         _gateway = await SluiceGateway.StartAsync(options, configureLogging: logging => logging.SetMinimumLevel(LogLevel.Warning));
