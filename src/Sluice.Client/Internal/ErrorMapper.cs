@@ -33,7 +33,7 @@ internal static class ErrorMapper
             404 => new SluiceNotFoundException($"{what} Check the name or id{(details.Param is { } p ? $" in '{p}'" : string.Empty)} and the server address ({url.GetLeftPart(UriPartial.Authority)}).", details),
             408 => new SluiceTimeoutException($"{what} The server gave up waiting for the request; retry.", SluiceTimeoutKind.Server, details),
             429 => new SluiceRateLimitException($"{what} Slow down and retry later.{waited}", details, retryAfter),
-            >= 500 => new SluiceServerException($"{what} The server or its upstream failed; retry, and quote the request id if it keeps failing.{waited}", details, retryAfter),
+            >= 500 => new SluiceServerException($"{what} The server or its upstream failed. Retry the request; if it keeps failing, quote the request id.{waited}", details, retryAfter),
             _ => new SluiceBadRequestException($"{what} Fix the request{(details.Param is { } param ? $" (parameter '{param}')" : string.Empty)} and send it again.", details),
         };
     }
