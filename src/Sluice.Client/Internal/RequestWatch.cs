@@ -137,7 +137,13 @@ internal sealed class RequestWatch : IDisposable
             return new StreamDropException(ex);
         }
 
-        return ex is HttpRequestException http ? DescribeConnectFailure(http, url) : null;
+        return ex switch
+        {
+            HttpRequestException http => DescribeConnectFailure(http, url),
+            IOException => new SluiceConnectionException(
+                $"The connection to {url.Authority} broke while reading the answer ({ex.Message}). Retry the request.", inner: ex),
+            _ => null,
+        };
     }
 
     public void Dispose()
