@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -284,5 +286,55 @@ public sealed class ErrorTests(GatewayFixture gateway)
     {
         Assert.True(gateway.Gateway.GetRequiredService<ModelCatalog>().TryGet(model, out var entry));
         return entry.Backend;
+    }
+}
+
+/// <summary>The connect limit, against a listener whose accept queue is full (the kernel drops further SYNs).</summary>
+public sealed class ConnectTimeoutTests
+{
+    [Fact]
+    public async Task Connect_timeout_fires_when_the_server_never_completes_the_handshake()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(0);
+        var endpoint = (IPEndPoint)listener.LocalEndPoint!;
+
+        // Fill the accept queue (never accepted) so that the client's connection attempt hangs.
+        var fillers = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                var filler = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                fillers.Add(filler);
+                using var quick = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+                try
+                {
+                    await filler.ConnectAsync(endpoint, quick.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break; // the queue is full
+                }
+            }
+
+            using var client = new SluiceChatClient(new SluiceClientOptions
+            {
+                Endpoint = new Uri($"http://127.0.0.1:{endpoint.Port}"),
+                ConnectTimeout = TimeSpan.FromMilliseconds(300),
+                FirstTokenTimeout = TimeSpan.FromSeconds(5),
+                MaxRetries = 0,
+            });
+
+            var ex = await Assert.ThrowsAsync<SluiceTimeoutException>(() => client.GetResponseAsync(Streams.User("Hi")));
+
+            Assert.Equal(SluiceTimeoutKind.Connect, ex.Kind);
+            Assert.Contains("ConnectTimeout", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            fillers.ForEach(f => f.Dispose());
+        }
     }
 }
