@@ -1,10 +1,11 @@
 using System.CommandLine;
 using Sluice.Cli.Commands;
 
-var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it.")
+var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models.")
 {
     ServeCommand.Create(),
     ChatCommand.Create(),
+    ModelsCommand.Create(),
     BenchCommand.Create(),
     MockUpstreamCommand.Create(),
 };

@@ -1,5 +1,4 @@
 using Sluice.Protocol;
-using Sluice.Protocol.Sse;
 
 namespace Sluice.Cli.Client;
 
@@ -88,20 +87,4 @@ internal sealed class ChatClientException : Exception
 
     /// <summary>The server's <c>Retry-After</c>, when it sent one.</summary>
     public TimeSpan? RetryAfter { get; }
-}
-
-/// <summary>Sees the raw exchange (for <c>--debug</c>). Called on the streaming path: keep it cheap.</summary>
-internal interface IChatStreamTrace
-{
-    /// <summary>The request is about to be sent.</summary>
-    void RequestSending(Uri endpoint, ReadOnlySpan<byte> payload);
-
-    /// <summary>Response headers arrived.</summary>
-    void ResponseReceived(int statusCode, string? contentType);
-
-    /// <summary>A non-stream response body (errors).</summary>
-    void BodyReceived(string body);
-
-    /// <summary>A raw Server-Sent Event or comment, before it is interpreted.</summary>
-    void EventReceived(SseEvent sseEvent);
 }

@@ -18,6 +18,8 @@ internal static class ChatCommand
         Client config (--config client.json): {"ApiUrl", "ApiKey", "Model", "ConnectTimeoutSeconds" (10),
         "FirstTokenTimeoutSeconds" (60), "IdleTimeoutSeconds" (60), "TotalTimeoutSeconds" (0 = no limit)}.
         Command-line options override the file; SLUICE_API_KEY overrides the file's ApiKey.
+        Connection failures, 429 and 5xx are retried twice before the first token (honouring Retry-After); a stream
+        cut mid-answer is resumed when the gateway supports it (x-sluice-stream-id).
 
         Exit codes: 0 ok, 2 bad usage, 3 bad config, 10 cannot connect, 11 request rejected (4xx),
         12 server error (5xx), 13 stream broke mid-answer, 14 timeout, 130 cancelled (Ctrl+C).

@@ -1,5 +1,5 @@
 using System.Text;
-using Sluice.Cli.Client;
+using Sluice.Client;
 using Sluice.Protocol.Sse;
 
 namespace Sluice.Cli.Commands.Chat;
@@ -8,12 +8,16 @@ namespace Sluice.Cli.Commands.Chat;
 /// <c>--debug</c>: the request (<c>[http]</c> lines) and every raw event and comment of the response
 /// (<c>[sse]</c> lines, as they appeared on the wire) on stderr.
 /// </summary>
-internal sealed class DebugTrace(TextWriter error) : IChatStreamTrace
+internal sealed class DebugTrace(TextWriter error) : ISluiceTrace
 {
-    public void RequestSending(Uri endpoint, ReadOnlySpan<byte> payload)
+    public void RequestSending(HttpMethod method, Uri url, ReadOnlySpan<byte> payload)
     {
-        error.WriteLine($"[http] POST {endpoint}");
-        error.WriteLine("[http] request " + Encoding.UTF8.GetString(payload));
+        error.WriteLine($"[http] {method} {url}");
+        if (!payload.IsEmpty)
+        {
+            error.WriteLine("[http] request " + Encoding.UTF8.GetString(payload));
+        }
+
         error.Flush();
     }
 
@@ -23,7 +27,7 @@ internal sealed class DebugTrace(TextWriter error) : IChatStreamTrace
         error.Flush();
     }
 
-    public void BodyReceived(string body)
+    public void ErrorBodyReceived(string body)
     {
         foreach (var line in body.Split('\n'))
         {
