@@ -30,7 +30,7 @@ public sealed class MqttClient : IAsyncDisposable
 
     private readonly MqttClientOptions _options;
     private readonly Channel<MqttMessage> _received;
-    private readonly ConcurrentDictionary<string, MqttQos> _subscriptions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<ushort, PendingPublish> _inflight = new();
     private readonly SemaphoreSlim _inflightSlots;
     private readonly CancellationTokenSource _stopping = new();
@@ -109,32 +109,23 @@ public sealed class MqttClient : IAsyncDisposable
             throw new ArgumentException($"'{filter}' is not a valid MQTT topic filter ('+' and '#' must fill a whole level; '#' must be last).", nameof(filter));
         }
 
-        _subscriptions[filter] = qos;
-        while (true)
+        var subscription = new Subscription(qos);
+        _subscriptions[filter] = subscription;
+        if (_current is { } connection)
         {
-            await WaitConnectedAsync(cancellationToken);
-            var connection = _current;
-            if (connection is null)
-            {
-                continue;
-            }
-
             try
             {
                 var codes = await SendSubscribeAsync(connection, [(filter, qos)], cancellationToken);
-                if (codes[0] == 0x80)
-                {
-                    _subscriptions.TryRemove(filter, out _);
-                    throw new MqttSubscribeRefusedException(filter);
-                }
-
-                return (MqttQos)Math.Min(codes[0], (byte)1);
+                Acknowledge(filter, subscription, codes[0]);
             }
             catch (MqttConnectionException)
             {
-                // Lost while subscribing: the next connection renews every subscription; wait for it.
+                // Lost while subscribing: the next connection renews every subscription and answers below.
             }
         }
+
+        // Without a connection now, the renewal that follows the next CONNACK acknowledges it.
+        return await subscription.Acknowledged.Task.WaitAsync(cancellationToken);
     }
 
     /// <summary>Publishes a message.</summary>
@@ -187,6 +178,11 @@ public sealed class MqttClient : IAsyncDisposable
         }
 
         _inflight.Clear();
+        foreach (var subscription in _subscriptions.Values)
+        {
+            subscription.Acknowledged.TrySetException(new ObjectDisposedException(nameof(MqttClient)));
+        }
+
         _received.Writer.TryComplete();
         Volatile.Read(ref _ready).TrySetException(new ObjectDisposedException(nameof(MqttClient)));
         _stopping.Dispose();
@@ -350,24 +346,37 @@ public sealed class MqttClient : IAsyncDisposable
 
     private async Task<IReadOnlyList<string>> RenewSubscriptionsAsync(Connection connection, CancellationToken cancellationToken)
     {
-        var filters = _subscriptions.Select(s => (s.Key, s.Value)).ToList();
-        if (filters.Count == 0)
+        var subscriptions = _subscriptions.ToList();
+        if (subscriptions.Count == 0)
         {
             return [];
         }
 
-        var codes = await SendSubscribeAsync(connection, filters, cancellationToken);
+        var codes = await SendSubscribeAsync(connection, subscriptions.Select(s => (s.Key, s.Value.Qos)).ToList(), cancellationToken);
         var refused = new List<string>();
-        for (var i = 0; i < filters.Count; i++)
+        for (var i = 0; i < subscriptions.Count; i++)
         {
-            if (codes[i] == 0x80)
+            if (!Acknowledge(subscriptions[i].Key, subscriptions[i].Value, codes[i]))
             {
-                refused.Add(filters[i].Key);
-                _subscriptions.TryRemove(filters[i].Key, out _);
+                refused.Add(subscriptions[i].Key);
             }
         }
 
         return refused;
+    }
+
+    /// <summary>Records a SUBACK return code; a refused filter is dropped. Returns false when refused.</summary>
+    private bool Acknowledge(string filter, Subscription subscription, byte code)
+    {
+        if (code == 0x80)
+        {
+            _subscriptions.TryRemove(new KeyValuePair<string, Subscription>(filter, subscription));
+            subscription.Acknowledged.TrySetException(new MqttSubscribeRefusedException(filter));
+            return false;
+        }
+
+        subscription.Acknowledged.TrySetResult((MqttQos)Math.Min(code, (byte)1));
+        return true;
     }
 
     private async Task<byte[]> SendSubscribeAsync(Connection connection, IReadOnlyList<(string Filter, MqttQos Qos)> filters, CancellationToken cancellationToken)
@@ -641,6 +650,14 @@ public sealed class MqttClient : IAsyncDisposable
         public ushort PacketId { get; set; }
 
         public TaskCompletionSource Acknowledged { get; } = NewSignal();
+    }
+
+    /// <summary>A subscription to renew on every connection; <see cref="Acknowledged"/> holds the first SUBACK's answer.</summary>
+    private sealed class Subscription(MqttQos qos)
+    {
+        public MqttQos Qos { get; } = qos;
+
+        public TaskCompletionSource<MqttQos> Acknowledged { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     private readonly record struct Outgoing(byte[] Bytes, TaskCompletionSource? Written);
