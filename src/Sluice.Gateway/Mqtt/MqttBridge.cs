@@ -436,11 +436,11 @@ internal sealed partial class MqttBridge : BackgroundService
     {
         if (e.WasConnected)
         {
-            LogConnectionLost(_logger, _options.Describe(), e.Reason.Message, e.RetryDelay.TotalSeconds);
+            LogConnectionLost(_logger, _options.Describe(), e.Reason.Message, e.RetryDelay.TotalMilliseconds);
         }
         else
         {
-            LogConnectFailed(_logger, _options.Describe(), e.Reason.Message, e.RetryDelay.TotalSeconds);
+            LogConnectFailed(_logger, _options.Describe(), e.Reason.Message, e.RetryDelay.TotalMilliseconds);
         }
     }
 
@@ -453,11 +453,11 @@ internal sealed partial class MqttBridge : BackgroundService
     [LoggerMessage(Level = LogLevel.Information, Message = "MQTT bridge reconnected to {Broker} (reconnection {Count}); subscriptions renewed")]
     private static partial void LogReconnected(ILogger logger, string broker, int count);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "MQTT connection to {Broker} lost: {Reason} Reconnecting in {DelaySeconds:F1} s")]
-    private static partial void LogConnectionLost(ILogger logger, string broker, string reason, double delaySeconds);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "MQTT connection to {Broker} lost: {Reason} Reconnecting in {DelayMs:F0} ms")]
+    private static partial void LogConnectionLost(ILogger logger, string broker, string reason, double delayMs);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "MQTT broker {Broker} not reachable: {Reason} Retrying in {DelaySeconds:F1} s")]
-    private static partial void LogConnectFailed(ILogger logger, string broker, string reason, double delaySeconds);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "MQTT broker {Broker} not reachable: {Reason} Retrying in {DelayMs:F0} ms")]
+    private static partial void LogConnectFailed(ILogger logger, string broker, string reason, double delayMs);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The MQTT broker refused the subscription to {Filter}; no requests will arrive. Check the broker's access rules for the bridge's client.")]
     private static partial void LogSubscriptionRefused(ILogger logger, string filter);

@@ -93,12 +93,12 @@ public sealed class MqttBridgeOptions
             throw Invalid("Mqtt:CleanSession is false, which needs a fixed Mqtt:ClientId so the broker can find the session again. Set one.");
         }
 
-        if (Password is not null && PasswordEnv is not null)
+        if (!string.IsNullOrEmpty(Password) && !string.IsNullOrEmpty(PasswordEnv))
         {
             throw Invalid("Set either Mqtt:Password or Mqtt:PasswordEnv, not both.");
         }
 
-        if ((Password is not null || PasswordEnv is not null) && string.IsNullOrEmpty(Username))
+        if ((!string.IsNullOrEmpty(Password) || !string.IsNullOrEmpty(PasswordEnv)) && string.IsNullOrEmpty(Username))
         {
             throw Invalid("MQTT 3.1.1 sends a password only with a user name: set Mqtt:Username too.");
         }
@@ -173,9 +173,9 @@ public sealed class MqttBridgeOptions
     /// <summary>The password, from <see cref="Password"/> or the variable named by <see cref="PasswordEnv"/>.</summary>
     internal string? ResolvePassword()
     {
-        if (PasswordEnv is null)
+        if (string.IsNullOrEmpty(PasswordEnv))
         {
-            return Password;
+            return string.IsNullOrEmpty(Password) ? null : Password;
         }
 
         var value = Environment.GetEnvironmentVariable(PasswordEnv)?.Trim();
