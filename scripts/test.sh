@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
-# Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh); later Chromium, mosquitto.
+# Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
+# (scripts/test-mosquitto.sh); later Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,16 +12,19 @@ fi
 
 # shellcheck source=scripts/test-postgres.sh
 . scripts/test-postgres.sh
+# shellcheck source=scripts/test-mosquitto.sh
+. scripts/test-mosquitto.sh
 
 results=$(mktemp -d)
-# Runs however the script ends (tests failing included): the throwaway PostgreSQL never outlives the run.
-trap 'sluice_pg_stop; rm -rf "$results"' EXIT
+# Runs however the script ends (tests failing included): the throwaway services never outlive the run.
+trap 'sluice_pg_stop; sluice_mqtt_stop; rm -rf "$results"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== building (Release) =="
 dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
 
 sluice_pg_start
+sluice_mqtt_start
 
 echo "== running tests =="
 status=0

@@ -8,6 +8,7 @@ var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serv
     ModelsCommand.Create(),
     BenchCommand.Create(),
     MockUpstreamCommand.Create(),
+    MqttCommand.Create(),
 };
 
 // Commands handle Ctrl+C themselves: chat stops only the current answer (and returns to its prompt when

@@ -88,6 +88,11 @@ public static class GatewayConfiguration
             throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");
         }
 
+        if (options.Mqtt.Enabled)
+        {
+            options.Mqtt.Validate();
+        }
+
         return options;
     }
 }

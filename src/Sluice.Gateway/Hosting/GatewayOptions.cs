@@ -1,3 +1,4 @@
+using Sluice.Gateway.Mqtt;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
 
@@ -26,6 +27,9 @@ public sealed class GatewayOptions
 
     /// <summary>Backoff for retries before the first token.</summary>
     public RetryOptions Retry { get; set; } = new();
+
+    /// <summary>The MQTT bridge; it runs when <see cref="MqttBridgeOptions.Broker"/> is set.</summary>
+    public MqttBridgeOptions Mqtt { get; set; } = new();
 }
 
 /// <summary>Streaming behaviour.</summary>

@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Endpoints;
+using Sluice.Gateway.Mqtt;
 using Sluice.Gateway.Streaming;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
@@ -69,6 +70,10 @@ public static class SluiceGateway
         services.AddSingleton<OllamaEndpoints>();
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
+        if (options.Mqtt.Enabled)
+        {
+            MqttBridgeHost.AddBridge(services);
+        }
 
         var app = builder.Build();
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
