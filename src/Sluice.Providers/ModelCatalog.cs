@@ -187,6 +187,37 @@ public sealed class ModelCatalog : IDisposable
     /// </exception>
     public ModelEntry AddGroup(ModelGroupOptions group)
     {
+        while (true)
+        {
+            var current = Volatile.Read(ref _runtime);
+            if (group?.Name is { } name && current.Entries.TryGetValue(name, out var existing))
+            {
+                return existing;
+            }
+
+            var (entry, members) = Compose(group!, current);
+            if (Interlocked.CompareExchange(ref _runtime, current.With(entry, members), current) == current)
+            {
+                return entry;
+            }
+        }
+    }
+
+    /// <summary>Checks that <see cref="AddGroup"/> would accept <paramref name="group"/>, without registering it.</summary>
+    /// <exception cref="ModelConfigurationException">The group is invalid; the message says why.</exception>
+    public void ValidateGroup(ModelGroupOptions group)
+    {
+        var current = Volatile.Read(ref _runtime);
+        if (group?.Name is { } name && current.Entries.ContainsKey(name))
+        {
+            return;
+        }
+
+        Compose(group!, current);
+    }
+
+    private (ModelEntry Entry, string[] Members) Compose(ModelGroupOptions group, RuntimeGroups current)
+    {
         ArgumentNullException.ThrowIfNull(group);
         if (string.IsNullOrWhiteSpace(group.Name))
         {
@@ -204,45 +235,33 @@ public sealed class ModelCatalog : IDisposable
             throw new ModelConfigurationException($"Model group \"{group.Name}\" lists no models. Give its model names in priority order.");
         }
 
-        while (true)
+        var members = new List<string>();
+        foreach (var member in group.Models)
         {
-            var current = Volatile.Read(ref _runtime);
-            if (current.Entries.TryGetValue(group.Name, out var existing))
+            if (_resolved.TryGetValue(member, out var concreteMembers) || current.Resolved.TryGetValue(member, out concreteMembers))
             {
-                return existing;
+                members.AddRange(concreteMembers);
+                continue;
             }
 
-            var members = new List<string>();
-            foreach (var member in group.Models)
-            {
-                if (_resolved.TryGetValue(member, out var concreteMembers) || current.Resolved.TryGetValue(member, out concreteMembers))
-                {
-                    members.AddRange(concreteMembers);
-                    continue;
-                }
-
-                throw new ModelConfigurationException(
-                    $"Model group \"{group.Name}\" names \"{member}\", which this gateway does not serve. GET /v1/models lists the models; fix the name.");
-            }
-
-            var first = _concrete[members[0]].Options;
-            var synthesized = new ModelOptions
-            {
-                Name = group.Name,
-                Provider = ModelEntry.GroupProvider,
-                Description = group.Description ?? $"Fallback group: {string.Join(" → ", group.Models)}",
-                ContextWindow = first.ContextWindow,
-                MaxOutputTokens = first.MaxOutputTokens,
-            };
-            var entry = new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry))
-            {
-                Members = [.. group.Models],
-            };
-            if (Interlocked.CompareExchange(ref _runtime, current.With(entry, [.. members]), current) == current)
-            {
-                return entry;
-            }
+            throw new ModelConfigurationException(
+                $"Model group \"{group.Name}\" names \"{member}\", which this gateway does not serve. GET /v1/models lists the models; fix the name.");
         }
+
+        var first = _concrete[members[0]].Options;
+        var synthesized = new ModelOptions
+        {
+            Name = group.Name,
+            Provider = ModelEntry.GroupProvider,
+            Description = group.Description ?? $"Fallback group: {string.Join(" → ", group.Models)}",
+            ContextWindow = first.ContextWindow,
+            MaxOutputTokens = first.MaxOutputTokens,
+        };
+        var entry = new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry))
+        {
+            Members = [.. group.Models],
+        };
+        return (entry, [.. members]);
     }
 
     /// <summary>An immutable set of runtime groups; <see cref="With"/> returns a copy with one more.</summary>
