@@ -37,6 +37,19 @@ internal static class ApiErrors
             $"This API key may not use '{model}'. Use one of the models or model groups assigned to the key's team, or ask the operator to assign '{model}'.",
             ErrorTypes.Permission, "model", "model_not_allowed"));
 
+    /// <summary>The 503 for a store that cannot be reached (the request did nothing; it may be retried).</summary>
+    public static ChatException StoreUnavailable(Exception inner) => new(
+        StatusCodes.Status503ServiceUnavailable,
+        new ErrorInfo(
+            $"The gateway's database is unavailable ({inner.GetType().Name}); retry shortly. If it persists, the operator should check the Store setting and the database server.",
+            ErrorTypes.Server, null, "store_unavailable"),
+        TimeSpan.FromSeconds(1),
+        inner);
+
+    /// <summary>True for failures of the database itself, as opposed to refusals the store decided on.</summary>
+    public static bool IsStoreFailure(Exception exception) =>
+        exception is System.Data.Common.DbException or TimeoutException or InvalidOperationException { InnerException: System.Data.Common.DbException };
+
     /// <summary>Runs an API handler, turning known failures into error responses.</summary>
     public static async Task RunAsync(HttpContext context, Func<Task> handler)
     {
@@ -69,6 +82,10 @@ internal static class ApiErrors
         catch (Exception ex) when (context.RequestAborted.IsCancellationRequested && ex is OperationCanceledException or IOException or ConnectionAbortedException)
         {
             // The client left.
+        }
+        catch (Exception ex) when (IsStoreFailure(ex))
+        {
+            await ErrorResponses.WriteAsync(context, StoreUnavailable(ex));
         }
     }
 }

@@ -67,7 +67,17 @@ internal sealed class Authenticator(GatewayOptions options, TenantDirectory dire
             return Caller.Open;
         }
 
-        var key = token.StartsWith(VirtualKeyScheme, StringComparison.Ordinal) ? await directory.FindKeyAsync(token, context.RequestAborted) : null;
+        Storage.VirtualKey? key;
+        try
+        {
+            key = token.StartsWith(VirtualKeyScheme, StringComparison.Ordinal) ? await directory.FindKeyAsync(token, context.RequestAborted) : null;
+        }
+        catch (Exception ex) when (ApiErrors.IsStoreFailure(ex))
+        {
+            await ErrorResponses.WriteAsync(context, ApiErrors.StoreUnavailable(ex));
+            return null;
+        }
+
         if (key is not null)
         {
             return Caller.ForKey(key);

@@ -55,6 +55,18 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
     /// </summary>
     public async Task<CallLease> AdmitAsync(HttpContext context, Caller caller, string teamId, string model, ChatRequest request)
     {
+        try
+        {
+            return await AdmitCoreAsync(context, caller, teamId, model, request);
+        }
+        catch (Exception ex) when (ApiErrors.IsStoreFailure(ex))
+        {
+            throw ApiErrors.StoreUnavailable(ex);
+        }
+    }
+
+    private async Task<CallLease> AdmitCoreAsync(HttpContext context, Caller caller, string teamId, string model, ChatRequest request)
+    {
         var cancellationToken = context.RequestAborted;
         var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw ApiErrors.NotFound("team", teamId);
         if (caller.Key is { } key && !MayUse(key, team, model))

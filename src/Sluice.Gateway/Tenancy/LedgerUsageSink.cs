@@ -33,6 +33,7 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
     private readonly Task _writer;
     private long _lastFullWarning;
     private long _written;
+    private long _waitedForRoom;
     private int _disposed;
 
     public LedgerUsageSink(TenancyRuntime runtime, TenantDirectory directory, GatewayOptions options, ILogger<LedgerUsageSink> logger)
@@ -51,6 +52,9 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
 
     /// <summary>Usage records written to the store so far.</summary>
     public long Written => Interlocked.Read(ref _written);
+
+    /// <summary>Records that found the queue full and waited for room (never dropped).</summary>
+    public long WaitedForRoom => Interlocked.Read(ref _waitedForRoom);
 
     /// <summary>Usage records waiting to be written.</summary>
     public int Queued => _queue.Reader.Count + _waiting.Count;
@@ -90,6 +94,7 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
         }
 
         // Full: wait for room instead of dropping a billing record.
+        Interlocked.Increment(ref _waitedForRoom);
         var now = Environment.TickCount64;
         var last = Interlocked.Read(ref _lastFullWarning);
         if (now - last > 10_000 && Interlocked.CompareExchange(ref _lastFullWarning, now, last) == last)

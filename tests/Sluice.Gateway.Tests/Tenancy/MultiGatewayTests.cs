@@ -105,6 +105,25 @@ public sealed class PostgresMultiGatewayTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task A_database_outage_answers_503_with_advice_not_a_bare_500()
+    {
+        var (teamId, key) = await Host.NewTeamAsync(5);
+        var database = new Npgsql.NpgsqlConnectionStringBuilder(StoreConnection).Database;
+        await using (var admin = new Npgsql.NpgsqlConnection(PostgresDatabases.Admin()))
+        {
+            await admin.OpenAsync();
+            await using var drop = new Npgsql.NpgsqlCommand($"DROP DATABASE {database} WITH (FORCE)", admin);
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        using var unknown = Host.NewClient("sk-sluice-" + new string('Q', 40));
+        var outage = (await ChatAsync(unknown)).AssertError(HttpStatusCode.ServiceUnavailable, "server_error", "store_unavailable");
+        Assert.Equal("1", outage.Header("retry-after"));
+        (await GetAsync(Host.Admin, $"api/teams/{teamId}")).AssertError(HttpStatusCode.ServiceUnavailable, "server_error", "store_unavailable");
+        Assert.False(string.IsNullOrEmpty(key));
+    }
+
+    [Fact]
     public async Task A_key_revoked_through_one_gateway_stops_on_the_other_within_the_cache_time()
     {
         var second = await StartGatewayAsync(configure: o => o.Tenancy.KeyCacheSeconds = 0.5);
