@@ -36,6 +36,14 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
 public sealed class ModelCatalog : IDisposable
 {
     private readonly FrozenDictionary<string, ModelEntry> _byName;
+    private readonly Dictionary<string, (ModelOptions Options, IChatBackend Backend)> _concrete;
+    private readonly FrozenDictionary<string, string[]> _resolved;
+    private readonly RetryOptions _retry;
+    private readonly Action<RetryNotice>? _onRetry;
+
+    // Groups registered at run time (e.g. created through the API): an immutable snapshot replaced atomically,
+    // so lookups stay lock-free while a rare writer swaps in a new one.
+    private RuntimeGroups _runtime = RuntimeGroups.Empty;
 
     /// <summary>Builds the catalog; with no configured models, the built-in simulated ones are offered.</summary>
     /// <param name="configured">The <c>Models</c> entries.</param>
@@ -50,6 +58,9 @@ public sealed class ModelCatalog : IDisposable
         Action<RetryNotice>? onRetry = null)
     {
         retry ??= new RetryOptions();
+        _retry = retry;
+        _onRetry = onRetry;
+        var resolved = new Dictionary<string, string[]>(StringComparer.Ordinal);
         var options = configured is { Count: > 0 } ? configured : BuiltInModels.All;
         groups ??= [];
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -113,10 +124,12 @@ public sealed class ModelCatalog : IDisposable
                 {
                     Source = concrete[model.Name].Backend,
                 });
+                resolved[model.Name] = [model.Name];
                 continue;
             }
 
             var members = ResolveTarget(model.Name, model.Target, $"Models[{i}]", concrete, groupsByName, options, [model.Name]);
+            resolved[model.Name] = [.. members];
             entries.Add(new ModelEntry(model.Name, model, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
             {
                 Members = [model.Target],
@@ -132,6 +145,7 @@ public sealed class ModelCatalog : IDisposable
                 members.AddRange(ResolveTarget(group.Name, member, $"ModelGroups[{i}]", concrete, groupsByName, options, [group.Name]));
             }
 
+            resolved[group.Name] = [.. members];
             var first = concrete[members[0]].Options;
             var synthesized = new ModelOptions
             {
@@ -149,13 +163,135 @@ public sealed class ModelCatalog : IDisposable
 
         Models = entries;
         _byName = entries.ToFrozenDictionary(e => e.Name, StringComparer.Ordinal);
+        _concrete = concrete;
+        _resolved = resolved.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
-    /// <summary>All models, aliases and groups, in configuration order (models first).</summary>
+    /// <summary>All configured models, aliases and groups, in configuration order (models first).</summary>
     public IReadOnlyList<ModelEntry> Models { get; }
 
-    /// <summary>Finds a model, alias or group by exact name.</summary>
-    public bool TryGet(string name, out ModelEntry entry) => _byName.TryGetValue(name, out entry!);
+    /// <summary>The groups registered at run time with <see cref="AddGroup"/>, oldest first.</summary>
+    public IReadOnlyList<ModelEntry> RuntimeGroupEntries => Volatile.Read(ref _runtime).Ordered;
+
+    /// <summary>Finds a model, alias or group (configured or registered at run time) by exact name, without locks.</summary>
+    public bool TryGet(string name, out ModelEntry entry) =>
+        _byName.TryGetValue(name, out entry!) || Volatile.Read(ref _runtime).Entries.TryGetValue(name, out entry!);
+
+    /// <summary>
+    /// Registers a fallback group at run time (a model group created through the API), so requests can name it.
+    /// Members may be configured models, aliases or groups, or groups registered earlier. Registering a name
+    /// that is already a runtime group returns the existing entry (the first definition wins).
+    /// </summary>
+    /// <exception cref="ModelConfigurationException">
+    /// The name is a configured model, alias or group, or a member names nothing this catalog serves.
+    /// </exception>
+    public ModelEntry AddGroup(ModelGroupOptions group)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _runtime);
+            if (group?.Name is { } name && current.Entries.TryGetValue(name, out var existing))
+            {
+                return existing;
+            }
+
+            var (entry, members) = Compose(group!, current);
+            if (Interlocked.CompareExchange(ref _runtime, current.With(entry, members), current) == current)
+            {
+                return entry;
+            }
+        }
+    }
+
+    /// <summary>Checks that <see cref="AddGroup"/> would accept <paramref name="group"/>, without registering it.</summary>
+    /// <exception cref="ModelConfigurationException">The group is invalid; the message says why.</exception>
+    public void ValidateGroup(ModelGroupOptions group)
+    {
+        var current = Volatile.Read(ref _runtime);
+        if (group?.Name is { } name && current.Entries.ContainsKey(name))
+        {
+            return;
+        }
+
+        Compose(group!, current);
+    }
+
+    private (ModelEntry Entry, string[] Members) Compose(ModelGroupOptions group, RuntimeGroups current)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (string.IsNullOrWhiteSpace(group.Name))
+        {
+            throw new ModelConfigurationException("A model group needs a name: the name clients will ask for.");
+        }
+
+        if (_byName.ContainsKey(group.Name))
+        {
+            throw new ModelConfigurationException(
+                $"\"{group.Name}\" is already a configured model, alias or group; choose another name for the model group.");
+        }
+
+        if (group.Models.Count == 0)
+        {
+            throw new ModelConfigurationException($"Model group \"{group.Name}\" lists no models. Give its model names in priority order.");
+        }
+
+        var members = new List<string>();
+        foreach (var member in group.Models)
+        {
+            if (_resolved.TryGetValue(member, out var concreteMembers) || current.Resolved.TryGetValue(member, out concreteMembers))
+            {
+                members.AddRange(concreteMembers);
+                continue;
+            }
+
+            throw new ModelConfigurationException(
+                $"Model group \"{group.Name}\" names \"{member}\", which this gateway does not serve. GET /v1/models lists the models; fix the name.");
+        }
+
+        var first = _concrete[members[0]].Options;
+        var synthesized = new ModelOptions
+        {
+            Name = group.Name,
+            Provider = ModelEntry.GroupProvider,
+            Description = group.Description ?? $"Fallback group: {string.Join(" → ", group.Models)}",
+            ContextWindow = first.ContextWindow,
+            MaxOutputTokens = first.MaxOutputTokens,
+        };
+        var entry = new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry))
+        {
+            Members = [.. group.Models],
+        };
+        return (entry, [.. members]);
+    }
+
+    /// <summary>An immutable set of runtime groups; <see cref="With"/> returns a copy with one more.</summary>
+    private sealed class RuntimeGroups
+    {
+        public static readonly RuntimeGroups Empty = new([], FrozenDictionary<string, ModelEntry>.Empty, FrozenDictionary<string, string[]>.Empty);
+
+        private RuntimeGroups(ModelEntry[] ordered, FrozenDictionary<string, ModelEntry> entries, FrozenDictionary<string, string[]> resolved)
+        {
+            Ordered = ordered;
+            Entries = entries;
+            Resolved = resolved;
+        }
+
+        public ModelEntry[] Ordered { get; }
+
+        public FrozenDictionary<string, ModelEntry> Entries { get; }
+
+        public FrozenDictionary<string, string[]> Resolved { get; }
+
+        public RuntimeGroups With(ModelEntry entry, string[] members)
+        {
+            ModelEntry[] ordered = [.. Ordered, entry];
+            var resolved = new Dictionary<string, string[]>(Resolved, StringComparer.Ordinal) { [entry.Name] = members };
+            return new RuntimeGroups(
+                ordered,
+                ordered.ToFrozenDictionary(e => e.Name, StringComparer.Ordinal),
+                resolved.ToFrozenDictionary(StringComparer.Ordinal));
+        }
+    }
 
     private static RouteCandidate Candidate(string name, Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete)
     {

@@ -24,6 +24,13 @@ public interface ISluiceStore : IAsyncDisposable
     /// <summary>Creates an organization. Throws <see cref="StoreConflictException"/> when the name is taken.</summary>
     Task<Organization> CreateOrganizationAsync(string name, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Creates an organization with the id the caller chose (letters, digits, <c>_</c>, <c>-</c>, <c>.</c>; at most
+    /// 64 characters), or a generated <c>org_…</c> id when <paramref name="organizationId"/> is <see langword="null"/>.
+    /// Throws <see cref="StoreConflictException"/> when the id or the name is taken.
+    /// </summary>
+    Task<Organization> CreateOrganizationAsync(string name, string? organizationId, CancellationToken cancellationToken);
+
     /// <summary>The organization, or <see langword="null"/>.</summary>
     Task<Organization?> GetOrganizationAsync(string organizationId, CancellationToken cancellationToken);
 
@@ -33,7 +40,7 @@ public interface ISluiceStore : IAsyncDisposable
     /// <summary>
     /// Creates a team with its initial credits (one ledger row) and its first key, atomically.
     /// Throws <see cref="StoreNotFoundException"/> for an unknown organization and
-    /// <see cref="StoreConflictException"/> when the name is taken in the organization.
+    /// <see cref="StoreConflictException"/> when the name is taken in the organization or the chosen id is taken.
     /// </summary>
     Task<CreatedTeam> CreateTeamAsync(string organizationId, NewTeam team, CancellationToken cancellationToken);
 
@@ -112,11 +119,31 @@ public interface ISluiceStore : IAsyncDisposable
     /// </summary>
     Task<JobCompletion> CompleteJobAsync(string teamId, string jobId, JobStatus status, string? error, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The team owning the job, or <see langword="null"/> when there is no such job. Not tenant-scoped: only for
+    /// callers that may see every team (an operator holding the master key).
+    /// </summary>
+    Task<string?> FindJobTeamAsync(string jobId, CancellationToken cancellationToken);
+
     /// <summary>The team's job with its calls, or <see langword="null"/>.</summary>
     Task<Job?> GetJobAsync(string teamId, string jobId, CancellationToken cancellationToken);
 
     /// <summary>The team's jobs, newest first, paged (without calls).</summary>
     Task<IReadOnlyList<Job>> ListJobsAsync(string teamId, int limit, int offset, CancellationToken cancellationToken);
+
+    // ---- Model groups ----
+
+    /// <summary>
+    /// Stores a model group. Throws <see cref="StoreConflictException"/> when the name is taken and
+    /// <see cref="ArgumentException"/> when it lists no model.
+    /// </summary>
+    Task<ModelGroup> CreateModelGroupAsync(NewModelGroup group, CancellationToken cancellationToken);
+
+    /// <summary>The model group, or <see langword="null"/>.</summary>
+    Task<ModelGroup?> GetModelGroupAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>Every model group, oldest first.</summary>
+    Task<IReadOnlyList<ModelGroup>> ListModelGroupsAsync(CancellationToken cancellationToken);
 
     // ---- Usage ledger ----
 

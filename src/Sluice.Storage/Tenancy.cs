@@ -52,12 +52,17 @@ public sealed record Team
 /// <param name="ModelGroups">Model groups the team may use; none when <see langword="null"/>.</param>
 /// <param name="Limits">Team-wide rate limits; none when <see langword="null"/>.</param>
 /// <param name="FirstKey">Options of the key created with the team; defaults when <see langword="null"/>.</param>
+/// <param name="Id">
+/// The team id chosen by the caller (letters, digits, <c>_</c>, <c>-</c>, <c>.</c>; at most 64 characters); a
+/// generated <c>team_…</c> id when <see langword="null"/>.
+/// </param>
 public sealed record NewTeam(
     string Name,
     long InitialCredits,
     IReadOnlyList<string>? ModelGroups = null,
     RateLimits? Limits = null,
-    NewKey? FirstKey = null);
+    NewKey? FirstKey = null,
+    string? Id = null);
 
 /// <summary>A new team and its first key; the only time that key's secret is available.</summary>
 /// <param name="Team">The team.</param>

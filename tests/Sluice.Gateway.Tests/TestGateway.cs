@@ -14,8 +14,11 @@ namespace Sluice.Gateway.Tests;
 /// <summary>A gateway on a real Kestrel socket (127.0.0.1, free port) with a recording usage sink.</summary>
 public sealed class TestGateway : IAsyncDisposable
 {
-    private TestGateway(RunningGateway gateway, RecordingUsageSink usage)
+    private readonly string _dataDirectory;
+
+    private TestGateway(RunningGateway gateway, RecordingUsageSink usage, string dataDirectory)
     {
+        _dataDirectory = dataDirectory;
         Gateway = gateway;
         Usage = usage;
         Client = new HttpClient { BaseAddress = gateway.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
@@ -39,14 +42,16 @@ public sealed class TestGateway : IAsyncDisposable
 
     public static async Task<TestGateway> StartAsync(Action<GatewayOptions>? configure = null)
     {
-        var options = new GatewayOptions { Port = 0, Models = [.. BuiltInModels.All, Paced] };
+        // Each gateway gets its own throwaway SQLite store (open local mode: no master key).
+        var dataDirectory = Path.Combine(Path.GetTempPath(), "sluice-gateway-test-" + Guid.NewGuid().ToString("N"));
+        var options = new GatewayOptions { Port = 0, Models = [.. BuiltInModels.All, Paced], DataDirectory = dataDirectory };
         configure?.Invoke(options);
         var usage = new RecordingUsageSink();
         var gateway = await SluiceGateway.StartAsync(
             options,
             services => services.AddSingleton<IUsageSink>(usage),
             logging => logging.SetMinimumLevel(LogLevel.Warning));
-        return new TestGateway(gateway, usage);
+        return new TestGateway(gateway, usage, dataDirectory);
     }
 
     public static StringContent Json(string json) => new(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
@@ -61,6 +66,11 @@ public sealed class TestGateway : IAsyncDisposable
     {
         Client.Dispose();
         await Gateway.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        if (Directory.Exists(_dataDirectory))
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
     }
 }
 

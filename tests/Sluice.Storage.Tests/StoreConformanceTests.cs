@@ -151,6 +151,27 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Organization_and_team_ids_may_be_chosen_by_the_caller()
+    {
+        var org = await Store.CreateOrganizationAsync("Acme", "org_acme", None);
+        Assert.Equal("org_acme", org.Id);
+        Assert.Equal(org, await Store.GetOrganizationAsync("org_acme", None));
+        var duplicate = await Assert.ThrowsAsync<StoreConflictException>(() => Store.CreateOrganizationAsync("Other name", "org_acme", None));
+        Assert.Contains("org_acme", duplicate.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateOrganizationAsync("Bad", "has space", None));
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateOrganizationAsync("Long", new string('x', 65), None));
+
+        var team = await Store.CreateTeamAsync(org.Id, new NewTeam("Engineering", 5, Id: "team_engineering"), None);
+        Assert.Equal("team_engineering", team.Team.Id);
+        Assert.Equal("Engineering", (await Store.GetTeamAsync("team_engineering", None))!.Name);
+        var taken = await Assert.ThrowsAsync<StoreConflictException>(
+            () => Store.CreateTeamAsync(org.Id, new NewTeam("Another", 5, Id: "team_engineering"), None));
+        Assert.Contains("team_engineering", taken.Message, StringComparison.Ordinal);
+        Assert.Equal(5, await Store.GetBalanceAsync("team_engineering", None));
+        Assert.Single(await Store.ListTeamsAsync(org.Id, None));
+    }
+
+    [Fact]
     public async Task Team_with_zero_credits_has_no_ledger_row()
     {
         var created = await NewTeamAsync(0);
@@ -523,6 +544,38 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await AssertLedgerConsistentAsync(teamId);
     }
 
+    [Fact]
+    public async Task Job_owner_is_found_by_job_id_alone()
+    {
+        var team = (await NewTeamAsync(3)).Team;
+        var job = await Store.CreateJobAsync(team.Id, null, None);
+        Assert.Equal(team.Id, await Store.FindJobTeamAsync(job.Id, None));
+        Assert.Null(await Store.FindJobTeamAsync("job_missing", None));
+    }
+
+    // ---- Model groups ----
+
+    [Fact]
+    public async Task Model_groups_are_stored_in_priority_order_and_names_are_unique()
+    {
+        Assert.Empty(await Store.ListModelGroupsAsync(None));
+        var chat = await Store.CreateModelGroupAsync(new NewModelGroup("ChatAgent", ["sim-fast", "sim-slow"], "Chat Agent", "General chat"), None);
+        Assert.Equal(new[] { "sim-fast", "sim-slow" }, chat.Models);
+        Assert.Equal(("Chat Agent", "General chat", Clock.GetUtcNow()), (chat.DisplayName, chat.Description, chat.CreatedAt));
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        var resume = await Store.CreateModelGroupAsync(new NewModelGroup("ResumeAgent", ["sim-slow"]), None);
+        Assert.Null(resume.DisplayName);
+
+        Assert.Equivalent(chat, await Store.GetModelGroupAsync("ChatAgent", None));
+        Assert.Null(await Store.GetModelGroupAsync("chatagent", None));
+        Assert.Equal(["ChatAgent", "ResumeAgent"], (await Store.ListModelGroupsAsync(None)).Select(g => g.Name));
+
+        await Assert.ThrowsAsync<StoreConflictException>(() => Store.CreateModelGroupAsync(new NewModelGroup("ChatAgent", ["sim-fast"]), None));
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateModelGroupAsync(new NewModelGroup("Empty", []), None));
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateModelGroupAsync(new NewModelGroup("Blank", ["sim-fast", " "]), None));
+        Assert.Equal(2, (await Store.ListModelGroupsAsync(None)).Count);
+    }
+
     // ---- Usage ----
 
     private static UsageEntry Usage(string teamId, string model, CallStatus status = CallStatus.Completed) => new()
@@ -724,13 +777,13 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(2, Store.SchemaVersion);
+        Assert.Equal(3, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(2, again.SchemaVersion);
+        Assert.Equal(3, again.SchemaVersion);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
     }
@@ -740,8 +793,8 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(2, s.SchemaVersion));
-        Assert.Equal(2, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(3, s.SchemaVersion));
+        Assert.Equal(3, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
         Assert.Equal(org, await stores[3].GetOrganizationAsync(org.Id, None));

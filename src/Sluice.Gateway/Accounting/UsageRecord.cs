@@ -46,6 +46,15 @@ public sealed record UsageRecord
     /// <summary>The error code, for failed requests.</summary>
     public string? ErrorCode { get; init; }
 
+    /// <summary>The team billed, when the caller used a virtual key (or worked within a team's job).</summary>
+    public string? TeamId { get; init; }
+
+    /// <summary>The virtual key used, if any.</summary>
+    public string? KeyId { get; init; }
+
+    /// <summary>The job the call belonged to, if any.</summary>
+    public string? JobId { get; init; }
+
     /// <summary>Prompt plus completion tokens.</summary>
     public int TotalTokens => PromptTokens + CompletionTokens;
 }

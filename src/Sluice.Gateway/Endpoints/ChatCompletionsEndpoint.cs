@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.OpenAI;
@@ -11,7 +12,12 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>POST /v1/chat/completions</c>: OpenAI-compatible, streamed (SSE) or not.</summary>
-internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptions options, StreamRelay relay)
+internal sealed class ChatCompletionsEndpoint(
+    ModelCatalog catalog,
+    GatewayOptions options,
+    StreamRelay relay,
+    ModelGroupRegistry groups,
+    CallAdmission admission)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
@@ -24,11 +30,20 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
 
         ChatRequest request;
         ModelEntry model;
+        var lease = CallLease.None;
+        UsageOwner? owner = null;
         try
         {
             var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
             request = ChatRequestParser.Parse(body, _limits);
-            model = ResolveModel(request.Model);
+            model = await ResolveModelAsync(catalog, groups, request.Model, context.RequestAborted);
+
+            // A virtual key bills its team: access, credits and limits are checked before the model is called.
+            if (Caller.Of(context).Key is { } key)
+            {
+                lease = await admission.AdmitAsync(context, Caller.Of(context), key.TeamId, model.Name, request);
+                owner = new UsageOwner(key.TeamId, key.Id, null);
+            }
         }
         catch (ChatException ex)
         {
@@ -45,8 +60,15 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
             request = ChatRequests.WithModel(request, model.Name);
         }
 
-        var settings = new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes);
-        var completionId = "chatcmpl-" + requestId;
+        await using (lease)
+        {
+            await ServeAsync(context, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
+        }
+    }
+
+    private async Task ServeAsync(HttpContext context, ChatRequest request, ModelEntry model, RelaySettings settings)
+    {
+        var completionId = "chatcmpl-" + settings.RequestId;
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (request.Stream)
         {
@@ -73,14 +95,15 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
         }
     }
 
-    private ModelEntry ResolveModel(string name)
+    /// <summary>The model, alias or group (configured or created through the API); the first model when none is named.</summary>
+    internal static async ValueTask<ModelEntry> ResolveModelAsync(ModelCatalog catalog, ModelGroupRegistry groups, string name, CancellationToken cancellationToken)
     {
         if (name.Length == 0)
         {
             return catalog.Models[0];
         }
 
-        if (catalog.TryGet(name, out var entry))
+        if (await groups.ResolveAsync(name, cancellationToken) is { } entry)
         {
             return entry;
         }

@@ -21,7 +21,7 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, UsageTotals totals)
         json.WriteStartObject();
         json.WriteString("object", "list");
         json.WriteStartArray("data");
-        foreach (var model in catalog.Models)
+        foreach (var model in catalog.Models.Concat(catalog.RuntimeGroupEntries))
         {
             WriteModel(json, model);
         }

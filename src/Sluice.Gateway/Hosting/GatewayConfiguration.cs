@@ -73,6 +73,31 @@ public static class GatewayConfiguration
             throw new GatewayConfigurationException($"Configuration value has the wrong type: {ex.InnerException?.Message ?? ex.Message}");
         }
 
+        // SLUICE_MASTER_KEY arrives as MASTER_KEY through the SLUICE_ prefix.
+        if (string.IsNullOrWhiteSpace(options.MasterKey))
+        {
+            options.MasterKey = configuration["MASTER_KEY"];
+        }
+
+        options.MasterKey = string.IsNullOrWhiteSpace(options.MasterKey) ? null : options.MasterKey.Trim();
+        if (options.MasterKey is { Length: < 16 })
+        {
+            throw new GatewayConfigurationException(
+                "MasterKey (SLUICE_MASTER_KEY) is shorter than 16 characters; use a long random value, e.g. `openssl rand -hex 24`.");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.DataDirectory))
+        {
+            throw new GatewayConfigurationException("DataDirectory is empty; set it to a writable directory (default ./data) or set Store.");
+        }
+
+        if (options.Tenancy.KeyCacheSeconds < 0 || options.Tenancy.UsageQueueCapacity < 1 || options.Tenancy.UsageBatchSize < 1
+            || options.Tenancy.StreamLeaseSeconds < 1)
+        {
+            throw new GatewayConfigurationException(
+                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1.");
+        }
+
         if (options.Port is < 0 or > 65535)
         {
             throw new GatewayConfigurationException($"Port {options.Port} is out of range; use 1–65535 (or 0 for any free port).");

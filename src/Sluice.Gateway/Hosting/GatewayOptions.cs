@@ -30,6 +30,47 @@ public sealed class GatewayOptions
 
     /// <summary>The MQTT bridge; it runs when <see cref="MqttBridgeOptions.Broker"/> is set.</summary>
     public MqttBridgeOptions Mqtt { get; set; } = new();
+    /// <summary>
+    /// Where tenancy, credits, jobs and usage are kept: <c>sqlite:PATH</c> or a PostgreSQL connection string
+    /// (<c>Host=…;Database=…</c> or <c>postgres://…</c>). Defaults to <c>sqlite:&lt;DataDirectory&gt;/sluice.db</c>.
+    /// <c>SLUICE_Store</c>.
+    /// </summary>
+    public string? Store { get; set; }
+
+    /// <summary>Directory for the default SQLite store. <c>SLUICE_DataDirectory</c>.</summary>
+    public string DataDirectory { get; set; } = "./data";
+
+    /// <summary>
+    /// The operator's key: guards the admin endpoints. Without one the gateway runs in open local mode (no key
+    /// needed anywhere). <c>SLUICE_MASTER_KEY</c>.
+    /// </summary>
+    public string? MasterKey { get; set; }
+
+    /// <summary>Key caching, the usage queue and rate-limit leases.</summary>
+    public TenancyOptions Tenancy { get; set; } = new();
+
+    /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
+    public string StoreConnectionString =>
+        string.IsNullOrWhiteSpace(Store) ? Sluice.Storage.SluiceStoreFactory.DefaultConnectionString(DataDirectory) : Store;
+}
+
+/// <summary>Tuning of the tenancy layer.</summary>
+public sealed class TenancyOptions
+{
+    /// <summary>
+    /// How long a virtual key (and its team's balance, model groups and limits) is trusted from memory before it
+    /// is read again; a key revoked through another gateway process stops working within this time.
+    /// </summary>
+    public double KeyCacheSeconds { get; set; } = 5;
+
+    /// <summary>Usage records waiting for the database; when full, finishing requests wait (nothing is dropped).</summary>
+    public int UsageQueueCapacity { get; set; } = 100_000;
+
+    /// <summary>Most usage records written in one transaction.</summary>
+    public int UsageBatchSize { get; set; } = 500;
+
+    /// <summary>How long a concurrent-stream slot is held without renewal (a crashed process frees its slots after this).</summary>
+    public double StreamLeaseSeconds { get; set; } = 60;
 }
 
 /// <summary>Streaming behaviour.</summary>

@@ -11,6 +11,7 @@ using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Mqtt;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
 
@@ -19,15 +20,21 @@ namespace Sluice.Gateway.Hosting;
 /// <summary>Builds and starts the Sluice gateway on Kestrel.</summary>
 public static class SluiceGateway
 {
-    /// <summary>Builds the web application (not started).</summary>
+    /// <summary>
+    /// Builds the web application (not started) and opens its store (<see cref="GatewayOptions.Store"/>),
+    /// applying migrations and loading the model groups created through the API.
+    /// </summary>
     /// <param name="options">Validated options (see <see cref="GatewayConfiguration"/>).</param>
-    /// <param name="configureServices">Extra services, e.g. additional <see cref="IUsageSink"/>s.</param>
+    /// <param name="configureServices">Extra services, e.g. additional <see cref="IUsageSink"/>s or a <see cref="TimeProvider"/>.</param>
     /// <param name="configureLogging">Logging set-up; defaults to single-line console logs.</param>
+    /// <param name="cancellationToken">Cancels opening the store.</param>
     /// <exception cref="ModelConfigurationException">A model entry is invalid.</exception>
-    public static WebApplication Build(
+    /// <exception cref="GatewayConfigurationException">The store cannot be opened.</exception>
+    public static async Task<WebApplication> BuildAsync(
         GatewayOptions options,
         Action<IServiceCollection>? configureServices = null,
-        Action<ILoggingBuilder>? configureLogging = null)
+        Action<ILoggingBuilder>? configureLogging = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         var retryLog = new RetryLog();
@@ -68,6 +75,15 @@ public static class SluiceGateway
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
+        services.AddSingleton<TenancyRuntime>();
+        services.AddSingleton<TenantDirectory>();
+        services.AddSingleton<Authenticator>();
+        services.AddSingleton<CallAdmission>();
+        services.AddSingleton<ModelGroupRegistry>();
+        services.AddSingleton<LedgerUsageSink>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
+        services.AddSingleton<TenancyEndpoints>();
+        services.AddSingleton<JobEndpoints>();
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
         if (options.Mqtt.Enabled)
@@ -76,9 +92,24 @@ public static class SluiceGateway
         }
 
         var app = builder.Build();
+        try
+        {
+            // The store is open (and the stored model groups routable) before the first request can arrive.
+            await app.Services.GetRequiredService<TenancyRuntime>().OpenAsync(cancellationToken);
+            await app.Services.GetRequiredService<ModelGroupRegistry>().LoadAllAsync(cancellationToken);
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            throw;
+        }
+
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
         var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.Services.GetRequiredService<InfoEndpoints>();
+        app.Use(app.Services.GetRequiredService<Authenticator>().InvokeAsync);
+        app.Services.GetRequiredService<TenancyEndpoints>().Map(app);
+        app.Services.GetRequiredService<JobEndpoints>().Map(app);
         app.MapPost("/v1/chat/completions", chat.HandleAsync);
         app.MapGet("/v1/models", info.ListModelsAsync);
         app.MapGet("/v1/models/{id}", info.GetModelAsync);
@@ -105,7 +136,7 @@ public static class SluiceGateway
         Action<ILoggingBuilder>? configureLogging = null,
         CancellationToken cancellationToken = default)
     {
-        var app = Build(options, configureServices, configureLogging);
+        var app = await BuildAsync(options, configureServices, configureLogging, cancellationToken);
         await app.StartAsync(cancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new RunningGateway(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)));

@@ -117,6 +117,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             }
 
             await keepAlive.StopAsync();
+            await BeforeEndAsync(settings, UsageStatus.Completed, meter.Usage);
             keepAlive.EnsureStarted();
             sequence += format.WriteEnd(output, sequence + 1, meter.Usage);
             await output.FlushAsync(aborted);
@@ -130,6 +131,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         {
             meter.Fail(ex.Error.Code ?? ex.Error.Type);
             await keepAlive.StopAsync();
+            await BeforeEndAsync(settings, UsageStatus.Failed, meter.Usage);
             if (!keepAlive.Started)
             {
                 await ErrorResponses.WriteAsync(context, ex, format.Errors);
@@ -145,6 +147,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         {
             meter.Fail("internal_error");
             LogBackendFailed(logger, ex, settings.RequestId, request.Model);
+            await BeforeEndAsync(settings, UsageStatus.Failed, meter.Usage);
             var error = new ErrorInfo(
                 $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {settings.RequestId}.",
                 ErrorTypes.Server, null, "backend_error");
@@ -169,7 +172,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                 meter.Status = UsageStatus.Abandoned;
             }
 
-            usage.Report(meter.ToRecord(settings.RequestId, request, stream: true));
+            usage.Report(meter.ToRecord(settings, request, stream: true));
         }
     }
 
@@ -218,9 +221,31 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         }
         finally
         {
-            usage.Report(meter.ToRecord(settings.RequestId, request, stream: false));
+            usage.Report(meter.ToRecord(settings, request, stream: false));
         }
     }
+
+    private async ValueTask BeforeEndAsync(RelaySettings settings, UsageStatus status, ChatUsage usage)
+    {
+        if (settings.BeforeEnd is not { } beforeEnd)
+        {
+            return;
+        }
+
+        try
+        {
+            await beforeEnd(status, usage);
+        }
+#pragma warning disable CA1031 // The client must still get its terminal frame; the failure is logged.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogHookFailed(logger, ex, settings.RequestId);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Recording the outcome of request {RequestId} failed")]
+    private static partial void LogHookFailed(ILogger logger, Exception ex, string requestId);
 
     private static void StartStream(HttpContext context, string contentType)
     {
@@ -320,13 +345,16 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             _errorCode = code;
         }
 
-        public UsageRecord ToRecord(string requestId, ChatRequest chatRequest, bool stream)
+        public UsageRecord ToRecord(RelaySettings settings, ChatRequest chatRequest, bool stream)
         {
             var now = Stopwatch.GetTimestamp();
             var usage = Usage;
             return new UsageRecord
             {
-                RequestId = requestId,
+                RequestId = settings.RequestId,
+                TeamId = settings.Owner?.TeamId,
+                KeyId = settings.Owner?.KeyId,
+                JobId = settings.Owner?.JobId,
                 Model = chatRequest.Model,
                 Stream = stream,
                 PromptTokens = usage.PromptTokens,
@@ -350,4 +378,26 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
 }
 
 /// <summary>Per-request relay settings.</summary>
-internal readonly record struct RelaySettings(string RequestId, long StartTimestamp, TimeSpan PingInterval, int MaxPendingBytes);
+/// <param name="RequestId">The request id.</param>
+/// <param name="StartTimestamp">When the request arrived (<see cref="Stopwatch.GetTimestamp"/>).</param>
+/// <param name="PingInterval">Silence before a ping comment.</param>
+/// <param name="MaxPendingBytes">Flush early above this many unflushed bytes.</param>
+/// <param name="Owner">Who is billed for the call (team, key, job); none in open mode.</param>
+/// <param name="BeforeEnd">
+/// Awaited once the outcome is known and before the stream's terminal frame (<c>[DONE]</c> or the error frame,
+/// or the error response when nothing was sent yet) — for state a client may read right after the stream, such
+/// as a job's calls. Never called for abandoned streams. Delays only the terminal frame, never a token.
+/// </param>
+internal readonly record struct RelaySettings(
+    string RequestId,
+    long StartTimestamp,
+    TimeSpan PingInterval,
+    int MaxPendingBytes,
+    UsageOwner? Owner = null,
+    Func<UsageStatus, ChatUsage, ValueTask>? BeforeEnd = null);
+
+/// <summary>Who a call is billed to.</summary>
+/// <param name="TeamId">The team.</param>
+/// <param name="KeyId">The virtual key, if one was used.</param>
+/// <param name="JobId">The job, for job calls.</param>
+internal sealed record UsageOwner(string TeamId, string? KeyId, string? JobId);

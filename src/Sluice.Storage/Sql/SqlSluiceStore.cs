@@ -28,6 +28,8 @@ internal abstract class SqlSluiceStore : ISluiceStore
     private const string UsageColumns =
         "id, team_id, key_id, job_id, request_id, model, prompt_tokens, completion_tokens, ttft_ms, duration_ms, status, created_at_ms";
 
+    private const string ModelGroupColumns = "name, display_name, description, models, created_at_ms";
+
     private const int MaxPage = 1000;
 
     protected SqlSluiceStore(SluiceStoreOptions options)
@@ -63,16 +65,28 @@ internal abstract class SqlSluiceStore : ISluiceStore
     // ---- Organizations and teams ----
 
     /// <inheritdoc />
-    public async Task<Organization> CreateOrganizationAsync(string name, CancellationToken cancellationToken)
+    public Task<Organization> CreateOrganizationAsync(string name, CancellationToken cancellationToken) =>
+        CreateOrganizationAsync(name, null, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<Organization> CreateOrganizationAsync(string name, string? organizationId, CancellationToken cancellationToken)
     {
         RequireName(name, nameof(name));
         var now = Now;
-        var organization = new Organization(Ids.New("org", now), name.Trim(), now);
+        var organization = new Organization(Ids.Chosen(organizationId, "org", now, nameof(organizationId)), name.Trim(), now);
         try
         {
             return await WriteAsync(
                 async (c, tx) =>
                 {
+                    await using (var exists = Db.Command(c, tx, "SELECT 1 FROM organizations WHERE id = @id"))
+                    {
+                        if (await exists.With("@id", organization.Id).ScalarLongAsync(cancellationToken) is not null)
+                        {
+                            throw new StoreConflictException($"An organization with id '{organization.Id}' already exists; choose another id.");
+                        }
+                    }
+
                     await using var insert = Db.Command(c, tx, "INSERT INTO organizations (id, name, created_at_ms) VALUES (@id, @name, @at)");
                     await insert.With("@id", organization.Id).With("@name", organization.Name).With("@at", now).ExecuteNonQueryAsync(cancellationToken);
                     return organization;
@@ -81,7 +95,7 @@ internal abstract class SqlSluiceStore : ISluiceStore
         }
         catch (DbException ex) when (IsUniqueViolation(ex))
         {
-            throw new StoreConflictException($"An organization named '{organization.Name}' already exists; choose another name.", ex);
+            throw new StoreConflictException($"An organization named '{organization.Name}' (or with id '{organization.Id}') already exists; choose another name.", ex);
         }
     }
 
@@ -113,7 +127,7 @@ internal abstract class SqlSluiceStore : ISluiceStore
         var limits = team.Limits ?? RateLimits.None;
         var created = new Team
         {
-            Id = Ids.New("team", now),
+            Id = Ids.Chosen(team.Id, "team", now, nameof(team)),
             OrganizationId = organizationId,
             Name = team.Name.Trim(),
             CreditsAllocated = team.InitialCredits,
@@ -134,6 +148,11 @@ internal abstract class SqlSluiceStore : ISluiceStore
                         {
                             throw new StoreNotFoundException("organization", organizationId);
                         }
+                    }
+
+                    if (team.Id is not null && await ReadBalanceAsync(c, tx, created.Id, cancellationToken) is not null)
+                    {
+                        throw new StoreConflictException($"A team with id '{created.Id}' already exists; choose another id.");
                     }
 
                     await using (var insert = Db.Command(
@@ -473,6 +492,14 @@ internal abstract class SqlSluiceStore : ISluiceStore
     }
 
     /// <inheritdoc />
+    public async Task<string?> FindJobTeamAsync(string jobId, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        await using var select = Db.Command(c, null, "SELECT team_id FROM jobs WHERE id = @id");
+        return await select.With("@id", jobId).SingleOrDefaultAsync(r => r.GetString(0), cancellationToken);
+    }
+
+    /// <inheritdoc />
     public async Task<Job?> GetJobAsync(string teamId, string jobId, CancellationToken cancellationToken)
     {
         await using var c = await OpenConnectionAsync(cancellationToken);
@@ -494,6 +521,63 @@ internal abstract class SqlSluiceStore : ISluiceStore
         await using var select = Db.Command(
             c, null, $"SELECT {JobColumns} FROM jobs WHERE team_id = @team ORDER BY created_at_ms DESC, id DESC LIMIT @limit OFFSET @offset");
         return await select.With("@team", teamId).With("@limit", limit).With("@offset", offset).ListAsync(ReadJob, cancellationToken);
+    }
+
+    // ---- Model groups ----
+
+    /// <inheritdoc />
+    public async Task<ModelGroup> CreateModelGroupAsync(NewModelGroup group, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        RequireName(group.Name, nameof(group));
+        ArgumentNullException.ThrowIfNull(group.Models, nameof(group));
+        if (group.Models.Count == 0 || group.Models.Any(string.IsNullOrWhiteSpace))
+        {
+            throw new ArgumentException("A model group needs at least one model, and every model name must be non-empty.", nameof(group));
+        }
+
+        var now = Now;
+        var stored = new ModelGroup(
+            group.Name.Trim(),
+            string.IsNullOrWhiteSpace(group.DisplayName) ? null : group.DisplayName.Trim(),
+            string.IsNullOrWhiteSpace(group.Description) ? null : group.Description.Trim(),
+            [.. group.Models.Select(m => m.Trim())],
+            now);
+        try
+        {
+            return await WriteAsync(
+                async (c, tx) =>
+                {
+                    await using var insert = Db.Command(
+                        c,
+                        tx,
+                        "INSERT INTO model_groups (name, display_name, description, models, created_at_ms) VALUES (@name, @display, @description, @models, @at)");
+                    await insert.With("@name", stored.Name).With("@display", stored.DisplayName).With("@description", stored.Description)
+                        .With("@models", Db.EncodeList(stored.Models)).With("@at", now).ExecuteNonQueryAsync(cancellationToken);
+                    return stored;
+                },
+                cancellationToken);
+        }
+        catch (DbException ex) when (IsUniqueViolation(ex))
+        {
+            throw new StoreConflictException($"A model group named '{stored.Name}' already exists; choose another name.", ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<ModelGroup?> GetModelGroupAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        await using var select = Db.Command(c, null, $"SELECT {ModelGroupColumns} FROM model_groups WHERE name = @name");
+        return await select.With("@name", name).SingleOrDefaultAsync(ReadModelGroup, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<ModelGroup>> ListModelGroupsAsync(CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        await using var select = Db.Command(c, null, $"SELECT {ModelGroupColumns} FROM model_groups ORDER BY created_at_ms, name");
+        return await select.ListAsync(ReadModelGroup, cancellationToken);
     }
 
     // ---- Usage ----
@@ -828,6 +912,9 @@ internal abstract class SqlSluiceStore : ISluiceStore
         Codes.CallStatusOf(r.GetString(5)),
         TimeSpan.FromMilliseconds(r.NullableDouble(6) ?? 0),
         r.Time(7));
+
+    private static ModelGroup ReadModelGroup(DbDataReader r) => new(
+        r.GetString(0), r.NullableString(1), r.NullableString(2), r.List(3), r.Time(4));
 
     private static CreditTransaction ReadTransaction(DbDataReader r) => new(
         r.Long(0), r.GetString(1), r.Long(2), r.GetString(3), r.NullableString(4), r.Long(5), r.Time(6));

@@ -121,5 +121,14 @@ internal static class SqliteMigrations
             );
             CREATE INDEX concurrency_slots_key ON concurrency_slots (key, expires_at_ms);
             """),
+        new(3, "model groups", """
+            CREATE TABLE model_groups (
+                name TEXT PRIMARY KEY,
+                display_name TEXT,
+                description TEXT,
+                models TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL
+            );
+            """),
     ];
 }

@@ -1,0 +1,378 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.OpenAI;
+using Sluice.Providers;
+using Sluice.Storage;
+
+namespace Sluice.Gateway.Endpoints;
+
+/// <summary>
+/// The job API of the SaaS LiteLLM integration guide: create a job, make model calls in it (plain or streamed in
+/// the same SSE chunk format as <c>/v1</c>), complete it. A job completed with no failed call costs one credit,
+/// charged at most once however many times it is completed; failed jobs cost nothing.
+/// </summary>
+internal sealed partial class JobEndpoints(
+    TenancyRuntime runtime,
+    TenantDirectory directory,
+    ModelCatalog catalog,
+    ModelGroupRegistry groups,
+    CallAdmission admission,
+    StreamRelay relay,
+    GatewayOptions options,
+    ILogger<JobEndpoints> logger)
+{
+    private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
+    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
+
+    private ISluiceStore Store => runtime.Store;
+
+    public void Map(IEndpointRouteBuilder app)
+    {
+        app.MapPost("/api/jobs/create", c => Run(c, CreateAsync));
+        app.MapGet("/api/jobs/{id}", c => Run(c, GetAsync));
+        app.MapPost("/api/jobs/{id}/llm-call", c => Run(c, context => CallAsync(context, stream: false)));
+        app.MapPost("/api/jobs/{id}/llm-call-stream", c => Run(c, context => CallAsync(context, stream: true)));
+        app.MapPost("/api/jobs/{id}/complete", c => Run(c, CompleteAsync));
+        app.MapGet("/api/teams/{id}/jobs", c => Run(c, ListAsync));
+    }
+
+    private static Task Run(HttpContext context, Func<HttpContext, Task> handler) => ApiErrors.RunAsync(context, () => handler(context));
+
+    private static string Route(HttpContext context) => context.Request.RouteValues["id"] as string ?? string.Empty;
+
+    private async Task CreateAsync(HttpContext context)
+    {
+        var caller = Caller.Of(context);
+        using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
+        var root = ApiJson.RequireObject(body);
+        var named = ApiJson.OptionalString(root, "team_id");
+        string teamId;
+        if (caller.TeamId is { } own)
+        {
+            // A key works for its own team only; naming another team looks exactly like naming a missing one.
+            if (named is not null && named != own)
+            {
+                throw ApiErrors.NotFound("team", named);
+            }
+
+            teamId = own;
+        }
+        else
+        {
+            teamId = named ?? throw ChatException.BadRequest(
+                "team_id is required with the master key (a team's virtual key implies its team), e.g. \"team_id\": \"team_engineering\".",
+                "team_id", "missing_required_parameter");
+        }
+
+        var job = await Store.CreateJobAsync(teamId, caller.Key?.Id, context.RequestAborted);
+        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("job_id", job.Id);
+            json.WriteString("team_id", job.TeamId);
+            json.WriteString("job_type", ApiJson.OptionalString(root, "job_type"));
+            json.WriteString("status", StatusOf(job));
+            json.WriteTime("created_at", job.CreatedAt);
+            json.WriteEndObject();
+        });
+    }
+
+    private async Task GetAsync(HttpContext context)
+    {
+        var job = await FindJobAsync(context);
+        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
+        {
+            json.WriteStartObject();
+            WriteJobFields(json, job);
+            WriteCosts(json, job, null);
+            WriteCalls(json, job);
+            json.WriteEndObject();
+        });
+    }
+
+    private async Task ListAsync(HttpContext context)
+    {
+        var teamId = Route(context);
+        Caller.Of(context).RequireTeam(teamId);
+        _ = await Store.GetTeamAsync(teamId, context.RequestAborted) ?? throw ApiErrors.NotFound("team", teamId);
+        var (limit, offset) = ApiJson.Page(context, 100);
+        var jobs = await Store.ListJobsAsync(teamId, limit, offset, context.RequestAborted);
+        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("team_id", teamId);
+            json.WriteNumber("limit", limit);
+            json.WriteNumber("offset", offset);
+            json.WriteStartArray("jobs");
+            foreach (var job in jobs)
+            {
+                json.WriteStartObject();
+                WriteJobFields(json, job);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        });
+    }
+
+    private async Task CompleteAsync(HttpContext context)
+    {
+        var job = await FindJobAsync(context);
+        using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
+        var root = ApiJson.RequireObject(body);
+        var status = ApiJson.OptionalString(root, "status") switch
+        {
+            "completed" => JobStatus.Completed,
+            "failed" => JobStatus.Failed,
+            null => throw ChatException.BadRequest("status is required: \"completed\" or \"failed\".", "status", "missing_required_parameter"),
+            var other => throw ChatException.BadRequest($"status must be \"completed\" or \"failed\" (got \"{other}\").", "status"),
+        };
+        var error = ApiJson.OptionalString(root, "error_message");
+
+        // Atomic in the store: one credit at most, however many callers complete the job at once.
+        var completion = await Store.CompleteJobAsync(job.TeamId, job.Id, status, error, context.RequestAborted);
+        directory.SetBalance(job.TeamId, completion.BalanceAfter);
+        var finished = await Store.GetJobAsync(job.TeamId, job.Id, context.RequestAborted) ?? completion.Job;
+        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
+        {
+            json.WriteStartObject();
+            WriteJobFields(json, finished);
+            json.WriteBoolean("already_completed", completion.AlreadyFinished);
+            WriteCosts(json, finished, completion.BalanceAfter);
+            WriteCalls(json, finished);
+            json.WriteEndObject();
+        });
+    }
+
+    private async Task CallAsync(HttpContext context, bool stream)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var requestId = RequestIds.Next();
+        context.Response.Headers["x-request-id"] = requestId;
+        var caller = Caller.Of(context);
+        var job = await FindJobAsync(context);
+        if (job.Status != JobStatus.Created)
+        {
+            throw Finished(job);
+        }
+
+        var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
+        var parsed = ChatRequestParser.Parse(body, _limits);
+        string? groupName;
+        using (var document = JsonDocument.Parse(body))
+        {
+            groupName = ApiJson.OptionalString(document.RootElement, "model_group");
+        }
+
+        var name = groupName ?? (parsed.Model.Length > 0 ? parsed.Model : null)
+            ?? throw ChatException.BadRequest("model_group is required: the model group (or model) to call, e.g. \"model_group\": \"ChatAgent\".", "model_group", "missing_required_parameter");
+        var model = await ChatCompletionsEndpoint.ResolveModelAsync(catalog, groups, name, context.RequestAborted);
+
+        // The client's body carries job fields (model_group, purpose) an upstream would refuse: send the parsed request.
+        var request = ChatRequests.With(parsed, model.Name, stream, ReadOnlyMemory<byte>.Empty);
+        await using var lease = await admission.AdmitAsync(context, caller, job.TeamId, model.Name, request);
+        var owner = new UsageOwner(job.TeamId, caller.Key?.Id, job.Id);
+        if (stream)
+        {
+            await StreamAsync(context, job, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
+        }
+        else
+        {
+            await CollectAsync(context, job, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
+        }
+    }
+
+    private async Task StreamAsync(HttpContext context, Job job, ChatRequest request, ModelEntry model, RelaySettings settings)
+    {
+        var recorded = false;
+
+        // The call is in the job before [DONE] (or the error frame) is sent, so a client completing the job right
+        // after the stream is charged according to this call.
+        settings = settings with
+        {
+            BeforeEnd = async (status, usage) =>
+            {
+                recorded = true;
+                await RecordAsync(job, request.Model, usage.PromptTokens, usage.CompletionTokens, status, settings.StartTimestamp);
+            },
+        };
+        var writer = new OpenAIChunkWriter("chatcmpl-" + settings.RequestId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), model.Name);
+        await relay.RelayAsync(context, model.Backend, request, new OpenAIStreamFormat(writer, request.IncludeUsage), settings);
+        if (!recorded)
+        {
+            // The client left mid-stream: the job keeps the call as abandoned (not failed, so still billable).
+            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Abandoned, settings.StartTimestamp);
+        }
+    }
+
+    private async Task CollectAsync(HttpContext context, Job job, ChatRequest request, ModelEntry model, RelaySettings settings)
+    {
+        ChatCompletionAccumulator answer;
+        ChatUsage usage;
+        try
+        {
+            (answer, usage) = await relay.CollectAsync(context, model.Backend, request, settings);
+        }
+        catch (ChatException)
+        {
+            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Failed, settings.StartTimestamp);
+            throw;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Abandoned, settings.StartTimestamp);
+            throw;
+        }
+
+        var call = await RecordAsync(job, request.Model, usage.PromptTokens, usage.CompletionTokens, UsageStatus.Completed, settings.StartTimestamp);
+        var choice = answer.Choices.FirstOrDefault();
+        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
+        {
+            json.WriteStartObject();
+            json.WriteString("call_id", call?.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            json.WriteString("job_id", job.Id);
+            json.WriteStartObject("response");
+            json.WriteString("content", choice?.Content ?? string.Empty);
+            json.WriteString("finish_reason", choice?.FinishReason);
+            json.WriteEndObject();
+            json.WriteStartObject("metadata");
+            json.WriteNumber("tokens_used", usage.PromptTokens + usage.CompletionTokens);
+            json.WriteNumber("prompt_tokens", usage.PromptTokens);
+            json.WriteNumber("completion_tokens", usage.CompletionTokens);
+            json.WriteNumber("latency_ms", Math.Round(Stopwatch.GetElapsedTime(settings.StartTimestamp).TotalMilliseconds, 1));
+            json.WriteString("model_group", request.Model);
+            json.WriteString("request_id", settings.RequestId);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        });
+    }
+
+    /// <summary>Records a call in the job; a job completed meanwhile keeps its outcome (the call is only logged).</summary>
+    private async Task<JobCall?> RecordAsync(Job job, string model, long promptTokens, long completionTokens, UsageStatus status, long startTimestamp)
+    {
+        var call = new NewJobCall(
+            model,
+            promptTokens,
+            completionTokens,
+            status switch
+            {
+                UsageStatus.Completed => CallStatus.Completed,
+                UsageStatus.Failed => CallStatus.Failed,
+                _ => CallStatus.Abandoned,
+            },
+            Stopwatch.GetElapsedTime(startTimestamp));
+        try
+        {
+            // Not the request's token: the outcome is recorded even when the client has gone.
+            return await Store.RecordJobCallAsync(job.TeamId, job.Id, call, CancellationToken.None);
+        }
+        catch (StoreConflictException)
+        {
+            LogJobFinished(logger, job.Id, call.Status);
+            return null;
+        }
+    }
+
+    /// <summary>The caller's job: a team key sees its own team's jobs only; others are 404 like missing ones.</summary>
+    private async Task<Job> FindJobAsync(HttpContext context)
+    {
+        var id = Route(context);
+        var caller = Caller.Of(context);
+        var teamId = caller.TeamId ?? await Store.FindJobTeamAsync(id, context.RequestAborted);
+        var job = teamId is null ? null : await Store.GetJobAsync(teamId, id, context.RequestAborted);
+        return job ?? throw ApiErrors.NotFound("job", id);
+    }
+
+    private static ChatException Finished(Job job) => new(
+        StatusCodes.Status409Conflict,
+        new ErrorInfo(
+            $"Job '{job.Id}' is already {StatusOf(job)}; model calls can only be made in an open job. Create a new job (POST /api/jobs/create).",
+            ErrorTypes.InvalidRequest, null, "job_finished"));
+
+    private static string StatusOf(Job job) => job.Status switch
+    {
+        JobStatus.Completed => "completed",
+        JobStatus.Failed => "failed",
+        _ => job.CallCount > 0 ? "in_progress" : "pending",
+    };
+
+    private static string ChargeOf(JobCharge charge) => charge switch
+    {
+        JobCharge.Charged => "charged",
+        JobCharge.NotBillable => "not_billable",
+        JobCharge.InsufficientCredits => "insufficient_credits",
+        _ => "pending",
+    };
+
+    private static void WriteJobFields(Utf8JsonWriter json, Job job)
+    {
+        json.WriteString("job_id", job.Id);
+        json.WriteString("team_id", job.TeamId);
+        json.WriteString("key_id", job.KeyId);
+        json.WriteString("status", StatusOf(job));
+        json.WriteString("charge", ChargeOf(job.Charge));
+        json.WriteBoolean("credit_applied", job.Charge == JobCharge.Charged);
+        json.WriteString("error_message", job.Error);
+        json.WriteTime("created_at", job.CreatedAt);
+        json.WriteTime("completed_at", job.CompletedAt);
+    }
+
+    private static void WriteCosts(Utf8JsonWriter json, Job job, long? creditsRemaining)
+    {
+        json.WriteStartObject("costs");
+        json.WriteNumber("total_calls", job.CallCount);
+        json.WriteNumber("successful_calls", job.Calls.Count(c => c.Status == CallStatus.Completed));
+        json.WriteNumber("failed_calls", job.FailedCalls);
+        json.WriteNumber("total_tokens", job.Calls.Sum(c => c.PromptTokens + c.CompletionTokens));
+        json.WriteNumber("avg_latency_ms", job.Calls.Count == 0 ? 0 : Math.Round(job.Calls.Average(c => c.Latency.TotalMilliseconds), 1));
+        json.WriteBoolean("credit_applied", job.Charge == JobCharge.Charged);
+        json.WriteNumber("credits_charged", job.Charge == JobCharge.Charged ? 1 : 0);
+        if (creditsRemaining is { } remaining)
+        {
+            json.WriteNumber("credits_remaining", remaining);
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static void WriteCalls(Utf8JsonWriter json, Job job)
+    {
+        json.WriteStartArray("calls");
+        foreach (var call in job.Calls)
+        {
+            json.WriteStartObject();
+            json.WriteString("call_id", call.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            json.WriteString("model_group", call.Model);
+            json.WriteNumber("prompt_tokens", call.PromptTokens);
+            json.WriteNumber("completion_tokens", call.CompletionTokens);
+            json.WriteNumber("tokens", call.PromptTokens + call.CompletionTokens);
+            json.WriteNumber("latency_ms", Math.Round(call.Latency.TotalMilliseconds, 1));
+            json.WriteString("status", call.Status switch
+            {
+                CallStatus.Completed => "completed",
+                CallStatus.Failed => "failed",
+                _ => "abandoned",
+            });
+            json.WriteString("error", call.Status == CallStatus.Failed ? "the model call failed" : null);
+            json.WriteTime("created_at", call.CreatedAt);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} was finished before its {Status} call could be recorded; the job keeps its outcome")]
+    private static partial void LogJobFinished(ILogger logger, string jobId, CallStatus status);
+}

@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Streaming;
+using Sluice.Protocol;
+using Sluice.Storage;
+
+namespace Sluice.Gateway.Tenancy;
+
+/// <summary>Reading and writing the JSON bodies of the <c>/api</c> endpoints, with 400s that name the field.</summary>
+internal static class ApiJson
+{
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 32 };
+
+    /// <summary>Reads the body as a JSON document; an empty body counts as <c>{}</c> when <paramref name="emptyIsObject"/>.</summary>
+    public static async Task<JsonDocument> ReadAsync(HttpContext context, long limit, bool emptyIsObject = true)
+    {
+        var body = await RequestBody.ReadAsync(context.Request, limit, context.RequestAborted);
+        if (body.IsEmpty && emptyIsObject)
+        {
+            return JsonDocument.Parse("{}");
+        }
+
+        try
+        {
+            return JsonDocument.Parse(body, DocumentOptions);
+        }
+        catch (JsonException ex)
+        {
+            throw new ChatException(400, new ErrorInfo(
+                $"The request body is not valid JSON ({ex.Message}). Send a JSON object with Content-Type: application/json.",
+                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
+        }
+    }
+
+    public static JsonElement RequireObject(JsonDocument document)
+    {
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            throw ChatException.BadRequest("The request body must be a JSON object.", null, "invalid_type");
+        }
+
+        return document.RootElement;
+    }
+
+    public static string? OptionalString(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            throw ChatException.BadRequest($"{name} must be a string.", name, "invalid_type");
+        }
+
+        var text = value.GetString()!.Trim();
+        return text.Length == 0 ? null : text;
+    }
+
+    public static string RequiredString(JsonElement root, string name, string example) =>
+        OptionalString(root, name) ?? throw ChatException.BadRequest($"{name} is required, e.g. \"{name}\": \"{example}\".", name, "missing_required_parameter");
+
+    public static long? OptionalLong(JsonElement root, string name, long min = long.MinValue)
+    {
+        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number))
+        {
+            throw ChatException.BadRequest($"{name} must be an integer.", name, "invalid_type");
+        }
+
+        if (number < min)
+        {
+            throw ChatException.BadRequest($"{name} must be at least {min} (got {number}).", name);
+        }
+
+        return number;
+    }
+
+    public static int? OptionalLimit(JsonElement root, string name)
+    {
+        var value = OptionalLong(root, name, 1);
+        if (value > int.MaxValue)
+        {
+            throw ChatException.BadRequest($"{name} must be at most {int.MaxValue}.", name);
+        }
+
+        return (int?)value;
+    }
+
+    /// <summary>
+    /// A list of names: <c>["a", "b"]</c>, or objects carrying <paramref name="objectField"/> and an optional
+    /// <c>priority</c> (sorted by it, lowest first, as the integration guide's model lists are).
+    /// </summary>
+    public static List<string>? OptionalNames(JsonElement root, string name, string? objectField = null) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? Names(value, name, objectField) : null;
+
+    public static List<string> Names(JsonElement value, string name, string? objectField = null)
+    {
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw ChatException.BadRequest($"{name} must be an array of names.", name, "invalid_type");
+        }
+
+        var items = new List<(string Name, long Priority, int Index)>();
+        var index = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            var at = $"{name}[{index}]";
+            if (item.ValueKind == JsonValueKind.String && item.GetString()!.Trim() is { Length: > 0 } text)
+            {
+                items.Add((text, index, index));
+            }
+            else if (objectField is not null && item.ValueKind == JsonValueKind.Object)
+            {
+                var field = OptionalString(item, objectField)
+                    ?? throw ChatException.BadRequest($"{at}.{objectField} is required.", $"{at}.{objectField}", "missing_required_parameter");
+                items.Add((field, OptionalLong(item, "priority") ?? index, index));
+            }
+            else
+            {
+                throw ChatException.BadRequest(
+                    objectField is null ? $"{at} must be a non-empty string." : $"{at} must be a name or an object with \"{objectField}\".",
+                    at, "invalid_type");
+            }
+
+            index++;
+        }
+
+        return [.. items.OrderBy(i => i.Priority).ThenBy(i => i.Index).Select(i => i.Name).Distinct(StringComparer.Ordinal)];
+    }
+
+    public static DateTimeOffset? OptionalTime(JsonElement root, string name)
+    {
+        var text = OptionalString(root, name);
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+        {
+            throw ChatException.BadRequest($"{name} must be an ISO 8601 time such as \"2030-01-31T00:00:00Z\".", name);
+        }
+
+        return time;
+    }
+
+    /// <summary>Reads <c>limit</c>/<c>offset</c> query parameters (defaults 50/0, limit at most 1000).</summary>
+    public static (int Limit, int Offset) Page(HttpContext context, int defaultLimit = 50)
+    {
+        return (Number("limit", defaultLimit, 1, 1000), Number("offset", 0, 0, int.MaxValue));
+
+        int Number(string name, int fallback, int min, int max)
+        {
+            var text = context.Request.Query[name].ToString();
+            if (text.Length == 0)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+            {
+                throw ChatException.BadRequest($"Query parameter {name} must be an integer from {min} to {max} (got \"{text}\").", name);
+            }
+
+            return value;
+        }
+    }
+
+    /// <summary>Writes a JSON response.</summary>
+    public static async Task WriteAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        await using (var json = new Utf8JsonWriter(context.Response.BodyWriter))
+        {
+            write(json);
+        }
+
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    public static void WriteTime(this Utf8JsonWriter json, string name, DateTimeOffset? time)
+    {
+        if (time is { } t)
+        {
+            json.WriteString(name, t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    public static void WriteNames(this Utf8JsonWriter json, string name, IEnumerable<string> values)
+    {
+        json.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            json.WriteStringValue(value);
+        }
+
+        json.WriteEndArray();
+    }
+
+    public static void WriteNullableNumber(this Utf8JsonWriter json, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            json.WriteNumber(name, v);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    /// <summary>Limits in LiteLLM's field names.</summary>
+    public static void WriteLimits(this Utf8JsonWriter json, RateLimits limits)
+    {
+        json.WriteNullableNumber("rpm_limit", limits.RequestsPerMinute);
+        json.WriteNullableNumber("tpm_limit", limits.TokensPerMinute);
+        json.WriteNullableNumber("max_parallel_requests", limits.ConcurrentStreams);
+    }
+
+    /// <summary>Limits from LiteLLM's field names; <see langword="null"/> when none is given.</summary>
+    public static RateLimits? ReadLimits(JsonElement root)
+    {
+        var rpm = OptionalLimit(root, "rpm_limit");
+        var tpm = OptionalLimit(root, "tpm_limit");
+        var streams = OptionalLimit(root, "max_parallel_requests");
+        return rpm is null && tpm is null && streams is null ? null : new RateLimits(rpm, tpm, streams);
+    }
+}
