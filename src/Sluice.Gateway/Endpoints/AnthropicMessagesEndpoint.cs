@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
@@ -17,7 +18,12 @@ namespace Sluice.Gateway.Endpoints;
 /// Clients authenticate with <c>x-api-key</c> or <c>Authorization: Bearer</c> and send <c>anthropic-version</c>;
 /// both are accepted (the gateway has no keys of its own yet, so any value passes).
 /// </remarks>
-internal sealed class AnthropicMessagesEndpoint(ModelCatalog catalog, GatewayOptions options, StreamRelay relay)
+internal sealed class AnthropicMessagesEndpoint(
+    ModelCatalog catalog,
+    GatewayOptions options,
+    StreamRelay relay,
+    ModelGroupRegistry groups,
+    CallAdmission admission)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
@@ -32,8 +38,27 @@ internal sealed class AnthropicMessagesEndpoint(ModelCatalog catalog, GatewayOpt
         }
 
         var (request, model) = parsed;
-        var settings = new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes);
-        var messageId = "msg_" + requestId;
+        CallLease lease;
+        UsageOwner? owner;
+        try
+        {
+            (lease, owner) = await TenantCall.AdmitAsync(context, admission, model.Name, request);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Anthropic);
+            return;
+        }
+
+        await using (lease)
+        {
+            await ServeAsync(context, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
+        }
+    }
+
+    private async Task ServeAsync(HttpContext context, ChatRequest request, ModelEntry model, RelaySettings settings)
+    {
+        var messageId = "msg_" + settings.RequestId;
         if (request.Stream)
         {
             var format = new AnthropicStreamFormat(new AnthropicStreamWriter(messageId, model.Name));
@@ -104,13 +129,7 @@ internal sealed class AnthropicMessagesEndpoint(ModelCatalog catalog, GatewayOpt
         {
             var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
             var request = AnthropicRequestParser.Parse(body, _limits, requireMaxTokens);
-            if (!catalog.TryGet(request.Model, out var model))
-            {
-                throw new ChatException(StatusCodes.Status404NotFound, new ErrorInfo(
-                    $"model: the model '{request.Model}' does not exist. GET /v1/models lists the models this gateway serves.",
-                    ErrorTypes.InvalidRequest, "model", "model_not_found"));
-            }
-
+            var model = await ChatCompletionsEndpoint.ResolveModelAsync(catalog, groups, request.Model, context.RequestAborted);
             return (request, model);
         }
         catch (ChatException ex)

@@ -39,11 +39,7 @@ internal sealed class ChatCompletionsEndpoint(
             model = await ResolveModelAsync(catalog, groups, request.Model, context.RequestAborted);
 
             // A virtual key bills its team: access, credits and limits are checked before the model is called.
-            if (Caller.Of(context).Key is { } key)
-            {
-                lease = await admission.AdmitAsync(context, Caller.Of(context), key.TeamId, model.Name, request);
-                owner = new UsageOwner(key.TeamId, key.Id, null);
-            }
+            (lease, owner) = await TenantCall.AdmitAsync(context, admission, model.Name, request);
         }
         catch (ChatException ex)
         {

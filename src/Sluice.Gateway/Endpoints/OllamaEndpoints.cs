@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Ollama;
@@ -21,7 +22,7 @@ namespace Sluice.Gateway.Endpoints;
 /// Ollama model names carry a tag (<c>llama3:latest</c>); a name ending in <c>:latest</c> also finds the model
 /// without it. Answers echo the name the client sent, as Ollama does.
 /// </remarks>
-internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions options, StreamRelay relay)
+internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions options, StreamRelay relay, CallAdmission admission)
 {
     /// <summary>The Ollama API version reported by <c>/api/version</c>: the one whose behaviour these endpoints follow.</summary>
     public const string CompatibleVersion = "0.12.0";
@@ -155,7 +156,26 @@ internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions optio
             return;
         }
 
-        var settings = new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes);
+        CallLease lease;
+        UsageOwner? owner;
+        try
+        {
+            (lease, owner) = await TenantCall.AdmitAsync(context, admission, model.Name, request);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
+            return;
+        }
+
+        await using (lease)
+        {
+            await ServeAsync(context, request, model, writer, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
+        }
+    }
+
+    private async Task ServeAsync(HttpContext context, ChatRequest request, ModelEntry model, OllamaStreamWriter writer, RelaySettings settings)
+    {
         if (request.Stream)
         {
             await relay.RelayAsync(context, model.Backend, request, new OllamaStreamFormat(writer), settings);
