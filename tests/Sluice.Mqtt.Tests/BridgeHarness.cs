@@ -81,7 +81,8 @@ internal sealed class BridgeHarness : IAsyncDisposable
         Action<MqttBridgeOptions>? configure = null,
         (string Host, int Port)? broker = null,
         Action<IServiceCollection>? services = null,
-        bool persistentClient = false)
+        bool persistentClient = false,
+        Action<GatewayOptions>? gateway = null)
     {
         var address = broker ?? TestBrokers.Shared;
         var prefix = "t" + Guid.NewGuid().ToString("N")[..12];
@@ -96,9 +97,10 @@ internal sealed class BridgeHarness : IAsyncDisposable
         };
         configure?.Invoke(mqtt);
         var options = new GatewayOptions { Port = 0, Models = [.. BuiltInModels.All, Paced], Mqtt = mqtt };
+        gateway?.Invoke(options);
         var usage = new RecordingSink();
         var logs = new LogCapture();
-        var gateway = await SluiceGateway.StartAsync(
+        var running = await SluiceGateway.StartAsync(
             options,
             s =>
             {
@@ -116,7 +118,7 @@ internal sealed class BridgeHarness : IAsyncDisposable
         client.Start();
         await client.SubscribeAsync(prefix + "/responses/#", MqttQos.AtLeastOnce).WaitAsync(Wait);
         await client.SubscribeAsync(prefix + "/replies/#", MqttQos.AtLeastOnce).WaitAsync(Wait);
-        var harness = new BridgeHarness(gateway, client, prefix, usage, logs);
+        var harness = new BridgeHarness(running, client, prefix, usage, logs);
         await harness.Bridge.Client.WaitConnectedAsync().WaitAsync(Wait);
         return harness;
     }

@@ -220,6 +220,69 @@ public sealed class BridgeTests
     }
 
     [Fact]
+    public async Task With_keys_on_requests_need_an_api_key_and_virtual_keys_are_billed_to_their_team()
+    {
+        const string MasterKey = "mqtt-test-master-key-0123456789";
+        var data = Directory.CreateTempSubdirectory("sluice-mqtt-tenancy-");
+        try
+        {
+            await using var harness = await BridgeHarness.StartAsync(gateway: o =>
+            {
+                o.MasterKey = MasterKey;
+                o.DataDirectory = data.FullName;
+            });
+            var (teamId, virtualKey) = await NewTeamAsync(harness.Http, MasterKey);
+
+            await harness.PublishAsync("""{"id": "anonymous", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5}""");
+            var refused = (await harness.ReadAnswerAsync("anonymous")).Final.Error!.Value;
+            Assert.Equal("missing_api_key", refused.GetProperty("code").GetString());
+
+            await harness.PublishAsync("""{"id": "wrong", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5, "api_key": "sk-sluice-not-a-real-key"}""");
+            Assert.Equal("invalid_api_key", (await harness.ReadAnswerAsync("wrong")).Final.Error!.Value.GetProperty("code").GetString());
+
+            await harness.PublishAsync($$"""{"id": "team", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5, "api_key": "{{virtualKey}}"}""");
+            Assert.True((await harness.ReadAnswerAsync("team")).Final.IsDone);
+
+            // The call lands in the team's usage ledger (written in the background).
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            var store = harness.Gateway.GetRequiredService<Sluice.Gateway.Tenancy.TenancyRuntime>();
+            IReadOnlyList<Sluice.Storage.UsageEntry> rows = [];
+            while (rows.Count == 0 && DateTime.UtcNow < deadline)
+            {
+                rows = await store.Store.ListUsageAsync(teamId, 10, 0, CancellationToken.None);
+                if (rows.Count == 0)
+                {
+                    await Task.Delay(50);
+                }
+            }
+
+            var row = Assert.Single(rows);
+            Assert.Equal(5, row.CompletionTokens);
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
+    private static async Task<(string TeamId, string Key)> NewTeamAsync(HttpClient http, string masterKey)
+    {
+        async Task<System.Text.Json.JsonElement> PostAsync(string path, string json)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json") };
+            request.Headers.Authorization = new("Bearer", masterKey);
+            using var response = await http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, body);
+            return System.Text.Json.JsonDocument.Parse(body).RootElement.Clone();
+        }
+
+        var org = await PostAsync("api/organizations/create", """{"name": "mqtt-org"}""");
+        var team = await PostAsync("api/teams/create", $$"""{"organization_id": "{{org.GetProperty("organization_id").GetString()}}", "team_alias": "mqtt-team", "credits_allocated": 3}""");
+        return (team.GetProperty("team_id").GetString()!, team.GetProperty("virtual_key").GetString()!);
+    }
+
+    [Fact]
     public async Task Many_concurrent_requests_each_get_their_complete_answer()
     {
         await using var harness = await BridgeHarness.StartAsync(o => o.MaxConcurrentRequests = 4);

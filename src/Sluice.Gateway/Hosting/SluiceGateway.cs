@@ -88,6 +88,8 @@ public static class SluiceGateway
         services.TryAddSingleton(TimeProvider.System);
         if (options.Mqtt.Enabled)
         {
+            // With keys on, MQTT requests need an api_key and are billed like HTTP calls (a test's own hook wins).
+            services.TryAddSingleton<IMqttRequestAuthenticator, TenancyMqttAuthenticator>();
             MqttBridgeHost.AddBridge(services);
         }
 
