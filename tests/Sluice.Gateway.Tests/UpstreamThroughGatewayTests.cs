@@ -97,7 +97,11 @@ public sealed class UpstreamThroughGatewayTests
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = gateway.BaseAddress };
 
         var response = await client.SendAsync(
-            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json("""{"model":"long","prompt":"go on","stream":true}""") },
+            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
+            {
+                Content = TestGateway.Json("""{"model":"long","prompt":"go on","stream":true}"""),
+                Headers = { { "x-sluice-resume", "off" } }, // a resumable stream would outlive its client for the grace period
+            },
             HttpCompletionOption.ResponseHeadersRead);
         var requestId = Assert.Single(response.Headers.GetValues("x-request-id"));
         var stream = await response.Content.ReadAsStreamAsync();

@@ -11,7 +11,7 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>POST /v1/chat/completions</c>: OpenAI-compatible, streamed (SSE) or not.</summary>
-internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptions options, StreamRelay relay)
+internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptions options, StreamRelay relay, StreamRegistry streams)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
@@ -51,7 +51,7 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
         if (request.Stream)
         {
             var format = new OpenAIStreamFormat(new OpenAIChunkWriter(completionId, created, model.Name), request.IncludeUsage);
-            await relay.RelayAsync(context, model.Backend, request, format, settings);
+            await relay.RelayAsync(context, model.Backend, request, format, settings, streams.Begin(context, format));
             return;
         }
 

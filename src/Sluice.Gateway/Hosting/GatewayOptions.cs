@@ -36,6 +36,27 @@ public sealed class StreamingOptions
 
     /// <summary>Flush early when this many bytes are pending, even if the backend has more ready.</summary>
     public int MaxPendingBytes { get; set; } = 16 * 1024;
+
+    /// <summary>
+    /// Give every streamed OpenAI or portal answer a stream id (<c>x-sluice-stream-id</c>) and keep its frames so a
+    /// dropped client can resume with <c>GET /v1/streams/{id}</c>. False: streams behave as plain SSE.
+    /// </summary>
+    public bool Resumable { get; set; } = true;
+
+    /// <summary>
+    /// How long a resumable stream keeps generating after its last client left, waiting for one to reconnect.
+    /// 0: a disconnect cancels the generation at once (as with <see cref="Resumable"/> false).
+    /// </summary>
+    public double ResumeGraceSeconds { get; set; } = 30;
+
+    /// <summary>How long a finished stream stays replayable (within <see cref="ReplayBudgetBytes"/>).</summary>
+    public double ReplayTtlSeconds { get; set; } = 300;
+
+    /// <summary>Largest buffer of one stream; a stream that outgrows it cannot be resumed (it still streams).</summary>
+    public int MaxStreamBufferBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Memory for all stream buffers together; the oldest finished streams are evicted first.</summary>
+    public long ReplayBudgetBytes { get; set; } = 64L * 1024 * 1024;
 }
 
 /// <summary>Input limits.</summary>

@@ -63,6 +63,8 @@ public static class SluiceGateway
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
         services.AddSingleton<UsageReporter>();
         services.AddSingleton<StreamRelay>();
+        services.AddSingleton<StreamRegistry>();
+        services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
@@ -78,6 +80,11 @@ public static class SluiceGateway
         app.MapGet("/v1/models", info.ListModelsAsync);
         app.MapGet("/v1/models/{id}", info.GetModelAsync);
         app.MapGet("/health", info.HealthAsync);
+
+        // Resumable streams: catch up after a dropped connection, replay a finished answer, or cancel one.
+        var streams = app.Services.GetRequiredService<StreamsEndpoint>();
+        app.MapGet("/v1/streams/{id}", streams.ResumeAsync);
+        app.MapDelete("/v1/streams/{id}", streams.CancelAsync);
 
         // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
         var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();
