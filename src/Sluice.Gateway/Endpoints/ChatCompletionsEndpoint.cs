@@ -73,7 +73,8 @@ internal sealed class ChatCompletionsEndpoint(ModelCatalog catalog, GatewayOptio
         }
     }
 
-    private ModelEntry ResolveModel(string name)
+    /// <summary>The catalog entry for a requested model name (the first model when empty); 404 <c>model_not_found</c> otherwise.</summary>
+    internal ModelEntry ResolveModel(string name)
     {
         if (name.Length == 0)
         {

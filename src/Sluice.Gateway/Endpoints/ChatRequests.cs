@@ -6,13 +6,13 @@ namespace Sluice.Gateway.Endpoints;
 internal static class ChatRequests
 {
     /// <summary>The same request for another model name (the catalog's name for what the client asked).</summary>
-    public static ChatRequest WithModel(ChatRequest request, string model) => new()
+    public static ChatRequest WithModel(ChatRequest request, string model, bool? stream = null) => new()
     {
         Model = model,
         Messages = request.Messages,
         N = request.N,
         RawBody = request.RawBody,
-        Stream = request.Stream,
+        Stream = stream ?? request.Stream,
         IncludeUsage = request.IncludeUsage,
         MaxTokens = request.MaxTokens,
         Temperature = request.Temperature,

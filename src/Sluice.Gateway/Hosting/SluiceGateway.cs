@@ -65,6 +65,7 @@ public static class SluiceGateway
         services.AddSingleton<StreamRelay>();
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<StreamsEndpoint>();
+        services.AddSingleton<PortalEndpoints>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
@@ -85,6 +86,10 @@ public static class SluiceGateway
         var streams = app.Services.GetRequiredService<StreamsEndpoint>();
         app.MapGet("/v1/streams/{id}", streams.ResumeAsync);
         app.MapDelete("/v1/streams/{id}", streams.CancelAsync);
+
+        // The portal's simple event format (stateless).
+        var portal = app.Services.GetRequiredService<PortalEndpoints>();
+        app.MapPost("/api/llm/chat/stream", portal.StreamAsync);
 
         // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
         var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();
