@@ -24,6 +24,9 @@ public sealed class GatewayOptions
     /// <summary>Named fallback groups: a request for a group tries its models in order.</summary>
     public List<ModelGroupOptions> ModelGroups { get; set; } = [];
 
+    /// <summary>Browser access from other origins.</summary>
+    public CorsOptions Cors { get; set; } = new();
+
     /// <summary>Backoff for retries before the first token.</summary>
     public RetryOptions Retry { get; set; } = new();
 }
@@ -67,4 +70,11 @@ public sealed class LimitOptions
 
     /// <summary>Largest request body, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+}
+
+/// <summary>Cross-origin browser access (CORS).</summary>
+public sealed class CorsOptions
+{
+    /// <summary>Origins allowed to call the API from a browser, e.g. <c>https://chat.example.com</c>; none by default, <c>*</c> for any.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
 }

@@ -70,11 +70,38 @@ public static class SluiceGateway
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
+        var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
+        if (origins.Length > 0)
+        {
+            services.AddCors(cors => cors.AddDefaultPolicy(policy =>
+            {
+                if (origins.Contains("*"))
+                {
+                    policy.AllowAnyOrigin();
+                }
+                else
+                {
+                    policy.WithOrigins(origins);
+                }
+
+                // Preflights are answered for every API path; the stream and request ids are readable by scripts.
+                policy.WithMethods("GET", "POST", "DELETE")
+                    .WithHeaders("content-type", "authorization", "last-event-id", "x-api-key", "x-sluice-resume", "anthropic-version")
+                    .WithExposedHeaders(StreamRelay.StreamIdHeader, "x-request-id", "retry-after")
+                    .SetPreflightMaxAge(TimeSpan.FromHours(1));
+            }));
+        }
+
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
 
         var app = builder.Build();
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
+        if (origins.Length > 0)
+        {
+            app.UseCors();
+        }
+
         var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.Services.GetRequiredService<InfoEndpoints>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync);
