@@ -66,6 +66,7 @@ public static class SluiceGateway
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<PortalEndpoints>();
+        services.AddSingleton<WebSocketEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
@@ -117,6 +118,8 @@ public static class SluiceGateway
         // The portal's simple event format (stateless).
         var portal = app.Services.GetRequiredService<PortalEndpoints>();
         app.MapPost("/api/llm/chat/stream", portal.StreamAsync);
+        app.UseWebSockets();
+        app.MapGet("/api/llm/ws", app.Services.GetRequiredService<WebSocketEndpoint>().HandleAsync);
 
         // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
         var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();

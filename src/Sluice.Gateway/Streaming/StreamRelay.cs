@@ -379,8 +379,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
 
-    /// <summary>Counts what a stream delivered, for usage when the backend reports none.</summary>
-    private sealed class StreamMeter(long startTimestamp, ChatRequest request)
+    /// <summary>Counts what a stream delivered, for usage when the backend reports none (also used by the WebSocket endpoint).</summary>
+    internal sealed class StreamMeter(long startTimestamp, ChatRequest request)
     {
         private ChatUsage? _reported;
         private int _estimatedCompletion;

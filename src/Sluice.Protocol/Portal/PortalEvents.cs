@@ -21,6 +21,9 @@ public static class PortalEvents
     private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
     private static readonly JsonEncodedText IdName = JsonEncodedText.Encode("id");
 
+    /// <summary>The JSON writer options every Sluice wire format uses (compact, no needless escaping).</summary>
+    public static JsonWriterOptions WriterOptions => OpenAIJson.WriterOptions;
+
     /// <summary>The text an event adds to the answer (text and refusal deltas, also inside passed-through chunks), or null.</summary>
     public static string? TextOf(ChatStreamEvent streamEvent)
     {
