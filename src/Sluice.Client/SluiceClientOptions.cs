@@ -11,6 +11,12 @@ public sealed class SluiceClientOptions
     /// <summary>The header a resumable stream carries its id in (Sluice; see <see cref="ResumeStreams"/>).</summary>
     public const string StreamIdHeader = "x-sluice-stream-id";
 
+    /// <summary>
+    /// The request header (<c>on</c>) that asks Sluice to keep generating for a while after the connection drops, so
+    /// the stream can be resumed; sent when <see cref="ResumeStreams"/> is true.
+    /// </summary>
+    public const string ResumeHeader = "x-sluice-resume";
+
     /// <summary>The header servers put their request id in.</summary>
     public const string RequestIdHeader = "x-request-id";
 

@@ -210,7 +210,9 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
         // Every frame is whole: pings only ever appear where an event ended.
         foreach (var frame in text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries))
         {
-            Assert.True(frame == ": ping" || frame.StartsWith("id: ", StringComparison.Ordinal), $"unexpected frame: {frame}");
+            Assert.True(
+                frame == ": ping" || frame.StartsWith("id: ", StringComparison.Ordinal) || frame.StartsWith(": sluice-stream-id strm_", StringComparison.Ordinal),
+                $"unexpected frame: {frame}");
         }
 
         var events = new List<SseEvent>();
@@ -228,8 +230,11 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
             """{"model":"sim-fast","prompt":"Think first","stream":true,"max_tokens":3,"metadata":{"sim_stall_ms":"500"}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = await SseTestClient.ReadAllAsync(response);
+        // The stream id comment opens every resumable stream; the ping follows it, before any event.
         Assert.True(events[0].IsComment);
-        Assert.Equal("ping", Encoding.UTF8.GetString(events[0].Data.Span));
+        Assert.StartsWith("sluice-stream-id strm_", Encoding.UTF8.GetString(events[0].Data.Span), StringComparison.Ordinal);
+        Assert.True(events[1].IsComment);
+        Assert.Equal("ping", Encoding.UTF8.GetString(events[1].Data.Span));
         Assert.True(events[^1].IsDone);
     }
 
@@ -264,6 +269,8 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
                 new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
                 {
                     Content = TestGateway.Json("""{"model":"sim-paced","prompt":"A very long story","stream":true,"max_tokens":4000}"""),
+
+                    // Resumable streams outlive their client for a grace period; opting out restores "leave = stop".
                 },
                 HttpCompletionOption.ResponseHeadersRead,
                 cts.Token);

@@ -97,7 +97,10 @@ public sealed class UpstreamThroughGatewayTests
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = gateway.BaseAddress };
 
         var response = await client.SendAsync(
-            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json("""{"model":"long","prompt":"go on","stream":true}""") },
+            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
+            {
+                Content = TestGateway.Json("""{"model":"long","prompt":"go on","stream":true}"""),
+            },
             HttpCompletionOption.ResponseHeadersRead);
         var requestId = Assert.Single(response.Headers.GetValues("x-request-id"));
         var stream = await response.Content.ReadAsStreamAsync();

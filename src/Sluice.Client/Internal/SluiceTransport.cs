@@ -126,6 +126,7 @@ internal sealed class SluiceTransport : IDisposable
                             lastEventId = sseEvent.LastEventId ?? lastEventId;
                             if (sseEvent.IsDone)
                             {
+                                streamId = null; // complete: nothing to cancel
                                 yield break;
                             }
 
@@ -160,6 +161,28 @@ internal sealed class SluiceTransport : IDisposable
         finally
         {
             response.Dispose();
+            if (streamId is not null)
+            {
+                // Left before [DONE] (the caller cancelled or stopped reading, or resuming failed): a resumable stream
+                // would keep generating on the server for its grace period, so tell it to stop now. Best effort,
+                // without delaying the caller.
+                _ = CancelServerStreamAsync(streamId);
+            }
+        }
+    }
+
+    private async Task CancelServerStreamAsync(string streamId)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            using var request = NewRequest(HttpMethod.Delete, Endpoints.Stream(streamId), null, "application/json");
+            using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Best effort: the stream ends on the server after its grace period anyway.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
         }
     }
 
@@ -222,6 +245,12 @@ internal sealed class SluiceTransport : IDisposable
         {
             watch.BeginAttempt();
             var request = NewRequest(HttpMethod.Post, url, payload, "text/event-stream");
+            if (Options.ResumeStreams)
+            {
+                // Asks Sluice to keep generating through a dropped connection so this client can resume it.
+                request.Headers.TryAddWithoutValidation(SluiceClientOptions.ResumeHeader, "on");
+            }
+
             HttpResponseMessage response;
             try
             {

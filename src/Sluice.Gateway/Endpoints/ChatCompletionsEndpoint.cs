@@ -17,7 +17,8 @@ internal sealed class ChatCompletionsEndpoint(
     GatewayOptions options,
     StreamRelay relay,
     ModelGroupRegistry groups,
-    CallAdmission admission)
+    CallAdmission admission,
+    StreamRegistry streams)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
@@ -69,7 +70,7 @@ internal sealed class ChatCompletionsEndpoint(
         if (request.Stream)
         {
             var format = new OpenAIStreamFormat(new OpenAIChunkWriter(completionId, created, model.Name), request.IncludeUsage);
-            await relay.RelayAsync(context, model.Backend, request, format, settings);
+            await relay.RelayAsync(context, model.Backend, request, format, settings, streams.Begin(context, format));
             return;
         }
 
@@ -90,6 +91,14 @@ internal sealed class ChatCompletionsEndpoint(
             // The client left; usage was recorded as abandoned.
         }
     }
+
+    /// <summary>A configured model, alias or group by name (the first model when empty), without a store lookup.</summary>
+    internal ModelEntry ResolveConfiguredModel(string name) =>
+        name.Length == 0 ? catalog.Models[0]
+        : catalog.TryGet(name, out var entry) ? entry
+        : throw new ChatException(StatusCodes.Status404NotFound, new ErrorInfo(
+            $"The model '{name}' does not exist. GET /v1/models lists the models this gateway serves.",
+            ErrorTypes.InvalidRequest, "model", "model_not_found"));
 
     /// <summary>The model, alias or group (configured or created through the API); the first model when none is named.</summary>
     internal static async ValueTask<ModelEntry> ResolveModelAsync(ModelCatalog catalog, ModelGroupRegistry groups, string name, CancellationToken cancellationToken)

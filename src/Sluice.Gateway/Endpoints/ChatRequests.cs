@@ -6,7 +6,8 @@ namespace Sluice.Gateway.Endpoints;
 internal static class ChatRequests
 {
     /// <summary>The same request for another model name (the catalog's name for what the client asked).</summary>
-    public static ChatRequest WithModel(ChatRequest request, string model) => With(request, model, request.Stream, request.RawBody);
+    public static ChatRequest WithModel(ChatRequest request, string model, bool? stream = null) =>
+        With(request, model, stream ?? request.Stream, request.RawBody);
 
     /// <summary>A copy of <paramref name="request"/> with another model, stream flag and raw body.</summary>
     public static ChatRequest With(ChatRequest request, string model, bool stream, ReadOnlyMemory<byte> rawBody) => new()

@@ -108,6 +108,13 @@ public static class GatewayConfiguration
             throw new GatewayConfigurationException("Streaming:PingIntervalSeconds must be greater than 0 (default 15).");
         }
 
+        if (options.Streaming.ResumeGraceSeconds < 0 || options.Streaming.ReplayTtlSeconds < 0
+            || options.Streaming.MaxStreamBufferBytes < 1 || options.Streaming.ReplayBudgetBytes < 1)
+        {
+            throw new GatewayConfigurationException(
+                "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes and Streaming:ReplayBudgetBytes at least 1 (defaults 30, 300, 1048576, 67108864).");
+        }
+
         if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024)
         {
             throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");

@@ -25,6 +25,9 @@ public sealed class GatewayOptions
     /// <summary>Named fallback groups: a request for a group tries its models in order.</summary>
     public List<ModelGroupOptions> ModelGroups { get; set; } = [];
 
+    /// <summary>Browser access from other origins.</summary>
+    public CorsOptions Cors { get; set; } = new();
+
     /// <summary>Backoff for retries before the first token.</summary>
     public RetryOptions Retry { get; set; } = new();
 
@@ -81,6 +84,31 @@ public sealed class StreamingOptions
 
     /// <summary>Flush early when this many bytes are pending, even if the backend has more ready.</summary>
     public int MaxPendingBytes { get; set; } = 16 * 1024;
+
+    /// <summary>
+    /// Give every streamed OpenAI or portal answer a stream id (<c>x-sluice-stream-id</c>) and keep its frames so a
+    /// dropped client can resume with <c>GET /v1/streams/{id}</c>. False: streams behave as plain SSE.
+    /// </summary>
+    public bool Resumable { get; set; } = true;
+
+    /// <summary>
+    /// How long a stream whose request sent <c>x-sluice-resume: on</c> keeps generating after its last client left,
+    /// waiting for one to reconnect. Other streams stop at once when their client leaves (they stay replayable once
+    /// finished). 0: every disconnect cancels the generation at once.
+    /// </summary>
+    public double ResumeGraceSeconds { get; set; } = 30;
+
+    /// <summary>Apply <see cref="ResumeGraceSeconds"/> to every stream, not only to requests that ask for it.</summary>
+    public bool ResumeGraceForAllRequests { get; set; }
+
+    /// <summary>How long a finished stream stays replayable (within <see cref="ReplayBudgetBytes"/>).</summary>
+    public double ReplayTtlSeconds { get; set; } = 300;
+
+    /// <summary>Largest buffer of one stream; a stream that outgrows it cannot be resumed (it still streams).</summary>
+    public int MaxStreamBufferBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Memory for all stream buffers together; the oldest finished streams are evicted first.</summary>
+    public long ReplayBudgetBytes { get; set; } = 64L * 1024 * 1024;
 }
 
 /// <summary>Input limits.</summary>
@@ -91,4 +119,11 @@ public sealed class LimitOptions
 
     /// <summary>Largest request body, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+}
+
+/// <summary>Cross-origin browser access (CORS).</summary>
+public sealed class CorsOptions
+{
+    /// <summary>Origins allowed to call the API from a browser, e.g. <c>https://chat.example.com</c>; none by default, <c>*</c> for any.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
 }

@@ -71,6 +71,10 @@ public static class SluiceGateway
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
         services.AddSingleton<UsageReporter>();
         services.AddSingleton<StreamRelay>();
+        services.AddSingleton<StreamRegistry>();
+        services.AddSingleton<StreamsEndpoint>();
+        services.AddSingleton<PortalEndpoints>();
+        services.AddSingleton<WebSocketEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
@@ -84,6 +88,28 @@ public static class SluiceGateway
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
         services.AddSingleton<TenancyEndpoints>();
         services.AddSingleton<JobEndpoints>();
+        var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
+        if (origins.Length > 0)
+        {
+            services.AddCors(cors => cors.AddDefaultPolicy(policy =>
+            {
+                if (origins.Contains("*"))
+                {
+                    policy.AllowAnyOrigin();
+                }
+                else
+                {
+                    policy.WithOrigins(origins);
+                }
+
+                // Preflights are answered for every API path; the stream and request ids are readable by scripts.
+                policy.WithMethods("GET", "POST", "DELETE")
+                    .WithHeaders("content-type", "authorization", "last-event-id", "x-api-key", "x-sluice-resume", "anthropic-version")
+                    .WithExposedHeaders(StreamRelay.StreamIdHeader, "x-request-id", "retry-after")
+                    .SetPreflightMaxAge(TimeSpan.FromHours(1));
+            }));
+        }
+
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
         if (options.Mqtt.Enabled)
@@ -107,6 +133,11 @@ public static class SluiceGateway
         }
 
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
+        if (origins.Length > 0)
+        {
+            app.UseCors();
+        }
+
         var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.Services.GetRequiredService<InfoEndpoints>();
         app.Use(app.Services.GetRequiredService<Authenticator>().InvokeAsync);
@@ -116,6 +147,17 @@ public static class SluiceGateway
         app.MapGet("/v1/models", info.ListModelsAsync);
         app.MapGet("/v1/models/{id}", info.GetModelAsync);
         app.MapGet("/health", info.HealthAsync);
+
+        // Resumable streams: catch up after a dropped connection, replay a finished answer, or cancel one.
+        var streams = app.Services.GetRequiredService<StreamsEndpoint>();
+        app.MapGet("/v1/streams/{id}", streams.ResumeAsync);
+        app.MapDelete("/v1/streams/{id}", streams.CancelAsync);
+
+        // The portal's simple event format (stateless).
+        var portal = app.Services.GetRequiredService<PortalEndpoints>();
+        app.MapPost("/api/llm/chat/stream", portal.StreamAsync);
+        app.UseWebSockets();
+        app.MapGet("/api/llm/ws", app.Services.GetRequiredService<WebSocketEndpoint>().HandleAsync);
 
         // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
         var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -9,6 +10,7 @@ using Sluice.Gateway.Accounting;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
+using Sluice.Protocol.Sse;
 using Sluice.Providers;
 
 namespace Sluice.Gateway.Streaming;
@@ -25,35 +27,119 @@ namespace Sluice.Gateway.Streaming;
 /// <item>While the backend is silent, the format's keep-alive frame (<c>: ping</c> for OpenAI) goes out every
 /// ping interval — always between whole frames (see <see cref="KeepAlive"/>).</item>
 /// <item>A failure after the first byte becomes one error frame and the stream ends without its success marker.</item>
-/// <item>The client's disconnect (RequestAborted) cancels the backend; usage is reported in every case.</item>
+/// <item>The client's disconnect (RequestAborted) cancels the backend — unless the stream is resumable: then the
+/// answer goes on into the stream's buffer for the grace period (see <see cref="ResumableStream"/>). Usage is
+/// reported once, in every case.</item>
 /// </list>
 /// </remarks>
-internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRelay> logger)
+internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry registry, ILogger<StreamRelay> logger)
 {
+    /// <summary>The SSE comment that names a resumable stream, right after the headers: <c>: sluice-stream-id strm_…</c>.</summary>
+    public const string StreamIdComment = "sluice-stream-id ";
+
+    /// <summary>The response header that names a resumable stream.</summary>
+    public const string StreamIdHeader = "x-sluice-stream-id";
+
+    /// <param name="context">The HTTP exchange.</param>
+    /// <param name="backend">The model.</param>
+    /// <param name="request">The parsed request.</param>
+    /// <param name="format">The wire format.</param>
+    /// <param name="settings">Per-request settings.</param>
+    /// <param name="resumable">
+    /// When given, every frame is also kept in this buffer (for <c>GET /v1/streams/{id}</c>), and the generation
+    /// follows its token instead of the client's: a client that leaves stops receiving, but the answer goes on
+    /// for the grace period so it can come back.
+    /// </param>
     public async Task RelayAsync(
         HttpContext context,
         IChatBackend backend,
         ChatRequest request,
         IStreamFormat format,
-        RelaySettings settings)
+        RelaySettings settings,
+        ResumableStream? resumable = null)
     {
         var response = context.Response;
         var output = response.BodyWriter;
         var aborted = context.RequestAborted;
+        var generation = resumable?.Generation ?? aborted;
         var meter = new StreamMeter(settings.StartTimestamp, request);
         var sequence = 0L;
         var firstTokenFlushed = false;
-        var enumerator = backend.StreamAsync(request, aborted).GetAsyncEnumerator(aborted);
+        var detached = false;
+        var enumerator = backend.StreamAsync(request, generation).GetAsyncEnumerator(generation);
+
+        // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well
+        // as sent; plain streams write straight into the response.
+        var scratch = resumable is null ? null : new ArrayBufferWriter<byte>(1024);
+        IBufferWriter<byte> frames = scratch ?? (IBufferWriter<byte>)output;
+        using var leaving = resumable is null ? default : aborted.Register(static s => ((ResumableStream)s!).DetachReader(), resumable);
+
+        bool Attached() => !detached && !aborted.IsCancellationRequested;
+
+        // Keeps and sends what the last format call wrote (resumable streams only).
+        void Commit(long lastSequence, int frameCount)
+        {
+            if (scratch is null || scratch.WrittenCount == 0)
+            {
+                return;
+            }
+
+            resumable!.Append(scratch.WrittenSpan, lastSequence, frameCount);
+            if (Attached())
+            {
+                output.Write(scratch.WrittenSpan);
+            }
+
+            scratch.ResetWrittenCount();
+        }
+
+        async ValueTask FlushAsync()
+        {
+            if (resumable is null)
+            {
+                await output.FlushAsync(aborted);
+                return;
+            }
+
+            if (!Attached())
+            {
+                return;
+            }
+
+            try
+            {
+                await output.FlushAsync(aborted);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
+            {
+                // The client left: the answer goes on into the buffer, for a client that resumes.
+                detached = true;
+            }
+        }
 
         // Headers, then the format's opening frame: sent with the first event, ping or end, whichever comes first.
         // Called only by the holder of the keep-alive gate, so the relay and a ping never race on it.
         void Start()
         {
             StartStream(context, format.ContentType);
-            sequence += format.WriteStart(output, sequence + 1, meter.Usage);
+            if (resumable is not null)
+            {
+                // A comment: SSE clients (OpenAI SDKs, EventSource) ignore it; the header carries the same id.
+                SseWriter.WriteComment(output, Encoding.ASCII.GetBytes(StreamIdComment + resumable.Id));
+            }
+
+            var used = format.WriteStart(frames, sequence + 1, meter.Usage);
+            sequence += used;
+            Commit(sequence, used);
         }
 
-        var keepAlive = new KeepAlive(output, settings.PingInterval, () => format.WritePing(output), Start, aborted);
+        var keepAlive = new KeepAlive(output, settings.PingInterval, () =>
+        {
+            if (Attached())
+            {
+                format.WritePing(output);
+            }
+        }, Start, aborted);
         try
         {
             while (true)
@@ -69,7 +155,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                     // Nothing more is ready: everything written so far goes out now, then pings may fill the silence.
                     if (keepAlive.Started && output.CanGetUnflushedBytes && output.UnflushedBytes > 0)
                     {
-                        await output.FlushAsync(aborted);
+                        await FlushAsync();
                     }
 
                     keepAlive.Release();
@@ -101,9 +187,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                 }
 
                 keepAlive.EnsureStarted();
-                if (format.WriteEvent(output, sequence + 1, streamEvent))
+                if (format.WriteEvent(frames, sequence + 1, streamEvent))
                 {
                     sequence++;
+                    Commit(sequence, 1);
 
                     // The first event and the first token go out at once, whatever else is ready: time to first token
                     // is what users feel. Later events that arrived together are written together.
@@ -111,7 +198,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
                         || (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes))
                     {
                         firstTokenFlushed |= meter.HasFirstToken;
-                        await output.FlushAsync(aborted);
+                        await FlushAsync();
                     }
                 }
             }
@@ -119,13 +206,26 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             await keepAlive.StopAsync();
             await BeforeEndAsync(settings, UsageStatus.Completed, meter.Usage);
             keepAlive.EnsureStarted();
-            sequence += format.WriteEnd(output, sequence + 1, meter.Usage);
-            await output.FlushAsync(aborted);
+            var ending = format.WriteEnd(frames, sequence + 1, meter.Usage);
+            sequence += ending;
+            Commit(sequence, ending);
+            await FlushAsync();
             meter.Status = UsageStatus.Completed;
         }
-        catch (Exception ex) when (aborted.IsCancellationRequested && ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        catch (Exception ex) when ((aborted.IsCancellationRequested || generation.IsCancellationRequested)
+            && ex is OperationCanceledException or IOException or ConnectionAbortedException)
         {
             meter.Status = UsageStatus.Abandoned;
+            if (resumable is not null && keepAlive.Started)
+            {
+                // Nobody is listening now, but a client resuming later learns why the answer stops here.
+                await keepAlive.StopAsync();
+                format.WriteError(frames, ++sequence, new ErrorInfo(
+                    "The generation was cancelled: its client left and did not resume in time (or it was cancelled with DELETE /v1/streams/{id}). The answer is incomplete; send the request again.",
+                    ErrorTypes.Server, null, "stream_cancelled"));
+                Commit(sequence, 1);
+                await FlushAsync();
+            }
         }
         catch (ChatException ex)
         {
@@ -138,7 +238,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             }
             else
             {
-                await WriteErrorFrameAsync(output, format, ++sequence, ex.Error, aborted);
+                await WriteErrorFrameAsync(ex.Error);
             }
         }
 #pragma warning disable CA1031 // Any backend failure must reach the client as an error, never as a silent cut.
@@ -158,7 +258,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             }
             else
             {
-                await WriteErrorFrameAsync(output, format, ++sequence, error, aborted);
+                await WriteErrorFrameAsync(error);
             }
         }
         finally
@@ -167,12 +267,43 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
             await keepAlive.StopAsync();
             await DisposeQuietlyAsync(enumerator);
 
-            if (aborted.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
+            if (generation.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
             {
                 meter.Status = UsageStatus.Abandoned;
             }
 
+            if (resumable is not null)
+            {
+                resumable.Complete();
+                if (!keepAlive.Started)
+                {
+                    // It failed before its first byte: an HTTP error, nothing to resume.
+                    registry.Remove(resumable);
+                }
+            }
+
             usage.Report(meter.ToRecord(settings, request, stream: true));
+        }
+
+        async Task WriteErrorFrameAsync(ErrorInfo error)
+        {
+            try
+            {
+                format.WriteError(frames, ++sequence, error);
+                Commit(sequence, 1);
+                if (resumable is null)
+                {
+                    await output.FlushAsync(aborted);
+                }
+                else
+                {
+                    await FlushAsync();
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
+            {
+                // The client is gone; nobody is left to tell.
+            }
         }
     }
 
@@ -257,19 +388,6 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
     }
 
-    private static async Task WriteErrorFrameAsync(PipeWriter output, IStreamFormat format, long sequence, ErrorInfo error, CancellationToken aborted)
-    {
-        try
-        {
-            format.WriteError(output, sequence, error);
-            await output.FlushAsync(aborted);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
-        {
-            // The client is gone; nobody is left to tell.
-        }
-    }
-
     private static async ValueTask DisposeQuietlyAsync(IAsyncEnumerator<ChatStreamEvent> enumerator)
     {
         try
@@ -286,8 +404,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, ILogger<StreamRel
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
 
-    /// <summary>Counts what a stream delivered, for usage when the backend reports none.</summary>
-    private sealed class StreamMeter(long startTimestamp, ChatRequest request)
+    /// <summary>Counts what a stream delivered, for usage when the backend reports none (also used by the WebSocket endpoint).</summary>
+    internal sealed class StreamMeter(long startTimestamp, ChatRequest request)
     {
         private ChatUsage? _reported;
         private int _estimatedCompletion;

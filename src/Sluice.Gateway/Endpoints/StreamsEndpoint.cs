@@ -1,0 +1,174 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
+using Sluice.Protocol;
+
+namespace Sluice.Gateway.Endpoints;
+
+/// <summary>
+/// <c>GET /v1/streams/{id}</c>: the frames of a stream after <c>Last-Event-ID</c> (or <c>?after=N</c>), then the
+/// rest live until it ends — the generation is neither restarted nor billed again. <c>?replay=timed</c> replays with
+/// the original timing. <c>DELETE /v1/streams/{id}</c> cancels a running generation.
+/// </summary>
+internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options)
+{
+    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
+
+    public async Task ResumeAsync(HttpContext context)
+    {
+        var id = context.Request.RouteValues["id"] as string ?? string.Empty;
+        if (!TryParseAfter(context.Request, out var after))
+        {
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, new ErrorInfo(
+                "Last-Event-ID (or ?after=) must be the integer id of the last event you received, e.g. 12 — or omit it to replay from the start.",
+                ErrorTypes.InvalidRequest, "after", "invalid_value"));
+            return;
+        }
+
+        if (!registry.TryGet(id, out var stream) || !stream.TryAttachReader())
+        {
+            await NotFoundAsync(context, id, stream);
+            return;
+        }
+
+        var timed = string.Equals(context.Request.Query["replay"], "timed", StringComparison.OrdinalIgnoreCase);
+        var aborted = context.RequestAborted;
+        var response = context.Response;
+        try
+        {
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = stream.ContentType;
+            response.Headers.CacheControl = "no-cache";
+            response.Headers["X-Accel-Buffering"] = "no";
+            response.Headers[StreamRelay.StreamIdHeader] = stream.Id;
+            context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+            await response.StartAsync(aborted);
+
+            var output = response.BodyWriter;
+            var position = stream.IndexAfter(after);
+            var replayStart = Stopwatch.GetTimestamp();
+            long? timeBase = null;
+            while (true)
+            {
+                var count = stream.Count;
+                while (position < count && stream.TryGetFrame(position, out var frame))
+                {
+                    position++;
+                    if (timed)
+                    {
+                        // Frame i goes out at (its original offset from the first replayed frame) after the replay
+                        // began; frames still being generated arrive late on their own, so nothing is delayed twice.
+                        timeBase ??= position == 1 ? stream.StartTimestamp : frame.Timestamp;
+                        var due = Stopwatch.GetElapsedTime(timeBase.Value, frame.Timestamp) - Stopwatch.GetElapsedTime(replayStart);
+                        if (due > TimeSpan.Zero)
+                        {
+                            await output.FlushAsync(aborted);
+                            await Task.Delay(due, aborted);
+                        }
+                    }
+
+                    output.Write(frame.Bytes);
+                }
+
+                await output.FlushAsync(aborted);
+                if (!stream.Resumable)
+                {
+                    // Evicted or outgrown while being read: say so instead of ending as if complete.
+                    WriteLostFrame(output, stream);
+                    await output.FlushAsync(aborted);
+                    return;
+                }
+
+                if (stream.Finished && position >= stream.Count)
+                {
+                    return;
+                }
+
+                if (!await stream.WaitAsync(position, _pingInterval, aborted))
+                {
+                    output.Write(stream.PingFrame.Span);
+                    await output.FlushAsync(aborted);
+                }
+            }
+        }
+        catch (Exception ex) when (aborted.IsCancellationRequested && ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        {
+            // This reader left; the stream goes on for the others (and the grace period starts if it was the last).
+        }
+        finally
+        {
+            stream.DetachReader();
+        }
+    }
+
+    public async Task CancelAsync(HttpContext context)
+    {
+        var id = context.Request.RouteValues["id"] as string ?? string.Empty;
+        if (!registry.TryGet(id, out var stream))
+        {
+            await NotFoundAsync(context, id, null);
+            return;
+        }
+
+        var wasRunning = !stream.Finished;
+        stream.CancelGeneration();
+        context.Response.ContentType = "application/json";
+        using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+        json.WriteStartObject();
+        json.WriteString("id", stream.Id);
+        json.WriteString("object", "stream");
+        json.WriteBoolean("cancelled", wasRunning);
+        json.WriteEndObject();
+        await json.FlushAsync(context.RequestAborted);
+    }
+
+    private Task NotFoundAsync(HttpContext context, string id, ResumableStream? stream)
+    {
+        var message = stream is { Overflowed: true }
+            ? $"Stream '{id}' cannot be resumed: it outgrew the replay buffer (Streaming:MaxStreamBufferBytes = {registry.Options.MaxStreamBufferBytes}). Send the request again."
+            : $"Stream '{id}' has expired or never existed: finished streams stay replayable for {registry.Options.ReplayTtlSeconds.ToString(CultureInfo.InvariantCulture)} s within a {registry.Options.ReplayBudgetBytes} byte budget (oldest evicted first). Send the request again.";
+        return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
+            message, ErrorTypes.InvalidRequest, "id", "stream_not_found"));
+    }
+
+    private static bool TryParseAfter(HttpRequest request, out long after)
+    {
+        var text = request.Headers["Last-Event-ID"].ToString();
+        if (text.Length == 0)
+        {
+            text = request.Query["after"].ToString();
+        }
+
+        if (text.Length == 0)
+        {
+            after = 0;
+            return true;
+        }
+
+        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out after);
+    }
+
+    private static void WriteLostFrame(System.IO.Pipelines.PipeWriter output, ResumableStream stream)
+    {
+        var message = stream.Overflowed
+            ? "The stream outgrew the replay buffer while you were reading it, so the rest cannot be replayed. Send the request again."
+            : "The stream expired while you were reading it. Send the request again.";
+        using var json = new Utf8JsonWriter(output);
+        output.Write("data: "u8);
+        json.WriteStartObject();
+        json.WriteStartObject("error");
+        json.WriteString("message", message);
+        json.WriteString("type", ErrorTypes.Server);
+        json.WriteString("code", "stream_lost");
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.Flush();
+        output.Write("\n\n"u8);
+    }
+}

@@ -1,0 +1,269 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net.WebSockets;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
+using Sluice.Protocol;
+using Sluice.Protocol.Chat;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.Portal;
+
+namespace Sluice.Gateway.Endpoints;
+
+/// <summary>
+/// <c>GET /api/llm/ws</c>: chat over one WebSocket. The client sends <c>{"type": "chat", "id", "messages", …}</c>
+/// (the same fields as <c>/api/llm/chat/stream</c>) and <c>{"type": "cancel", "id"}</c>; the server answers
+/// <c>{"type": "chunk", "id", "content"}</c>, <c>{"type": "done", "id", "finish_reason", "usage"}</c> or
+/// <c>{"type": "error", "id", "error", "code"}</c>. Requests run concurrently, their messages interleaved by id.
+/// </summary>
+/// <remarks>
+/// One writer loop per socket sends everything (WebSocket sends must not overlap); request tasks only queue
+/// messages. The message bodies are the portal's (<see cref="PortalEvents"/>), written once for both transports.
+/// </remarks>
+internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOptions options, UsageReporter usage)
+{
+    private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, new ErrorInfo(
+                "GET /api/llm/ws expects a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Use a WebSocket client, or POST /api/llm/chat/stream for SSE.",
+                ErrorTypes.InvalidRequest, null, "websocket_required"));
+            return;
+        }
+
+        if (Caller.Of(context).Key is not null)
+        {
+            // Billing and limits per message are not wired for WebSocket yet: refuse rather than serve unbilled.
+            await ErrorResponses.WriteAsync(context, StatusCodes.Status403Forbidden, new ErrorInfo(
+                "Virtual keys cannot use the WebSocket endpoint yet. Use POST /api/llm/chat/stream or /v1/chat/completions with this key.",
+                ErrorTypes.Permission, null, "websocket_not_available_for_key"));
+            return;
+        }
+
+        using var socket = await context.WebSockets.AcceptWebSocketAsync();
+        using var closing = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        var outbox = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        var running = new Dictionary<string, (CancellationTokenSource Cancel, Task Task)>(StringComparer.Ordinal);
+        var writer = WriteLoopAsync(socket, outbox.Reader, closing.Token);
+        try
+        {
+            await ReadLoopAsync(socket, outbox.Writer, running, closing.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or WebSocketException)
+        {
+            // The client vanished without a close handshake.
+        }
+        finally
+        {
+            Task[] tasks;
+            lock (running)
+            {
+                // The client closed or vanished: whatever is still generating stops (and says so, if it can).
+                tasks = [.. running.Values.Select(r => r.Task)];
+                foreach (var (cancel, _) in running.Values)
+                {
+                    cancel.Cancel();
+                }
+            }
+
+            await Task.WhenAll(tasks).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            outbox.Writer.TryComplete();
+            await writer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                try
+                {
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", context.RequestAborted);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or WebSocketException)
+                {
+                    // Gone meanwhile.
+                }
+            }
+        }
+    }
+
+    private async Task ReadLoopAsync(
+        WebSocket socket, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
+    {
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        while (true)
+        {
+            buffer.ResetWrittenCount();
+            ValueWebSocketReceiveResult result;
+            do
+            {
+                result = await socket.ReceiveAsync(buffer.GetMemory(4096), closing);
+                buffer.Advance(result.Count);
+                if (buffer.WrittenCount > options.Limits.MaxRequestBodyBytes)
+                {
+                    await socket.CloseAsync(WebSocketCloseStatus.MessageTooBig, "message too big", closing);
+                    return;
+                }
+            }
+            while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
+
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                // A clean close: requests in flight are cancelled, then the server closes its side.
+                return;
+            }
+
+            var message = buffer.WrittenMemory.ToArray();
+            string? id = null;
+            try
+            {
+                using var doc = JsonDocument.Parse(message);
+                var root = doc.RootElement;
+                id = root.TryGetProperty("id", out var idValue) && idValue.ValueKind == JsonValueKind.String ? idValue.GetString() : null;
+                var type = root.TryGetProperty("type", out var typeValue) && typeValue.ValueKind == JsonValueKind.String ? typeValue.GetString() : null;
+                if (string.IsNullOrEmpty(id))
+                {
+                    throw new ChatException(400, new ErrorInfo("Every message needs a string \"id\" that names the request, e.g. {\"type\": \"chat\", \"id\": \"r1\", \"messages\": [...]}.", ErrorTypes.InvalidRequest, "id", "missing_required_parameter"));
+                }
+
+                switch (type)
+                {
+                    case "chat":
+                        Start(id, message, outbox, running, closing);
+                        break;
+                    case "cancel":
+                        lock (running)
+                        {
+                            if (running.TryGetValue(id, out var request))
+                            {
+                                request.Cancel.Cancel();
+                            }
+                        }
+
+                        break;
+                    default:
+                        throw new ChatException(400, new ErrorInfo($"Unknown message type '{type}'. Send {{\"type\": \"chat\", \"id\", \"messages\"}} or {{\"type\": \"cancel\", \"id\"}}.", ErrorTypes.InvalidRequest, "type", "invalid_value"));
+                }
+            }
+            catch (JsonException ex)
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, new ErrorInfo($"The message is not valid JSON ({ex.Message}). Send one JSON object per WebSocket text message.", ErrorTypes.InvalidRequest, null, "invalid_json"), "error", id));
+            }
+            catch (ChatException ex)
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id));
+            }
+        }
+    }
+
+    private void Start(string id, byte[] message, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
+    {
+        var request = ChatRequestParser.Parse(message, _limits);
+        var model = chat.ResolveConfiguredModel(request.Model);
+        request = ChatRequests.WithModel(request, model.Name, stream: true);
+        lock (running)
+        {
+            if (running.ContainsKey(id))
+            {
+                throw new ChatException(400, new ErrorInfo($"Request '{id}' is still running. Use a new id for each request, or cancel this one first.", ErrorTypes.InvalidRequest, "id", "duplicate_id"));
+            }
+
+            var cancel = CancellationTokenSource.CreateLinkedTokenSource(closing);
+            var task = Task.Run(() => RunAsync(id, model.Backend, request, outbox, cancel.Token), CancellationToken.None);
+            running[id] = (cancel, task);
+            _ = task.ContinueWith(
+                _ =>
+                {
+                    lock (running)
+                    {
+                        running.Remove(id);
+                    }
+
+                    cancel.Dispose();
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+    }
+
+    private async Task RunAsync(string id, Sluice.Providers.IChatBackend backend, ChatRequest request, ChannelWriter<byte[]> outbox, CancellationToken cancel)
+    {
+        var requestId = RequestIds.Next();
+        var meter = new StreamRelay.StreamMeter(Stopwatch.GetTimestamp(), request);
+        string? finish = null;
+        try
+        {
+            await foreach (var streamEvent in backend.StreamAsync(request, cancel).WithCancellation(cancel))
+            {
+                if (streamEvent is ErrorEvent error)
+                {
+                    throw new ChatException(502, error.Error);
+                }
+
+                meter.Observe(streamEvent);
+                finish = PortalEvents.FinishOf(streamEvent) ?? finish;
+                if (PortalEvents.TextOf(streamEvent) is { } text)
+                {
+                    Queue(outbox, json => PortalEvents.WriteContent(json, text, "chunk", id));
+                }
+            }
+
+            meter.Status = UsageStatus.Completed;
+            var final = meter.Usage;
+            Queue(outbox, json => PortalEvents.WriteDone(json, final, finish, "done", id));
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            meter.Status = UsageStatus.Abandoned;
+            Queue(outbox, json => PortalEvents.WriteError(json, new ErrorInfo("Cancelled: the answer is incomplete.", ErrorTypes.InvalidRequest, null, "cancelled"), "error", id));
+        }
+        catch (ChatException ex)
+        {
+            meter.Fail(ex.Error.Code ?? ex.Error.Type);
+            Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id));
+        }
+#pragma warning disable CA1031 // Any backend failure must reach the client as an error message, never as silence.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            meter.Fail("internal_error");
+            Queue(outbox, json => PortalEvents.WriteError(json, new ErrorInfo(
+                $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {requestId}.",
+                ErrorTypes.Server, null, "backend_error"), "error", id));
+        }
+        finally
+        {
+            usage.Report(meter.ToRecord(new RelaySettings(requestId, 0, TimeSpan.Zero, 0), request, stream: true));
+        }
+    }
+
+    private static void Queue(ChannelWriter<byte[]> outbox, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, PortalEvents.WriterOptions))
+        {
+            write(json);
+        }
+
+        outbox.TryWrite(buffer.WrittenSpan.ToArray());
+    }
+
+    private static async Task WriteLoopAsync(WebSocket socket, ChannelReader<byte[]> outbox, CancellationToken closing)
+    {
+        // The only place that sends: WebSocket sends must never overlap.
+        await foreach (var message in outbox.ReadAllAsync(closing))
+        {
+            if (socket.State is not (WebSocketState.Open or WebSocketState.CloseReceived))
+            {
+                continue;
+            }
+
+            await socket.SendAsync(message, WebSocketMessageType.Text, endOfMessage: true, closing);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+using System.Buffers;
+using System.Text.Json;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.OpenAI;
+using Sluice.Protocol.Sse;
+
+namespace Sluice.Protocol.Portal;
+
+/// <summary>
+/// The simple event objects some web front ends expect: <c>{"content": "…"}</c> per piece of text,
+/// <c>{"done": true, "finish_reason", "usage": {…}}</c> at the end, <c>{"error": "…"}</c> on failure. Written as
+/// SSE by <see cref="PortalStreamWriter"/> and as WebSocket messages (with leading <c>type</c> and <c>id</c>) by the
+/// gateway, from the same code.
+/// </summary>
+public static class PortalEvents
+{
+    private static readonly JsonEncodedText ContentName = JsonEncodedText.Encode("content");
+    private static readonly JsonEncodedText DoneName = JsonEncodedText.Encode("done");
+    private static readonly JsonEncodedText ErrorName = JsonEncodedText.Encode("error");
+    private static readonly JsonEncodedText CodeName = JsonEncodedText.Encode("code");
+    private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
+    private static readonly JsonEncodedText IdName = JsonEncodedText.Encode("id");
+
+    /// <summary>The JSON writer options every Sluice wire format uses (compact, no needless escaping).</summary>
+    public static JsonWriterOptions WriterOptions => OpenAIJson.WriterOptions;
+
+    /// <summary>The text an event adds to the answer (text and refusal deltas, also inside passed-through chunks), or null.</summary>
+    public static string? TextOf(ChatStreamEvent streamEvent)
+    {
+        ArgumentNullException.ThrowIfNull(streamEvent);
+        if (streamEvent.ChoiceIndex != 0)
+        {
+            return null;
+        }
+
+        switch (streamEvent)
+        {
+            case TextDeltaEvent { Text.Length: > 0 } text:
+                return text.Text;
+            case RefusalDeltaEvent { Text.Length: > 0 } refusal:
+                return refusal.Text;
+            case OpenAIChunkEvent chunk:
+                string? joined = null;
+                foreach (var inner in chunk.Events)
+                {
+                    if (TextOf(inner) is { } piece)
+                    {
+                        joined = joined is null ? piece : joined + piece;
+                    }
+                }
+
+                return joined;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>The finish reason of choice 0 an event carries, or null.</summary>
+    public static string? FinishOf(ChatStreamEvent streamEvent) => streamEvent switch
+    {
+        FinishEvent { ChoiceIndex: 0 } finish => finish.Reason,
+        OpenAIChunkEvent chunk => chunk.Events.Select(FinishOf).LastOrDefault(r => r is not null),
+        _ => null,
+    };
+
+    /// <summary>Writes <c>{["type", "id",] "content": text}</c>.</summary>
+    public static void WriteContent(Utf8JsonWriter json, string text, string? type = null, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        Open(json, type, id);
+        json.WriteString(ContentName, text);
+        json.WriteEndObject();
+    }
+
+    /// <summary>Writes <c>{["type", "id",] "done": true, "finish_reason", "usage": {…}}</c>.</summary>
+    public static void WriteDone(Utf8JsonWriter json, ChatUsage usage, string? finishReason, string? type = null, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(usage);
+        Open(json, type, id);
+        json.WriteBoolean(DoneName, true);
+        if (finishReason is not null)
+        {
+            json.WriteString(OpenAIJson.FinishReason, finishReason);
+        }
+
+        json.WriteStartObject(OpenAIJson.Usage);
+        json.WriteNumber(OpenAIJson.PromptTokens, usage.PromptTokens);
+        json.WriteNumber(OpenAIJson.CompletionTokens, usage.CompletionTokens);
+        json.WriteNumber(OpenAIJson.TotalTokens, usage.TotalTokens);
+        json.WriteEndObject();
+        json.WriteEndObject();
+    }
+
+    /// <summary>Writes <c>{["type", "id",] "error": message, "code": code}</c>.</summary>
+    public static void WriteError(Utf8JsonWriter json, ErrorInfo error, string? type = null, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(error);
+        Open(json, type, id);
+        json.WriteString(ErrorName, error.Message);
+        json.WriteString(CodeName, error.Code ?? error.Type);
+        json.WriteEndObject();
+    }
+
+    private static void Open(Utf8JsonWriter json, string? type, string? id)
+    {
+        json.WriteStartObject();
+        if (type is not null)
+        {
+            json.WriteString(TypeName, type);
+        }
+
+        if (id is not null)
+        {
+            json.WriteString(IdName, id);
+        }
+    }
+}
+
+/// <summary>
+/// Writes the portal events as numbered SSE frames (<c>id: N</c>, <c>data: {…}</c>). One instance per request; not
+/// thread-safe.
+/// </summary>
+public sealed class PortalStreamWriter
+{
+    private readonly ArrayBufferWriter<byte> _buffer = new(256);
+    private readonly Utf8JsonWriter _json;
+    private string? _finishReason;
+
+    /// <summary>Creates a writer.</summary>
+    public PortalStreamWriter() => _json = new Utf8JsonWriter(_buffer, OpenAIJson.WriterOptions);
+
+    /// <summary>Writes a <c>content</c> frame for text; remembers the finish reason. False when there is nothing to send.</summary>
+    public bool WriteEvent(IBufferWriter<byte> output, long sequence, ChatStreamEvent streamEvent)
+    {
+        _finishReason = PortalEvents.FinishOf(streamEvent) ?? _finishReason;
+        if (PortalEvents.TextOf(streamEvent) is not { } text)
+        {
+            return false;
+        }
+
+        PortalEvents.WriteContent(Begin(), text);
+        return End(output, sequence);
+    }
+
+    /// <summary>Writes the <c>done</c> frame with usage.</summary>
+    public void WriteDone(IBufferWriter<byte> output, long sequence, ChatUsage usage)
+    {
+        PortalEvents.WriteDone(Begin(), usage, _finishReason);
+        End(output, sequence);
+    }
+
+    /// <summary>Writes the <c>error</c> frame.</summary>
+    public void WriteError(IBufferWriter<byte> output, long sequence, ErrorInfo error)
+    {
+        PortalEvents.WriteError(Begin(), error);
+        End(output, sequence);
+    }
+
+    private Utf8JsonWriter Begin()
+    {
+        _buffer.ResetWrittenCount();
+        _json.Reset(_buffer);
+        return _json;
+    }
+
+    private bool End(IBufferWriter<byte> output, long sequence)
+    {
+        _json.Flush();
+        SseWriter.WriteEvent(output, sequence, _buffer.WrittenSpan);
+        return true;
+    }
+}
