@@ -23,6 +23,9 @@ internal sealed record OverheadSettings
 
     public int Warmup { get; init; } = 500;
 
+    /// <summary>Whether the gateway keeps frames for resumable streams (its default), to see what buffering costs.</summary>
+    public bool Resumable { get; init; } = true;
+
     /// <summary>Bound on each measured run.</summary>
     public TimeSpan RoundDuration { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -49,6 +52,7 @@ internal static class OverheadBenchmark
         var options = new GatewayOptions
         {
             Port = 0,
+            Streaming = new StreamingOptions { Resumable = settings.Resumable },
             Models =
             [
                 new ModelOptions

@@ -63,6 +63,7 @@ internal static class BenchCommand
         var rounds = new Option<int>("--rounds", "-r") { Description = "Rounds (alternating order); medians are reported.", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup", "-w") { Description = "Warm-up streams per target.", DefaultValueFactory = _ => 500 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var noResume = new Option<bool>("--no-resume") { Description = "Run the gateway with Streaming:Resumable false, to see what stream buffering costs." };
         var command = new Command(
             "overhead",
             "Measure what the gateway adds: a loopback mock upstream benchmarked directly and through an in-process gateway\n"
@@ -70,7 +71,7 @@ internal static class BenchCommand
             + "streams/s, <= 0.3 ms added time to first token at concurrency 1. Exit code 0 when both are met, 15 otherwise.\n\n"
             + "Example:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3")
         {
-            chunks, chunkDelay, concurrency, requests, rounds, warmup, json,
+            chunks, chunkDelay, concurrency, requests, rounds, warmup, json, noResume,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -82,6 +83,7 @@ internal static class BenchCommand
                 Requests = Math.Max(1, parse.GetValue(requests)),
                 Rounds = Math.Max(1, parse.GetValue(rounds)),
                 Warmup = Math.Max(0, parse.GetValue(warmup)),
+                Resumable = !parse.GetValue(noResume),
             };
             try
             {

@@ -150,7 +150,9 @@ internal sealed class StreamRegistry
     {
         lock (_evicting)
         {
-            while (Volatile.Read(ref _totalBytes) > Options.ReplayBudgetBytes && _finished.TryDequeue(out var oldest))
+            // Evict down to 90 % of the budget, so the next frames do not each have to evict again.
+            var target = Options.ReplayBudgetBytes - (Options.ReplayBudgetBytes / 10);
+            while (Volatile.Read(ref _totalBytes) > target && _finished.TryDequeue(out var oldest))
             {
                 Remove(oldest);
             }
@@ -165,6 +167,9 @@ internal sealed class StreamRegistry
 internal sealed class ResumableStream
 {
     private static readonly Frame[] NoFrames = [];
+
+    private const int ReserveBlockBytes = 16 * 1024;
+    private long _reserved;
 
     /// <summary>Whether the generation continues (for the grace period) after the last reader left.</summary>
     public bool KeepsGeneratingWithoutReaders { get; set; }
@@ -264,10 +269,23 @@ internal sealed class ResumableStream
             return;
         }
 
-        if (_bytes + bytes.Length > _registry.Options.MaxStreamBufferBytes || !_registry.TryReserve(bytes.Length))
+        if (_bytes + bytes.Length > _registry.Options.MaxStreamBufferBytes)
         {
             Overflow();
             return;
+        }
+
+        // The shared budget is taken in blocks: one interlocked update per 16 KiB, not one per frame from every stream.
+        if (_bytes + bytes.Length > Volatile.Read(ref _reserved))
+        {
+            var block = Math.Max(bytes.Length, (int)Math.Min(ReserveBlockBytes, _registry.Options.ReplayBudgetBytes / 16));
+            if (!_registry.TryReserve(block))
+            {
+                Overflow();
+                return;
+            }
+
+            Interlocked.Add(ref _reserved, block);
         }
 
         _bytes += bytes.Length;
@@ -426,10 +444,11 @@ internal sealed class ResumableStream
 
     private void DropFrames()
     {
-        var bytes = Interlocked.Exchange(ref _bytes, 0);
+        Interlocked.Exchange(ref _bytes, 0);
+        var reserved = Interlocked.Exchange(ref _reserved, 0);
         Volatile.Write(ref _frames, NoFrames);
         Volatile.Write(ref _count, 0);
-        _registry.Unreserve(bytes);
+        _registry.Unreserve(reserved);
     }
 
     private void Add(Frame frame)
