@@ -80,18 +80,26 @@ public sealed class AdminCommandTests(TenantGatewayFixture gateway) : IClassFixt
         Assert.True(chat.ExitCode == 0, chat.ToString());
         Assert.False(string.IsNullOrWhiteSpace(chat.Stdout), chat.ToString());
 
-        // The table shows what the server holds after the chat was billed.
-        long expected;
-        using (var balance = await gateway.SendAsync(HttpMethod.Get, "/api/credits/teams/team_eng/balance", TenantGatewayFixture.MasterKey))
+        // A job with one model call, completed, costs the team one credit; the table shows the new balance.
+        using (await gateway.SendAsync(HttpMethod.Post, $"/api/jobs/{jobId}/llm-call", teamKey, new
         {
-            expected = balance.RootElement.GetProperty("credits_remaining").GetInt64();
+            model_group = "sim-fast",
+            messages = new[] { new { role = "user", content = "Summarise this." } },
+            max_tokens = 8,
+        }))
+        using (await gateway.SendAsync(HttpMethod.Post, $"/api/jobs/{jobId}/complete", teamKey, new { status = "completed" }))
+        {
         }
 
-        Assert.InRange(expected, 0, 15);
         var table = await AdminAsync("credits", "balance", "team_eng");
         Assert.True(table.ExitCode == 0, table.ToString());
         var row = table.Stdout.Split('\n').Single(l => l.Contains("credits_remaining", StringComparison.Ordinal));
-        Assert.Equal(expected.ToString(System.Globalization.CultureInfo.InvariantCulture), row.Split('│')[2].Trim());
+        Assert.Equal("14", row.Split('│')[2].Trim());
+
+        var jobTable = await AdminAsync("jobs", "show", jobId);
+        Assert.True(jobTable.ExitCode == 0, jobTable.ToString());
+        Assert.Contains(jobTable.Stdout.Split('\n'), l => l.Contains("charge", StringComparison.Ordinal) && l.Contains("charged", StringComparison.Ordinal));
+        Assert.Contains(jobTable.Stdout.Split('\n'), l => l.Contains("sim-fast", StringComparison.Ordinal) && l.Contains("completed", StringComparison.Ordinal));
 
         // Revoked keys stop working at once.
         var revoke = await AdminAsync("keys", "revoke", "team_eng", keyId);

@@ -319,6 +319,10 @@ internal static class AdminCommand
     private static void Render(JsonElement root, AdminView view, TextWriter output)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) });
+
+        // Spectre assumes 80 columns for a writer that is not Console.Out, which wraps ids and keys mid-value; use
+        // the terminal's width, or a wide page when the table goes to a file or a pager.
+        console.Profile.Width = Console.IsOutputRedirected ? 240 : Math.Max(Console.WindowWidth, 80);
         if (root.ValueKind == JsonValueKind.Array)
         {
             RenderList(console, root, view.Columns);
