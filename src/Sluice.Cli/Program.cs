@@ -1,7 +1,8 @@
 using System.CommandLine;
 using Sluice.Cli.Commands;
+using Sluice.Cli.Commands.Admin;
 
-var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models.")
+var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models, 'sluice admin' to manage teams, keys and credits.")
 {
     ServeCommand.Create(),
     ChatCommand.Create(),
@@ -9,6 +10,8 @@ var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serv
     BenchCommand.Create(),
     MockUpstreamCommand.Create(),
     MqttCommand.Create(),
+    AdminCommand.Create(),
+    ReplayCommand.Create(),
 };
 
 // Commands handle Ctrl+C themselves: chat stops only the current answer (and returns to its prompt when
