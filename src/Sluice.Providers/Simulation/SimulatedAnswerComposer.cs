@@ -70,6 +70,12 @@ internal static class SimulatedAnswerComposer
         if (tokens[^1] != ".")
         {
             tokens[^1] = ".";
+
+            // A cut after a comma would end ",." — close the clause with a word instead (same token count).
+            if (tokens.Count > 1 && tokens[^2] is "," or ";" or ":")
+            {
+                tokens[^2] = " too";
+            }
         }
 
         return tokens;
