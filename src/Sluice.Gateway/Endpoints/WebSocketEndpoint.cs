@@ -238,7 +238,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
         }
         finally
         {
-            usage.Report(meter.ToRecord(new RelaySettings(requestId, 0, TimeSpan.Zero, 0), request, stream: true));
+            usage.Report(meter.ToRecord(requestId, request, stream: true));
         }
     }
 

@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Hosting;
 using Sluice.Mqtt;
@@ -219,7 +220,7 @@ internal sealed partial class MqttBridge : BackgroundService
     /// <summary>Runs one request and publishes its answer; always ends with a done or an error message.</summary>
     private async Task AnswerAsync(MqttRequest request, ModelEntry model, IUsageSink? billing, string requestId, long start, CancellationToken stopping)
     {
-        var meter = new AnswerMeter(start, request.Chat);
+        var meter = new StreamRelay.StreamMeter(start, request.Chat);
         var json = new MqttAnswerJson(request.Id, requestId);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         using var generation = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -338,7 +339,7 @@ internal sealed partial class MqttBridge : BackgroundService
     }
 
     /// <summary>Reads the backend's stream into <paramref name="deltas"/>; the channel completes with the failure, if any.</summary>
-    private static async Task ProduceAsync(IChatBackend backend, ChatRequest request, AnswerMeter meter, ChannelWriter<string> deltas, CancellationToken cancellationToken)
+    private static async Task ProduceAsync(IChatBackend backend, ChatRequest request, StreamRelay.StreamMeter meter, ChannelWriter<string> deltas, CancellationToken cancellationToken)
     {
         Exception? failure = null;
         try

@@ -404,7 +404,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
 
-    /// <summary>Counts what a stream delivered, for usage when the backend reports none (also used by the WebSocket endpoint).</summary>
+    /// <summary>Counts what a stream delivered, for usage when the backend reports none (also used by the WebSocket endpoint and the MQTT bridge).</summary>
     internal sealed class StreamMeter(long startTimestamp, ChatRequest request)
     {
         private ChatUsage? _reported;
@@ -415,6 +415,9 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         public UsageStatus Status { get; set; } = UsageStatus.Completed;
 
         public bool Finished { get; private set; }
+
+        /// <summary>The last finish reason seen (choice 0 in practice), for formats that report it.</summary>
+        public string? FinishReason { get; private set; }
 
         public bool HasFirstToken => _firstTokenTimestamp != 0;
 
@@ -448,8 +451,9 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
                     MarkFirstToken();
                     _estimatedCompletion += TokenCounter.Count(tool.Name) + TokenCounter.Count(tool.ArgumentsFragment);
                     break;
-                case FinishEvent:
+                case FinishEvent finish:
                     Finished = true;
+                    FinishReason = finish.Reason;
                     break;
                 case UsageEvent reported:
                     _reported = reported.Usage;
@@ -462,6 +466,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
             Status = UsageStatus.Failed;
             _errorCode = code;
         }
+
+        /// <summary>The usage record of a call that has no relay settings (WebSocket, MQTT): not billed to a team here.</summary>
+        public UsageRecord ToRecord(string requestId, ChatRequest chatRequest, bool stream) =>
+            ToRecord(new RelaySettings(requestId, 0, TimeSpan.Zero, 0), chatRequest, stream);
 
         public UsageRecord ToRecord(RelaySettings settings, ChatRequest chatRequest, bool stream)
         {

@@ -57,7 +57,7 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
     public long WaitedForRoom => Interlocked.Read(ref _waitedForRoom);
 
     /// <summary>Usage records waiting to be written.</summary>
-    public int Queued => _queue.Reader.Count + _waiting.Count;
+    public int Queued => _queue.Reader.Count + _waiting.Count + Volatile.Read(ref _inFlight);
 
     /// <inheritdoc />
     public void Record(UsageRecord record)
@@ -143,18 +143,29 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
         }
     }
 
+    private int _inFlight;
+
     private async Task WriteLoopAsync()
     {
         var batch = new List<UsageEntry>(_batchSize);
         while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
         {
+            // Counted as queued until written: "nothing queued" then means "everything is in the database".
+            Interlocked.Increment(ref _inFlight);
             while (batch.Count < _batchSize && _queue.Reader.TryRead(out var entry))
             {
                 batch.Add(entry);
             }
 
-            await WriteBatchAsync(batch);
-            batch.Clear();
+            try
+            {
+                await WriteBatchAsync(batch);
+            }
+            finally
+            {
+                batch.Clear();
+                Interlocked.Decrement(ref _inFlight);
+            }
         }
     }
 
