@@ -262,52 +262,8 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
         json.WriteEndObject();
     }
 
-    private static void WriteGenerationConfig(Utf8JsonWriter json, ChatRequest request)
-    {
-        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
-        {
-            return;
-        }
-
-        json.WriteStartObject("generationConfig"u8);
-        if (request.Temperature is { } temperature)
-        {
-            json.WriteNumber("temperature"u8, temperature);
-        }
-
-        if (request.TopP is { } topP)
-        {
-            json.WriteNumber("topP"u8, topP);
-        }
-
-        if (request.TopK is { } topK)
-        {
-            json.WriteNumber("topK"u8, topK);
-        }
-
-        if (request.MaxTokens is { } max)
-        {
-            json.WriteNumber("maxOutputTokens"u8, max);
-        }
-
-        if (request.Stop is { Count: > 0 } stop)
-        {
-            json.WriteStartArray("stopSequences"u8);
-            foreach (var sequence in stop)
-            {
-                json.WriteStringValue(sequence);
-            }
-
-            json.WriteEndArray();
-        }
-
-        if (request.Seed is { } seed)
-        {
-            json.WriteNumber("seed"u8, seed);
-        }
-
-        json.WriteEndObject();
-    }
+    private static void WriteGenerationConfig(Utf8JsonWriter json, ChatRequest request) =>
+        SamplingOptionsWriter.Write(json, request, SamplingNames.Gemini);
 
     private static void WriteTools(Utf8JsonWriter json, ChatRequest request)
     {

@@ -175,52 +175,8 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
         return buffer.WrittenSpan.ToArray();
     }
 
-    private static void WriteOptions(Utf8JsonWriter json, ChatRequest request)
-    {
-        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
-        {
-            return;
-        }
-
-        json.WriteStartObject("options"u8);
-        if (request.Temperature is { } temperature)
-        {
-            json.WriteNumber("temperature"u8, temperature);
-        }
-
-        if (request.TopP is { } topP)
-        {
-            json.WriteNumber("top_p"u8, topP);
-        }
-
-        if (request.TopK is { } topK)
-        {
-            json.WriteNumber("top_k"u8, topK);
-        }
-
-        if (request.MaxTokens is { } max)
-        {
-            json.WriteNumber("num_predict"u8, max);
-        }
-
-        if (request.Stop is { Count: > 0 } stop)
-        {
-            json.WriteStartArray("stop"u8);
-            foreach (var sequence in stop)
-            {
-                json.WriteStringValue(sequence);
-            }
-
-            json.WriteEndArray();
-        }
-
-        if (request.Seed is { } seed)
-        {
-            json.WriteNumber("seed"u8, seed);
-        }
-
-        json.WriteEndObject();
-    }
+    private static void WriteOptions(Utf8JsonWriter json, ChatRequest request) =>
+        SamplingOptionsWriter.Write(json, request, SamplingNames.Ollama);
 
     /// <summary>One NDJSON line of <c>/api/chat</c>, read in one pass; its text and tool calls go straight to the output list.</summary>
     private readonly record struct OllamaLine(bool Done, string? DoneReason, int? PromptTokens, int? CompletionTokens, string? Error)
