@@ -7,7 +7,10 @@ namespace Sluice.Gateway.Tests;
 /// <summary>
 /// "RAM climbing for days under streaming load": after a warm-up, more rounds of finished, failed and
 /// abandoned streams must not grow the managed heap. Bounded: a few thousand short streams.
+/// It runs alone (its own non-parallel collection): the heap is process-wide, and other test classes allocating
+/// at the same moment made a leak-free run read as 4 MiB of growth.
 /// </summary>
+[Collection(SoakCollection.Name)]
 public sealed class SoakTests(ITestOutputHelper output)
 {
     [Fact]
@@ -101,14 +104,28 @@ public sealed class SoakTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>The lowest of a few settled readings: background work finishing (timers, sockets closing) only ever adds.</summary>
     private static long SettledHeap()
     {
-        for (var i = 0; i < 3; i++)
+        var lowest = long.MaxValue;
+        for (var sample = 0; sample < 3; sample++)
         {
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            var info = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+            lowest = Math.Min(lowest, info.HeapSizeBytes - info.FragmentedBytes);
+            Thread.Sleep(50);
         }
 
-        return GC.GetTotalMemory(forceFullCollection: true);
+        return lowest;
     }
+}
+
+/// <summary>Runs the soak test with no other test class in flight, so heap readings are its own.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SoakCollection
+{
+    /// <summary>The collection name.</summary>
+    public const string Name = "soak (runs alone)";
 }
