@@ -12,6 +12,7 @@ using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Mqtt;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
+using Sluice.Gateway.WebChat;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
 
@@ -88,6 +89,7 @@ public static class SluiceGateway
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
         services.AddSingleton<TenancyEndpoints>();
         services.AddSingleton<JobEndpoints>();
+        services.AddSingleton<WebChatEndpoints>();
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
         if (origins.Length > 0)
         {
@@ -169,7 +171,11 @@ public static class SluiceGateway
         app.MapPost("/api/show", ollama.ShowAsync);
         app.MapGet("/api/tags", ollama.TagsAsync);
         app.MapGet("/api/version", OllamaEndpoints.VersionAsync);
-        app.MapFallback(InfoEndpoints.NotFoundAsync);
+
+        // The web chat: outside the key guard (the page holds the key and sends it with each API call).
+        app.Services.GetRequiredService<WebChatEndpoints>().Map(app);
+        // "{*path}", not the default "{*path:nonfile}": paths that look like files (/favicon.ico, /x.js) get the JSON 404 too.
+        app.MapFallback("{*path}", InfoEndpoints.NotFoundAsync);
         return app;
     }
 
