@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
-# (scripts/test-mosquitto.sh); later Chromium.
+# (scripts/test-mosquitto.sh), and headless Chromium for the web chat tests (scripts/test-chromium.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ fi
 . scripts/test-postgres.sh
 # shellcheck source=scripts/test-mosquitto.sh
 . scripts/test-mosquitto.sh
+# shellcheck source=scripts/test-chromium.sh
+. scripts/test-chromium.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -25,6 +27,7 @@ dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
 
 sluice_pg_start
 sluice_mqtt_start
+sluice_chromium_ensure
 
 echo "== running tests =="
 status=0

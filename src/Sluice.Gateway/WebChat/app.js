@@ -490,6 +490,7 @@ class Turn {
     this.view.meta.textContent = parts.filter(Boolean).join(' · ');
     this.view.li.dataset.state = finalState;
     this.view.li.setAttribute('aria-busy', 'false');
+    scrollToEnd();
   }
 
   fail(message) {
