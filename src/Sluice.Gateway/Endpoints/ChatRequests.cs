@@ -13,36 +13,15 @@ internal static class ChatRequests
     /// A streamed copy for another model with other messages (a session turn); no raw body, so upstreams get the
     /// parsed request re-serialized rather than the client's session fields.
     /// </summary>
-    public static ChatRequest WithMessages(ChatRequest request, string model, IReadOnlyList<ChatMessage> messages)
-    {
-        var copy = With(request, model, stream: true, ReadOnlyMemory<byte>.Empty);
-        return new ChatRequest
-        {
-            Model = copy.Model,
-            Messages = messages,
-            N = copy.N,
-            RawBody = copy.RawBody,
-            Stream = copy.Stream,
-            IncludeUsage = copy.IncludeUsage,
-            MaxTokens = copy.MaxTokens,
-            Temperature = copy.Temperature,
-            TopP = copy.TopP,
-            TopK = copy.TopK,
-            Stop = copy.Stop,
-            Seed = copy.Seed,
-            User = copy.User,
-            Tools = copy.Tools,
-            ToolsJson = copy.ToolsJson,
-            ToolChoice = copy.ToolChoice,
-            Metadata = copy.Metadata,
-        };
-    }
+    public static ChatRequest WithMessages(ChatRequest request, string model, IReadOnlyList<ChatMessage> messages) =>
+        With(request, model, stream: true, ReadOnlyMemory<byte>.Empty, messages);
 
-    /// <summary>A copy of <paramref name="request"/> with another model, stream flag and raw body.</summary>
-    public static ChatRequest With(ChatRequest request, string model, bool stream, ReadOnlyMemory<byte> rawBody) => new()
+    /// <summary>A copy of <paramref name="request"/> with another model, stream flag and raw body (and messages, when given).</summary>
+    public static ChatRequest With(
+        ChatRequest request, string model, bool stream, ReadOnlyMemory<byte> rawBody, IReadOnlyList<ChatMessage>? messages = null) => new()
     {
         Model = model,
-        Messages = request.Messages,
+        Messages = messages ?? request.Messages,
         N = request.N,
         RawBody = rawBody,
         Stream = stream,
