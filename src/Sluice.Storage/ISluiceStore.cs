@@ -156,6 +156,29 @@ public interface ISluiceStore : IAsyncDisposable
     /// <summary>The team's usage, newest first, paged.</summary>
     Task<IReadOnlyList<UsageEntry>> ListUsageAsync(string teamId, int limit, int offset, CancellationToken cancellationToken);
 
+    // ---- Sessions (scoped by owner: a team id, or SessionOwners.Operator) ----
+
+    /// <summary>
+    /// Creates a session for <paramref name="owner"/>. Throws <see cref="ArgumentException"/> for a context budget
+    /// out of range or too much metadata.
+    /// </summary>
+    Task<ChatSession> CreateSessionAsync(string owner, NewChatSession session, CancellationToken cancellationToken);
+
+    /// <summary>The owner's session with its messages (oldest first), or <see langword="null"/>.</summary>
+    Task<ChatSession?> GetSessionAsync(string owner, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>The owner's sessions, most recently updated first, paged (without messages).</summary>
+    Task<IReadOnlyList<ChatSession>> ListSessionsAsync(string owner, int limit, int offset, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the owner's session and its messages; false when there was no such session.</summary>
+    Task<bool> DeleteSessionAsync(string owner, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Appends a message to the owner's session (and takes a title from the first user message when it has none).
+    /// Throws <see cref="StoreNotFoundException"/> when the session does not exist (or was deleted meanwhile).
+    /// </summary>
+    Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken);
+
     // ---- Rate limits (shared by every process on the same database) ----
 
     /// <summary>

@@ -777,13 +777,13 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(3, Store.SchemaVersion);
+        Assert.Equal(4, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L, 3L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L, 4L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(3, again.SchemaVersion);
+        Assert.Equal(4, again.SchemaVersion);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
     }
@@ -793,8 +793,8 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(3, s.SchemaVersion));
-        Assert.Equal(3, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(4, s.SchemaVersion));
+        Assert.Equal(4, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
         Assert.Equal(org, await stores[3].GetOrganizationAsync(org.Id, None));
@@ -807,5 +807,102 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         var error = await Assert.ThrowsAsync<StoreConfigurationException>(() => OpenAsync(ConnectionString));
         Assert.Contains("version 99", error.Message, StringComparison.Ordinal);
         Assert.Contains("Sluice version", error.Message, StringComparison.Ordinal);
+    }
+    // ---- Sessions ----
+
+    [Fact]
+    public async Task Session_keeps_its_settings_and_messages_in_order()
+    {
+        var created = await Store.CreateSessionAsync(
+            "team_a",
+            new NewChatSession(2048, "Be terse.", "sim-fast", null, new Dictionary<string, string> { ["app"] = "tests" }, "key_1"),
+            None);
+        Assert.StartsWith("sess_", created.Id, StringComparison.Ordinal);
+        Assert.Equal(0, created.MessageCount);
+        Assert.Null(created.Title);
+
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        await Store.AppendSessionMessageAsync("team_a", created.Id, new NewSessionMessage("user", "How do rivers form?\nAnd why?"), None);
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        await Store.AppendSessionMessageAsync(
+            "team_a", created.Id, new NewSessionMessage("assistant", "Rivers form when", Truncated: true, PromptTokens: 9, CompletionTokens: 3, Error: "client_left"), None);
+        await Store.AppendSessionMessageAsync("team_a", created.Id, new NewSessionMessage("user", "Go on"), None);
+
+        var read = await Store.GetSessionAsync("team_a", created.Id, None);
+        Assert.NotNull(read);
+        Assert.Equal("How do rivers form?", read.Title); // first line of the first user message; a later one does not replace it
+        Assert.Equal("Be terse.", read.SystemPrompt);
+        Assert.Equal("sim-fast", read.Model);
+        Assert.Equal(2048, read.MaxContextTokens);
+        Assert.Equal("tests", read.Metadata["app"]);
+        Assert.Equal("key_1", read.KeyId);
+        Assert.Equal(3, read.MessageCount);
+        Assert.Equal(created.CreatedAt + TimeSpan.FromSeconds(2), read.UpdatedAt);
+        Assert.Equal(["user", "assistant", "user"], read.Messages.Select(m => m.Role));
+        Assert.True(read.Messages.Select(m => m.Id).SequenceEqual(read.Messages.Select(m => m.Id).Order()));
+        var reply = read.Messages[1];
+        Assert.True(reply.Truncated);
+        Assert.Equal("Rivers form when", reply.Content);
+        Assert.Equal(9, reply.PromptTokens);
+        Assert.Equal(3, reply.CompletionTokens);
+        Assert.Equal("client_left", reply.Error);
+        Assert.False(read.Messages[0].Truncated);
+    }
+
+    [Fact]
+    public async Task Sessions_are_isolated_by_owner()
+    {
+        var mine = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        Assert.Null(await Store.GetSessionAsync("team_b", mine.Id, None));
+        Assert.Empty(await Store.ListSessionsAsync("team_b", 10, 0, None));
+        Assert.False(await Store.DeleteSessionAsync("team_b", mine.Id, None));
+        var refused = await Assert.ThrowsAsync<StoreNotFoundException>(
+            () => Store.AppendSessionMessageAsync("team_b", mine.Id, new NewSessionMessage("user", "hi"), None));
+        Assert.Equal("session", refused.Kind);
+        Assert.Equal(0, (await Store.GetSessionAsync("team_a", mine.Id, None))!.MessageCount);
+    }
+
+    [Fact]
+    public async Task Sessions_list_most_recently_used_first_and_delete_with_their_messages()
+    {
+        var first = await Store.CreateSessionAsync(SessionOwners.Operator, new NewChatSession(4096, Title: "first"), None);
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        var second = await Store.CreateSessionAsync(SessionOwners.Operator, new NewChatSession(4096, Title: "second"), None);
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        await Store.AppendSessionMessageAsync(SessionOwners.Operator, first.Id, new NewSessionMessage("user", "back to the first"), None);
+
+        var listed = await Store.ListSessionsAsync(SessionOwners.Operator, 10, 0, None);
+        Assert.Equal([first.Id, second.Id], listed.Select(s => s.Id));
+        Assert.Equal("first", listed[0].Title); // a given title is kept
+        Assert.Empty(listed[0].Messages);
+        Assert.Equal([second.Id], (await Store.ListSessionsAsync(SessionOwners.Operator, 1, 1, None)).Select(s => s.Id));
+
+        Assert.True(await Store.DeleteSessionAsync(SessionOwners.Operator, first.Id, None));
+        Assert.False(await Store.DeleteSessionAsync(SessionOwners.Operator, first.Id, None));
+        Assert.Null(await Store.GetSessionAsync(SessionOwners.Operator, first.Id, None));
+        Assert.Empty(await QueryRawAsync(ConnectionString, $"SELECT id FROM session_messages WHERE session_id = '{first.Id}'"));
+        await Assert.ThrowsAsync<StoreNotFoundException>(
+            () => Store.AppendSessionMessageAsync(SessionOwners.Operator, first.Id, new NewSessionMessage("assistant", "late reply"), None));
+    }
+
+    [Fact]
+    public async Task Session_input_is_checked()
+    {
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateSessionAsync("team_a", new NewChatSession(10), None));
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.CreateSessionAsync("team_a", new NewChatSession(2_000_000), None));
+        var session = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        await Assert.ThrowsAsync<ArgumentException>(
+            () => Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage("system", "no"), None));
+    }
+
+    [Fact]
+    public async Task Long_first_message_makes_a_short_title()
+    {
+        var session = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        var text = string.Join(' ', Enumerable.Repeat("streaming", 20));
+        await Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage("user", text), None);
+        var title = (await Store.GetSessionAsync("team_a", session.Id, None))!.Title!;
+        Assert.True(title.Length <= 61, title);
+        Assert.EndsWith("streaming…", title, StringComparison.Ordinal);
     }
 }

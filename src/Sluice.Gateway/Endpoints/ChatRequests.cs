@@ -9,11 +9,19 @@ internal static class ChatRequests
     public static ChatRequest WithModel(ChatRequest request, string model, bool? stream = null) =>
         With(request, model, stream ?? request.Stream, request.RawBody);
 
-    /// <summary>A copy of <paramref name="request"/> with another model, stream flag and raw body.</summary>
-    public static ChatRequest With(ChatRequest request, string model, bool stream, ReadOnlyMemory<byte> rawBody) => new()
+    /// <summary>
+    /// A streamed copy for another model with other messages (a session turn); no raw body, so upstreams get the
+    /// parsed request re-serialized rather than the client's session fields.
+    /// </summary>
+    public static ChatRequest WithMessages(ChatRequest request, string model, IReadOnlyList<ChatMessage> messages) =>
+        With(request, model, stream: true, ReadOnlyMemory<byte>.Empty, messages);
+
+    /// <summary>A copy of <paramref name="request"/> with another model, stream flag and raw body (and messages, when given).</summary>
+    public static ChatRequest With(
+        ChatRequest request, string model, bool stream, ReadOnlyMemory<byte> rawBody, IReadOnlyList<ChatMessage>? messages = null) => new()
     {
         Model = model,
-        Messages = request.Messages,
+        Messages = messages ?? request.Messages,
         N = request.N,
         RawBody = rawBody,
         Stream = stream,

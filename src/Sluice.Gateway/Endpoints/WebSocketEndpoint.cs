@@ -6,6 +6,7 @@ using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Sessions;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -25,7 +26,7 @@ namespace Sluice.Gateway.Endpoints;
 /// One writer loop per socket sends everything (WebSocket sends must not overlap); request tasks only queue
 /// messages. The message bodies are the portal's (<see cref="PortalEvents"/>), written once for both transports.
 /// </remarks>
-internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOptions options, UsageReporter usage)
+internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEndpoints sessions, GatewayOptions options, UsageReporter usage)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
 
@@ -55,7 +56,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
         var writer = WriteLoopAsync(socket, outbox.Reader, closing.Token);
         try
         {
-            await ReadLoopAsync(socket, outbox.Writer, running, closing.Token);
+            await ReadLoopAsync(context, socket, outbox.Writer, running, closing.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException)
         {
@@ -92,6 +93,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
     }
 
     private async Task ReadLoopAsync(
+        HttpContext context,
         WebSocket socket, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
@@ -132,6 +134,9 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
 
                 switch (type)
                 {
+                    case "chat" when root.TryGetProperty("session_id", out _) || root.TryGetProperty("message", out _):
+                        StartSessionTurn(context, id, message, outbox, running, closing);
+                        break;
                     case "chat":
                         Start(id, message, outbox, running, closing);
                         break;
@@ -165,6 +170,47 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
         var request = ChatRequestParser.Parse(message, _limits);
         var model = chat.ResolveConfiguredModel(request.Model);
         request = ChatRequests.WithModel(request, model.Name, stream: true);
+        Register(id, running, closing, cancel => RunAsync(id, model.Backend, request, outbox, null, cancel));
+    }
+
+    /// <summary>A session turn (<c>session_id</c> and/or <c>message</c>): the session is read and the user's message stored first.</summary>
+    private void StartSessionTurn(
+        HttpContext context, string id, byte[] message, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
+    {
+        Register(id, running, closing, async cancel =>
+        {
+            SessionTurn turn;
+            try
+            {
+                (turn, _, _, _) = await sessions.BeginTurnAsync(context, Caller.Of(context), message, admit: false, cancel);
+            }
+            catch (ChatException ex)
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id));
+                return;
+            }
+            catch (Sluice.Storage.StoreNotFoundException ex)
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, ApiErrors.NotFound(ex.Kind, ex.Id).Error, "error", id));
+                return;
+            }
+            catch (Exception ex) when (ApiErrors.IsStoreFailure(ex))
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, ApiErrors.StoreUnavailable(ex).Error, "error", id));
+                return;
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return;
+            }
+
+            await RunAsync(id, turn.Backend, turn.Request, outbox, turn, cancel);
+        });
+    }
+
+    private static void Register(
+        string id, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing, Func<CancellationToken, Task> run)
+    {
         lock (running)
         {
             if (running.ContainsKey(id))
@@ -173,7 +219,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
             }
 
             var cancel = CancellationTokenSource.CreateLinkedTokenSource(closing);
-            var task = Task.Run(() => RunAsync(id, model.Backend, request, outbox, cancel.Token), CancellationToken.None);
+            var task = Task.Run(() => run(cancel.Token), CancellationToken.None);
             running[id] = (cancel, task);
             _ = task.ContinueWith(
                 _ =>
@@ -191,7 +237,8 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
         }
     }
 
-    private async Task RunAsync(string id, Sluice.Providers.IChatBackend backend, ChatRequest request, ChannelWriter<byte[]> outbox, CancellationToken cancel)
+    private async Task RunAsync(
+        string id, Sluice.Providers.IChatBackend backend, ChatRequest request, ChannelWriter<byte[]> outbox, SessionTurn? turn, CancellationToken cancel)
     {
         var requestId = RequestIds.Next();
         var meter = new StreamRelay.StreamMeter(Stopwatch.GetTimestamp(), request);
@@ -215,23 +262,44 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, GatewayOpt
 
             meter.Status = UsageStatus.Completed;
             var final = meter.Usage;
-            Queue(outbox, json => PortalEvents.WriteDone(json, final, finish, "done", id));
+            if (turn is not null)
+            {
+                // Stored before done is sent: a client reading the session next sees the reply.
+                await turn.StoreReplyAsync(UsageStatus.Completed, final);
+            }
+
+            Queue(outbox, json => PortalEvents.WriteDone(json, final, finish, "done", id, turn?.PortalInfo));
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
             meter.Status = UsageStatus.Abandoned;
+            if (turn is not null)
+            {
+                await turn.StoreReplyAsync(UsageStatus.Abandoned, meter.Usage);
+            }
+
             Queue(outbox, json => PortalEvents.WriteError(json, new ErrorInfo("Cancelled: the answer is incomplete.", ErrorTypes.InvalidRequest, null, "cancelled"), "error", id));
         }
         catch (ChatException ex)
         {
             meter.Fail(ex.Error.Code ?? ex.Error.Type);
-            Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id));
+            if (turn is not null)
+            {
+                await turn.StoreReplyAsync(UsageStatus.Failed, meter.Usage);
+            }
+
+            Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id, turn?.PortalInfo));
         }
 #pragma warning disable CA1031 // Any backend failure must reach the client as an error message, never as silence.
         catch (Exception ex)
 #pragma warning restore CA1031
         {
             meter.Fail("internal_error");
+            if (turn is not null)
+            {
+                await turn.StoreReplyAsync(UsageStatus.Failed, meter.Usage);
+            }
+
             Queue(outbox, json => PortalEvents.WriteError(json, new ErrorInfo(
                 $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {requestId}.",
                 ErrorTypes.Server, null, "backend_error"), "error", id));

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Mqtt;
+using Sluice.Gateway.Sessions;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 using Sluice.Gateway.WebChat;
@@ -75,6 +76,7 @@ public static class SluiceGateway
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<PortalEndpoints>();
+        services.AddSingleton<SessionEndpoints>();
         services.AddSingleton<WebSocketEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<InfoEndpoints>();
@@ -107,7 +109,7 @@ public static class SluiceGateway
                 // Preflights are answered for every API path; the stream and request ids are readable by scripts.
                 policy.WithMethods("GET", "POST", "DELETE")
                     .WithHeaders("content-type", "authorization", "last-event-id", "x-api-key", "x-sluice-resume", "anthropic-version")
-                    .WithExposedHeaders(StreamRelay.StreamIdHeader, "x-request-id", "retry-after")
+                    .WithExposedHeaders(StreamRelay.StreamIdHeader, SessionEndpoints.SessionIdHeader, SessionEndpoints.DroppedTurnsHeader, "x-request-id", "retry-after")
                     .SetPreflightMaxAge(TimeSpan.FromHours(1));
             }));
         }
@@ -158,6 +160,9 @@ public static class SluiceGateway
         // The portal's simple event format (stateless).
         var portal = app.Services.GetRequiredService<PortalEndpoints>();
         app.MapPost("/api/llm/chat/stream", portal.StreamAsync);
+
+        // Sessions: stored conversations and their streamed turns.
+        app.Services.GetRequiredService<SessionEndpoints>().Map(app);
         app.UseWebSockets();
         app.MapGet("/api/llm/ws", app.Services.GetRequiredService<WebSocketEndpoint>().HandleAsync);
 

@@ -218,8 +218,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
             meter.Status = UsageStatus.Abandoned;
             if (resumable is not null && keepAlive.Started)
             {
-                // Nobody is listening now, but a client resuming later learns why the answer stops here.
+                // Nobody is listening now, but a client resuming later learns why the answer stops here — after the
+                // outcome is recorded, as for any terminal frame.
                 await keepAlive.StopAsync();
+                await BeforeEndAsync(settings, UsageStatus.Abandoned, meter.Usage);
                 format.WriteError(frames, ++sequence, new ErrorInfo(
                     "The generation was cancelled: its client left and did not resume in time (or it was cancelled with DELETE /v1/streams/{id}). The answer is incomplete; send the request again.",
                     ErrorTypes.Server, null, "stream_cancelled"));
@@ -512,7 +514,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
 /// <param name="BeforeEnd">
 /// Awaited once the outcome is known and before the stream's terminal frame (<c>[DONE]</c> or the error frame,
 /// or the error response when nothing was sent yet) — for state a client may read right after the stream, such
-/// as a job's calls. Never called for abandoned streams. Delays only the terminal frame, never a token.
+/// as a job's calls. For abandoned streams it is called only when a terminal frame is still written (a resumable
+/// stream's cancellation frame), with <see cref="UsageStatus.Abandoned"/>. Delays only the terminal frame, never a token.
 /// </param>
 internal readonly record struct RelaySettings(
     string RequestId,

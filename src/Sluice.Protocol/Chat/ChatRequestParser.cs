@@ -11,6 +11,12 @@ public sealed class ChatRequestLimits
 
     /// <summary>Most messages accepted in one request.</summary>
     public int MaxMessages { get; init; } = 2_048;
+
+    /// <summary>
+    /// True for bodies whose conversation comes from elsewhere (a session turn names one <c>message</c>): with neither
+    /// <c>messages</c> nor <c>prompt</c>, the request is parsed with no messages instead of being refused.
+    /// </summary>
+    public bool MessagesOptional { get; init; }
 }
 
 /// <summary>
@@ -177,6 +183,11 @@ public static class ChatRequestParser
         if (hasMessages && hasPrompt)
         {
             throw ChatException.BadRequest("Send either messages or prompt, not both.", "prompt", "invalid_value");
+        }
+
+        if (!hasMessages && !hasPrompt && limits.MessagesOptional)
+        {
+            return [];
         }
 
         if (hasPrompt)

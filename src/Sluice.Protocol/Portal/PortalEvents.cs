@@ -16,6 +16,8 @@ public static class PortalEvents
 {
     private static readonly JsonEncodedText ContentName = JsonEncodedText.Encode("content");
     private static readonly JsonEncodedText DoneName = JsonEncodedText.Encode("done");
+    private static readonly JsonEncodedText SessionIdName = JsonEncodedText.Encode("session_id");
+    private static readonly JsonEncodedText DroppedTurnsName = JsonEncodedText.Encode("dropped_turns");
     private static readonly JsonEncodedText ErrorName = JsonEncodedText.Encode("error");
     private static readonly JsonEncodedText CodeName = JsonEncodedText.Encode("code");
     private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
@@ -72,8 +74,9 @@ public static class PortalEvents
         json.WriteEndObject();
     }
 
-    /// <summary>Writes <c>{["type", "id",] "done": true, "finish_reason", "usage": {…}}</c>.</summary>
-    public static void WriteDone(Utf8JsonWriter json, ChatUsage usage, string? finishReason, string? type = null, string? id = null)
+    /// <summary>Writes <c>{["type", "id",] "done": true, "finish_reason", "usage": {…}[, "session_id", "dropped_turns"]}</c>.</summary>
+    public static void WriteDone(
+        Utf8JsonWriter json, ChatUsage usage, string? finishReason, string? type = null, string? id = null, PortalSession? session = null)
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(usage);
@@ -89,17 +92,28 @@ public static class PortalEvents
         json.WriteNumber(OpenAIJson.CompletionTokens, usage.CompletionTokens);
         json.WriteNumber(OpenAIJson.TotalTokens, usage.TotalTokens);
         json.WriteEndObject();
+        if (session is not null)
+        {
+            json.WriteString(SessionIdName, session.SessionId);
+            json.WriteNumber(DroppedTurnsName, session.DroppedTurns);
+        }
+
         json.WriteEndObject();
     }
 
-    /// <summary>Writes <c>{["type", "id",] "error": message, "code": code}</c>.</summary>
-    public static void WriteError(Utf8JsonWriter json, ErrorInfo error, string? type = null, string? id = null)
+    /// <summary>Writes <c>{["type", "id",] "error": message, "code": code[, "session_id"]}</c>.</summary>
+    public static void WriteError(Utf8JsonWriter json, ErrorInfo error, string? type = null, string? id = null, PortalSession? session = null)
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(error);
         Open(json, type, id);
         json.WriteString(ErrorName, error.Message);
         json.WriteString(CodeName, error.Code ?? error.Type);
+        if (session is not null)
+        {
+            json.WriteString(SessionIdName, session.SessionId);
+        }
+
         json.WriteEndObject();
     }
 
@@ -126,10 +140,15 @@ public sealed class PortalStreamWriter
 {
     private readonly ArrayBufferWriter<byte> _buffer = new(256);
     private readonly Utf8JsonWriter _json;
+    private readonly PortalSession? _session;
     private string? _finishReason;
 
-    /// <summary>Creates a writer.</summary>
-    public PortalStreamWriter() => _json = new Utf8JsonWriter(_buffer, OpenAIJson.WriterOptions);
+    /// <summary>Creates a writer; with <paramref name="session"/>, the done and error frames name the session.</summary>
+    public PortalStreamWriter(PortalSession? session = null)
+    {
+        _json = new Utf8JsonWriter(_buffer, OpenAIJson.WriterOptions);
+        _session = session;
+    }
 
     /// <summary>Writes a <c>content</c> frame for text; remembers the finish reason. False when there is nothing to send.</summary>
     public bool WriteEvent(IBufferWriter<byte> output, long sequence, ChatStreamEvent streamEvent)
@@ -147,14 +166,14 @@ public sealed class PortalStreamWriter
     /// <summary>Writes the <c>done</c> frame with usage.</summary>
     public void WriteDone(IBufferWriter<byte> output, long sequence, ChatUsage usage)
     {
-        PortalEvents.WriteDone(Begin(), usage, _finishReason);
+        PortalEvents.WriteDone(Begin(), usage, _finishReason, session: _session);
         End(output, sequence);
     }
 
     /// <summary>Writes the <c>error</c> frame.</summary>
     public void WriteError(IBufferWriter<byte> output, long sequence, ErrorInfo error)
     {
-        PortalEvents.WriteError(Begin(), error);
+        PortalEvents.WriteError(Begin(), error, session: _session);
         End(output, sequence);
     }
 
@@ -172,3 +191,8 @@ public sealed class PortalStreamWriter
         return true;
     }
 }
+
+/// <summary>The session a portal stream belongs to, named in its done and error events.</summary>
+/// <param name="SessionId">The session id.</param>
+/// <param name="DroppedTurns">How many earlier messages were left out of the prompt to fit the context budget.</param>
+public sealed record PortalSession(string SessionId, int DroppedTurns);

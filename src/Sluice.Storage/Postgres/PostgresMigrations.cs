@@ -131,5 +131,34 @@ internal static class PostgresMigrations
                 created_at_ms BIGINT NOT NULL
             );
             """),
+        new(4, "chat sessions", """
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                key_id TEXT,
+                title TEXT,
+                model TEXT,
+                system_prompt TEXT,
+                max_context_tokens BIGINT NOT NULL,
+                metadata TEXT NOT NULL,
+                message_count BIGINT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                updated_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX sessions_owner ON sessions (owner, updated_at_ms, id);
+            CREATE TABLE session_messages (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                content TEXT NOT NULL,
+                truncated BIGINT NOT NULL,
+                finish_reason TEXT,
+                prompt_tokens BIGINT,
+                completion_tokens BIGINT,
+                error TEXT,
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX session_messages_session ON session_messages (session_id, id);
+            """),
     ];
 }

@@ -9,7 +9,7 @@ namespace Sluice.Storage.Sql;
 /// PostgreSQL's row locks at READ COMMITTED. Dialects supply connections, write transactions and the few
 /// statements that differ.
 /// </summary>
-internal abstract class SqlSluiceStore : ISluiceStore
+internal abstract partial class SqlSluiceStore : ISluiceStore
 {
     private const string TeamColumns =
         "id, organization_id, name, credits_allocated, credits_remaining, model_groups, rpm, tpm, max_streams, created_at_ms";

@@ -130,5 +130,34 @@ internal static class SqliteMigrations
                 created_at_ms INTEGER NOT NULL
             );
             """),
+        new(4, "chat sessions", """
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                key_id TEXT,
+                title TEXT,
+                model TEXT,
+                system_prompt TEXT,
+                max_context_tokens INTEGER NOT NULL,
+                metadata TEXT NOT NULL,
+                message_count INTEGER NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                updated_at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX sessions_owner ON sessions (owner, updated_at_ms, id);
+            CREATE TABLE session_messages (
+                id INTEGER PRIMARY KEY,
+                session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                content TEXT NOT NULL,
+                truncated INTEGER NOT NULL,
+                finish_reason TEXT,
+                prompt_tokens INTEGER,
+                completion_tokens INTEGER,
+                error TEXT,
+                created_at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX session_messages_session ON session_messages (session_id, id);
+            """),
     ];
 }
