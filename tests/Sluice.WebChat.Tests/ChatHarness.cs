@@ -120,8 +120,9 @@ public class ChatHarness : IAsyncLifetime
         context.SetDefaultTimeout(10_000);
         if (apiKey is not null)
         {
-            // Stored the way the page stores it, before the page's script runs.
-            await context.AddInitScriptAsync($"localStorage.setItem('sluice.apiKey', {System.Text.Json.JsonSerializer.Serialize(apiKey)});");
+            // Stored the way the page stores it, before the page's script first runs (a later change in the page wins).
+            await context.AddInitScriptAsync(
+                $"if (localStorage.getItem('sluice.apiKey') === null) localStorage.setItem('sluice.apiKey', {System.Text.Json.JsonSerializer.Serialize(apiKey)});");
         }
 
         var page = await context.NewPageAsync();

@@ -62,6 +62,9 @@ public sealed class ChatPage : IAsyncDisposable
     public Task WaitForLastAnswerAsync(string state, float timeoutMs = 15_000) =>
         Page.Locator($"#messages li.assistant:last-child[data-state='{state}']").WaitForAsync(new() { Timeout = timeoutMs });
 
+    /// <summary>The conversation the page shows (null for a new chat).</summary>
+    public Task<string?> SessionIdAsync() => Page.EvaluateAsync<string?>("() => window.sluiceChat.state.sessionId");
+
     /// <summary>The page's own Markdown rendering of a text (to compare with what it shows).</summary>
     public Task<string> RenderAsync(string markdown) =>
         Page.EvaluateAsync<string>("text => window.sluiceChat.renderMarkdown(text)", markdown);

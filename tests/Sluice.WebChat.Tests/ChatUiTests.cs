@@ -115,6 +115,15 @@ public sealed class ChatUiTests(ChatHarness harness) : IClassFixture<ChatHarness
         var length = await chat.LastAnswer.Locator(".body").EvaluateAsync<int>("b => b.textContent.length");
         await Task.Delay(600);
         Assert.Equal(length, await chat.LastAnswer.Locator(".body").EvaluateAsync<int>("b => b.textContent.length"));
+
+        // The session keeps the partial reply, marked truncated; reopened, the page says it was stopped.
+        var reply = (await SessionMessagesAsync(await chat.SessionIdAsync()))[^1];
+        Assert.Equal("assistant", reply.GetProperty("role").GetString());
+        Assert.True(reply.GetProperty("truncated").GetBoolean());
+        await chat.ReloadAsync();
+        await chat.WaitForLastAnswerAsync("stopped", 5_000);
+        Assert.StartsWith("Stopped", await chat.LastAnswer.Locator(".meta").TextContentAsync(), StringComparison.Ordinal);
+        Assert.Equal(await chat.RenderAsync(reply.GetProperty("content").GetString()!), await chat.LastAnswer.Locator(".body").InnerHTMLAsync());
     }
 
     [Fact]
@@ -137,6 +146,11 @@ public sealed class ChatUiTests(ChatHarness harness) : IClassFixture<ChatHarness
         var expected = await ReplayTextAsync(streamId!);
         Assert.True(expected.Length > 100, expected);
         Assert.Equal(await chat.RenderAsync(expected), await chat.LastAnswer.Locator(".body").InnerHTMLAsync());
+
+        // The stored reply is the same complete answer (the drop did not interrupt the generation).
+        var reply = (await SessionMessagesAsync(await chat.SessionIdAsync()))[^1];
+        Assert.Equal(expected, reply.GetProperty("content").GetString());
+        Assert.False(reply.GetProperty("truncated").GetBoolean());
     }
 
     [Fact]
@@ -292,6 +306,13 @@ public sealed class ChatUiTests(ChatHarness harness) : IClassFixture<ChatHarness
         }
 
         return count;
+    }
+
+    private async Task<JsonElement[]> SessionMessagesAsync(string? sessionId)
+    {
+        Assert.False(string.IsNullOrEmpty(sessionId), "The page adopted the session the server created.");
+        var session = await harness.Http.GetFromJsonAsync<JsonElement>("/api/sessions/" + sessionId);
+        return [.. session.GetProperty("messages").EnumerateArray()];
     }
 
     /// <summary>Replays a stream from its start and joins its content events.</summary>
