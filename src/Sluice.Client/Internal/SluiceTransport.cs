@@ -10,7 +10,15 @@ using Sluice.Protocol.Sse;
 namespace Sluice.Client.Internal;
 
 /// <summary>One decoded stream chunk: its answer events (a fresh list per chunk) and what else it carried.</summary>
-internal readonly record struct StreamChunk(List<ChatStreamEvent> Events, OpenAIChunkInfo Info, string? RequestId);
+internal sealed record StreamChunk(List<ChatStreamEvent> Events, OpenAIChunkInfo Info, string? RequestId);
+
+/// <summary>What one event of a stream means to <see cref="SluiceTransport.StreamEventsAsync{T}"/>.</summary>
+/// <param name="Item">What to hand the caller, if anything.</param>
+/// <param name="End">True when this event completes the stream (nothing is read after it).</param>
+/// <param name="HasTokens">True when it carries answer tokens (for the first-token timeout).</param>
+/// <param name="Finished">True when it carries the answer's finish reason.</param>
+internal readonly record struct DecodedEvent<T>(T? Item, bool End = false, bool HasTokens = false, bool Finished = false)
+    where T : class;
 
 /// <summary>
 /// The HTTP side shared by the clients: one <see cref="HttpClient"/>, requests with retries before the first token,
@@ -65,10 +73,25 @@ internal sealed class SluiceTransport : IDisposable
     /// POSTs <paramref name="payload"/> to <paramref name="url"/> and yields the decoded chunks of the event stream until
     /// <c>[DONE]</c>. Errors become <see cref="SluiceException"/>s; a dropped connection is resumed when possible.
     /// </summary>
-    public async IAsyncEnumerable<StreamChunk> StreamAsync(Uri url, byte[] payload, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public IAsyncEnumerable<StreamChunk> StreamAsync(Uri url, byte[] payload, CancellationToken cancellationToken) =>
+        StreamEventsAsync(url, payload, DecodeOpenAI, onResponse: null, cancellationToken);
+
+    /// <summary>
+    /// POSTs <paramref name="payload"/> to <paramref name="url"/> and yields what <paramref name="decode"/> makes of each
+    /// event until it marks one as the end. Errors become <see cref="SluiceException"/>s; a dropped connection is
+    /// resumed when possible. <paramref name="onResponse"/> sees the first response's headers.
+    /// </summary>
+    public async IAsyncEnumerable<T> StreamEventsAsync<T>(
+        Uri url,
+        byte[] payload,
+        Func<SseEvent, string?, DecodedEvent<T>> decode,
+        Action<HttpResponseMessage>? onResponse,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+        where T : class
     {
         using var watch = new RequestWatch(Options, cancellationToken);
         var response = await SendStreamingAsync(url, payload, watch).ConfigureAwait(false);
+        onResponse?.Invoke(response);
         var requestId = ErrorMapper.RequestIdOf(response);
         var streamId = Options.ResumeStreams && response.Headers.TryGetValues(SluiceClientOptions.StreamIdHeader, out var ids)
             ? ids.FirstOrDefault() : null;
@@ -124,20 +147,27 @@ internal sealed class SluiceTransport : IDisposable
                             }
 
                             lastEventId = sseEvent.LastEventId ?? lastEventId;
-                            if (sseEvent.IsDone)
-                            {
-                                streamId = null; // complete: nothing to cancel
-                                yield break;
-                            }
-
-                            var chunk = Decode(sseEvent, requestId);
-                            if (HasTokens(chunk.Events))
+                            var decoded = decode(sseEvent, requestId);
+                            if (decoded.HasTokens)
                             {
                                 watch.TokenArrived();
                             }
 
-                            finishSeen |= chunk.Events.Exists(e => e is FinishEvent { ChoiceIndex: 0 });
-                            yield return chunk;
+                            finishSeen |= decoded.Finished;
+                            if (decoded.End)
+                            {
+                                streamId = null; // complete: nothing to cancel
+                            }
+
+                            if (decoded.Item is { } item)
+                            {
+                                yield return item;
+                            }
+
+                            if (decoded.End)
+                            {
+                                yield break;
+                            }
                         }
                     }
                     finally
@@ -404,6 +434,17 @@ internal sealed class SluiceTransport : IDisposable
         var body = await watch.RunAsync(ErrorMapper.ReadBoundedAsync(response.Content, watch.Token), url, streaming: false).ConfigureAwait(false);
         _trace?.ErrorBodyReceived(body);
         return ErrorMapper.FromStatus((int)response.StatusCode, body, ErrorMapper.RequestIdOf(response), ErrorMapper.RetryAfterOf(response), url);
+    }
+
+    private static DecodedEvent<StreamChunk> DecodeOpenAI(SseEvent sseEvent, string? requestId)
+    {
+        if (sseEvent.IsDone)
+        {
+            return new DecodedEvent<StreamChunk>(null, End: true);
+        }
+
+        var chunk = Decode(sseEvent, requestId);
+        return new DecodedEvent<StreamChunk>(chunk, HasTokens: HasTokens(chunk.Events), Finished: chunk.Events.Exists(e => e is FinishEvent { ChoiceIndex: 0 }));
     }
 
     private static StreamChunk Decode(SseEvent sseEvent, string? requestId)

@@ -23,10 +23,14 @@ namespace Sluice.Gateway.Endpoints;
 /// <c>{"type": "error", "id", "error", "code"}</c>. Requests run concurrently, their messages interleaved by id.
 /// </summary>
 /// <remarks>
+/// Authentication is the HTTP upgrade's (the same keys as every <c>/api</c> request); with a virtual key each chat
+/// request is admitted (model access, credits, limits) and billed to the key's team on its own, as over HTTP, and a
+/// refusal answers that request with an error message while the socket stays open.
 /// One writer loop per socket sends everything (WebSocket sends must not overlap); request tasks only queue
 /// messages. The message bodies are the portal's (<see cref="PortalEvents"/>), written once for both transports.
 /// </remarks>
-internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEndpoints sessions, GatewayOptions options, UsageReporter usage)
+internal sealed class WebSocketEndpoint(
+    ChatCompletionsEndpoint chat, SessionEndpoints sessions, CallAdmission admission, GatewayOptions options, UsageReporter usage)
 {
     private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
 
@@ -37,15 +41,6 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
             await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, new ErrorInfo(
                 "GET /api/llm/ws expects a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket). Use a WebSocket client, or POST /api/llm/chat/stream for SSE.",
                 ErrorTypes.InvalidRequest, null, "websocket_required"));
-            return;
-        }
-
-        if (Caller.Of(context).Key is not null)
-        {
-            // Billing and limits per message are not wired for WebSocket yet: refuse rather than serve unbilled.
-            await ErrorResponses.WriteAsync(context, StatusCodes.Status403Forbidden, new ErrorInfo(
-                "Virtual keys cannot use the WebSocket endpoint yet. Use POST /api/llm/chat/stream or /v1/chat/completions with this key.",
-                ErrorTypes.Permission, null, "websocket_not_available_for_key"));
             return;
         }
 
@@ -138,7 +133,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
                         StartSessionTurn(context, id, message, outbox, running, closing);
                         break;
                     case "chat":
-                        Start(id, message, outbox, running, closing);
+                        Start(context, id, message, outbox, running, closing);
                         break;
                     case "cancel":
                         lock (running)
@@ -165,12 +160,32 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
         }
     }
 
-    private void Start(string id, byte[] message, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
+    private void Start(
+        HttpContext context, string id, byte[] message, ChannelWriter<byte[]> outbox, Dictionary<string, (CancellationTokenSource Cancel, Task Task)> running, CancellationToken closing)
     {
         var request = ChatRequestParser.Parse(message, _limits);
         var model = chat.ResolveConfiguredModel(request.Model);
         request = ChatRequests.WithModel(request, model.Name, stream: true);
-        Register(id, running, closing, cancel => RunAsync(id, model.Backend, request, outbox, null, cancel));
+        Register(id, running, closing, async cancel =>
+        {
+            // A virtual key's calls are admitted (access, credits, limits) and billed one by one, as over HTTP.
+            CallLease lease;
+            UsageOwner? owner;
+            try
+            {
+                (lease, owner) = await TenantCall.AdmitAsync(context, admission, model.Name, request);
+            }
+            catch (ChatException ex)
+            {
+                Queue(outbox, json => PortalEvents.WriteError(json, ex.Error, "error", id));
+                return;
+            }
+
+            await using (lease)
+            {
+                await RunAsync(id, model.Backend, request, outbox, null, owner, cancel);
+            }
+        });
     }
 
     /// <summary>A session turn (<c>session_id</c> and/or <c>message</c>): the session is read and the user's message stored first.</summary>
@@ -180,9 +195,11 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
         Register(id, running, closing, async cancel =>
         {
             SessionTurn turn;
+            CallLease lease;
+            UsageOwner? owner;
             try
             {
-                (turn, _, _, _) = await sessions.BeginTurnAsync(context, Caller.Of(context), message, admit: false, cancel);
+                (turn, _, lease, owner) = await sessions.BeginTurnAsync(context, Caller.Of(context), message, admit: true, cancel);
             }
             catch (ChatException ex)
             {
@@ -204,7 +221,10 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
                 return;
             }
 
-            await RunAsync(id, turn.Backend, turn.Request, outbox, turn, cancel);
+            await using (lease)
+            {
+                await RunAsync(id, turn.Backend, turn.Request, outbox, turn, owner, cancel);
+            }
         });
     }
 
@@ -238,7 +258,13 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
     }
 
     private async Task RunAsync(
-        string id, Sluice.Providers.IChatBackend backend, ChatRequest request, ChannelWriter<byte[]> outbox, SessionTurn? turn, CancellationToken cancel)
+        string id,
+        Sluice.Providers.IChatBackend backend,
+        ChatRequest request,
+        ChannelWriter<byte[]> outbox,
+        SessionTurn? turn,
+        UsageOwner? owner,
+        CancellationToken cancel)
     {
         var requestId = RequestIds.Next();
         var meter = new StreamRelay.StreamMeter(Stopwatch.GetTimestamp(), request);
@@ -306,7 +332,7 @@ internal sealed class WebSocketEndpoint(ChatCompletionsEndpoint chat, SessionEnd
         }
         finally
         {
-            usage.Report(meter.ToRecord(requestId, request, stream: true));
+            usage.Report(meter.ToRecord(new RelaySettings(requestId, 0, TimeSpan.Zero, 0, owner), request, stream: true));
         }
     }
 

@@ -68,6 +68,9 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
     private async Task<CallLease> AdmitCoreAsync(HttpContext context, Caller caller, string teamId, string model, ChatRequest request)
     {
         var cancellationToken = context.RequestAborted;
+
+        // A WebSocket's calls come after its handshake response: the limit headers have nowhere to go then.
+        var headers = context.Response.HasStarted ? null : context.Response.Headers;
         var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw ApiErrors.NotFound("team", teamId);
         if (caller.Key is { } key && !MayUse(key, team, model))
         {
@@ -96,7 +99,6 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
         }
 
         var store = runtime.Store;
-        var headers = context.Response.Headers;
         RateLimitDecision? tightest = null;
         foreach (var (scope, limits) in scopes)
         {
@@ -180,8 +182,13 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait);
     }
 
-    private void SetHeaders(IHeaderDictionary headers, string what, long limit, RateLimitDecision decision)
+    private void SetHeaders(IHeaderDictionary? headers, string what, long limit, RateLimitDecision decision)
     {
+        if (headers is null)
+        {
+            return;
+        }
+
         var reset = Math.Max(0, Math.Ceiling(decision.RetryAfter(runtime.Time.GetUtcNow()).TotalSeconds));
         headers["x-ratelimit-limit-" + what] = limit.ToString(CultureInfo.InvariantCulture);
         headers["x-ratelimit-remaining-" + what] = decision.Remaining.ToString(CultureInfo.InvariantCulture);

@@ -1,4 +1,7 @@
 using System.Net;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
 using static Sluice.Gateway.Tests.Tenancy.TenancyHost;
 
 namespace Sluice.Gateway.Tests.Tenancy;
@@ -32,6 +35,54 @@ public abstract class DialectTenancyTests : TenancyTestBase
         var rows = await Host.WaitForUsageAsync(teamId, 2);
         Assert.Equal(2, rows.Count);
         Assert.All(rows, r => Assert.Equal("sim-fast", r.Model));
+    }
+
+    [Fact]
+    public async Task WebSocket_calls_with_a_virtual_key_are_admitted_one_by_one_and_billed_to_its_team()
+    {
+        var (teamId, key) = await Host.NewTeamAsync(5, """, "model_groups": ["sim-fast"]""");
+        var uri = new UriBuilder(Host.BaseAddress) { Scheme = "ws", Path = "/api/llm/ws" }.Uri;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        // No key: the upgrade itself is refused, as any /api request.
+        using (var anonymous = new ClientWebSocket())
+        {
+            await Assert.ThrowsAsync<WebSocketException>(() => anonymous.ConnectAsync(uri, cts.Token));
+        }
+
+        using var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + key);
+        await socket.ConnectAsync(uri, cts.Token);
+
+        async Task<List<JsonElement>> AskAsync(string id, string model)
+        {
+            var json = $$"""{"type": "chat", "id": "{{id}}", "model": "{{model}}", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}""";
+            await socket.SendAsync(Encoding.UTF8.GetBytes(json), WebSocketMessageType.Text, true, cts.Token);
+            var received = new List<JsonElement>();
+            while (true)
+            {
+                var buffer = new byte[64 * 1024];
+                var result = await socket.ReceiveAsync(buffer, cts.Token);
+                var message = JsonDocument.Parse(buffer.AsMemory(0, result.Count)).RootElement.Clone();
+                received.Add(message);
+                if (message.GetProperty("type").GetString() is "done" or "error")
+                {
+                    return received;
+                }
+            }
+        }
+
+        // A model outside the team's groups is refused for this request only; the socket stays usable.
+        var refused = await AskAsync("r1", "sim-realistic");
+        Assert.Equal("model_not_allowed", Assert.Single(refused).GetProperty("code").GetString());
+        var answered = await AskAsync("r2", "sim-fast");
+        Assert.Equal("done", answered[^1].GetProperty("type").GetString());
+        await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", cts.Token);
+
+        var rows = await Host.WaitForUsageAsync(teamId, 1);
+        var row = Assert.Single(rows);
+        Assert.Equal("sim-fast", row.Model);
+        Assert.Equal(5, row.CompletionTokens);
     }
 }
 
