@@ -66,8 +66,14 @@ public sealed class ChatPage : IAsyncDisposable
     public Task<string?> SessionIdAsync() => Page.EvaluateAsync<string?>("() => window.sluiceChat.state.sessionId");
 
     /// <summary>The page's own Markdown rendering of a text (to compare with what it shows).</summary>
+    /// <summary>
+    /// The page's rendering of <paramref name="markdown"/> as the DOM serializes it (so <c>&amp;#39;</c> reads back as
+    /// <c>'</c>, exactly as <c>innerHTML</c> of a rendered message does).
+    /// </summary>
     public Task<string> RenderAsync(string markdown) =>
-        Page.EvaluateAsync<string>("text => window.sluiceChat.renderMarkdown(text)", markdown);
+        Page.EvaluateAsync<string>(
+            "text => { const box = document.createElement('div'); box.innerHTML = window.sluiceChat.renderMarkdown(text); return box.innerHTML; }",
+            markdown);
 
     public async ValueTask DisposeAsync() => await Context.CloseAsync();
 }

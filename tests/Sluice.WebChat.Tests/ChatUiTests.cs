@@ -256,7 +256,7 @@ public sealed class ChatUiTests(ChatHarness harness) : IClassFixture<ChatHarness
         Assert.Contains("<code>code &lt;b&gt;</code>", html, StringComparison.Ordinal);
         Assert.Contains("<ul><li>one</li><li>two</li></ul>", html, StringComparison.Ordinal);
         Assert.Contains("<ol><li>first</li><li>second</li></ol>", html, StringComparison.Ordinal);
-        Assert.Contains("<pre><code class=\"language-js\">if (a &lt; b) { alert(&#39;x&#39;); }</code></pre>", html, StringComparison.Ordinal);
+        Assert.Contains("<pre><code class=\"language-js\">if (a &lt; b) { alert('x'); }</code></pre>", html, StringComparison.Ordinal);
         Assert.Contains("<a href=\"https://example.org/a?b=1&amp;c=2\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">site</a>", html, StringComparison.Ordinal);
         Assert.Contains("[bad](javascript:alert(1))", html, StringComparison.Ordinal);
         Assert.Contains("[data](data:text/html,x)", html, StringComparison.Ordinal);
