@@ -18,4 +18,18 @@ public sealed class SimulatedAnswerComposerEndingTests
             Assert.DoesNotContain(":.", text, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void No_sentence_follows_itself()
+    {
+        for (var seed = 0; seed < 300; seed++)
+        {
+            var text = string.Concat(SimulatedAnswerComposer.ComposeTokens("Tell me about rivers", 400, new Random(seed)));
+            var sentences = text.Split(". ", StringSplitOptions.RemoveEmptyEntries);
+            for (var i = 1; i < sentences.Length; i++)
+            {
+                Assert.True(sentences[i] != sentences[i - 1], $"seed {seed}: \"{sentences[i]}\" twice in a row");
+            }
+        }
+    }
 }

@@ -51,10 +51,25 @@ internal static class SimulatedAnswerComposer
         var tokens = new List<string>(tokenCount + 32);
         var text = new StringBuilder(256);
         var first = true;
+        var previous = -1;
         while (tokens.Count < tokenCount)
         {
             text.Clear();
-            var template = first ? Openers[random.Next(Openers.Length)] : Sentences[random.Next(Sentences.Length)];
+
+            string template;
+            if (first)
+            {
+                template = Openers[random.Next(Openers.Length)];
+            }
+            else
+            {
+                // Never the same sentence twice in a row: it reads as a stutter.
+                var next = random.Next(previous < 0 ? Sentences.Length : Sentences.Length - 1);
+                next = previous >= 0 && next >= previous ? next + 1 : next;
+                template = Sentences[next];
+                previous = next;
+            }
+
             text.Append(first ? string.Empty : " ");
             text.AppendFormat(
                 System.Globalization.CultureInfo.InvariantCulture,
