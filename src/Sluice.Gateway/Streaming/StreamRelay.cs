@@ -66,6 +66,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         var sequence = 0L;
         var firstTokenFlushed = false;
         var detached = false;
+        var batchFormat = format as IChunkBatchFormat;
+
+        // One event per upstream read instead of one per chunk, where the format can write it (see OpenAIChunkBatch).
+        request.AcceptsChunkBatches = batchFormat is not null;
         var enumerator = backend.StreamAsync(request, generation).GetAsyncEnumerator(generation);
 
         // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well
@@ -180,6 +184,29 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
                     throw new ChatException(502, error.Error);
                 }
 
+                if (streamEvent is OpenAIChunkBatch batch)
+                {
+                    bool wroteFirstFrame;
+                    using (batch)
+                    {
+                        meter.Observe(batch);
+                        keepAlive.EnsureStarted();
+                        var before = sequence;
+                        WriteBatch(batch);
+                        wroteFirstFrame = before < 1 && sequence >= 1;
+                    }
+
+                    // The same flush rules as for single events below, applied once per batch.
+                    if (wroteFirstFrame || (!firstTokenFlushed && meter.HasFirstToken)
+                        || (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes))
+                    {
+                        firstTokenFlushed |= meter.HasFirstToken;
+                        await FlushAsync();
+                    }
+
+                    continue;
+                }
+
                 meter.Observe(streamEvent);
                 if (streamEvent is UsageEvent)
                 {
@@ -283,6 +310,28 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
             }
 
             usage.Report(meter.ToRecord(settings, request, stream: true));
+        }
+
+        // All the chunks of one upstream read: one format call and one commit (frames keep their own ids), or one
+        // call per chunk for a format that writes chunks one at a time.
+        void WriteBatch(OpenAIChunkBatch batch)
+        {
+            if (batchFormat is not null)
+            {
+                var used = batchFormat.WriteBatch(frames, sequence + 1, batch);
+                sequence += used;
+                Commit(sequence, used);
+                return;
+            }
+
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (format.WriteEvent(frames, sequence + 1, batch.ChunkAt(i)))
+                {
+                    sequence++;
+                    Commit(sequence, 1);
+                }
+            }
         }
 
         async Task WriteErrorFrameAsync(ErrorInfo error)
@@ -427,6 +476,23 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         {
             switch (streamEvent)
             {
+                case OpenAIChunkBatch batch:
+                    if (batch.HasUndecoded)
+                    {
+                        // Plain passed-through deltas: counted, not parsed (the upstream's usage arrives at the end).
+                        MarkFirstToken();
+                        _estimatedCompletion += batch.EstimatedTokens;
+                    }
+
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        if (batch.DecodedAt(i) is { } decoded)
+                        {
+                            Observe(decoded);
+                        }
+                    }
+
+                    break;
                 case OpenAIChunkEvent { IsDecoded: false } plain:
                     // A plain passed-through delta: counted, not parsed (the upstream's usage arrives at the end).
                     MarkFirstToken();

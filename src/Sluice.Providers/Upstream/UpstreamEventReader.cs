@@ -213,7 +213,7 @@ internal sealed class UpstreamEventReader
                 return true;
             }
 
-            _eventType.Clear();
+            _eventType.ResetWrittenCount();
             return false;
         }
 
@@ -242,7 +242,7 @@ internal sealed class UpstreamEventReader
         }
         else if (field.SequenceEqual("event"u8))
         {
-            _eventType.Clear();
+            _eventType.ResetWrittenCount();
             _eventType.Write(value);
         }
         else if (!field.SequenceEqual("id"u8) && !field.SequenceEqual("retry"u8))
@@ -265,8 +265,9 @@ internal sealed class UpstreamEventReader
 
     private void ResetEvent()
     {
-        _data.Clear();
-        _eventType.Clear();
+        // ResetWrittenCount, not Clear: Clear zeroes the bytes, once per record for nothing.
+        _data.ResetWrittenCount();
+        _eventType.ResetWrittenCount();
         _hasData = false;
     }
 }
