@@ -74,7 +74,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
 
         // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well
         // as sent; plain streams write straight into the response.
-        var scratch = resumable is null ? null : new ArrayBufferWriter<byte>(1024);
+        using var scratch = resumable is null ? null : new ScratchBuffer();
         IBufferWriter<byte> frames = scratch ?? (IBufferWriter<byte>)output;
         using var leaving = resumable is null ? default : aborted.Register(static s => ((ResumableStream)s!).DetachReader(), resumable);
 
@@ -447,6 +447,67 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         catch (Exception)
 #pragma warning restore CA1031
         {
+        }
+    }
+
+    /// <summary>
+    /// The resumable relay's scratch: pooled, so a stream does not allocate (and zero) a buffer that doubles up to the
+    /// size of its largest upstream read.
+    /// </summary>
+    private sealed class ScratchBuffer : IBufferWriter<byte>, IDisposable
+    {
+        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+        private int _written;
+
+        public int WrittenCount => _written;
+
+        public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);
+
+        public void ResetWrittenCount() => _written = 0;
+
+        public void Advance(int count)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(count);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _buffer.Length - _written);
+            _written += count;
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsMemory(_written);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsSpan(_written);
+        }
+
+        public void Dispose()
+        {
+            var buffer = _buffer;
+            _buffer = [];
+            _written = 0;
+            if (buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        private void Reserve(int sizeHint)
+        {
+            ObjectDisposedException.ThrowIf(_buffer.Length == 0, this);
+            var needed = Math.Max(sizeHint, 1);
+            if (_buffer.Length - _written >= needed)
+            {
+                return;
+            }
+
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + needed));
+            _buffer.AsSpan(0, _written).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = larger;
         }
     }
 

@@ -77,6 +77,11 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
         // With several choices, which ones started matters for judging an early end: decode every chunk.
         var decodeAll = request.N > 1;
         var batching = request.AcceptsChunkBatches;
+        var shape = new OpenAIDeltaShape();
+
+        // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
+        // first token is what users feel. Later chunks that arrived together are passed on together.
+        var eager = 2;
         OpenAIChunkBatch? batch = null;
         var next = default(ValueTask<bool>);
         var nextPending = false;
@@ -85,10 +90,11 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
             while (true)
             {
                 next = UpstreamStreaming.NextAsync(reader, call, _transport);
-                if (batch is not null && (!next.IsCompletedSuccessfully || batch.ByteCount >= MaxBatchBytes))
+                if (batch is not null && (eager > 0 || !next.IsCompletedSuccessfully || batch.ByteCount >= MaxBatchBytes))
                 {
                     // The upstream has nothing more ready (or the read failed): pass on what it delivered as one
                     // event, while the next read waits.
+                    eager = Math.Max(0, eager - 1);
                     nextPending = true;
                     var ready = batch;
                     batch = null;
@@ -110,7 +116,7 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
                 }
 
                 // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
-                if (!captureIdentity && !decodeAll && !OpenAIChunkScanner.NeedsDecode(data) && OpenAIChunkScanner.IsWellFormedObject(data))
+                if (!captureIdentity && !decodeAll && IsPlainDelta(data, shape))
                 {
                     if (batching)
                     {
@@ -205,6 +211,10 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
                 // The consumer stopped while a read was under way: the read fails when the response is disposed.
                 _ = next.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
+            else
+            {
+                reader.ReleaseBuffer();
+            }
 
             batch?.Dispose();
         }
@@ -213,6 +223,26 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
         {
             throw UpstreamStreaming.EndedEarly(reader, _transport, "its finish_reason and data: [DONE]");
         }
+    }
+
+    /// <summary>
+    /// True for a well-formed chunk that needs no decode: recognised by its shape (same bytes as the stream's last plain
+    /// delta around its text), or else checked in full — and then its shape is learned for the next ones.
+    /// </summary>
+    private static bool IsPlainDelta(ReadOnlySpan<byte> data, OpenAIDeltaShape shape)
+    {
+        if (shape.Matches(data))
+        {
+            return true;
+        }
+
+        if (OpenAIChunkScanner.NeedsDecode(data) || !OpenAIChunkScanner.IsWellFormedObject(data))
+        {
+            return false;
+        }
+
+        shape.Learn(data);
+        return true;
     }
 
     /// <summary>Decodes a chunk that needs it; a chunk that is not JSON becomes the 502 to throw.</summary>
