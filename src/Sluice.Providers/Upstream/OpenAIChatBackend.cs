@@ -34,6 +34,7 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
     public const string ProviderName = "openai";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+
     /// <summary>A batch is passed on at this size even if more is ready, so it stays bounded.</summary>
     private const int MaxBatchBytes = 32 * 1024;
 
