@@ -34,6 +34,55 @@ public sealed class UpstreamThroughGatewayTests
             o.Models = [.. upstreams.Select(u => new ModelOptions { Name = u.Name, Provider = "openai", BaseUrl = u.Upstream.BaseUrl + "/v1" })];
         });
 
+    [Theory]
+    [InlineData(ReplayChunking.Whole, true)]
+    [InlineData(ReplayChunking.SmallSlices, true)]
+    [InlineData(ReplayChunking.PerEvent, true)]
+    [InlineData(ReplayChunking.Whole, false)]
+    public async Task Chunks_arriving_together_or_split_are_forwarded_byte_for_byte_each_with_its_own_id(ReplayChunking chunking, bool resumable)
+    {
+        var chunks = new List<string> { Chunk("") };
+        chunks.AddRange(Enumerable.Range(0, 40).Select(i => Chunk("tok" + i)));
+        chunks.Add(Chunk("", "stop"));
+        var usage = "data: {\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":41,\"total_tokens\":48}}\n\n";
+        var body = Encoding.UTF8.GetBytes(string.Concat(chunks) + usage + "data: [DONE]\n\n");
+        await using var upstream = await ReplayUpstream.StartAsync(body, chunking: chunking);
+        await using var gateway = await TestGateway.StartAsync(o =>
+        {
+            o.Streaming.Resumable = resumable;
+            o.Models = [new ModelOptions { Name = "up", Provider = "openai", BaseUrl = upstream.BaseUrl + "/v1" }];
+        });
+
+        using var response = await gateway.PostChatAsync("""{"model":"up","prompt":"hi","stream":true,"stream_options":{"include_usage":true}}""");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+
+        // Every upstream chunk as its own frame with the next id, its data exactly the upstream's; then the gateway's
+        // usage chunk (the upstream's counts, its identity) and [DONE].
+        var expected = new StringBuilder();
+        for (var i = 0; i < chunks.Count; i++)
+        {
+            expected.Append("id: ").Append(i + 1).Append('\n').Append(chunks[i]);
+        }
+
+        expected.Append("id: ").Append(chunks.Count + 1).Append("\ndata: {\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":41,\"total_tokens\":48}}\n\n");
+        expected.Append("id: ").Append(chunks.Count + 2).Append("\ndata: [DONE]\n\n");
+        var frames = resumable ? text[(text.IndexOf("\n\n", StringComparison.Ordinal) + 2)..] : text;
+        Assert.Equal(expected.ToString(), frames);
+
+        if (resumable)
+        {
+            // The replay buffer kept the same frames, each under its own id.
+            var streamId = Assert.Single(response.Headers.GetValues("x-sluice-stream-id"));
+            using var replay = await gateway.Client.GetAsync($"v1/streams/{streamId}");
+            var replayed = await replay.Content.ReadAsStringAsync();
+            Assert.EndsWith(expected.ToString(), replayed, StringComparison.Ordinal);
+            using var tail = await gateway.Client.GetAsync($"v1/streams/{streamId}?after=30");
+            var tailText = await tail.Content.ReadAsStringAsync();
+            Assert.StartsWith("id: 31\n" + chunks[30], tailText[tailText.IndexOf("id: ", StringComparison.Ordinal)..], StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Slow_drip_each_chunk_reaches_the_client_before_the_upstream_sends_the_next()
     {

@@ -26,6 +26,12 @@ internal sealed record OverheadSettings
     /// <summary>Whether the gateway keeps frames for resumable streams (its default), to see what buffering costs.</summary>
     public bool Resumable { get; init; } = true;
 
+    /// <summary>
+    /// Whether the gateway runs with a master key and is called with a team's virtual key (authentication, admission
+    /// and the usage ledger on), instead of in open local mode.
+    /// </summary>
+    public bool Auth { get; init; }
+
     /// <summary>Bound on each measured run.</summary>
     public TimeSpan RoundDuration { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -49,9 +55,15 @@ internal static class OverheadBenchmark
         await using var mock = await MockUpstream.StartAsync(
             new MockUpstreamOptions { Port = 0, Chunks = settings.Chunks, ChunkDelayMs = settings.ChunkDelayMs },
             cancellationToken);
+
+        // A throwaway store: the bench must not touch (or depend on the schema of) a store in the working directory.
+        var dataDirectory = Path.Combine(Path.GetTempPath(), "sluice-bench-" + Guid.NewGuid().ToString("N")[..12]);
+        var masterKey = settings.Auth ? "sk-bench-master-" + Guid.NewGuid().ToString("N") : null;
         var options = new GatewayOptions
         {
             Port = 0,
+            DataDirectory = dataDirectory,
+            MasterKey = masterKey,
             Streaming = new StreamingOptions { Resumable = settings.Resumable },
             Models =
             [
@@ -64,37 +76,63 @@ internal static class OverheadBenchmark
                 },
             ],
         };
+        try
+        {
+            return await RunAsync(settings, options, mock, masterKey, progress, cancellationToken);
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // A leftover temp directory is harmless.
+            }
+        }
+    }
+
+    private static async Task<OverheadResult> RunAsync(
+        OverheadSettings settings,
+        GatewayOptions options,
+        MockUpstream mock,
+        string? masterKey,
+        TextWriter progress,
+        CancellationToken cancellationToken)
+    {
         await using var gateway = await SluiceGateway.StartAsync(
             options,
             configureLogging: logging => logging.SetMinimumLevel(LogLevel.Warning),
             cancellationToken: cancellationToken);
+        var gatewayKey = masterKey is null ? null : await CreateTeamKeyAsync(gateway.BaseAddress, masterKey, cancellationToken);
 
         await using var bare = await BareProxy.StartAsync(mock.BaseAddress, cancellationToken);
-        var targets = new (string Name, Uri Url)[] { ("direct", mock.BaseAddress), ("bare-proxy", bare.BaseAddress), ("gateway", gateway.BaseAddress) };
+        var targets = new (string Name, Uri Url, string? Key)[] { ("direct", mock.BaseAddress, null), ("bare-proxy", bare.BaseAddress, null), ("gateway", gateway.BaseAddress, gatewayKey) };
         var throughput = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
         var latency = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
 
-        foreach (var (name, url) in targets)
+        foreach (var (name, url, key) in targets)
         {
             await progress.WriteLineAsync($"warming up {name} ({settings.Warmup} requests)…");
-            await RunOneAsync(url, settings.Concurrency, settings.Warmup, settings, null, cancellationToken);
+            await RunOneAsync(url, key, settings.Concurrency, settings.Warmup, settings, null, cancellationToken);
         }
 
         for (var round = 0; round < settings.Rounds; round++)
         {
             // ABBA ordering: neither target always runs on a warmer or cooler machine.
             var order = round % 2 == 0 ? targets : [.. targets.Reverse()];
-            foreach (var (name, url) in order)
+            foreach (var (name, url, key) in order)
             {
                 await progress.WriteLineAsync($"round {round + 1}/{settings.Rounds}: {name}, C={settings.Concurrency}, {settings.Requests} streams");
-                throughput[name].Add(await RunOneAsync(url, settings.Concurrency, settings.Requests, settings, progress, cancellationToken));
+                throughput[name].Add(await RunOneAsync(url, key, settings.Concurrency, settings.Requests, settings, progress, cancellationToken));
             }
 
-            foreach (var (name, url) in order)
+            foreach (var (name, url, key) in order)
             {
                 var single = Math.Max(200, settings.Requests / 10);
                 await progress.WriteLineAsync($"round {round + 1}/{settings.Rounds}: {name}, C=1, {single} streams");
-                latency[name].Add(await RunOneAsync(url, 1, single, settings, progress, cancellationToken));
+                latency[name].Add(await RunOneAsync(url, key, 1, single, settings, progress, cancellationToken));
             }
         }
 
@@ -105,11 +143,37 @@ internal static class OverheadBenchmark
             Summarize(throughput["gateway"], latency["gateway"]));
     }
 
-    private static async Task<BenchResult> RunOneAsync(Uri url, int concurrency, int requests, OverheadSettings settings, TextWriter? progress, CancellationToken cancellationToken)
+    /// <summary>Creates an organization and a team with ample credits through the admin API; returns the team's virtual key.</summary>
+    private static async Task<string> CreateTeamKeyAsync(Uri gateway, string masterKey, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = gateway };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", masterKey);
+        async Task<JsonElement> PostAsync(string path, string body)
+        {
+            using var content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await http.PostAsync(path, content, cancellationToken);
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new InvalidOperationException($"Setting up the benchmark team failed: POST {path} answered {(int)response.StatusCode} {text}");
+            }
+
+            using var json = JsonDocument.Parse(text);
+            return json.RootElement.Clone();
+        }
+
+        await PostAsync("api/organizations/create", """{"organization_id": "org_bench", "name": "Bench"}""");
+        var team = await PostAsync("api/teams/create", """{"organization_id": "org_bench", "team_id": "team_bench", "team_alias": "Bench", "credits_allocated": 1000000000}""");
+        return team.GetProperty("virtual_key").GetString()
+            ?? throw new InvalidOperationException("Setting up the benchmark team failed: no virtual_key in the answer of api/teams/create.");
+    }
+
+    private static async Task<BenchResult> RunOneAsync(Uri url, string? apiKey, int concurrency, int requests, OverheadSettings settings, TextWriter? progress, CancellationToken cancellationToken)
     {
         var bench = new BenchSettings
         {
             BaseUrl = url,
+            ApiKey = apiKey,
             Model = "mock",
             Concurrency = concurrency,
             Requests = Math.Max(1, requests),
@@ -161,7 +225,7 @@ internal sealed record OverheadResult(OverheadSettings Settings, TargetSummary D
     {
         var c = CultureInfo.InvariantCulture;
         var text = new StringBuilder();
-        text.AppendLine(string.Create(c, $"Gateway overhead — mock upstream, {Settings.Chunks} chunks/stream, median of {Settings.Rounds} rounds"));
+        text.AppendLine(string.Create(c, $"Gateway overhead — mock upstream, {Settings.Chunks} chunks/stream, median of {Settings.Rounds} rounds, gateway {(Settings.Auth ? "with a virtual key (auth + ledger)" : "in open mode (no auth)")}, resumable {(Settings.Resumable ? "on" : "off")}"));
         text.AppendLine(string.Create(c, $"{"",-12}{"streams/s (C=" + Settings.Concurrency + ")",22}{"TTFT p50",12}{"TTFT p99",12}{"C=1 TTFT p50",15}{"C=1 p99",10}"));
         foreach (var (name, s) in new[] { ("direct", Direct), ("bare-proxy", BareProxy), ("gateway", Gateway) })
         {
@@ -179,6 +243,8 @@ internal sealed record OverheadResult(OverheadSettings Settings, TargetSummary D
         chunks = Settings.Chunks,
         concurrency = Settings.Concurrency,
         rounds = Settings.Rounds,
+        auth = Settings.Auth,
+        resumable = Settings.Resumable,
         direct = Direct,
         bare_proxy = BareProxy,
         gateway = Gateway,

@@ -64,14 +64,18 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup", "-w") { Description = "Warm-up streams per target.", DefaultValueFactory = _ => 500 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         var noResume = new Option<bool>("--no-resume") { Description = "Run the gateway with Streaming:Resumable false, to see what stream buffering costs." };
+        var auth = new Option<bool>("--auth")
+        {
+            Description = "Run the gateway with a master key and call it with a team's virtual key (auth, admission and the usage ledger on), as the budget asks; without it the gateway runs in open local mode.",
+        };
         var command = new Command(
             "overhead",
             "Measure what the gateway adds: a loopback mock upstream benchmarked directly and through an in-process gateway\n"
             + "(an openai model pointing at the mock), alternating each round. Checks the budget: >= 75 % of the direct\n"
             + "streams/s, <= 0.3 ms added time to first token at concurrency 1. Exit code 0 when both are met, 15 otherwise.\n\n"
-            + "Example:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3")
+            + "Example:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3 --auth")
         {
-            chunks, chunkDelay, concurrency, requests, rounds, warmup, json, noResume,
+            chunks, chunkDelay, concurrency, requests, rounds, warmup, json, noResume, auth,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -84,6 +88,7 @@ internal static class BenchCommand
                 Rounds = Math.Max(1, parse.GetValue(rounds)),
                 Warmup = Math.Max(0, parse.GetValue(warmup)),
                 Resumable = !parse.GetValue(noResume),
+                Auth = parse.GetValue(auth),
             };
             try
             {

@@ -73,7 +73,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
                         }
                     }
 
-                    output.Write(frame.Bytes);
+                    output.Write(frame.Bytes.Span);
                 }
 
                 await output.FlushAsync(aborted);

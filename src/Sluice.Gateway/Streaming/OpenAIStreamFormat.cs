@@ -7,7 +7,7 @@ using Sluice.Protocol.Sse;
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>OpenAI <c>chat.completion.chunk</c> frames, an optional usage chunk, then <c>[DONE]</c>; <c>: ping</c> comments keep it alive.</summary>
-internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeUsage) : IStreamFormat
+internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeUsage) : IStreamFormat, IChunkBatchFormat
 {
     public string ContentType => "text/event-stream";
 
@@ -19,6 +19,9 @@ internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeU
 
     public bool WriteEvent(IBufferWriter<byte> output, long sequence, ChatStreamEvent streamEvent) =>
         writer.WriteEvent(output, sequence, streamEvent);
+
+    public int WriteBatch(IBufferWriter<byte> output, long firstSequence, OpenAIChunkBatch batch) =>
+        writer.WriteBatch(output, firstSequence, batch);
 
     public int WriteEnd(IBufferWriter<byte> output, long nextSequence, ChatUsage usage)
     {
@@ -35,4 +38,15 @@ internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeU
 
     public void WriteError(IBufferWriter<byte> output, long sequence, ErrorInfo error) =>
         writer.WriteError(output, sequence, error);
+}
+
+/// <summary>
+/// A format that writes a whole <see cref="OpenAIChunkBatch"/> in one call (one frame per chunk, the same bytes as one
+/// <see cref="IStreamFormat.WriteEvent"/> per chunk). The relay asks upstreams for batches only for such formats.
+/// </summary>
+internal interface IChunkBatchFormat
+{
+    /// <summary>Writes one frame per chunk, with sequence numbers from <paramref name="firstSequence"/> on.</summary>
+    /// <returns>How many sequence numbers were used.</returns>
+    int WriteBatch(IBufferWriter<byte> output, long firstSequence, OpenAIChunkBatch batch);
 }

@@ -228,7 +228,7 @@ internal sealed class ResumableStream
         if ((uint)index < (uint)frames.Length && !_overflowed && !_released)
         {
             frame = frames[index];
-            return frame.Bytes is not null;
+            return !frame.Bytes.IsEmpty;
         }
 
         frame = default;
@@ -291,20 +291,23 @@ internal sealed class ResumableStream
         _bytes += bytes.Length;
         var now = Stopwatch.GetTimestamp();
         var sequence = lastSequence - frameCount + 1;
+
+        // One copy per call (a whole upstream read's frames), which the frames share as slices.
+        ReadOnlyMemory<byte> copy = bytes.ToArray();
         while (frameCount > 1)
         {
-            var end = bytes.IndexOf("\n\n"u8);
-            if (end < 0 || end + 2 >= bytes.Length)
+            var end = copy.Span.IndexOf("\n\n"u8);
+            if (end < 0 || end + 2 >= copy.Length)
             {
                 break;
             }
 
-            Add(new Frame(sequence++, bytes[..(end + 2)].ToArray(), now));
-            bytes = bytes[(end + 2)..];
+            Add(new Frame(sequence++, copy[..(end + 2)], now));
+            copy = copy[(end + 2)..];
             frameCount--;
         }
 
-        Add(new Frame(lastSequence, bytes.ToArray(), now));
+        Add(new Frame(lastSequence, copy, now));
         Signal();
     }
 
@@ -472,4 +475,4 @@ internal sealed class ResumableStream
 }
 
 /// <summary>One stored frame: its bytes, the highest event id in it, and when it was written.</summary>
-internal readonly record struct Frame(long Sequence, byte[] Bytes, long Timestamp);
+internal readonly record struct Frame(long Sequence, ReadOnlyMemory<byte> Bytes, long Timestamp);

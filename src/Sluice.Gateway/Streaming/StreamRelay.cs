@@ -66,11 +66,15 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         var sequence = 0L;
         var firstTokenFlushed = false;
         var detached = false;
+        var batchFormat = format as IChunkBatchFormat;
+
+        // One event per upstream read instead of one per chunk, where the format can write it (see OpenAIChunkBatch).
+        request.AcceptsChunkBatches = batchFormat is not null;
         var enumerator = backend.StreamAsync(request, generation).GetAsyncEnumerator(generation);
 
         // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well
         // as sent; plain streams write straight into the response.
-        var scratch = resumable is null ? null : new ArrayBufferWriter<byte>(1024);
+        using var scratch = resumable is null ? null : new ScratchBuffer();
         IBufferWriter<byte> frames = scratch ?? (IBufferWriter<byte>)output;
         using var leaving = resumable is null ? default : aborted.Register(static s => ((ResumableStream)s!).DetachReader(), resumable);
 
@@ -180,6 +184,29 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
                     throw new ChatException(502, error.Error);
                 }
 
+                if (streamEvent is OpenAIChunkBatch batch)
+                {
+                    bool wroteFirstFrame;
+                    using (batch)
+                    {
+                        meter.Observe(batch);
+                        keepAlive.EnsureStarted();
+                        var before = sequence;
+                        WriteBatch(batch);
+                        wroteFirstFrame = before < 1 && sequence >= 1;
+                    }
+
+                    // The same flush rules as for single events below, applied once per batch.
+                    if (wroteFirstFrame || (!firstTokenFlushed && meter.HasFirstToken)
+                        || (output.CanGetUnflushedBytes && output.UnflushedBytes >= settings.MaxPendingBytes))
+                    {
+                        firstTokenFlushed |= meter.HasFirstToken;
+                        await FlushAsync();
+                    }
+
+                    continue;
+                }
+
                 meter.Observe(streamEvent);
                 if (streamEvent is UsageEvent)
                 {
@@ -285,6 +312,28 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
             }
 
             usage.Report(meter.ToRecord(settings, request, stream: true));
+        }
+
+        // All the chunks of one upstream read: one format call and one commit (frames keep their own ids), or one
+        // call per chunk for a format that writes chunks one at a time.
+        void WriteBatch(OpenAIChunkBatch batch)
+        {
+            if (batchFormat is not null)
+            {
+                var used = batchFormat.WriteBatch(frames, sequence + 1, batch);
+                sequence += used;
+                Commit(sequence, used);
+                return;
+            }
+
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (format.WriteEvent(frames, sequence + 1, batch.ChunkAt(i)))
+                {
+                    sequence++;
+                    Commit(sequence, 1);
+                }
+            }
         }
 
         async Task WriteErrorFrameAsync(ErrorInfo error)
@@ -403,6 +452,67 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         }
     }
 
+    /// <summary>
+    /// The resumable relay's scratch: pooled, so a stream does not allocate (and zero) a buffer that doubles up to the
+    /// size of its largest upstream read.
+    /// </summary>
+    private sealed class ScratchBuffer : IBufferWriter<byte>, IDisposable
+    {
+        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+        private int _written;
+
+        public int WrittenCount => _written;
+
+        public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);
+
+        public void ResetWrittenCount() => _written = 0;
+
+        public void Advance(int count)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(count);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _buffer.Length - _written);
+            _written += count;
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsMemory(_written);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsSpan(_written);
+        }
+
+        public void Dispose()
+        {
+            var buffer = _buffer;
+            _buffer = [];
+            _written = 0;
+            if (buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        private void Reserve(int sizeHint)
+        {
+            ObjectDisposedException.ThrowIf(_buffer.Length == 0, this);
+            var needed = Math.Max(sizeHint, 1);
+            if (_buffer.Length - _written >= needed)
+            {
+                return;
+            }
+
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + needed));
+            _buffer.AsSpan(0, _written).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = larger;
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
 
@@ -429,6 +539,23 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
         {
             switch (streamEvent)
             {
+                case OpenAIChunkBatch batch:
+                    if (batch.HasUndecoded)
+                    {
+                        // Plain passed-through deltas: counted, not parsed (the upstream's usage arrives at the end).
+                        MarkFirstToken();
+                        _estimatedCompletion += batch.EstimatedTokens;
+                    }
+
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        if (batch.DecodedAt(i) is { } decoded)
+                        {
+                            Observe(decoded);
+                        }
+                    }
+
+                    break;
                 case OpenAIChunkEvent { IsDecoded: false } plain:
                     // A plain passed-through delta: counted, not parsed (the upstream's usage arrives at the end).
                     MarkFirstToken();

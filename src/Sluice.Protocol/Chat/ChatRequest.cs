@@ -27,6 +27,13 @@ public sealed class ChatRequest
     /// <summary><c>stream_options.include_usage</c>: send a final usage chunk.</summary>
     public bool IncludeUsage { get; init; }
 
+    /// <summary>
+    /// Set by the consumer of the answer stream (not parsed from the body): true when it handles
+    /// <see cref="Events.OpenAIChunkBatch"/> events, so an OpenAI-compatible upstream may pass on all the chunks of
+    /// one read as one event. Backends that do not batch ignore it.
+    /// </summary>
+    public bool AcceptsChunkBatches { get; set; }
+
     /// <summary>Output token limit (<c>max_completion_tokens</c> or <c>max_tokens</c>).</summary>
     public int? MaxTokens { get; init; }
 

@@ -65,3 +65,153 @@ public static class OpenAIChunkScanner
         }
     }
 }
+
+/// <summary>
+/// The shape of one stream's plain text deltas, to recognise the next ones without a JSON pass. An upstream writes
+/// every content chunk of a stream with the same bytes around the text (<c>{"id":"chatcmpl-…",…,"delta":{"content":"</c>
+/// … <c>"},"logprobs":null,"finish_reason":null}]}</c>); once one such chunk has passed the full check
+/// (<see cref="OpenAIChunkScanner.NeedsDecode"/> false, <see cref="OpenAIChunkScanner.IsWellFormedObject"/> true), a chunk
+/// with the same bytes before and after its text and a valid JSON string body in between is well-formed and needs no
+/// decode either: the only part that differs lies inside a string, which cannot hold an unescaped quote, so it cannot
+/// add a property or end the object. Anything else falls back to the full check. One instance per stream.
+/// </summary>
+public sealed class OpenAIDeltaShape
+{
+    private static ReadOnlySpan<byte> ContentMarker => "\"content\":\""u8;
+
+    /// <summary>Relearning stops after this many shapes in a row that no chunk matched (an upstream whose chunks all differ).</summary>
+    private const int MaxUnusedShapes = 8;
+
+    private byte[] _prefix = [];
+    private byte[] _suffix = [];
+    private int _unusedShapes;
+
+    /// <summary>Whether a shape has been learned.</summary>
+    public bool IsKnown { get; private set; }
+
+    /// <summary>
+    /// True when <paramref name="json"/> is the learned chunk with other text: the same bytes up to and including the
+    /// opening quote of <c>content</c>, the same bytes from its closing quote on, a valid JSON string body between.
+    /// </summary>
+    public bool Matches(ReadOnlySpan<byte> json)
+    {
+        if (!IsKnown || json.Length < _prefix.Length + _suffix.Length
+            || !json.StartsWith(_prefix) || !json.EndsWith(_suffix))
+        {
+            return false;
+        }
+
+        if (!IsStringBody(json[_prefix.Length..^_suffix.Length]))
+        {
+            return false;
+        }
+
+        _unusedShapes = 0;
+        return true;
+    }
+
+    /// <summary>
+    /// Learns the shape of <paramref name="json"/>, a chunk that passed the full check as a plain delta; returns false
+    /// (and forgets the old shape) when it has no top-level-looking <c>"content":"…"</c> string to vary.
+    /// </summary>
+    public bool Learn(ReadOnlySpan<byte> json)
+    {
+        if (_unusedShapes >= MaxUnusedShapes)
+        {
+            // This upstream's chunks differ outside their text (e.g. a random padding field): stop paying for copies.
+            IsKnown = false;
+            return false;
+        }
+
+        IsKnown = false;
+        var marker = json.IndexOf(ContentMarker);
+        if (marker < 0)
+        {
+            return false;
+        }
+
+        var start = marker + ContentMarker.Length;
+        var end = StringEnd(json, start);
+        if (end < 0)
+        {
+            return false;
+        }
+
+        _prefix = json[..start].ToArray();
+        _suffix = json[end..].ToArray();
+        IsKnown = true;
+        _unusedShapes++;
+        return true;
+    }
+
+    /// <summary>The index of the quote that ends the string whose body starts at <paramref name="start"/>, or -1.</summary>
+    private static int StringEnd(ReadOnlySpan<byte> json, int start)
+    {
+        var i = start;
+        while (i < json.Length)
+        {
+            var at = json[i..].IndexOfAny((byte)'"', (byte)'\\');
+            if (at < 0)
+            {
+                return -1;
+            }
+
+            i += at;
+            if (json[i] == (byte)'"')
+            {
+                return i;
+            }
+
+            i += 2;
+        }
+
+        return -1;
+    }
+
+    /// <summary>True when <paramref name="body"/> is what may stand between the quotes of a JSON string (the rules <see cref="Utf8JsonReader"/> applies, and valid UTF-8).</summary>
+    internal static bool IsStringBody(ReadOnlySpan<byte> body)
+    {
+        if (body.IndexOfAnyInRange((byte)0, (byte)0x1F) >= 0)
+        {
+            return false;
+        }
+
+        var rest = body;
+        while (true)
+        {
+            var at = rest.IndexOfAny((byte)'"', (byte)'\\');
+            if (at < 0)
+            {
+                break;
+            }
+
+            if (rest[at] == (byte)'"' || at + 1 >= rest.Length)
+            {
+                return false;
+            }
+
+            var escaped = rest[at + 1];
+            if (escaped == (byte)'u')
+            {
+                if (at + 6 > rest.Length || !IsHex(rest[at + 2]) || !IsHex(rest[at + 3]) || !IsHex(rest[at + 4]) || !IsHex(rest[at + 5]))
+                {
+                    return false;
+                }
+
+                rest = rest[(at + 6)..];
+            }
+            else if (escaped is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t')
+            {
+                rest = rest[(at + 2)..];
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        return System.Text.Unicode.Utf8.IsValid(body);
+    }
+
+    private static bool IsHex(byte b) => char.IsAsciiHexDigit((char)b);
+}

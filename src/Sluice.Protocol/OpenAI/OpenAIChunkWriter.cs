@@ -70,6 +70,28 @@ public sealed class OpenAIChunkWriter
         }
     }
 
+    /// <summary>
+    /// Writes every chunk of <paramref name="batch"/> as its own SSE frame, byte for byte, with ids
+    /// <paramref name="firstSseId"/>, <paramref name="firstSseId"/> + 1, …: the same bytes as one
+    /// <see cref="WriteEvent"/> per chunk.
+    /// </summary>
+    /// <returns>How many frames (ids) were written.</returns>
+    public int WriteBatch(IBufferWriter<byte> output, long firstSseId, OpenAIChunkBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (!_identityAdopted && batch.DecodedAt(i)?.Identity is { } identity)
+            {
+                Adopt(identity);
+            }
+
+            SseWriter.WriteEvent(output, firstSseId + i, batch.JsonAt(i));
+        }
+
+        return batch.Count;
+    }
+
     /// <summary>Makes the chunks this writer writes from now on carry <paramref name="identity"/> (an upstream's).</summary>
     public void Adopt(OpenAIChunkIdentity identity)
     {

@@ -64,6 +64,14 @@ public static class SseWriter
     /// <summary>Writes a whole event: optional id, optional type, data.</summary>
     public static void WriteEvent(IBufferWriter<byte> writer, long id, ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType = default)
     {
+        ArgumentNullException.ThrowIfNull(writer);
+        if (eventType.IsEmpty && data.IndexOfAny((byte)'\r', (byte)'\n') < 0)
+        {
+            // The usual frame, one data line: reserve it whole and fill it in one go.
+            WriteSingleLine(writer, id, data);
+            return;
+        }
+
         WriteId(writer, id);
         if (!eventType.IsEmpty)
         {
@@ -84,6 +92,28 @@ public static class SseWriter
         Write(writer, ": "u8);
         Write(writer, text);
         Write(writer, "\n\n"u8);
+    }
+
+    private static void WriteSingleLine(IBufferWriter<byte> writer, long id, ReadOnlySpan<byte> data)
+    {
+        // "id: " + up to 20 digits + "\n", "data: ", data, "\n\n".
+        var span = writer.GetSpan(25 + 6 + data.Length + 2);
+        var written = 0;
+        if (id >= 0)
+        {
+            "id: "u8.CopyTo(span);
+            Utf8Formatter.TryFormat(id, span[4..], out var digits);
+            span[4 + digits] = (byte)'\n';
+            written = 5 + digits;
+        }
+
+        "data: "u8.CopyTo(span[written..]);
+        written += 6;
+        data.CopyTo(span[written..]);
+        written += data.Length;
+        span[written] = (byte)'\n';
+        span[written + 1] = (byte)'\n';
+        writer.Advance(written + 2);
     }
 
     private static void Write(IBufferWriter<byte> writer, ReadOnlySpan<byte> bytes)

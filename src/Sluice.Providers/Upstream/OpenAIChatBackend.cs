@@ -19,7 +19,9 @@ namespace Sluice.Providers.Upstream;
 /// (set to <see cref="ModelOptions.UpstreamModel"/>), <c>stream</c> (always true) and <c>stream_options</c>
 /// (always <c>include_usage</c>, so usage is recorded even when the client did not ask for it) replaced.</item>
 /// <item>Each upstream chunk is yielded as an <see cref="OpenAIChunkEvent"/>: its exact bytes (written to the client
-/// unchanged) plus what one <see cref="Utf8JsonReader"/> pass decoded for accounting. The upstream's usage chunk
+/// unchanged) plus what one <see cref="Utf8JsonReader"/> pass decoded for accounting — or, for a consumer that
+/// accepts them (<see cref="ChatRequest.AcceptsChunkBatches"/>), all the chunks one upstream read delivered as one
+/// <see cref="OpenAIChunkBatch"/>. The upstream's usage chunk
 /// becomes a <see cref="UsageEvent"/>; the gateway writes its own only if the client asked.</item>
 /// <item>Non-streaming client requests are streamed upstream too and assembled by the gateway.</item>
 /// <item>A stream must end with <c>[DONE]</c>, or close cleanly after every choice has finished; an error frame
@@ -32,6 +34,10 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
     public const string ProviderName = "openai";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
+
+    /// <summary>A batch is passed on at this size even if more is ready, so it stays bounded.</summary>
+    private const int MaxBatchBytes = 32 * 1024;
+
     private readonly UpstreamTransport _transport;
     private readonly Uri _endpoint;
     private readonly JsonEncodedText _upstreamModel;
@@ -71,72 +77,185 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
 
         // With several choices, which ones started matters for judging an early end: decode every chunk.
         var decodeAll = request.N > 1;
-        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        var batching = request.AcceptsChunkBatches;
+        var shape = new OpenAIDeltaShape();
+
+        // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
+        // first token is what users feel. Later chunks that arrived together are passed on together.
+        var eager = 2;
+        OpenAIChunkBatch? batch = null;
+        var next = default(ValueTask<bool>);
+        var nextPending = false;
+        try
         {
-            var data = reader.Data;
-            if (data.SequenceEqual("[DONE]"u8))
+            while (true)
             {
-                done = true;
-                upstream.MarkComplete();
-                break;
-            }
-
-            // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
-            if (!captureIdentity && !decodeAll && !OpenAIChunkScanner.NeedsDecode(data) && OpenAIChunkScanner.IsWellFormedObject(data))
-            {
-                yield return new OpenAIChunkEvent(data.ToArray(), null);
-                continue;
-            }
-
-            scratch.Clear();
-            OpenAIChunkInfo info;
-            try
-            {
-                info = OpenAIChunkDecoder.Decode(data, scratch, captureIdentity);
-            }
-            catch (JsonException ex)
-            {
-                throw _transport.Malformed($"a data line is not valid chunk JSON (\"{UpstreamStreaming.Excerpt(data)}\")", ex);
-            }
-
-            if (info.Error is { } upstreamError)
-            {
-                var error = _transport.StreamError(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
-                if (!started)
+                next = UpstreamStreaming.NextAsync(reader, call, _transport);
+                if (batch is not null && (eager > 0 || !next.IsCompletedSuccessfully || batch.ByteCount >= MaxBatchBytes))
                 {
-                    throw error;
+                    // The upstream has nothing more ready (or the read failed): pass on what it delivered as one
+                    // event, while the next read waits.
+                    eager = Math.Max(0, eager - 1);
+                    nextPending = true;
+                    var ready = batch;
+                    batch = null;
+                    yield return ready;
                 }
 
-                yield return new ErrorEvent(error.Error);
-                yield break;
+                nextPending = false;
+                if (!await next.ConfigureAwait(false))
+                {
+                    break;
+                }
+
+                var data = reader.Data;
+                if (data.SequenceEqual("[DONE]"u8))
+                {
+                    done = true;
+                    upstream.MarkComplete();
+                    break;
+                }
+
+                // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
+                if (!captureIdentity && !decodeAll && IsPlainDelta(data, shape))
+                {
+                    if (batching)
+                    {
+                        (batch ??= new OpenAIChunkBatch()).Add(data, null);
+                        continue;
+                    }
+
+                    yield return new OpenAIChunkEvent(data.ToArray(), null);
+                    continue;
+                }
+
+                scratch.Clear();
+                var (info, malformed) = Decode(data, scratch, captureIdentity);
+                if (malformed is not null)
+                {
+                    if (batch is not null)
+                    {
+                        var ready = batch;
+                        batch = null;
+                        yield return ready;
+                    }
+
+                    throw malformed;
+                }
+
+                if (info.Error is { } upstreamError)
+                {
+                    var error = _transport.StreamError(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
+                    if (!started)
+                    {
+                        throw error;
+                    }
+
+                    if (batch is not null)
+                    {
+                        var ready = batch;
+                        batch = null;
+                        yield return ready;
+                    }
+
+                    yield return new ErrorEvent(error.Error);
+                    yield break;
+                }
+
+                if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
+                {
+                    if (batch is not null)
+                    {
+                        var ready = batch;
+                        batch = null;
+                        yield return ready;
+                    }
+
+                    yield return new UsageEvent(finalUsage);
+                    continue;
+                }
+
+                choices.Observe(scratch);
+                if (info.Usage is { } usage)
+                {
+                    scratch.Add(new UsageEvent(usage));
+                }
+
+                var chunk = new OpenAIChunkEvent(data.ToArray(), scratch.Count == 0 ? [] : scratch.ToArray(), info.Identity);
+                captureIdentity &= info.Identity is null;
+                if (!started)
+                {
+                    started = true;
+                    call.MarkAnswerStarted();
+                }
+
+                if (batching)
+                {
+                    (batch ??= new OpenAIChunkBatch()).Add(data, chunk);
+                    continue;
+                }
+
+                yield return chunk;
             }
 
-            if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
+            if (batch is not null)
             {
-                yield return new UsageEvent(finalUsage);
-                continue;
+                var ready = batch;
+                batch = null;
+                yield return ready;
             }
-
-            choices.Observe(scratch);
-            if (info.Usage is { } usage)
+        }
+        finally
+        {
+            if (nextPending)
             {
-                scratch.Add(new UsageEvent(usage));
+                // The consumer stopped while a read was under way: the read fails when the response is disposed.
+                _ = next.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
-
-            var chunk = new OpenAIChunkEvent(data.ToArray(), scratch.Count == 0 ? [] : scratch.ToArray(), info.Identity);
-            captureIdentity &= info.Identity is null;
-            if (!started)
+            else
             {
-                started = true;
-                call.MarkAnswerStarted();
+                reader.ReleaseBuffer();
             }
 
-            yield return chunk;
+            batch?.Dispose();
         }
 
         if (!done && !choices.AllFinished)
         {
             throw UpstreamStreaming.EndedEarly(reader, _transport, "its finish_reason and data: [DONE]");
+        }
+    }
+
+    /// <summary>
+    /// True for a well-formed chunk that needs no decode: recognised by its shape (same bytes as the stream's last plain
+    /// delta around its text), or else checked in full — and then its shape is learned for the next ones.
+    /// </summary>
+    private static bool IsPlainDelta(ReadOnlySpan<byte> data, OpenAIDeltaShape shape)
+    {
+        if (shape.Matches(data))
+        {
+            return true;
+        }
+
+        if (OpenAIChunkScanner.NeedsDecode(data) || !OpenAIChunkScanner.IsWellFormedObject(data))
+        {
+            return false;
+        }
+
+        shape.Learn(data);
+        return true;
+    }
+
+    /// <summary>Decodes a chunk that needs it; a chunk that is not JSON becomes the 502 to throw.</summary>
+    private (OpenAIChunkInfo Info, ChatException? Malformed) Decode(ReadOnlySpan<byte> data, List<ChatStreamEvent> events, bool captureIdentity)
+    {
+        try
+        {
+            return (OpenAIChunkDecoder.Decode(data, events, captureIdentity), null);
+        }
+        catch (JsonException ex)
+        {
+            return (default, _transport.Malformed($"a data line is not valid chunk JSON (\"{UpstreamStreaming.Excerpt(data)}\")", ex));
         }
     }
 

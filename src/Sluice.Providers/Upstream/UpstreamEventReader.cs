@@ -40,7 +40,7 @@ internal sealed class UpstreamEventReader
     private readonly ArrayBufferWriter<byte> _data = new(1024);
     private readonly ArrayBufferWriter<byte> _eventType = new(32);
     private ArrayBufferWriter<byte>? _stray;
-    private byte[] _buffer = new byte[InitialBufferSize];
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
     private int _start;
     private int _end;
     private bool _endOfBody;
@@ -62,6 +62,22 @@ internal sealed class UpstreamEventReader
 
     /// <summary>Lines seen so far that were not SSE fields, joined with <c>\n</c> (at most 64 KiB).</summary>
     public ReadOnlySpan<byte> StrayText => _stray is null ? default : _stray.WrittenSpan;
+
+    /// <summary>
+    /// Gives the read buffer back to the pool; the reader cannot be used afterwards. Only when no read is under way
+    /// (a pending read still writes into the buffer); a reader that is never released just leaves its buffer to the GC.
+    /// </summary>
+    public void ReleaseBuffer()
+    {
+        var buffer = _buffer;
+        _buffer = [];
+        _start = _end = 0;
+        _endOfBody = true;
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     /// <summary>Reads the next record; false when the body has ended.</summary>
     /// <exception cref="UpstreamFormatException">A line is longer than 8 MiB.</exception>
@@ -99,7 +115,10 @@ internal sealed class UpstreamEventReader
                     throw new UpstreamFormatException($"the upstream sent a line longer than {MaxLineBytes / (1024 * 1024)} MiB");
                 }
 
-                Array.Resize(ref _buffer, _buffer.Length * 2);
+                var larger = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
+                _buffer.AsSpan(0, _end).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = larger;
             }
 
             var read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
@@ -213,7 +232,7 @@ internal sealed class UpstreamEventReader
                 return true;
             }
 
-            _eventType.Clear();
+            _eventType.ResetWrittenCount();
             return false;
         }
 
@@ -242,7 +261,7 @@ internal sealed class UpstreamEventReader
         }
         else if (field.SequenceEqual("event"u8))
         {
-            _eventType.Clear();
+            _eventType.ResetWrittenCount();
             _eventType.Write(value);
         }
         else if (!field.SequenceEqual("id"u8) && !field.SequenceEqual("retry"u8))
@@ -265,8 +284,9 @@ internal sealed class UpstreamEventReader
 
     private void ResetEvent()
     {
-        _data.Clear();
-        _eventType.Clear();
+        // ResetWrittenCount, not Clear: Clear zeroes the bytes, once per record for nothing.
+        _data.ResetWrittenCount();
+        _eventType.ResetWrittenCount();
         _hasData = false;
     }
 }

@@ -1,0 +1,113 @@
+using System.Buffers;
+
+namespace Sluice.Protocol.Events;
+
+/// <summary>
+/// Consecutive upstream OpenAI <c>chat.completion.chunk</c>s that arrived together (what one upstream read delivered),
+/// as one event: their exact JSON bytes, side by side in one pooled buffer, plus what accounting needs per chunk.
+/// </summary>
+/// <remarks>
+/// <para>A pass-through costs per event, not per byte: with one event per upstream read, the relay writes and decides
+/// whether to flush once per read, as a plain byte-copying proxy does, instead of once per chunk. Only consumers that ask
+/// for it (<see cref="Chat.ChatRequest.AcceptsChunkBatches"/>) receive batches; everyone else keeps getting one
+/// <see cref="OpenAIChunkEvent"/> per chunk.</para>
+/// <para>Chunks the upstream adapter had to decode (the first of a stream, finishes, usage, every chunk when several
+/// choices are asked for) keep their <see cref="OpenAIChunkEvent"/> (<see cref="DecodedAt"/>); the others are only
+/// counted (<see cref="EstimatedTokens"/>). The consumer owns the batch and disposes it once written, which returns
+/// the buffer to the pool; nothing read from it may be kept after that (copy what must be kept).</para>
+/// </remarks>
+public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
+{
+    private const int InitialBytes = 4 * 1024;
+
+    private byte[] _buffer;
+    private int _written;
+    private Entry[] _entries = new Entry[16];
+    private int _count;
+    private bool _disposed;
+
+    /// <summary>Creates an empty batch with a pooled buffer.</summary>
+    public OpenAIChunkBatch()
+        : base(0) => _buffer = ArrayPool<byte>.Shared.Rent(InitialBytes);
+
+    /// <summary>How many chunks the batch holds.</summary>
+    public int Count => _count;
+
+    /// <summary>The JSON bytes of all chunks together.</summary>
+    public int ByteCount => _written;
+
+    /// <summary>Tokens assumed for the chunks that were not decoded (upstreams send about one per chunk).</summary>
+    public int EstimatedTokens { get; private set; }
+
+    /// <summary>Whether any chunk was not decoded: such a chunk is a plain content delta, i.e. answer tokens.</summary>
+    public bool HasUndecoded { get; private set; }
+
+    /// <summary>Appends a chunk: its JSON (copied) and, if the adapter decoded it, its decoded event.</summary>
+    /// <param name="json">The chunk's JSON, exactly as received.</param>
+    /// <param name="decoded">The decoded chunk, or null for a plain delta that was only checked and counted.</param>
+    /// <param name="estimatedTokens">For an undecoded chunk: the tokens it is assumed to carry.</param>
+    public void Add(ReadOnlySpan<byte> json, OpenAIChunkEvent? decoded, int estimatedTokens = 1)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_written + json.Length > _buffer.Length)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + json.Length));
+            _buffer.AsSpan(0, _written).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = larger;
+        }
+
+        if (_count == _entries.Length)
+        {
+            Array.Resize(ref _entries, _entries.Length * 2);
+        }
+
+        json.CopyTo(_buffer.AsSpan(_written));
+        _entries[_count++] = new Entry(_written, json.Length, decoded);
+        _written += json.Length;
+        if (decoded is null)
+        {
+            HasUndecoded = true;
+            EstimatedTokens += estimatedTokens;
+        }
+    }
+
+    /// <summary>The JSON of chunk <paramref name="index"/>, exactly as received. Valid until the batch is disposed.</summary>
+    public ReadOnlySpan<byte> JsonAt(int index)
+    {
+        var entry = EntryAt(index);
+        return _buffer.AsSpan(entry.Offset, entry.Length);
+    }
+
+    /// <summary>The decoded event of chunk <paramref name="index"/>, or null if the adapter did not need to decode it.</summary>
+    public OpenAIChunkEvent? DecodedAt(int index) => EntryAt(index).Decoded;
+
+    /// <summary>
+    /// Chunk <paramref name="index"/> as a stand-alone <see cref="OpenAIChunkEvent"/> (its JSON copied, so it outlives
+    /// the batch), for consumers that handle chunks one at a time.
+    /// </summary>
+    public OpenAIChunkEvent ChunkAt(int index) => DecodedAt(index) ?? new OpenAIChunkEvent(JsonAt(index).ToArray(), null);
+
+    /// <summary>Returns the buffer to the pool. The batch is empty afterwards.</summary>
+    public void Dispose()
+    {
+        var buffer = _buffer;
+        _disposed = true;
+        _buffer = [];
+        _written = 0;
+        _count = 0;
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private Entry EntryAt(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _count);
+        return _entries[index];
+    }
+
+    private readonly record struct Entry(int Offset, int Length, OpenAIChunkEvent? Decoded);
+}
