@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Sluice.Cli.Bench;
@@ -28,7 +29,11 @@ internal sealed class BareProxy : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
-    public static async Task<BareProxy> StartAsync(Uri upstream, CancellationToken cancellationToken)
+    /// <summary>Starts the proxy on loopback.</summary>
+    /// <param name="upstream">The upstream's base address (<c>v1/chat/completions</c> is appended).</param>
+    /// <param name="port">Port on 127.0.0.1; 0 picks a free one.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static async Task<BareProxy> StartAsync(Uri upstream, int port, CancellationToken cancellationToken)
     {
         var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, MaxResponseDrainSize = 0 })
         {
@@ -40,9 +45,12 @@ internal sealed class BareProxy : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            k.Listen(IPAddress.Loopback, 0);
+            k.Listen(IPAddress.Loopback, port);
         });
         var app = builder.Build();
+
+        // Readiness probe for `sluice bench overhead --processes`, which starts the proxy as a child process.
+        app.MapGet("/health", () => Results.Text("ok"));
         app.MapPost("/v1/chat/completions", async context =>
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
@@ -66,6 +74,9 @@ internal sealed class BareProxy : IAsyncDisposable
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new BareProxy(app, client, new Uri(address));
     }
+
+    /// <summary>Completes when the host stops (SIGINT/SIGTERM) or <paramref name="cancellationToken"/> fires.</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

@@ -32,6 +32,12 @@ internal sealed record OverheadSettings
     /// </summary>
     public bool Auth { get; init; }
 
+    /// <summary>
+    /// Whether the mock upstream, the bare proxy and the gateway run as child processes (as in production) instead
+    /// of inside the bench process, where they share its thread pool and GC with the load client.
+    /// </summary>
+    public bool Processes { get; init; }
+
     /// <summary>Bound on each measured run.</summary>
     public TimeSpan RoundDuration { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -107,8 +113,29 @@ internal static class OverheadBenchmark
             cancellationToken: cancellationToken);
         var gatewayKey = masterKey is null ? null : await CreateTeamKeyAsync(gateway.BaseAddress, masterKey, cancellationToken);
 
-        await using var bare = await BareProxy.StartAsync(mock.BaseAddress, cancellationToken);
-        var targets = new (string Name, Uri Url, string? Key)[] { ("direct", mock.BaseAddress, null), ("bare-proxy", bare.BaseAddress, null), ("gateway", gateway.BaseAddress, gatewayKey) };
+        await using var bare = await BareProxy.StartAsync(mock.BaseAddress, 0, cancellationToken);
+        return await MeasureAsync(
+            settings,
+            new BenchTarget("direct", mock.BaseAddress, null),
+            new BenchTarget("bare-proxy", bare.BaseAddress, null),
+            new BenchTarget("gateway", gateway.BaseAddress, gatewayKey),
+            progress,
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// The measurement itself, wherever the three servers run: warm-up, then per round a throughput run at
+    /// <see cref="OverheadSettings.Concurrency"/> and a latency run at concurrency 1 against each target, in ABBA order.
+    /// </summary>
+    internal static async Task<OverheadResult> MeasureAsync(
+        OverheadSettings settings,
+        BenchTarget direct,
+        BenchTarget bareProxy,
+        BenchTarget gateway,
+        TextWriter progress,
+        CancellationToken cancellationToken)
+    {
+        var targets = new[] { direct, bareProxy, gateway };
         var throughput = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
         var latency = targets.ToDictionary(t => t.Name, _ => new List<BenchResult>());
 
@@ -138,13 +165,13 @@ internal static class OverheadBenchmark
 
         return new OverheadResult(
             settings,
-            Summarize(throughput["direct"], latency["direct"]),
-            Summarize(throughput["bare-proxy"], latency["bare-proxy"]),
-            Summarize(throughput["gateway"], latency["gateway"]));
+            Summarize(throughput[direct.Name], latency[direct.Name]),
+            Summarize(throughput[bareProxy.Name], latency[bareProxy.Name]),
+            Summarize(throughput[gateway.Name], latency[gateway.Name]));
     }
 
     /// <summary>Creates an organization and a team with ample credits through the admin API; returns the team's virtual key.</summary>
-    private static async Task<string> CreateTeamKeyAsync(Uri gateway, string masterKey, CancellationToken cancellationToken)
+    internal static async Task<string> CreateTeamKeyAsync(Uri gateway, string masterKey, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = gateway };
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", masterKey);
@@ -181,6 +208,9 @@ internal static class OverheadBenchmark
             Duration = settings.RoundDuration,
         };
         var result = await BenchRunner.RunAsync(bench, progress, progressInPlace: false, cancellationToken);
+
+        // A cancelled run returns what finished; the comparison needs every run whole.
+        cancellationToken.ThrowIfCancellationRequested();
         if (result.Failed > 0)
         {
             throw new InvalidOperationException(
@@ -204,6 +234,9 @@ internal static class OverheadBenchmark
     }
 }
 
+/// <summary>One server the load client runs against: its name in the table, base address and API key (if any).</summary>
+internal sealed record BenchTarget(string Name, Uri Url, string? Key);
+
 /// <summary>Medians over the rounds for one target.</summary>
 internal sealed record TargetSummary(double StreamsPerSecond, double TtftP50Ms, double TtftP99Ms, double SingleTtftP50Ms, double SingleTtftP99Ms);
 
@@ -225,7 +258,7 @@ internal sealed record OverheadResult(OverheadSettings Settings, TargetSummary D
     {
         var c = CultureInfo.InvariantCulture;
         var text = new StringBuilder();
-        text.AppendLine(string.Create(c, $"Gateway overhead — mock upstream, {Settings.Chunks} chunks/stream, median of {Settings.Rounds} rounds, gateway {(Settings.Auth ? "with a virtual key (auth + ledger)" : "in open mode (no auth)")}, resumable {(Settings.Resumable ? "on" : "off")}"));
+        text.AppendLine(string.Create(c, $"Gateway overhead — mock upstream, {Settings.Chunks} chunks/stream, median of {Settings.Rounds} rounds, {(Settings.Processes ? "servers in separate processes" : "all in one process")}, gateway {(Settings.Auth ? "with a virtual key (auth + ledger)" : "in open mode (no auth)")}, resumable {(Settings.Resumable ? "on" : "off")}"));
         text.AppendLine(string.Create(c, $"{"",-12}{"streams/s (C=" + Settings.Concurrency + ")",22}{"TTFT p50",12}{"TTFT p99",12}{"C=1 TTFT p50",15}{"C=1 p99",10}"));
         foreach (var (name, s) in new[] { ("direct", Direct), ("bare-proxy", BareProxy), ("gateway", Gateway) })
         {
@@ -244,6 +277,7 @@ internal sealed record OverheadResult(OverheadSettings Settings, TargetSummary D
         concurrency = Settings.Concurrency,
         rounds = Settings.Rounds,
         auth = Settings.Auth,
+        processes = Settings.Processes,
         resumable = Settings.Resumable,
         direct = Direct,
         bare_proxy = BareProxy,

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Runtime.InteropServices;
 using Sluice.Cli.Bench;
 
 namespace Sluice.Cli.Commands;
@@ -28,7 +29,7 @@ internal static class BenchCommand
             + "  sluice bench --concurrency 32 --requests 5000 --max-tokens 64\n"
             + "  sluice bench --url http://127.0.0.1:8081 --model mock -c 256 -n 20000 --json")
         {
-            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup, CreateOverhead(),
+            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup, CreateOverhead(), CreateProxy(),
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -64,6 +65,11 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup", "-w") { Description = "Warm-up streams per target.", DefaultValueFactory = _ => 500 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         var noResume = new Option<bool>("--no-resume") { Description = "Run the gateway with Streaming:Resumable false, to see what stream buffering costs." };
+        var processes = new Option<bool>("--processes")
+        {
+            Description = "Run the mock upstream, the bare proxy and the gateway as child processes on free loopback ports (sluice mock-upstream, sluice serve), "
+                + "as in production, instead of inside the bench process where they share its thread pool and GC with the load client.",
+        };
         var auth = new Option<bool>("--auth")
         {
             Description = "Run the gateway with a master key and call it with a team's virtual key (auth, admission and the usage ledger on), as the budget asks; without it the gateway runs in open local mode.",
@@ -73,9 +79,10 @@ internal static class BenchCommand
             "Measure what the gateway adds: a loopback mock upstream benchmarked directly and through an in-process gateway\n"
             + "(an openai model pointing at the mock), alternating each round. Checks the budget: >= 75 % of the direct\n"
             + "streams/s, <= 0.3 ms added time to first token at concurrency 1. Exit code 0 when both are met, 15 otherwise.\n\n"
-            + "Example:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3 --auth")
+            + "Examples:\n  sluice bench overhead --chunks 64 -c 32 -n 3000 --rounds 3 --auth\n"
+            + "  sluice bench overhead --processes --chunks 64 -c 32 -n 10000 --rounds 3 --warmup 2000 --auth")
         {
-            chunks, chunkDelay, concurrency, requests, rounds, warmup, json, noResume, auth,
+            chunks, chunkDelay, concurrency, requests, rounds, warmup, json, noResume, auth, processes,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -89,17 +96,77 @@ internal static class BenchCommand
                 Warmup = Math.Max(0, parse.GetValue(warmup)),
                 Resumable = !parse.GetValue(noResume),
                 Auth = parse.GetValue(auth),
+                Processes = parse.GetValue(processes),
             };
+
+            // Ctrl+C and SIGTERM end the run through the token, so the child processes are stopped on the way out
+            // (the runtime's default would end this process at once and leave them running).
+            using var interrupted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            void OnSignal(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                interrupted.Cancel();
+            }
+
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             try
             {
-                var result = await OverheadBenchmark.RunAsync(settings, Console.Error, cancellationToken);
+                var result = settings.Processes
+                    ? await ProcessOverheadBenchmark.RunAsync(settings, Console.Error, interrupted.Token)
+                    : await OverheadBenchmark.RunAsync(settings, Console.Error, interrupted.Token);
                 await Console.Out.WriteLineAsync(parse.GetValue(json) ? result.ToJson() : result.ToTable());
                 return result.ThroughputWithinBudget && result.TtfbWithinBudget ? ExitCodes.Success : ExitCodes.BudgetMissed;
+            }
+            catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+            {
+                await Console.Error.WriteLineAsync("sluice bench overhead: cancelled; no result. Run it again and let it finish for numbers.");
+                return ExitCodes.Cancelled;
             }
             catch (InvalidOperationException ex)
             {
                 await Console.Error.WriteLineAsync($"sluice bench overhead: {ex.Message}");
                 return ExitCodes.ServerError;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// <c>sluice bench proxy</c> (hidden): the bare pass-through of <c>bench overhead</c> as its own process, which
+    /// <c>bench overhead --processes</c> starts as a child.
+    /// </summary>
+    private static Command CreateProxy()
+    {
+        var upstream = new Option<string>("--upstream") { Description = "Base URL of the upstream (v1/chat/completions is appended).", Required = true };
+        var port = new Option<int>("--port", "-p") { Description = "Port on 127.0.0.1 (0: any free port).", DefaultValueFactory = _ => 0 };
+        var command = new Command("proxy", "A bare ASP.NET Core pass-through to --upstream (POST /v1/chat/completions, GET /health), the reference of bench overhead.")
+        {
+            upstream, port,
+        };
+        command.Hidden = true;
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (!Uri.TryCreate(parse.GetValue(upstream), UriKind.Absolute, out var upstreamUrl))
+            {
+                return await ReportUsageAsync($"--upstream '{parse.GetValue(upstream)}' is not an absolute URL; use e.g. http://127.0.0.1:8081/.");
+            }
+
+            try
+            {
+                await using var proxy = await BareProxy.StartAsync(upstreamUrl, parse.GetValue(port), cancellationToken);
+                await Console.Out.WriteLineAsync($"Bare proxy listening on {proxy.BaseAddress}, forwarding to {upstreamUrl}. Ctrl+C to stop.");
+                await proxy.WaitForShutdownAsync(cancellationToken);
+                return ExitCodes.Success;
+            }
+            catch (IOException ex) when (ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                await Console.Error.WriteLineAsync($"sluice bench proxy: {ex.Message}. Another process uses that port: stop it or pass another --port.");
+                return ExitCodes.Config;
+            }
+            catch (OperationCanceledException)
+            {
+                return ExitCodes.Success;
             }
         });
         return command;

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Gateway overhead measured with wrk, an independent load generator: the mock upstream (sluice mock-upstream),
+# a bare ASP.NET Core pass-through (sluice bench proxy) and the gateway (sluice serve, an openai model pointing at
+# the mock) each run as their own process on free loopback ports; wrk streams chat completions to each in
+# alternating order (ABBA) and the script prints streams/s per round and the ratios to direct.
+#
+# Usage: bench/overhead-wrk.sh [--auth] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--threads N]
+#   --auth        gateway with a master key, called with a team's virtual key created through the admin API
+#                 (authentication, admission and the usage ledger on) — what the performance budget asks for
+#   --no-resume   gateway with Streaming:Resumable false
+#   --chunks N    content chunks per answer from the mock (default 64)
+#   -c N          connections (= streams open at once) for the throughput runs (default 32)
+#   --duration S  seconds per target per round (default 10); the C=1 runs take half of it
+#   --rounds N    rounds (default 2)
+#   --threads N   wrk threads (default 1: the load generator should take as little of the CPU as it can)
+# Environment: SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll; built when missing).
+# The children are killed on exit, on failure and on Ctrl+C.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+auth=0; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --auth) auth=1 ;;
+    --no-resume) resumable=false ;;
+    --chunks) chunks="$2"; shift ;;
+    -c|--concurrency) connections="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    --rounds) rounds="$2"; shift ;;
+    --threads) threads="$2"; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ! command -v wrk >/dev/null; then
+  echo "wrk not found; installing it (apt-get install -y wrk)…" >&2
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; } \
+    || { echo "overhead-wrk.sh: could not install wrk; install it yourself (apt-get install wrk) and run again." >&2; exit 3; }
+fi
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { echo "overhead-wrk.sh: $tool is needed; install it and run again." >&2; exit 3; }
+done
+
+dll="${SLUICE_DLL:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"
+if [[ ! -f "$dll" ]]; then
+  echo "building sluice (Release)…" >&2
+  dotnet build -c Release "$root/src/Sluice.Cli" >/dev/null
+fi
+
+# The children are configured by their arguments and config only; SLUICE_ variables of this shell would change them.
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^SLUICE_' || true)
+
+work="$(mktemp -d /tmp/sluice-wrk-XXXXXX)"
+pids=()
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    # Bounded wait (5 s), then SIGKILL.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  [[ ${#pids[@]} -gt 0 ]] && echo "stopped child processes: ${pids[*]}" >&2
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+read -r mock_port proxy_port gateway_port < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(3)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+mock="http://127.0.0.1:$mock_port"; proxy="http://127.0.0.1:$proxy_port"; gateway="http://127.0.0.1:$gateway_port"
+
+start() { # name, readiness URL, sluice arguments…
+  local name="$1" probe="$2"; shift 2
+  (cd "$work" && exec dotnet "$dll" "$@" >"$work/$name.log" 2>&1) &
+  local pid=$!
+  pids+=("$pid")
+  echo "starting $name (pid $pid): sluice $*" >&2
+  for _ in $(seq 600); do
+    if curl -fsS -o /dev/null "$probe" 2>/dev/null; then echo "$name ready" >&2; return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "overhead-wrk.sh: $name exited before it was ready; its output:" >&2; tail -20 "$work/$name.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  echo "overhead-wrk.sh: $name not ready after 60 s; its output:" >&2; tail -20 "$work/$name.log" >&2; exit 1
+}
+
+master=""
+[[ $auth == 1 ]] && master="sk-bench-master-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+python3 - "$work/sluice.json" "$gateway_port" "$mock" "$work/data" "$master" "$resumable" <<'EOF'
+import json, sys
+path, port, mock, data, master, resumable = sys.argv[1:]
+config = {"Host": "127.0.0.1", "Port": int(port), "DataDirectory": data,
+          "Streaming": {"Resumable": resumable == "true"},
+          "Models": [{"Name": "mock", "Provider": "openai", "BaseUrl": mock + "/v1", "MaxAttempts": 1}]}
+if master:
+    config["MasterKey"] = master
+json.dump(config, open(path, "w"), indent=2)
+EOF
+
+start mock-upstream "$mock/v1/models" mock-upstream --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
+start bare-proxy "$proxy/health" bench proxy --upstream "$mock/" --port "$proxy_port"
+start gateway "$gateway/health" serve --config "$work/sluice.json"
+
+key=""
+if [[ $auth == 1 ]]; then
+  admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "$gateway/$1"; }
+  admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
+  key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
+  echo "created team team_bench through the admin API; the gateway is called with its virtual key" >&2
+fi
+
+names=(direct bare-proxy gateway)
+declare -A url=([direct]="$mock" [bare-proxy]="$proxy" [gateway]="$gateway")
+declare -A auth_key=([direct]="" [bare-proxy]="" [gateway]="$key")
+
+# One stream per target with curl: the answer must be a whole OpenAI stream (wrk only counts bytes and statuses).
+for name in "${names[@]}"; do
+  body="$(curl -fsS -N "${url[$name]}/v1/chat/completions" -H 'Content-Type: application/json' \
+    ${auth_key[$name]:+-H "Authorization: Bearer ${auth_key[$name]}"} \
+    -d "{\"model\":\"mock\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":$chunks}")"
+  content=$(grep -c '"content":" hello"' <<<"$body" || true)
+  if [[ "$body" != *"data: [DONE]"* || "$content" != "$chunks" ]]; then
+    echo "overhead-wrk.sh: $name did not stream $chunks chunks and [DONE]; got:" >&2; head -c 600 <<<"$body" >&2; exit 1
+  fi
+done
+echo "checked: each target streams $chunks chunks and [DONE]" >&2
+
+# Runs wrk; prints "streams/s p50_ms" (p50 of whole-stream latency). Fails on socket errors or non-2xx answers.
+run_wrk() { # name, connections, seconds
+  local name="$1" c="$2" seconds="$3" out
+  out="$(SLUICE_BENCH_KEY="${auth_key[$name]}" SLUICE_BENCH_MAX_TOKENS="$chunks" \
+    wrk -t "$(( threads < c ? threads : c ))" -c "$c" -d "${seconds}s" --latency -s "$root/bench/chat-stream.lua" "${url[$name]}")"
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "overhead-wrk.sh: errors against $name:" >&2; echo "$out" >&2; exit 1
+  fi
+  awk '/Requests\/sec:/ { rps = $2 }
+       /^ +50%/ { v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+                  p50 = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+       END { printf "%.1f %.3f\n", rps, p50 }' <<<"$out"
+}
+
+echo "warming up each target (5 s)…" >&2
+for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" 5)"; done
+
+declare -A rps single
+for (( round = 1; round <= rounds; round++ )); do
+  order=("${names[@]}")
+  (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
+  for name in "${order[@]}"; do
+    echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
+    result="$(run_wrk "$name" "$connections" "$duration")"; r="${result% *}"
+    rps[$name]+="$r "
+    echo "  $r streams/s" >&2
+  done
+  for name in "${order[@]}"; do
+    echo "round $round/$rounds: $name, 1 connection, $(( (duration + 1) / 2 )) s" >&2
+    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; p="${result#* }"
+    single[$name]+="$p "
+    echo "  stream latency p50 $p ms" >&2
+  done
+done
+
+mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
+echo
+echo "Gateway overhead with wrk — $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable"
+python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" <<'EOF'
+import statistics, sys
+rounds = int(sys.argv[1])
+rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
+lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[5:8])}
+print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'C=1 p50 ms':>12}")
+direct = statistics.mean(rps["direct"])
+for n in rps:
+    m = statistics.mean(rps[n])
+    print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):12.3f}")
+bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
+print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%}")
+print(f"added whole-stream latency at C=1 (p50): bare proxy {statistics.median(lat['bare-proxy']) - statistics.median(lat['direct']):.3f} ms, "
+      f"gateway {statistics.median(lat['gateway']) - statistics.median(lat['direct']):.3f} ms (wrk times whole streams, not the first byte)")
+EOF
