@@ -92,10 +92,10 @@ public static class GatewayConfiguration
         }
 
         if (options.Tenancy.KeyCacheSeconds < 0 || options.Tenancy.UsageQueueCapacity < 1 || options.Tenancy.UsageBatchSize < 1
-            || options.Tenancy.StreamLeaseSeconds < 1)
+            || options.Tenancy.StreamLeaseSeconds < 1 || options.Tenancy.UsageFlushDelayMs is < 0 or > 10_000)
         {
             throw new GatewayConfigurationException(
-                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1.");
+                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000.");
         }
 
         if (options.Port is < 0 or > 65535)

@@ -72,6 +72,12 @@ public sealed class TenancyOptions
     /// <summary>Most usage records written in one transaction.</summary>
     public int UsageBatchSize { get; set; } = 500;
 
+    /// <summary>
+    /// How long the ledger writer lets records gather before a write (0 writes at once). Under load this turns one
+    /// transaction per request into one per many; a record reaches the database at most this much later.
+    /// </summary>
+    public double UsageFlushDelayMs { get; set; } = 20;
+
     /// <summary>How long a concurrent-stream slot is held without renewal (a crashed process frees its slots after this).</summary>
     public double StreamLeaseSeconds { get; set; } = 60;
 }

@@ -117,6 +117,27 @@ public abstract class UsageLedgerTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task Records_of_requests_finishing_close_together_share_a_transaction()
+    {
+        // One request after another, each finishing a few milliseconds after the last: without the gathering delay
+        // each would commit its own transaction (20); with it they share a few.
+        var host = await StartGatewayAsync(configure: o => o.Tenancy.UsageFlushDelayMs = 1_000);
+        var (teamId, key) = await host.NewTeamAsync(5);
+        using var client = host.NewClient(key);
+        await host.DrainLedgerAsync();
+        var before = host.Ledger.BatchesWritten;
+
+        for (var i = 0; i < 20; i++)
+        {
+            (await ChatAsync(client)).AssertStatus(HttpStatusCode.OK);
+        }
+
+        Assert.Equal(20, (await host.WaitForUsageAsync(teamId, 20)).Count);
+        await host.DrainLedgerAsync();
+        Assert.InRange(host.Ledger.BatchesWritten - before, 1, 10);
+    }
+
+    [Fact]
     public async Task Restarting_on_the_same_store_loses_nothing()
     {
         (await PostAsync(Host.Admin, "api/model-groups/create", """{"group_name": "ChatAgent", "models": ["sim-fast"]}""")).AssertStatus(HttpStatusCode.OK);
