@@ -181,6 +181,39 @@ public sealed class ChatCommandTests(GatewayFixture gateway)
     }
 
     [Fact]
+    public async Task Session_new_then_session_id_continues_a_conversation_stored_on_the_gateway()
+    {
+        var first = await CliProcess.RunAsync(
+            ["chat", "How do rivers form?", "--url", gateway.Url, "--model", "sim-fast", "--max-tokens", "10", "--system", "Be brief", "--session", "new", "--json"]);
+        Assert.True(first.ExitCode == 0, first.ToString());
+        string sessionId;
+        using (var stats = JsonDocument.Parse(Assert.Single(first.StderrLines)))
+        {
+            sessionId = stats.RootElement.GetProperty("session_id").GetString()!;
+        }
+
+        Assert.StartsWith("sess_", sessionId, StringComparison.Ordinal);
+
+        var second = await CliProcess.RunAsync(["chat", "And lakes?", "--url", gateway.Url, "--max-tokens", "6", "--session", sessionId]);
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.EndsWith("· session " + sessionId, Assert.Single(second.StderrLines), StringComparison.Ordinal);
+
+        // The gateway kept the whole conversation: the system prompt, both questions and both answers as printed.
+        using var stored = JsonDocument.Parse(await gateway.Http.GetStringAsync(gateway.Url + "/api/sessions/" + sessionId));
+        Assert.Equal("Be brief", stored.RootElement.GetProperty("system_prompt").GetString());
+        var messages = stored.RootElement.GetProperty("messages").EnumerateArray().Select(m => m.GetProperty("content").GetString()).ToList();
+        Assert.Equal(["How do rivers form?", first.Stdout.TrimEnd('\n'), "And lakes?", second.Stdout.TrimEnd('\n')], messages);
+    }
+
+    [Fact]
+    public async Task Unknown_session_exits_11_with_the_servers_message()
+    {
+        var result = await CliProcess.RunAsync(["chat", "hello", "--url", gateway.Url, "--session", "sess_missing"]);
+        Assert.Equal(11, result.ExitCode);
+        Assert.Contains("sess_missing", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Interactive_chat_sends_the_history_with_each_request_and_exits_on_slash_exit()
     {
         var result = await CliProcess.RunAsync(

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Extensions.AI;
 using Sluice.Client;
+using Sluice.Client.Sessions;
 using Sluice.Protocol;
 
 namespace Sluice.Cli.Client;
@@ -17,16 +18,23 @@ namespace Sluice.Cli.Client;
 internal sealed class ChatStreamClient : IDisposable
 {
     private readonly ChatClientSettings _settings;
-    private readonly SluiceChatClient _client;
+    private readonly IChatClient _client;
+    private readonly bool _sessions;
 
     /// <summary>Creates the client and its HTTP connection pool.</summary>
+    /// <param name="settings">Where and how to connect.</param>
+    /// <param name="trace">Sees every raw request and event (<c>--debug</c>), or null.</param>
+    /// <param name="useSessions">
+    /// Turns go to a stored session on the gateway (<c>--session</c>): only the newest message is sent, the gateway keeps
+    /// the history; <see cref="SessionId"/> names the session (null: the first turn creates one).
+    /// </param>
     /// <exception cref="ChatClientConfigException">The URL in <paramref name="settings"/> is not usable.</exception>
-    public ChatStreamClient(ChatClientSettings settings, ISluiceTrace? trace = null)
+    public ChatStreamClient(ChatClientSettings settings, ISluiceTrace? trace = null, bool useSessions = false)
     {
         ArgumentNullException.ThrowIfNull(settings);
         _settings = settings;
         Endpoint = settings.ResolveEndpoint();
-        _client = new SluiceChatClient(new SluiceClientOptions
+        var options = new SluiceClientOptions
         {
             Endpoint = Endpoint,
             ApiKey = settings.ApiKey,
@@ -35,11 +43,16 @@ internal sealed class ChatStreamClient : IDisposable
             IdleTimeout = settings.IdleTimeout,
             TotalTimeout = settings.TotalTimeout,
             Trace = trace,
-        });
+        };
+        _sessions = useSessions;
+        _client = useSessions ? new SessionsChatClient(new SluiceSessionsClient(options)) : new SluiceChatClient(options);
     }
 
     /// <summary>The chat-completions URL requests go to.</summary>
     public Uri Endpoint { get; }
+
+    /// <summary>With sessions: the session turns go to (set by the first turn when it created one).</summary>
+    public string? SessionId { get; set; }
 
     /// <summary>Sends <paramref name="request"/> and yields the answer as it arrives.</summary>
     /// <exception cref="ChatClientException">The request failed; the kind says how.</exception>
@@ -56,6 +69,7 @@ internal sealed class ChatStreamClient : IDisposable
             MaxOutputTokens = request.MaxTokens,
             Temperature = (float?)request.Temperature,
             Seed = request.Seed,
+            ConversationId = _sessions ? SessionId : null,
         };
         if (request.Metadata is { Count: > 0 } metadata)
         {
@@ -66,9 +80,17 @@ internal sealed class ChatStreamClient : IDisposable
         await using (updates.ConfigureAwait(false))
         {
             var modelSent = false;
+            var sessionSent = false;
             while (await MoveNextAsync(updates).ConfigureAwait(false))
             {
                 var update = updates.Current;
+                if (_sessions && !sessionSent && update.ConversationId is { } session)
+                {
+                    sessionSent = true;
+                    SessionId = session;
+                    yield return new SessionUpdate(session);
+                }
+
                 if (update.ModelId is { } model && !modelSent)
                 {
                     modelSent = true;
@@ -95,6 +117,23 @@ internal sealed class ChatStreamClient : IDisposable
 
     /// <inheritdoc />
     public void Dispose() => _client.Dispose();
+
+    /// <summary>The sessions client as an <see cref="IChatClient"/> that also owns it.</summary>
+    private sealed class SessionsChatClient(SluiceSessionsClient sessions) : IChatClient
+    {
+        private readonly IChatClient _chat = sessions.AsChatClient();
+
+        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+            _chat.GetResponseAsync(messages, options, cancellationToken);
+
+        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(
+            IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+            _chat.GetStreamingResponseAsync(messages, options, cancellationToken);
+
+        public object? GetService(Type serviceType, object? serviceKey = null) => _chat.GetService(serviceType, serviceKey);
+
+        public void Dispose() => sessions.Dispose();
+    }
 
     private async ValueTask<bool> MoveNextAsync(IAsyncEnumerator<ChatResponseUpdate> updates)
     {

@@ -35,6 +35,9 @@ internal abstract record ChatStreamUpdate;
 /// <summary>The model that answers (sent once, with the first chunk that names it).</summary>
 internal sealed record ModelUpdate(string Model) : ChatStreamUpdate;
 
+/// <summary>The stored session the turn went to (with <c>--session</c>; sent when the first turn created it, or once per turn).</summary>
+internal sealed record SessionUpdate(string SessionId) : ChatStreamUpdate;
+
 /// <summary>A piece of answer text (never empty).</summary>
 internal sealed record ContentUpdate(string Text) : ChatStreamUpdate;
 

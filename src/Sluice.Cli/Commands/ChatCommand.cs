@@ -28,6 +28,8 @@ internal static class ChatCommand
           sluice chat "Tell me a story"
           sluice chat --model sim-realistic --max-tokens 200 --json "Tell me a story"
           sluice chat --url http://gateway:8080 --api-key $KEY
+          sluice chat --session new "How do rivers form?"      (prints: · session sess_…)
+          sluice chat --session sess_… "And lakes?"            (the gateway remembers the first turn)
         """;
 
     public static Command Create()
@@ -48,6 +50,10 @@ internal static class ChatCommand
         var temperature = new Option<double?>("--temperature", "-t") { Description = "Sampling temperature, 0–2 (default: the model's)." };
         var seed = new Option<long?>("--seed") { Description = "Seed for reproducible answers (simulated models honour it exactly)." };
         var config = new Option<string?>("--config", "-c") { Description = "Client config JSON (ApiUrl, ApiKey, Model, timeouts); see above." };
+        var session = new Option<string?>("--session")
+        {
+            Description = "Use a session stored on the gateway: 'new' starts one (its id is printed with the stats), an id continues it. The gateway keeps the history; only each new message is sent.",
+        };
         var debug = new Option<bool>("--debug") { Description = "Print the request payload and every raw SSE event and comment to stderr." };
         var json = new Option<bool>("--json") { Description = "Print the stats as one JSON object per answer on stderr instead of text." };
         var metadata = new Option<string[]>("--metadata")
@@ -67,6 +73,7 @@ internal static class ChatCommand
             temperature,
             seed,
             config,
+            session,
             debug,
             json,
             metadata,
@@ -84,6 +91,7 @@ internal static class ChatCommand
             parse.GetValue(temperature),
             parse.GetValue(seed),
             parse.GetValue(config),
+            parse.GetValue(session),
             parse.GetValue(debug),
             parse.GetValue(json),
             parse.GetValue(metadata) ?? [])));
@@ -117,7 +125,8 @@ internal static class ChatCommand
                 ?? NullIfEmpty(Environment.GetEnvironmentVariable(ChatClientSettings.ApiKeyEnvironmentVariable))
                 ?? settings.ApiKey;
             settings.Model = invocation.Model ?? settings.Model;
-            client = new ChatStreamClient(settings, invocation.Debug ? new DebugTrace(error) : null);
+            client = new ChatStreamClient(settings, invocation.Debug ? new DebugTrace(error) : null, useSessions: invocation.Session is not null);
+            client.SessionId = invocation.Session is null or "new" ? null : invocation.Session;
         }
         catch (ChatClientConfigException ex)
         {
@@ -142,13 +151,14 @@ internal static class ChatCommand
                 return (await session.RunTurnAsync(messages)).ExitCode;
             }
 
-            return await InteractiveAsync(session, settings, client.Endpoint, error);
+            return await InteractiveAsync(session, settings, client, error);
         }
     }
 
     /// <summary>The interactive loop: prompt "&gt; " on stderr, so stdout holds only answers.</summary>
-    private static async Task<int> InteractiveAsync(ChatSession session, ChatClientSettings settings, Uri endpoint, TextWriter error)
+    private static async Task<int> InteractiveAsync(ChatSession session, ChatClientSettings settings, ChatStreamClient client, TextWriter error)
     {
+        var endpoint = client.Endpoint;
         using var input = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false));
         await error.WriteLineAsync(
             $"Chatting with {settings.Model ?? "the gateway's default model"} at {endpoint.GetLeftPart(UriPartial.Authority)}. " +
@@ -173,6 +183,7 @@ internal static class ChatCommand
                     return ExitCodes.Success;
                 case "/reset":
                     history = session.NewConversation();
+                    client.SessionId = null; // with --session: the next message starts a new stored session
                     await error.WriteLineAsync("Conversation cleared.");
                     continue;
                 case "/help":
@@ -237,6 +248,7 @@ internal static class ChatCommand
         double? Temperature,
         long? Seed,
         string? ConfigPath,
+        string? Session,
         bool Debug,
         bool Json,
         string[] Metadata);

@@ -70,6 +70,9 @@ internal sealed class ChatSession(
                     case ModelUpdate model:
                         stats.Model = model.Model;
                         break;
+                    case SessionUpdate session:
+                        stats.SessionId = session.SessionId;
+                        break;
                     case FinishUpdate finish:
                         stats.FinishReason = finish.Reason;
                         break;

@@ -41,6 +41,9 @@ internal sealed class ChatStats
 
     public string? FinishReason { get; set; }
 
+    /// <summary>The stored session the turn went to (<c>--session</c>), if any.</summary>
+    public string? SessionId { get; set; }
+
     public ChatOutcome Outcome { get; private set; } = ChatOutcome.Completed;
 
     public ChatClientException? Error { get; private set; }
@@ -118,6 +121,11 @@ internal sealed class ChatStats
             text.Append(" · stopped at max tokens");
         }
 
+        if (SessionId is not null)
+        {
+            text.Append(" · session ").Append(SessionId);
+        }
+
         return text.ToString();
     }
 
@@ -151,6 +159,11 @@ internal sealed class ChatStats
             json.WriteNumber("duration_ms", Math.Round(Duration.TotalMilliseconds, 3));
             WriteNumberOrNull(json, "tokens_per_second", TokensPerSecond);
             WriteStringOrNull(json, "finish_reason", FinishReason);
+            if (SessionId is not null)
+            {
+                json.WriteString("session_id", SessionId);
+            }
+
             if (Error is { } error)
             {
                 json.WriteStartObject("error");
