@@ -183,6 +183,7 @@ internal sealed class ResumableStream
     private volatile bool _finished;
     private volatile bool _overflowed;
     private volatile bool _released;
+    private volatile bool _announced;
     private TaskCompletionSource? _signal;
     private int _readers = 1;
     private ITimer? _graceTimer;
@@ -385,9 +386,12 @@ internal sealed class ResumableStream
         }
     }
 
+    /// <summary>The stream's id has gone out to its client (headers written): from now on it could come back.</summary>
+    public void MarkAnnounced() => _announced = true;
+
     /// <summary>
     /// A reader left. When it was the last one and the stream is still generating, the generation is cancelled after
-    /// the grace period (at once if the grace is zero or the stream cannot be resumed).
+    /// the grace period (at once if the grace is zero, the stream cannot be resumed, or its id was never sent).
     /// </summary>
     public void DetachReader()
     {
@@ -400,7 +404,8 @@ internal sealed class ResumableStream
             }
 
             var grace = _registry.Grace;
-            if (!Resumable || !KeepsGeneratingWithoutReaders || grace <= TimeSpan.Zero)
+            // A client that left before the headers never learnt the stream id, so it cannot resume: no grace then.
+            if (!Resumable || !KeepsGeneratingWithoutReaders || grace <= TimeSpan.Zero || !_announced)
             {
                 cancelNow = true;
             }

@@ -130,6 +130,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, StreamRegistry re
             {
                 // A comment: SSE clients (OpenAI SDKs, EventSource) ignore it; the header carries the same id.
                 SseWriter.WriteComment(output, Encoding.ASCII.GetBytes(StreamIdComment + resumable.Id));
+                resumable.MarkAnnounced();
             }
 
             var used = format.WriteStart(frames, sequence + 1, meter.Usage);

@@ -210,6 +210,34 @@ public sealed class ResumeTests
     }
 
     [Fact]
+    public async Task A_client_that_leaves_before_the_headers_gets_no_grace_it_could_never_resume()
+    {
+        // The model takes 5 s to its first token and no ping goes out meanwhile, so the client leaves without ever
+        // having seen the stream id: keeping the generation for the 30 s grace would only burn the model.
+        await using var gateway = await StartAsync(o =>
+        {
+            o.Streaming.ResumeGraceSeconds = 30;
+            o.Streaming.PingIntervalSeconds = 60;
+            o.Models.Add(new ModelOptions { Name = "sim-slowstart", Provider = "sim", TimeToFirstTokenMs = 5_000 });
+        });
+        using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = gateway.BaseAddress };
+        using var leave = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        var body = """{"model":"sim-slowstart","prompt":"Tell me about lighthouses","stream":true,"max_tokens":50}""";
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json(body) },
+            HttpCompletionOption.ResponseHeadersRead,
+            leave.Token));
+        var leftAt = Stopwatch.GetTimestamp();
+
+        await gateway.Usage.WaitForCountAsync(1, TimeSpan.FromSeconds(3));
+        var record = Assert.Single(gateway.Usage.Records);
+        Assert.Equal("sim-slowstart", record.Model);
+        Assert.Equal(UsageStatus.Abandoned, record.Status);
+        Assert.Equal(0, record.CompletionTokens);
+        Assert.True(Stopwatch.GetElapsedTime(leftAt) < TimeSpan.FromSeconds(3));
+    }
+
+    [Fact]
     public async Task With_resume_opted_out_or_a_zero_grace_a_disconnect_cancels_within_100_ms()
     {
         await using var gateway = await StartAsync(o => o.Streaming.ResumeGraceSeconds = 0);
