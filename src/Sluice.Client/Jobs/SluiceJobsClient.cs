@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
@@ -35,11 +33,11 @@ public sealed class SluiceJobsClient : IDisposable
     /// <exception cref="SluiceException">The call failed (e.g. <see cref="SluiceInsufficientCreditsException"/>).</exception>
     public async Task<SluiceJob> CreateJobAsync(CreateJobRequest? request = null, CancellationToken cancellationToken = default)
     {
-        var payload = WriteJson(json =>
+        var payload = JsonBody.Write(json =>
         {
-            WriteOptional(json, "team_id", request?.TeamId);
-            WriteOptional(json, "job_type", request?.JobType);
-            WriteOptional(json, "user_id", request?.UserId);
+            JsonBody.WriteOptional(json, "team_id", request?.TeamId);
+            JsonBody.WriteOptional(json, "job_type", request?.JobType);
+            JsonBody.WriteOptional(json, "user_id", request?.UserId);
             if (request?.Metadata is { } metadata)
             {
                 json.WritePropertyName("metadata");
@@ -61,7 +59,7 @@ public sealed class SluiceJobsClient : IDisposable
     public async Task<JobCallResult> CallAsync(
         string jobId, IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? purpose = null, CancellationToken cancellationToken = default)
     {
-        var payload = ChatRequestWriter.Write(messages, options, _transport.Options.DefaultModel, stream: false, json => WriteOptional(json, "purpose", purpose));
+        var payload = ChatRequestWriter.Write(messages, options, _transport.Options.DefaultModel, stream: false, json => JsonBody.WriteOptional(json, "purpose", purpose));
         using var document = await _transport.SendJsonAsync(HttpMethod.Post, JobUrl(jobId, "llm-call"), payload, idempotent: false, cancellationToken).ConfigureAwait(false);
         return JobCallResult.FromJson(document.RootElement);
     }
@@ -80,7 +78,7 @@ public sealed class SluiceJobsClient : IDisposable
     public IAsyncEnumerable<ChatResponseUpdate> StreamAsync(
         string jobId, IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? purpose = null, CancellationToken cancellationToken = default)
     {
-        var payload = ChatRequestWriter.Write(messages, options, _transport.Options.DefaultModel, stream: true, json => WriteOptional(json, "purpose", purpose));
+        var payload = ChatRequestWriter.Write(messages, options, _transport.Options.DefaultModel, stream: true, json => JsonBody.WriteOptional(json, "purpose", purpose));
         return UpdateAssembler.StreamAsync(_transport, JobUrl(jobId, "llm-call-stream"), payload, cancellationToken);
     }
 
@@ -94,10 +92,10 @@ public sealed class SluiceJobsClient : IDisposable
     public async Task<JobCompletion> CompleteJobAsync(
         string jobId, JobOutcome outcome = JobOutcome.Completed, string? errorMessage = null, CancellationToken cancellationToken = default)
     {
-        var payload = WriteJson(json =>
+        var payload = JsonBody.Write(json =>
         {
             json.WriteString("status", outcome == JobOutcome.Completed ? "completed" : "failed");
-            WriteOptional(json, "error_message", errorMessage);
+            JsonBody.WriteOptional(json, "error_message", errorMessage);
         });
         using var document = await _transport.SendJsonAsync(HttpMethod.Post, JobUrl(jobId, "complete"), payload, idempotent: true, cancellationToken).ConfigureAwait(false);
         return JobCompletion.FromJson(document.RootElement, jobId);
@@ -123,23 +121,7 @@ public sealed class SluiceJobsClient : IDisposable
     /// <exception cref="SluiceException">The call failed.</exception>
     public async Task<CreditTransactionPage> GetTransactionsAsync(string teamId, int? limit = null, int? offset = null, CancellationToken cancellationToken = default)
     {
-        var query = new List<string>(2);
-        if (limit is { } l)
-        {
-            query.Add("limit=" + l.ToString(CultureInfo.InvariantCulture));
-        }
-
-        if (offset is { } o)
-        {
-            query.Add("offset=" + o.ToString(CultureInfo.InvariantCulture));
-        }
-
-        var url = TeamUrl(teamId, "transactions");
-        if (query.Count > 0)
-        {
-            url = new Uri(url + "?" + string.Join('&', query));
-        }
-
+        var url = new Uri(TeamUrl(teamId, "transactions") + JsonBody.PageQuery(limit, offset));
         using var document = await _transport.SendJsonAsync(HttpMethod.Get, url, null, idempotent: true, cancellationToken).ConfigureAwait(false);
         return CreditTransactionPage.FromJson(document.RootElement, teamId);
     }
@@ -171,26 +153,7 @@ public sealed class SluiceJobsClient : IDisposable
         return _transport.Endpoints.Api($"/api/credits/teams/{Uri.EscapeDataString(teamId)}/{action}");
     }
 
-    private static byte[] WriteJson(Action<Utf8JsonWriter> body)
-    {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            body(json);
-            json.WriteEndObject();
-        }
 
-        return buffer.WrittenSpan.ToArray();
-    }
-
-    private static void WriteOptional(Utf8JsonWriter json, string name, string? value)
-    {
-        if (value is not null)
-        {
-            json.WriteString(name, value);
-        }
-    }
 
     private sealed class JobChatClient(SluiceJobsClient jobs, string jobId) : IChatClient
     {

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
@@ -41,11 +39,11 @@ public sealed class SluiceSessionsClient : IDisposable
     /// <exception cref="SluiceException">The call failed (e.g. <see cref="SluiceBadRequestException"/> naming the field).</exception>
     public async Task<SluiceSession> CreateSessionAsync(CreateSessionRequest? request = null, CancellationToken cancellationToken = default)
     {
-        var payload = WriteJson(json =>
+        var payload = JsonBody.Write(json =>
         {
-            WriteOptional(json, "system_prompt", request?.SystemPrompt);
-            WriteOptional(json, "model", request?.Model);
-            WriteOptional(json, "title", request?.Title);
+            JsonBody.WriteOptional(json, "system_prompt", request?.SystemPrompt);
+            JsonBody.WriteOptional(json, "model", request?.Model);
+            JsonBody.WriteOptional(json, "title", request?.Title);
             if (request?.MaxContextTokens is { } budget)
             {
                 json.WriteNumber("max_context_tokens", budget);
@@ -74,18 +72,7 @@ public sealed class SluiceSessionsClient : IDisposable
     /// <exception cref="SluiceException">The call failed.</exception>
     public async Task<SluiceSessionPage> ListSessionsAsync(int? limit = null, int? offset = null, CancellationToken cancellationToken = default)
     {
-        var query = new List<string>(2);
-        if (limit is { } l)
-        {
-            query.Add("limit=" + l.ToString(CultureInfo.InvariantCulture));
-        }
-
-        if (offset is { } o)
-        {
-            query.Add("offset=" + o.ToString(CultureInfo.InvariantCulture));
-        }
-
-        var url = _transport.Endpoints.Api("/api/sessions" + (query.Count > 0 ? "?" + string.Join('&', query) : string.Empty));
+        var url = _transport.Endpoints.Api("/api/sessions" + JsonBody.PageQuery(limit, offset));
         using var document = await _transport.SendJsonAsync(HttpMethod.Get, url, null, idempotent: true, cancellationToken).ConfigureAwait(false);
         var root = document.RootElement;
         var sessions = root.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array
@@ -132,12 +119,12 @@ public sealed class SluiceSessionsClient : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(message);
         var model = options?.ModelId ?? (sessionId is null ? _transport.Options.DefaultModel : null);
-        var payload = WriteJson(json =>
+        var payload = JsonBody.Write(json =>
         {
-            WriteOptional(json, "session_id", sessionId);
+            JsonBody.WriteOptional(json, "session_id", sessionId);
             json.WriteString("message", message);
-            WriteOptional(json, "system_prompt", systemPrompt);
-            WriteOptional(json, "model", model);
+            JsonBody.WriteOptional(json, "system_prompt", systemPrompt);
+            JsonBody.WriteOptional(json, "model", model);
             if (options?.Temperature is { } temperature)
             {
                 json.WriteNumber("temperature", temperature);
@@ -189,26 +176,7 @@ public sealed class SluiceSessionsClient : IDisposable
         return _transport.Endpoints.Api("/api/sessions/" + Uri.EscapeDataString(sessionId));
     }
 
-    private static byte[] WriteJson(Action<Utf8JsonWriter> body)
-    {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            body(json);
-            json.WriteEndObject();
-        }
 
-        return buffer.WrittenSpan.ToArray();
-    }
-
-    private static void WriteOptional(Utf8JsonWriter json, string name, string? value)
-    {
-        if (value is not null)
-        {
-            json.WriteString(name, value);
-        }
-    }
 
     /// <summary>Decodes one turn's portal events (<c>{"content"}</c>, <c>{"done"}</c>, <c>{"error"}</c>).</summary>
     private sealed class TurnState
