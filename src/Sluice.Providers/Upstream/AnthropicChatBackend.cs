@@ -172,34 +172,9 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
         return buffer.WrittenSpan.ToArray();
     }
 
-    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
-    {
-        json.WriteStartArray("messages"u8);
-        string? openRole = null;
-        for (var i = 0; i < messages.Count; i++)
+    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages) =>
+        MergedTurns.Write(json, messages, "messages", "assistant", "content", (message, i) =>
         {
-            var message = messages[i];
-            if (message.Role is ChatRoles.System or ChatRoles.Developer)
-            {
-                continue;
-            }
-
-            // Tool results travel in user turns; consecutive turns of one role are merged into one message.
-            var role = message.Role == ChatRoles.Assistant ? "assistant" : "user";
-            if (role != openRole)
-            {
-                if (openRole is not null)
-                {
-                    json.WriteEndArray();
-                    json.WriteEndObject();
-                }
-
-                json.WriteStartObject();
-                json.WriteString("role"u8, role);
-                json.WriteStartArray("content"u8);
-                openRole = role;
-            }
-
             if (message.Role == ChatRoles.Tool)
             {
                 json.WriteStartObject();
@@ -207,7 +182,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
                 json.WriteString("tool_use_id"u8, message.ToolCallId);
                 json.WriteString("content"u8, message.Content ?? string.Empty);
                 json.WriteEndObject();
-                continue;
+                return;
             }
 
             if (!string.IsNullOrEmpty(message.Content))
@@ -231,16 +206,7 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
                     json.WriteEndObject();
                 }
             }
-        }
-
-        if (openRole is not null)
-        {
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-
-        json.WriteEndArray();
-    }
+        });
 
     /// <summary>Writes tool-call arguments (JSON text) as the object Anthropic and Gemini expect.</summary>
     internal static void WriteArgumentsObject(Utf8JsonWriter json, string arguments, string param)

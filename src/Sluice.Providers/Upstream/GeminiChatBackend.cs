@@ -168,31 +168,8 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
     {
         // Tool results name the function they answer; OpenAI messages only carry the call id.
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
-        json.WriteStartArray("contents"u8);
-        string? openRole = null;
-        for (var i = 0; i < messages.Count; i++)
+        MergedTurns.Write(json, messages, "contents", "model", "parts", (message, i) =>
         {
-            var message = messages[i];
-            if (message.Role is ChatRoles.System or ChatRoles.Developer)
-            {
-                continue;
-            }
-
-            var role = message.Role == ChatRoles.Assistant ? "model" : "user";
-            if (role != openRole)
-            {
-                if (openRole is not null)
-                {
-                    json.WriteEndArray();
-                    json.WriteEndObject();
-                }
-
-                json.WriteStartObject();
-                json.WriteString("role"u8, role);
-                json.WriteStartArray("parts"u8);
-                openRole = role;
-            }
-
             if (message.Role == ChatRoles.Tool)
             {
                 json.WriteStartObject();
@@ -202,7 +179,7 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
                 WriteToolResult(json, message.Content);
                 json.WriteEndObject();
                 json.WriteEndObject();
-                continue;
+                return;
             }
 
             if (!string.IsNullOrEmpty(message.Content))
@@ -226,15 +203,7 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
                     json.WriteEndObject();
                 }
             }
-        }
-
-        if (openRole is not null)
-        {
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-
-        json.WriteEndArray();
+        });
     }
 
     /// <summary>A tool result as the object Gemini wants: the result itself if it is a JSON object, else <c>{"content": text}</c>.</summary>
