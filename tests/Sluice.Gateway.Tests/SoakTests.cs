@@ -29,13 +29,13 @@ public sealed class SoakTests(ITestOutputHelper output)
         };
 
         await RoundAsync(client, 400);
-        var afterWarmUp = SettledHeap();
+        var afterWarmUp = await SettledHeapAsync();
         for (var round = 0; round < 4; round++)
         {
             await RoundAsync(client, 400);
         }
 
-        var afterSoak = SettledHeap();
+        var afterSoak = await SettledHeapAsync();
         var growth = afterSoak - afterWarmUp;
         output.WriteLine($"heap after warm-up {afterWarmUp / 1024} KiB, after 1,600 more streams {afterSoak / 1024} KiB");
         Assert.True(growth < 4 * 1024 * 1024, $"heap grew by {growth / 1024} KiB over 1,600 streams ({afterWarmUp / 1024} → {afterSoak / 1024} KiB)");
@@ -105,7 +105,7 @@ public sealed class SoakTests(ITestOutputHelper output)
     }
 
     /// <summary>The lowest of a few settled readings: background work finishing (timers, sockets closing) only ever adds.</summary>
-    private static long SettledHeap()
+    private static async Task<long> SettledHeapAsync()
     {
         var lowest = long.MaxValue;
         for (var sample = 0; sample < 3; sample++)
@@ -115,7 +115,7 @@ public sealed class SoakTests(ITestOutputHelper output)
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
             var info = GC.GetGCMemoryInfo(GCKind.FullBlocking);
             lowest = Math.Min(lowest, info.HeapSizeBytes - info.FragmentedBytes);
-            Thread.Sleep(50);
+            await Task.Delay(50);
         }
 
         return lowest;
