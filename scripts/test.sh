@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
-# (scripts/test-mosquitto.sh), and headless Chromium for the web chat tests (scripts/test-chromium.sh).
+# (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
+# reference for the engine tests (scripts/test-llama-ref.sh, from npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ fi
 . scripts/test-mosquitto.sh
 # shellcheck source=scripts/test-chromium.sh
 . scripts/test-chromium.sh
+# shellcheck source=scripts/test-llama-ref.sh
+. scripts/test-llama-ref.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -28,6 +31,7 @@ dotnet build Sluice.slnx -c Release -nologo -clp:NoSummary -warnaserror
 sluice_pg_start
 sluice_mqtt_start
 sluice_chromium_ensure
+sluice_llama_ref_ensure
 
 echo "== running tests =="
 status=0
