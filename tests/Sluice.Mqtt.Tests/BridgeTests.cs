@@ -203,23 +203,6 @@ public sealed class BridgeTests
     }
 
     [Fact]
-    public async Task The_authentication_hook_can_refuse_requests_and_bill_allowed_ones()
-    {
-        var billing = new RecordingSink();
-        await using var harness = await BridgeHarness.StartAsync(services: s => s.AddSingleton<IMqttRequestAuthenticator>(new KeyCheck(billing)));
-
-        await harness.PublishAsync("""{"id": "no-key", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5}""");
-        var refused = (await harness.ReadAnswerAsync("no-key")).Final.Error!.Value;
-        Assert.Equal(ErrorTypes.Authentication, refused.GetProperty("type").GetString());
-        Assert.Equal("invalid_api_key", refused.GetProperty("code").GetString());
-
-        await harness.PublishAsync("""{"id": "keyed", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5, "api_key": "sk-good"}""");
-        Assert.True((await harness.ReadAnswerAsync("keyed")).Final.IsDone);
-        var billed = Assert.Single(await billing.WaitForAsync(1));
-        Assert.Equal(5, billed.CompletionTokens);
-    }
-
-    [Fact]
     public async Task With_keys_on_requests_need_an_api_key_and_virtual_keys_are_billed_to_their_team()
     {
         const string MasterKey = "mqtt-test-master-key-0123456789";
@@ -298,13 +281,5 @@ public sealed class BridgeTests
             Assert.True(answer.Final.IsDone);
             Assert.Equal(40, answer.Final.Json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         }
-    }
-
-    private sealed class KeyCheck(IUsageSink billing) : IMqttRequestAuthenticator
-    {
-        public ValueTask<MqttAuthResult> AuthenticateAsync(MqttAuthRequest request, CancellationToken cancellationToken) =>
-            ValueTask.FromResult(request.ApiKey == "sk-good"
-                ? MqttAuthResult.Allow(billing)
-                : MqttAuthResult.Deny(new ErrorInfo("api_key is missing or not valid. Send the key you were given as \"api_key\".", ErrorTypes.Authentication, "api_key", "invalid_api_key")));
     }
 }

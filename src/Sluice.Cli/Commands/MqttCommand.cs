@@ -58,7 +58,7 @@ internal static class MqttCommand
                 return ExitCodes.Usage;
             }
 
-            using var host = MqttBridgeHost.Build(options);
+            using var host = await MqttBridgeHost.BuildAsync(options, cancellationToken: cancellationToken);
             var catalog = host.Services.GetRequiredService<ModelCatalog>();
             var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice");
             LogModels(logger, string.Join(", ", catalog.Models.Select(m => m.Name)), options.Mqtt.Prefix);

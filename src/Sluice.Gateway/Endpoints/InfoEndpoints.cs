@@ -2,51 +2,73 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Calls;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Providers;
 
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, <c>GET /health</c> and the JSON 404 for unknown paths.</summary>
-internal sealed class InfoEndpoints(ModelCatalog catalog, UsageTotals totals)
+internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals)
 {
     private static readonly long StartedAt = Stopwatch.GetTimestamp();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-    public Task ListModelsAsync(HttpContext context)
+    /// <summary><c>GET /v1/models</c>: the models the caller can call (a team key sees its team's and key's models only).</summary>
+    public async Task ListModelsAsync(HttpContext context)
     {
+        var allowed = await AllowedAsync(context);
         context.Response.ContentType = "application/json";
         using var json = new Utf8JsonWriter(context.Response.BodyWriter);
         json.WriteStartObject();
         json.WriteString("object", "list");
         json.WriteStartArray("data");
-        foreach (var model in catalog.Models.Concat(catalog.RuntimeGroupEntries))
+        foreach (var model in resolver.All.Where(m => allowed(m.Name)))
         {
             WriteModel(json, model);
         }
 
         json.WriteEndArray();
         json.WriteEndObject();
-        json.Flush();
-        return Task.CompletedTask;
+        await json.FlushAsync(context.RequestAborted);
     }
 
-    public Task GetModelAsync(HttpContext context)
+    /// <summary><c>GET /v1/models/{id}</c>: one model (configured, alias or group, created through the API included).</summary>
+    public async Task GetModelAsync(HttpContext context)
     {
         var id = context.Request.RouteValues["id"] as string ?? string.Empty;
-        if (!catalog.TryGet(id, out var model))
+        try
         {
-            return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
-                $"The model '{id}' does not exist. GET /v1/models lists the models this gateway serves.",
-                ErrorTypes.InvalidRequest, "model", "model_not_found"));
+            var model = await resolver.ResolveAsync(id, CallDialect.OpenAI, context.RequestAborted);
+            if (!(await AllowedAsync(context))(model.Name))
+            {
+                throw SluiceErrors.ModelNotFound(id);
+            }
+
+            context.Response.ContentType = "application/json";
+            using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+            WriteModel(json, model);
+            await json.FlushAsync(context.RequestAborted);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex);
+        }
+    }
+
+    /// <summary>Which model names the caller may call (everything for the operator and open mode).</summary>
+    private async Task<Func<string, bool>> AllowedAsync(HttpContext context)
+    {
+        var caller = context.GetCaller();
+        if (caller.Key is not { } key || await directory.GetTeamAsync(key.TeamId, context.RequestAborted) is not { } team)
+        {
+            return caller.Key is null ? static _ => true : static _ => false;
         }
 
-        context.Response.ContentType = "application/json";
-        using var json = new Utf8JsonWriter(context.Response.BodyWriter);
-        WriteModel(json, model);
-        json.Flush();
-        return Task.CompletedTask;
+        return name => CallAdmission.MayUse(key, team, name);
     }
 
     public Task HealthAsync(HttpContext context)
@@ -78,10 +100,22 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, UsageTotals totals)
         return Task.CompletedTask;
     }
 
-    public static Task NotFoundAsync(HttpContext context) =>
-        ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
-            $"No endpoint {context.Request.Method} {context.Request.Path}. Chat is at POST /v1/chat/completions; models at GET /v1/models.",
-            ErrorTypes.InvalidRequest, null, "unknown_url"));
+    /// <summary>
+    /// The JSON 404 for unknown paths, in the dialect of the clients that call near it: Ollama clients probe
+    /// <c>/api/…</c> (and print an OpenAI-shaped body as "[object Object]"), Anthropic clients <c>/v1/messages/…</c>.
+    /// </summary>
+    public static Task NotFoundAsync(HttpContext context)
+    {
+        var path = context.Request.Path;
+        var dialect = path.StartsWithSegments("/api") ? ErrorDialect.Ollama
+            : path.StartsWithSegments("/v1/messages") ? ErrorDialect.Anthropic
+            : ErrorDialect.OpenAI;
+        var hint = dialect == ErrorDialect.Ollama
+            ? "The Ollama API is at POST /api/chat, POST /api/generate, GET /api/tags; Sluice's own at /api/sessions, /api/jobs, /api/llm/chat/stream."
+            : "Chat is at POST /v1/chat/completions; models at GET /v1/models.";
+        return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
+            $"No endpoint {context.Request.Method} {path}. {hint}", ErrorTypes.InvalidRequest, null, "unknown_url"), dialect: dialect);
+    }
 
     private void WriteModel(Utf8JsonWriter json, ModelEntry model)
     {

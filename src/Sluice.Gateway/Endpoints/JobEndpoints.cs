@@ -1,4 +1,5 @@
-using System.Diagnostics;
+using System.Buffers;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -6,6 +7,8 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Calls;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -25,35 +28,32 @@ namespace Sluice.Gateway.Endpoints;
 internal sealed partial class JobEndpoints(
     TenancyRuntime runtime,
     TenantDirectory directory,
-    ModelCatalog catalog,
-    ModelGroupRegistry groups,
-    CallAdmission admission,
-    StreamRelay relay,
+    HttpCalls calls,
     GatewayOptions options,
+    TimeProvider time,
     ILogger<JobEndpoints> logger)
 {
-    private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
-    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
-
     private ISluiceStore Store => runtime.Store;
+
+    private TimeProvider Time => time;
 
     public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/api/jobs/create", c => Run(c, CreateAsync));
-        app.MapGet("/api/jobs/{id}", c => Run(c, GetAsync));
-        app.MapPost("/api/jobs/{id}/llm-call", c => Run(c, context => CallAsync(context, stream: false)));
-        app.MapPost("/api/jobs/{id}/llm-call-stream", c => Run(c, context => CallAsync(context, stream: true)));
-        app.MapPost("/api/jobs/{id}/complete", c => Run(c, CompleteAsync));
-        app.MapGet("/api/teams/{id}/jobs", c => Run(c, ListAsync));
+        app.MapPost("/api/jobs/create", c => Run(c, CreateAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/jobs/{id}", c => Run(c, GetAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/jobs/{id}/llm-call", c => CallAsync(c, stream: false)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/jobs/{id}/llm-call-stream", c => CallAsync(c, stream: true)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/jobs/{id}/complete", c => Run(c, CompleteAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/teams/{id}/jobs", c => Run(c, ListAsync)).WithPolicy(EndpointPolicy.Key);
     }
 
-    private static Task Run(HttpContext context, Func<HttpContext, Task> handler) => ApiErrors.RunAsync(context, () => handler(context));
+    private static Task Run(HttpContext context, Func<HttpContext, Task> handler) => ApiHandler.RunAsync(context, () => handler(context));
 
     private static string Route(HttpContext context) => context.Request.RouteValues["id"] as string ?? string.Empty;
 
     private async Task CreateAsync(HttpContext context)
     {
-        var caller = Caller.Of(context);
+        var caller = context.GetCaller();
         using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
         var root = ApiJson.RequireObject(body);
         var named = ApiJson.OptionalString(root, "team_id");
@@ -63,7 +63,7 @@ internal sealed partial class JobEndpoints(
             // A key works for its own team only; naming another team looks exactly like naming a missing one.
             if (named is not null && named != own)
             {
-                throw ApiErrors.NotFound("team", named);
+                throw SluiceErrors.NotFound("team", named);
             }
 
             teamId = own;
@@ -75,13 +75,15 @@ internal sealed partial class JobEndpoints(
                 "team_id", "missing_required_parameter");
         }
 
+        // Everything is validated before the job exists: a refused request leaves nothing behind.
+        var jobType = ApiJson.OptionalString(root, "job_type");
         var job = await Store.CreateJobAsync(teamId, caller.Key?.Id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
             json.WriteString("job_id", job.Id);
             json.WriteString("team_id", job.TeamId);
-            json.WriteString("job_type", ApiJson.OptionalString(root, "job_type"));
+            json.WriteString("job_type", jobType);
             json.WriteString("status", StatusOf(job));
             json.WriteTime("created_at", job.CreatedAt);
             json.WriteEndObject();
@@ -104,8 +106,8 @@ internal sealed partial class JobEndpoints(
     private async Task ListAsync(HttpContext context)
     {
         var teamId = Route(context);
-        Caller.Of(context).RequireTeam(teamId);
-        _ = await Store.GetTeamAsync(teamId, context.RequestAborted) ?? throw ApiErrors.NotFound("team", teamId);
+        context.GetCaller().RequireTeam(teamId);
+        _ = await Store.GetTeamAsync(teamId, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", teamId);
         var (limit, offset) = ApiJson.Page(context, 100);
         var jobs = await Store.ListJobsAsync(teamId, limit, offset, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
@@ -156,111 +158,41 @@ internal sealed partial class JobEndpoints(
         });
     }
 
-    private async Task CallAsync(HttpContext context, bool stream)
+    /// <summary>A model call in a job, through the call pipeline: admitted and billed against the job's team.</summary>
+    private Task CallAsync(HttpContext context, bool stream)
     {
-        var start = Stopwatch.GetTimestamp();
-        var requestId = RequestIds.Next();
-        context.Response.Headers["x-request-id"] = requestId;
-        var caller = Caller.Of(context);
-        var job = await FindJobAsync(context);
-        if (job.Status != JobStatus.Created)
-        {
-            throw Finished(job);
-        }
-
-        var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-        var parsed = ChatRequestParser.Parse(body, _limits);
-        string? groupName;
-        using (var document = JsonDocument.Parse(body))
-        {
-            groupName = ApiJson.OptionalString(document.RootElement, "model_group");
-        }
-
-        var name = groupName ?? (parsed.Model.Length > 0 ? parsed.Model : null)
-            ?? throw ChatException.BadRequest("model_group is required: the model group (or model) to call, e.g. \"model_group\": \"ChatAgent\".", "model_group", "missing_required_parameter");
-        var model = await ChatCompletionsEndpoint.ResolveModelAsync(catalog, groups, name, context.RequestAborted);
-
-        // The client's body carries job fields (model_group, purpose) an upstream would refuse: send the parsed request.
-        var request = ChatRequests.With(parsed, model.Name, stream, ReadOnlyMemory<byte>.Empty);
-        await using var lease = await admission.AdmitAsync(context, caller, job.TeamId, model.Name, request);
-        var owner = new UsageOwner(job.TeamId, caller.Key?.Id, job.Id);
-        if (stream)
-        {
-            await StreamAsync(context, job, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
-        }
-        else
-        {
-            await CollectAsync(context, job, request, model, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
-        }
+        var stage = new JobStage(this, Route(context), stream);
+        var answer = new HttpAnswer(
+            call => new OpenAIStreamFormat(
+                new OpenAIChunkWriter("chatcmpl-" + call.RequestId, time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name), call.Request.IncludeUsage),
+            (output, call, answer, usage) => WriteCallResult(output, call, stage, answer, usage));
+        return calls.RunAsync(context, CallDialect.Job, answer, stage);
     }
 
-    private async Task StreamAsync(HttpContext context, Job job, ChatRequest request, ModelEntry model, RelaySettings settings)
+    private void WriteCallResult(IBufferWriter<byte> output, ChatCall call, JobStage stage, ChatCompletionAccumulator answer, ChatUsage usage)
     {
-        var recorded = false;
-
-        // The call is in the job before [DONE] (or the error frame) is sent, so a client completing the job right
-        // after the stream is charged according to this call.
-        settings = settings with
-        {
-            BeforeEnd = async (status, usage) =>
-            {
-                recorded = true;
-                await RecordAsync(job, request.Model, usage.PromptTokens, usage.CompletionTokens, status, settings.StartTimestamp);
-            },
-        };
-        var writer = new OpenAIChunkWriter("chatcmpl-" + settings.RequestId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), model.Name);
-        await relay.RelayAsync(context, model.Backend, request, new OpenAIStreamFormat(writer, request.IncludeUsage), settings);
-        if (!recorded)
-        {
-            // The client left mid-stream: the job keeps the call as abandoned (not failed, so still billable).
-            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Abandoned, settings.StartTimestamp);
-        }
-    }
-
-    private async Task CollectAsync(HttpContext context, Job job, ChatRequest request, ModelEntry model, RelaySettings settings)
-    {
-        ChatCompletionAccumulator answer;
-        ChatUsage usage;
-        try
-        {
-            (answer, usage) = await relay.CollectAsync(context, model.Backend, request, settings);
-        }
-        catch (ChatException)
-        {
-            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Failed, settings.StartTimestamp);
-            throw;
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            await RecordAsync(job, request.Model, TokenCounter.CountPrompt(request.Messages), 0, UsageStatus.Abandoned, settings.StartTimestamp);
-            throw;
-        }
-
-        var call = await RecordAsync(job, request.Model, usage.PromptTokens, usage.CompletionTokens, UsageStatus.Completed, settings.StartTimestamp);
         var choice = answer.Choices.FirstOrDefault();
-        await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
-        {
-            json.WriteStartObject();
-            json.WriteString("call_id", call?.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            json.WriteString("job_id", job.Id);
-            json.WriteStartObject("response");
-            json.WriteString("content", choice?.Content ?? string.Empty);
-            json.WriteString("finish_reason", choice?.FinishReason);
-            json.WriteEndObject();
-            json.WriteStartObject("metadata");
-            json.WriteNumber("tokens_used", usage.PromptTokens + usage.CompletionTokens);
-            json.WriteNumber("prompt_tokens", usage.PromptTokens);
-            json.WriteNumber("completion_tokens", usage.CompletionTokens);
-            json.WriteNumber("latency_ms", Math.Round(Stopwatch.GetElapsedTime(settings.StartTimestamp).TotalMilliseconds, 1));
-            json.WriteString("model_group", request.Model);
-            json.WriteString("request_id", settings.RequestId);
-            json.WriteEndObject();
-            json.WriteEndObject();
-        });
+        using var json = new Utf8JsonWriter(output);
+        json.WriteStartObject();
+        json.WriteString("call_id", stage.RecordedCall?.Id.ToString(CultureInfo.InvariantCulture));
+        json.WriteString("job_id", stage.Job.Id);
+        json.WriteStartObject("response");
+        json.WriteString("content", choice?.Content ?? string.Empty);
+        json.WriteString("finish_reason", choice?.FinishReason);
+        json.WriteEndObject();
+        json.WriteStartObject("metadata");
+        json.WriteNumber("tokens_used", usage.PromptTokens + usage.CompletionTokens);
+        json.WriteNumber("prompt_tokens", usage.PromptTokens);
+        json.WriteNumber("completion_tokens", usage.CompletionTokens);
+        json.WriteNumber("latency_ms", Math.Round(time.GetElapsedTime(call.StartTimestamp).TotalMilliseconds, 1));
+        json.WriteString("model_group", call.Request.Model);
+        json.WriteString("request_id", call.RequestId);
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     /// <summary>Records a call in the job; a job completed meanwhile keeps its outcome (the call is only logged).</summary>
-    private async Task<JobCall?> RecordAsync(Job job, string model, long promptTokens, long completionTokens, UsageStatus status, long startTimestamp)
+    private async Task<JobCall?> RecordAsync(Job job, string model, long promptTokens, long completionTokens, UsageStatus status, TimeSpan latency)
     {
         var call = new NewJobCall(
             model,
@@ -272,7 +204,7 @@ internal sealed partial class JobEndpoints(
                 UsageStatus.Failed => CallStatus.Failed,
                 _ => CallStatus.Abandoned,
             },
-            Stopwatch.GetElapsedTime(startTimestamp));
+            latency);
         try
         {
             // Not the request's token: the outcome is recorded even when the client has gone.
@@ -285,14 +217,54 @@ internal sealed partial class JobEndpoints(
         }
     }
 
-    /// <summary>The caller's job: a team key sees its own team's jobs only; others are 404 like missing ones.</summary>
-    private async Task<Job> FindJobAsync(HttpContext context)
+    /// <summary>
+    /// A job call as a pipeline stage: the job must be the caller's (another team's is a 404) and still open; the call
+    /// names its model with <c>model_group</c> (or <c>model</c>), is admitted against the job's team, and is recorded in
+    /// the job before the terminal frame, so a client completing the job right after is charged according to it.
+    /// </summary>
+    private sealed class JobStage(JobEndpoints endpoints, string jobId, bool stream) : CallStage
     {
-        var id = Route(context);
-        var caller = Caller.Of(context);
-        var teamId = caller.TeamId ?? await Store.FindJobTeamAsync(id, context.RequestAborted);
-        var job = teamId is null ? null : await Store.GetJobAsync(teamId, id, context.RequestAborted);
-        return job ?? throw ApiErrors.NotFound("job", id);
+        private Job? _job;
+
+        public Job Job => _job ?? throw new InvalidOperationException("The job is not loaded yet.");
+
+        public JobCall? RecordedCall { get; private set; }
+
+        public override async ValueTask PrepareAsync(ChatCall call, CancellationToken cancellationToken)
+        {
+            _job = await endpoints.FindJobAsync(call.Caller, jobId, cancellationToken);
+            if (_job.Status != JobStatus.Created)
+            {
+                throw Finished(_job);
+            }
+
+            string? groupName;
+            using (var document = JsonDocument.Parse(call.Body))
+            {
+                groupName = ApiJson.OptionalString(document.RootElement, "model_group");
+            }
+
+            var name = groupName ?? (call.Request.Model.Length > 0 ? call.Request.Model : null)
+                ?? throw ChatException.BadRequest("model_group is required: the model group (or model) to call, e.g. \"model_group\": \"ChatAgent\".", "model_group", "missing_required_parameter");
+
+            // The client's body carries job fields (model_group, purpose) an upstream would refuse: send the parsed request.
+            call.Request = call.Request with { Model = name, Stream = stream, RawBody = ReadOnlyMemory<byte>.Empty };
+            call.BillingTeamId = _job.TeamId;
+            call.JobId = _job.Id;
+        }
+
+        public override async ValueTask SettleAsync(ChatCall call, UsageStatus status, ChatUsage usage) =>
+            RecordedCall = await endpoints.RecordAsync(Job, call.Request.Model, usage.PromptTokens, usage.CompletionTokens, status, endpoints.Time.GetElapsedTime(call.StartTimestamp));
+    }
+
+    /// <summary>The caller's job: a team key sees its own team's jobs only; others are 404 like missing ones.</summary>
+    private Task<Job> FindJobAsync(HttpContext context) => FindJobAsync(context.GetCaller(), Route(context), context.RequestAborted);
+
+    private async Task<Job> FindJobAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        var teamId = caller.TeamId ?? await Store.FindJobTeamAsync(id, cancellationToken);
+        var job = teamId is null ? null : await Store.GetJobAsync(teamId, id, cancellationToken);
+        return job ?? throw SluiceErrors.NotFound("job", id);
     }
 
     private static ChatException Finished(Job job) => new(

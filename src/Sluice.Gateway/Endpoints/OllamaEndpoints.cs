@@ -1,13 +1,12 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
-using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
-using Sluice.Protocol.Chat;
 using Sluice.Protocol.Ollama;
 using Sluice.Providers;
 
@@ -16,25 +15,54 @@ namespace Sluice.Gateway.Endpoints;
 /// <summary>
 /// The Ollama API: <c>POST /api/chat</c>, <c>POST /api/generate</c> (NDJSON streams, or one object with
 /// <c>"stream": false</c>), <c>GET /api/tags</c>, <c>GET /api/version</c>, <c>POST /api/show</c> — so Ollama front
-/// ends can use any model the gateway serves. Errors are <c>{"error": "…"}</c>.
+/// ends can use any model the gateway serves, groups created through the API included. Errors (401 included) are
+/// <c>{"error": "…"}</c>.
 /// </summary>
 /// <remarks>
-/// Ollama model names carry a tag (<c>llama3:latest</c>); a name ending in <c>:latest</c> also finds the model
-/// without it. Answers echo the name the client sent, as Ollama does.
+/// Ollama model names carry a tag (<c>llama3:latest</c>); the resolver also finds the model without it. Answers
+/// echo the name the client sent, as Ollama does.
 /// </remarks>
-internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions options, StreamRelay relay, CallAdmission admission)
+internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, GatewayOptions options, TimeProvider time)
 {
     /// <summary>The Ollama API version reported by <c>/api/version</c>: the one whose behaviour these endpoints follow.</summary>
     public const string CompatibleVersion = "0.12.0";
 
-    private const string LatestTag = ":latest";
-    private readonly ChatRequestLimits _limits = new() { MaxPromptChars = options.Limits.MaxPromptChars };
-    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
-    private readonly string _modifiedAt = OllamaStreamWriter.Timestamp(DateTimeOffset.UtcNow);
+    private readonly string _modifiedAt = OllamaStreamWriter.Timestamp(time.GetUtcNow());
 
-    public Task ChatAsync(HttpContext context) => GenerateAsync(context, OllamaApi.Chat);
+    public Task ChatAsync(HttpContext context) => calls.RunAsync(context, CallDialect.OllamaChat, Answer(OllamaApi.Chat));
 
-    public Task GenerateAsync(HttpContext context) => GenerateAsync(context, OllamaApi.Generate);
+    public async Task GenerateAsync(HttpContext context)
+    {
+        if (await calls.BeginAsync(context, CallDialect.OllamaGenerate) is not { } call)
+        {
+            return;
+        }
+
+        try
+        {
+            call.Request = CallDialect.OllamaGenerate.Parse(call.Body, calls.Pipeline.Limits);
+            if (call.Request.Messages.Count == 0)
+            {
+                // /api/generate without a prompt only loads the model in Ollama: answer "loaded" at once.
+                _ = await resolver.ResolveAsync(call.Request.Model, call.Dialect, context.RequestAborted);
+                context.Response.ContentType = call.Request.Stream ? "application/x-ndjson" : "application/json";
+                new OllamaStreamWriter(call.Request.Model, OllamaApi.Generate, call.StartTimestamp).WriteLoaded(context.Response.BodyWriter);
+                await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+                return;
+            }
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
+            return;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await calls.RunAsync(context, call, Answer(OllamaApi.Generate));
+    }
 
     public Task TagsAsync(HttpContext context)
     {
@@ -42,7 +70,7 @@ internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions optio
         using var json = new Utf8JsonWriter(context.Response.BodyWriter);
         json.WriteStartObject();
         json.WriteStartArray("models"u8);
-        foreach (var model in catalog.Models)
+        foreach (var model in resolver.All)
         {
             json.WriteStartObject();
             json.WriteString("name"u8, model.Name);
@@ -77,7 +105,7 @@ internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions optio
         try
         {
             var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-            model = Resolve(OllamaRequestParser.ParseShow(body));
+            model = await resolver.ResolveAsync(OllamaRequestParser.ParseShow(body), CallDialect.OllamaChat, context.RequestAborted);
         }
         catch (ChatException ex)
         {
@@ -116,102 +144,11 @@ internal sealed class OllamaEndpoints(ModelCatalog catalog, GatewayOptions optio
         await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
     }
 
-    private async Task GenerateAsync(HttpContext context, OllamaApi api)
-    {
-        var start = Stopwatch.GetTimestamp();
-        var requestId = RequestIds.Next();
-        context.Response.Headers["x-request-id"] = requestId;
-
-        ChatRequest request;
-        ModelEntry model;
-        try
-        {
-            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-            request = api == OllamaApi.Chat ? OllamaRequestParser.ParseChat(body, _limits) : OllamaRequestParser.ParseGenerate(body);
-            model = Resolve(request.Model);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
-            return;
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            return;
-        }
-
-        // Answers carry the name the client sent; the backend and accounting get the catalog's name.
-        var writer = new OllamaStreamWriter(request.Model, api, start);
-        if (request.Model != model.Name)
-        {
-            request = ChatRequests.WithModel(request, model.Name);
-        }
-
-        if (request.Messages.Count == 0)
-        {
-            // /api/generate without a prompt only loads the model in Ollama: answer "loaded" at once.
-            context.Response.ContentType = request.Stream ? "application/x-ndjson" : "application/json";
-            writer.WriteLoaded(context.Response.BodyWriter);
-            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
-            return;
-        }
-
-        CallLease lease;
-        UsageOwner? owner;
-        try
-        {
-            (lease, owner) = await TenantCall.AdmitAsync(context, admission, model.Name, request);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
-            return;
-        }
-
-        await using (lease)
-        {
-            await ServeAsync(context, request, model, writer, new RelaySettings(requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner));
-        }
-    }
-
-    private async Task ServeAsync(HttpContext context, ChatRequest request, ModelEntry model, OllamaStreamWriter writer, RelaySettings settings)
-    {
-        if (request.Stream)
-        {
-            await relay.RelayAsync(context, model.Backend, request, new OllamaStreamFormat(writer), settings);
-            return;
-        }
-
-        try
-        {
-            var (answer, usage) = await relay.CollectAsync(context, model.Backend, request, settings);
-            context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/json";
-            writer.WriteComplete(context.Response.BodyWriter, answer.Choices.FirstOrDefault(c => c.Index == 0), usage);
-            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            // The client left; usage was recorded as abandoned.
-        }
-    }
-
-    private ModelEntry Resolve(string name)
-    {
-        if (catalog.TryGet(name, out var entry)
-            || (name.EndsWith(LatestTag, StringComparison.Ordinal) && catalog.TryGet(name[..^LatestTag.Length], out entry)))
-        {
-            return entry;
-        }
-
-        throw new ChatException(StatusCodes.Status404NotFound, new ErrorInfo(
-            $"model '{name}' not found. GET /api/tags lists the models this gateway serves (Sluice cannot pull models).",
-            ErrorTypes.InvalidRequest, "model", "model_not_found"));
-    }
+    /// <summary>Answers carry the name the client sent; the backend and accounting get the catalog's name.</summary>
+    private static HttpAnswer Answer(OllamaApi api) => new(
+        call => new OllamaStreamFormat(new OllamaStreamWriter(call.RequestedModel, api, call.StartTimestamp)),
+        (output, call, answer, usage) =>
+            new OllamaStreamWriter(call.RequestedModel, api, call.StartTimestamp).WriteComplete(output, answer.Choices.FirstOrDefault(c => c.Index == 0), usage));
 
     private static void WriteDetails(Utf8JsonWriter json, ModelEntry model)
     {

@@ -5,7 +5,9 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 
@@ -31,7 +33,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             return;
         }
 
-        if (!registry.TryGet(id, out var stream) || !stream.TryAttachReader())
+        if (!registry.TryGet(id, OwnerScope(context), out var stream) || !stream.TryAttachReader())
         {
             await NotFoundAsync(context, id, stream);
             return;
@@ -46,7 +48,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             response.ContentType = stream.ContentType;
             response.Headers.CacheControl = "no-cache";
             response.Headers["X-Accel-Buffering"] = "no";
-            response.Headers[StreamRelay.StreamIdHeader] = stream.Id;
+            response.Headers[HttpStreamSink.StreamIdHeader] = stream.Id;
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             await response.StartAsync(aborted);
 
@@ -79,8 +81,8 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
                 await output.FlushAsync(aborted);
                 if (!stream.Resumable)
                 {
-                    // Evicted or outgrown while being read: say so instead of ending as if complete.
-                    WriteLostFrame(output, stream);
+                    // Evicted or outgrown while being read: say so, in the stream's own format, instead of ending as if complete.
+                    stream.Format.WriteError(output, stream.LastSequence + 1, SluiceErrors.StreamLost(stream.Overflowed));
                     await output.FlushAsync(aborted);
                     return;
                 }
@@ -110,11 +112,12 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
     public async Task CancelAsync(HttpContext context)
     {
         var id = context.Request.RouteValues["id"] as string ?? string.Empty;
-        if (!registry.TryGet(id, out var stream))
+        if (!registry.TryGet(id, OwnerScope(context), out var stream))
         {
             await NotFoundAsync(context, id, null);
             return;
         }
+
 
         var wasRunning = !stream.Finished;
         stream.CancelGeneration();
@@ -154,21 +157,10 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
         return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out after);
     }
 
-    private static void WriteLostFrame(System.IO.Pipelines.PipeWriter output, ResumableStream stream)
+    /// <summary>Streams are owner-scoped: the operator sees every stream, a team key only its team's (others are 404).</summary>
+    private static string? OwnerScope(HttpContext context)
     {
-        var message = stream.Overflowed
-            ? "The stream outgrew the replay buffer while you were reading it, so the rest cannot be replayed. Send the request again."
-            : "The stream expired while you were reading it. Send the request again.";
-        using var json = new Utf8JsonWriter(output);
-        output.Write("data: "u8);
-        json.WriteStartObject();
-        json.WriteStartObject("error");
-        json.WriteString("message", message);
-        json.WriteString("type", ErrorTypes.Server);
-        json.WriteString("code", "stream_lost");
-        json.WriteEndObject();
-        json.WriteEndObject();
-        json.Flush();
-        output.Write("\n\n"u8);
+        var caller = context.GetCaller();
+        return caller.IsOperator ? null : caller.OwnerId;
     }
 }

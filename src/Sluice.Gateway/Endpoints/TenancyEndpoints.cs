@@ -2,7 +2,9 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Providers;
@@ -22,30 +24,30 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/api/organizations/create", c => Run(c, CreateOrganizationAsync));
-        app.MapGet("/api/organizations/{id}", c => Run(c, GetOrganizationAsync));
-        app.MapGet("/api/organizations/{id}/teams", c => Run(c, ListTeamsAsync));
+        app.MapPost("/api/organizations/create", c => Run(c, CreateOrganizationAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/organizations/{id}", c => Run(c, GetOrganizationAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/organizations/{id}/teams", c => Run(c, ListTeamsAsync)).WithPolicy(EndpointPolicy.Key);
 
-        app.MapPost("/api/model-groups/create", c => Run(c, CreateModelGroupAsync));
-        app.MapGet("/api/model-groups", c => Run(c, ListModelGroupsAsync));
-        app.MapGet("/api/model-groups/{name}", c => Run(c, GetModelGroupAsync));
+        app.MapPost("/api/model-groups/create", c => Run(c, CreateModelGroupAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/model-groups", c => Run(c, ListModelGroupsAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/model-groups/{name}", c => Run(c, GetModelGroupAsync)).WithPolicy(EndpointPolicy.Key);
 
-        app.MapPost("/api/teams/create", c => Run(c, CreateTeamAsync));
-        app.MapGet("/api/teams/{id}", c => Run(c, GetTeamAsync));
-        app.MapPut("/api/teams/{id}/model-groups", c => Run(c, SetModelGroupsAsync));
-        app.MapPut("/api/teams/{id}/limits", c => Run(c, SetLimitsAsync));
-        app.MapPost("/api/teams/{id}/keys", c => Run(c, CreateKeyAsync));
-        app.MapGet("/api/teams/{id}/keys", c => Run(c, ListKeysAsync));
-        app.MapPost("/api/teams/{id}/keys/{keyId}/revoke", c => Run(c, RevokeKeyAsync));
-        app.MapDelete("/api/teams/{id}/keys/{keyId}", c => Run(c, RevokeKeyAsync));
+        app.MapPost("/api/teams/create", c => Run(c, CreateTeamAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/teams/{id}", c => Run(c, GetTeamAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPut("/api/teams/{id}/model-groups", c => Run(c, SetModelGroupsAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPut("/api/teams/{id}/limits", c => Run(c, SetLimitsAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/teams/{id}/keys", c => Run(c, CreateKeyAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/teams/{id}/keys", c => Run(c, ListKeysAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/teams/{id}/keys/{keyId}/revoke", c => Run(c, RevokeKeyAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapDelete("/api/teams/{id}/keys/{keyId}", c => Run(c, RevokeKeyAsync)).WithPolicy(EndpointPolicy.Key);
 
-        app.MapGet("/api/credits/teams/{id}/balance", c => Run(c, BalanceAsync));
-        app.MapPost("/api/credits/teams/{id}/add", c => Run(c, AddCreditsAsync));
-        app.MapPost("/api/credits/teams/{id}/check", c => Run(c, CheckCreditsAsync));
-        app.MapGet("/api/credits/teams/{id}/transactions", c => Run(c, TransactionsAsync));
+        app.MapGet("/api/credits/teams/{id}/balance", c => Run(c, BalanceAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/credits/teams/{id}/add", c => Run(c, AddCreditsAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/credits/teams/{id}/check", c => Run(c, CheckCreditsAsync)).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/credits/teams/{id}/transactions", c => Run(c, TransactionsAsync)).WithPolicy(EndpointPolicy.Key);
     }
 
-    private static Task Run(HttpContext context, Func<HttpContext, Task> handler) => ApiErrors.RunAsync(context, () => handler(context));
+    private static Task Run(HttpContext context, Func<HttpContext, Task> handler) => ApiHandler.RunAsync(context, () => handler(context));
 
     private static string Route(HttpContext context, string name) => context.Request.RouteValues[name] as string ?? string.Empty;
 
@@ -55,7 +57,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task CreateOrganizationAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
         var id = ApiJson.OptionalString(root, "organization_id");
@@ -67,17 +69,17 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task GetOrganizationAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
-        var organization = await Store.GetOrganizationAsync(id, context.RequestAborted) ?? throw ApiErrors.NotFound("organization", id);
+        var organization = await Store.GetOrganizationAsync(id, context.RequestAborted) ?? throw SluiceErrors.NotFound("organization", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteOrganization(json, organization));
     }
 
     private async Task ListTeamsAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
-        _ = await Store.GetOrganizationAsync(id, context.RequestAborted) ?? throw ApiErrors.NotFound("organization", id);
+        _ = await Store.GetOrganizationAsync(id, context.RequestAborted) ?? throw SluiceErrors.NotFound("organization", id);
         var teams = await Store.ListTeamsAsync(id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
@@ -109,7 +111,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task CreateModelGroupAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
         var name = ApiJson.OptionalString(root, "group_name") ?? ApiJson.RequiredString(root, "name", "ChatAgent");
@@ -154,7 +156,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     private async Task GetModelGroupAsync(HttpContext context)
     {
         var name = Route(context, "name");
-        var group = await Store.GetModelGroupAsync(name, context.RequestAborted) ?? throw ApiErrors.NotFound("model group", name);
+        var group = await Store.GetModelGroupAsync(name, context.RequestAborted) ?? throw SluiceErrors.NotFound("model group", name);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteModelGroup(json, group));
     }
 
@@ -184,7 +186,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task CreateTeamAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
         var organizationId = ApiJson.RequiredString(root, "organization_id", "org_acme");
@@ -219,7 +221,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task SetModelGroupsAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
         var root = body.RootElement;
@@ -235,7 +237,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task SetLimitsAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
         var limits = ApiJson.ReadLimits(ApiJson.RequireObject(body)) ?? RateLimits.None;
@@ -247,8 +249,8 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     private async Task<Team> RequireTeamAsync(HttpContext context)
     {
         var id = Route(context, "id");
-        Caller.Of(context).RequireTeam(id);
-        return await Store.GetTeamAsync(id, context.RequestAborted) ?? throw ApiErrors.NotFound("team", id);
+        context.GetCaller().RequireTeam(id);
+        return await Store.GetTeamAsync(id, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", id);
     }
 
     /// <summary>Model groups assigned to a team must be names this gateway serves (configured or created here).</summary>
@@ -303,7 +305,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task CreateKeyAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
@@ -355,7 +357,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task RevokeKeyAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var key = await Store.RevokeKeyAsync(Route(context, "id"), Route(context, "keyId"), context.RequestAborted);
         directory.ForgetKey(key.Id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
@@ -400,7 +402,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     private async Task AddCreditsAsync(HttpContext context)
     {
-        Caller.Of(context).RequireOperator();
+        context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
@@ -408,7 +410,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
             ?? throw ChatException.BadRequest("credits_amount is required: a positive number of credits, e.g. {\"credits_amount\": 500}.", "credits_amount", "missing_required_parameter");
         var transaction = await Store.AddCreditsAsync(id, amount, ApiJson.OptionalString(root, "reason") ?? "credits added", context.RequestAborted);
         directory.ForgetTeam(id);
-        var team = await Store.GetTeamAsync(id, context.RequestAborted) ?? throw ApiErrors.NotFound("team", id);
+        var team = await Store.GetTeamAsync(id, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
@@ -424,7 +426,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     private async Task CheckCreditsAsync(HttpContext context)
     {
         var id = Route(context, "id");
-        Caller.Of(context).RequireTeam(id);
+        context.GetCaller().RequireTeam(id);
         using var body = await ReadAsync(context);
         var required = ApiJson.OptionalLong(ApiJson.RequireObject(body), "credits_required", 0) ?? 1;
         var balance = await Store.GetBalanceAsync(id, context.RequestAborted);

@@ -19,6 +19,9 @@ public sealed class GatewayOptions
     /// <summary>Input limits.</summary>
     public LimitOptions Limits { get; set; } = new();
 
+    /// <summary>WebSocket chat (<c>GET /api/llm/ws</c>): per-socket bounds.</summary>
+    public WebSocketChatOptions WebSocket { get; set; } = new();
+
     /// <summary>The models served; empty means the built-in simulated models.</summary>
     public List<ModelOptions> Models { get; set; } = [];
 
@@ -55,6 +58,25 @@ public sealed class GatewayOptions
     /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
     public string StoreConnectionString =>
         string.IsNullOrWhiteSpace(Store) ? Sluice.Storage.SluiceStoreFactory.DefaultConnectionString(DataDirectory) : Store;
+}
+
+/// <summary>Bounds on what one WebSocket (and one key over all its sockets) can make the gateway hold.</summary>
+public sealed class WebSocketChatOptions
+{
+    /// <summary>Chat requests running at once on one socket; more are refused with <c>too_many_requests</c> (the socket stays open).</summary>
+    public int MaxConcurrentRequestsPerSocket { get; set; } = 8;
+
+    /// <summary>Chat requests running at once over all the sockets of one virtual key (or of the operator / open mode).</summary>
+    public int MaxConcurrentRequestsPerKey { get; set; } = 64;
+
+    /// <summary>
+    /// Messages waiting to be sent on one socket. When the client does not read, the queue fills and generation pauses
+    /// (each request waits for room) — memory stays bounded whatever the client does.
+    /// </summary>
+    public int OutboxMessages { get; set; } = 256;
+
+    /// <summary>How long a request may wait for room in a full outbox before it is cancelled with <c>client_too_slow</c>.</summary>
+    public double SlowClientTimeoutSeconds { get; set; } = 30;
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>

@@ -7,13 +7,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using Microsoft.AspNetCore.Routing;
 using Sluice.Gateway.Accounting;
-using Sluice.Gateway.Endpoints;
-using Sluice.Gateway.Mqtt;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Sessions;
-using Sluice.Gateway.Streaming;
-using Sluice.Gateway.Tenancy;
-using Sluice.Gateway.WebChat;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
 
@@ -43,21 +40,7 @@ public static class SluiceGateway
         var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice" });
-        builder.Logging.ClearProviders();
-        if (configureLogging is null)
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-            builder.Logging.SetMinimumLevel(LogLevel.Information);
-            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        }
-        else
-        {
-            configureLogging(builder.Logging);
-        }
+        builder.Logging.AddSluiceLogging(configureLogging);
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -66,33 +49,9 @@ public static class SluiceGateway
             Listen(kestrel, options.Host, options.Port);
         });
 
-        var services = builder.Services;
-        services.AddSingleton(options);
-        services.AddSingleton(catalog);
-        services.AddSingleton<UsageTotals>();
-        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
-        services.AddSingleton<UsageReporter>();
-        services.AddSingleton<StreamRelay>();
-        services.AddSingleton<StreamRegistry>();
-        services.AddSingleton<StreamsEndpoint>();
-        services.AddSingleton<PortalEndpoints>();
-        services.AddSingleton<SessionEndpoints>();
-        services.AddSingleton<WebSocketEndpoint>();
-        services.AddSingleton<ChatCompletionsEndpoint>();
-        services.AddSingleton<InfoEndpoints>();
-        services.AddSingleton<AnthropicMessagesEndpoint>();
-        services.AddSingleton<OllamaEndpoints>();
-        services.AddSingleton<TenancyRuntime>();
-        services.AddSingleton<TenantDirectory>();
-        services.AddSingleton<Authenticator>();
-        services.AddSingleton<CallAdmission>();
-        services.AddSingleton<ModelGroupRegistry>();
-        services.AddSingleton<LedgerUsageSink>();
-        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
-        services.AddSingleton<TenancyEndpoints>();
-        services.AddSingleton<JobEndpoints>();
-        services.AddSingleton<WebChatEndpoints>();
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
+        var services = builder.Services;
+        services.AddSluiceCore(options, catalog).AddSluiceHttp();
         if (origins.Length > 0)
         {
             services.AddCors(cors => cors.AddDefaultPolicy(policy =>
@@ -109,7 +68,7 @@ public static class SluiceGateway
                 // Preflights are answered for every API path; the stream and request ids are readable by scripts.
                 policy.WithMethods("GET", "POST", "DELETE")
                     .WithHeaders("content-type", "authorization", "last-event-id", "x-api-key", "x-sluice-resume", "anthropic-version")
-                    .WithExposedHeaders(StreamRelay.StreamIdHeader, SessionEndpoints.SessionIdHeader, SessionEndpoints.DroppedTurnsHeader, "x-request-id", "retry-after")
+                    .WithExposedHeaders(HttpStreamSink.StreamIdHeader, SessionEndpoints.SessionIdHeader, SessionEndpoints.DroppedTurnsHeader, "x-request-id", "retry-after")
                     .SetPreflightMaxAge(TimeSpan.FromHours(1));
             }));
         }
@@ -118,17 +77,14 @@ public static class SluiceGateway
         services.TryAddSingleton(TimeProvider.System);
         if (options.Mqtt.Enabled)
         {
-            // With keys on, MQTT requests need an api_key and are billed like HTTP calls (a test's own hook wins).
-            services.TryAddSingleton<IMqttRequestAuthenticator, TenancyMqttAuthenticator>();
-            MqttBridgeHost.AddBridge(services);
+            services.AddSluiceMqtt();
         }
 
         var app = builder.Build();
         try
         {
             // The store is open (and the stored model groups routable) before the first request can arrive.
-            await app.Services.GetRequiredService<TenancyRuntime>().OpenAsync(cancellationToken);
-            await app.Services.GetRequiredService<ModelGroupRegistry>().LoadAllAsync(cancellationToken);
+            await app.Services.StartSluiceCoreAsync(cancellationToken);
         }
         catch
         {
@@ -137,50 +93,16 @@ public static class SluiceGateway
         }
 
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
-        if (origins.Length > 0)
-        {
-            app.UseCors();
-        }
+        app.UseSluice(cors: origins.Length > 0);
+        app.MapSluiceOpenAI();
+        app.MapSluiceAnthropic();
+        app.MapSluiceOllama();
+        app.MapSluicePortal();
+        app.MapSluiceApi();
+        app.MapSluicePublic();
 
-        var chat = app.Services.GetRequiredService<ChatCompletionsEndpoint>();
-        var info = app.Services.GetRequiredService<InfoEndpoints>();
-        app.Use(app.Services.GetRequiredService<Authenticator>().InvokeAsync);
-        app.Services.GetRequiredService<TenancyEndpoints>().Map(app);
-        app.Services.GetRequiredService<JobEndpoints>().Map(app);
-        app.MapPost("/v1/chat/completions", chat.HandleAsync);
-        app.MapGet("/v1/models", info.ListModelsAsync);
-        app.MapGet("/v1/models/{id}", info.GetModelAsync);
-        app.MapGet("/health", info.HealthAsync);
-
-        // Resumable streams: catch up after a dropped connection, replay a finished answer, or cancel one.
-        var streams = app.Services.GetRequiredService<StreamsEndpoint>();
-        app.MapGet("/v1/streams/{id}", streams.ResumeAsync);
-        app.MapDelete("/v1/streams/{id}", streams.CancelAsync);
-
-        // The portal's simple event format (stateless).
-        var portal = app.Services.GetRequiredService<PortalEndpoints>();
-        app.MapPost("/api/llm/chat/stream", portal.StreamAsync);
-
-        // Sessions: stored conversations and their streamed turns.
-        app.Services.GetRequiredService<SessionEndpoints>().Map(app);
-        app.UseWebSockets();
-        app.MapGet("/api/llm/ws", app.Services.GetRequiredService<WebSocketEndpoint>().HandleAsync);
-
-        // Other dialects, served from the same models: Anthropic Messages and the Ollama API.
-        var anthropic = app.Services.GetRequiredService<AnthropicMessagesEndpoint>();
-        app.MapPost("/v1/messages", anthropic.HandleAsync);
-        app.MapPost("/v1/messages/count_tokens", anthropic.CountTokensAsync);
-        var ollama = app.Services.GetRequiredService<OllamaEndpoints>();
-        app.MapPost("/api/chat", ollama.ChatAsync);
-        app.MapPost("/api/generate", ollama.GenerateAsync);
-        app.MapPost("/api/show", ollama.ShowAsync);
-        app.MapGet("/api/tags", ollama.TagsAsync);
-        app.MapGet("/api/version", OllamaEndpoints.VersionAsync);
-
-        // The web chat: outside the key guard (the page holds the key and sends it with each API call).
-        app.Services.GetRequiredService<WebChatEndpoints>().Map(app);
-        // "{*path}", not the default "{*path:nonfile}": paths that look like files (/favicon.ico, /x.js) get the JSON 404 too.
-        app.MapFallback("{*path}", InfoEndpoints.NotFoundAsync);
+        // Fail closed: a route that declares no key policy stops the start, rather than serving without one.
+        EndpointPolicies.Verify(((IEndpointRouteBuilder)app).DataSources.SelectMany(d => d.Endpoints));
         return app;
     }
 

@@ -4,13 +4,15 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
+using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
+using Sluice.Protocol.Portal;
 
 namespace Sluice.Gateway.Mqtt;
 
 /// <summary>
 /// Writes the answer messages of one request: <c>{"id","seq","content"}</c> chunks cut to an exact byte budget,
-/// then <c>{"id","seq","done":true,"usage"}</c> or <c>{"id","seq","error"}</c>.
+/// then <c>{"id","seq","done":true,"usage"[,"tool_calls"]}</c> or <c>{"id","seq","error"}</c>.
 /// </summary>
 /// <remarks>
 /// Text is written as raw UTF-8 (only <c>"</c>, <c>\</c> and control characters are escaped), so the size of a
@@ -76,21 +78,21 @@ internal sealed class MqttAnswerJson
         return at == message.Length ? message : throw new InvalidOperationException("Chunk size mismatch.");
     }
 
-    /// <summary>The final message of a streamed answer.</summary>
-    public byte[] Done(long seq, string? finishReason, ChatUsage usage) => Write(json =>
+    /// <summary>The final message of a streamed answer (with the whole tool calls, when the answer called tools).</summary>
+    public byte[] Done(long seq, string? finishReason, ChatUsage usage, IReadOnlyList<ToolCall>? toolCalls = null) => Write(json =>
     {
         Start(json, seq);
         json.WriteBoolean("done"u8, true);
-        WriteTail(json, finishReason, usage);
+        WriteTail(json, finishReason, usage, toolCalls);
     });
 
-    /// <summary>The only message of a non-streamed answer: the whole text, done, usage.</summary>
-    public byte[] Single(long seq, string content, string? finishReason, ChatUsage usage) => Write(json =>
+    /// <summary>The only message of a non-streamed answer: the whole text, done, usage (and tool calls).</summary>
+    public byte[] Single(long seq, string content, string? finishReason, ChatUsage usage, IReadOnlyList<ToolCall>? toolCalls = null) => Write(json =>
     {
         Start(json, seq);
         json.WriteString("content"u8, content);
         json.WriteBoolean("done"u8, true);
-        WriteTail(json, finishReason, usage);
+        WriteTail(json, finishReason, usage, toolCalls);
     });
 
     /// <summary>An error message; the text is shortened if needed so the message fits in <paramref name="maxBytes"/>.</summary>
@@ -137,9 +139,14 @@ internal sealed class MqttAnswerJson
         json.WriteNumber("seq"u8, seq);
     }
 
-    private void WriteTail(Utf8JsonWriter json, string? finishReason, ChatUsage usage)
+    private void WriteTail(Utf8JsonWriter json, string? finishReason, ChatUsage usage, IReadOnlyList<ToolCall>? toolCalls)
     {
         WriteOptional(json, "finish_reason"u8, finishReason);
+        if (toolCalls is { Count: > 0 })
+        {
+            PortalEvents.WriteToolCalls(json, toolCalls);
+        }
+
         json.WriteStartObject("usage"u8);
         json.WriteNumber("prompt_tokens"u8, usage.PromptTokens);
         json.WriteNumber("completion_tokens"u8, usage.CompletionTokens);

@@ -1,33 +1,35 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Text;
-using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Sluice.Gateway.Accounting;
-using Sluice.Gateway.Streaming;
-using Sluice.Gateway.Endpoints;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
+using Sluice.Gateway.Relay;
+using Sluice.Gateway.Tenancy;
 using Sluice.Mqtt;
 using Sluice.Protocol;
-using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
-using Sluice.Providers;
+using Sluice.Protocol.Portal;
 
 namespace Sluice.Gateway.Mqtt;
 
 /// <summary>
-/// Serves chat requests that arrive over MQTT: reads <c>{prefix}/requests/#</c>, runs each request on the model
-/// catalog's backends, and streams the answer to the request's reply topic.
+/// Serves chat requests that arrive over MQTT: reads <c>{prefix}/requests/#</c>, runs each request through the call
+/// pipeline (the same model resolution, admission, limits and billing as HTTP), and streams the answer to the
+/// request's reply topic.
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
 /// <item>Text is coalesced: one answer sends at most one message per <c>MinIntervalMs</c>, each at most
-/// <c>MaxMessageBytes</c>, numbered by <c>seq</c>. Done and error messages use QoS 1.</item>
+/// <c>MaxMessageBytes</c>, numbered by <c>seq</c>. Done and error messages use QoS 1; tool calls arrive whole in the
+/// done message.</item>
 /// <item>Every request that arrived ends with a done or an error message. When the broker connection drops in the
 /// middle of an answer, generation stops and the error is published (QoS 1) as soon as the broker is back.</item>
 /// <item>A message that is not a valid request gets an error reply when its id (or reply_to) can be read, and a
 /// log line otherwise; the bridge carries on.</item>
+/// <item>With keys on (a master key), a request needs an <c>api_key</c>: the master key or a virtual key, checked by
+/// the same authenticator as HTTP.</item>
 /// </list>
 /// </remarks>
 internal sealed partial class MqttBridge : BackgroundService
@@ -36,9 +38,8 @@ internal sealed partial class MqttBridge : BackgroundService
     private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(2);
 
     private readonly MqttBridgeOptions _options;
-    private readonly ModelCatalog _catalog;
-    private readonly UsageReporter _usage;
-    private readonly IMqttRequestAuthenticator _authenticator;
+    private readonly CallPipeline _pipeline;
+    private readonly KeyAuthenticator _authenticator;
     private readonly ILogger<MqttBridge> _logger;
     private readonly TimeProvider _time;
     private readonly MqttRequestReader _reader;
@@ -47,22 +48,15 @@ internal sealed partial class MqttBridge : BackgroundService
     private readonly MqttQos _chunkQos;
     private readonly TimeSpan _interval;
 
-    public MqttBridge(
-        GatewayOptions options,
-        ModelCatalog catalog,
-        UsageReporter usage,
-        IMqttRequestAuthenticator authenticator,
-        ILogger<MqttBridge> logger,
-        TimeProvider time)
+    public MqttBridge(GatewayOptions options, CallPipeline pipeline, KeyAuthenticator authenticator, ILogger<MqttBridge> logger, TimeProvider time)
     {
         _options = options.Mqtt;
         _options.Validate();
-        _catalog = catalog;
-        _usage = usage;
+        _pipeline = pipeline;
         _authenticator = authenticator;
         _logger = logger;
         _time = time;
-        _reader = new MqttRequestReader(_options, new ChatRequestLimits { MaxPromptChars = options.Limits.MaxPromptChars });
+        _reader = new MqttRequestReader(_options, pipeline.Limits);
         _slots = new SemaphoreSlim(_options.MaxConcurrentRequests, _options.MaxConcurrentRequests);
         _chunkQos = (MqttQos)_options.ChunkQos;
         _interval = TimeSpan.FromMilliseconds(_options.MinIntervalMs);
@@ -132,7 +126,6 @@ internal sealed partial class MqttBridge : BackgroundService
 
     private async Task HandleAsync(MqttMessage message, CancellationToken stopping)
     {
-        var start = Stopwatch.GetTimestamp();
         var requestId = RequestIds.Next();
         if (message.Retain)
         {
@@ -144,8 +137,7 @@ internal sealed partial class MqttBridge : BackgroundService
         try
         {
             MqttRequest request;
-            ModelEntry model;
-            MqttAuthResult auth;
+            Caller caller;
             try
             {
                 request = _reader.Read(message.Payload);
@@ -157,21 +149,19 @@ internal sealed partial class MqttBridge : BackgroundService
                         request.ReplyTopic);
                 }
 
-                model = ResolveModel(request);
-                auth = await _authenticator.AuthenticateAsync(new MqttAuthRequest(request.Id, request.ApiKey, request.Chat.Model, message.Topic), stopping);
-                if (auth.Error is { } denied)
-                {
-                    throw new MqttRequestRejectedException(denied, request.Id, request.ReplyTopic);
-                }
+                var (authenticated, denied) = await _authenticator.AuthenticateAsync(request.ApiKey, stopping);
+                caller = authenticated ?? throw new MqttRequestRejectedException(InMqttTerms(denied!.Error), request.Id, request.ReplyTopic);
             }
             catch (MqttRequestRejectedException ex)
             {
-                await RejectAsync(ex, requestId, message.Topic);
+                await RejectAsync(ex.Error, ex.Id, ex.ReplyTopic, requestId, message.Topic);
                 return;
             }
 
             LogRequest(_logger, requestId, request.Id, request.Chat.Model, request.ReplyTopic);
-            await AnswerAsync(request, model, auth.Billing, requestId, start, stopping);
+            var call = _pipeline.Begin(requestId, caller, CallDialect.Mqtt, stopping);
+            call.Request = request.Chat;
+            await _pipeline.RunAsync(call, new MqttResponder(this, request, stopping));
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -184,206 +174,264 @@ internal sealed partial class MqttBridge : BackgroundService
         }
     }
 
-    private ModelEntry ResolveModel(MqttRequest request)
+    /// <summary>The key errors name the request's <c>api_key</c> field, not HTTP headers.</summary>
+    private static ErrorInfo InMqttTerms(ErrorInfo error) => error.Code switch
     {
-        if (_catalog.TryGet(request.Chat.Model, out var entry))
-        {
-            return entry;
-        }
+        "missing_api_key" => error with { Param = "api_key", Message = "api_key is required: this gateway has keys on. Send a virtual key (sk-sluice-…) in the request's api_key field." },
+        "invalid_api_key" => error with { Param = "api_key", Message = "api_key is not a valid key (unknown, revoked or expired). Ask the operator for a new one." },
+        _ => error,
+    };
 
-        var names = string.Join(", ", _catalog.Models.Take(12).Select(m => m.Name));
-        throw new MqttRequestRejectedException(
-            new ErrorInfo($"The model '{request.Chat.Model}' does not exist. This gateway serves: {names}.", ErrorTypes.InvalidRequest, "model", "model_not_found"),
-            request.Id,
-            request.ReplyTopic);
-    }
-
-    private async Task RejectAsync(MqttRequestRejectedException rejected, string requestId, string topic)
+    private async Task RejectAsync(ErrorInfo error, string? id, string? replyTopic, string requestId, string topic)
     {
-        if (rejected.ReplyTopic is null)
+        if (replyTopic is null)
         {
-            LogUnanswerable(_logger, topic, rejected.Error.Message);
+            LogUnanswerable(_logger, topic, error.Message);
             return;
         }
 
-        LogRejected(_logger, requestId, rejected.Id, rejected.Error.Code ?? rejected.Error.Type, rejected.Error.Message);
-        var bytes = new MqttAnswerJson(rejected.Id, requestId).Error(1, rejected.Error, _options.MaxMessageBytes);
+        LogRejected(_logger, requestId, id, error.Code ?? error.Type, error.Message);
+        var bytes = new MqttAnswerJson(id, requestId).Error(1, error, _options.MaxMessageBytes);
         if (bytes.Length > _options.MaxMessageBytes)
         {
-            LogUnanswerable(_logger, topic, rejected.Error.Message + $" (the error does not fit in Mqtt:MaxMessageBytes = {_options.MaxMessageBytes})");
+            LogUnanswerable(_logger, topic, error.Message + $" (the error does not fit in Mqtt:MaxMessageBytes = {_options.MaxMessageBytes})");
             return;
         }
 
-        await PublishFinalAsync(rejected.ReplyTopic, bytes, requestId);
+        await PublishFinalAsync(replyTopic, bytes, requestId);
     }
 
-    /// <summary>Runs one request and publishes its answer; always ends with a done or an error message.</summary>
-    private async Task AnswerAsync(MqttRequest request, ModelEntry model, IUsageSink? billing, string requestId, long start, CancellationToken stopping)
+    /// <summary>
+    /// Answers one MQTT request: chunks of coalesced text (at most one message per <c>MinIntervalMs</c>), then a done
+    /// message — or the whole answer as one message when the request is not streamed.
+    /// </summary>
+    /// <remarks>
+    /// Pacing must not slow the model: the relay only appends text; a sender of its own publishes what has gathered
+    /// when its turn comes. A broker connection lost mid-answer stops the generation and fails the answer with
+    /// <c>answer_interrupted</c> (its error goes out once the broker is back); shutdown fails it with
+    /// <c>bridge_stopping</c>.
+    /// </remarks>
+    private sealed class MqttResponder(MqttBridge bridge, MqttRequest request, CancellationToken stopping) : ICallResponder, IAnswerSink
     {
-        var meter = new StreamRelay.StreamMeter(start, request.Chat);
-        var json = new MqttAnswerJson(request.Id, requestId);
-        var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        using var generation = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        var producer = Task.Run(() => ProduceAsync(model.Backend, request.Chat, meter, deltas.Writer, generation.Token), CancellationToken.None);
-        var sender = new Pacer(_time, _interval);
-        long seq = 0;
-        ErrorInfo? failure = null;
-        try
+        private static readonly ChatException BridgeStopping = new(503, new ErrorInfo(
+            "The bridge is shutting down, so this answer could not be finished. Send the request again when it is back.",
+            ErrorTypes.Server, null, "bridge_stopping"));
+
+        private readonly StringBuilder _pending = new();
+        private readonly Lock _lock = new();
+        private readonly SemaphoreSlim _signal = new(0);
+        private readonly ChatCompletionAccumulator _tools = new();
+        private CancellationTokenSource? _generation;
+        private MqttAnswerJson? _json;
+        private Task _sender = Task.CompletedTask;
+        private string _requestId = string.Empty;
+        private volatile ChatException? _interrupted;
+        private volatile bool _ending;
+        private bool _hasTools;
+        private long _seq;
+        private long _lastSent;
+
+        public CancellationToken Generation => _generation!.Token;
+
+        public ChatException? CancellationReason => _interrupted ?? (stopping.IsCancellationRequested ? BridgeStopping : null);
+
+        public bool AcceptsChunkBatches => false;
+
+        public bool Started => Volatile.Read(ref _seq) > 0;
+
+        public long PendingBytes => 0;
+
+        public void OnAdmitted(ChatCall call)
+        {
+        }
+
+        public ValueTask RefuseAsync(ChatCall call, ChatException error) =>
+            new(bridge.RejectAsync(error.Error, request.Id, request.ReplyTopic, call.RequestId, request.ReplyTopic));
+
+        public IAnswerSink CreateSink(ChatCall call)
+        {
+            _json = new MqttAnswerJson(request.Id, call.RequestId);
+            _requestId = call.RequestId;
+            _generation = CancellationTokenSource.CreateLinkedTokenSource(call.Aborted);
+            return this;
+        }
+
+        public void Open(UsageMeter meter)
         {
             if (request.Stream)
             {
-                var pending = new StringBuilder();
-                while (true)
-                {
-                    // Throws the backend's failure once all the text before it has been sent.
-                    if (pending.Length == 0 && !await deltas.Reader.WaitToReadAsync(stopping))
-                    {
-                        break;
-                    }
-
-                    await sender.WaitForTurnAsync(stopping);
-                    while (deltas.Reader.TryRead(out var delta))
-                    {
-                        pending.Append(delta);
-                    }
-
-                    var chunk = json.Chunk(seq + 1, pending, _options.MaxMessageBytes, out var consumed);
-                    pending.Remove(0, consumed);
-                    await Client.PublishAsync(request.ReplyTopic, chunk, _chunkQos, cancellationToken: stopping);
-                    seq++;
-                    sender.Sent();
-                }
-
-                await producer;
-                await sender.WaitForTurnAsync(stopping);
-                await PublishFinalAsync(request.ReplyTopic, json.Done(++seq, meter.FinishReason, meter.Usage), requestId);
+                _sender = SendLoopAsync();
             }
-            else
+        }
+
+        public ValueTask<bool> WriteAsync(ChatStreamEvent streamEvent)
+        {
+            var tools = PortalEvents.ToolCallsOf(streamEvent);
+            if (tools.Count > 0)
             {
-                var text = new StringBuilder();
-                await foreach (var delta in deltas.Reader.ReadAllAsync(stopping))
+                _hasTools = true;
+                foreach (var tool in tools)
                 {
-                    text.Append(delta);
+                    _tools.Add(tool);
                 }
-
-                await producer;
-                var single = json.Single(++seq, text.ToString(), meter.FinishReason, meter.Usage);
-                if (single.Length > _options.MaxMessageBytes)
-                {
-                    throw new ChatException(413, new ErrorInfo(
-                        $"The answer is {single.Length} bytes as one message; the limit is {_options.MaxMessageBytes}. Send \"stream\": true to receive it in chunks, lower max_tokens, or raise Mqtt:MaxMessageBytes.",
-                        ErrorTypes.InvalidRequest, "stream", "response_too_large"));
-                }
-
-                await PublishFinalAsync(request.ReplyTopic, single, requestId);
             }
 
-            meter.Status = UsageStatus.Completed;
-        }
-        catch (ChatException ex)
-        {
-            failure = ex.Error;
-            meter.Fail(ex.Error.Code ?? ex.Error.Type);
-        }
-        catch (MqttConnectionException)
-        {
-            failure = new ErrorInfo(
-                $"The connection to the MQTT broker was lost after {seq} message(s) of this answer, so it could not be finished. Send the request again.",
-                ErrorTypes.Server, null, "answer_interrupted");
-            meter.Fail("answer_interrupted");
-            LogInterrupted(_logger, requestId, request.Id, seq);
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            failure = new ErrorInfo(
-                "The bridge is shutting down, so this answer could not be finished. Send the request again when it is back.",
-                ErrorTypes.Server, null, "bridge_stopping");
-            meter.Fail("bridge_stopping");
-        }
-#pragma warning disable CA1031 // Any failure must reach the client as an error message, never as silence.
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            LogBackendFailed(_logger, ex, requestId, request.Chat.Model);
-            failure = new ErrorInfo(
-                $"The model backend failed unexpectedly ({ex.GetType().Name}). Retry the request; if it keeps failing, report request id {requestId}.",
-                ErrorTypes.Server, null, "backend_error");
-            meter.Fail("internal_error");
-        }
-        finally
-        {
-            await generation.CancelAsync();
-            await producer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            // Answers carry one text; a refusal is the text the model gave instead of an answer.
+            if (PortalEvents.TextOf(streamEvent) is { } text)
+            {
+                lock (_lock)
+                {
+                    _pending.Append(text);
+                }
+
+                _signal.Release();
+            }
+
+            return ValueTask.FromResult(false);
         }
 
-        if (failure is not null)
+        public ValueTask FlushAsync() => ValueTask.CompletedTask;
+
+        public void Idle()
         {
-            await PublishFinalAsync(request.ReplyTopic, json.Error(++seq, failure, _options.MaxMessageBytes), requestId);
         }
 
-        var record = meter.ToRecord(requestId, request.Chat, request.Stream);
-        _usage.Report(record);
-        if (billing is not null)
+        public ValueTask BusyAsync() => ValueTask.CompletedTask;
+
+        public async ValueTask CompleteAsync(ChatUsage usage, string? finishReason)
         {
+            var calls = _hasTools ? _tools.Choices.FirstOrDefault()?.ToolCalls : null;
+            if (request.Stream)
+            {
+                // The sender publishes what is left, then stops; then the done message, in its turn.
+                _ending = true;
+                _signal.Release();
+                await _sender;
+                if (_interrupted is { } interrupted)
+                {
+                    throw interrupted;
+                }
+
+                await WaitForTurnAsync(stopping);
+                await bridge.PublishFinalAsync(request.ReplyTopic, _json!.Done(Interlocked.Increment(ref _seq), finishReason, usage, calls), _requestId);
+                return;
+            }
+
+            var single = _json!.Single(_seq + 1, _pending.ToString(), finishReason, usage, calls);
+            if (single.Length > bridge._options.MaxMessageBytes)
+            {
+                throw new ChatException(413, new ErrorInfo(
+                    $"The answer is {single.Length} bytes as one message; the limit is {bridge._options.MaxMessageBytes}. Send \"stream\": true to receive it in chunks, lower max_tokens, or raise Mqtt:MaxMessageBytes.",
+                    ErrorTypes.InvalidRequest, "stream", "response_too_large"));
+            }
+
+            _seq++;
+            await bridge.PublishFinalAsync(request.ReplyTopic, single, _requestId);
+        }
+
+        public async ValueTask FailAsync(ChatException error)
+        {
+            if (CancellationReason is null)
+            {
+                // The backend failed: the text it produced before the failure goes out first.
+                _ending = true;
+                _signal.Release();
+                await _sender.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            await StopSenderAsync();
+            await bridge.PublishFinalAsync(request.ReplyTopic, _json!.Error(Interlocked.Increment(ref _seq), error.Error, bridge._options.MaxMessageBytes), _requestId);
+        }
+
+        public async ValueTask AbandonAsync()
+        {
+            // Only the request's own end cancels it here (MQTT has no client disconnect): there is nobody to tell.
+            await StopSenderAsync();
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await StopSenderAsync();
+            _generation?.Dispose();
+            _signal.Dispose();
+        }
+
+        private async Task StopSenderAsync()
+        {
+            if (_generation is { } generation)
+            {
+                await generation.CancelAsync();
+            }
+
+            await _sender.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        /// <summary>Publishes the gathered text, one message per turn; ends when the answer ends and all is sent.</summary>
+        private async Task SendLoopAsync()
+        {
+            var token = _generation!.Token;
             try
             {
-                billing.Record(record);
-            }
-#pragma warning disable CA1031 // Accounting must not break the bridge; the failure is logged.
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                LogBillingFailed(_logger, ex, requestId);
-            }
-        }
-    }
-
-    /// <summary>Reads the backend's stream into <paramref name="deltas"/>; the channel completes with the failure, if any.</summary>
-    private static async Task ProduceAsync(IChatBackend backend, ChatRequest request, StreamRelay.StreamMeter meter, ChannelWriter<string> deltas, CancellationToken cancellationToken)
-    {
-        Exception? failure = null;
-        try
-        {
-            await foreach (var streamEvent in backend.StreamAsync(request, cancellationToken).WithCancellation(cancellationToken))
-            {
-                if (streamEvent is OpenAIChunkEvent passthrough)
+                while (true)
                 {
-                    foreach (var inner in passthrough.Events)
+                    await _signal.WaitAsync(token);
+                    await WaitForTurnAsync(token);
+                    byte[]? chunk = null;
+                    lock (_lock)
                     {
-                        Take(inner);
+                        if (_pending.Length > 0)
+                        {
+                            chunk = _json!.Chunk(_seq + 1, _pending, bridge._options.MaxMessageBytes, out var consumed);
+                            _pending.Remove(0, consumed);
+                        }
+                    }
+
+                    if (chunk is not null)
+                    {
+                        await bridge.Client.PublishAsync(request.ReplyTopic, chunk, bridge._chunkQos, cancellationToken: token);
+                        Interlocked.Increment(ref _seq);
+                        _lastSent = bridge._time.GetTimestamp();
+                    }
+
+                    lock (_lock)
+                    {
+                        if (_pending.Length > 0)
+                        {
+                            // What did not fit goes in the next turn.
+                            _signal.Release();
+                        }
+                        else if (_ending)
+                        {
+                            return;
+                        }
                     }
                 }
-                else
-                {
-                    Take(streamEvent);
-                }
+            }
+            catch (MqttConnectionException)
+            {
+                LogInterrupted(bridge._logger, _requestId, request.Id, _seq);
+                _interrupted = new ChatException(502, new ErrorInfo(
+                    $"The connection to the MQTT broker was lost after {_seq} message(s) of this answer, so it could not be finished. Send the request again.",
+                    ErrorTypes.Server, null, "answer_interrupted"));
+                await _generation.CancelAsync();
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
             }
         }
-#pragma warning disable CA1031 // Handed to the sender through the channel, which reports it.
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            failure = ex;
-        }
-        finally
-        {
-            deltas.TryComplete(failure);
-        }
 
-        void Take(ChatStreamEvent streamEvent)
+        /// <summary>Keeps one answer's messages at least the minimum interval apart.</summary>
+        private async ValueTask WaitForTurnAsync(CancellationToken cancellationToken)
         {
-            meter.Observe(streamEvent);
-            switch (streamEvent)
+            if (_lastSent == 0 || bridge._interval <= TimeSpan.Zero)
             {
-                case TextDeltaEvent { Text.Length: > 0 } text:
-                    deltas.TryWrite(text.Text);
-                    break;
-                case RefusalDeltaEvent { Text.Length: > 0 } refusal:
-                    // Answers carry one text; a refusal is the text the model gave instead of an answer.
-                    deltas.TryWrite(refusal.Text);
-                    break;
-                case ErrorEvent error:
-                    throw new ChatException(502, error.Error);
+                return;
+            }
+
+            // Timers may fire a little early; loop until the full interval has passed.
+            while (bridge._time.GetElapsedTime(_lastSent) is var elapsed && elapsed < bridge._interval)
+            {
+                await Task.Delay(bridge._interval - elapsed + TimeSpan.FromMilliseconds(1), bridge._time, cancellationToken);
             }
         }
     }
@@ -481,34 +529,6 @@ internal sealed partial class MqttBridge : BackgroundService
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not deliver the final message of MQTT request {RequestId} to {Topic}: {Reason}")]
     private static partial void LogUndelivered(ILogger logger, string requestId, string topic, string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on MQTT request {RequestId}")]
-    private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
-
     [LoggerMessage(Level = LogLevel.Error, Message = "MQTT request {RequestId} on {Topic} failed unexpectedly")]
     private static partial void LogRequestFailed(ILogger logger, Exception ex, string requestId, string topic);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Billing sink failed for MQTT request {RequestId}")]
-    private static partial void LogBillingFailed(ILogger logger, Exception ex, string requestId);
-
-    /// <summary>Keeps one answer's messages at least the minimum interval apart.</summary>
-    private sealed class Pacer(TimeProvider time, TimeSpan interval)
-    {
-        private long _last;
-
-        public void Sent() => _last = time.GetTimestamp();
-
-        public async ValueTask WaitForTurnAsync(CancellationToken cancellationToken)
-        {
-            if (_last == 0 || interval <= TimeSpan.Zero)
-            {
-                return;
-            }
-
-            // Timers may fire a little early; loop until the full interval has passed.
-            while (time.GetElapsedTime(_last) is var elapsed && elapsed < interval)
-            {
-                await Task.Delay(interval - elapsed + TimeSpan.FromMilliseconds(1), time, cancellationToken);
-            }
-        }
-    }
 }

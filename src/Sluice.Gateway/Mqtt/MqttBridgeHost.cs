@@ -9,18 +9,24 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Mqtt;
 
 /// <summary>Runs the MQTT bridge on its own, without the HTTP server (<c>sluice mqtt</c>).</summary>
+/// <remarks>
+/// Built from the same composition as the gateway (<c>AddSluiceCore</c> + <c>AddSluiceMqtt</c>): the same store, keys,
+/// admission, limits and usage ledger, so a request over MQTT is resolved, admitted and billed exactly as over HTTP.
+/// </remarks>
 public static class MqttBridgeHost
 {
-    /// <summary>Builds a host with the model catalog, the usage hook and the bridge (not started).</summary>
+    /// <summary>Builds a host with the core and the bridge (not started) and opens its store.</summary>
     /// <param name="options">Validated options with an <c>Mqtt</c> section that names a broker.</param>
-    /// <param name="configureServices">Extra services, e.g. <see cref="IUsageSink"/>s or an <see cref="IMqttRequestAuthenticator"/>.</param>
+    /// <param name="configureServices">Extra services, e.g. <see cref="IUsageSink"/>s or a <see cref="TimeProvider"/>.</param>
     /// <param name="configureLogging">Logging set-up; defaults to single-line console logs.</param>
-    /// <exception cref="GatewayConfigurationException">The <c>Mqtt</c> section is missing or invalid.</exception>
+    /// <param name="cancellationToken">Cancels opening the store.</param>
+    /// <exception cref="GatewayConfigurationException">The <c>Mqtt</c> section is missing or invalid, or the store cannot be opened.</exception>
     /// <exception cref="ModelConfigurationException">A model entry is invalid.</exception>
-    public static IHost Build(
+    public static async Task<IHost> BuildAsync(
         GatewayOptions options,
         Action<IServiceCollection>? configureServices = null,
-        Action<ILoggingBuilder>? configureLogging = null)
+        Action<ILoggingBuilder>? configureLogging = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!options.Mqtt.Enabled)
@@ -32,42 +38,26 @@ public static class MqttBridgeHost
         var retryLog = new RetryLog();
         var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { ApplicationName = "Sluice", DisableDefaults = true });
-        builder.Logging.ClearProviders();
-        if (configureLogging is null)
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-            builder.Logging.SetMinimumLevel(LogLevel.Information);
-            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        }
-        else
-        {
-            configureLogging(builder.Logging);
-        }
+        builder.Logging.AddSluiceLogging(configureLogging);
 
         var services = builder.Services;
-        services.AddSingleton(options);
-        services.AddSingleton(catalog);
-        services.AddSingleton<UsageTotals>();
-        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
-        services.AddSingleton<UsageReporter>();
+        services.AddSluiceCore(options, catalog);
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
-        AddBridge(services);
+        services.AddSluiceMqtt();
 
         var host = builder.Build();
+        try
+        {
+            await host.Services.StartSluiceCoreAsync(cancellationToken);
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+
         retryLog.Logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
         return host;
-    }
-
-    /// <summary>Registers the bridge as a hosted service, with the allow-all authenticator unless one is registered.</summary>
-    internal static void AddBridge(IServiceCollection services)
-    {
-        services.TryAddSingleton<IMqttRequestAuthenticator, AllowAllMqttAuthenticator>();
-        services.AddSingleton<MqttBridge>();
-        services.AddHostedService(sp => sp.GetRequiredService<MqttBridge>());
     }
 }

@@ -5,8 +5,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -25,12 +27,9 @@ namespace Sluice.Gateway.Sessions;
 /// </summary>
 internal sealed class SessionEndpoints(
     TenancyRuntime tenancy,
-    ModelCatalog catalog,
-    ModelGroupRegistry groups,
-    CallAdmission admission,
+    ModelResolver resolver,
+    HttpCalls calls,
     GatewayOptions options,
-    StreamRelay relay,
-    StreamRegistry streams,
     ILogger<SessionEndpoints> logger)
 {
     /// <summary>The response header naming the session a turn belongs to.</summary>
@@ -43,33 +42,30 @@ internal sealed class SessionEndpoints(
     private const int MaxMetadataKeyChars = 64;
     private const int MaxMetadataValueChars = 512;
 
-    private readonly ChatRequestLimits _turnLimits = new() { MaxPromptChars = options.Limits.MaxPromptChars, MessagesOptional = true };
-    private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
-
     public void Map(IEndpointRouteBuilder app)
     {
-        app.MapPost("/api/sessions", c => ApiErrors.RunAsync(c, () => CreateAsync(c)));
-        app.MapGet("/api/sessions", c => ApiErrors.RunAsync(c, () => ListAsync(c)));
-        app.MapGet("/api/sessions/{id}", c => ApiErrors.RunAsync(c, () => GetAsync(c)));
-        app.MapDelete("/api/sessions/{id}", c => ApiErrors.RunAsync(c, () => DeleteAsync(c)));
-        app.MapPost("/api/llm/chat/session/stream", StreamAsync);
+        app.MapPost("/api/sessions", c => ApiHandler.RunAsync(c, () => CreateAsync(c))).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/sessions", c => ApiHandler.RunAsync(c, () => ListAsync(c))).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/sessions/{id}", c => ApiHandler.RunAsync(c, () => GetAsync(c))).WithPolicy(EndpointPolicy.Key);
+        app.MapDelete("/api/sessions/{id}", c => ApiHandler.RunAsync(c, () => DeleteAsync(c))).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/api/llm/chat/session/stream", StreamAsync).WithPolicy(EndpointPolicy.Key);
     }
 
     /// <summary>Who owns the caller's sessions.</summary>
-    public static string OwnerOf(Caller caller) => caller.TeamId ?? SessionOwners.Operator;
+    public static string OwnerOf(Caller caller) => caller.OwnerId;
 
     private static string Route(HttpContext context) => context.Request.RouteValues["id"] as string ?? string.Empty;
 
     private async Task CreateAsync(HttpContext context)
     {
-        var caller = Caller.Of(context);
+        var caller = context.GetCaller();
         using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
         var root = ApiJson.RequireObject(body);
         var model = ApiJson.OptionalString(root, "model");
         if (model is not null)
         {
             // A typo is reported now, not at the first turn.
-            await ChatCompletionsEndpoint.ResolveModelAsync(catalog, groups, model, context.RequestAborted);
+            await resolver.ResolveAsync(model, CallDialect.Session, context.RequestAborted);
         }
 
         var title = ApiJson.OptionalString(root, "title");
@@ -82,7 +78,7 @@ internal sealed class SessionEndpoints(
             OwnerOf(caller),
             new NewChatSession(
                 ReadContextBudget(root),
-                ReadText(root, "system_prompt", required: false),
+                SessionStage.ReadText(root, "system_prompt", required: false, options.Limits.MaxPromptChars),
                 model,
                 title,
                 ReadMetadata(root),
@@ -96,7 +92,7 @@ internal sealed class SessionEndpoints(
         var (limit, offset) = ApiJson.Page(context, defaultLimit: 20);
 
         // One more than asked tells whether there is a next page.
-        var page = await tenancy.Store.ListSessionsAsync(OwnerOf(Caller.Of(context)), limit + 1, offset, context.RequestAborted);
+        var page = await tenancy.Store.ListSessionsAsync(OwnerOf(context.GetCaller()), limit + 1, offset, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
@@ -116,17 +112,17 @@ internal sealed class SessionEndpoints(
     private async Task GetAsync(HttpContext context)
     {
         var id = Route(context);
-        var session = await tenancy.Store.GetSessionAsync(OwnerOf(Caller.Of(context)), id, context.RequestAborted)
-            ?? throw ApiErrors.NotFound("session", id);
+        var session = await tenancy.Store.GetSessionAsync(OwnerOf(context.GetCaller()), id, context.RequestAborted)
+            ?? throw SluiceErrors.NotFound("session", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteSession(json, session, withMessages: true));
     }
 
     private async Task DeleteAsync(HttpContext context)
     {
         var id = Route(context);
-        if (!await tenancy.Store.DeleteSessionAsync(OwnerOf(Caller.Of(context)), id, context.RequestAborted))
+        if (!await tenancy.Store.DeleteSessionAsync(OwnerOf(context.GetCaller()), id, context.RequestAborted))
         {
-            throw ApiErrors.NotFound("session", id);
+            throw SluiceErrors.NotFound("session", id);
         }
 
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
@@ -139,162 +135,20 @@ internal sealed class SessionEndpoints(
         });
     }
 
-    /// <summary><c>POST /api/llm/chat/session/stream</c>: one turn, streamed as portal events through the shared relay.</summary>
-    public async Task StreamAsync(HttpContext context)
+    /// <summary><c>POST /api/llm/chat/session/stream</c>: one turn, streamed as portal events through the call pipeline.</summary>
+    public Task StreamAsync(HttpContext context)
     {
-        var start = Stopwatch.GetTimestamp();
-        var requestId = RequestIds.Next();
-        context.Response.Headers["x-request-id"] = requestId;
-        SessionTurn turn;
-        ModelEntry model;
-        CallLease lease;
-        UsageOwner? owner;
-        try
-        {
-            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-            (turn, model, lease, owner) = await BeginTurnAsync(context, Caller.Of(context), body, admit: true, context.RequestAborted);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex);
-            return;
-        }
-        catch (StoreNotFoundException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ApiErrors.NotFound(ex.Kind, ex.Id));
-            return;
-        }
-        catch (Exception ex) when (ApiErrors.IsStoreFailure(ex))
-        {
-            await ErrorResponses.WriteAsync(context, ApiErrors.StoreUnavailable(ex));
-            return;
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            return;
-        }
-
-        context.Response.Headers[SessionIdHeader] = turn.Session.Id;
-        context.Response.Headers[DroppedTurnsHeader] = turn.DroppedTurns.ToString(CultureInfo.InvariantCulture);
-
-        // The reply is stored before the done (or error) event goes out, so a client reading the session right after
-        // sees it; a client that left gets it stored, truncated, once the generation has stopped.
-        var settings = new RelaySettings(
-            requestId, start, _pingInterval, options.Streaming.MaxPendingBytes, owner, (status, usage) => turn.StoreReplyAsync(status, usage));
-        var format = new PortalStreamFormat(new PortalStreamWriter(turn.PortalInfo));
-        await using (lease)
-        {
-            await relay.RelayAsync(context, turn.Backend, turn.Request, format, settings, streams.Begin(context, format));
-        }
-
-        await turn.StoreReplyAsync(Accounting.UsageStatus.Abandoned, new ChatUsage(TokenCounter.CountPrompt(turn.Request.Messages), 0));
-    }
-
-    /// <summary>
-    /// Validates a turn (<c>message</c>, optional <c>session_id</c>, <c>system_prompt</c>, <c>model</c> and sampling
-    /// fields), admits it, creates the session when none is named, stores the user's message and builds the prompt.
-    /// </summary>
-    public async Task<(SessionTurn Turn, ModelEntry Model, CallLease Lease, UsageOwner? Owner)> BeginTurnAsync(
-        HttpContext context, Caller caller, ReadOnlyMemory<byte> body, bool admit, CancellationToken cancellationToken)
-    {
-        var parsed = ChatRequestParser.Parse(body, _turnLimits);
-        string message;
-        string? sessionId;
-        string? systemPrompt;
-        using (var document = JsonDocument.Parse(body))
-        {
-            var root = document.RootElement;
-            if (root.TryGetProperty("messages", out _) || root.TryGetProperty("prompt", out _))
+        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, logger);
+        var answer = new HttpAnswer(
+            _ => new PortalStreamFormat(new PortalStreamWriter(stage.PortalInfo)),
+            Completion: null,
+            Resumable: true,
+            OnAnswer: (http, _) =>
             {
-                throw ChatException.BadRequest(
-                    "A session turn takes one \"message\" (the session keeps the history); send messages to /api/llm/chat/stream instead.",
-                    root.TryGetProperty("messages", out _) ? "messages" : "prompt", "invalid_value");
-            }
-
-            message = ReadText(root, "message", required: true)!;
-            sessionId = ApiJson.OptionalString(root, "session_id");
-            systemPrompt = ReadText(root, "system_prompt", required: false);
-        }
-
-        var store = tenancy.Store;
-        var ownerId = OwnerOf(caller);
-        ChatSession? session = null;
-        if (sessionId is not null)
-        {
-            session = await store.GetSessionAsync(ownerId, sessionId, cancellationToken) ?? throw ApiErrors.NotFound("session", sessionId);
-            if (systemPrompt is not null && systemPrompt != (session.SystemPrompt ?? string.Empty))
-            {
-                throw ChatException.BadRequest(
-                    "system_prompt is set when a session is created and cannot change within it. Leave it out, or start a new session (omit session_id) with the new system prompt.",
-                    "system_prompt", "invalid_value");
-            }
-        }
-
-        var modelName = parsed.Model.Length > 0 ? parsed.Model : session?.Model ?? string.Empty;
-        var model = await ChatCompletionsEndpoint.ResolveModelAsync(catalog, groups, modelName, cancellationToken);
-        var contextBudget = session?.MaxContextTokens ?? NewChatSession.DefaultMaxContextTokens;
-        var prompt = session?.SystemPrompt ?? systemPrompt ?? string.Empty;
-        var (messages, dropped) = SessionContext.Build(
-            session ?? new ChatSession
-            {
-                Id = string.Empty,
-                Owner = ownerId,
-                MaxContextTokens = contextBudget,
-                MessageCount = 0,
-                CreatedAt = default,
-                UpdatedAt = default,
-            },
-            prompt,
-            message,
-            parsed.MaxTokens);
-        var request = ChatRequests.WithMessages(parsed, model.Name, messages);
-
-        var (lease, owner) = admit ? await TenantCall.AdmitAsync(context, admission, model.Name, request) : (CallLease.None, null);
-        try
-        {
-            session ??= await store.CreateSessionAsync(
-                ownerId,
-                new NewChatSession(contextBudget, systemPrompt, parsed.Model.Length > 0 ? parsed.Model : null, KeyId: caller.Key?.Id),
-                cancellationToken);
-            await store.AppendSessionMessageAsync(ownerId, session.Id, new NewSessionMessage(ChatRoles.User, message), cancellationToken);
-        }
-        catch
-        {
-            await lease.DisposeAsync();
-            throw;
-        }
-
-        return (new SessionTurn(store, logger, session, request, model.Backend, dropped), model, lease, owner);
-    }
-
-    private string? ReadText(JsonElement root, string name, bool required)
-    {
-        if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
-        {
-            return required
-                ? throw ChatException.BadRequest($"{name} is required: the user's turn as a string, e.g. \"{name}\": \"How do rivers form?\".", name, "missing_required_parameter")
-                : null;
-        }
-
-        if (value.ValueKind != JsonValueKind.String)
-        {
-            throw ChatException.BadRequest($"{name} must be a string.", name, "invalid_type");
-        }
-
-        var text = value.GetString()!;
-        if (required && string.IsNullOrWhiteSpace(text))
-        {
-            throw ChatException.BadRequest($"{name} is empty. Send the user's turn as a non-empty string.", name, "empty_value");
-        }
-
-        if (text.Length > options.Limits.MaxPromptChars)
-        {
-            throw ChatException.BadRequest(
-                $"{name} is {text.Length} characters; the limit is {options.Limits.MaxPromptChars}. Shorten it or raise Limits:MaxPromptChars.",
-                name, "string_above_max_length");
-        }
-
-        return text.Length == 0 ? null : text;
+                http.Response.Headers[SessionIdHeader] = stage.Session.Id;
+                http.Response.Headers[DroppedTurnsHeader] = stage.DroppedTurns.ToString(CultureInfo.InvariantCulture);
+            });
+        return calls.RunAsync(context, CallDialect.Session, answer, stage);
     }
 
     private static int ReadContextBudget(JsonElement root)

@@ -21,6 +21,9 @@ internal abstract class ErrorDialect
     /// <summary><c>{"error": "…"}</c> with the status unchanged.</summary>
     public static ErrorDialect Ollama { get; } = new OllamaDialect();
 
+    /// <summary>Whether its clients read the request id from <c>request-id</c> too (Anthropic's SDKs do).</summary>
+    public virtual bool SendsRequestIdHeader => false;
+
     /// <summary>The status this dialect answers with for an error Sluice would send as <paramref name="status"/>.</summary>
     public virtual int StatusFor(int status, ErrorInfo error) => status;
 
@@ -35,6 +38,8 @@ internal abstract class ErrorDialect
 
     private sealed class AnthropicDialect : ErrorDialect
     {
+        public override bool SendsRequestIdHeader => true;
+
         public override int StatusFor(int status, ErrorInfo error) => AnthropicErrors.Classify(status, error).Status;
 
         public override void WriteBody(IBufferWriter<byte> output, int status, ErrorInfo error) =>

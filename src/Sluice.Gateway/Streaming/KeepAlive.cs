@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.IO.Pipelines;
 
 namespace Sluice.Gateway.Streaming;
@@ -24,9 +23,10 @@ internal sealed class KeepAlive : IAsyncDisposable
     private readonly Action _startResponse;
     private readonly Action _writePing;
     private readonly CancellationToken _aborted;
-    private Timer? _timer;
+    private readonly TimeProvider _time;
+    private ITimer? _timer;
     private Task _ping = Task.CompletedTask;
-    private long _lastWrite = Stopwatch.GetTimestamp();
+    private long _lastWrite;
     private int _state = Relaying;
     private volatile bool _stopped;
 
@@ -35,8 +35,11 @@ internal sealed class KeepAlive : IAsyncDisposable
     /// <param name="writePing">Writes one whole keep-alive frame (the format's own).</param>
     /// <param name="startResponse">Sends the status line and headers; called once, by whoever writes first.</param>
     /// <param name="aborted">The client's disconnect.</param>
-    public KeepAlive(PipeWriter output, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted)
+    /// <param name="time">The clock (a test steps it).</param>
+    public KeepAlive(PipeWriter output, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted, TimeProvider time)
     {
+        _time = time;
+        _lastWrite = time.GetTimestamp();
         _output = output;
         _interval = interval;
         _writePing = writePing;
@@ -60,10 +63,10 @@ internal sealed class KeepAlive : IAsyncDisposable
     /// <summary>Lets pings go out while the relay waits for the backend. Call while holding the gate.</summary>
     public void Release()
     {
-        Volatile.Write(ref _lastWrite, Stopwatch.GetTimestamp());
+        Volatile.Write(ref _lastWrite, _time.GetTimestamp());
         if (_timer is null && !_stopped)
         {
-            _timer = new Timer(static state => ((KeepAlive)state!).OnTimer(), this, _interval, Timeout.InfiniteTimeSpan);
+            _timer = _time.CreateTimer(static state => ((KeepAlive)state!).OnTimer(), this, _interval, Timeout.InfiniteTimeSpan);
         }
 
         Volatile.Write(ref _state, Idle);
@@ -115,7 +118,7 @@ internal sealed class KeepAlive : IAsyncDisposable
             return;
         }
 
-        var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastWrite));
+        var silence = _time.GetElapsedTime(Volatile.Read(ref _lastWrite));
         var next = _interval;
         if (silence < _interval)
         {
@@ -151,7 +154,7 @@ internal sealed class KeepAlive : IAsyncDisposable
         }
         finally
         {
-            Volatile.Write(ref _lastWrite, Stopwatch.GetTimestamp());
+            Volatile.Write(ref _lastWrite, _time.GetTimestamp());
             Volatile.Write(ref _state, Idle);
         }
     }

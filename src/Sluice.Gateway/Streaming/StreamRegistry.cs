@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Hosting;
 using Sluice.Gateway.Hosting;
 
@@ -44,36 +45,19 @@ internal sealed class StreamRegistry
 
     public TimeSpan Grace => TimeSpan.FromSeconds(Options.ResumeGraceSeconds);
 
-    /// <summary>Registers a new live stream; its generation token is cancelled when the application stops.</summary>
-    public ResumableStream Create(string contentType, ReadOnlyMemory<byte> pingFrame)
+    /// <summary>Registers a new live stream of <paramref name="ownerId"/>; its generation token is cancelled when the application stops.</summary>
+    /// <param name="format">The stream's format: its content type, keep-alive frame and error frame.</param>
+    /// <param name="ownerId">Who may resume, replay or cancel it (a team id, or the operator).</param>
+    /// <param name="keepsGenerating">Whether the generation outlives a dropped client for the resume grace period.</param>
+    public ResumableStream Create(IStreamFormat format, string ownerId, bool keepsGenerating)
     {
-        Sweep();
-        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N"), contentType, pingFrame, _stopping);
-        _streams[stream.Id] = stream;
-        return stream;
-    }
-
-    /// <summary>
-    /// Starts buffering a streamed response when resume is on (config <c>Streaming:Resumable</c>, and the request did
-    /// not opt out with <c>x-sluice-resume: off</c>); sets the <c>x-sluice-stream-id</c> header. Null: a plain stream.
-    /// Generation outlives a dropped client (for <c>Streaming:ResumeGraceSeconds</c>) only when the request asked
-    /// with <c>x-sluice-resume: on</c> (or <c>Streaming:ResumeGraceForAllRequests</c>): otherwise a client that leaves
-    /// stops the model at once, so nothing generates and bills for nobody.
-    /// </summary>
-    public ResumableStream? Begin(Microsoft.AspNetCore.Http.HttpContext context, IStreamFormat format)
-    {
-        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(format);
-        if (!Options.Resumable
-            || string.Equals(context.Request.Headers[ResumeHeader], "off", StringComparison.OrdinalIgnoreCase))
+        Sweep();
+        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N"), format, ownerId, _stopping)
         {
-            return null;
-        }
-
-        var stream = Create(format.ContentType, Sluice.Protocol.Sse.SseWriter.PingFrame.ToArray());
-        stream.KeepsGeneratingWithoutReaders = Options.ResumeGraceForAllRequests
-            || string.Equals(context.Request.Headers[ResumeHeader], "on", StringComparison.OrdinalIgnoreCase);
-        context.Response.Headers[StreamRelay.StreamIdHeader] = stream.Id;
+            KeepsGeneratingWithoutReaders = keepsGenerating,
+        };
+        _streams[stream.Id] = stream;
         return stream;
     }
 
@@ -83,11 +67,22 @@ internal sealed class StreamRegistry
     /// </summary>
     public const string ResumeHeader = "x-sluice-resume";
 
-    /// <summary>Finds a stream that is still held (live, or finished and not expired or evicted).</summary>
-    public bool TryGet(string id, out ResumableStream stream)
+    /// <summary>
+    /// Finds a stream that is still held (live, or finished and not expired or evicted) and that
+    /// <paramref name="ownerId"/> may see: streams are owner-scoped, and another owner's stream is not found, exactly
+    /// like an unknown id. Pass null to look up without an owner check (the operator).
+    /// </summary>
+    public bool TryGet(string id, string? ownerId, [NotNullWhen(true)] out ResumableStream? stream)
     {
         Sweep();
-        return _streams.TryGetValue(id, out stream!) && !stream.Released;
+        if (!_streams.TryGetValue(id, out stream) || (ownerId is not null && !string.Equals(ownerId, stream.OwnerId, StringComparison.Ordinal)))
+        {
+            // Another owner's stream is reported exactly like an unknown one.
+            stream = null;
+            return false;
+        }
+
+        return !stream.Released;
     }
 
     /// <summary>Forgets a stream at once (e.g. it failed before its first byte, so there is nothing to resume).</summary>
@@ -188,21 +183,40 @@ internal sealed class ResumableStream
     private int _readers = 1;
     private ITimer? _graceTimer;
 
-    internal ResumableStream(StreamRegistry registry, string id, string contentType, ReadOnlyMemory<byte> pingFrame, CancellationToken stopping)
+    internal ResumableStream(StreamRegistry registry, string id, IStreamFormat format, string ownerId, CancellationToken stopping)
     {
         _registry = registry;
         Id = id;
-        ContentType = contentType;
-        PingFrame = pingFrame;
+        Format = format;
+        OwnerId = ownerId;
+        var ping = new System.Buffers.ArrayBufferWriter<byte>(16);
+        format.WritePing(ping);
+        PingFrame = ping.WrittenMemory;
         StartTimestamp = Stopwatch.GetTimestamp();
         _generation = CancellationTokenSource.CreateLinkedTokenSource(stopping);
     }
 
     public string Id { get; }
 
-    public string ContentType { get; }
+    /// <summary>The stream's wire format (its error frame ends a replay that cannot go on).</summary>
+    public IStreamFormat Format { get; }
+
+    public string ContentType => Format.ContentType;
+
+    /// <summary>Who may resume, replay or cancel it: a team id, or the operator.</summary>
+    public string OwnerId { get; }
 
     public ReadOnlyMemory<byte> PingFrame { get; }
+
+    /// <summary>The id of the last frame written (0 before the first).</summary>
+    public long LastSequence
+    {
+        get
+        {
+            var count = Count;
+            return count == 0 ? 0 : Volatile.Read(ref _frames)[count - 1].Sequence;
+        }
+    }
 
     public long StartTimestamp { get; }
 

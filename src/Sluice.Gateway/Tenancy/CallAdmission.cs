@@ -1,6 +1,6 @@
 using System.Globalization;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -50,36 +50,48 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
     }
 
     /// <summary>
-    /// Admits a call to <paramref name="model"/> billed to <paramref name="teamId"/>, or throws the 403/429 to answer.
-    /// Dispose the returned lease when the call has ended (it frees the concurrent-stream slots).
+    /// Admits <paramref name="call"/> (its model resolved, its billing team set): sets its owner, its lease (dispose it
+    /// when the call ends: it frees the concurrent-stream slots) and the rate-limit facts — or returns the 401/403/429
+    /// to answer, with the facts that explain it. A call billed to no team (open mode, the master key outside a job) is
+    /// admitted as it is.
     /// </summary>
-    public async Task<CallLease> AdmitAsync(HttpContext context, Caller caller, string teamId, string model, ChatRequest request)
+    public async ValueTask<ChatException?> AdmitAsync(ChatCall call, CancellationToken cancellationToken)
     {
+        if (call.BillingTeamId is not { } teamId)
+        {
+            return null;
+        }
+
+        var facts = new List<KeyValuePair<string, string>>(6);
+        call.RateLimitFacts = facts;
         try
         {
-            return await AdmitCoreAsync(context, caller, teamId, model, request);
+            call.Lease = await AdmitCoreAsync(call.Caller, teamId, call.Model.Name, call.Request, facts, cancellationToken);
+            call.Owner = new UsageOwner(teamId, call.Caller.Key?.Id, call.JobId);
+            return null;
         }
-        catch (Exception ex) when (ApiErrors.IsStoreFailure(ex))
+        catch (ChatException refusal)
         {
-            throw ApiErrors.StoreUnavailable(ex);
+            return refusal;
+        }
+        catch (Exception ex) when (SluiceErrors.IsStoreFailure(ex))
+        {
+            return SluiceErrors.StoreUnavailable(ex);
         }
     }
 
-    private async Task<CallLease> AdmitCoreAsync(HttpContext context, Caller caller, string teamId, string model, ChatRequest request)
+    private async Task<CallLease> AdmitCoreAsync(
+        Caller caller, string teamId, string model, ChatRequest request, List<KeyValuePair<string, string>> facts, CancellationToken cancellationToken)
     {
-        var cancellationToken = context.RequestAborted;
-
-        // A WebSocket's calls come after its handshake response: the limit headers have nowhere to go then.
-        var headers = context.Response.HasStarted ? null : context.Response.Headers;
-        var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw ApiErrors.NotFound("team", teamId);
+        var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw SluiceErrors.NotFound("team", teamId);
         if (caller.Key is { } key && !MayUse(key, team, model))
         {
-            throw ApiErrors.ModelNotAllowed(model);
+            throw SluiceErrors.ModelNotAllowed(model);
         }
 
         if (team.CreditsRemaining < 1)
         {
-            throw ApiErrors.InsufficientCredits(teamId, team.CreditsRemaining);
+            throw SluiceErrors.InsufficientCredits(teamId, team.CreditsRemaining);
         }
 
         var scopes = new List<(string Scope, RateLimits Limits)>(2);
@@ -108,7 +120,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
                 tightest = Tighter(tightest, decision);
                 if (!decision.Allowed)
                 {
-                    SetHeaders(headers, "requests", rpm, decision);
+                    AddFacts(facts, "requests", rpm, decision);
                     throw RateLimited(decision, $"{Describe(scope)} allows {rpm} requests per minute");
                 }
             }
@@ -116,7 +128,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
 
         if (tightest is { } requests)
         {
-            SetHeaders(headers, "requests", requests.Used + requests.Remaining, requests);
+            AddFacts(facts, "requests", requests.Used + requests.Remaining, requests);
         }
 
         var promptTokens = Math.Max(1, TokenCounter.CountPrompt(request.Messages));
@@ -129,7 +141,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
                 tightest = Tighter(tightest, decision);
                 if (!decision.Allowed)
                 {
-                    SetHeaders(headers, "tokens", tpm, decision);
+                    AddFacts(facts, "tokens", tpm, decision);
                     throw RateLimited(decision, $"{Describe(scope)} allows {tpm} tokens per minute and this prompt has {promptTokens}");
                 }
             }
@@ -137,7 +149,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
 
         if (tightest is { } tokens)
         {
-            SetHeaders(headers, "tokens", tokens.Used + tokens.Remaining, tokens);
+            AddFacts(facts, "tokens", tokens.Used + tokens.Remaining, tokens);
         }
 
         var leases = new List<string>();
@@ -153,7 +165,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             {
                 await ReleaseAsync(store, leases, logger);
                 throw new ChatException(
-                    StatusCodes.Status429TooManyRequests,
+                    429,
                     new ErrorInfo(
                         $"Too many calls at once: {Describe(scope)} allows {streams} concurrent requests. Wait for one to finish and retry.",
                         ErrorTypes.RateLimit, null, "concurrency_limit_exceeded"),
@@ -175,24 +187,21 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
     {
         var wait = decision.RetryAfter(runtime.Time.GetUtcNow());
         return new ChatException(
-            StatusCodes.Status429TooManyRequests,
+            429,
             new ErrorInfo(
                 $"Rate limit reached: {what}. Retry after {Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds))} s (see Retry-After).",
                 ErrorTypes.RateLimit, null, "rate_limit_exceeded"),
             wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait);
     }
 
-    private void SetHeaders(IHeaderDictionary? headers, string what, long limit, RateLimitDecision decision)
+    /// <summary>The state of one limit as data (<c>x-ratelimit-*</c> names); only HTTP turns it into headers.</summary>
+    private void AddFacts(List<KeyValuePair<string, string>> facts, string what, long limit, RateLimitDecision decision)
     {
-        if (headers is null)
-        {
-            return;
-        }
-
         var reset = Math.Max(0, Math.Ceiling(decision.RetryAfter(runtime.Time.GetUtcNow()).TotalSeconds));
-        headers["x-ratelimit-limit-" + what] = limit.ToString(CultureInfo.InvariantCulture);
-        headers["x-ratelimit-remaining-" + what] = decision.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers["x-ratelimit-reset-" + what] = reset.ToString(CultureInfo.InvariantCulture) + "s";
+        facts.RemoveAll(f => f.Key.EndsWith("-" + what, StringComparison.Ordinal));
+        facts.Add(new("x-ratelimit-limit-" + what, limit.ToString(CultureInfo.InvariantCulture)));
+        facts.Add(new("x-ratelimit-remaining-" + what, decision.Remaining.ToString(CultureInfo.InvariantCulture)));
+        facts.Add(new("x-ratelimit-reset-" + what, reset.ToString(CultureInfo.InvariantCulture) + "s"));
     }
 
     internal static async Task ReleaseAsync(ISluiceStore store, List<string> leases, ILogger logger)

@@ -2,6 +2,8 @@ using System.Collections.Frozen;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Sluice.Gateway.Http;
 using Microsoft.Net.Http.Headers;
 
 namespace Sluice.Gateway.WebChat;
@@ -53,12 +55,14 @@ internal sealed class WebChatEndpoints
     /// <summary>The paths served (for tests and docs).</summary>
     public static IEnumerable<string> Paths => Routes.Select(r => r.Path);
 
-    public void Map(WebApplication app)
+    public void Map(IEndpointRouteBuilder app)
     {
         foreach (var (path, _) in Routes)
         {
             var asset = _assets[path];
-            app.MapMethods(path, [HttpMethods.Get, HttpMethods.Head], context => ServeAsync(context, asset));
+
+            // Outside the key guard: the page holds the key and sends it with each API call.
+            app.MapMethods(path, [HttpMethods.Get, HttpMethods.Head], context => ServeAsync(context, asset)).WithPolicy(EndpointPolicy.Public);
         }
     }
 

@@ -2,8 +2,11 @@ using System.Text.Json;
 
 namespace Sluice.Protocol.Chat;
 
-/// <summary>A validated chat request, independent of the wire format it arrived in.</summary>
-public sealed class ChatRequest
+/// <summary>
+/// A validated chat request, independent of the wire format it arrived in. Immutable: a stage that needs another
+/// version (the catalog's model name, a session's history) makes a copy with <c>with</c>.
+/// </summary>
+public sealed record ChatRequest
 {
     /// <summary>The model (or model group) name the client asked for.</summary>
     public required string Model { get; init; }
@@ -26,13 +29,6 @@ public sealed class ChatRequest
 
     /// <summary><c>stream_options.include_usage</c>: send a final usage chunk.</summary>
     public bool IncludeUsage { get; init; }
-
-    /// <summary>
-    /// Set by the consumer of the answer stream (not parsed from the body): true when it handles
-    /// <see cref="Events.OpenAIChunkBatch"/> events, so an OpenAI-compatible upstream may pass on all the chunks of
-    /// one read as one event. Backends that do not batch ignore it.
-    /// </summary>
-    public bool AcceptsChunkBatches { get; set; }
 
     /// <summary>Output token limit (<c>max_completion_tokens</c> or <c>max_tokens</c>).</summary>
     public int? MaxTokens { get; init; }

@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace Sluice.Protocol.Chat;
 
 /// <summary>Limits applied while parsing a request.</summary>
-public sealed class ChatRequestLimits
+public sealed record ChatRequestLimits
 {
     /// <summary>Longest accepted <c>prompt</c> shorthand, in characters.</summary>
     public int MaxPromptChars { get; init; } = 5_000;

@@ -9,7 +9,7 @@ namespace Sluice.Protocol.Events;
 /// <remarks>
 /// <para>A pass-through costs per event, not per byte: with one event per upstream read, the relay writes and decides
 /// whether to flush once per read, as a plain byte-copying proxy does, instead of once per chunk. Only consumers that ask
-/// for it (<see cref="Chat.ChatRequest.AcceptsChunkBatches"/>) receive batches; everyone else keeps getting one
+/// for it (the backend call's <c>ChatCallOptions.AcceptsChunkBatches</c>) receive batches; everyone else keeps getting one
 /// <see cref="OpenAIChunkEvent"/> per chunk.</para>
 /// <para>Chunks the upstream adapter had to decode (the first of a stream, finishes, usage, every chunk when several
 /// choices are asked for) keep their <see cref="OpenAIChunkEvent"/> (<see cref="DecodedAt"/>); the others are only

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.OpenAI;
 using Sluice.Protocol.Sse;
@@ -22,6 +23,11 @@ public static class PortalEvents
     private static readonly JsonEncodedText CodeName = JsonEncodedText.Encode("code");
     private static readonly JsonEncodedText TypeName = JsonEncodedText.Encode("type");
     private static readonly JsonEncodedText IdName = JsonEncodedText.Encode("id");
+    private static readonly JsonEncodedText ToolCallsName = JsonEncodedText.Encode("tool_calls");
+    private static readonly JsonEncodedText IndexName = JsonEncodedText.Encode("index");
+    private static readonly JsonEncodedText FunctionName = JsonEncodedText.Encode("function");
+    private static readonly JsonEncodedText NameName = JsonEncodedText.Encode("name");
+    private static readonly JsonEncodedText ArgumentsName = JsonEncodedText.Encode("arguments");
 
     /// <summary>The JSON writer options every Sluice wire format uses (compact, no needless escaping).</summary>
     public static JsonWriterOptions WriterOptions => OpenAIJson.WriterOptions;
@@ -57,6 +63,18 @@ public static class PortalEvents
         }
     }
 
+    /// <summary>The tool-call fragments of choice 0 an event carries (also inside passed-through chunks); empty when none.</summary>
+    public static IReadOnlyList<ToolCallDeltaEvent> ToolCallsOf(ChatStreamEvent streamEvent)
+    {
+        ArgumentNullException.ThrowIfNull(streamEvent);
+        return streamEvent switch
+        {
+            ToolCallDeltaEvent { ChoiceIndex: 0 } tool => [tool],
+            OpenAIChunkEvent chunk => chunk.Events.OfType<ToolCallDeltaEvent>().Where(t => t.ChoiceIndex == 0).ToList(),
+            _ => [],
+        };
+    }
+
     /// <summary>The finish reason of choice 0 an event carries, or null.</summary>
     public static string? FinishOf(ChatStreamEvent streamEvent) => streamEvent switch
     {
@@ -74,9 +92,53 @@ public static class PortalEvents
         json.WriteEndObject();
     }
 
-    /// <summary>Writes <c>{["type", "id",] "done": true, "finish_reason", "usage": {…}[, "session_id", "dropped_turns"]}</c>.</summary>
+    /// <summary>
+    /// Writes <c>{["type", "id",] "tool_calls": [{"index", ["id", "type": "function",] "function": {["name",] "arguments"}}]}</c>:
+    /// tool-call fragments in OpenAI's delta shape — the first fragment of a call names it, later ones add arguments.
+    /// </summary>
+    public static void WriteToolCallDeltas(Utf8JsonWriter json, IReadOnlyList<ToolCallDeltaEvent> deltas, string? type = null, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(deltas);
+        Open(json, type, id);
+        json.WriteStartArray(ToolCallsName);
+        foreach (var delta in deltas)
+        {
+            json.WriteStartObject();
+            json.WriteNumber(IndexName, delta.ToolIndex);
+            if (delta.Id is not null)
+            {
+                json.WriteString(IdName, delta.Id);
+                json.WriteString(TypeName, FunctionName);
+            }
+
+            json.WriteStartObject(FunctionName);
+            if (delta.Name is not null)
+            {
+                json.WriteString(NameName, delta.Name);
+            }
+
+            json.WriteString(ArgumentsName, delta.ArgumentsFragment ?? string.Empty);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Writes <c>{["type", "id",] "done": true, "finish_reason", ["tool_calls": [whole calls],] "usage": {…}[, "session_id",
+    /// "dropped_turns"]}</c>.
+    /// </summary>
     public static void WriteDone(
-        Utf8JsonWriter json, ChatUsage usage, string? finishReason, string? type = null, string? id = null, PortalSession? session = null)
+        Utf8JsonWriter json,
+        ChatUsage usage,
+        string? finishReason,
+        string? type = null,
+        string? id = null,
+        PortalSession? session = null,
+        IReadOnlyList<ToolCall>? toolCalls = null)
     {
         ArgumentNullException.ThrowIfNull(json);
         ArgumentNullException.ThrowIfNull(usage);
@@ -85,6 +147,11 @@ public static class PortalEvents
         if (finishReason is not null)
         {
             json.WriteString(OpenAIJson.FinishReason, finishReason);
+        }
+
+        if (toolCalls is { Count: > 0 })
+        {
+            WriteToolCalls(json, toolCalls);
         }
 
         json.WriteStartObject(OpenAIJson.Usage);
@@ -117,6 +184,27 @@ public static class PortalEvents
         json.WriteEndObject();
     }
 
+    /// <summary>Writes <c>"tool_calls": [{"id", "type": "function", "function": {"name", "arguments"}}]</c> (whole calls).</summary>
+    public static void WriteToolCalls(Utf8JsonWriter json, IReadOnlyList<ToolCall> toolCalls)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ArgumentNullException.ThrowIfNull(toolCalls);
+        json.WriteStartArray(ToolCallsName);
+        foreach (var call in toolCalls)
+        {
+            json.WriteStartObject();
+            json.WriteString(IdName, call.Id);
+            json.WriteString(TypeName, FunctionName);
+            json.WriteStartObject(FunctionName);
+            json.WriteString(NameName, call.Name);
+            json.WriteString(ArgumentsName, call.Arguments);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
     private static void Open(Utf8JsonWriter json, string? type, string? id)
     {
         json.WriteStartObject();
@@ -141,6 +229,8 @@ public sealed class PortalStreamWriter
     private readonly ArrayBufferWriter<byte> _buffer = new(256);
     private readonly Utf8JsonWriter _json;
     private readonly PortalSession? _session;
+    private readonly ChatCompletionAccumulator _tools = new();
+    private bool _hasTools;
     private string? _finishReason;
 
     /// <summary>Creates a writer; with <paramref name="session"/>, the done and error frames name the session.</summary>
@@ -150,10 +240,26 @@ public sealed class PortalStreamWriter
         _session = session;
     }
 
-    /// <summary>Writes a <c>content</c> frame for text; remembers the finish reason. False when there is nothing to send.</summary>
+    /// <summary>
+    /// Writes a <c>content</c> frame for text or a <c>tool_calls</c> frame for tool-call fragments; remembers the finish
+    /// reason and the calls (assembled into the done frame). False when there is nothing to send.
+    /// </summary>
     public bool WriteEvent(IBufferWriter<byte> output, long sequence, ChatStreamEvent streamEvent)
     {
         _finishReason = PortalEvents.FinishOf(streamEvent) ?? _finishReason;
+        var tools = PortalEvents.ToolCallsOf(streamEvent);
+        if (tools.Count > 0)
+        {
+            _hasTools = true;
+            foreach (var tool in tools)
+            {
+                _tools.Add(tool);
+            }
+
+            PortalEvents.WriteToolCallDeltas(Begin(), tools);
+            return End(output, sequence);
+        }
+
         if (PortalEvents.TextOf(streamEvent) is not { } text)
         {
             return false;
@@ -163,10 +269,11 @@ public sealed class PortalStreamWriter
         return End(output, sequence);
     }
 
-    /// <summary>Writes the <c>done</c> frame with usage.</summary>
+    /// <summary>Writes the <c>done</c> frame with usage (and the whole tool calls, when the answer called tools).</summary>
     public void WriteDone(IBufferWriter<byte> output, long sequence, ChatUsage usage)
     {
-        PortalEvents.WriteDone(Begin(), usage, _finishReason, session: _session);
+        var calls = _hasTools ? _tools.Choices.FirstOrDefault()?.ToolCalls : null;
+        PortalEvents.WriteDone(Begin(), usage, _finishReason, session: _session, toolCalls: calls);
         End(output, sequence);
     }
 

@@ -44,6 +44,7 @@ public sealed class FallbackChatBackend : IChatBackend
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
+        ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         IAsyncEnumerator<ChatStreamEvent>? active = null;
@@ -56,7 +57,7 @@ public sealed class FallbackChatBackend : IChatBackend
             var candidate = _candidates[c];
             for (var attempt = 1; attempt <= Math.Max(1, candidate.Attempts); attempt++)
             {
-                var enumerator = candidate.Backend.StreamAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+                var enumerator = candidate.Backend.StreamAsync(request, options, cancellationToken).GetAsyncEnumerator(cancellationToken);
                 try
                 {
                     hasFirst = await enumerator.MoveNextAsync();

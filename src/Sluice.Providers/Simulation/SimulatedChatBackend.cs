@@ -56,6 +56,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
+        ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -50,6 +50,7 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
+        ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -47,6 +47,7 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
+        ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

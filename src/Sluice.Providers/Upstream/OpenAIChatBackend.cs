@@ -20,7 +20,7 @@ namespace Sluice.Providers.Upstream;
 /// (always <c>include_usage</c>, so usage is recorded even when the client did not ask for it) replaced.</item>
 /// <item>Each upstream chunk is yielded as an <see cref="OpenAIChunkEvent"/>: its exact bytes (written to the client
 /// unchanged) plus what one <see cref="Utf8JsonReader"/> pass decoded for accounting — or, for a consumer that
-/// accepts them (<see cref="ChatRequest.AcceptsChunkBatches"/>), all the chunks one upstream read delivered as one
+/// accepts them (<see cref="ChatCallOptions.AcceptsChunkBatches"/>), all the chunks one upstream read delivered as one
 /// <see cref="OpenAIChunkBatch"/>. The upstream's usage chunk
 /// becomes a <see cref="UsageEvent"/>; the gateway writes its own only if the client asked.</item>
 /// <item>Non-streaming client requests are streamed upstream too and assembled by the gateway.</item>
@@ -62,6 +62,7 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
+        ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -77,7 +78,7 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
 
         // With several choices, which ones started matters for judging an early end: decode every chunk.
         var decodeAll = request.N > 1;
-        var batching = request.AcceptsChunkBatches;
+        var batching = options?.AcceptsChunkBatches ?? false;
         var shape = new OpenAIDeltaShape();
 
         // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Sessions;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tests.Tenancy;
@@ -324,7 +325,7 @@ public abstract class SessionTests : TenancyTestBase
         };
         request.Headers.Add("x-sluice-resume", "on");
         using var response = await Host.Admin.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
 
         // Another connection catches up from the start and follows the live stream; the first is cancelled.
         using var resume = new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}?after=0");

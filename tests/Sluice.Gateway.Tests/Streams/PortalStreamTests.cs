@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
 
 namespace Sluice.Gateway.Tests.Streams;
@@ -21,7 +22,7 @@ public sealed class PortalStreamTests
         using var response = await PostAsync(gateway, Body);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var read = await ResumeTests.ReadAllAsync(response);
 
         var events = read.Data.Select(d => JsonDocument.Parse(d).RootElement).ToList();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using Sluice.Gateway.Http;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Streaming;
@@ -40,7 +41,7 @@ public sealed class ResumeTests
         var response = await cutting.SendAsync(
             new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json(Request) },
             HttpCompletionOption.ResponseHeadersRead);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var requestId = Assert.Single(response.Headers.GetValues("x-request-id"));
         var first = new List<SseEvent>();
         await foreach (var e in SseReader.ReadAsync(await response.Content.ReadAsStreamAsync(), surfaceComments: true))
@@ -63,7 +64,7 @@ public sealed class ResumeTests
         using var resumed = await gateway.Client.SendAsync(resume, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, resumed.StatusCode);
         Assert.Equal("text/event-stream", resumed.Content.Headers.ContentType?.MediaType);
-        Assert.Equal(streamId, Assert.Single(resumed.Headers.GetValues(StreamRelay.StreamIdHeader)));
+        Assert.Equal(streamId, Assert.Single(resumed.Headers.GetValues(HttpStreamSink.StreamIdHeader)));
         var rest = await ReadAllAsync(resumed);
 
         Assert.True(rest.Done, "the resumed stream ends with [DONE]");
@@ -83,7 +84,7 @@ public sealed class ResumeTests
     {
         await using var gateway = await StartAsync();
         using var response = await gateway.PostChatAsync(Request);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var original = await ReadAllAsync(response);
 
         var all = await ReadAllAsync(await gateway.Client.GetAsync($"v1/streams/{streamId}", HttpCompletionOption.ResponseHeadersRead));
@@ -105,7 +106,7 @@ public sealed class ResumeTests
         await using var gateway = await StartAsync();
         var request = Request.Replace("sim-quick", "sim-paced", StringComparison.Ordinal).Replace("\"max_tokens\":40", "\"max_tokens\":8", StringComparison.Ordinal);
         using var response = await gateway.PostChatAsync(request);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var original = await ReadAllAsync(response);
 
         var plain = await ReadAllAsync(await gateway.Client.GetAsync($"v1/streams/{streamId}", HttpCompletionOption.ResponseHeadersRead));
@@ -133,7 +134,7 @@ public sealed class ResumeTests
     {
         await using var gateway = await StartAsync(o => o.Streaming.ReplayTtlSeconds = 0.2);
         using var response = await gateway.PostChatAsync(Request);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         await ReadAllAsync(response);
         await Task.Delay(400);
         using var expired = await gateway.Client.GetAsync($"v1/streams/{streamId}");
@@ -151,7 +152,7 @@ public sealed class ResumeTests
         for (var i = 0; i < 6; i++)
         {
             using var response = await gateway.PostChatAsync(Request.Replace("sim-quick", "sim-fast", StringComparison.Ordinal));
-            ids.Add(Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader)));
+            ids.Add(Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader)));
             Assert.True((await ReadAllAsync(response)).Done);
             Assert.InRange(registry.TotalBytes, 1, budget);
         }
@@ -168,7 +169,7 @@ public sealed class ResumeTests
         await using var gateway = await StartAsync(o => o.Streaming.MaxStreamBufferBytes = 1024);
         var registry = gateway.Gateway.GetRequiredService<StreamRegistry>();
         using var response = await gateway.PostChatAsync(Request.Replace("sim-quick", "sim-fast", StringComparison.Ordinal));
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var all = await ReadAllAsync(response);
         Assert.True(all.Done);
         Assert.Equal(0, registry.TotalBytes);
@@ -187,7 +188,7 @@ public sealed class ResumeTests
         var response = await cutting.SendAsync(
             new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json(long_) },
             HttpCompletionOption.ResponseHeadersRead);
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var requestId = Assert.Single(response.Headers.GetValues("x-request-id"));
         await foreach (var e in SseReader.ReadAsync(await response.Content.ReadAsStreamAsync()))
         {
@@ -251,7 +252,7 @@ public sealed class ResumeTests
                     Content = TestGateway.Json("""{"model":"sim-paced","prompt":"A very long story","stream":true,"max_tokens":4000}"""),
                 },
                 HttpCompletionOption.ResponseHeadersRead);
-            Assert.True(response.Headers.Contains(StreamRelay.StreamIdHeader), "still resumable while connected");
+            Assert.True(response.Headers.Contains(HttpStreamSink.StreamIdHeader), "still resumable while connected");
             var requestId = Assert.Single(response.Headers.GetValues("x-request-id"));
             var seen = 0;
             await foreach (var e in SseReader.ReadAsync(await response.Content.ReadAsStreamAsync()))
@@ -278,7 +279,7 @@ public sealed class ResumeTests
     {
         await using var gateway = await StartAsync();
         using var response = await gateway.PostChatAsync(Request.Replace("\"max_tokens\":40", "\"max_tokens\":2000", StringComparison.Ordinal));
-        var streamId = Assert.Single(response.Headers.GetValues(StreamRelay.StreamIdHeader));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
         var reading = ReadAllAsync(response);
         using var deleted = await gateway.Client.DeleteAsync($"v1/streams/{streamId}");
         Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);

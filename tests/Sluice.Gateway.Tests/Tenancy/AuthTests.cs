@@ -8,11 +8,15 @@ public abstract class AuthTests : TenancyTestBase
     [Fact]
     public async Task Without_a_key_v1_and_api_answer_401_in_the_openai_shape_while_health_stays_open()
     {
+        // Unknown paths declare no key: they answer the JSON 404 (under /api in Ollama's shape, for its clients' probes).
+        var unknown = (await GetAsync(Host.Anonymous, "api/no-such-endpoint")).AssertStatus(HttpStatusCode.NotFound);
+        Assert.Contains("api/no-such-endpoint", unknown.Json.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.NotNull(unknown.Header("x-request-id"));
+
         (await ChatAsync(Host.Anonymous)).AssertError(HttpStatusCode.Unauthorized, "authentication_error", "missing_api_key");
         (await GetAsync(Host.Anonymous, "v1/models")).AssertError(HttpStatusCode.Unauthorized, "authentication_error", "missing_api_key");
         (await GetAsync(Host.Anonymous, "api/model-groups")).AssertError(HttpStatusCode.Unauthorized, "authentication_error", "missing_api_key");
         (await PostAsync(Host.Anonymous, "api/jobs/create")).AssertError(HttpStatusCode.Unauthorized, "authentication_error");
-        (await GetAsync(Host.Anonymous, "api/no-such-endpoint")).AssertError(HttpStatusCode.Unauthorized, "authentication_error");
 
         var health = (await GetAsync(Host.Anonymous, "health")).AssertStatus(HttpStatusCode.OK);
         Assert.Equal("ok", health.Json.GetProperty("status").GetString());

@@ -8,7 +8,7 @@ using Sluice.Testing;
 namespace Sluice.Providers.Tests.Upstream;
 
 /// <summary>
-/// The OpenAI adapter's batches (<see cref="ChatRequest.AcceptsChunkBatches"/>): all the chunks of one upstream read as
+/// The OpenAI adapter's batches (<see cref="ChatCallOptions.AcceptsChunkBatches"/>): all the chunks of one upstream read as
 /// one <see cref="OpenAIChunkBatch"/>, carrying exactly what the per-chunk events carry.
 /// </summary>
 public sealed class OpenAIBatchTests
@@ -109,7 +109,7 @@ public sealed class OpenAIBatchTests
 
         var texts = new List<string>();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        await foreach (var e in rig.Backend.StreamAsync(BatchRequest(), timeout.Token))
+        await foreach (var e in rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), ChatCallOptions.ChunkBatches, timeout.Token))
         {
             if (e is not OpenAIChunkBatch batch)
             {
@@ -159,7 +159,7 @@ public sealed class OpenAIBatchTests
         var ex = await Assert.ThrowsAsync<ChatException>(async () =>
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            await foreach (var e in rig.Backend.StreamAsync(BatchRequest(), timeout.Token))
+            await foreach (var e in rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), ChatCallOptions.ChunkBatches, timeout.Token))
             {
                 events.Add(e);
             }
@@ -175,8 +175,7 @@ public sealed class OpenAIBatchTests
         await using var rig = await UpstreamRig.ReplayAsync("openai", "openai/three-choices.sse", ReplayChunking.Whole);
         var request = UpstreamKit.Request("""{"model":"test-model","messages":[{"role":"user","content":"Hello"}],"stream":true,"n":3}""");
         var single = await UpstreamKit.CollectAsync(rig.Backend, request);
-        request.AcceptsChunkBatches = true;
-        var batched = await UpstreamKit.CollectAsync(rig.Backend, request);
+        var batched = await UpstreamKit.CollectAsync(rig.Backend, request, ChatCallOptions.ChunkBatches);
 
         var batches = batched.OfType<OpenAIChunkBatch>().ToList();
         Assert.All(batches, b => Assert.All(Enumerable.Range(0, b.Count), i => Assert.NotNull(b.DecodedAt(i))));
@@ -184,18 +183,10 @@ public sealed class OpenAIBatchTests
         Assert.Equal(Describe(single), Describe(Flatten(batched)));
     }
 
-    private static ChatRequest BatchRequest()
-    {
-        var request = UpstreamKit.Request(UpstreamKit.SimpleRequest);
-        request.AcceptsChunkBatches = true;
-        return request;
-    }
-
     private static Task<List<ChatStreamEvent>> CollectAsync(IChatBackend backend, bool batches)
     {
         var request = UpstreamKit.Request(UpstreamKit.SimpleRequest);
-        request.AcceptsChunkBatches = batches;
-        return UpstreamKit.CollectAsync(backend, request);
+        return UpstreamKit.CollectAsync(backend, request, batches ? ChatCallOptions.ChunkBatches : ChatCallOptions.Default);
     }
 
     /// <summary>Batches unpacked into the events a consumer handling one chunk at a time would get.</summary>

@@ -72,11 +72,11 @@ internal static class UpstreamKit
     public static ChatRequest Request(string json) => ChatRequestParser.Parse(Encoding.UTF8.GetBytes(json));
 
     /// <summary>Runs a backend stream to its end (bounded at 20 s, so a hang fails instead of blocking).</summary>
-    public static async Task<List<ChatStreamEvent>> CollectAsync(IChatBackend backend, ChatRequest request)
+    public static async Task<List<ChatStreamEvent>> CollectAsync(IChatBackend backend, ChatRequest request, ChatCallOptions? options = null)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var events = new List<ChatStreamEvent>();
-        await foreach (var e in backend.StreamAsync(request, timeout.Token))
+        await foreach (var e in backend.StreamAsync(request, options, timeout.Token))
         {
             events.Add(e);
         }

@@ -1,9 +1,12 @@
-using Microsoft.AspNetCore.Http;
 using Sluice.Storage;
 
-namespace Sluice.Gateway.Tenancy;
+namespace Sluice.Gateway.Calls;
 
-/// <summary>Who is calling, as established by <see cref="Authenticator"/> for every <c>/v1</c> and <c>/api</c> request.</summary>
+/// <summary>
+/// Who is calling, as established by the key authenticator for every guarded HTTP endpoint, WebSocket and MQTT
+/// request. Transport-neutral: HTTP reads it with <c>HttpContext.GetCaller()</c>, which fails when the endpoint
+/// declared no authentication (fail closed, never open by default).
+/// </summary>
 internal sealed class Caller
 {
     private Caller(CallerKind kind, VirtualKey? key)
@@ -29,17 +32,20 @@ internal sealed class Caller
     /// <summary>True for the operator and in open mode: may use the admin endpoints and see every team.</summary>
     public bool IsOperator => Kind != CallerKind.Team;
 
+    /// <summary>The owner of the objects this caller creates (sessions, streams): its team, or the operator.</summary>
+    public string OwnerId => TeamId ?? SessionOwners.Operator;
+
     public static Caller ForKey(VirtualKey key) => new(CallerKind.Team, key);
 
-    /// <summary>The caller of this request (open when authentication did not run, e.g. <c>/health</c>).</summary>
-    public static Caller Of(HttpContext context) => context.Features.Get<Caller>() ?? Open;
+    /// <summary>Whether this caller may see an object owned by <paramref name="ownerId"/> (the operator sees all).</summary>
+    public bool MayAccess(string ownerId) => IsOperator || string.Equals(ownerId, TeamId, StringComparison.Ordinal);
 
     /// <summary>Throws the 403 for team keys on operator endpoints.</summary>
     public void RequireOperator()
     {
         if (!IsOperator)
         {
-            throw ApiErrors.OperatorOnly();
+            throw SluiceErrors.OperatorOnly();
         }
     }
 
@@ -48,7 +54,7 @@ internal sealed class Caller
     {
         if (!IsOperator && !string.Equals(TeamId, teamId, StringComparison.Ordinal))
         {
-            throw ApiErrors.NotFound("team", teamId);
+            throw SluiceErrors.NotFound("team", teamId);
         }
     }
 }

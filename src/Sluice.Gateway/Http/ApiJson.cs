@@ -5,7 +5,7 @@ using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 using Sluice.Storage;
 
-namespace Sluice.Gateway.Tenancy;
+namespace Sluice.Gateway.Http;
 
 /// <summary>Reading and writing the JSON bodies of the <c>/api</c> endpoints, with 400s that name the field.</summary>
 internal static class ApiJson

@@ -1,8 +1,9 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 
-namespace Sluice.Gateway.Streaming;
+namespace Sluice.Gateway.Http;
 
 /// <summary>Writes HTTP error responses in a dialect's shape (OpenAI unless told otherwise).</summary>
 internal static class ErrorResponses

@@ -3,7 +3,7 @@ using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using Sluice.Protocol;
 
-namespace Sluice.Gateway.Streaming;
+namespace Sluice.Gateway.Http;
 
 /// <summary>Reads a request body into memory, refusing bodies over the configured limit with a 413.</summary>
 internal static class RequestBody
@@ -26,6 +26,16 @@ internal static class RequestBody
             catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
                 throw TooLarge(limit);
+            }
+            catch (BadHttpRequestException ex)
+            {
+                // Bad framing (e.g. a chunk size that overflows): the client's fault, said in its terms, never a 500.
+                throw new ChatException(
+                    ex.StatusCode is >= 400 and < 500 ? ex.StatusCode : StatusCodes.Status400BadRequest,
+                    new ErrorInfo(
+                        $"The request body could not be read: {ex.Message.TrimEnd('.')}. Send a well-formed body (Content-Length or valid chunked encoding).",
+                        ErrorTypes.InvalidRequest, null, "invalid_body"),
+                    inner: ex);
             }
 
             var buffer = result.Buffer;

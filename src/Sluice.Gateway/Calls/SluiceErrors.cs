@@ -1,0 +1,97 @@
+using Sluice.Protocol;
+
+namespace Sluice.Gateway.Calls;
+
+/// <summary>
+/// The errors Sluice answers with, made in one place (OpenAI-shaped <see cref="ErrorInfo"/>; each dialect translates
+/// the shape, see <c>ErrorDialect</c>). Every message says what to do next.
+/// </summary>
+internal static class SluiceErrors
+{
+    /// <summary>
+    /// The 404 for a tenant object. The same text whether the object is missing or belongs to another team, so
+    /// a response never tells a caller that someone else's object exists.
+    /// </summary>
+    public static ChatException NotFound(string kind, string id) => new(
+        404,
+        new ErrorInfo(
+            $"No {kind} '{id}' was found for this API key; check the id (objects of other teams are not visible).",
+            ErrorTypes.InvalidRequest, null, kind.Replace(' ', '_') + "_not_found"));
+
+    /// <summary>The 404 for a model name no catalog, alias or stored group knows.</summary>
+    /// <param name="name">The name the client sent.</param>
+    /// <param name="listing">Where the client can list the models, e.g. <c>GET /v1/models</c>.</param>
+    public static ChatException ModelNotFound(string name, string listing = "GET /v1/models") => new(
+        404,
+        new ErrorInfo(
+            $"The model '{name}' does not exist. {listing} lists the models this gateway serves.",
+            ErrorTypes.InvalidRequest, "model", "model_not_found"));
+
+    /// <summary>The 502 for a backend that failed with an unexpected exception (the details are logged, not sent).</summary>
+    public static ChatException BackendFailed(Exception exception, string requestId) => new(
+        502,
+        new ErrorInfo(
+            $"The model backend failed unexpectedly ({exception.GetType().Name}). Retry the request; if it keeps failing, report request id {requestId}.",
+            ErrorTypes.Server, null, "backend_error"),
+        inner: exception);
+
+    /// <summary>The terminal frame of a resumable stream whose generation was cancelled.</summary>
+    public static ErrorInfo StreamCancelled { get; } = new(
+        "The generation was cancelled: its client left and did not resume in time (or it was cancelled with DELETE /v1/streams/{id}). The answer is incomplete; send the request again.",
+        ErrorTypes.Server, null, "stream_cancelled");
+
+    /// <summary>A request cancelled by its client on a connection that stays open (WebSocket <c>cancel</c>).</summary>
+    public static ErrorInfo Cancelled { get; } = new("Cancelled: the answer is incomplete.", ErrorTypes.InvalidRequest, null, "cancelled");
+
+    /// <summary>A stream that was evicted or outgrew its buffer while a client read it.</summary>
+    public static ErrorInfo StreamLost(bool overflowed) => new(
+        overflowed
+            ? "The stream outgrew the replay buffer while you were reading it, so the rest cannot be replayed. Send the request again."
+            : "The stream expired while you were reading it. Send the request again.",
+        ErrorTypes.Server, null, "stream_lost");
+
+    public static ChatException MissingKey() => new(
+        401,
+        new ErrorInfo(
+            "This gateway requires an API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with your team's virtual key " +
+            "(sk-sluice-…) or the operator's master key.",
+            ErrorTypes.Authentication, null, "missing_api_key"));
+
+    /// <summary>One answer for unknown, revoked and expired keys: the response says nothing about which.</summary>
+    public static ChatException InvalidKey() => new(
+        401,
+        new ErrorInfo(
+            "The API key is not valid: it is unknown, revoked or expired. Check the key you send, or ask the operator for a new virtual key.",
+            ErrorTypes.Authentication, null, "invalid_api_key"));
+
+    public static ChatException OperatorOnly() => new(
+        403,
+        new ErrorInfo(
+            "This endpoint is for the gateway operator: call it with the master key (SLUICE_MASTER_KEY), not a team's virtual key.",
+            ErrorTypes.Permission, null, "master_key_required"));
+
+    public static ChatException InsufficientCredits(string teamId, long balance) => new(
+        403,
+        new ErrorInfo(
+            $"Team '{teamId}' has {balance} credits left; a job or model call needs at least 1. Ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
+            ErrorTypes.Permission, null, "insufficient_credits"));
+
+    public static ChatException ModelNotAllowed(string model) => new(
+        403,
+        new ErrorInfo(
+            $"This API key may not use '{model}'. Use one of the models or model groups assigned to the key's team, or ask the operator to assign '{model}'.",
+            ErrorTypes.Permission, "model", "model_not_allowed"));
+
+    /// <summary>The 503 for a store that cannot be reached (the request did nothing; it may be retried).</summary>
+    public static ChatException StoreUnavailable(Exception inner) => new(
+        503,
+        new ErrorInfo(
+            $"The gateway's database is unavailable ({inner.GetType().Name}); retry shortly. If it persists, the operator should check the Store setting and the database server.",
+            ErrorTypes.Server, null, "store_unavailable"),
+        TimeSpan.FromSeconds(1),
+        inner);
+
+    /// <summary>True for failures of the database itself, as opposed to refusals the store decided on.</summary>
+    public static bool IsStoreFailure(Exception exception) =>
+        exception is System.Data.Common.DbException or TimeoutException or InvalidOperationException { InnerException: System.Data.Common.DbException };
+}

@@ -1,0 +1,181 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Calls;
+using Sluice.Gateway.Endpoints;
+using Sluice.Gateway.Http;
+using Sluice.Gateway.Mqtt;
+using Sluice.Gateway.Relay;
+using Sluice.Gateway.Sessions;
+using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
+using Sluice.Gateway.WebChat;
+using Sluice.Gateway.WebSockets;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>
+/// The gateway's composition, one feature per method: the HTTP server (<see cref="SluiceGateway"/>) and the stand-alone
+/// MQTT bridge (<see cref="MqttBridgeHost"/>) are both built from these, so no host copies part of another's
+/// registration.
+/// </summary>
+internal static class SluiceServices
+{
+    /// <summary>
+    /// The transport-neutral core: options, models, usage reporting, the store and tenancy (keys, admission, ledger),
+    /// model resolution and the call pipeline with its relay.
+    /// </summary>
+    public static IServiceCollection AddSluiceCore(this IServiceCollection services, GatewayOptions options, ModelCatalog catalog)
+    {
+        services.AddSingleton(options);
+        services.AddSingleton(catalog);
+        services.AddSingleton<UsageTotals>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
+        services.AddSingleton<UsageReporter>();
+        services.AddSingleton<TenancyRuntime>();
+        services.AddSingleton<TenantDirectory>();
+        services.AddSingleton<KeyAuthenticator>();
+        services.AddSingleton<CallAdmission>();
+        services.AddSingleton<ModelGroupRegistry>();
+        services.AddSingleton<ModelResolver>();
+        services.AddSingleton<LedgerUsageSink>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
+        services.AddSingleton<StreamRelay>();
+        services.AddSingleton<CallPipeline>();
+        return services;
+    }
+
+    /// <summary>The HTTP and WebSocket transports: every endpoint, resumable streams, the web chat.</summary>
+    public static IServiceCollection AddSluiceHttp(this IServiceCollection services)
+    {
+        services.AddSingleton<StreamRegistry>();
+        services.AddSingleton<HttpCalls>();
+        services.AddSingleton<StreamsEndpoint>();
+        services.AddSingleton<ChatCompletionsEndpoint>();
+        services.AddSingleton<AnthropicMessagesEndpoint>();
+        services.AddSingleton<OllamaEndpoints>();
+        services.AddSingleton<PortalEndpoints>();
+        services.AddSingleton<SessionEndpoints>();
+        services.AddSingleton<JobEndpoints>();
+        services.AddSingleton<TenancyEndpoints>();
+        services.AddSingleton<InfoEndpoints>();
+        services.AddSingleton<WebSocketKeyLimiter>();
+        services.AddSingleton<WebSocketEndpoint>();
+        services.AddSingleton<WebChatEndpoints>();
+        return services;
+    }
+
+    /// <summary>The MQTT bridge, as a hosted service on the call pipeline.</summary>
+    public static IServiceCollection AddSluiceMqtt(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<MqttBridge>();
+        services.AddHostedService(sp => sp.GetRequiredService<MqttBridge>());
+        return services;
+    }
+
+    /// <summary>Single-line console logs (Microsoft's own at warnings only), unless the host configures its own.</summary>
+    public static void AddSluiceLogging(this ILoggingBuilder logging, Action<ILoggingBuilder>? configure)
+    {
+        logging.ClearProviders();
+        if (configure is not null)
+        {
+            configure(logging);
+            return;
+        }
+
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        logging.SetMinimumLevel(LogLevel.Information);
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+    }
+
+    /// <summary>Opens the store (migrations) and loads the model groups created through the API: before any call can arrive.</summary>
+    public static async Task StartSluiceCoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
+    {
+        await services.GetRequiredService<TenancyRuntime>().OpenAsync(cancellationToken);
+        await services.GetRequiredService<ModelGroupRegistry>().LoadAllAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// The middleware every request passes, in order: a request id (every response carries it, 401s included), CORS,
+    /// the endpoint's key policy (fail closed), WebSockets. Routing runs first so the policy is known.
+    /// </summary>
+    public static void UseSluice(this WebApplication app, bool cors)
+    {
+        app.UseRouting();
+        app.Use(HttpCallContext.AssignRequestIdAsync);
+        if (cors)
+        {
+            app.UseCors();
+        }
+
+        app.Use(EndpointPolicies.AuthenticateAsync);
+        app.UseWebSockets();
+    }
+
+    /// <summary>OpenAI: chat completions, models, resumable streams (resume, replay, cancel).</summary>
+    public static void MapSluiceOpenAI(this IEndpointRouteBuilder app)
+    {
+        var chat = app.ServiceProvider.GetRequiredService<ChatCompletionsEndpoint>();
+        var info = app.ServiceProvider.GetRequiredService<InfoEndpoints>();
+        var streams = app.ServiceProvider.GetRequiredService<StreamsEndpoint>();
+        app.MapPost("/v1/chat/completions", chat.HandleAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/v1/models", info.ListModelsAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/v1/models/{id}", info.GetModelAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/v1/streams/{id}", streams.ResumeAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapDelete("/v1/streams/{id}", streams.CancelAsync).WithPolicy(EndpointPolicy.Key);
+    }
+
+    /// <summary>Anthropic Messages.</summary>
+    public static void MapSluiceAnthropic(this IEndpointRouteBuilder app)
+    {
+        var anthropic = app.ServiceProvider.GetRequiredService<AnthropicMessagesEndpoint>();
+        app.MapPost("/v1/messages", anthropic.HandleAsync).WithPolicy(EndpointPolicy.AnthropicKey);
+        app.MapPost("/v1/messages/count_tokens", anthropic.CountTokensAsync).WithPolicy(EndpointPolicy.AnthropicKey);
+    }
+
+    /// <summary>The Ollama API.</summary>
+    public static void MapSluiceOllama(this IEndpointRouteBuilder app)
+    {
+        var ollama = app.ServiceProvider.GetRequiredService<OllamaEndpoints>();
+        app.MapPost("/api/chat", ollama.ChatAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapPost("/api/generate", ollama.GenerateAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapPost("/api/show", ollama.ShowAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapGet("/api/tags", ollama.TagsAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapGet("/api/version", OllamaEndpoints.VersionAsync).WithPolicy(EndpointPolicy.OllamaKey);
+    }
+
+    /// <summary>The portal stream and WebSocket chat.</summary>
+    public static void MapSluicePortal(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/api/llm/chat/stream", app.ServiceProvider.GetRequiredService<PortalEndpoints>().StreamAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapGet("/api/llm/ws", app.ServiceProvider.GetRequiredService<WebSocketEndpoint>().HandleAsync).WithPolicy(EndpointPolicy.Key);
+    }
+
+    /// <summary>Sessions, jobs and the tenancy API.</summary>
+    public static void MapSluiceApi(this IEndpointRouteBuilder app)
+    {
+        app.ServiceProvider.GetRequiredService<SessionEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<JobEndpoints>().Map(app);
+        app.ServiceProvider.GetRequiredService<TenancyEndpoints>().Map(app);
+    }
+
+    /// <summary>The public endpoints: the web chat page, liveness, and the JSON 404 for every unknown path.</summary>
+    public static void MapSluicePublic(this IEndpointRouteBuilder app)
+    {
+        app.ServiceProvider.GetRequiredService<WebChatEndpoints>().Map(app);
+        app.MapGet("/health", app.ServiceProvider.GetRequiredService<InfoEndpoints>().HealthAsync).WithPolicy(EndpointPolicy.Public);
+
+        // "{*path}", not the default "{*path:nonfile}": paths that look like files (/favicon.ico, /x.js) get the JSON 404 too.
+        app.MapFallback("{*path}", InfoEndpoints.NotFoundAsync).WithPolicy(EndpointPolicy.Public);
+    }
+}

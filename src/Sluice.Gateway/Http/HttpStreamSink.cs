@@ -1,0 +1,324 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Sluice.Gateway.Calls;
+using Sluice.Gateway.Relay;
+using Sluice.Gateway.Streaming;
+using Sluice.Protocol;
+using Sluice.Protocol.Events;
+using Sluice.Protocol.Sse;
+
+namespace Sluice.Gateway.Http;
+
+/// <summary>
+/// A streamed HTTP answer in one <see cref="IStreamFormat"/> (OpenAI, Anthropic or portal SSE; Ollama NDJSON): headers
+/// with the first frame (so a failure before it still gets a real status), the format's opening frame, keep-alive
+/// frames while the backend is silent (always between whole frames, see <see cref="KeepAlive"/>), and — for a
+/// resumable stream — every frame also kept in its <see cref="ResumableStream"/>, where the answer goes on for the
+/// grace period after the client left.
+/// </summary>
+internal sealed class HttpStreamSink : IAnswerSink
+{
+    /// <summary>The SSE comment that names a resumable stream, right after the headers: <c>: sluice-stream-id strm_…</c>.</summary>
+    public const string StreamIdComment = "sluice-stream-id ";
+
+    /// <summary>The response header that names a resumable stream.</summary>
+    public const string StreamIdHeader = "x-sluice-stream-id";
+
+    private readonly HttpContext _context;
+    private readonly PipeWriter _output;
+    private readonly IStreamFormat _format;
+    private readonly IChunkBatchFormat? _batchFormat;
+    private readonly ResumableStream? _resumable;
+    private readonly StreamRegistry? _registry;
+    private readonly TimeSpan _pingInterval;
+    private readonly TimeProvider _time;
+    private readonly CancellationToken _aborted;
+
+    // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well as
+    // sent; plain streams write straight into the response.
+    private readonly ScratchBuffer? _scratch;
+    private readonly IBufferWriter<byte> _frames;
+    private CancellationTokenRegistration _leaving;
+    private KeepAlive? _keepAlive;
+    private UsageMeter? _meter;
+    private long _sequence;
+    private bool _detached;
+
+    public HttpStreamSink(HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, TimeProvider time)
+    {
+        _context = context;
+        _output = context.Response.BodyWriter;
+        _format = format;
+        _batchFormat = format as IChunkBatchFormat;
+        _resumable = resumable;
+        _registry = registry;
+        _pingInterval = pingInterval;
+        _time = time;
+        _aborted = context.RequestAborted;
+        _scratch = resumable is null ? null : new ScratchBuffer();
+        _frames = _scratch ?? (IBufferWriter<byte>)_output;
+    }
+
+    public CancellationToken Generation => _resumable?.Generation ?? _aborted;
+
+    public ChatException? CancellationReason => null;
+
+    public bool AcceptsChunkBatches => _batchFormat is not null;
+
+    public bool Started => _keepAlive?.Started ?? false;
+
+    public long PendingBytes => _output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0;
+
+    private bool Attached => !_detached && !_aborted.IsCancellationRequested;
+
+    public void Open(UsageMeter meter)
+    {
+        _meter = meter;
+        if (_resumable is not null)
+        {
+            _leaving = _aborted.Register(static s => ((ResumableStream)s!).DetachReader(), _resumable);
+        }
+
+        _keepAlive = new KeepAlive(_output, _pingInterval, WritePing, Start, _aborted, _time);
+    }
+
+    public ValueTask<bool> WriteAsync(ChatStreamEvent streamEvent)
+    {
+        _keepAlive!.EnsureStarted();
+        if (streamEvent is OpenAIChunkBatch batch)
+        {
+            return ValueTask.FromResult(WriteBatch(batch));
+        }
+
+        if (!_format.WriteEvent(_frames, _sequence + 1, streamEvent))
+        {
+            return ValueTask.FromResult(false);
+        }
+
+        _sequence++;
+        Commit(_sequence, 1);
+        return ValueTask.FromResult(true);
+    }
+
+    public ValueTask FlushAsync() => _resumable is null ? FlushPlainAsync() : FlushResumableAsync();
+
+    public void Idle() => _keepAlive!.Release();
+
+    public ValueTask BusyAsync() => _keepAlive!.AcquireAsync();
+
+    public async ValueTask CompleteAsync(ChatUsage usage, string? finishReason)
+    {
+        await _keepAlive!.StopAsync();
+        _keepAlive.EnsureStarted();
+        var ending = _format.WriteEnd(_frames, _sequence + 1, usage);
+        _sequence += ending;
+        Commit(_sequence, ending);
+        await FlushAsync();
+    }
+
+    public async ValueTask FailAsync(ChatException error)
+    {
+        await _keepAlive!.StopAsync();
+        if (!_keepAlive.Started)
+        {
+            await ErrorResponses.WriteAsync(_context, error, _format.Errors);
+            return;
+        }
+
+        _format.WriteError(_frames, ++_sequence, error.Error);
+        Commit(_sequence, 1);
+        await FlushAsync();
+    }
+
+    public async ValueTask AbandonAsync()
+    {
+        await _keepAlive!.StopAsync();
+        if (_resumable is not null && _keepAlive.Started)
+        {
+            // Nobody is listening now, but a client resuming later learns why the answer stops here.
+            _format.WriteError(_frames, ++_sequence, SluiceErrors.StreamCancelled);
+            Commit(_sequence, 1);
+            await FlushAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // No keep-alive frame may touch the response once the handler returns.
+        if (_keepAlive is not null)
+        {
+            await _keepAlive.StopAsync();
+        }
+
+        await _leaving.DisposeAsync();
+        if (_resumable is not null)
+        {
+            _resumable.Complete();
+            if (!Started)
+            {
+                // It failed before its first byte: an HTTP error, nothing to resume.
+                _registry?.Remove(_resumable);
+            }
+        }
+
+        _scratch?.Dispose();
+    }
+
+    // Headers, then the format's opening frame: sent with the first event, keep-alive or end, whichever comes first.
+    // Called only by the holder of the keep-alive gate, so the relay and a ping never race on it.
+    private void Start()
+    {
+        var response = _context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = _format.ContentType;
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        _context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        if (_resumable is not null)
+        {
+            // A comment: SSE clients (OpenAI SDKs, EventSource) ignore it; the header carries the same id.
+            SseWriter.WriteComment(_output, Encoding.ASCII.GetBytes(StreamIdComment + _resumable.Id));
+            _resumable.MarkAnnounced();
+        }
+
+        var used = _format.WriteStart(_frames, _sequence + 1, _meter!.Usage);
+        _sequence += used;
+        Commit(_sequence, used);
+    }
+
+    private void WritePing()
+    {
+        if (Attached)
+        {
+            _format.WritePing(_output);
+        }
+    }
+
+    // All the chunks of one upstream read: one format call and one commit (frames keep their own ids), or one call
+    // per chunk for a format that writes chunks one at a time.
+    private bool WriteBatch(OpenAIChunkBatch batch)
+    {
+        if (_batchFormat is not null)
+        {
+            var used = _batchFormat.WriteBatch(_frames, _sequence + 1, batch);
+            _sequence += used;
+            Commit(_sequence, used);
+            return used > 0;
+        }
+
+        var wrote = false;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (_format.WriteEvent(_frames, _sequence + 1, batch.ChunkAt(i)))
+            {
+                _sequence++;
+                Commit(_sequence, 1);
+                wrote = true;
+            }
+        }
+
+        return wrote;
+    }
+
+    // Keeps and sends what the last format call wrote (resumable streams only).
+    private void Commit(long lastSequence, int frameCount)
+    {
+        if (_scratch is null || _scratch.WrittenCount == 0)
+        {
+            return;
+        }
+
+        _resumable!.Append(_scratch.WrittenSpan, lastSequence, frameCount);
+        if (Attached)
+        {
+            _output.Write(_scratch.WrittenSpan);
+        }
+
+        _scratch.ResetWrittenCount();
+    }
+
+    private async ValueTask FlushPlainAsync() => await _output.FlushAsync(_aborted);
+
+    private async ValueTask FlushResumableAsync()
+    {
+        if (!Attached)
+        {
+            return;
+        }
+
+        try
+        {
+            await _output.FlushAsync(_aborted);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        {
+            // The client left: the answer goes on into the buffer, for a client that resumes.
+            _detached = true;
+        }
+    }
+
+    /// <summary>
+    /// The resumable sink's scratch: pooled, so a stream does not allocate (and zero) a buffer that doubles up to the
+    /// size of its largest upstream read.
+    /// </summary>
+    private sealed class ScratchBuffer : IBufferWriter<byte>, IDisposable
+    {
+        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+        private int _written;
+
+        public int WrittenCount => _written;
+
+        public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);
+
+        public void ResetWrittenCount() => _written = 0;
+
+        public void Advance(int count)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(count);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _buffer.Length - _written);
+            _written += count;
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsMemory(_written);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return _buffer.AsSpan(_written);
+        }
+
+        public void Dispose()
+        {
+            var buffer = _buffer;
+            _buffer = [];
+            _written = 0;
+            if (buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        private void Reserve(int sizeHint)
+        {
+            ObjectDisposedException.ThrowIf(_buffer.Length == 0, this);
+            var needed = Math.Max(sizeHint, 1);
+            if (_buffer.Length - _written >= needed)
+            {
+                return;
+            }
+
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + needed));
+            _buffer.AsSpan(0, _written).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = larger;
+        }
+    }
+}

@@ -1,0 +1,224 @@
+using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Calls;
+using Sluice.Protocol;
+using Sluice.Protocol.Events;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Relay;
+
+/// <summary>
+/// Moves one backend's answer to one <see cref="IAnswerSink"/> — the last, fixed stage of every chat call, whatever its
+/// transport and dialect.
+/// </summary>
+/// <remarks>
+/// The steps of <see cref="RunAsync"/> (marked <c>// :: Step N</c> in the code):
+/// <list type="number">
+/// <item>Open the backend's stream with per-call options (chunk batches only for a sink that writes them as they are).</item>
+/// <item>Take the next event. If none is ready, first send what is written (no event ever waits in a buffer while the
+/// relay waits for the model), then let the sink's keep-alive frames fill the silence until it comes.</item>
+/// <item>Meter every event; an <see cref="ErrorEvent"/> ends the stream as a failure; usage events are not written.</item>
+/// <item>Write the event and apply the <see cref="FlushPolicy"/> (first frame and first token at once, then when the
+/// backend pauses or too much is pending).</item>
+/// <item>At the end: settle the call (the stage's state, e.g. the job call or the session reply, is stored before the
+/// terminal frame so a client reading right after sees it), then the format's closing frames.</item>
+/// <item>On failure: classify it (<see cref="StreamOutcome"/>), settle, then an error response before the first byte or
+/// an error frame after it — never a silent cut. A cancelled generation is abandoned; a sink with a reader left (a
+/// resumable stream) writes why.</item>
+/// <item>Always: stop the sink (no keep-alive after the handler returns), dispose the backend's stream (which aborts an
+/// upstream request still running) and report the usage once.</item>
+/// </list>
+/// </remarks>
+internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time, ILogger<StreamRelay> logger)
+{
+    /// <param name="call">The admitted call (request, model, owner set).</param>
+    /// <param name="backend">What answers.</param>
+    /// <param name="sink">Where the answer goes.</param>
+    /// <param name="stage">The call's stage, settled once before the terminal frame.</param>
+    /// <param name="maxPendingBytes">Flush early above this many unflushed bytes.</param>
+    public async Task RunAsync(ChatCall call, IChatBackend backend, IAnswerSink sink, CallStage? stage, long maxPendingBytes)
+    {
+        var generation = sink.Generation;
+        var meter = new UsageMeter(time, call.StartTimestamp, call.Request);
+        var flush = new FlushPolicy(maxPendingBytes);
+        var settled = false;
+        sink.Open(meter);
+
+        // :: Step 1
+        var options = sink.AcceptsChunkBatches ? ChatCallOptions.ChunkBatches : ChatCallOptions.Default;
+        var events = backend.StreamAsync(call.Request, options, generation).GetAsyncEnumerator(generation);
+        try
+        {
+            while (true)
+            {
+                // :: Step 2
+                var moveNext = events.MoveNextAsync();
+                bool hasEvent;
+                if (moveNext.IsCompleted)
+                {
+                    hasEvent = await moveNext;
+                }
+                else
+                {
+                    if (FlushPolicy.BeforeWait(sink.Started, sink.PendingBytes))
+                    {
+                        await sink.FlushAsync();
+                    }
+
+                    sink.Idle();
+                    try
+                    {
+                        hasEvent = await moveNext;
+                    }
+                    finally
+                    {
+                        await sink.BusyAsync();
+                    }
+                }
+
+                if (!hasEvent)
+                {
+                    break;
+                }
+
+                // :: Step 3
+                var streamEvent = events.Current;
+                if (streamEvent is ErrorEvent error)
+                {
+                    throw new ChatException(502, error.Error);
+                }
+
+                meter.Observe(streamEvent);
+                if (streamEvent is UsageEvent)
+                {
+                    continue;
+                }
+
+                // :: Step 4
+                bool wrote;
+                if (streamEvent is OpenAIChunkBatch batch)
+                {
+                    using (batch)
+                    {
+                        wrote = await sink.WriteAsync(batch);
+                    }
+                }
+                else
+                {
+                    wrote = await sink.WriteAsync(streamEvent);
+                }
+
+                if (flush.AfterWrite(wrote, meter.HasFirstToken, sink.PendingBytes))
+                {
+                    await sink.FlushAsync();
+                }
+            }
+
+            // :: Step 5
+            meter.Complete();
+            settled = true;
+            await SettleAsync(call, stage, meter);
+            await sink.CompleteAsync(meter.Usage, meter.FinishReason);
+        }
+#pragma warning disable CA1031 // Any failure must reach the client as an error, never as a silent cut.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            // :: Step 6
+            var (end, failure) = StreamOutcome.Classify(
+                ex, generation.IsCancellationRequested || call.Aborted.IsCancellationRequested, call.RequestId, sink.CancellationReason);
+            if (end == StreamEnd.Abandoned)
+            {
+                meter.Abandon();
+            }
+            else
+            {
+                var unexpected = ex is not ChatException && failure != sink.CancellationReason;
+                if (unexpected)
+                {
+                    LogBackendFailed(logger, ex, call.RequestId, call.Request.Model);
+                }
+
+                meter.Fail(StreamOutcome.CodeOf(failure!, unexpected));
+            }
+
+            if (!settled)
+            {
+                settled = true;
+                await SettleAsync(call, stage, meter);
+            }
+
+            await EndQuietlyAsync(sink, failure);
+        }
+        finally
+        {
+            // :: Step 7
+            await DisposeQuietlyAsync(sink);
+            await DisposeQuietlyAsync(events);
+            if (generation.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
+            {
+                // Cancelled between the last event and the end: not a complete answer.
+                meter.Abandon();
+            }
+
+            usage.Report(meter.ToRecord(call));
+        }
+    }
+
+    private async ValueTask SettleAsync(ChatCall call, CallStage? stage, UsageMeter meter)
+    {
+        if (stage is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await stage.SettleAsync(call, meter.Status, meter.Usage);
+        }
+#pragma warning disable CA1031 // The client must still get its terminal frame; the failure is logged.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogSettleFailed(logger, ex, call.RequestId);
+        }
+    }
+
+    private static async ValueTask EndQuietlyAsync(IAnswerSink sink, ChatException? failure)
+    {
+        try
+        {
+            if (failure is null)
+            {
+                await sink.AbandonAsync();
+            }
+            else
+            {
+                await sink.FailAsync(failure);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // The client is gone: nobody is left to tell.
+        }
+    }
+
+    private static async ValueTask DisposeQuietlyAsync(IAsyncDisposable disposable)
+    {
+        try
+        {
+            await disposable.DisposeAsync();
+        }
+#pragma warning disable CA1031 // Disposal failures after the answer is over must not mask its outcome.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
+    private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Recording the outcome of request {RequestId} failed")]
+    private static partial void LogSettleFailed(ILogger logger, Exception ex, string requestId);
+}
