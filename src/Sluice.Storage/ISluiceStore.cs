@@ -8,19 +8,22 @@ namespace Sluice.Storage;
 /// Open one with <see cref="SluiceStoreFactory.OpenAsync"/>; it is thread-safe and meant to live as long as
 /// the process. Tenancy: everything below a team is looked up with the team id, so an object of another team
 /// is reported exactly like a missing one (<see langword="null"/> or <see cref="StoreNotFoundException"/>).
-/// Failures the caller can act on are <see cref="StoreNotFoundException"/> (404),
+/// Consumers depend on the role they use (<see cref="ISessionStore"/>, <see cref="IRateLimitStore"/>, …); one SQL
+/// implementation serves them all. Failures the caller can act on are <see cref="StoreNotFoundException"/> (404),
 /// <see cref="StoreConflictException"/> (409) and <see cref="InsufficientCreditsException"/> (402/403).
 /// </remarks>
-public interface ISluiceStore : IAsyncDisposable
+public interface ISluiceStore : ITenantStore, IKeyStore, ICreditStore, IJobStore, IModelGroupStore, IUsageStore, ISessionStore, IRateLimitStore, IAsyncDisposable
 {
     /// <summary>Which database this is, without credentials: <c>sqlite:/path</c> or <c>postgresql://host:port/db</c>.</summary>
     string Description { get; }
 
     /// <summary>The schema version in use (the newest migration applied).</summary>
     int SchemaVersion { get; }
+}
 
-    // ---- Organizations and teams ----
-
+/// <summary>Organizations and teams: the tenancy tree every key and job hangs from.</summary>
+public interface ITenantStore
+{
     /// <summary>Creates an organization. Throws <see cref="StoreConflictException"/> when the name is taken.</summary>
     Task<Organization> CreateOrganizationAsync(string name, CancellationToken cancellationToken);
 
@@ -52,9 +55,11 @@ public interface ISluiceStore : IAsyncDisposable
 
     /// <summary>Replaces the team's rate limits. Throws <see cref="StoreNotFoundException"/>.</summary>
     Task<Team> SetTeamLimitsAsync(string teamId, RateLimits limits, CancellationToken cancellationToken);
+}
 
-    // ---- Virtual keys ----
-
+/// <summary>Virtual keys: created with a secret shown once, found by secret (hashed), revoked.</summary>
+public interface IKeyStore
+{
     /// <summary>
     /// Creates a key for the team; the returned secret is the only copy (only its hash is stored).
     /// Throws <see cref="StoreNotFoundException"/> for an unknown team.
@@ -78,9 +83,11 @@ public interface ISluiceStore : IAsyncDisposable
     /// Throws <see cref="StoreNotFoundException"/>.
     /// </summary>
     Task<VirtualKey> RevokeKeyAsync(string teamId, string keyId, CancellationToken cancellationToken);
+}
 
-    // ---- Credits ----
-
+/// <summary>A team's credit balance and its transactions.</summary>
+public interface ICreditStore
+{
     /// <summary>The team's balance. Throws <see cref="StoreNotFoundException"/>.</summary>
     Task<long> GetBalanceAsync(string teamId, CancellationToken cancellationToken);
 
@@ -95,9 +102,11 @@ public interface ISluiceStore : IAsyncDisposable
 
     /// <summary>The team's ledger, newest first, paged. Empty for an unknown team.</summary>
     Task<IReadOnlyList<CreditTransaction>> ListTransactionsAsync(string teamId, int limit, int offset, CancellationToken cancellationToken);
+}
 
-    // ---- Jobs ----
-
+/// <summary>Jobs: model calls recorded per job, completed once (one credit for a clean job).</summary>
+public interface IJobStore
+{
     /// <summary>
     /// Opens a job for the team. Throws <see cref="InsufficientCreditsException"/> when the team has no credits
     /// and <see cref="StoreNotFoundException"/> for an unknown team (or a key of another team).
@@ -130,9 +139,11 @@ public interface ISluiceStore : IAsyncDisposable
 
     /// <summary>The team's jobs, newest first, paged (without calls).</summary>
     Task<IReadOnlyList<Job>> ListJobsAsync(string teamId, int limit, int offset, CancellationToken cancellationToken);
+}
 
-    // ---- Model groups ----
-
+/// <summary>Model groups created through the API (routable on every gateway process).</summary>
+public interface IModelGroupStore
+{
     /// <summary>
     /// Stores a model group. Throws <see cref="StoreConflictException"/> when the name is taken and
     /// <see cref="ArgumentException"/> when it lists no model.
@@ -144,9 +155,11 @@ public interface ISluiceStore : IAsyncDisposable
 
     /// <summary>Every model group, oldest first.</summary>
     Task<IReadOnlyList<ModelGroup>> ListModelGroupsAsync(CancellationToken cancellationToken);
+}
 
-    // ---- Usage ledger ----
-
+/// <summary>The usage ledger: one row per model call billed to a team.</summary>
+public interface IUsageStore
+{
     /// <summary>Appends one usage record; returns it with its id. Throws <see cref="StoreNotFoundException"/> for an unknown team.</summary>
     Task<UsageEntry> AppendUsageAsync(UsageEntry entry, CancellationToken cancellationToken);
 
@@ -155,9 +168,11 @@ public interface ISluiceStore : IAsyncDisposable
 
     /// <summary>The team's usage, newest first, paged.</summary>
     Task<IReadOnlyList<UsageEntry>> ListUsageAsync(string teamId, int limit, int offset, CancellationToken cancellationToken);
+}
 
-    // ---- Sessions (scoped by owner: a team id, or SessionOwners.Operator) ----
-
+/// <summary>Stored conversations, scoped by owner (a team id, or <see cref="SessionOwners.Operator"/>).</summary>
+public interface ISessionStore
+{
     /// <summary>
     /// Creates a session for <paramref name="owner"/>. Throws <see cref="ArgumentException"/> for a context budget
     /// out of range or too much metadata.
@@ -178,9 +193,11 @@ public interface ISluiceStore : IAsyncDisposable
     /// Throws <see cref="StoreNotFoundException"/> when the session does not exist (or was deleted meanwhile).
     /// </summary>
     Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken);
+}
 
-    // ---- Rate limits (shared by every process on the same database) ----
-
+/// <summary>Rate-limit windows and concurrency leases, shared by every process on the same database.</summary>
+public interface IRateLimitStore
+{
     /// <summary>
     /// Counts <paramref name="amount"/> against <paramref name="key"/> in the current fixed window (aligned to
     /// the Unix epoch) when it fits under <paramref name="limit"/>; otherwise counts nothing and refuses.

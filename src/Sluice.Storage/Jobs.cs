@@ -78,7 +78,7 @@ public sealed record Job
     /// <summary>When it was completed or failed.</summary>
     public DateTimeOffset? CompletedAt { get; init; }
 
-    /// <summary>The calls, in order; filled by <see cref="ISluiceStore.GetJobAsync"/>, empty in listings.</summary>
+    /// <summary>The calls, in order; filled by <see cref="IJobStore.GetJobAsync"/>, empty in listings.</summary>
     public IReadOnlyList<JobCall> Calls { get; init; } = [];
 }
 
@@ -109,7 +109,7 @@ public sealed record JobCall(
 /// <param name="Latency">How long it took.</param>
 public sealed record NewJobCall(string Model, long PromptTokens, long CompletionTokens, CallStatus Status, TimeSpan Latency);
 
-/// <summary>What <see cref="ISluiceStore.CompleteJobAsync"/> did.</summary>
+/// <summary>What <see cref="IJobStore.CompleteJobAsync"/> did.</summary>
 /// <param name="Job">The job as stored afterwards.</param>
 /// <param name="AlreadyFinished">
 /// True when the job had already been completed or failed: nothing changed (completing is idempotent) and

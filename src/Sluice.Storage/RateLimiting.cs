@@ -1,6 +1,6 @@
 namespace Sluice.Storage;
 
-/// <summary>The answer of <see cref="ISluiceStore.TryConsumeAsync"/>.</summary>
+/// <summary>The answer of <see cref="IRateLimitStore.TryConsumeAsync"/>.</summary>
 /// <param name="Allowed">True when the amount was admitted (and counted).</param>
 /// <param name="Used">The amount counted in the current window after this call.</param>
 /// <param name="Remaining">What may still be admitted in the current window.</param>
@@ -11,7 +11,7 @@ public sealed record RateLimitDecision(bool Allowed, long Used, long Remaining, 
     public TimeSpan RetryAfter(DateTimeOffset now) => ResetAt > now ? ResetAt - now : TimeSpan.Zero;
 }
 
-/// <summary>The answer of <see cref="ISluiceStore.AcquireConcurrencyAsync"/>.</summary>
+/// <summary>The answer of <see cref="IRateLimitStore.AcquireConcurrencyAsync"/>.</summary>
 /// <param name="Acquired">True when a slot was taken.</param>
 /// <param name="LeaseId">The slot's lease, to release or renew; <see langword="null"/> when not acquired.</param>
 /// <param name="Active">Slots held for the key after this call (expired leases not counted).</param>

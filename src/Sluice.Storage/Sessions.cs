@@ -36,7 +36,7 @@ public sealed record ChatSession
     /// <summary>When a message was last added (or when it was created).</summary>
     public required DateTimeOffset UpdatedAt { get; init; }
 
-    /// <summary>The messages, oldest first; filled by <see cref="ISluiceStore.GetSessionAsync"/>, empty in listings.</summary>
+    /// <summary>The messages, oldest first; filled by <see cref="ISessionStore.GetSessionAsync"/>, empty in listings.</summary>
     public IReadOnlyList<SessionMessage> Messages { get; init; } = [];
 }
 

@@ -33,7 +33,7 @@ internal sealed partial class JobEndpoints(
     TimeProvider time,
     ILogger<JobEndpoints> logger)
 {
-    private ISluiceStore Store => runtime.Store;
+    private IJobStore Store => runtime.Store;
 
     private TimeProvider Time => time;
 
@@ -107,7 +107,7 @@ internal sealed partial class JobEndpoints(
     {
         var teamId = Route(context);
         context.GetCaller().RequireTeam(teamId);
-        _ = await Store.GetTeamAsync(teamId, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", teamId);
+        _ = await directory.GetTeamAsync(teamId, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", teamId);
         var (limit, offset) = ApiJson.Page(context, 100);
         var jobs = await Store.ListJobsAsync(teamId, limit, offset, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>

@@ -24,7 +24,7 @@ namespace Sluice.Gateway.Sessions;
 /// (<see cref="ReplyCapture"/>), so relays and writers stay unaware of sessions. A session belongs to the caller's team
 /// (or the operator); another owner's session is a 404 like a missing one.
 /// </remarks>
-internal sealed partial class SessionStage(ISluiceStore store, int maxPromptChars, ILogger logger) : CallStage
+internal sealed partial class SessionStage(ISessionStore store, int maxPromptChars, ILogger logger) : CallStage
 {
     private readonly StringBuilder _reply = new();
     private ChatSession? _session;

@@ -110,7 +110,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             return CallLease.None;
         }
 
-        var store = runtime.Store;
+        IRateLimitStore store = runtime.Store;
         RateLimitDecision? tightest = null;
         foreach (var (scope, limits) in scopes)
         {
@@ -204,7 +204,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
         facts.Add(new("x-ratelimit-reset-" + what, reset.ToString(CultureInfo.InvariantCulture) + "s"));
     }
 
-    internal static async Task ReleaseAsync(ISluiceStore store, List<string> leases, ILogger logger)
+    internal static async Task ReleaseAsync(IRateLimitStore store, List<string> leases, ILogger logger)
     {
         foreach (var lease in leases)
         {
@@ -228,13 +228,13 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
 /// <summary>The concurrent-stream slots a call holds; renewed while it runs, released on dispose.</summary>
 internal sealed class CallLease : IAsyncDisposable
 {
-    private readonly ISluiceStore? _store;
+    private readonly IRateLimitStore? _store;
     private readonly List<string> _leases = [];
     private readonly ILogger? _logger;
     private readonly CancellationTokenSource? _stop;
     private readonly Task _renewal = Task.CompletedTask;
 
-    public CallLease(ISluiceStore store, List<string> leases, TimeSpan leaseDuration, ILogger logger)
+    public CallLease(IRateLimitStore store, List<string> leases, TimeSpan leaseDuration, ILogger logger)
     {
         _store = store;
         _leases = leases;

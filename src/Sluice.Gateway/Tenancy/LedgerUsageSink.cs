@@ -184,7 +184,7 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
 
     private async Task WriteBatchAsync(List<UsageEntry> batch)
     {
-        var store = _runtime.Store;
+        IUsageStore store = _runtime.Store;
         var delay = TimeSpan.FromMilliseconds(100);
         for (var attempt = 1; ; attempt++)
         {
@@ -217,10 +217,10 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
             }
         }
 
-        await CountCompletionTokensAsync(store, batch);
+        await CountCompletionTokensAsync(_runtime.Store, batch);
     }
 
-    private async Task WriteOneByOneAsync(ISluiceStore store, List<UsageEntry> batch)
+    private async Task WriteOneByOneAsync(IUsageStore store, List<UsageEntry> batch)
     {
         foreach (var entry in batch)
         {
@@ -239,7 +239,7 @@ internal sealed partial class LedgerUsageSink : IUsageSink, IAsyncDisposable
     }
 
     /// <summary>Adds completion tokens to the tokens-per-minute windows of limited keys and teams (prompt tokens were counted at admission).</summary>
-    private async Task CountCompletionTokensAsync(ISluiceStore store, List<UsageEntry> batch)
+    private async Task CountCompletionTokensAsync(IRateLimitStore store, List<UsageEntry> batch)
     {
         var totals = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var entry in batch)
