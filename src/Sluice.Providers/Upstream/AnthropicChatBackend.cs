@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
@@ -21,7 +20,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>message_start</c>/<c>message_delta</c>; <c>ping</c>, thinking and other block types are skipped; an <c>error</c>
 /// event is an error; the stream must reach <c>message_stop</c>.
 /// </remarks>
-public sealed class AnthropicChatBackend : IChatBackend, IDisposable
+public sealed class AnthropicChatBackend : UpstreamChatBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "anthropic";
@@ -30,13 +29,23 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
     public const string ApiVersion = "2023-06-01";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-    private readonly UpstreamTransport _transport;
-    private readonly Uri _endpoint;
 
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.anthropic.com/v1</c>).</param>
     /// <param name="apiKey">The API key, or null when a proxy adds it.</param>
     public AnthropicChatBackend(ModelOptions options, string? apiKey)
+        : this(Create(options, apiKey))
+    {
+    }
+
+    private AnthropicChatBackend(UpstreamTransport transport)
+        : base(transport, new Uri(transport.BaseUrl + "/messages"), UpstreamFraming.ServerSentEvents)
+    {
+    }
+
+    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
     {
         ArgumentNullException.ThrowIfNull(options);
         var headers = new List<KeyValuePair<string, string>> { new("anthropic-version", ApiVersion) };
@@ -45,84 +54,40 @@ public sealed class AnthropicChatBackend : IChatBackend, IDisposable
             headers.Add(new("x-api-key", apiKey));
         }
 
-        _transport = new UpstreamTransport(options, "Anthropic", apiKey, headers, "text/event-stream");
-        _endpoint = new Uri(_transport.BaseUrl + "/messages");
+        return new UpstreamTransport(options, "Anthropic", apiKey, headers, "text/event-stream");
     }
 
-    /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
-        ChatRequest request,
-        ChatCallOptions? options,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>Message events into stream events; an <c>error</c> event is the provider's error; <c>message_stop</c> ends.</summary>
+    private sealed class Decoder : UpstreamDecoder
     {
-        ArgumentNullException.ThrowIfNull(request);
-        UpstreamStreaming.RequireSingleChoice(request, _transport);
-        var body = BuildBody(request);
-        using var call = new UpstreamCall(_transport, cancellationToken);
-        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
-        var state = new StreamState();
-        var pending = new List<ChatStreamEvent>(2);
-        var started = false;
-        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
-        {
-            pending.Clear();
-            AnthropicEvent parsed;
-            try
-            {
-                parsed = AnthropicEvent.Parse(reader.Data);
-            }
-            catch (JsonException ex)
-            {
-                throw _transport.Malformed($"an event is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
-            }
+        private readonly StreamState _state = new();
 
+        public override string EndMarker => "message_stop";
+
+        public override string RecordName => "an event";
+
+        public override UpstreamRecord Decode(ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType, List<ChatStreamEvent> events)
+        {
+            var parsed = AnthropicEvent.Parse(data);
             if (parsed.Type == AnthropicEventType.Error)
             {
-                var error = _transport.StreamError(parsed.ErrorMessage, parsed.ErrorType, StatusOf(parsed.ErrorType));
-                if (!started)
-                {
-                    throw error;
-                }
-
-                yield return new ErrorEvent(error.Error);
-                yield break;
+                return UpstreamRecord.Error(parsed.ErrorMessage, parsed.ErrorType, StatusOf(parsed.ErrorType));
             }
 
-            state.Apply(parsed, pending);
-            foreach (var streamEvent in pending)
-            {
-                if (!started)
-                {
-                    started = true;
-                    call.MarkAnswerStarted();
-                }
-
-                yield return streamEvent;
-            }
-
-            if (state.Stopped)
-            {
-                upstream.MarkComplete();
-                yield break;
-            }
+            _state.Apply(parsed, events);
+            return _state.Stopped ? UpstreamRecord.End : UpstreamRecord.Continue;
         }
-
-        throw UpstreamStreaming.EndedEarly(reader, _transport, "message_stop");
     }
 
-    /// <summary>Releases the connection pool.</summary>
-    public void Dispose() => _transport.Dispose();
-
     /// <summary>The Messages API request for <paramref name="request"/>.</summary>
-    internal byte[] BuildBody(ChatRequest request)
+    internal override byte[] BuildBody(ChatRequest request)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var json = new Utf8JsonWriter(buffer, WriterOptions))
         {
             json.WriteStartObject();
-            json.WriteString("model"u8, _transport.UpstreamModel);
-            json.WriteNumber("max_tokens"u8, request.MaxTokens ?? _transport.Options.MaxOutputTokens);
+            json.WriteString("model"u8, Transport.UpstreamModel);
+            json.WriteNumber("max_tokens"u8, request.MaxTokens ?? Transport.Options.MaxOutputTokens);
             var system = string.Join("\n\n", request.Messages
                 .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
                 .Select(m => m.Content));

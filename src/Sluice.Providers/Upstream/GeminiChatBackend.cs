@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
@@ -22,19 +21,27 @@ namespace Sluice.Providers.Upstream;
 /// <c>stop</c>. A stream that closes with neither content nor a finish reason, or with an error object (as data
 /// or written raw into the stream), is an error.
 /// </remarks>
-public sealed class GeminiChatBackend : IChatBackend, IDisposable
+public sealed class GeminiChatBackend : UpstreamChatBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "gemini";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-    private readonly UpstreamTransport _transport;
-    private readonly Uri _endpoint;
 
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://generativelanguage.googleapis.com/v1beta</c>).</param>
     /// <param name="apiKey">The API key, or null when a proxy adds credentials.</param>
     public GeminiChatBackend(ModelOptions options, string? apiKey)
+        : this(Create(options, apiKey))
+    {
+    }
+
+    private GeminiChatBackend(UpstreamTransport transport)
+        : base(transport, new Uri($"{transport.BaseUrl}/models/{Uri.EscapeDataString(transport.UpstreamModel)}:streamGenerateContent?alt=sse"), UpstreamFraming.ServerSentEvents)
+    {
+    }
+
+    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
     {
         ArgumentNullException.ThrowIfNull(options);
         var headers = new List<KeyValuePair<string, string>>();
@@ -43,89 +50,34 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
             headers.Add(new("x-goog-api-key", apiKey));
         }
 
-        _transport = new UpstreamTransport(options, "Gemini", apiKey, headers, "text/event-stream");
-        _endpoint = new Uri($"{_transport.BaseUrl}/models/{Uri.EscapeDataString(_transport.UpstreamModel)}:streamGenerateContent?alt=sse");
+        return new UpstreamTransport(options, "Gemini", apiKey, headers, "text/event-stream");
     }
 
-    /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
-        ChatRequest request,
-        ChatCallOptions? options,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary>
+    /// Each data line is a whole <c>GenerateContentResponse</c>; one that is an error object is the provider's error. There
+    /// is no end marker: the connection closing ends the stream, acceptable once there was content or a finish reason.
+    /// </summary>
+    private sealed class Decoder : UpstreamDecoder
     {
-        ArgumentNullException.ThrowIfNull(request);
-        UpstreamStreaming.RequireSingleChoice(request, _transport);
-        var body = BuildBody(request);
-        using var call = new UpstreamCall(_transport, cancellationToken);
-        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
-        var state = new GeminiStreamState();
-        var pending = new List<ChatStreamEvent>(2);
-        var started = false;
-        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
+        private readonly GeminiStreamState _state = new();
+
+        public override string EndMarker => "any content or finishReason";
+
+        public override UpstreamRecord Decode(ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType, List<ChatStreamEvent> events)
         {
-            pending.Clear();
-            bool isError;
-            try
+            if (!_state.Apply(data, events))
             {
-                isError = state.Apply(reader.Data, pending);
-            }
-            catch (JsonException ex)
-            {
-                throw _transport.Malformed($"a data line is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
+                return UpstreamRecord.Continue;
             }
 
-            if (isError)
-            {
-                var (message, code, status) = UpstreamStreaming.ErrorOf(reader.Data);
-                var error = _transport.StreamError(message, code, status);
-                if (!started)
-                {
-                    throw error;
-                }
-
-                yield return new ErrorEvent(error.Error);
-                yield break;
-            }
-
-            foreach (var streamEvent in pending)
-            {
-                if (!started)
-                {
-                    started = true;
-                    call.MarkAnswerStarted();
-                }
-
-                yield return streamEvent;
-            }
+            var (message, code, status) = UpstreamStreaming.ErrorOf(data);
+            return UpstreamRecord.Error(message, code, status);
         }
 
-        // The connection closed: that is Gemini's only end marker.
-        if (UpstreamStreaming.StrayError(reader, _transport) is { } strayError)
-        {
-            if (!started)
-            {
-                throw strayError;
-            }
-
-            yield return new ErrorEvent(strayError.Error);
-            yield break;
-        }
-
-        pending.Clear();
-        if (!state.Complete(pending))
-        {
-            throw UpstreamStreaming.EndedEarly(reader, _transport, "any content or finishReason");
-        }
-
-        foreach (var streamEvent in pending)
-        {
-            yield return streamEvent;
-        }
+        public override bool Finish(List<ChatStreamEvent> events) => _state.Complete(events);
     }
-
-    /// <summary>Releases the connection pool.</summary>
-    public void Dispose() => _transport.Dispose();
 
     /// <summary>Maps Gemini's <c>finishReason</c> to OpenAI's <c>finish_reason</c>; unknown values are a normal stop.</summary>
     internal static string FinishReasonOf(string? finishReason, bool calledTools) => finishReason switch
@@ -136,7 +88,7 @@ public sealed class GeminiChatBackend : IChatBackend, IDisposable
     };
 
     /// <summary>The <c>streamGenerateContent</c> request for <paramref name="request"/>.</summary>
-    internal static byte[] BuildBody(ChatRequest request)
+    internal override byte[] BuildBody(ChatRequest request)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var json = new Utf8JsonWriter(buffer, WriterOptions))

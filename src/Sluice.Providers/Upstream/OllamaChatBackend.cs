@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -19,19 +18,27 @@ namespace Sluice.Providers.Upstream;
 /// <c>eval_count</c> as usage. An <c>{"error": …}</c> line is an error; the stream must reach <c>done: true</c>.
 /// A Bearer key is sent when <see cref="ModelOptions.ApiKeyEnv"/> is set (Ollama behind a proxy, Ollama cloud).
 /// </remarks>
-public sealed class OllamaChatBackend : IChatBackend, IDisposable
+public sealed class OllamaChatBackend : UpstreamChatBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "ollama";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-    private readonly UpstreamTransport _transport;
-    private readonly Uri _endpoint;
 
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>http://127.0.0.1:11434</c>).</param>
     /// <param name="apiKey">A Bearer key, or null for a local Ollama.</param>
     public OllamaChatBackend(ModelOptions options, string? apiKey)
+        : this(Create(options, apiKey))
+    {
+    }
+
+    private OllamaChatBackend(UpstreamTransport transport)
+        : base(transport, new Uri(transport.BaseUrl + "/api/chat"), UpstreamFraming.NdJson)
+    {
+    }
+
+    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
     {
         ArgumentNullException.ThrowIfNull(options);
         var headers = new List<KeyValuePair<string, string>>();
@@ -40,93 +47,53 @@ public sealed class OllamaChatBackend : IChatBackend, IDisposable
             headers.Add(new("Authorization", "Bearer " + apiKey));
         }
 
-        _transport = new UpstreamTransport(options, "Ollama", apiKey, headers, "application/x-ndjson");
-        _endpoint = new Uri(_transport.BaseUrl + "/api/chat");
+        return new UpstreamTransport(options, "Ollama", apiKey, headers, "application/x-ndjson");
     }
 
-    /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
-        ChatRequest request,
-        ChatCallOptions? options,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        UpstreamStreaming.RequireSingleChoice(request, _transport);
-        var body = BuildBody(request);
-        using var call = new UpstreamCall(_transport, cancellationToken);
-        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.NdJson);
-        var pending = new List<ChatStreamEvent>(2);
-        var toolCount = 0;
-        var started = false;
-        while (await UpstreamStreaming.NextAsync(reader, call, _transport).ConfigureAwait(false))
-        {
-            pending.Clear();
-            OllamaLine line;
-            try
-            {
-                line = OllamaLine.Parse(reader.Data, pending, ref toolCount);
-            }
-            catch (JsonException ex)
-            {
-                throw _transport.Malformed($"a line is not valid JSON (\"{UpstreamStreaming.Excerpt(reader.Data)}\")", ex);
-            }
+    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
 
+    /// <summary>NDJSON lines: text and whole tool calls; <c>{"error"}</c> is the provider's error; <c>"done": true</c> ends with usage.</summary>
+    private sealed class Decoder : UpstreamDecoder
+    {
+        private int _toolCount;
+
+        public override string EndMarker => "its \"done\": true line";
+
+        public override string RecordName => "a line";
+
+        public override UpstreamRecord Decode(ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType, List<ChatStreamEvent> events)
+        {
+            var line = OllamaLine.Parse(data, events, ref _toolCount);
             if (line.Error is not null)
             {
-                var error = _transport.StreamError(line.Error, null);
-                if (!started)
-                {
-                    throw error;
-                }
-
-                yield return new ErrorEvent(error.Error);
-                yield break;
+                return UpstreamRecord.Error(line.Error, null);
             }
 
-            if (line.Done)
+            if (!line.Done)
             {
-                pending.Add(new FinishEvent(line.DoneReason == "length" ? FinishReasons.Length
-                    : toolCount > 0 ? FinishReasons.ToolCalls : FinishReasons.Stop));
-                if (line.PromptTokens is not null || line.CompletionTokens is not null)
-                {
-                    pending.Add(new UsageEvent(new ChatUsage(line.PromptTokens ?? 0, line.CompletionTokens ?? 0)));
-                }
+                return UpstreamRecord.Continue;
             }
 
-            foreach (var streamEvent in pending)
+            events.Add(new FinishEvent(line.DoneReason == "length" ? FinishReasons.Length
+                : _toolCount > 0 ? FinishReasons.ToolCalls : FinishReasons.Stop));
+            if (line.PromptTokens is not null || line.CompletionTokens is not null)
             {
-                if (!started)
-                {
-                    started = true;
-                    call.MarkAnswerStarted();
-                }
-
-                yield return streamEvent;
+                events.Add(new UsageEvent(new ChatUsage(line.PromptTokens ?? 0, line.CompletionTokens ?? 0)));
             }
 
-            if (line.Done)
-            {
-                upstream.MarkComplete();
-                yield break;
-            }
+            return UpstreamRecord.End;
         }
-
-        throw _transport.EndedEarly("its \"done\": true line");
     }
 
-    /// <summary>Releases the connection pool.</summary>
-    public void Dispose() => _transport.Dispose();
-
     /// <summary>The <c>/api/chat</c> request for <paramref name="request"/>.</summary>
-    internal byte[] BuildBody(ChatRequest request)
+    internal override byte[] BuildBody(ChatRequest request)
     {
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var json = new Utf8JsonWriter(buffer, WriterOptions))
         {
             json.WriteStartObject();
-            json.WriteString("model"u8, _transport.UpstreamModel);
+            json.WriteString("model"u8, Transport.UpstreamModel);
             json.WriteStartArray("messages"u8);
             for (var i = 0; i < request.Messages.Count; i++)
             {

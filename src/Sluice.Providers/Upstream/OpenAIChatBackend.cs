@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
@@ -28,24 +27,33 @@ namespace Sluice.Providers.Upstream;
 /// (<c>data: {"error": …}</c>, as llama.cpp and vLLM send) or anything else is an error.</item>
 /// </list>
 /// </remarks>
-public sealed class OpenAIChatBackend : IChatBackend, IDisposable
+public sealed class OpenAIChatBackend : UpstreamChatBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "openai";
 
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
 
-    /// <summary>A batch is passed on at this size even if more is ready, so it stays bounded.</summary>
-    private const int MaxBatchBytes = 32 * 1024;
-
-    private readonly UpstreamTransport _transport;
-    private readonly Uri _endpoint;
     private readonly JsonEncodedText _upstreamModel;
 
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required).</param>
     /// <param name="apiKey">The API key, or null for keyless servers.</param>
     public OpenAIChatBackend(ModelOptions options, string? apiKey)
+        : this(Create(options, apiKey))
+    {
+    }
+
+    private OpenAIChatBackend(UpstreamTransport transport)
+        : base(transport, new Uri(transport.BaseUrl + "/chat/completions"), UpstreamFraming.ServerSentEvents) =>
+        _upstreamModel = JsonEncodedText.Encode(transport.UpstreamModel);
+
+    private protected override bool SupportsSeveralChoices => true;
+
+    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
+        new Decoder(request.N > 1, options.AcceptsChunkBatches);
+
+    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
     {
         ArgumentNullException.ThrowIfNull(options);
         var headers = new List<KeyValuePair<string, string>>();
@@ -54,217 +62,139 @@ public sealed class OpenAIChatBackend : IChatBackend, IDisposable
             headers.Add(new("Authorization", "Bearer " + apiKey));
         }
 
-        _transport = new UpstreamTransport(options, "OpenAI-compatible", apiKey, headers, "text/event-stream");
-        _endpoint = new Uri(_transport.BaseUrl + "/chat/completions");
-        _upstreamModel = JsonEncodedText.Encode(_transport.UpstreamModel);
-    }
-
-    /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
-        ChatRequest request,
-        ChatCallOptions? options,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        var body = BuildBody(request);
-        using var call = new UpstreamCall(_transport, cancellationToken);
-        using var upstream = await UpstreamStreaming.OpenAsync(_transport, _endpoint, body, call).ConfigureAwait(false);
-        var reader = new UpstreamEventReader(upstream.Body, UpstreamFraming.ServerSentEvents);
-        var scratch = new List<ChatStreamEvent>(4);
-        var captureIdentity = true;
-        var started = false;
-        var done = false;
-        var choices = new ChoiceTracker();
-
-        // With several choices, which ones started matters for judging an early end: decode every chunk.
-        var decodeAll = request.N > 1;
-        var batching = options?.AcceptsChunkBatches ?? false;
-        var shape = new OpenAIDeltaShape();
-
-        // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
-        // first token is what users feel. Later chunks that arrived together are passed on together.
-        var eager = 2;
-        OpenAIChunkBatch? batch = null;
-        var next = default(ValueTask<bool>);
-        var nextPending = false;
-        try
-        {
-            while (true)
-            {
-                next = UpstreamStreaming.NextAsync(reader, call, _transport);
-                if (batch is not null && (eager > 0 || !next.IsCompletedSuccessfully || batch.ByteCount >= MaxBatchBytes))
-                {
-                    // The upstream has nothing more ready (or the read failed): pass on what it delivered as one
-                    // event, while the next read waits.
-                    eager = Math.Max(0, eager - 1);
-                    nextPending = true;
-                    var ready = batch;
-                    batch = null;
-                    yield return ready;
-                }
-
-                nextPending = false;
-                if (!await next.ConfigureAwait(false))
-                {
-                    break;
-                }
-
-                var data = reader.Data;
-                if (data.SequenceEqual("[DONE]"u8))
-                {
-                    done = true;
-                    upstream.MarkComplete();
-                    break;
-                }
-
-                // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
-                if (!captureIdentity && !decodeAll && IsPlainDelta(data, shape))
-                {
-                    if (batching)
-                    {
-                        (batch ??= new OpenAIChunkBatch()).Add(data, null);
-                        continue;
-                    }
-
-                    yield return new OpenAIChunkEvent(data.ToArray(), null);
-                    continue;
-                }
-
-                scratch.Clear();
-                var (info, malformed) = Decode(data, scratch, captureIdentity);
-                if (malformed is not null)
-                {
-                    if (batch is not null)
-                    {
-                        var ready = batch;
-                        batch = null;
-                        yield return ready;
-                    }
-
-                    throw malformed;
-                }
-
-                if (info.Error is { } upstreamError)
-                {
-                    var error = _transport.StreamError(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
-                    if (!started)
-                    {
-                        throw error;
-                    }
-
-                    if (batch is not null)
-                    {
-                        var ready = batch;
-                        batch = null;
-                        yield return ready;
-                    }
-
-                    yield return new ErrorEvent(error.Error);
-                    yield break;
-                }
-
-                if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
-                {
-                    if (batch is not null)
-                    {
-                        var ready = batch;
-                        batch = null;
-                        yield return ready;
-                    }
-
-                    yield return new UsageEvent(finalUsage);
-                    continue;
-                }
-
-                choices.Observe(scratch);
-                if (info.Usage is { } usage)
-                {
-                    scratch.Add(new UsageEvent(usage));
-                }
-
-                var chunk = new OpenAIChunkEvent(data.ToArray(), scratch.Count == 0 ? [] : scratch.ToArray(), info.Identity);
-                captureIdentity &= info.Identity is null;
-                if (!started)
-                {
-                    started = true;
-                    call.MarkAnswerStarted();
-                }
-
-                if (batching)
-                {
-                    (batch ??= new OpenAIChunkBatch()).Add(data, chunk);
-                    continue;
-                }
-
-                yield return chunk;
-            }
-
-            if (batch is not null)
-            {
-                var ready = batch;
-                batch = null;
-                yield return ready;
-            }
-        }
-        finally
-        {
-            if (nextPending)
-            {
-                // The consumer stopped while a read was under way: the read fails when the response is disposed.
-                _ = next.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-            }
-            else
-            {
-                reader.ReleaseBuffer();
-            }
-
-            batch?.Dispose();
-        }
-
-        if (!done && !choices.AllFinished)
-        {
-            throw UpstreamStreaming.EndedEarly(reader, _transport, "its finish_reason and data: [DONE]");
-        }
+        return new UpstreamTransport(options, "OpenAI-compatible", apiKey, headers, "text/event-stream");
     }
 
     /// <summary>
-    /// True for a well-formed chunk that needs no decode: recognised by its shape (same bytes as the stream's last plain
-    /// delta around its text), or else checked in full — and then its shape is learned for the next ones.
+    /// One response's chunks: plain deltas (nearly all of them) are forwarded and counted without being decoded; the
+    /// first chunk, finishes, usage and every chunk of a several-choice answer are decoded. For a consumer that takes
+    /// them, the chunks of one upstream read are passed on as one <see cref="OpenAIChunkBatch"/>.
     /// </summary>
-    private static bool IsPlainDelta(ReadOnlySpan<byte> data, OpenAIDeltaShape shape)
+    private sealed class Decoder(bool decodeAll, bool batching) : UpstreamDecoder
     {
-        if (shape.Matches(data))
+        /// <summary>A batch is passed on at this size even if more is ready, so it stays bounded.</summary>
+        private const int MaxBatchBytes = 32 * 1024;
+
+        private readonly List<ChatStreamEvent> _scratch = new(4);
+        private readonly OpenAIDeltaShape _shape = new();
+        private ChoiceTracker _choices;
+        private OpenAIChunkBatch? _batch;
+        private bool _captureIdentity = true;
+
+        // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
+        // first token is what users feel. Later chunks that arrived together are passed on together.
+        private int _eager = 2;
+
+        public override string EndMarker => "its finish_reason and data: [DONE]";
+
+        public override UpstreamRecord Decode(ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType, List<ChatStreamEvent> events)
         {
+            if (data.SequenceEqual("[DONE]"u8))
+            {
+                return UpstreamRecord.End;
+            }
+
+            // Plain delta chunks (nearly all of them) are forwarded and counted without being decoded.
+            if (!_captureIdentity && !decodeAll && IsPlainDelta(data))
+            {
+                if (batching)
+                {
+                    (_batch ??= new OpenAIChunkBatch()).Add(data, null);
+                }
+                else
+                {
+                    events.Add(new OpenAIChunkEvent(data.ToArray(), null));
+                }
+
+                return UpstreamRecord.Continue;
+            }
+
+            _scratch.Clear();
+            var info = OpenAIChunkDecoder.Decode(data, _scratch, _captureIdentity);
+            if (info.Error is { } upstreamError)
+            {
+                Release(events);
+                return UpstreamRecord.Error(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
+            }
+
+            if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
+            {
+                Release(events);
+                events.Add(new UsageEvent(finalUsage));
+                return UpstreamRecord.Continue;
+            }
+
+            _choices.Observe(_scratch);
+            if (info.Usage is { } usage)
+            {
+                _scratch.Add(new UsageEvent(usage));
+            }
+
+            var chunk = new OpenAIChunkEvent(data.ToArray(), _scratch.Count == 0 ? [] : _scratch.ToArray(), info.Identity);
+            _captureIdentity &= info.Identity is null;
+            if (batching)
+            {
+                (_batch ??= new OpenAIChunkBatch()).Add(data, chunk);
+            }
+            else
+            {
+                events.Add(chunk);
+            }
+
+            return UpstreamRecord.Continue;
+        }
+
+        public override ChatStreamEvent? ShouldRelease(bool nextReady)
+        {
+            if (_batch is null || (_eager == 0 && nextReady && _batch.ByteCount < MaxBatchBytes))
+            {
+                return null;
+            }
+
+            // The upstream has nothing more ready (or the batch is full): pass on what it delivered as one event.
+            _eager = Math.Max(0, _eager - 1);
+            var ready = _batch;
+            _batch = null;
+            return ready;
+        }
+
+        /// <summary>A clean close after every choice finished is an acceptable end (some servers send no [DONE]).</summary>
+        public override bool Finish(List<ChatStreamEvent> events) => _choices.AllFinished;
+
+        public override void Dispose() => _batch?.Dispose();
+
+        private void Release(List<ChatStreamEvent> events)
+        {
+            if (_batch is not null)
+            {
+                events.Add(_batch);
+                _batch = null;
+            }
+        }
+
+        /// <summary>
+        /// True for a well-formed chunk that needs no decode: recognised by its shape (same bytes as the stream's last
+        /// plain delta around its text), or else checked in full — and then its shape is learned for the next ones.
+        /// </summary>
+        private bool IsPlainDelta(ReadOnlySpan<byte> data)
+        {
+            if (_shape.Matches(data))
+            {
+                return true;
+            }
+
+            if (OpenAIChunkScanner.NeedsDecode(data) || !OpenAIChunkScanner.IsWellFormedObject(data))
+            {
+                return false;
+            }
+
+            _shape.Learn(data);
             return true;
         }
-
-        if (OpenAIChunkScanner.NeedsDecode(data) || !OpenAIChunkScanner.IsWellFormedObject(data))
-        {
-            return false;
-        }
-
-        shape.Learn(data);
-        return true;
     }
-
-    /// <summary>Decodes a chunk that needs it; a chunk that is not JSON becomes the 502 to throw.</summary>
-    private (OpenAIChunkInfo Info, ChatException? Malformed) Decode(ReadOnlySpan<byte> data, List<ChatStreamEvent> events, bool captureIdentity)
-    {
-        try
-        {
-            return (OpenAIChunkDecoder.Decode(data, events, captureIdentity), null);
-        }
-        catch (JsonException ex)
-        {
-            return (default, _transport.Malformed($"a data line is not valid chunk JSON (\"{UpstreamStreaming.Excerpt(data)}\")", ex));
-        }
-    }
-
-    /// <summary>Releases the connection pool.</summary>
-    public void Dispose() => _transport.Dispose();
 
     /// <summary>The upstream request body: the client's own body with model/stream/stream_options replaced, or one built from the parsed request.</summary>
-    internal byte[] BuildBody(ChatRequest request)
+    internal override byte[] BuildBody(ChatRequest request)
     {
         var buffer = new ArrayBufferWriter<byte>(Math.Max(256, request.RawBody.Length + 128));
         using (var json = new Utf8JsonWriter(buffer, WriterOptions))
