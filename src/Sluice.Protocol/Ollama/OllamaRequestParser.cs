@@ -75,6 +75,12 @@ public static class OllamaRequestParser
         var root = document.RootElement;
         var model = RequireModel(root);
         RejectImages(root, "images");
+        if (RequestFields.TryGet(root, "tools", out _))
+        {
+            // As in Ollama: /api/generate completes a prompt; tool calling is a chat feature.
+            throw ChatException.BadRequest("tools are not part of /api/generate (as in Ollama). Send them to /api/chat with messages.", "tools", "unsupported_parameter");
+        }
+
         var messages = new List<ChatMessage>(2);
         var prompt = RequestFields.OptionalString(root, "prompt");
         if (!string.IsNullOrEmpty(prompt))
