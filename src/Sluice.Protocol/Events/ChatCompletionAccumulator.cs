@@ -34,6 +34,13 @@ public sealed class ChatCompletionAccumulator
                 }
 
                 break;
+            case ResponsesEvent responses:
+                foreach (var inner in responses.Events)
+                {
+                    Add(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
                 var choice = GetChoice(text.ChoiceIndex);
                 choice.Text.Append(text.Text);
