@@ -198,7 +198,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
         }
 
         var finish = FinishReasons.Stop;
-        if (request.MaxTokens is { } max && max < tokens.Count)
+        if (Math.Min(request.MaxTokens ?? int.MaxValue, _options.MaxOutputTokens) is var max && max < tokens.Count)
         {
             tokens.RemoveRange(max, tokens.Count - max);
             finish = FinishReasons.Length;

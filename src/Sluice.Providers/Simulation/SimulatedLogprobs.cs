@@ -19,13 +19,17 @@ internal sealed class SimulatedLogprobs(Random random, int top, List<string> top
         if (top > 0)
         {
             alternatives.Add(new TopLogprob(token, Math.Log(p)));
+            // Each alternative takes a share of the probability left, and is less likely than the one before.
             var left = 1 - p;
+            var previous = p;
             var used = new HashSet<string>(StringComparer.Ordinal) { token };
             for (var i = 1; i < top; i++)
             {
                 var candidate = Candidate(token, i, used);
-                left *= 0.35 + (random.NextDouble() * 0.3);
-                alternatives.Add(new TopLogprob(candidate, Math.Log(Math.Max(left, 1e-9))));
+                var share = Math.Min(previous * 0.9, left * (0.35 + (random.NextDouble() * 0.3)));
+                left -= share;
+                previous = share;
+                alternatives.Add(new TopLogprob(candidate, Math.Log(Math.Max(share, 1e-9))));
             }
         }
 
