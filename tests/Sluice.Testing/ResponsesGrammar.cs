@@ -166,6 +166,12 @@ public static class ResponsesGrammar
                         i2++;
                     }
 
+                    if (i2 < events.Count && events[i2].Type == "error")
+                    {
+                        // A failure may cut a part short: the error and response.failed end the stream.
+                        break;
+                    }
+
                     if (i2 >= events.Count || events[i2].Type != doneType)
                     {
                         Fail(i2, $"expected {doneType}");

@@ -389,6 +389,9 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     _toolBlocks[e.Index] = new ToolBlock(toolIndex);
                     output.Add(new ToolCallDeltaEvent(toolIndex, e.ToolId ?? UpstreamStreaming.NewToolCallId(), e.ToolName ?? string.Empty, string.Empty));
                     break;
+                case AnthropicEventType.ContentBlockStart or AnthropicEventType.ContentBlockDelta when structuredTool is not null && !_answerBlocks.Contains(e.Index) && e.BlockType is "text" or null && e.DeltaType is "text_delta" or null && !string.IsNullOrEmpty(e.Text):
+                    // With a structured answer, the forced tool's input is the whole reply: text around it is left out.
+                    break;
                 case AnthropicEventType.ContentBlockStart when e.BlockType == "text" && !string.IsNullOrEmpty(e.Text):
                     output.Add(new TextDeltaEvent(e.Text));
                     break;

@@ -38,7 +38,7 @@ public sealed class ResponsesSdkTests : IAsyncLifetime
         var text = new StringBuilder();
         ResponseResult? completed = null;
         var types = new List<string>();
-        await foreach (var update in await Client().CreateResponseStreamingAsync(new CreateResponseOptions("sim-fast", [ResponseItem.CreateUserMessageItem("Describe the migration of arctic terns")])))
+        await foreach (var update in await Client().CreateResponseStreamingAsync(new CreateResponseOptions("sim-fast", [ResponseItem.CreateUserMessageItem("Describe the migration of arctic terns")]) { StreamingEnabled = true }))
         {
             types.Add(update.GetType().Name);
             if (update is StreamingResponseOutputTextDeltaUpdate delta)
@@ -117,6 +117,7 @@ public sealed class ResponsesSdkTests : IAsyncLifetime
             PreviousResponseId = call.Id,
             Tools = { tool },
             MaxOutputTokenCount = 40,
+            StreamingEnabled = true,
         };
         var text = new StringBuilder();
         await foreach (var update in await client.CreateResponseStreamingAsync(followUp))
