@@ -34,8 +34,21 @@ public sealed class ChatCompletionAccumulator
                 }
 
                 break;
+            case ResponsesEvent responses:
+                foreach (var inner in responses.Events)
+                {
+                    Add(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
-                GetChoice(text.ChoiceIndex).Text.Append(text.Text);
+                var choice = GetChoice(text.ChoiceIndex);
+                choice.Text.Append(text.Text);
+                if (text.Logprobs is { Count: > 0 } logprobs)
+                {
+                    choice.Logprobs.AddRange(logprobs);
+                }
+
                 break;
             case RefusalDeltaEvent refusal:
                 GetChoice(refusal.ChoiceIndex).Refusal.Append(refusal.Text);
@@ -76,6 +89,8 @@ public sealed class ChatCompletionAccumulator
 
         public StringBuilder Refusal { get; } = new();
 
+        public List<TokenLogprob> Logprobs { get; } = [];
+
         public string? FinishReason { get; set; }
 
         public string? StopSequence { get; set; }
@@ -101,6 +116,7 @@ public sealed class ChatCompletionAccumulator
         {
             Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
             StopSequence = StopSequence,
+            Logprobs = Logprobs.Count == 0 ? null : [.. Logprobs],
         };
     }
 }
@@ -117,4 +133,7 @@ public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<T
 
     /// <summary>The stop sequence that ended the answer, when the backend reported one.</summary>
     public string? StopSequence { get; init; }
+
+    /// <summary>The log probabilities of the answer's tokens, when the backend sent them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 }
