@@ -258,7 +258,7 @@ public sealed unsafe class GgufFile : IDisposable
         var value = GetValue(key);
         switch (value.Value)
         {
-            case int[] a:
+            case int[] a when value.ElementType == GgufValueType.Int32:
                 return (int[])a.Clone();
             case Array a when value.ElementType is GgufValueType.UInt8 or GgufValueType.Int8 or GgufValueType.UInt16
                 or GgufValueType.Int16 or GgufValueType.UInt32 or GgufValueType.UInt64 or GgufValueType.Int64:

@@ -73,23 +73,23 @@ public sealed class GgufValue
     public static GgufValue FromArray(Array elements)
     {
         ArgumentNullException.ThrowIfNull(elements);
-        var elementType = elements switch
-        {
-            byte[] => GgufValueType.UInt8,
-            sbyte[] => GgufValueType.Int8,
-            ushort[] => GgufValueType.UInt16,
-            short[] => GgufValueType.Int16,
-            uint[] => GgufValueType.UInt32,
-            int[] => GgufValueType.Int32,
-            float[] => GgufValueType.Float32,
-            bool[] => GgufValueType.Bool,
-            string[] => GgufValueType.String,
-            ulong[] => GgufValueType.UInt64,
-            long[] => GgufValueType.Int64,
-            double[] => GgufValueType.Float64,
-            GgufValue[] nested when Array.TrueForAll(nested, v => v is { Type: GgufValueType.Array }) => GgufValueType.Array,
-            _ => throw new ArgumentException($"{elements.GetType()} is not a GGUF array type.", nameof(elements)),
-        };
+        // Match exact array types: the CLR lets int[] pass as uint[] (and byte[]/sbyte[], …), so 'is' patterns would mislabel them.
+        var arrayType = elements.GetType();
+        var elementType =
+            arrayType == typeof(byte[]) ? GgufValueType.UInt8 :
+            arrayType == typeof(sbyte[]) ? GgufValueType.Int8 :
+            arrayType == typeof(ushort[]) ? GgufValueType.UInt16 :
+            arrayType == typeof(short[]) ? GgufValueType.Int16 :
+            arrayType == typeof(uint[]) ? GgufValueType.UInt32 :
+            arrayType == typeof(int[]) ? GgufValueType.Int32 :
+            arrayType == typeof(float[]) ? GgufValueType.Float32 :
+            arrayType == typeof(bool[]) ? GgufValueType.Bool :
+            arrayType == typeof(string[]) ? GgufValueType.String :
+            arrayType == typeof(ulong[]) ? GgufValueType.UInt64 :
+            arrayType == typeof(long[]) ? GgufValueType.Int64 :
+            arrayType == typeof(double[]) ? GgufValueType.Float64 :
+            arrayType == typeof(GgufValue[]) && Array.TrueForAll((GgufValue[])elements, v => v is { Type: GgufValueType.Array }) ? GgufValueType.Array :
+            throw new ArgumentException($"{arrayType} is not a GGUF array type.", nameof(elements));
         if (elements is string[] strings && Array.Exists(strings, s => s is null))
         {
             throw new ArgumentException("A GGUF string array cannot hold null.", nameof(elements));

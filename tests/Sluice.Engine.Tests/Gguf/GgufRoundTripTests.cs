@@ -65,6 +65,9 @@ public sealed class GgufRoundTripTests
         Assert.Equal(new[] { 0f, -1.5f, float.NegativeInfinity }, file.GetSingleArray("scores"));
         Assert.Equal(new[] { 2, 3, 1 }, file.GetInt32Array("types"));
         Assert.Equal(new[] { 1, 2, 3 }, file.GetInt32Array("u32s"));
+        // The CLR lets an int[] pass as a uint[]: the element types must still be told apart.
+        Assert.Equal(GgufValueType.Int32, file.GetValue("types").ElementType);
+        Assert.Equal(GgufValueType.UInt32, file.GetValue("u32s").ElementType);
         Assert.Equal(new[] { true, false, true }, (bool[])file.GetValue("bools").Value);
         Assert.Equal(new[] { 0.25f, -8f }, file.GetSingleArray("f64s"));
         var nested = (GgufValue[])file.GetValue("nested").Value;
