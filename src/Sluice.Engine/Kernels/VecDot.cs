@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -288,7 +289,7 @@ internal static unsafe class VecDot
         {
             var block = w + (18 * b);
             var raw = Vector128.Load(block + 2);
-            var q = Vector256.Create(raw & low, Vector128.ShiftRightLogical(raw, 4) & low).AsSByte() - eight;
+            var q = Vector256.Create(raw & low, ShiftRight4(raw) & low).AsSByte() - eight;
             var y = Vector256.Load(xq + (32 * b));
             var dot = DotInt8(q, y);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(HalfAt(block) * xd[b]), acc);
@@ -326,7 +327,7 @@ internal static unsafe class VecDot
             {
                 var raw = Vector256.Load(qs + (32 * j));
                 var lo = raw & low;
-                var hi = Vector256.ShiftRightLogical(raw, 4) & low;
+                var hi = ShiftRight(raw, 4) & low;
                 var p0 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(y + (64 * j)));
                 var p1 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(y + (64 * j) + 32));
                 acc += Avx2.MultiplyAddAdjacent(p0, Vector256.Create((short)scales[2 * j]));
@@ -370,10 +371,11 @@ internal static unsafe class VecDot
                 var ql0 = Vector256.Load(block + (64 * half));
                 var ql1 = Vector256.Load(block + (64 * half) + 32);
                 var qh = Vector256.Load(block + 128 + (32 * half));
-                var q1 = (ql0 & low) | ((qh & three) << 4);
-                var q2 = (ql1 & low) | ((Vector256.ShiftRightLogical(qh, 2) & three) << 4);
-                var q3 = Vector256.ShiftRightLogical(ql0, 4) | ((Vector256.ShiftRightLogical(qh, 4) & three) << 4);
-                var q4 = Vector256.ShiftRightLogical(ql1, 4) | ((Vector256.ShiftRightLogical(qh, 6) & three) << 4);
+                // Byte shifts through 16-bit lanes (x86 has no 8-bit shifts); the masks drop the bits that cross lanes.
+                var q1 = (ql0 & low) | ShiftLeft(qh & three, 4);
+                var q2 = (ql1 & low) | ShiftLeft(ShiftRight(qh, 2) & three, 4);
+                var q3 = (ShiftRight(ql0, 4) & low) | ShiftLeft(ShiftRight(qh, 4) & three, 4);
+                var q4 = (ShiftRight(ql1, 4) & low) | ShiftLeft(ShiftRight(qh, 6) & three, 4);
                 var ys = y + (128 * half);
                 var s = sc + (8 * half);
                 acc += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q1, Vector256.Load(ys)), ScalePair(s[0], s[1]));
@@ -403,6 +405,15 @@ internal static unsafe class VecDot
 
         return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(absA, signedB), Vector256.Create((short)1));
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> ShiftRight(Vector256<byte> v, [ConstantExpected] byte bits) => Avx2.ShiftRightLogical(v.AsUInt16(), bits).AsByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> ShiftLeft(Vector256<byte> v, [ConstantExpected] byte bits) => Avx2.ShiftLeftLogical(v.AsUInt16(), bits).AsByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> ShiftRight4(Vector128<byte> v) => Sse2.ShiftRightLogical(v.AsUInt16(), 4).AsByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<short> ScalePair(sbyte first, sbyte second) =>
