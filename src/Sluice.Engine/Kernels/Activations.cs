@@ -60,6 +60,7 @@ internal sealed unsafe class Activations
     public short* Sums(int row) => Pointer(_sums) + ((long)row * Length / 16);
 
     /// <summary>Converts <paramref name="rows"/> rows of <paramref name="length"/> values (row stride <paramref name="stride"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Load(ActivationKind kind, float* source, int rows, int length, int stride)
     {
         Kind = kind;
@@ -127,6 +128,7 @@ internal sealed unsafe class Activations
     /// Q8_0 as ggml's x86 <c>quantize_row_q8_0</c> does it for activations: scale max|x|/127 stored as f16,
     /// values round-half-even of x·127/max|x|.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeQ8_0(float* x, sbyte* q, float* d, int length)
     {
         for (var b = 0; b < length / 32; b++)
@@ -149,6 +151,7 @@ internal sealed unsafe class Activations
     }
 
     /// <summary>ggml's <c>quantize_row_q8_K_ref</c>: scale from the signed value of largest magnitude, 16 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeQ8_K(float* x, sbyte* q, float* d, short* sums, int length)
     {
         for (var b = 0; b < length / 256; b++)

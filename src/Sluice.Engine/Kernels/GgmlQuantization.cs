@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Sluice.Engine.Gguf;
 
 namespace Sluice.Engine.Kernels;
@@ -26,6 +27,7 @@ public static class GgmlQuantization
     /// Quantizes <paramref name="source"/>, whose length must be a multiple of the type's block size, into
     /// <paramref name="destination"/> (exactly the type's byte size for that many values).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(GgmlType type, ReadOnlySpan<float> source, Span<byte> destination)
     {
         CheckSizes(type, source.Length, destination.Length);
@@ -86,6 +88,7 @@ public static class GgmlQuantization
     }
 
     /// <summary>Dequantizes <paramref name="source"/> (whole blocks) into <paramref name="destination"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> source, Span<float> destination)
     {
         CheckSizes(type, destination.Length, source.Length);
@@ -204,6 +207,7 @@ public static class GgmlQuantization
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlockQ8_0(ReadOnlySpan<float> x, Span<byte> y)
     {
         var amax = 0f;
@@ -221,6 +225,7 @@ public static class GgmlQuantization
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlockQ4_0(ReadOnlySpan<float> x, Span<byte> y)
     {
         var amax = 0f;
@@ -249,6 +254,7 @@ public static class GgmlQuantization
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlockQ4_K(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<byte> levels = stackalloc byte[256];
@@ -333,6 +339,7 @@ public static class GgmlQuantization
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float MakeQkx2Quants(int n, int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
         out float theMin, Span<byte> aux, float rmin, float rdelta, int nstep, bool useMad)
     {
@@ -435,6 +442,7 @@ public static class GgmlQuantization
         return scale;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DequantizeBlockQ4_K(ReadOnlySpan<byte> block, Span<float> y)
     {
         var d = ReadHalf(block);
@@ -462,6 +470,7 @@ public static class GgmlQuantization
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlockQ6_K(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<sbyte> levels = stackalloc sbyte[256];
@@ -532,6 +541,7 @@ public static class GgmlQuantization
     }
 
     /// <summary>ggml's <c>make_qx_quants</c> with <c>rmse_type = 1</c> and no importance weights (the Q6_K path).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
     {
         var max = 0f;
@@ -600,6 +610,7 @@ public static class GgmlQuantization
         return scale;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DequantizeBlockQ6_K(ReadOnlySpan<byte> block, Span<float> y)
     {
         var d = ReadHalf(block[208..]);

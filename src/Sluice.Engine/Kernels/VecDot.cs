@@ -166,21 +166,20 @@ internal static unsafe class VecDot
 
     // ----- fast paths -----
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F32(float* w, float* x, int n)
     {
-        if (!Vector256.IsHardwareAccelerated || n < 32)
+        if (!Vector256.IsHardwareAccelerated || n < 16)
         {
             return ReferenceF32(w, x, n);
         }
 
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> a0 = default, a1 = default;
         var i = 0;
-        for (; i + 32 <= n; i += 32)
+        for (; i + 16 <= n; i += 16)
         {
             a0 = Fma256(Vector256.Load(w + i), Vector256.Load(x + i), a0);
             a1 = Fma256(Vector256.Load(w + i + 8), Vector256.Load(x + i + 8), a1);
-            a2 = Fma256(Vector256.Load(w + i + 16), Vector256.Load(x + i + 16), a2);
-            a3 = Fma256(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
         }
 
         for (; i + 8 <= n; i += 8)
@@ -188,7 +187,7 @@ internal static unsafe class VecDot
             a0 = Fma256(Vector256.Load(w + i), Vector256.Load(x + i), a0);
         }
 
-        var sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        var sum = Vector256.Sum(a0 + a1);
         for (; i < n; i++)
         {
             sum += w[i] * x[i];
@@ -197,6 +196,7 @@ internal static unsafe class VecDot
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F16(ushort* w, float* x, int n)
     {
         if (!Vector256.IsHardwareAccelerated || n < 16)
@@ -226,6 +226,7 @@ internal static unsafe class VecDot
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float BF16(ushort* w, float* x, int n)
     {
         if (!Vector256.IsHardwareAccelerated || n < 16)
@@ -255,6 +256,7 @@ internal static unsafe class VecDot
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q8_0(byte* w, sbyte* xq, float* xd, int n)
     {
         if (!UseAvx2)
@@ -262,19 +264,28 @@ internal static unsafe class VecDot
             return ReferenceQ8_0(w, xq, xd, n);
         }
 
-        var acc = Vector256<float>.Zero;
-        for (var b = 0; b < n / 32; b++)
+        // Two accumulators (even and odd blocks) halve the FMA dependency chain.
+        Vector256<float> acc0 = default, acc1 = default;
+        var blocks = n / 32;
+        var b = 0;
+        for (; b + 2 <= blocks; b += 2)
         {
-            var block = w + (34 * b);
-            var q = Vector256.Load((sbyte*)(block + 2));
-            var y = Vector256.Load(xq + (32 * b));
-            var dot = DotInt8(q, y);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(HalfAt(block) * xd[b]), acc);
+            var block0 = w + (34 * b);
+            var block1 = block0 + 34;
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Vector256.Load((sbyte*)(block0 + 2)), Vector256.Load(xq + (32 * b)))), Vector256.Create(HalfAt(block0) * xd[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Vector256.Load((sbyte*)(block1 + 2)), Vector256.Load(xq + (32 * b) + 32))), Vector256.Create(HalfAt(block1) * xd[b + 1]), acc1);
         }
 
-        return Vector256.Sum(acc);
+        if (b < blocks)
+        {
+            var block = w + (34 * b);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Vector256.Load((sbyte*)(block + 2)), Vector256.Load(xq + (32 * b)))), Vector256.Create(HalfAt(block) * xd[b]), acc0);
+        }
+
+        return Vector256.Sum(acc0 + acc1);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_0(byte* w, sbyte* xq, float* xd, int n)
     {
         if (!UseAvx2)
@@ -282,22 +293,36 @@ internal static unsafe class VecDot
             return ReferenceQ4_0(w, xq, xd, n);
         }
 
-        var acc = Vector256<float>.Zero;
-        var low = Vector128.Create((byte)0x0F);
-        var eight = Vector256.Create((sbyte)8);
-        for (var b = 0; b < n / 32; b++)
+        Vector256<float> acc0 = default, acc1 = default;
+        var blocks = n / 32;
+        var b = 0;
+        for (; b + 2 <= blocks; b += 2)
         {
-            var block = w + (18 * b);
-            var raw = Vector128.Load(block + 2);
-            var q = Vector256.Create(raw & low, ShiftRight4(raw) & low).AsSByte() - eight;
-            var y = Vector256.Load(xq + (32 * b));
-            var dot = DotInt8(q, y);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(HalfAt(block) * xd[b]), acc);
+            var block0 = w + (18 * b);
+            var block1 = block0 + 18;
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Nibbles(block0 + 2), Vector256.Load(xq + (32 * b)))), Vector256.Create(HalfAt(block0) * xd[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Nibbles(block1 + 2), Vector256.Load(xq + (32 * b) + 32))), Vector256.Create(HalfAt(block1) * xd[b + 1]), acc1);
         }
 
-        return Vector256.Sum(acc);
+        if (b < blocks)
+        {
+            var block = w + (18 * b);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotInt8(Nibbles(block + 2), Vector256.Load(xq + (32 * b)))), Vector256.Create(HalfAt(block) * xd[b]), acc0);
+        }
+
+        return Vector256.Sum(acc0 + acc1);
     }
 
+    /// <summary>The 32 values of a Q4_0 block (16 bytes of nibbles: low nibbles first) as signed bytes −8..7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<sbyte> Nibbles(byte* qs)
+    {
+        var raw = Vector128.Load(qs);
+        var both = Vector256.Create(raw, Sse2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte());
+        return (both & Vector256.Create((byte)0x0F)).AsSByte() - Vector256.Create((sbyte)8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q4_K(byte* w, sbyte* xq, float* xd, short* xsums, int n)
     {
         if (!UseAvx2)
@@ -307,21 +332,12 @@ internal static unsafe class VecDot
 
         var sum = 0f;
         var low = Vector256.Create((byte)0x0F);
-        var scales = stackalloc int[8];
-        var mins = stackalloc int[8];
         for (var b = 0; b < n / 256; b++)
         {
             var block = w + (144 * b);
-            DecodeScalesK4(block + 4, scales, mins);
+            var (scales, mins) = ScalesMinsK4(block + 4);
             var qs = block + 16;
             var y = xq + (256 * b);
-            var bsums = xsums + (16 * b);
-            var sumMins = 0;
-            for (var j = 0; j < 8; j++)
-            {
-                sumMins += mins[j] * (bsums[2 * j] + bsums[(2 * j) + 1]);
-            }
-
             var acc = Vector256<int>.Zero;
             for (var j = 0; j < 4; j++)
             {
@@ -330,17 +346,46 @@ internal static unsafe class VecDot
                 var hi = ShiftRight(raw, 4) & low;
                 var p0 = Avx2.MultiplyAddAdjacent(lo, Vector256.Load(y + (64 * j)));
                 var p1 = Avx2.MultiplyAddAdjacent(hi, Vector256.Load(y + (64 * j) + 32));
-                acc += Avx2.MultiplyAddAdjacent(p0, Vector256.Create((short)scales[2 * j]));
-                acc += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)scales[(2 * j) + 1]));
+                acc += Avx2.MultiplyAddAdjacent(p0, Vector256.Create((short)(byte)(scales >> (16 * j))));
+                acc += Avx2.MultiplyAddAdjacent(p1, Vector256.Create((short)(byte)(scales >> ((16 * j) + 8))));
             }
 
             var sumScaled = Vector256.Sum(acc);
+            var sumMins = MinsDot(mins, xsums + (16 * b));
             sum += (HalfAt(block) * xd[b] * sumScaled) - (HalfAt(block + 2) * xd[b] * sumMins);
         }
 
         return sum;
     }
 
+    /// <summary>
+    /// The eight 6-bit scales and eight 6-bit mins of a Q4_K block, one per byte of each result (ggml packs them in 12
+    /// bytes: the low 6 bits of bytes 0–7 hold scales/mins 0–3, bytes 8–11 and the top bits the rest).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static (ulong Scales, ulong Mins) ScalesMinsK4(byte* q)
+    {
+        const uint six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+        var u0 = *(uint*)q;
+        var u1 = *(uint*)(q + 4);
+        var u2 = *(uint*)(q + 8);
+        var scalesHigh = (u2 & four) | (((u0 >> 6) & two) << 4);
+        var minsHigh = ((u2 >> 4) & four) | (((u1 >> 6) & two) << 4);
+        return ((u0 & six) | ((ulong)scalesHigh << 32), (u1 & six) | ((ulong)minsHigh << 32));
+    }
+
+    /// <summary>Σ_j mins[j] · (bsums[2j] + bsums[2j+1]) over the 16 partial sums of a Q8_K block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int MinsDot(ulong mins, short* bsums)
+    {
+        // Widen the 8 mins to 16 shorts, each repeated for its two partial sums, and multiply-add.
+        var m = Vector128.CreateScalar(mins).AsByte();
+        var widened = Sse41.ConvertToVector128Int16(m);
+        var repeated = Vector256.Create(Sse2.UnpackLow(widened, widened), Sse2.UnpackHigh(widened, widened));
+        return Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), repeated));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Q6_K(byte* w, sbyte* xq, float* xd, short* xsums, int n)
     {
         if (!UseAvx2)
@@ -359,11 +404,7 @@ internal static unsafe class VecDot
             var bsums = xsums + (16 * b);
 
             // The stored values are q + 32 (0..63, unsigned for vpmaddubsw); take 32·Σ scale·bsum off afterwards.
-            var offset = 0;
-            for (var k = 0; k < 16; k++)
-            {
-                offset += sc[k] * bsums[k];
-            }
+            var offset = ScalesDotSums(sc, bsums);
 
             var acc = Vector256<int>.Zero;
             for (var half = 0; half < 2; half++)
@@ -391,12 +432,22 @@ internal static unsafe class VecDot
         return sum;
     }
 
+    /// <summary>Σ_k scales[k] · bsums[k] over the 16 sub-blocks of a Q6_K block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int ScalesDotSums(sbyte* scales, short* bsums) =>
+        Vector256.Sum(Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Avx2.ConvertToVector256Int16(Vector128.Load(scales))));
+
     /// <summary>Eight 32-bit lane sums of the signed byte products of <paramref name="a"/> and <paramref name="b"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b)
+    private static Vector256<int> DotInt8(Vector256<sbyte> a, Vector256<sbyte> b) => DotUnsigned(Avx2.Sign(a, a).AsByte(), a, b);
+
+    /// <summary>
+    /// Lane sums of a·b given |a| (<paramref name="absA"/>): vpmaddubsw wants one unsigned operand, so a's sign moves
+    /// onto b. Exact for a ≠ −128 or b ≠ −128 (activations never hold −128).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> DotUnsigned(Vector256<byte> absA, Vector256<sbyte> a, Vector256<sbyte> b)
     {
-        // vpmaddubsw wants one unsigned operand: move a's sign onto b.
-        var absA = Avx2.Sign(a, a).AsByte();
         var signedB = Avx2.Sign(b, a);
         if (UseVnni)
         {
@@ -416,42 +467,31 @@ internal static unsafe class VecDot
     private static Vector128<byte> ShiftRight4(Vector128<byte> v) => Sse2.ShiftRightLogical(v.AsUInt16(), 4).AsByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> ScalePair(sbyte first, sbyte second) =>
+    internal static Vector256<short> ScalePair(sbyte first, sbyte second) =>
         Vector256.Create(Vector128.Create((short)first), Vector128.Create((short)second));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Fma256(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : (a * b) + c;
 
-    /// <summary>The f16 at <paramref name="p"/> as f32 (bit manipulation: far cheaper than the Half conversion).</summary>
+    /// <summary>
+    /// The f16 at <paramref name="p"/> as f32, from a 256 KiB table: .NET exposes no F16C conversion, and block
+    /// scales cluster in a few cache lines of the table, so one load beats a bit-manipulation sequence per block.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float HalfAt(byte* p)
+    internal static float HalfAt(byte* p) => HalfTable[*(ushort*)p];
+
+    private static readonly float* HalfTable = BuildHalfTable();
+
+    private static float* BuildHalfTable()
     {
-        uint h = *(ushort*)p;
-        var magnitude = h & 0x7FFF;
-        if (magnitude >= 0x7C00)
+        var table = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(65536 * sizeof(float), 64);
+        for (var i = 0; i < 65536; i++)
         {
-            return FloatConversions.HalfBitsToSingle((ushort)h);
+            table[i] = FloatConversions.HalfBitsToSingle((ushort)i);
         }
 
-        var value = BitConverter.UInt32BitsToSingle(magnitude << 13) * 5.192297E+33f; // × 2^112
-        return (h & 0x8000) != 0 ? -value : value;
+        return table;
     }
 
-    /// <summary>The eight 6-bit scales and mins of a Q4_K block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void DecodeScalesK4(byte* q, int* scales, int* mins)
-    {
-        for (var j = 0; j < 4; j++)
-        {
-            scales[j] = q[j] & 63;
-            mins[j] = q[j + 4] & 63;
-        }
-
-        for (var j = 4; j < 8; j++)
-        {
-            scales[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-            mins[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-        }
-    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Sluice.Engine.Gguf;
 
 namespace Sluice.Engine.Kernels;
@@ -51,6 +52,7 @@ internal sealed unsafe class WeightMatrix
     public byte* Row(int row) => Data + (row * RowBytes);
 
     /// <summary>Dot product of weight row <paramref name="row"/> with activation row <paramref name="xRow"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Dot(int row, Activations x, int xRow)
     {
         var w = Row(row);

@@ -247,11 +247,8 @@ internal sealed unsafe class ForwardPass
     {
         var info = Info;
         var heads = info.HeadCount;
-        var headDim = info.HeadDimension;
-        var kvDim = info.KvLength;
-        var qDim = info.QueryLength;
         var group = heads / info.KvHeadCount;
-        var scale = 1.0f / MathF.Sqrt(headDim);
+        var scale = 1.0f / MathF.Sqrt(info.HeadDimension);
         var maxPositions = 0;
         for (var t = 0; t < n; t++)
         {
@@ -268,44 +265,56 @@ internal sealed unsafe class ForwardPass
         {
             // Each chunk gets its own scratch row; chunks never outnumber 4 × threads.
             var mine = Interlocked.Increment(ref slot) % (workers * 4);
-            var s = (float*)scores + (mine * maxPositions);
-            for (var item = start; item < end; item++)
-            {
-                var t = item / heads;
-                var head = item % heads;
-                var sequence = batch[_sequenceIndex[t]].Sequence;
-                var count = _positions[t] + 1;
-                var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
-                var values = sequence.Values(layerIndex) + ((head / group) * headDim);
-                var query = (float*)q + (t * qDim) + (head * headDim);
-                var max = float.NegativeInfinity;
-                for (var j = 0; j < count; j++)
-                {
-                    var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
-                    s[j] = score;
-                    max = Math.Max(max, score);
-                }
-
-                double sum = 0;
-                for (var j = 0; j < count; j++)
-                {
-                    var e = MathF.Exp(s[j] - max);
-                    s[j] = e;
-                    sum += e;
-                }
-
-                var inv = (float)(1.0 / sum);
-                var o = (float*)output + (t * qDim) + (head * headDim);
-                new Span<float>(o, headDim).Clear();
-                for (var j = 0; j < count; j++)
-                {
-                    Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
-                }
-            }
+            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
         });
     }
 
+    /// <summary>Attention for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AttendRange(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    {
+        var info = Info;
+        var heads = info.HeadCount;
+        var headDim = info.HeadDimension;
+        var kvDim = info.KvLength;
+        var qDim = info.QueryLength;
+        for (var item = start; item < end; item++)
+        {
+            var t = item / heads;
+            var head = item % heads;
+            var sequence = batch[_sequenceIndex[t]].Sequence;
+            var count = _positions[t] + 1;
+            var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
+            var values = sequence.Values(layerIndex) + ((head / group) * headDim);
+            var query = q + (t * qDim) + (head * headDim);
+            var max = float.NegativeInfinity;
+            for (var j = 0; j < count; j++)
+            {
+                var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
+                s[j] = score;
+                max = Math.Max(max, score);
+            }
+
+            double sum = 0;
+            for (var j = 0; j < count; j++)
+            {
+                var e = MathF.Exp(s[j] - max);
+                s[j] = e;
+                sum += e;
+            }
+
+            var inv = (float)(1.0 / sum);
+            var o = output + (t * qDim) + (head * headDim);
+            new Span<float>(o, headDim).Clear();
+            for (var j = 0; j < count; j++)
+            {
+                Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
+            }
+        }
+    }
+
     /// <summary>RoPE in place on <paramref name="heads"/> heads per token, angles built the way ggml builds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ApplyRope(float* data, int n, int heads)
     {
         var info = Info;
@@ -387,6 +396,7 @@ internal sealed unsafe class ForwardPass
     }
 
     /// <summary>ggml's rms_norm then mul: squares summed in f64, mean and scale in f32, y = (x·scale)·w.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RmsNorm(float* x, float* y, float[] weight, int length, float eps)
     {
         double sum = 0;
@@ -428,6 +438,7 @@ internal sealed unsafe class ForwardPass
         MatMul.Multiply(w, act, y, ldy, _pool);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddBias(float* data, float[]? bias, int rows, int length)
     {
         if (bias is null)
@@ -445,6 +456,7 @@ internal sealed unsafe class ForwardPass
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddInPlace(float* x, float* y, int count)
     {
         var i = 0;
@@ -463,6 +475,7 @@ internal sealed unsafe class ForwardPass
     }
 
     /// <summary>gate ← silu(gate) · up.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwiGlu(float* gate, float* up, int count)
     {
         for (var i = 0; i < count; i++)
