@@ -121,7 +121,18 @@ public sealed class GenerationSession
                     throw new InvalidOperationException($"the prompt of {tokens.Length} tokens does not fit: {Sequence.Length} of {Sequence.ContextSize} positions are used");
                 }
 
-                logits = _model.Evaluate(Sequence, tokens, cancellationToken);
+                var before = Sequence.Length;
+                try
+                {
+                    logits = _model.Evaluate(Sequence, tokens, cancellationToken);
+                }
+                catch
+                {
+                    // A long prompt goes in chunks: drop the chunks already evaluated so cache and history agree.
+                    Sequence.Truncate(before);
+                    throw;
+                }
+
                 _history.AddRange(tokens);
             }
             else

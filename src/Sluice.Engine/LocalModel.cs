@@ -18,6 +18,12 @@ public sealed record LocalModelOptions
 
     /// <summary>Read every page of the weights at load (with progress), so the first token is not slowed by page faults.</summary>
     public bool PrefetchWeights { get; init; } = true;
+
+    /// <summary>
+    /// Most tokens one forward pass takes when a single sequence's prompt is evaluated (longer prompts go in chunks of
+    /// this size); bounds the work buffers, which grow with the batch (about 4 × (3·d + 2·ff) bytes per token).
+    /// </summary>
+    public int MaxBatchTokens { get; init; } = 512;
 }
 
 /// <summary>Stages of <see cref="LocalModel.Load"/>.</summary>
@@ -161,9 +167,28 @@ public sealed class LocalModel : IDisposable
         }
     }
 
-    /// <summary>Evaluates <paramref name="tokens"/> for one sequence and returns the logits of its last token.</summary>
-    public float[] Evaluate(InferenceSequence sequence, ReadOnlyMemory<int> tokens, CancellationToken cancellationToken = default) =>
-        Evaluate([new BatchEntry(sequence, tokens, LogitsRequest.Last)], cancellationToken)[0];
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> for one sequence (in passes of at most <see cref="LocalModelOptions.MaxBatchTokens"/>)
+    /// and returns the logits of its last token. A cancelled call keeps the chunks already evaluated.
+    /// </summary>
+    public float[] Evaluate(InferenceSequence sequence, ReadOnlyMemory<int> tokens, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sequence);
+        if (sequence.Length + tokens.Length > sequence.ContextSize)
+        {
+            throw new InvalidOperationException(
+                $"the sequence holds {sequence.Length} of {sequence.ContextSize} positions; {tokens.Length} more tokens do not fit (raise the context size)");
+        }
+
+        var chunk = Math.Max(1, Options.MaxBatchTokens);
+        while (tokens.Length > chunk)
+        {
+            Evaluate([new BatchEntry(sequence, tokens[..chunk], LogitsRequest.None)], cancellationToken);
+            tokens = tokens[chunk..];
+        }
+
+        return Evaluate([new BatchEntry(sequence, tokens, LogitsRequest.Last)], cancellationToken)[0];
+    }
 
     /// <summary>Unmaps the model and stops its threads; waits for a running forward pass to finish.</summary>
     public void Dispose()

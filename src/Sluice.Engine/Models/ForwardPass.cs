@@ -153,7 +153,7 @@ internal sealed unsafe class ForwardPass
             }
 
             var vocab = info.VocabularySize;
-            Grow(ref _logitRows, rows.Count * vocab);
+            Grow(ref _logitRows, checked(rows.Count * vocab));
             NewSource();
             MatMulInto(_weights.Output, h, rows.Count, Ptr(_logitRows), vocab);
             var r0 = 0;

@@ -101,6 +101,17 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
     }
 
     [Fact]
+    public void Long_prompts_are_evaluated_in_chunks_with_the_same_result()
+    {
+        using var whole = Load(models.LlamaQ8);
+        using var chunked = LocalModel.Load(models.LlamaQ8, new LocalModelOptions { ThreadCount = 1, ContextSize = 128, PrefetchWeights = false, MaxBatchTokens = 5 });
+        var a = whole.CreateSequence();
+        var b = chunked.CreateSequence();
+        Assert.Equal(whole.Evaluate(a, Prompt), chunked.Evaluate(b, Prompt));
+        Assert.Equal(Prompt.Length, b.Length);
+    }
+
+    [Fact]
     public void Truncating_a_sequence_lets_it_be_reused()
     {
         using var model = Load(models.Qwen3K);
