@@ -73,6 +73,12 @@ public sealed unsafe class GgufFile : IDisposable
     public static GgufFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!BitConverter.IsLittleEndian)
+        {
+            // Values and tensor data are read in place, in the file's little-endian byte order.
+            throw new PlatformNotSupportedException("GGUF files are read in place and need a little-endian machine");
+        }
+
         var fullPath = Path.GetFullPath(path);
         var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
         MemoryMappedFile? map = null;
@@ -573,7 +579,7 @@ public sealed unsafe class GgufFile : IDisposable
     private static T[] FromBytes<T>(ReadOnlySpan<byte> raw)
         where T : unmanaged
     {
-        // GGUF is little-endian, as is every platform .NET runs this engine on.
+        // GGUF is little-endian and Open refuses big-endian machines, so the bytes are the values.
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(raw).ToArray();
     }
 

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Sluice.Engine.Gguf;
 using Sluice.Engine.Kernels;
 
