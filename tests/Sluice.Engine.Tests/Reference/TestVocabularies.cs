@@ -21,6 +21,12 @@ internal static class TestVocabularies
 {
     public static readonly string[] Families = ["llama2", "llama3", "qwen3"];
 
+    /// <summary>
+    /// A real vocabulary with another pre-tokenizer named in its metadata ("family@pre"), so that llama.cpp's other
+    /// splitters (default chain, gpt-2, smollm) are compared on real merges too.
+    /// </summary>
+    public static readonly string[] PreTokenizerVariants = ["llama3@gpt-2", "llama3@default", "qwen3@smollm"];
+
     private static readonly ConcurrentDictionary<string, Lazy<(List<KeyValuePair<string, object>> Metadata, VocabularyData Data)>> Cache = new();
     private static readonly ConcurrentDictionary<string, Lazy<string>> Files = new();
     private static readonly ConcurrentDictionary<string, Lazy<Tokenizer>> Tokenizers = new();
@@ -44,8 +50,10 @@ internal static class TestVocabularies
     private static (List<KeyValuePair<string, object>> Metadata, VocabularyData Data) Get(string family) =>
         Cache.GetOrAdd(family, f => new Lazy<(List<KeyValuePair<string, object>>, VocabularyData)>(() => Build(f))).Value;
 
-    private static (List<KeyValuePair<string, object>>, VocabularyData) Build(string family)
+    private static (List<KeyValuePair<string, object>>, VocabularyData) Build(string name)
     {
+        var family = name.Split('@')[0];
+        var preOverride = name.Contains('@', StringComparison.Ordinal) ? name.Split('@')[1] : null;
         var dir = LlamaReference.LenmlModels(family);
         var tokenizerJson = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "tokenizer.json")))!;
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "tokenizer_config.json")))!;
@@ -129,6 +137,7 @@ internal static class TestVocabularies
             default:
                 throw new ArgumentException(family);
         }
+        pre = preOverride ?? pre;
         if (pre is not null)
         {
             metadata.Add(new("tokenizer.ggml.model", "gpt2"));

@@ -15,8 +15,10 @@ public sealed class LlamaCppTokenizerParityTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Families => [.. TestVocabularies.Families];
 
+    public static TheoryData<string> FamiliesAndVariants => [.. TestVocabularies.Families, .. TestVocabularies.PreTokenizerVariants];
+
     [Theory]
-    [MemberData(nameof(Families))]
+    [MemberData(nameof(FamiliesAndVariants))]
     public void Token_ids_and_detokenization_match_llama_cpp(string family)
     {
         var corpus = TokenizerCorpus.Strings;
