@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Globalization;
+using Sluice.Engine.Gguf;
 
 namespace Sluice.Engine.Tokenization;
 
@@ -124,6 +125,13 @@ public sealed class VocabularyData
             AddSpacePrefix = GetBool(metadata, Keys.AddSpacePrefix),
             ChatTemplate = GetString(metadata, Keys.ChatTemplate),
         };
+    }
+
+    /// <summary>Reads the tokenizer keys of an open GGUF file.</summary>
+    public static VocabularyData FromGguf(GgufFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        return FromMetadata(file.Metadata.ToDictionary(kv => kv.Key, kv => (object?)kv.Value.Value, StringComparer.Ordinal));
     }
 
     private static string? GetString(IReadOnlyDictionary<string, object?> m, string key) =>
