@@ -41,7 +41,21 @@ internal static class TestVocabularies
     {
         var (metadata, data) = Get(f);
         var dir = Path.Combine(Path.GetTempPath(), "sluice-engine-tests-" + Environment.ProcessId);
-        Directory.CreateDirectory(dir);
+        if (!Directory.Exists(dir))
+        {
+            Directory.CreateDirectory(dir);
+            // The files (tens of MB) live as long as the test process.
+            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+            {
+                try
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            };
+        }
         var path = Path.Combine(dir, f + ".gguf");
         MiniGgufWriter.WriteTinyLlama(path, metadata, data.Tokens.Count);
         return path;

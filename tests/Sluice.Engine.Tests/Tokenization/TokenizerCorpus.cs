@@ -131,6 +131,8 @@ internal static class TokenizerCorpus
             "🀄🃏",
             "𝕳𝖊𝖑𝖑𝖔",
             "𐍈𐌰𐌹",
+            "Unicode 16: \u1C89\u1C8A \uA7CB\uA7CC \U00010D40\U00010D41 \U00011380 new",
+            "ab\u1C89cd 12\U00010D40 34",
             "\u200b",
             "zero\u200bwidth",
             "non\u00a0breaking\u00a0space",
