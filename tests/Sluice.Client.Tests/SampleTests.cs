@@ -31,7 +31,7 @@ public sealed class SampleTests(GatewayFixture gateway)
         var response = await AccumulateFullText.RunAsync(Context(seed: 2));
 
         Assert.Equal(expected, response.Text);
-        Assert.StartsWith($"Full answer ({expected.Length} chars, finish: stop, 50 tokens):", _output.ToString(), StringComparison.Ordinal);
+        Assert.StartsWith($"Full answer ({expected.Length} chars, finish: length, 50 tokens):", _output.ToString(), StringComparison.Ordinal);
         Assert.Contains(expected, _output.ToString(), StringComparison.Ordinal);
     }
 
