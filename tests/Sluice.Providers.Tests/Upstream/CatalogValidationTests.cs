@@ -78,6 +78,29 @@ public sealed class CatalogValidationTests
     }
 
     [Fact]
+    public async Task Unreachable_upstream_error_gives_each_failure_once_with_its_attempts()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+
+        using var catalog = new ModelCatalog(
+            [new ModelOptions { Name = "local", Provider = "openai", BaseUrl = $"http://127.0.0.1:{port}/v1", MaxAttempts = 3 }],
+            retry: new RetryOptions { BaseDelayMs = 1, MaxDelayMs = 2 });
+
+        var ex = await Assert.ThrowsAsync<ChatException>(() => UpstreamKit.CollectAsync(catalog.Models[0].Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest)));
+
+        var message = ex.Error.Message;
+        Assert.StartsWith("Every attempt failed: local (3 attempts): ", message, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(message, "Cannot reach"));
+        Assert.DoesNotContain("..", message, StringComparison.Ordinal);
+        Assert.DoesNotContain(".;", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Group_skips_unavailable_members_and_is_unavailable_when_none_is_left()
     {
         var variable = "SLUICE_TEST_UNSET_" + Guid.NewGuid().ToString("N");
