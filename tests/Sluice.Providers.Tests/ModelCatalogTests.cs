@@ -9,7 +9,7 @@ public sealed class ModelCatalogTests
     {
         foreach (var catalog in new[] { new ModelCatalog(null), new ModelCatalog([]) })
         {
-            Assert.Equal(["sim-fast", "sim-realistic", "sim-slow"], catalog.Models.Select(m => m.Name));
+            Assert.Equal(["sim-realistic", "sim-fast", "sim-slow"], catalog.Models.Select(m => m.Name));
             Assert.All(catalog.Models, m =>
             {
                 Assert.IsType<SimulatedChatBackend>(m.Backend);
@@ -52,7 +52,8 @@ public sealed class ModelCatalogTests
         a.Name = "changed";
 
         Assert.Equal("sim-fast", BuiltInModels.Fast.Name);
-        Assert.Equal("sim-fast", new ModelCatalog(null).Models[0].Name);
+        // The first built-in is the default model: the paced one, so an answer visibly streams.
+        Assert.Equal("sim-realistic", new ModelCatalog(null).Models[0].Name);
     }
 
     [Fact]

@@ -33,6 +33,9 @@ public static class BuiltInModels
         Jitter = 0.2,
     };
 
-    /// <summary>All built-ins, fresh instances.</summary>
-    public static IReadOnlyList<ModelOptions> All => [Fast, Realistic, Slow];
+    /// <summary>
+    /// All built-ins, fresh instances. The first is the default for requests without <c>model</c>: the paced one, so
+    /// a first curl shows the answer streaming rather than arriving at once.
+    /// </summary>
+    public static IReadOnlyList<ModelOptions> All => [Realistic, Fast, Slow];
 }
