@@ -20,7 +20,8 @@ public sealed class UnavailableChatBackend(string reason) : IChatBackend
     public string Reason { get; } = reason;
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(ChatRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <remarks>An iterator, so the failure comes with the first read (where every consumer handles failures), not the call.</remarks>
+    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(ChatRequest request, ChatCallOptions? options, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await Task.CompletedTask;
         throw new ChatException(503, new ErrorInfo(Reason, ErrorTypes.Upstream, "model", Code));
