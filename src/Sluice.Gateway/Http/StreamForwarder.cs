@@ -30,7 +30,10 @@ namespace Sluice.Gateway.Http;
 /// </remarks>
 internal sealed partial class StreamForwarder : IDisposable
 {
-    /// <summary>Set on a forwarded request (the forwarding instance's id): the receiver serves it itself.</summary>
+    /// <summary>
+    /// Set on a forwarded request (the forwarding instance's id): the receiver serves it itself. The forwarding
+    /// instance sets it on its answer too, so a client (or a test) can see that another instance served it.
+    /// </summary>
     public const string ForwardedHeader = "x-sluice-forwarded-by";
 
     /// <summary>The owner names the stream's format (<c>openai</c>, <c>portal</c>), for an error frame the forwarder may have to write.</summary>
@@ -115,6 +118,7 @@ internal sealed partial class StreamForwarder : IDisposable
             var response = context.Response;
             response.StatusCode = (int)upstream.StatusCode;
             CopyHeaders(upstream, response);
+            response.Headers[ForwardedHeader] = _node.InstanceId;
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             await response.StartAsync(context.RequestAborted);
             var format = upstream.Headers.TryGetValues(FormatHeader, out var values) ? values.FirstOrDefault() : null;
@@ -139,6 +143,7 @@ internal sealed partial class StreamForwarder : IDisposable
             using var upstream = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, context.RequestAborted);
             context.Response.StatusCode = (int)upstream.StatusCode;
             CopyHeaders(upstream, context.Response);
+            context.Response.Headers[ForwardedHeader] = _node.InstanceId;
             await upstream.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
         }
         catch (HttpRequestException ex)
