@@ -144,11 +144,8 @@ internal static class BenchCommand
         var command = new Command(
             "cluster",
             "Through a load balancer in front of several instances on one PostgreSQL: a team's requests-per-minute limit (admitted per clock minute, "
-            + "offered at twice the limit) and exact credits under concurrent job completions. Exit code 0 when both hold (within 5 % and exactly), 15 otherwise.
-
-"
-            + "Example:
-  sluice bench cluster --url http://127.0.0.1:8080 --master-key $SLUICE_MASTER_KEY")
+            + "offered at twice the limit) and exact credits under concurrent job completions. Exit code 0 when both hold (within 5 % and exactly), 15 otherwise.\n\n"
+            + "Example:\n  sluice bench cluster --url http://127.0.0.1:8080 --master-key $SLUICE_MASTER_KEY")
         {
             url, masterKey, rpm, seconds, jobs, concurrency,
         };

@@ -22,7 +22,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     private string _database = string.Empty;
     private string _admin = string.Empty;
 
-    public ServeProcess[] Instances { get; } = new ServeProcess[Size];
+    internal ServeProcess[] Instances { get; } = new ServeProcess[Size];
 
     public int[] Ports { get; } = new int[Size];
 
@@ -62,7 +62,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     }
 
     /// <summary>Starts instance <paramref name="index"/> on its port (again, after a test stopped it).</summary>
-    public Task<ServeProcess> StartInstanceAsync(int index) => ServeProcess.StartAsync(
+    internal Task<ServeProcess> StartInstanceAsync(int index) => ServeProcess.StartAsync(
         [],
         new Dictionary<string, string>
         {

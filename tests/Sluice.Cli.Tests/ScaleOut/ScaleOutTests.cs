@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Sluice.Protocol.Sse;
+using Sluice.Testing;
 
 namespace Sluice.Cli.Tests.ScaleOut;
 
@@ -54,7 +55,7 @@ public sealed partial class ScaleOutTests(ClusterFixture cluster) : IClassFixtur
         var silence = NginxProcess.ReadTimeout + TimeSpan.FromSeconds(2);
         using var response = await StreamAsync(client, $$"""
             {"model": "sim-fast", "prompt": "Tell me about rivers", "max_tokens": 6, "stream": true,
-             "metadata": {"sim_stall_ms": "{{(int)silence.TotalMilliseconds}}", "sim_stall_after_tokens": "2"}}
+             "metadata": {"sim_stall_ms": "{{(int)silence.TotalMilliseconds}}", "sim_stall_after_tokens": "2"} }
             """);
         var events = await ReadTimedAsync(response);
 
