@@ -23,7 +23,7 @@ internal sealed class StreamRegistry
     private readonly ConcurrentQueue<ResumableStream> _finished = new();
     private readonly Lock _evicting = new();
     private readonly TimeProvider _time;
-    private readonly string _idSuffix;
+    private readonly ClusterNode _node;
     private long _totalBytes;
 
     /// <param name="options">The streaming options.</param>
@@ -35,7 +35,7 @@ internal sealed class StreamRegistry
         ArgumentNullException.ThrowIfNull(node);
         Options = options.Streaming;
         _time = time;
-        _idSuffix = node.StreamIdSuffix;
+        _node = node;
     }
 
     public StreamingOptions Options { get; }
@@ -56,7 +56,7 @@ internal sealed class StreamRegistry
     {
         ArgumentNullException.ThrowIfNull(format);
         Sweep();
-        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N") + _idSuffix, format, ownerId)
+        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N") + _node.StreamIdSuffix, format, ownerId)
         {
             KeepsGeneratingWithoutReaders = keepsGenerating,
         };
