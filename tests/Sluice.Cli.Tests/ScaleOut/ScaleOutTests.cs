@@ -30,7 +30,9 @@ public sealed partial class ScaleOutTests(ClusterFixture cluster) : IClassFixtur
             Assert.DoesNotContain("Exception", log, StringComparison.Ordinal);
         });
         Assert.Equal(6, (await cluster.QueryAsync("SELECT version FROM schema_migrations")).Count);
-        Assert.Equal(ClusterFixture.Size, (await cluster.QueryAsync("SELECT id FROM gateway_instances")).Count);
+        // Every instance registered (a test may have killed one since: its stale row stays until it is pruned).
+        var live = await cluster.QueryAsync("SELECT id FROM gateway_instances WHERE heartbeat_at_ms > (EXTRACT(EPOCH FROM now()) * 1000 - 10000)");
+        Assert.Equal(ClusterFixture.Size, live.Count);
     }
 
     [Fact]
@@ -61,7 +63,7 @@ public sealed partial class ScaleOutTests(ClusterFixture cluster) : IClassFixtur
 
         Assert.True(events[^1].Event.IsDone, "the stream was cut: " + string.Join(" | ", events.Select(e => e.Event.DataText)));
         Assert.True(events.Count(e => e.Event.IsComment && !e.Event.DataText.Contains("sluice-stream-id", StringComparison.Ordinal)) >= 3, "no pings during the silence");
-        Assert.True(events[^1].At > silence);
+        Assert.True(events[^1].At > NginxProcess.ReadTimeout + TimeSpan.FromSeconds(1), $"the stream lasted {events[^1].At.TotalSeconds:F1} s only");
     }
 
     [Fact]
