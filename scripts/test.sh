@@ -2,7 +2,8 @@
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
 # (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
-# reference for the engine tests (scripts/test-llama-ref.sh, from npm).
+# reference for the engine tests (scripts/test-llama-ref.sh, from npm), and nginx for the scale-out tests (three gateways
+# behind it on one PostgreSQL; scripts/test-nginx.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ fi
 . scripts/test-chromium.sh
 # shellcheck source=scripts/test-llama-ref.sh
 . scripts/test-llama-ref.sh
+# shellcheck source=scripts/test-nginx.sh
+. scripts/test-nginx.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -32,6 +35,7 @@ sluice_pg_start
 sluice_mqtt_start
 sluice_chromium_ensure
 sluice_llama_ref_ensure
+sluice_nginx_ensure
 
 echo "== running tests =="
 status=0

@@ -19,6 +19,12 @@ public interface ISluiceStore : ITenantStore, IKeyStore, ICreditStore, IJobStore
 
     /// <summary>The schema version in use (the newest migration applied).</summary>
     int SchemaVersion { get; }
+
+    /// <summary>
+    /// How many migrations this process applied when it opened the store: 0 when another process (or an earlier start)
+    /// had done them. Processes starting together on a new database take turns, so one of them applies every step.
+    /// </summary>
+    int MigrationsApplied { get; }
 }
 
 /// <summary>Organizations and teams: the tenancy tree every key and job hangs from.</summary>

@@ -22,6 +22,15 @@ internal sealed partial class ServeProcess : IAsyncDisposable
     /// <summary>The address without the trailing slash, as <c>--url</c> takes it.</summary>
     public string Url => Address.GetLeftPart(UriPartial.Authority);
 
+    /// <summary>Sends SIGTERM, as systemd, Docker and Kubernetes do to stop a service.</summary>
+    public async Task TerminateAsync()
+    {
+        using var kill = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("kill", ["-TERM", Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })
+            ?? throw new InvalidOperationException("Could not start kill.");
+        await kill.WaitForExitAsync();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
     /// <summary>Everything the server logged so far (stdout and stderr).</summary>
     public string Log => Process.Stdout + Process.Stderr;
 
@@ -29,10 +38,11 @@ internal sealed partial class ServeProcess : IAsyncDisposable
         IEnumerable<string> extraArgs,
         IReadOnlyDictionary<string, string>? environment = null,
         string? workingDirectory = null,
-        string? executable = null)
+        string? executable = null,
+        int port = 0)
     {
         var process = CliProcess.Start(
-            ["serve", "--host", "127.0.0.1", "--port", "0", .. extraArgs],
+            ["serve", "--host", "127.0.0.1", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. extraArgs],
             defaultSigInt: true,
             environment: environment,
             workingDirectory: workingDirectory,

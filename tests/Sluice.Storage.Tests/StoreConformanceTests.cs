@@ -777,13 +777,14 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(5, Store.SchemaVersion);
+        Assert.Equal(6, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L, 3L, 4L, 5L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L, 4L, 5L, 6L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(5, again.SchemaVersion);
+        Assert.Equal(6, again.SchemaVersion);
+        Assert.Equal(0, again.MigrationsApplied);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
     }
@@ -793,8 +794,12 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(5, s.SchemaVersion));
-        Assert.Equal(5, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(6, s.SchemaVersion));
+        Assert.Equal(6, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+
+        // One of them migrated; the others found the schema done.
+        Assert.Equal(6, stores.Sum(s => s.MigrationsApplied));
+        Assert.Single(stores, s => s.MigrationsApplied > 0);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
         Assert.Equal(org, await stores[3].GetOrganizationAsync(org.Id, None));

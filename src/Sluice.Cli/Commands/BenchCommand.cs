@@ -29,7 +29,7 @@ internal static class BenchCommand
             + "  sluice bench --concurrency 32 --requests 5000 --max-tokens 64\n"
             + "  sluice bench --url http://127.0.0.1:8081 --model mock -c 256 -n 20000 --json")
         {
-            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup, CreateOverhead(), CreateProxy(),
+            url, model, concurrency, requests, duration, maxTokens, prompt, apiKey, json, warmup, CreateOverhead(), CreateProxy(), CreateCluster(),
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -127,6 +127,54 @@ internal static class BenchCommand
             {
                 await Console.Error.WriteLineAsync($"sluice bench overhead: {ex.Message}");
                 return ExitCodes.ServerError;
+            }
+        });
+        return command;
+    }
+
+    /// <summary><c>sluice bench cluster</c>: a requests-per-minute limit and job credits through a load balancer (see <see cref="ClusterBenchmark"/>).</summary>
+    private static Command CreateCluster()
+    {
+        var url = new Option<string>("--url", "-u") { Description = "The load balancer in front of the instances.", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var masterKey = new Option<string?>("--master-key") { Description = "The gateways' master key (default: env SLUICE_MASTER_KEY)." };
+        var rpm = new Option<int>("--rpm") { Description = "The team's requests-per-minute limit to measure.", DefaultValueFactory = _ => 600 };
+        var seconds = new Option<double>("--seconds") { Description = "How long requests are offered (at twice the limit); at least one whole clock minute needs ~125 s.", DefaultValueFactory = _ => 125 };
+        var jobs = new Option<int>("--jobs") { Description = "Jobs completed (twice each, all at once) for the credit check.", DefaultValueFactory = _ => 1000 };
+        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Requests in flight at most (credit check).", DefaultValueFactory = _ => 64 };
+        var command = new Command(
+            "cluster",
+            "Through a load balancer in front of several instances on one PostgreSQL: a team's requests-per-minute limit (admitted per clock minute, "
+            + "offered at twice the limit) and exact credits under concurrent job completions. Exit code 0 when both hold (within 5 % and exactly), 15 otherwise.\n\n"
+            + "Example:\n  sluice bench cluster --url http://127.0.0.1:8080 --master-key $SLUICE_MASTER_KEY")
+        {
+            url, masterKey, rpm, seconds, jobs, concurrency,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (!Uri.TryCreate(parse.GetValue(url), UriKind.Absolute, out var baseUrl))
+            {
+                return await ReportUsageAsync($"--url '{parse.GetValue(url)}' is not an absolute URL; use e.g. http://127.0.0.1:8080.");
+            }
+
+            var key = parse.GetValue(masterKey) ?? Environment.GetEnvironmentVariable("SLUICE_MASTER_KEY");
+            if (string.IsNullOrEmpty(key))
+            {
+                return await ReportUsageAsync("bench cluster creates teams: pass --master-key or set SLUICE_MASTER_KEY to the gateways' master key.");
+            }
+
+            try
+            {
+                return await ClusterBenchmark.RunAsync(
+                    new Uri(baseUrl.ToString().TrimEnd('/') + "/"), key, parse.GetValue(rpm), parse.GetValue(seconds), parse.GetValue(jobs), parse.GetValue(concurrency), Console.Out, cancellationToken);
+            }
+            catch (HttpRequestException ex)
+            {
+                await Console.Error.WriteLineAsync($"sluice bench cluster: {ex.Message}. Check that the balancer at {baseUrl} forwards to running instances.");
+                return ExitCodes.ServerError;
+            }
+            catch (OperationCanceledException)
+            {
+                return ExitCodes.Cancelled;
             }
         });
         return command;

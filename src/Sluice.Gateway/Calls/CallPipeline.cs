@@ -1,3 +1,4 @@
+using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Tenancy;
@@ -19,7 +20,8 @@ namespace Sluice.Gateway.Calls;
 /// <see cref="IAnswerSink"/>, usage). The transport only says how to answer (<see cref="ICallResponder"/>).</para>
 /// <para>The steps of <see cref="RunAsync"/>, marked <c>// :: Step N</c>:</para>
 /// <list type="number">
-/// <item>Parse the body in the call's dialect (unless the transport already did), keeping the model name as sent.</item>
+/// <item>Refuse when the instance is draining (503, retryable); parse the body in the call's dialect (unless the transport
+/// already did), keeping the model name as sent.</item>
 /// <item>Prepare: the stage reads what it needs (a session's history, a job) and may change the request.</item>
 /// <item>Resolve the model with the one store-aware resolver (dialect spellings normalised); the request now names
 /// the catalog's model.</item>
@@ -30,7 +32,7 @@ namespace Sluice.Gateway.Calls;
 /// </list>
 /// Any refusal up to step 5 is answered through the responder in the dialect's shape, before anything is sent.
 /// </remarks>
-internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, GatewayOptions options, TimeProvider time)
+internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, GatewayOptions options, TimeProvider time, GatewayDrain drain)
 {
     /// <summary>The limits parsers apply to every dialect.</summary>
     public ChatRequestLimits Limits { get; } = new() { MaxPromptChars = options.Limits.MaxPromptChars };
@@ -51,6 +53,12 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
         try
         {
             // :: Step 1
+            if (drain.IsDraining)
+            {
+                // A draining instance starts nothing new: the client retries and the load balancer picks another.
+                throw GatewayDrain.Refusal();
+            }
+
             if (!call.IsParsed)
             {
                 call.Request = call.Dialect.Parse(call.Body, Limits);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
@@ -12,7 +13,7 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, <c>GET /health</c> and the JSON 404 for unknown paths.</summary>
-internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals)
+internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals, GatewayDrain drain, ClusterNode node)
 {
     private static readonly long StartedAt = Stopwatch.GetTimestamp();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -69,6 +70,42 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         }
 
         return name => CallAdmission.MayUse(key, team, name);
+    }
+
+    /// <summary><c>GET /health/live</c>: 200 while the process answers at all, draining included (do not restart it then).</summary>
+    public static Task LiveAsync(HttpContext context)
+    {
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync("{\"status\":\"live\"}");
+    }
+
+    /// <summary>
+    /// <c>GET /health/ready</c>: 200 when this instance takes new streams, 503 from the moment it starts draining
+    /// (a load balancer stops sending it new work; the running streams and resumes are still served).
+    /// </summary>
+    public Task ReadyAsync(HttpContext context)
+    {
+        var draining = drain.IsDraining;
+        context.Response.StatusCode = draining ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        if (draining)
+        {
+            context.Response.Headers.RetryAfter = "1";
+        }
+
+        using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+        json.WriteStartObject();
+        json.WriteString("status", draining ? "draining" : "ready");
+        json.WriteString("instance", node.InstanceId);
+        json.WriteNumber("streams_running", drain.InFlight);
+        if (draining)
+        {
+            json.WriteString("message", "This instance is shutting down: it finishes its running streams and takes no new ones. Send new requests to another instance.");
+        }
+
+        json.WriteEndObject();
+        json.Flush();
+        return Task.CompletedTask;
     }
 
     public Task HealthAsync(HttpContext context)

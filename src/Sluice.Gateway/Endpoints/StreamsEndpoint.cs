@@ -16,9 +16,10 @@ namespace Sluice.Gateway.Endpoints;
 /// <summary>
 /// <c>GET /v1/streams/{id}</c>: the frames of a stream after <c>Last-Event-ID</c> (or <c>?after=N</c>), then the
 /// rest live until it ends — the generation is neither restarted nor billed again. <c>?replay=timed</c> replays with
-/// the original timing. <c>DELETE /v1/streams/{id}</c> cancels a running generation.
+/// the original timing. <c>DELETE /v1/streams/{id}</c> cancels a running generation. In a cluster, a stream of another
+/// instance is served through it (<see cref="StreamForwarder"/>): the client may reconnect to any instance.
 /// </summary>
-internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options)
+internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options, StreamForwarder forwarder)
 {
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
 
@@ -30,6 +31,12 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             await ErrorResponses.WriteAsync(context, StatusCodes.Status400BadRequest, new ErrorInfo(
                 "Last-Event-ID (or ?after=) must be the integer id of the last event you received, e.g. 12 — or omit it to replay from the start.",
                 ErrorTypes.InvalidRequest, "after", "invalid_value"));
+            return;
+        }
+
+        if (forwarder.ShouldForward(context, id, out var owner))
+        {
+            await forwarder.ResumeAsync(context, owner, id, o => OwnerGoneAsync(context, id, o));
             return;
         }
 
@@ -49,6 +56,12 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             response.Headers.CacheControl = "no-cache";
             response.Headers["X-Accel-Buffering"] = "no";
             response.Headers[HttpStreamSink.StreamIdHeader] = stream.Id;
+            if (context.Request.Headers.ContainsKey(StreamForwarder.ForwardedHeader))
+            {
+                // The forwarding instance writes an error frame in this format if this instance dies mid-stream.
+                response.Headers[StreamForwarder.FormatHeader] = stream.Format is PortalStreamFormat ? "portal" : "openai";
+            }
+
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             await response.StartAsync(aborted);
 
@@ -112,12 +125,17 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
     public async Task CancelAsync(HttpContext context)
     {
         var id = context.Request.RouteValues["id"] as string ?? string.Empty;
+        if (forwarder.ShouldForward(context, id, out var owner))
+        {
+            await forwarder.CancelAsync(context, owner, id, o => OwnerGoneAsync(context, id, o));
+            return;
+        }
+
         if (!registry.TryGet(id, OwnerScope(context), out var stream))
         {
             await NotFoundAsync(context, id, null);
             return;
         }
-
 
         var wasRunning = !stream.Finished;
         stream.CancelGeneration();
@@ -139,6 +157,12 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
         return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
             message, ErrorTypes.InvalidRequest, "id", "stream_not_found"));
     }
+
+    /// <summary>The 404 for a stream whose instance stopped: its frames went with it (nothing says whose it was).</summary>
+    private static Task OwnerGoneAsync(HttpContext context, string id, string owner) =>
+        ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
+            $"Stream '{id}' cannot be resumed, replayed or cancelled: the gateway instance that ran it ({owner}) has stopped or is unreachable, and its streams went with it. Send the request again.",
+            ErrorTypes.InvalidRequest, "id", "stream_not_found"));
 
     private static bool TryParseAfter(HttpRequest request, out long after)
     {

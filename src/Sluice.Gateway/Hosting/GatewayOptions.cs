@@ -58,6 +58,9 @@ public sealed class GatewayOptions
     /// <summary>Key caching, the usage queue and rate-limit leases.</summary>
     public TenancyOptions Tenancy { get; set; } = new();
 
+    /// <summary>Several instances on one PostgreSQL store behind a load balancer (see docs/scale-out.md).</summary>
+    public ClusterOptions Cluster { get; set; } = new();
+
     /// <summary>
     /// The per-user data directory: <c>$XDG_DATA_HOME/sluice</c>, else <c>~/.local/share/sluice</c> on Linux;
     /// the platform's local application data folder elsewhere; <c>./data</c> only when there is no home directory.
@@ -106,6 +109,17 @@ public sealed class WebSocketChatOptions
 
     /// <summary>How long a request may wait for room in a full outbox before it is cancelled with <c>client_too_slow</c>.</summary>
     public double SlowClientTimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary>Several gateway instances sharing one PostgreSQL store.</summary>
+public sealed class ClusterOptions
+{
+    /// <summary>
+    /// The URL the other instances reach this one at (resume, replay and cancel of its streams are forwarded there),
+    /// e.g. <c>http://10.0.0.5:8080</c>. Default: the address it listens on — with the machine's host name when it
+    /// listens on every interface (<c>0.0.0.0</c>). Only used with a PostgreSQL store. <c>SLUICE_Cluster__InternalUrl</c>.
+    /// </summary>
+    public string? InternalUrl { get; set; }
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>
@@ -166,6 +180,13 @@ public sealed class StreamingOptions
 
     /// <summary>Memory for all stream buffers together; the oldest finished streams are evicted first.</summary>
     public long ReplayBudgetBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// On shutdown (SIGTERM, Ctrl+C), how long the answers already running may take to finish; new requests are refused
+    /// with 503 <c>gateway_shutting_down</c> meanwhile and <c>/health/ready</c> answers 503. Answers still running
+    /// after it end with a <c>gateway_shutting_down</c> error frame.
+    /// </summary>
+    public double ShutdownGraceSeconds { get; set; } = 10;
 }
 
 /// <summary>Input limits.</summary>

@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Routing;
 using Sluice.Gateway.Accounting;
+using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Sessions;
 using Sluice.Providers;
@@ -116,7 +117,20 @@ public static class SluiceGateway
         var app = await BuildAsync(options, configureServices, configureLogging, cancellationToken);
         await app.StartAsync(cancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new RunningGateway(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)));
+        var gateway = new RunningGateway(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal)));
+        try
+        {
+            // On a shared store the others can now forward to this instance: it listens, at this address.
+            await app.Services.GetRequiredService<ClusterNode>().JoinAsync(new Uri(address), cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await gateway.DisposeAsync();
+            throw new GatewayConfigurationException(
+                $"Cluster: this instance could not register in the shared store ({ex.GetType().Name}: {ex.Message}). Check that the PostgreSQL server is reachable.");
+        }
+
+        return gateway;
     }
 
     private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions kestrel, string host, int port)
@@ -170,9 +184,13 @@ public sealed class RunningGateway(WebApplication app, Uri baseAddress) : IAsync
     public T GetRequiredService<T>()
         where T : notnull => App.Services.GetRequiredService<T>();
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Stops at once: answers still running end with a <c>gateway_shutting_down</c> error frame (usage recorded). A
+    /// graceful stop with the grace period is the host's own (SIGTERM, Ctrl+C, <c>StopApplication</c>).
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
+        App.Services.GetRequiredService<GatewayDrain>().Begin(immediately: true);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await App.StopAsync(timeout.Token);
         await App.DisposeAsync();

@@ -3,9 +3,11 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Mqtt;
@@ -48,6 +50,17 @@ internal static class SluiceServices
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<LedgerUsageSink>());
         services.AddSingleton<StreamRelay>();
         services.AddSingleton<CallPipeline>();
+
+        // Drain first among the hosted services: its StoppingAsync holds the stop until running answers are done.
+        services.AddSingleton<GatewayDrain>();
+        services.AddHostedService(sp => sp.GetRequiredService<GatewayDrain>());
+        services.AddSingleton<ClusterNode>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterNode>());
+        services.Configure<HostOptions>(host =>
+        {
+            // The host's whole stop (drain included) must outlast the grace, or it would cut the answers early.
+            host.ShutdownTimeout = TimeSpan.FromSeconds(Math.Max(0, options.Streaming.ShutdownGraceSeconds) + 15);
+        });
         return services;
     }
 
@@ -55,6 +68,7 @@ internal static class SluiceServices
     public static IServiceCollection AddSluiceHttp(this IServiceCollection services)
     {
         services.AddSingleton<StreamRegistry>();
+        services.AddSingleton<StreamForwarder>();
         services.AddSingleton<HttpCalls>();
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
@@ -172,11 +186,16 @@ internal static class SluiceServices
         app.ServiceProvider.GetRequiredService<TenancyEndpoints>().Map(app);
     }
 
-    /// <summary>The public endpoints: the web chat page, liveness, and the JSON 404 for every unknown path.</summary>
+    /// <summary>The public endpoints: the web chat page, health, liveness and readiness, and the JSON 404 for every unknown path.</summary>
     public static void MapSluicePublic(this IEndpointRouteBuilder app)
     {
         app.ServiceProvider.GetRequiredService<WebChatEndpoints>().Map(app);
-        app.MapGet("/health", app.ServiceProvider.GetRequiredService<InfoEndpoints>().HealthAsync).WithPolicy(EndpointPolicy.Public);
+        var info = app.ServiceProvider.GetRequiredService<InfoEndpoints>();
+        app.MapGet("/health", info.HealthAsync).WithPolicy(EndpointPolicy.Public);
+
+        // For load balancers and orchestrators: live = the process answers; ready = it takes new streams (not draining).
+        app.MapGet("/health/live", InfoEndpoints.LiveAsync).WithPolicy(EndpointPolicy.Public);
+        app.MapGet("/health/ready", info.ReadyAsync).WithPolicy(EndpointPolicy.Public);
 
         // "{*path}", not the default "{*path:nonfile}": paths that look like files (/favicon.ico, /x.js) get the JSON 404 too.
         app.MapFallback("{*path}", InfoEndpoints.NotFoundAsync).WithPolicy(EndpointPolicy.Public);

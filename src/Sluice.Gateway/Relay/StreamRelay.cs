@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Cluster;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Providers;
@@ -29,8 +30,10 @@ namespace Sluice.Gateway.Relay;
 /// upstream request still running) and report the usage once.</item>
 /// </list>
 /// </remarks>
-internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time, ILogger<StreamRelay> logger)
+internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time, ILogger<StreamRelay> logger, GatewayDrain drain)
 {
+    private static readonly ChatException ShuttingDown = new(503, GatewayDrain.ShuttingDown);
+
     /// <param name="call">The admitted call (request, model, owner set).</param>
     /// <param name="backend">What answers.</param>
     /// <param name="sink">Where the answer goes.</param>
@@ -38,13 +41,16 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
     /// <param name="maxPendingBytes">Flush early above this many unflushed bytes.</param>
     public async Task RunAsync(ChatCall call, IChatBackend backend, IAnswerSink sink, CallStage? stage, long maxPendingBytes)
     {
-        var generation = sink.Generation;
+        // The generation also stops when a draining instance's grace is over (one linked source per call).
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(sink.Generation, drain.Deadline);
+        var generation = stopping.Token;
         var meter = new UsageMeter(time, call.StartTimestamp, call.Request);
         var flush = new FlushPolicy(maxPendingBytes);
         var settled = false;
         sink.Open(meter);
 
         IAsyncEnumerator<ChatStreamEvent>? events = null;
+        drain.Enter();
         try
         {
             // :: Step 1
@@ -131,15 +137,17 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
 #pragma warning restore CA1031
         {
             // :: Step 6
+            // Cut by a shutdown: a failure that says so, not "the client left".
+            var reason = drain.Deadline.IsCancellationRequested ? ShuttingDown : sink.CancellationReason;
             var (end, failure) = StreamOutcome.Classify(
-                ex, generation.IsCancellationRequested || call.Aborted.IsCancellationRequested, call.RequestId, sink.CancellationReason);
+                ex, generation.IsCancellationRequested || call.Aborted.IsCancellationRequested, call.RequestId, reason);
             if (end == StreamEnd.Abandoned)
             {
                 meter.Abandon();
             }
             else
             {
-                var unexpected = ex is not ChatException && failure != sink.CancellationReason;
+                var unexpected = ex is not ChatException && failure != reason;
                 if (unexpected)
                 {
                     LogBackendFailed(logger, ex, call.RequestId, call.Request.Model);
@@ -171,6 +179,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             }
 
             usage.Report(meter.ToRecord(call));
+            drain.Exit();
         }
     }
 

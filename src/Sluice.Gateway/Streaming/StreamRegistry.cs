@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
-using Microsoft.Extensions.Hosting;
+using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Hosting;
 
 namespace Sluice.Gateway.Streaming;
@@ -23,16 +23,19 @@ internal sealed class StreamRegistry
     private readonly ConcurrentQueue<ResumableStream> _finished = new();
     private readonly Lock _evicting = new();
     private readonly TimeProvider _time;
-    private readonly CancellationToken _stopping;
+    private readonly ClusterNode _node;
     private long _totalBytes;
 
-    public StreamRegistry(GatewayOptions options, TimeProvider time, IHostApplicationLifetime lifetime)
+    /// <param name="options">The streaming options.</param>
+    /// <param name="time">The clock of expiry and grace.</param>
+    /// <param name="node">This instance: in a cluster every stream id ends with its id, so any instance can find the owner.</param>
+    public StreamRegistry(GatewayOptions options, TimeProvider time, ClusterNode node)
     {
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(lifetime);
+        ArgumentNullException.ThrowIfNull(node);
         Options = options.Streaming;
         _time = time;
-        _stopping = lifetime.ApplicationStopping;
+        _node = node;
     }
 
     public StreamingOptions Options { get; }
@@ -45,7 +48,7 @@ internal sealed class StreamRegistry
 
     public TimeSpan Grace => TimeSpan.FromSeconds(Options.ResumeGraceSeconds);
 
-    /// <summary>Registers a new live stream of <paramref name="ownerId"/>; its generation token is cancelled when the application stops.</summary>
+    /// <summary>Registers a new live stream of <paramref name="ownerId"/> (a shutdown's deadline stops it through the relay).</summary>
     /// <param name="format">The stream's format: its content type, keep-alive frame and error frame.</param>
     /// <param name="ownerId">Who may resume, replay or cancel it (a team id, or the operator).</param>
     /// <param name="keepsGenerating">Whether the generation outlives a dropped client for the resume grace period.</param>
@@ -53,7 +56,7 @@ internal sealed class StreamRegistry
     {
         ArgumentNullException.ThrowIfNull(format);
         Sweep();
-        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N"), format, ownerId, _stopping)
+        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N") + _node.StreamIdSuffix, format, ownerId)
         {
             KeepsGeneratingWithoutReaders = keepsGenerating,
         };
@@ -183,7 +186,7 @@ internal sealed class ResumableStream
     private int _readers = 1;
     private ITimer? _graceTimer;
 
-    internal ResumableStream(StreamRegistry registry, string id, IStreamFormat format, string ownerId, CancellationToken stopping)
+    internal ResumableStream(StreamRegistry registry, string id, IStreamFormat format, string ownerId)
     {
         _registry = registry;
         Id = id;
@@ -193,7 +196,7 @@ internal sealed class ResumableStream
         format.WritePing(ping);
         PingFrame = ping.WrittenMemory;
         StartTimestamp = Stopwatch.GetTimestamp();
-        _generation = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        _generation = new CancellationTokenSource();
     }
 
     public string Id { get; }
@@ -220,7 +223,7 @@ internal sealed class ResumableStream
 
     public long StartTimestamp { get; }
 
-    /// <summary>Cancelled when nobody is reading any more (after the grace period), on DELETE, or at shutdown.</summary>
+    /// <summary>Cancelled when nobody is reading any more (after the grace period) or on DELETE (the relay adds the shutdown deadline).</summary>
     public CancellationToken Generation => _generation.Token;
 
     public bool Finished => _finished;

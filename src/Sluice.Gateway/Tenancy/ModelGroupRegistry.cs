@@ -10,7 +10,8 @@ namespace Sluice.Gateway.Tenancy;
 /// Makes model groups created through the API routable: stored groups are registered in the
 /// <see cref="ModelCatalog"/> at start-up and when created here; a name the catalog does not know is looked up
 /// in the store once (so a group created through another gateway process works here too), and misses are
-/// remembered for a few seconds so unknown names do not each cost a query.
+/// remembered for a few seconds so unknown names do not each cost a query — on PostgreSQL a group created anywhere
+/// clears its miss at once (change notifications, <see cref="Cluster.ClusterNode"/>).
 /// </summary>
 internal sealed partial class ModelGroupRegistry(ModelCatalog catalog, TenancyRuntime runtime, ILogger<ModelGroupRegistry> logger)
 {
@@ -56,6 +57,12 @@ internal sealed partial class ModelGroupRegistry(ModelCatalog catalog, TenancyRu
         _misses[name] = now + MissMemoryMs;
         return null;
     }
+
+    /// <summary>Forgets that <paramref name="name"/> was unknown (a group of that name was created, maybe elsewhere).</summary>
+    public void ForgetMiss(string name) => _misses.TryRemove(name, out _);
+
+    /// <summary>Forgets every remembered unknown name.</summary>
+    public void ForgetMisses() => _misses.Clear();
 
     /// <summary>Checks a new group against the catalog without registering it (throws <see cref="ModelConfigurationException"/>).</summary>
     public void Validate(NewModelGroup group) => catalog.ValidateGroup(ToOptions(group.Name, group.Models, group.Description));

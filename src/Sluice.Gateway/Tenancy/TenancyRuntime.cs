@@ -39,7 +39,7 @@ internal sealed partial class TenancyRuntime(GatewayOptions options, TimeProvide
                 "that the PostgreSQL server is reachable, or that the DataDirectory is writable.");
         }
 
-        LogStore(logger, _store.Description, _store.SchemaVersion);
+        LogStore(logger, _store.Description, _store.SchemaVersion, _store.MigrationsApplied);
         if (options.MasterKey is null)
         {
             LogOpenMode(logger);
@@ -55,8 +55,8 @@ internal sealed partial class TenancyRuntime(GatewayOptions options, TimeProvide
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Store: {Store} (schema version {Version})")]
-    private static partial void LogStore(ILogger logger, string store, int version);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Store: {Store} (schema version {Version}; {Applied} migration(s) applied at this start)")]
+    private static partial void LogStore(ILogger logger, string store, int version, int applied);
 
     [LoggerMessage(Level = LogLevel.Warning, Message =
         "OPEN LOCAL MODE — no master key is configured (SLUICE_MASTER_KEY or MasterKey). ANYONE WHO CAN REACH THIS PORT can call every " +

@@ -12,10 +12,11 @@ namespace Sluice.Gateway.Tenancy;
 /// </summary>
 /// <remarks>
 /// Changes made through this process (revoking a key, adding credits, charging a job, assigning model groups)
-/// update or drop the cached entries at once. Changes made through another process sharing the database are
-/// seen when the entry expires: a key revoked elsewhere keeps working for at most the cache time, and a team's
-/// cached balance may lag by as long (the credit charge itself is always exact in the database).
-/// Concurrent misses for the same key share one database read.
+/// update or drop the cached entries at once. Changes made through another process sharing a PostgreSQL database
+/// arrive as change notifications (<see cref="Cluster.ClusterNode"/>) and drop the entries within moments; the cache
+/// time is the bound only while notifications are down (and on a store without them). A read that started before an
+/// entry was dropped does not put its (possibly stale) answer back. Concurrent misses for the same key share one
+/// database read.
 /// </remarks>
 internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions options)
 {
@@ -48,6 +49,16 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
     /// <summary>Drops the cached team (after changing it here).</summary>
     public void ForgetTeam(string teamId) => _teams.Remove(teamId);
 
+    /// <summary>Drops the remembered unknown secrets (a key was created somewhere: one of them may be valid now).</summary>
+    public void ForgetUnknownKeys() => _keys.RemoveMisses();
+
+    /// <summary>Drops everything (change notifications were interrupted: what changed meanwhile is unknown).</summary>
+    public void ForgetAll()
+    {
+        _keys.Clear();
+        _teams.Clear();
+    }
+
     /// <summary>Records a balance this process just learnt from the database (e.g. after charging a job).</summary>
     public void SetBalance(string teamId, long balance) => _teams.Update(teamId, team => team with { CreditsRemaining = balance });
 
@@ -61,6 +72,9 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
         private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
         private readonly ConcurrentDictionary<string, Task<T?>> _loading = new(StringComparer.Ordinal);
         private readonly long _ttlMs = (long)(seconds * 1000);
+
+        // Bumped by every removal: a read that started before it does not store its answer.
+        private long _version;
 
         public ValueTask<T?> GetAsync(string id, Func<Task<T?>> load, CancellationToken cancellationToken)
         {
@@ -89,10 +103,15 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
             return null;
         }
 
-        public void Remove(string id) => _entries.TryRemove(id, out _);
+        public void Remove(string id)
+        {
+            Interlocked.Increment(ref _version);
+            _entries.TryRemove(id, out _);
+        }
 
         public void RemoveWhere(Func<T, bool> match)
         {
+            Interlocked.Increment(ref _version);
             foreach (var pair in _entries)
             {
                 if (pair.Value.Value is { } value && match(value))
@@ -100,6 +119,24 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
                     _entries.TryRemove(pair);
                 }
             }
+        }
+
+        public void RemoveMisses()
+        {
+            Interlocked.Increment(ref _version);
+            foreach (var pair in _entries)
+            {
+                if (pair.Value.Value is null)
+                {
+                    _entries.TryRemove(pair);
+                }
+            }
+        }
+
+        public void Clear()
+        {
+            Interlocked.Increment(ref _version);
+            _entries.Clear();
         }
 
         public void Update(string id, Func<T, T> change)
@@ -116,8 +153,9 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
             {
                 // Always finish asynchronously, so this task is in _loading before its finally removes it.
                 await Task.Yield();
+                var version = Volatile.Read(ref _version);
                 var value = await load();
-                if (_ttlMs > 0 && (value is not null || _entries.Count < MaxEntries))
+                if (_ttlMs > 0 && (value is not null || _entries.Count < MaxEntries) && version == Volatile.Read(ref _version))
                 {
                     if (_entries.Count >= MaxEntries)
                     {

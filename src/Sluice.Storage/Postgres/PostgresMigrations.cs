@@ -173,5 +173,13 @@ internal static class PostgresMigrations
             );
             CREATE INDEX responses_owner ON responses (owner, created_at_ms);
             """),
+        new(6, "gateway instances", """
+            CREATE TABLE gateway_instances (
+                id TEXT PRIMARY KEY,
+                internal_url TEXT NOT NULL,
+                started_at_ms BIGINT NOT NULL,
+                heartbeat_at_ms BIGINT NOT NULL
+            );
+            """),
     ];
 }

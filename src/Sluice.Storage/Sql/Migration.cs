@@ -8,7 +8,8 @@ internal sealed record Migration(int Version, string Name, string Sql);
 /// <summary>Applies pending migrations inside a transaction the caller already holds exclusively.</summary>
 internal static class MigrationRunner
 {
-    public static async Task<int> ApplyAsync(
+    /// <returns>The schema version and how many steps this call applied.</returns>
+    public static async Task<(int Version, int Applied)> ApplyAsync(
         DbConnection connection,
         DbTransaction transaction,
         IReadOnlyList<Migration> migrations,
@@ -39,6 +40,7 @@ internal static class MigrationRunner
                 "run a Sluice version at least as new as the one that upgraded the database.");
         }
 
+        var count = 0;
         foreach (var migration in migrations.OrderBy(m => m.Version))
         {
             if (applied.Contains(migration.Version))
@@ -57,8 +59,9 @@ internal static class MigrationRunner
                 "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (@v, @n, @t)");
             await record.With("@v", migration.Version).With("@n", migration.Name).With("@t", now)
                 .ExecuteNonQueryAsync(cancellationToken);
+            count++;
         }
 
-        return known;
+        return (known, count);
     }
 }

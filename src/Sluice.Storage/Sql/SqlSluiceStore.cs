@@ -44,6 +44,9 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     /// <inheritdoc />
     public int SchemaVersion { get; protected set; }
 
+    /// <inheritdoc />
+    public int MigrationsApplied { get; protected set; }
+
     protected TimeProvider Time { get; }
 
     protected DateTimeOffset Now => DateTimeOffset.FromUnixTimeMilliseconds(Time.GetUtcNow().ToUnixTimeMilliseconds());
@@ -58,6 +61,13 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     protected abstract Task LockConcurrencyKeyAsync(DbConnection connection, DbTransaction transaction, string key, CancellationToken cancellationToken);
 
     protected abstract bool IsUniqueViolation(DbException exception);
+
+    /// <summary>
+    /// Tells other processes on the same database that cached tenancy data changed (<see cref="StoreChange"/>), inside
+    /// the write's transaction so it is delivered on commit only. Nothing by default (a store no other process shares).
+    /// </summary>
+    protected virtual Task NotifyAsync(DbConnection connection, DbTransaction transaction, StoreChange change, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
 
     /// <inheritdoc />
     public abstract ValueTask DisposeAsync();
@@ -173,6 +183,7 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     }
 
                     var key = await InsertKeyAsync(c, tx, created.Id, team.FirstKey ?? new NewKey(), now, cancellationToken);
+                    await NotifyAsync(c, tx, StoreChange.KeyCreated, cancellationToken);
                     return new CreatedTeam(created, key);
                 },
                 cancellationToken);
@@ -223,6 +234,7 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     throw new StoreNotFoundException("team", teamId);
                 }
 
+                await NotifyAsync(c, tx, StoreChange.Team(teamId), cancellationToken);
                 return (await ReadTeamAsync(c, tx, teamId, cancellationToken))!;
             },
             cancellationToken);
@@ -237,6 +249,9 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             async (c, tx) =>
             {
                 await RequireTeamAsync(c, tx, teamId, cancellationToken);
+
+                // Other processes may have remembered this secret as unknown: they forget their misses.
+                await NotifyAsync(c, tx, StoreChange.KeyCreated, cancellationToken);
                 return await InsertKeyAsync(c, tx, teamId, key, Now, cancellationToken);
             },
             cancellationToken);
@@ -283,6 +298,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                 {
                     await update.With("@now", Now).With("@id", keyId).With("@team", teamId).ExecuteNonQueryAsync(cancellationToken);
                 }
+
+                await NotifyAsync(c, tx, StoreChange.Key(keyId), cancellationToken);
 
                 return await ReadKeyAsync(c, tx, teamId, keyId, cancellationToken) ?? throw new StoreNotFoundException("key", keyId);
             },
@@ -331,6 +348,7 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     throw new InsufficientCreditsException(teamId, current, -amount);
                 }
 
+                await NotifyAsync(c, tx, StoreChange.Team(teamId), cancellationToken);
                 return await InsertTransactionAsync(c, tx, teamId, amount, reason.Trim(), null, balance.Value, now, cancellationToken);
             },
             cancellationToken);
@@ -479,6 +497,12 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                         await InsertTransactionAsync(c, tx, teamId, -1, CreditReasons.JobCharge, jobId, balance.Value, now, cancellationToken);
                     }
 
+                    if (balance is null or 0)
+                    {
+                        // Admission reads cached balances; only running out changes its answer, so only that is told.
+                        await NotifyAsync(c, tx, StoreChange.Team(teamId), cancellationToken);
+                    }
+
                     await using var mark = Db.Command(c, tx, "UPDATE jobs SET charge = @charge WHERE id = @id");
                     await mark.With("@charge", Codes.Of(balance is null ? JobCharge.InsufficientCredits : JobCharge.Charged)).With("@id", jobId)
                         .ExecuteNonQueryAsync(cancellationToken);
@@ -554,6 +578,7 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                         "INSERT INTO model_groups (name, display_name, description, models, created_at_ms) VALUES (@name, @display, @description, @models, @at)");
                     await insert.With("@name", stored.Name).With("@display", stored.DisplayName).With("@description", stored.Description)
                         .With("@models", Db.EncodeList(stored.Models)).With("@at", now).ExecuteNonQueryAsync(cancellationToken);
+                    await NotifyAsync(c, tx, StoreChange.ModelGroup(stored.Name), cancellationToken);
                     return stored;
                 },
                 cancellationToken);

@@ -172,5 +172,14 @@ internal static class SqliteMigrations
             );
             CREATE INDEX responses_owner ON responses (owner, created_at_ms);
             """),
+        new(6, "gateway instances", """
+            -- Kept in step with PostgreSQL's numbering; a SQLite store serves one process, so the table stays empty.
+            CREATE TABLE gateway_instances (
+                id TEXT PRIMARY KEY,
+                internal_url TEXT NOT NULL,
+                started_at_ms INTEGER NOT NULL,
+                heartbeat_at_ms INTEGER NOT NULL
+            );
+            """),
     ];
 }

@@ -89,7 +89,7 @@ internal sealed class SqliteSluiceStore : SqlSluiceStore
             // BEGIN IMMEDIATE: a second process starting at the same moment waits here, then sees the versions
             // recorded by the first and applies nothing.
             await using var tx = (SqliteTransaction)await c.BeginTransactionAsync(cancellationToken);
-            SchemaVersion = await MigrationRunner.ApplyAsync(c, tx, SqliteMigrations.All, SqliteMigrations.CreateTable, Now, cancellationToken);
+            (SchemaVersion, MigrationsApplied) = await MigrationRunner.ApplyAsync(c, tx, SqliteMigrations.All, SqliteMigrations.CreateTable, Now, cancellationToken);
             await tx.CommitAsync(cancellationToken);
         }
         finally

@@ -17,7 +17,7 @@ internal sealed class RelayKit
 {
     public RelayKit()
     {
-        Relay = new StreamRelay(new UsageReporter([Usage], NullLogger<UsageReporter>.Instance), Time, NullLogger<StreamRelay>.Instance);
+        Relay = new StreamRelay(new UsageReporter([Usage], NullLogger<UsageReporter>.Instance), Time, NullLogger<StreamRelay>.Instance, new Sluice.Gateway.Cluster.GatewayDrain(new Sluice.Gateway.Hosting.GatewayOptions(), NullLogger<Sluice.Gateway.Cluster.GatewayDrain>.Instance));
         Call = new ChatCall("req-1", Time.GetTimestamp(), Caller.Open, CallDialect.OpenAI, CancellationToken.None)
         {
             Request = new ChatRequest { Model = "m", Messages = [new ChatMessage(ChatRoles.User, "Tell me about rivers")], Stream = true },
