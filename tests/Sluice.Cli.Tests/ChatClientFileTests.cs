@@ -98,7 +98,7 @@ public sealed class ChatClientFileTests(GatewayFixture gateway) : IDisposable
         var text = await CliProcess.RunAsync(["chat", "Tell me about rivers", "--url", gateway.Url, "--model", "sim-realistic", "--max-tokens", "20"]);
         Assert.True(text.ExitCode == 0, text.ToString());
         var line = Assert.Single(text.StderrLines);
-        Assert.Matches(@" · \d+\.\d tokens/s after first token · \d+\.\d tokens/s overall$", line);
+        Assert.Matches(@" · \d+\.\d tokens/s after first token · \d+\.\d tokens/s overall · stopped at max tokens$", line);
 
         var json = await CliProcess.RunAsync(["chat", "Tell me about rivers", "--url", gateway.Url, "--model", "sim-realistic", "--max-tokens", "20", "--json"]);
         Assert.True(json.ExitCode == 0, json.ToString());

@@ -122,7 +122,8 @@ public sealed class BrokerRestartTests
     [Fact]
     public async Task Shutting_down_mid_answer_sends_an_error_instead_of_silence()
     {
-        await using var harness = await BridgeHarness.StartAsync();
+        // 300 tokens at 50/s take 6 s: far past a half-second grace.
+        await using var harness = await BridgeHarness.StartAsync(gateway: o => o.Streaming.ShutdownGraceSeconds = 0.5);
         await harness.PublishAsync("""{"id": "bye", "model": "sim-paced", "prompt": "A long one", "max_tokens": 300}""");
         await harness.ReadMessageAsync("bye");
 
@@ -134,8 +135,27 @@ public sealed class BrokerRestartTests
         }
         while (!final.IsFinal);
 
-        Assert.Equal("bridge_stopping", final.Error!.Value.GetProperty("code").GetString());
-        Assert.Contains(harness.Usage.Records, r => r.ErrorCode == "bridge_stopping");
+        Assert.True(final.Error is not null, Encoding.UTF8.GetString(final.Payload));
+        Assert.Equal("gateway_shutting_down", final.Error!.Value.GetProperty("code").GetString());
+        Assert.Contains(harness.Usage.Records, r => r.ErrorCode == "gateway_shutting_down");
+    }
+
+    [Fact]
+    public async Task Stopping_within_the_grace_lets_the_running_answer_finish()
+    {
+        await using var harness = await BridgeHarness.StartAsync(gateway: o => o.Streaming.ShutdownGraceSeconds = 10);
+        await harness.PublishAsync("""{"id": "calm", "model": "sim-paced", "prompt": "A short one", "max_tokens": 40}""");
+        await harness.ReadMessageAsync("calm");
+
+        await harness.Gateway.App.StopAsync();
+        Received final;
+        do
+        {
+            final = await harness.ReadMessageAsync("calm");
+        }
+        while (!final.IsFinal);
+
+        Assert.True(final.IsDone, Encoding.UTF8.GetString(final.Payload));
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)

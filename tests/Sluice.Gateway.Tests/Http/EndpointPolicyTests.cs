@@ -28,10 +28,10 @@ public sealed class EndpointPolicyTests
         var undeclared = endpoints.Where(e => e.Metadata.GetMetadata<EndpointPolicy>() is null).Select(e => e.RoutePattern.RawText).ToList();
         Assert.Empty(undeclared);
 
-        // The public ones: the web chat page and its assets, liveness, the JSON 404. Everything else needs a key.
+        // The public ones: the web chat page and its assets, liveness and readiness, the JSON 404. Everything else needs a key.
         var open = endpoints.Where(e => !e.Metadata.GetMetadata<EndpointPolicy>()!.RequiresKey).Select(e => e.RoutePattern.RawText!).ToList();
         Assert.All(open, pattern => Assert.True(
-            pattern is "/" or "/health" or "{*path}" || pattern.StartsWith("/webchat/", StringComparison.Ordinal), $"{pattern} needs no key"));
+            pattern is "/" or "/health" or "/health/live" or "/health/ready" or "{*path}" || pattern.StartsWith("/webchat/", StringComparison.Ordinal), $"{pattern} needs no key"));
         Assert.Contains("/v1/chat/completions", endpoints.Where(e => e.Metadata.GetMetadata<EndpointPolicy>()!.RequiresKey).Select(e => e.RoutePattern.RawText));
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         Directory.Delete(data, recursive: true);
