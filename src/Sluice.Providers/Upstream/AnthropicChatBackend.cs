@@ -277,15 +277,23 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     {
         private readonly Dictionary<int, ToolBlock> _toolBlocks = [];
         private int _promptTokens;
+        private int _cacheRead;
+        private int _cacheCreation;
         private int _completionTokens;
         private bool _hasUsage;
         private string? _stopReason;
         private string? _stopSequence;
+        private string? _stopDetails;
+
+        // message_start's facts go out with the first event of the answer, never alone: an error event right after
+        // message_start must still fail the request before anything was sent (real status, fallback possible).
+        private AnswerStartEvent? _pendingStart;
 
         public bool Stopped { get; private set; }
 
         public void Apply(in AnthropicEvent e, List<ChatStreamEvent> output)
         {
+            var before = output.Count;
             switch (e.Type)
             {
                 case AnthropicEventType.MessageStart:
@@ -293,9 +301,12 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     {
                         _hasUsage = true;
                         _promptTokens = e.InputTokens;
+                        _cacheRead = e.CacheReadTokens;
+                        _cacheCreation = e.CacheCreationTokens;
                         _completionTokens = e.OutputTokens;
                     }
 
+                    _pendingStart = new AnswerStartEvent(e.MessageId, e.HasUsage ? Usage() : null) { ServiceTier = e.ServiceTier };
                     break;
                 case AnthropicEventType.ContentBlockStart when e.BlockType == "tool_use":
                     var toolIndex = _toolBlocks.Count;
@@ -328,13 +339,16 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                 case AnthropicEventType.MessageDelta:
                     _stopReason = e.StopReason ?? _stopReason;
                     _stopSequence = e.StopSequence ?? _stopSequence;
+                    _stopDetails = e.StopDetailsJson ?? _stopDetails;
                     if (e.HasUsage)
                     {
                         _hasUsage = true;
                         _completionTokens = e.OutputTokens;
-                        if (e.InputTokens > 0)
+                        if (e.HasInputTokens)
                         {
                             _promptTokens = e.InputTokens;
+                            _cacheRead = e.CacheReadTokens;
+                            _cacheCreation = e.CacheCreationTokens;
                         }
                     }
 
@@ -344,15 +358,25 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     output.Add(new FinishEvent(FinishReasonOf(_stopReason))
                     {
                         StopSequence = _stopReason == "stop_sequence" ? _stopSequence : null,
+                        StopDetailsJson = _stopDetails,
                     });
                     if (_hasUsage)
                     {
-                        output.Add(new UsageEvent(new ChatUsage(_promptTokens, _completionTokens)));
+                        output.Add(new UsageEvent(Usage()));
                     }
 
                     break;
             }
+
+            if (_pendingStart is not null && output.Count > before)
+            {
+                output.Insert(before, _pendingStart);
+                _pendingStart = null;
+            }
         }
+
+        private ChatUsage Usage() =>
+            new(_promptTokens, _completionTokens) { Details = ChatUsageDetails.Of(_cacheRead, _cacheCreation, 0) };
 
         private sealed class ToolBlock(int toolIndex)
         {
