@@ -34,6 +34,36 @@ public sealed class InfoEndpointTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Anthropic_clients_get_type_display_name_created_at_and_paging_fields()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+        request.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
+        using var response = await _gateway.Client.SendAsync(request);
+        var list = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        var data = list.GetProperty("data").EnumerateArray().ToList();
+        Assert.All(data, m =>
+        {
+            Assert.Equal("model", m.GetProperty("type").GetString());
+            Assert.Equal(m.GetProperty("id").GetString(), m.GetProperty("display_name").GetString());
+            var created = DateTimeOffset.Parse(m.GetProperty("created_at").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(m.GetProperty("created").GetInt64(), created.ToUnixTimeSeconds());
+        });
+        Assert.False(list.GetProperty("has_more").GetBoolean());
+        Assert.Equal(data[0].GetProperty("id").GetString(), list.GetProperty("first_id").GetString());
+        Assert.Equal(data[^1].GetProperty("id").GetString(), list.GetProperty("last_id").GetString());
+
+        using var one = new HttpRequestMessage(HttpMethod.Get, "v1/models/sim-fast");
+        one.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
+        using var oneResponse = await _gateway.Client.SendAsync(one);
+        Assert.Equal("model", JsonDocument.Parse(await oneResponse.Content.ReadAsStringAsync()).RootElement.GetProperty("type").GetString());
+
+        // OpenAI clients see the list as before.
+        var plain = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
+        Assert.False(plain.TryGetProperty("has_more", out _));
+        Assert.False(plain.GetProperty("data")[0].TryGetProperty("type", out _));
+    }
+
+    [Fact]
     public async Task Health_reports_ok_and_usage_totals()
     {
         using (var chat = await _gateway.PostChatAsync("""{"model":"sim-fast","prompt":"hello there","max_tokens":9}"""))

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Http;
@@ -22,7 +23,7 @@ namespace Sluice.Gateway.Endpoints;
 /// Ollama model names carry a tag (<c>llama3:latest</c>); the resolver also finds the model without it. Answers
 /// echo the name the client sent, as Ollama does.
 /// </remarks>
-internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, GatewayOptions options, TimeProvider time)
+internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, GatewayOptions options, TimeProvider time, ModelActivity activity)
 {
     /// <summary>The Ollama API version reported by <c>/api/version</c>: the one whose behaviour these endpoints follow.</summary>
     public const string CompatibleVersion = "0.12.0";
@@ -79,6 +80,41 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
             json.WriteNumber("size"u8, 0);
             json.WriteString("digest"u8, Digest(model.Name));
             WriteDetails(json, model);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.Flush();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// <c>GET /api/ps</c>: the models that answered within the last five minutes (Ollama's default keep-alive), each with
+    /// <c>expires_at</c> = its last answer + five minutes. Sizes are 0: Sluice keeps no weights in memory.
+    /// </summary>
+    public Task RunningAsync(HttpContext context)
+    {
+        context.Response.ContentType = "application/json";
+        using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+        json.WriteStartObject();
+        json.WriteStartArray("models"u8);
+        foreach (var (name, expiresAt) in activity.Running())
+        {
+            if (!resolver.TryGet(name, out var model))
+            {
+                continue;
+            }
+
+            json.WriteStartObject();
+            json.WriteString("name"u8, model.Name);
+            json.WriteString("model"u8, model.Name);
+            json.WriteNumber("size"u8, 0);
+            json.WriteString("digest"u8, Digest(model.Name));
+            WriteDetails(json, model);
+            json.WriteString("expires_at"u8, OllamaStreamWriter.Timestamp(expiresAt));
+            json.WriteNumber("size_vram"u8, 0);
+            json.WriteNumber("context_length"u8, model.Options.ContextWindow);
             json.WriteEndObject();
         }
 

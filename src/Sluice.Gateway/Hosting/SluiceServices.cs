@@ -36,6 +36,8 @@ internal static class SluiceServices
         services.AddSingleton(catalog);
         services.AddSingleton<UsageTotals>();
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
+        services.AddSingleton<ModelActivity>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<ModelActivity>());
         services.AddSingleton<UsageReporter>();
         services.AddSingleton<TenancyRuntime>();
         services.AddSingleton<TenantDirectory>();
@@ -152,6 +154,7 @@ internal static class SluiceServices
         app.MapPost("/api/show", ollama.ShowAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/tags", ollama.TagsAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/version", OllamaEndpoints.VersionAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapGet("/api/ps", ollama.RunningAsync).WithPolicy(EndpointPolicy.OllamaKey);
     }
 
     /// <summary>The portal stream and WebSocket chat.</summary>
