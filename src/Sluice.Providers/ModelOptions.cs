@@ -45,6 +45,13 @@ public sealed class ModelOptions
     /// <summary>Upstream: longest a whole request may take, in milliseconds (default 1 800 000). 0 disables it.</summary>
     public int TotalTimeoutMs { get; set; } = 1_800_000;
 
+    /// <summary>
+    /// Whether the model takes image and document parts. Unset: upstream providers are sent them (the provider decides)
+    /// and simulated models refuse them; <c>false</c> refuses them for any provider with a 400 before anything is sent;
+    /// <c>true</c> lets a simulated model accept them (its answer mentions them; it does not look at them).
+    /// </summary>
+    public bool? Vision { get; set; }
+
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
 

@@ -32,7 +32,7 @@ internal sealed class CallDialect
     public static CallDialect OllamaChat { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseChat(body, limits), latestTag: true);
 
     /// <summary><c>POST /api/generate</c>.</summary>
-    public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, _) => OllamaRequestParser.ParseGenerate(body), latestTag: true);
+    public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseGenerate(body, limits), latestTag: true);
 
     /// <summary>The portal stream, <c>POST /api/llm/chat/stream</c> (always streamed), and WebSocket chat requests.</summary>
     public static CallDialect Portal { get; } = new("portal", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits) with { Stream = true });

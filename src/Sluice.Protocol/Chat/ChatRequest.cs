@@ -104,6 +104,12 @@ public sealed record ChatMessage(string Role, string? Content)
 
     /// <summary>For <c>assistant</c> messages: the tool calls it made.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>
+    /// The content in order, text and images and documents, when the message has an image or document part (null for
+    /// text-only messages, whose text is all in <see cref="Content"/>). <see cref="Content"/> still holds the text.
+    /// </summary>
+    public IReadOnlyList<ContentPart>? Parts { get; init; }
 }
 
 /// <summary>A complete tool call.</summary>

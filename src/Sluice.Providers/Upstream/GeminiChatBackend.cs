@@ -117,7 +117,7 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
         return buffer.WrittenSpan.ToArray();
     }
 
-    private static void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    private void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
     {
         // Tool results name the function they answer; OpenAI messages only carry the call id.
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -135,7 +135,14 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
                 return;
             }
 
-            if (!string.IsNullOrEmpty(message.Content))
+            if (message.Parts is { } parts)
+            {
+                foreach (var part in parts)
+                {
+                    WritePart(json, part);
+                }
+            }
+            else if (!string.IsNullOrEmpty(message.Content))
             {
                 json.WriteStartObject();
                 json.WriteString("text"u8, message.Content);
@@ -157,6 +164,53 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// One content part as a Gemini part: <c>text</c>; inline bytes as <c>inlineData</c> (<c>mimeType</c>, <c>data</c>); a URL
+    /// as <c>fileData</c> (<c>mimeType</c>, <c>fileUri</c>; the type read from the URL's extension); plain-text documents as text.
+    /// </summary>
+    private void WritePart(Utf8JsonWriter json, ContentPart part)
+    {
+        if (part.Kind == ContentPartKind.Text || part.Text is not null)
+        {
+            var text = part.Kind != ContentPartKind.Text && part.Filename is not null ? $"{part.Filename}\n\n{part.Text}" : part.Text;
+            if (!string.IsNullOrEmpty(text))
+            {
+                json.WriteStartObject();
+                json.WriteString("text"u8, text);
+                json.WriteEndObject();
+            }
+
+            return;
+        }
+
+        if (part.FileId is not null)
+        {
+            throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                "a file id belongs to the provider it was uploaded to", "Send the file's bytes (base64) or a URL instead.");
+        }
+
+        json.WriteStartObject();
+        if (part.Url is not null)
+        {
+            var mimeType = part.MediaType ?? ContentParts.MediaTypeFromUrl(part.Url)
+                ?? throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Gemini needs the media type of a file given by URL, and the URL's extension does not tell it",
+                    "Send the bytes (base64, with their media type) instead, or a URL ending in .png, .jpg, .gif, .webp or .pdf.");
+            json.WriteStartObject("fileData"u8);
+            json.WriteString("mimeType"u8, mimeType);
+            json.WriteString("fileUri"u8, part.Url);
+        }
+        else
+        {
+            json.WriteStartObject("inlineData"u8);
+            json.WriteString("mimeType"u8, part.MediaType);
+            json.WriteString("data"u8, part.Data);
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     /// <summary>A tool result as the object Gemini wants: the result itself if it is a JSON object, else <c>{"content": text}</c>.</summary>

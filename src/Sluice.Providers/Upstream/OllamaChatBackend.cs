@@ -100,7 +100,15 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
                 var message = request.Messages[i];
                 json.WriteStartObject();
                 json.WriteString("role"u8, message.Role == ChatRoles.Developer ? ChatRoles.System : message.Role);
-                json.WriteString("content"u8, message.Content ?? string.Empty);
+                if (message.Parts is { } parts)
+                {
+                    WriteParts(json, parts);
+                }
+                else
+                {
+                    json.WriteString("content"u8, message.Content ?? string.Empty);
+                }
+
                 if (message.Role == ChatRoles.Tool && message.ToolCallId is { } id && callNames.TryGetValue(id, out var toolName))
                 {
                     json.WriteString("tool_name"u8, toolName);
@@ -141,6 +149,51 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
         }
 
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// A message with parts as Ollama takes it: the text (plain-text documents included) as <c>content</c> and the images,
+    /// base64, as <c>images</c>. Images by URL and other documents are refused: Ollama fetches nothing and reads no PDFs.
+    /// </summary>
+    private void WriteParts(Utf8JsonWriter json, IReadOnlyList<ContentPart> parts)
+    {
+        var text = new StringBuilder();
+        foreach (var part in parts)
+        {
+            if (part.Kind == ContentPartKind.Image && part.Data is null)
+            {
+                throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Ollama takes images as base64 data only", "Send the image's bytes (a data URL or base64) instead of a URL or file id.");
+            }
+
+            if (part.Kind == ContentPartKind.Document && part.Text is null)
+            {
+                throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Ollama takes text and images, not documents", "Send the document's text instead, or use a model that reads PDFs.");
+            }
+
+            if (part.Text is not null)
+            {
+                if (text.Length > 0)
+                {
+                    text.Append('\n');
+                }
+
+                text.Append(part.Kind == ContentPartKind.Document && part.Filename is not null ? $"{part.Filename}\n\n{part.Text}" : part.Text);
+            }
+        }
+
+        json.WriteString("content"u8, text.ToString());
+        json.WriteStartArray("images"u8);
+        foreach (var part in parts)
+        {
+            if (part.Kind == ContentPartKind.Image)
+            {
+                json.WriteStringValue(part.Data);
+            }
+        }
+
+        json.WriteEndArray();
     }
 
     private static void WriteOptions(Utf8JsonWriter json, ChatRequest request) =>

@@ -259,14 +259,18 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
         return hadMessages;
     }
 
-    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    private void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
     {
         json.WriteStartArray("messages"u8);
         foreach (var message in messages)
         {
             json.WriteStartObject();
             json.WriteString("role"u8, message.Role);
-            if (message.Content is null)
+            if (message.Parts is { } parts)
+            {
+                WriteParts(json, parts);
+            }
+            else if (message.Content is null)
             {
                 json.WriteNull("content"u8);
             }
@@ -301,6 +305,62 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
                 }
 
                 json.WriteEndArray();
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>
+    /// Content parts in OpenAI's shape: <c>text</c>, <c>image_url</c> (an http(s) or data URL, with <c>detail</c>) and
+    /// <c>file</c> (<c>file_data</c> as a data URL with a <c>filename</c>, or <c>file_id</c>); plain-text documents as text.
+    /// </summary>
+    private void WriteParts(Utf8JsonWriter json, IReadOnlyList<ContentPart> parts)
+    {
+        json.WriteStartArray("content"u8);
+        foreach (var part in parts)
+        {
+            json.WriteStartObject();
+            if (part.Kind == ContentPartKind.Text || part.Text is not null)
+            {
+                json.WriteString("type"u8, "text"u8);
+                json.WriteString("text"u8, part.Kind == ContentPartKind.Text || part.Filename is null ? part.Text : $"{part.Filename}\n\n{part.Text}");
+            }
+            else if (part.Kind == ContentPartKind.Image)
+            {
+                json.WriteString("type"u8, "image_url"u8);
+                json.WriteStartObject("image_url"u8);
+                json.WriteString("url"u8, part.Url ?? AttachmentSupport.DataUrl(part));
+                if (part.Detail is not null)
+                {
+                    json.WriteString("detail"u8, part.Detail);
+                }
+
+                json.WriteEndObject();
+            }
+            else
+            {
+                if (part.Url is not null)
+                {
+                    throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                        "OpenAI's chat API takes files as data or file ids, not by URL", "Send the document's bytes (base64) instead.");
+                }
+
+                json.WriteString("type"u8, "file"u8);
+                json.WriteStartObject("file"u8);
+                if (part.FileId is not null)
+                {
+                    json.WriteString("file_id"u8, part.FileId);
+                }
+                else
+                {
+                    json.WriteString("file_data"u8, AttachmentSupport.DataUrl(part));
+                    json.WriteString("filename"u8, part.Filename ?? (part.MediaType == "application/pdf" ? "document.pdf" : "document"));
+                }
+
+                json.WriteEndObject();
             }
 
             json.WriteEndObject();

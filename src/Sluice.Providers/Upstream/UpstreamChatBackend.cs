@@ -56,6 +56,8 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
             UpstreamStreaming.RequireSingleChoice(request, Transport);
         }
 
+        AttachmentSupport.RequireVision(request, Transport.Options, Transport.ProviderLabel);
+
         var body = BuildBody(request);
         using var call = new UpstreamCall(Transport, cancellationToken);
 
