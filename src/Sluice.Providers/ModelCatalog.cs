@@ -20,10 +20,16 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
     /// <summary>For groups: the member names in order; for aliases: the target; otherwise empty.</summary>
     public IReadOnlyList<string> Members { get; init; } = [];
 
+    /// <summary>
+    /// What makes its embeddings, with retries and fallbacks (for a group or alias: its members that can embed), or null
+    /// when it cannot (simulated chat models, Anthropic).
+    /// </summary>
+    public IEmbeddingBackend? Embeddings { get; init; }
+
     /// <summary>The <c>owned_by</c> value in <c>/v1/models</c>.</summary>
     public string OwnedBy => Options.Provider switch
     {
-        SimulatedChatBackend.ProviderName => "sluice-simulation",
+        SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName => "sluice-simulation",
         GroupProvider => "sluice-group",
         _ => Options.Provider,
     };
@@ -123,6 +129,7 @@ public sealed class ModelCatalog : IDisposable
                 entries.Add(new ModelEntry(model.Name, model, Route([Candidate(model.Name, concrete)], retry, onRetry))
                 {
                     Source = concrete[model.Name].Backend,
+                    Embeddings = EmbeddingRoute([Candidate(model.Name, concrete)], retry, onRetry),
                 });
                 resolved[model.Name] = [model.Name];
                 continue;
@@ -133,6 +140,7 @@ public sealed class ModelCatalog : IDisposable
             entries.Add(new ModelEntry(model.Name, model, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
             {
                 Members = [model.Target],
+                Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
 
@@ -158,6 +166,7 @@ public sealed class ModelCatalog : IDisposable
             entries.Add(new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
             {
                 Members = group.Models,
+                Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
 
@@ -260,6 +269,7 @@ public sealed class ModelCatalog : IDisposable
         var entry = new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry))
         {
             Members = [.. group.Models],
+            Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry),
         };
         return (entry, [.. members]);
     }
@@ -296,12 +306,26 @@ public sealed class ModelCatalog : IDisposable
     private static RouteCandidate Candidate(string name, Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete)
     {
         var (options, backend) = concrete[name];
-        var attempts = options.MaxAttempts ?? (options.Provider == SimulatedChatBackend.ProviderName ? 1 : 2);
+        var attempts = options.MaxAttempts ?? (options.Provider is SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName ? 1 : 2);
         return new RouteCandidate(name, backend, Math.Max(1, attempts));
     }
 
     private static IChatBackend Route(List<RouteCandidate> candidates, RetryOptions retry, Action<RetryNotice>? onRetry) =>
         candidates is [{ Attempts: 1 } only] ? only.Backend : new FallbackChatBackend(candidates, retry, onRetry);
+
+    /// <summary>The candidates that can embed, in order, with the same retries; null when none can.</summary>
+    private static IEmbeddingBackend? EmbeddingRoute(List<RouteCandidate> candidates, RetryOptions retry, Action<RetryNotice>? onRetry)
+    {
+        List<EmbeddingCandidate> embedding = [.. candidates
+            .Where(c => c.Backend is IEmbeddingBackend)
+            .Select(c => new EmbeddingCandidate(c.Name, (IEmbeddingBackend)c.Backend, c.Attempts))];
+        return embedding switch
+        {
+            [] => null,
+            [{ Attempts: 1 } only] => only.Backend,
+            _ => new FallbackEmbeddingBackend(embedding, retry, onRetry),
+        };
+    }
 
     /// <summary>Resolves a name used by an alias or group to concrete model names, rejecting unknown names and cycles.</summary>
     private static List<string> ResolveTarget(
@@ -347,6 +371,7 @@ public sealed class ModelCatalog : IDisposable
     public static IReadOnlyList<string> Providers { get; } =
     [
         SimulatedChatBackend.ProviderName,
+        SimulatedEmbeddingBackend.ProviderName,
         OpenAIChatBackend.ProviderName,
         AnthropicChatBackend.ProviderName,
         GeminiChatBackend.ProviderName,
@@ -368,6 +393,11 @@ public sealed class ModelCatalog : IDisposable
         if (model.Provider == SimulatedChatBackend.ProviderName)
         {
             return new SimulatedChatBackend(model);
+        }
+
+        if (model.Provider == SimulatedEmbeddingBackend.ProviderName)
+        {
+            return new SimulatedEmbeddingBackend(model);
         }
 
         if (!Providers.Contains(model.Provider, StringComparer.Ordinal))

@@ -17,7 +17,7 @@ public sealed class InfoEndpointTests : IAsyncLifetime
         var list = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
         Assert.Equal("list", list.GetProperty("object").GetString());
         var ids = list.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
-        Assert.Equal(["sim-fast", "sim-realistic", "sim-slow", "sim-paced"], ids);
+        Assert.Equal(["sim-fast", "sim-realistic", "sim-slow", "sim-embed", "sim-paced"], ids);
         Assert.All(list.GetProperty("data").EnumerateArray(), m =>
         {
             Assert.Equal("model", m.GetProperty("object").GetString());
@@ -73,7 +73,7 @@ public sealed class InfoEndpointTests : IAsyncLifetime
 
         var health = JsonDocument.Parse(await _gateway.Client.GetStringAsync("health")).RootElement;
         Assert.Equal("ok", health.GetProperty("status").GetString());
-        Assert.Equal(4, health.GetProperty("models").GetInt32());
+        Assert.Equal(5, health.GetProperty("models").GetInt32());
         Assert.True(health.GetProperty("usage").GetProperty("completion_tokens").GetInt64() >= 9);
     }
 

@@ -47,7 +47,7 @@ internal static class ServeCommand
             var logger = gateway.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice");
             var catalog = gateway.GetRequiredService<ModelCatalog>();
             LogStarted(logger, gateway.BaseAddress, string.Join(", ", catalog.Models.Select(m => m.Name)));
-            if (catalog.Models.All(m => m.Options.Provider == "sim"))
+            if (catalog.Models.All(m => m.Options.Provider is "sim" or "sim-embed"))
             {
                 LogSimulated(logger);
             }

@@ -1,6 +1,7 @@
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Ollama;
 
 namespace Sluice.Gateway.Calls;
@@ -33,6 +34,14 @@ internal sealed class CallDialect
 
     /// <summary><c>POST /api/generate</c>.</summary>
     public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseGenerate(body, limits), latestTag: true);
+
+    /// <summary><c>POST /v1/embeddings</c> (parsed by its endpoint, which keeps the embeddings request for its stage).</summary>
+    public static CallDialect Embeddings { get; } = new(
+        "openai-embeddings", ErrorDialect.OpenAI, "GET /v1/models", (body, _) => EmbeddingRequestParser.ParseOpenAI(body).ToChatRequest());
+
+    /// <summary>Ollama's <c>POST /api/embed</c> and <c>POST /api/embeddings</c>.</summary>
+    public static CallDialect OllamaEmbed { get; } = new(
+        "ollama-embed", ErrorDialect.Ollama, "GET /api/tags", (body, _) => EmbeddingRequestParser.ParseOllamaEmbed(body).ToChatRequest(), latestTag: true);
 
     /// <summary>The portal stream, <c>POST /api/llm/chat/stream</c> (always streamed), and WebSocket chat requests.</summary>
     public static CallDialect Portal { get; } = new("portal", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits) with { Stream = true });

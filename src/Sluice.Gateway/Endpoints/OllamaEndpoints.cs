@@ -171,8 +171,11 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         json.WriteNumber($"{model.Options.Provider}.context_length", model.Options.ContextWindow);
         json.WriteEndObject();
         json.WriteStartArray("capabilities"u8);
-        json.WriteStringValue("completion"u8);
-        json.WriteStringValue("tools"u8);
+        foreach (var capability in Capabilities(model))
+        {
+            json.WriteStringValue(capability);
+        }
+
         json.WriteEndArray();
         json.WriteString("modified_at"u8, _modifiedAt);
         json.WriteEndObject();
@@ -198,6 +201,28 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         json.WriteString("parameter_size"u8, string.Empty);
         json.WriteString("quantization_level"u8, string.Empty);
         json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Ollama's capability names: <c>embedding</c> for an embedding model; otherwise <c>completion</c> and <c>tools</c>, and
+    /// <c>vision</c> when the model takes images (upstreams unless <c>Vision: false</c>, simulations with <c>Vision: true</c>).
+    /// </summary>
+    private static IEnumerable<string> Capabilities(ModelEntry model)
+    {
+        if (model.Options.Provider == Providers.Simulation.SimulatedEmbeddingBackend.ProviderName)
+        {
+            yield return "embedding";
+            yield break;
+        }
+
+        yield return "completion";
+        yield return "tools";
+        // A group's members may differ, so only a declared Vision counts for it.
+        var known = model.Options.Provider is not (Providers.Simulation.SimulatedChatBackend.ProviderName or ModelEntry.GroupProvider);
+        if (model.Options.Vision ?? known)
+        {
+            yield return "vision";
+        }
     }
 
     /// <summary>A stable digest per model name, since clients use digests to tell models apart.</summary>

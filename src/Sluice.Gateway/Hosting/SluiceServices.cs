@@ -59,6 +59,7 @@ internal static class SluiceServices
         services.AddSingleton<HttpCalls>();
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
+        services.AddSingleton<EmbeddingsEndpoint>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
         services.AddSingleton<PortalEndpoints>();
@@ -130,7 +131,9 @@ internal static class SluiceServices
         var chat = app.ServiceProvider.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.ServiceProvider.GetRequiredService<InfoEndpoints>();
         var streams = app.ServiceProvider.GetRequiredService<StreamsEndpoint>();
+        var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/v1/embeddings", embeddings.OpenAIAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/models", info.ListModelsAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/models/{id}", info.GetModelAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/streams/{id}", streams.ResumeAsync).WithPolicy(EndpointPolicy.Key);
@@ -155,6 +158,9 @@ internal static class SluiceServices
         app.MapGet("/api/tags", ollama.TagsAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/version", OllamaEndpoints.VersionAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/ps", ollama.RunningAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
+        app.MapPost("/api/embed", embeddings.OllamaEmbedAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapPost("/api/embeddings", embeddings.OllamaEmbeddingsAsync).WithPolicy(EndpointPolicy.OllamaKey);
     }
 
     /// <summary>The portal stream and WebSocket chat.</summary>

@@ -36,7 +36,7 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
     /// <summary>The usage so far: the backend's report, or estimates (with the prompt count the backend gave at the start, if any).</summary>
     public ChatUsage Usage => _reported ?? (Start?.Usage is { } started
         ? new ChatUsage(started.PromptTokens, Math.Max(started.CompletionTokens, _estimatedCompletion)) { Details = started.Details }
-        : new ChatUsage(TokenCounter.CountPrompt(request.Messages), _estimatedCompletion));
+        : new ChatUsage(request.PromptTokenEstimate ?? TokenCounter.CountPrompt(request.Messages), _estimatedCompletion));
 
     /// <summary>What the backend said about the answer before its content (its message id, prompt count), if it did.</summary>
     public AnswerStartEvent? Start { get; private set; }

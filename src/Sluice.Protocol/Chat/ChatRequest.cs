@@ -63,6 +63,12 @@ public sealed record ChatRequest
     /// <summary>Request metadata (string map); also carries simulation fault switches.</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 
+    /// <summary>
+    /// The prompt's tokens when the request knows them better than counting <see cref="Messages"/> would (embeddings
+    /// inputs, token-id prompts); admission and usage estimates use it when set.
+    /// </summary>
+    public int? PromptTokenEstimate { get; init; }
+
     /// <summary>The name of the function <see cref="ToolChoice"/> forces, if it forces one.</summary>
     public string? ForcedToolName =>
         ToolChoice is { ValueKind: JsonValueKind.Object } choice

@@ -20,6 +20,9 @@ public sealed class ChatCompletionAccumulator
     /// <summary>What the backend said before its content (its message id, prompt count, service tier), if it did.</summary>
     public AnswerStartEvent? Start { get; private set; }
 
+    /// <summary>The answer of an embeddings call, if this was one.</summary>
+    public Embeddings.EmbeddingResult? Embeddings { get; private set; }
+
     /// <summary>The assembled choices, by index.</summary>
     public IEnumerable<AssembledChoice> Choices =>
         _choices.Select(pair => pair.Value.ToChoice(pair.Key));
@@ -54,6 +57,9 @@ public sealed class ChatCompletionAccumulator
                 break;
             case AnswerStartEvent start:
                 Start = start;
+                break;
+            case EmbeddingResultEvent embeddings:
+                Embeddings = embeddings.Result;
                 break;
             case UsageEvent usage:
                 Usage = usage.Usage;

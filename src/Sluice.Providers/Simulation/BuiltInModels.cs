@@ -33,6 +33,15 @@ public static class BuiltInModels
         Jitter = 0.2,
     };
 
+    /// <summary>A simulated embedding model: deterministic, unit-length vectors that are close for similar texts.</summary>
+    public static ModelOptions Embed => new()
+    {
+        Name = "sim-embed",
+        Provider = SimulatedEmbeddingBackend.ProviderName,
+        Description = "Simulated embedding model (not a language model): 256-dimension vectors from hashed words and word pieces, close for similar texts.",
+        ContextWindow = 8_192,
+    };
+
     /// <summary>All built-ins, fresh instances.</summary>
-    public static IReadOnlyList<ModelOptions> All => [Fast, Realistic, Slow];
+    public static IReadOnlyList<ModelOptions> All => [Fast, Realistic, Slow, Embed];
 }

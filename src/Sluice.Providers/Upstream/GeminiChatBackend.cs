@@ -3,6 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 
 namespace Sluice.Providers.Upstream;
@@ -21,7 +22,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>stop</c>. A stream that closes with neither content nor a finish reason, or with an error object (as data
 /// or written raw into the stream), is an error.
 /// </remarks>
-public sealed class GeminiChatBackend : UpstreamChatBackend
+public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "gemini";
@@ -54,6 +55,48 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary>
+    /// <c>POST {BaseUrl}/models/{UpstreamModel}:batchEmbedContents</c>: one request per text, <c>dimensions</c> as
+    /// <c>outputDimensionality</c>. Gemini reports no token count, so usage is Sluice's estimate.
+    /// </summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        EmbeddingAnswers.RequireText(request, Transport);
+        var model = "models/" + Transport.UpstreamModel;
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteStartArray("requests"u8);
+            foreach (var input in request.Inputs)
+            {
+                json.WriteStartObject();
+                json.WriteString("model"u8, model);
+                json.WriteStartObject("content"u8);
+                json.WriteStartArray("parts"u8);
+                json.WriteStartObject();
+                json.WriteString("text"u8, input.Text);
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteEndObject();
+                if (request.Dimensions is { } dimensions)
+                {
+                    json.WriteNumber("outputDimensionality"u8, dimensions);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        var uri = new Uri($"{Transport.BaseUrl}/models/{Uri.EscapeDataString(Transport.UpstreamModel)}:batchEmbedContents");
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, uri, buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        return new EmbeddingResult { Vectors = EmbeddingAnswers.ReadGemini(answer, request.Inputs.Count, Transport) };
+    }
 
     /// <summary>
     /// Each data line is a whole <c>GenerateContentResponse</c>; one that is an error object is the provider's error. There

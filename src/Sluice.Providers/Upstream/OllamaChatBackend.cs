@@ -4,6 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 
 namespace Sluice.Providers.Upstream;
@@ -18,7 +19,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>eval_count</c> as usage. An <c>{"error": …}</c> line is an error; the stream must reach <c>done: true</c>.
 /// A Bearer key is sent when <see cref="ModelOptions.ApiKeyEnv"/> is set (Ollama behind a proxy, Ollama cloud).
 /// </remarks>
-public sealed class OllamaChatBackend : UpstreamChatBackend
+public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "ollama";
@@ -51,6 +52,41 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary><c>POST {BaseUrl}/api/embed</c> with the texts, <c>truncate</c> and <c>dimensions</c>; Ollama counts the tokens.</summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        EmbeddingAnswers.RequireText(request, Transport);
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, Transport.UpstreamModel);
+            json.WriteStartArray("input"u8);
+            foreach (var input in request.Inputs)
+            {
+                json.WriteStringValue(input.Text);
+            }
+
+            json.WriteEndArray();
+            if (request.Truncate is { } truncate)
+            {
+                json.WriteBoolean("truncate"u8, truncate);
+            }
+
+            if (request.Dimensions is { } dimensions)
+            {
+                json.WriteNumber("dimensions"u8, dimensions);
+            }
+
+            json.WriteEndObject();
+        }
+
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, new Uri(Transport.BaseUrl + "/api/embed"), buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = EmbeddingAnswers.ReadOllama(answer, request.Inputs.Count, Transport);
+        return new EmbeddingResult { Vectors = vectors, PromptTokens = tokens };
+    }
 
     /// <summary>NDJSON lines: text and whole tool calls; <c>{"error"}</c> is the provider's error; <c>"done": true</c> ends with usage.</summary>
     private sealed class Decoder : UpstreamDecoder

@@ -3,6 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.OpenAI;
 
@@ -27,7 +28,7 @@ namespace Sluice.Providers.Upstream;
 /// (<c>data: {"error": …}</c>, as llama.cpp and vLLM send) or anything else is an error.</item>
 /// </list>
 /// </remarks>
-public sealed class OpenAIChatBackend : UpstreamChatBackend
+public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "openai";
@@ -49,6 +50,63 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
         _upstreamModel = JsonEncodedText.Encode(transport.UpstreamModel);
 
     private protected override bool SupportsSeveralChoices => true;
+
+    /// <summary>
+    /// <c>POST {BaseUrl}/embeddings</c>. An OpenAI client's body goes as sent (only <c>model</c> replaced) and the answer comes
+    /// back verbatim; a request from another dialect is built (<c>encoding_format: base64</c>, the smaller answer).
+    /// </summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var passThrough = !request.RawBody.IsEmpty;
+        var body = passThrough ? EmbeddingAnswers.WithModel(request.RawBody, Transport.UpstreamModel) : BuildEmbeddingBody(request);
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, new Uri(Transport.BaseUrl + "/embeddings"), body, cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = EmbeddingAnswers.ReadOpenAI(answer, request.Inputs.Count, Transport);
+        return new EmbeddingResult { Vectors = vectors, PromptTokens = tokens, Verbatim = passThrough ? answer : default };
+    }
+
+    private byte[] BuildEmbeddingBody(EmbeddingRequest request)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _upstreamModel);
+            json.WriteStartArray("input"u8);
+            foreach (var input in request.Inputs)
+            {
+                if (input.Text is not null)
+                {
+                    json.WriteStringValue(input.Text);
+                    continue;
+                }
+
+                json.WriteStartArray();
+                foreach (var token in input.Tokens!)
+                {
+                    json.WriteNumberValue(token);
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteEndArray();
+            json.WriteString("encoding_format"u8, "base64"u8);
+            if (request.Dimensions is { } dimensions)
+            {
+                json.WriteNumber("dimensions"u8, dimensions);
+            }
+
+            if (request.User is not null)
+            {
+                json.WriteString("user"u8, request.User);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
         new Decoder(request.N > 1, options.AcceptsChunkBatches);
