@@ -41,6 +41,13 @@ public sealed record ChatCallOptions
     /// ignore it; everyone else gets one event per chunk.
     /// </summary>
     public bool AcceptsChunkBatches { get; init; }
+
+    /// <summary>
+    /// True when the consumer writes the Responses API format and takes an upstream's Responses events as they are
+    /// (<see cref="ResponsesEvent"/>), so they can be passed through byte for byte. Backends that do not speak the
+    /// Responses API ignore it; everyone else gets the decoded events.
+    /// </summary>
+    public bool AcceptsResponsesEvents { get; init; }
 }
 
 /// <summary>Conveniences over <see cref="IChatBackend"/>.</summary>

@@ -442,7 +442,13 @@ public sealed class ModelCatalog : IDisposable
 
         return model.Provider switch
         {
-            OpenAIChatBackend.ProviderName => new OpenAIChatBackend(model, apiKey),
+            OpenAIChatBackend.ProviderName => model.Api?.Trim().ToLowerInvariant() switch
+            {
+                null or "" or "chat" => new OpenAIChatBackend(model, apiKey),
+                OpenAIResponsesBackend.ApiName => new OpenAIResponsesBackend(model, apiKey),
+                var api => throw new ModelConfigurationException(
+                    $"{where}: Api \"{api}\" is not known; use \"chat\" (POST /chat/completions, the default) or \"responses\" (POST /responses)."),
+            },
             AnthropicChatBackend.ProviderName => new AnthropicChatBackend(model, apiKey),
             GeminiChatBackend.ProviderName => new GeminiChatBackend(model, apiKey),
             _ => new OllamaChatBackend(model, apiKey),

@@ -27,6 +27,13 @@ public sealed class ModelOptions
     /// </summary>
     public string? ApiKeyEnv { get; set; }
 
+    /// <summary>
+    /// Upstream, <c>openai</c> only: which OpenAI API it speaks — <c>chat</c> (<c>POST /chat/completions</c>, the default)
+    /// or <c>responses</c> (<c>POST /responses</c>: Responses API requests are passed through, every other dialect is
+    /// translated).
+    /// </summary>
+    public string? Api { get; set; }
+
     /// <summary>Upstream: the model name the upstream knows (defaults to <see cref="Name"/>).</summary>
     public string? UpstreamModel { get; set; }
 

@@ -12,7 +12,7 @@ namespace Sluice.Storage;
 /// implementation serves them all. Failures the caller can act on are <see cref="StoreNotFoundException"/> (404),
 /// <see cref="StoreConflictException"/> (409) and <see cref="InsufficientCreditsException"/> (402/403).
 /// </remarks>
-public interface ISluiceStore : ITenantStore, IKeyStore, ICreditStore, IJobStore, IModelGroupStore, IUsageStore, ISessionStore, IRateLimitStore, IAsyncDisposable
+public interface ISluiceStore : ITenantStore, IKeyStore, ICreditStore, IJobStore, IModelGroupStore, IUsageStore, ISessionStore, IResponseStore, IRateLimitStore, IAsyncDisposable
 {
     /// <summary>Which database this is, without credentials: <c>sqlite:/path</c> or <c>postgresql://host:port/db</c>.</summary>
     string Description { get; }

@@ -58,7 +58,7 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
         Assert.All(contentChunks, c => Assert.Equal(JsonValueKind.Null, c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind));
 
         var finish = chunks[^2];
-        Assert.Equal("stop", finish.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal("length", finish.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         var usageChunk = chunks[^1];
         Assert.Equal(0, usageChunk.GetProperty("choices").GetArrayLength());
         var usage = usageChunk.GetProperty("usage");
@@ -113,7 +113,7 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
         Assert.Equal("assistant", message.GetProperty("role").GetString());
         Assert.Equal(text.ToString(), message.GetProperty("content").GetString());
         Assert.Contains("glaciers", text.ToString(), StringComparison.OrdinalIgnoreCase);
-        Assert.Equal("stop", completion.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal("length", completion.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.Equal(60, completion.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
 

@@ -47,7 +47,7 @@ public sealed class OpenAISdkTests : IAsyncLifetime
 
         Assert.True(updates > 40);
         Assert.Single(ids);
-        Assert.Equal(ChatFinishReason.Stop, finish);
+        Assert.Equal(ChatFinishReason.Length, finish);
         Assert.NotNull(usage);
         Assert.Equal(40, usage.OutputTokenCount);
         Assert.Equal(usage.InputTokenCount + 40, usage.TotalTokenCount);

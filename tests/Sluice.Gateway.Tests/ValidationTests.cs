@@ -40,7 +40,7 @@ public sealed class ValidationTests : IAsyncLifetime
             { """{"model":"sim-fast","prompt":"hi","max_tokens":"many"}""", 400, "max_tokens", "invalid_type" },
             { """{"model":"sim-fast","prompt":"hi","max_completion_tokens":-5}""", 400, "max_completion_tokens", "invalid_value" },
             { """{"model":"sim-fast","prompt":"hi","max_tokens":100000}""", 400, "max_tokens", "invalid_value" },
-            { """{"model":"sim-fast","prompt":"hi","n":2}""", 400, "n", "unsupported_value" },
+            { """{"model":"sim-fast","prompt":"hi","n":17}""", 400, "n", "unsupported_value" },
             { """{"model":"sim-fast","prompt":"hi","stream":"yes"}""", 400, "stream", "invalid_type" },
             { """{"model":"sim-fast","prompt":"hi","stream_options":{"include_usage":1}}""", 400, "stream_options.include_usage", "invalid_type" },
             { """{"model":"sim-fast","prompt":"hi","stop":["a","b","c","d","e"]}""", 400, "stop", "invalid_value" },

@@ -163,7 +163,7 @@ public sealed class BridgeTests
             ("m-role", """{"id": "m-role", "model": "sim-fast", "messages": [{"content": "Hi"}]}""", "missing_required_parameter", "messages[0].role"),
             ("m-temp", """{"id": "m-temp", "model": "sim-fast", "prompt": "Hi", "temperature": 9}""", "invalid_value", "temperature"),
             ("m-stream", """{"id": "m-stream", "model": "sim-fast", "prompt": "Hi", "stream": "yes"}""", "invalid_type", "stream"),
-            ("m-tools", """{"id": "m-tools", "model": "sim-fast", "prompt": "Hi", "tools": []}""", "unsupported_parameter", "tools"),
+            ("m-tools", """{"id": "m-tools", "model": "sim-fast", "prompt": "Hi", "tools": 5}""", "invalid_type", "tools"),
             ("m-reply", """{"id": "m-reply", "model": "sim-fast", "prompt": "Hi", "reply_to": "x/#"}""", "invalid_value", "reply_to"),
             ("m-max", """{"id": "m-max", "model": "sim-fast", "prompt": "Hi", "max_tokens": 999999}""", "invalid_value", "max_tokens"),
             ("m-big", oversized, "request_too_large", null),

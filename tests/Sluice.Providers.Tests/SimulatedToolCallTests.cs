@@ -140,7 +140,7 @@ public sealed class SimulatedToolCallTests
 
         Assert.Empty(events.OfType<ToolCallDeltaEvent>());
         Assert.Equal(20, Deltas(events).Count);
-        Assert.Equal(FinishReasons.Stop, Finish(events));
+        Assert.Equal(FinishReasons.Length, Finish(events));
     }
 
     [Fact]
@@ -154,7 +154,7 @@ public sealed class SimulatedToolCallTests
 
         Assert.Empty(events.OfType<ToolCallDeltaEvent>());
         Assert.Equal(15, Deltas(events).Count);
-        Assert.Equal(FinishReasons.Stop, Finish(events));
+        Assert.Equal(FinishReasons.Length, Finish(events));
     }
 
     [Fact]
@@ -210,14 +210,14 @@ public sealed class SimulatedToolCallTests
               {"role":"user","content":"What is the weather in Lisbon?"},
               {"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Lisbon\"}"} }]},
               {"role":"tool","tool_call_id":"call_1","content":"Sunshine, twentythree degrees"}
-            ],"tools":[{{WeatherTool}}],"tool_choice":"required","max_tokens":200,"seed":4}
+            ],"tools":[{{WeatherTool}}],"tool_choice":"required","max_tokens":100,"seed":4}
             """);
 
         var events = await CollectAsync(Backend(), request);
 
         Assert.Empty(events.OfType<ToolCallDeltaEvent>());
-        Assert.Equal(200, Deltas(events).Count);
-        Assert.Equal(FinishReasons.Stop, Finish(events));
+        Assert.Equal(100, Deltas(events).Count);
+        Assert.Equal(FinishReasons.Length, Finish(events));
         var text = Text(events);
         // The answer talks about what the tool returned.
         Assert.Contains(["sunshine", "twentythree", "degrees"], w => text.Contains(w, StringComparison.OrdinalIgnoreCase));

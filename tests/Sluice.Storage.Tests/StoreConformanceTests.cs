@@ -777,13 +777,13 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(4, Store.SchemaVersion);
+        Assert.Equal(5, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L, 3L, 4L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L, 4L, 5L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(4, again.SchemaVersion);
+        Assert.Equal(5, again.SchemaVersion);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
     }
@@ -793,8 +793,8 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(4, s.SchemaVersion));
-        Assert.Equal(4, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(5, s.SchemaVersion));
+        Assert.Equal(5, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
         Assert.Equal(org, await stores[3].GetOrganizationAsync(org.Id, None));
@@ -809,6 +809,24 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         Assert.Contains("Sluice version", error.Message, StringComparison.Ordinal);
     }
     // ---- Sessions ----
+
+    [Fact]
+    public async Task Stored_responses_are_read_and_deleted_by_their_owner_only()
+    {
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(1_765_552_661_000);
+        var response = new StoredResponse(
+            "resp_" + Guid.NewGuid().ToString("N"), "team_a", "key_1", "sim-fast", "resp_before",
+            """{"id":"x","output":[]}""", """[{"role":"user","content":"Hi"}]""", at);
+        await Store.SaveResponseAsync(response, None);
+
+        Assert.Equal(response, await Store.GetResponseAsync("team_a", response.Id, None));
+        Assert.Null(await Store.GetResponseAsync("team_b", response.Id, None));
+        Assert.False(await Store.DeleteResponseAsync("team_b", response.Id, None));
+        Assert.NotNull(await Store.GetResponseAsync("team_a", response.Id, None));
+        Assert.True(await Store.DeleteResponseAsync("team_a", response.Id, None));
+        Assert.Null(await Store.GetResponseAsync("team_a", response.Id, None));
+        Assert.False(await Store.DeleteResponseAsync("team_a", response.Id, None));
+    }
 
     [Fact]
     public async Task Session_keeps_its_settings_and_messages_in_order()

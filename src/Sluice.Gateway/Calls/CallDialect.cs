@@ -3,6 +3,7 @@ using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Ollama;
+using Sluice.Protocol.Responses;
 
 namespace Sluice.Gateway.Calls;
 
@@ -25,6 +26,9 @@ internal sealed class CallDialect
 
     /// <summary><c>POST /v1/chat/completions</c>.</summary>
     public static CallDialect OpenAI { get; } = new("openai", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits));
+
+    /// <summary><c>POST /v1/responses</c>: the Responses API (its stage resolves <c>previous_response_id</c>).</summary>
+    public static CallDialect Responses { get; } = new("responses", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ResponsesRequestParser.Parse(body, limits));
 
     /// <summary><c>POST /v1/messages</c>.</summary>
     public static CallDialect Anthropic { get; } = new("anthropic", ErrorDialect.Anthropic, "GET /v1/models", (body, limits) => AnthropicRequestParser.Parse(body, limits));

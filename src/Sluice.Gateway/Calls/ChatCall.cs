@@ -81,6 +81,9 @@ internal sealed class ChatCall
     /// <summary>The concurrent-stream slots the call holds (released by the pipeline when it ends).</summary>
     public CallLease Lease { get; set; } = CallLease.None;
 
+    /// <summary>Whether the answer is written in the Responses API format, which takes an upstream's Responses events as they are.</summary>
+    public bool AcceptsResponsesEvents { get; set; }
+
     /// <summary>The rate-limit state admission saw (HTTP turns it into <c>x-ratelimit-*</c> headers).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> RateLimitFacts { get; set; } = [];
 }

@@ -10,6 +10,7 @@ using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Mqtt;
 using Sluice.Gateway.Relay;
+using Sluice.Gateway.Responses;
 using Sluice.Gateway.Sessions;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
@@ -60,6 +61,7 @@ internal static class SluiceServices
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<EmbeddingsEndpoint>();
+        services.AddSingleton<ResponsesEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
         services.AddSingleton<PortalEndpoints>();
@@ -125,7 +127,7 @@ internal static class SluiceServices
         app.UseWebSockets();
     }
 
-    /// <summary>OpenAI: chat completions, models, resumable streams (resume, replay, cancel).</summary>
+    /// <summary>OpenAI: chat completions, the Responses API, models, resumable streams (resume, replay, cancel).</summary>
     public static void MapSluiceOpenAI(this IEndpointRouteBuilder app)
     {
         var chat = app.ServiceProvider.GetRequiredService<ChatCompletionsEndpoint>();
@@ -134,6 +136,7 @@ internal static class SluiceServices
         var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync).WithPolicy(EndpointPolicy.Key);
         app.MapPost("/v1/embeddings", embeddings.OpenAIAsync).WithPolicy(EndpointPolicy.Key);
+        app.ServiceProvider.GetRequiredService<ResponsesEndpoints>().Map(app);
         app.MapGet("/v1/models", info.ListModelsAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/models/{id}", info.GetModelAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/streams/{id}", streams.ResumeAsync).WithPolicy(EndpointPolicy.Key);

@@ -30,6 +30,8 @@ namespace Sluice.Gateway.Mqtt;
 /// log line otherwise; the bridge carries on.</item>
 /// <item>With keys on (a master key), a request needs an <c>api_key</c>: the master key or a virtual key, checked by
 /// the same authenticator as HTTP.</item>
+/// <item><c>{"id", "cancel": true}</c> (with the same key) stops that request: its answer ends with a <c>cancelled</c>
+/// error and is recorded as abandoned, like an HTTP client that left.</item>
 /// </list>
 /// </remarks>
 internal sealed partial class MqttBridge : BackgroundService
@@ -47,6 +49,9 @@ internal sealed partial class MqttBridge : BackgroundService
     private readonly CancellationTokenSource _grace = new();
     private readonly MqttQos _chunkQos;
     private readonly TimeSpan _interval;
+
+    // Running requests by owner and id, so a client can cancel its own (and only its own) request.
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
 
     public MqttBridge(GatewayOptions options, CallPipeline pipeline, KeyAuthenticator authenticator, ILogger<MqttBridge> logger, TimeProvider time)
     {
@@ -158,10 +163,33 @@ internal sealed partial class MqttBridge : BackgroundService
                 return;
             }
 
-            LogRequest(_logger, requestId, request.Id, request.Chat.Model, request.ReplyTopic);
-            var call = _pipeline.Begin(requestId, caller, CallDialect.Mqtt, stopping);
-            call.Request = request.Chat;
-            await _pipeline.RunAsync(call, new MqttResponder(this, request, stopping));
+            var runningKey = caller.OwnerId + "\n" + request.Id;
+            if (request.Cancel)
+            {
+                await CancelAsync(runningKey, request, requestId, message.Topic);
+                return;
+            }
+
+            using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            if (!_running.TryAdd(runningKey, cancel))
+            {
+                await RejectAsync(
+                    new ErrorInfo($"Request '{request.Id}' is still running. Use a new id for each request, or cancel this one first ({{\"id\": \"{request.Id}\", \"cancel\": true}}).", ErrorTypes.InvalidRequest, "id", "duplicate_id"),
+                    request.Id, request.ReplyTopic, requestId, message.Topic);
+                return;
+            }
+
+            try
+            {
+                LogRequest(_logger, requestId, request.Id, request.Chat.Model, request.ReplyTopic);
+                var call = _pipeline.Begin(requestId, caller, CallDialect.Mqtt, cancel.Token);
+                call.Request = request.Chat;
+                await _pipeline.RunAsync(call, new MqttResponder(this, request, stopping));
+            }
+            finally
+            {
+                _running.TryRemove(runningKey, out _);
+            }
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -172,6 +200,28 @@ internal sealed partial class MqttBridge : BackgroundService
         {
             LogRequestFailed(_logger, ex, requestId, message.Topic);
         }
+    }
+
+    /// <summary>Cancels the caller's running request with this id; the request itself answers with its <c>cancelled</c> error.</summary>
+    private async Task CancelAsync(string runningKey, MqttRequest request, string requestId, string topic)
+    {
+        if (_running.TryGetValue(runningKey, out var running))
+        {
+            try
+            {
+                await running.CancelAsync();
+            }
+            catch (ObjectDisposedException)
+            {
+                // It ended meanwhile.
+            }
+
+            return;
+        }
+
+        await RejectAsync(
+            new ErrorInfo($"No request '{request.Id}' of yours is running, so there is nothing to cancel.", ErrorTypes.InvalidRequest, "id", "request_not_found"),
+            request.Id, request.ReplyTopic, requestId, topic);
     }
 
     /// <summary>The key errors name the request's <c>api_key</c> field, not HTTP headers.</summary>
@@ -345,8 +395,9 @@ internal sealed partial class MqttBridge : BackgroundService
 
         public async ValueTask AbandonAsync()
         {
-            // Only the request's own end cancels it here (MQTT has no client disconnect): there is nobody to tell.
+            // The client cancelled it ({"id", "cancel": true}): the answer ends with a "cancelled" error it can expect.
             await StopSenderAsync();
+            await bridge.PublishFinalAsync(request.ReplyTopic, _json!.Error(Interlocked.Increment(ref _seq), SluiceErrors.Cancelled, bridge._options.MaxMessageBytes), _requestId);
         }
 
         public async ValueTask DisposeAsync()

@@ -11,8 +11,9 @@ namespace Sluice.Gateway.Mqtt;
 /// <param name="ReplyTopic">Where the answer goes.</param>
 /// <param name="ApiKey">The <c>api_key</c>, for the authentication hook.</param>
 /// <param name="Stream">Whether the answer is streamed as chunks (the default) or sent as one message.</param>
-/// <param name="Chat">The chat request, parsed by <see cref="ChatRequestParser"/>.</param>
-internal sealed record MqttRequest(string Id, string ReplyTopic, string? ApiKey, bool Stream, ChatRequest Chat);
+/// <param name="Chat">The chat request, parsed by <see cref="ChatRequestParser"/> (empty for a cancel).</param>
+/// <param name="Cancel">True for <c>{"id", "cancel": true}</c>: stop the running request with this id.</param>
+internal sealed record MqttRequest(string Id, string ReplyTopic, string? ApiKey, bool Stream, ChatRequest Chat, bool Cancel = false);
 
 /// <summary>
 /// A request that cannot run. <see cref="ReplyTopic"/> is where the error goes, or null when the message gave no
@@ -28,8 +29,8 @@ internal sealed class MqttRequestRejectedException(ErrorInfo error, string? id, 
 }
 
 /// <summary>
-/// Reads request messages: <c>{"id", "model", "messages" | "prompt", "max_tokens"?, "temperature"?, "stream"?,
-/// "api_key"?, "reply_to"?}</c>. Everything except the MQTT envelope fields is OpenAI's request shape and goes
+/// Reads request messages: <c>{"id", "model", "messages" | "prompt", "max_tokens"?, "temperature"?, "tools"?, "stream"?,
+/// "api_key"?, "reply_to"?}</c>, and cancels: <c>{"id", "cancel": true, "api_key"?}</c>. Everything except the MQTT envelope fields is OpenAI's request shape and goes
 /// through <see cref="ChatRequestParser"/>; the envelope fields are removed first so they never reach an upstream.
 /// </summary>
 internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLimits limits)
@@ -104,15 +105,17 @@ internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLi
                     : throw Reject(id, replyTopic, Invalid("api_key must be a string.", "api_key", "invalid_type"));
             }
 
+            if (root.TryGetProperty("cancel", out var cancel) && cancel.ValueKind != JsonValueKind.Null)
+            {
+                return cancel.ValueKind == JsonValueKind.True
+                    ? new MqttRequest(id!, replyTopic, apiKey, stream, new ChatRequest { Model = string.Empty, Messages = [] }, Cancel: true)
+                    : throw Reject(id, replyTopic, Invalid("cancel must be true (it stops the running request with this id).", "cancel", "invalid_type"));
+            }
+
             if (!root.TryGetProperty("model", out var model) || model.ValueKind == JsonValueKind.Null
                 || (model.ValueKind == JsonValueKind.String && model.GetString()!.Length == 0))
             {
                 throw Reject(id, replyTopic, Invalid("model is required: name the model that should answer, e.g. \"model\": \"sim-fast\".", "model", "missing_required_parameter"));
-            }
-
-            if (root.TryGetProperty("tools", out var tools) && tools.ValueKind != JsonValueKind.Null)
-            {
-                throw Reject(id, replyTopic, Invalid("tools are not supported over MQTT: answers carry text only. Use the HTTP API for tool calls.", "tools", "unsupported_parameter"));
             }
 
             ChatRequest chat;

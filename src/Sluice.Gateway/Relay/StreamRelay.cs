@@ -46,6 +46,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
 
         // :: Step 1
         var options = sink.AcceptsChunkBatches ? ChatCallOptions.ChunkBatches : ChatCallOptions.Default;
+        if (call.AcceptsResponsesEvents)
+        {
+            options = options with { AcceptsResponsesEvents = true };
+        }
+
         var events = backend.StreamAsync(call.Request, options, generation).GetAsyncEnumerator(generation);
         try
         {

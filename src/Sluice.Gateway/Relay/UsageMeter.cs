@@ -75,6 +75,13 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
                 }
 
                 break;
+            case ResponsesEvent responses:
+                foreach (var inner in responses.Events)
+                {
+                    Observe(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
                 MarkFirstToken();
                 _estimatedCompletion += TokenCounter.Count(text.Text);

@@ -69,6 +69,32 @@ public sealed record ChatRequest
     /// </summary>
     public int? PromptTokenEstimate { get; init; }
 
+    /// <summary>The shape the answer's text must have (<c>response_format</c>, <c>text.format</c>, Ollama's <c>format</c>); null for plain text.</summary>
+    public ResponseFormat? ResponseFormat { get; init; }
+
+    /// <summary><c>parallel_tool_calls</c>: false forbids several tool calls in one answer; null leaves it to the backend (allowed).</summary>
+    public bool? ParallelToolCalls { get; init; }
+
+    /// <summary><c>logprobs</c>: return each output token's log probability.</summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary><c>top_logprobs</c>: how many most likely alternatives to return per token (0–20), with <see cref="Logprobs"/>.</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>
+    /// For a Responses API request: the body exactly as the client sent it, so an upstream that speaks the Responses
+    /// API gets it passed through (unknown fields, reasoning items and all). Empty otherwise; <see cref="RawBody"/> only
+    /// ever holds Chat Completions bodies.
+    /// </summary>
+    public ReadOnlyMemory<byte> ResponsesBody { get; init; }
+
+    /// <summary>
+    /// For a Responses API request continuing a stored response (<c>previous_response_id</c>): the whole conversation as
+    /// Responses input items (the stored ones, then the request's own), which replaces <c>input</c> when
+    /// <see cref="ResponsesBody"/> is passed through. Null when the request's own <c>input</c> is the whole conversation.
+    /// </summary>
+    public JsonElement? ResponsesInput { get; init; }
+
     /// <summary>The name of the function <see cref="ToolChoice"/> forces, if it forces one.</summary>
     public string? ForcedToolName =>
         ToolChoice is { ValueKind: JsonValueKind.Object } choice

@@ -34,6 +34,9 @@ public static class ChatRequestParser
     /// <summary>Largest accepted <c>n</c> (OpenAI's own limit).</summary>
     public const int MaxChoices = 128;
 
+    /// <summary>Largest accepted <c>top_logprobs</c> (OpenAI's own limit).</summary>
+    public const int MaxTopLogprobs = 20;
+
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
 
     /// <summary>
@@ -160,6 +163,20 @@ public static class ChatRequestParser
             toolChoice = choice.Clone();
         }
 
+        var logprobs = OptionalBool(root, "logprobs") ?? false;
+        var topLogprobs = OptionalInt(root, "top_logprobs");
+        if (topLogprobs is < 0 or > MaxTopLogprobs)
+        {
+            throw ChatException.BadRequest($"top_logprobs must be between 0 and {MaxTopLogprobs} (got {topLogprobs}).", "top_logprobs");
+        }
+
+        if (topLogprobs is not null && !logprobs)
+        {
+            throw ChatException.BadRequest("top_logprobs needs \"logprobs\": true; add it, or leave top_logprobs out.", "logprobs", "missing_required_parameter");
+        }
+
+        var responseFormat = root.TryGetProperty("response_format", out var format) ? ResponseFormat.ParseChat(format) : null;
+
         return new ChatRequest
         {
             Model = model,
@@ -178,6 +195,10 @@ public static class ChatRequestParser
             ToolsJson = toolsJson,
             ToolChoice = toolChoice,
             Metadata = ParseMetadata(root),
+            ResponseFormat = responseFormat,
+            ParallelToolCalls = OptionalBool(root, "parallel_tool_calls"),
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
         };
     }
 

@@ -40,8 +40,21 @@ public sealed class ChatCompletionAccumulator
                 }
 
                 break;
+            case ResponsesEvent responses:
+                foreach (var inner in responses.Events)
+                {
+                    Add(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
-                GetChoice(text.ChoiceIndex).Text.Append(text.Text);
+                var choice = GetChoice(text.ChoiceIndex);
+                choice.Text.Append(text.Text);
+                if (text.Logprobs is { Count: > 0 } logprobs)
+                {
+                    choice.Logprobs.AddRange(logprobs);
+                }
+
                 break;
             case RefusalDeltaEvent refusal:
                 GetChoice(refusal.ChoiceIndex).Refusal.Append(refusal.Text);
@@ -89,6 +102,8 @@ public sealed class ChatCompletionAccumulator
 
         public StringBuilder Refusal { get; } = new();
 
+        public List<TokenLogprob> Logprobs { get; } = [];
+
         public string? FinishReason { get; set; }
 
         public string? StopSequence { get; set; }
@@ -117,6 +132,7 @@ public sealed class ChatCompletionAccumulator
             Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
             StopSequence = StopSequence,
             StopDetailsJson = StopDetailsJson,
+            Logprobs = Logprobs.Count == 0 ? null : [.. Logprobs],
         };
     }
 }
@@ -136,4 +152,7 @@ public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<T
 
     /// <summary>The backend's <c>stop_details</c> object (raw JSON), when it sent one.</summary>
     public string? StopDetailsJson { get; init; }
+
+    /// <summary>The log probabilities of the answer's tokens, when the backend sent them.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 }

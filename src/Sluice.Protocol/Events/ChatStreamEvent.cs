@@ -17,7 +17,21 @@ public sealed class TextDeltaEvent(string text, int choiceIndex = 0) : ChatStrea
 {
     /// <summary>The text fragment; may be empty.</summary>
     public string Text { get; } = text;
+
+    /// <summary>The log probabilities of the tokens in <see cref="Text"/>, when the request asked for them (<c>logprobs</c>).</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
 }
+
+/// <summary>One output token's log probability, and the most likely alternatives at its position.</summary>
+/// <param name="Token">The token text.</param>
+/// <param name="Logprob">Its natural-log probability (≤ 0).</param>
+/// <param name="TopLogprobs">The most likely tokens at this position, most likely first (empty unless asked for).</param>
+public sealed record TokenLogprob(string Token, double Logprob, IReadOnlyList<TopLogprob> TopLogprobs);
+
+/// <summary>An alternative token at one position.</summary>
+/// <param name="Token">The token text.</param>
+/// <param name="Logprob">Its natural-log probability (≤ 0).</param>
+public sealed record TopLogprob(string Token, double Logprob);
 
 /// <summary>A piece of a refusal: the model declined, and says so in this text instead of the answer.</summary>
 public sealed class RefusalDeltaEvent(string text, int choiceIndex = 0) : ChatStreamEvent(choiceIndex)

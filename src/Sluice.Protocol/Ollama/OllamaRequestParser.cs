@@ -12,7 +12,8 @@ namespace Sluice.Protocol.Ollama;
 /// <item><c>stream</c> defaults to true, as in Ollama.</item>
 /// <item><c>options</c>: <c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>num_predict</c> (0 or less: no limit),
 /// <c>stop</c>, <c>seed</c> are used; the rest (<c>num_ctx</c>, …) only mean something to a local runner and are
-/// ignored, as are <c>format</c>, <c>keep_alive</c> and <c>think</c>.</item>
+/// ignored, as are <c>keep_alive</c> and <c>think</c>; <c>sim_*</c> options are the simulation's fault switches.</item>
+/// <item><c>format</c>: <c>"json"</c> or a JSON schema, as <see cref="ChatRequest.ResponseFormat"/>.</item>
 /// <item>Tool calls in assistant messages carry no id in older clients: Sluice gives them ids, and a following
 /// <c>tool</c> message answers the first unanswered call with its <c>tool_name</c> (or the first unanswered call).</item>
 /// <item><c>images</c> (base64, in user messages and <c>/api/generate</c>) become image <see cref="ChatMessage.Parts"/>, their
@@ -78,6 +79,12 @@ public static class OllamaRequestParser
         var root = document.RootElement;
         var model = RequireModel(root);
         var images = ParseImages(root, "images", limits, new ContentParts.Counter(limits));
+        if (RequestFields.TryGet(root, "tools", out _))
+        {
+            // As in Ollama: /api/generate completes a prompt; tool calling is a chat feature.
+            throw ChatException.BadRequest("tools are not part of /api/generate (as in Ollama). Send them to /api/chat with messages.", "tools", "unsupported_parameter");
+        }
+
         var messages = new List<ChatMessage>(2);
         var prompt = RequestFields.OptionalString(root, "prompt");
         if (!string.IsNullOrEmpty(prompt))
@@ -113,6 +120,7 @@ public static class OllamaRequestParser
         int? topK = null;
         long? seed = null;
         List<string>? stop = null;
+        Dictionary<string, string>? metadata = null;
         if (RequestFields.TryGet(root, "options", out var options))
         {
             if (options.ValueKind != JsonValueKind.Object)
@@ -132,6 +140,7 @@ public static class OllamaRequestParser
 
             seed = RequestFields.OptionalLong(options, "seed", "options.seed");
             stop = RequestFields.OptionalStrings(options, "stop", "options.stop");
+            metadata = SimulationSwitches(options);
         }
 
         return new ChatRequest
@@ -147,7 +156,65 @@ public static class OllamaRequestParser
             Stop = stop,
             Tools = tools,
             ToolsJson = tools is null ? null : ToolJson.Tools(tools),
+            Metadata = metadata,
+            ResponseFormat = ParseFormat(root),
         };
+    }
+
+    /// <summary>
+    /// Ollama's <c>format</c>: <c>"json"</c> (any JSON) or a JSON schema object — the same structured output as OpenAI's
+    /// <c>response_format</c>, so every backend can honour it.
+    /// </summary>
+    private static ResponseFormat? ParseFormat(JsonElement root)
+    {
+        if (!RequestFields.TryGet(root, "format", out var format))
+        {
+            return null;
+        }
+
+        if (format.ValueKind == JsonValueKind.String)
+        {
+            return format.GetString() switch
+            {
+                "json" => new ResponseFormat { Type = ResponseFormat.JsonObjectType },
+                "" => null,
+                var other => throw ChatException.BadRequest(
+                    $"format \"{other}\" is not supported: send \"json\" or a JSON schema object.", "format"),
+            };
+        }
+
+        if (format.ValueKind != JsonValueKind.Object)
+        {
+            throw RequestFields.TypeError("format", "\"json\" or a JSON schema object");
+        }
+
+        return new ResponseFormat { Type = ResponseFormat.JsonSchemaType, Name = "ollama_format", Schema = format.Clone() };
+    }
+
+    /// <summary>
+    /// The simulation's fault switches (<c>sim_fail_status</c>, …) from <c>options</c>: Ollama requests have no
+    /// <c>metadata</c>, and front ends pass unknown options through.
+    /// </summary>
+    private static Dictionary<string, string>? SimulationSwitches(JsonElement options)
+    {
+        Dictionary<string, string>? result = null;
+        foreach (var option in options.EnumerateObject())
+        {
+            if (!option.Name.StartsWith("sim_", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            result ??= new Dictionary<string, string>(StringComparer.Ordinal);
+            result[option.Name] = option.Value.ValueKind switch
+            {
+                JsonValueKind.String => option.Value.GetString()!,
+                JsonValueKind.Number => option.Value.GetRawText(),
+                _ => throw RequestFields.TypeError($"options.{option.Name}", "a number or a string"),
+            };
+        }
+
+        return result;
     }
 
     private static string RequireModel(JsonElement root)

@@ -153,6 +153,7 @@ public static class OpenAIChunkDecoder
     {
         var index = position;
         string? finish = null;
+        List<TokenLogprob>? logprobs = null;
         var firstEvent = events.Count;
         while (Next(ref reader) != JsonTokenType.EndObject)
         {
@@ -181,6 +182,11 @@ public static class OpenAIChunkDecoder
                 Next(ref reader);
                 finish = reader.TokenType == JsonTokenType.String ? reader.GetString() : SkipValue(ref reader, (string?)null);
             }
+            else if (reader.ValueTextEquals("logprobs"u8))
+            {
+                Next(ref reader);
+                logprobs = OpenAILogprobs.Read(ref reader);
+            }
             else
             {
                 Next(ref reader);
@@ -195,6 +201,16 @@ public static class OpenAIChunkDecoder
             for (var i = firstEvent; i < events.Count; i++)
             {
                 events[i] = WithChoice(events[i], index);
+            }
+        }
+
+        if (logprobs is not null)
+        {
+            // The tokens' log probabilities ride on the choice's text, as Sluice's own writers emit them.
+            var text = events.FindIndex(firstEvent, e => e is TextDeltaEvent);
+            if (text >= 0)
+            {
+                events[text] = new TextDeltaEvent(((TextDeltaEvent)events[text]).Text, index) { Logprobs = logprobs };
             }
         }
 
@@ -401,7 +417,7 @@ public static class OpenAIChunkDecoder
 
     private static ChatStreamEvent WithChoice(ChatStreamEvent streamEvent, int index) => streamEvent switch
     {
-        TextDeltaEvent text => new TextDeltaEvent(text.Text, index),
+        TextDeltaEvent text => new TextDeltaEvent(text.Text, index) { Logprobs = text.Logprobs },
         RefusalDeltaEvent refusal => new RefusalDeltaEvent(refusal.Text, index),
         ToolCallDeltaEvent tool => new ToolCallDeltaEvent(tool.ToolIndex, tool.Id, tool.Name, tool.ArgumentsFragment, index),
         _ => streamEvent,

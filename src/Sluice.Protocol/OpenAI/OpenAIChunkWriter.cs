@@ -238,7 +238,7 @@ public sealed class OpenAIChunkWriter
 
         writeDelta?.Invoke(_json, streamEvent);
         _json.WriteEndObject();
-        _json.WriteNull(OpenAIJson.Logprobs);
+        OpenAILogprobs.Write(_json, (streamEvent as TextDeltaEvent)?.Logprobs);
         if (finishReason is null)
         {
             _json.WriteNull(OpenAIJson.FinishReason);

@@ -52,7 +52,7 @@ public static class OpenAICompletionWriter
             }
 
             json.WriteEndObject();
-            json.WriteNull(OpenAIJson.Logprobs);
+            OpenAILogprobs.Write(json, choice.Logprobs);
             OpenAIErrorWriter.WriteNullableString(json, OpenAIJson.FinishReason, choice.FinishReason ?? FinishReasons.Stop);
             json.WriteEndObject();
         }

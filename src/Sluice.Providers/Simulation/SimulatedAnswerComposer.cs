@@ -96,6 +96,38 @@ internal static class SimulatedAnswerComposer
         return tokens;
     }
 
+    /// <summary>
+    /// A whole answer of at least <paramref name="minTokens"/> tokens that ends where a sentence ends (the answer's
+    /// natural length): the same opening and sentences as <see cref="ComposeTokens"/>, never cut mid-sentence.
+    /// </summary>
+    public static List<string> ComposeSentences(string prompt, int minTokens, Random random)
+    {
+        var topics = ExtractTopics(prompt);
+        var tokens = new List<string>(minTokens + 48);
+        var previous = -1;
+        while (tokens.Count < minTokens)
+        {
+            string template;
+            if (tokens.Count == 0)
+            {
+                template = Openers[random.Next(Openers.Length)];
+            }
+            else
+            {
+                var next = random.Next(previous < 0 ? Sentences.Length : Sentences.Length - 1);
+                next = previous >= 0 && next >= previous ? next + 1 : next;
+                template = Sentences[next];
+                previous = next;
+            }
+
+            var sentence = string.Format(
+                System.Globalization.CultureInfo.InvariantCulture, template, Pick(topics, random), Pick(topics, random), Pick(topics, random));
+            AppendTokens(tokens.Count == 0 ? sentence : " " + sentence, tokens);
+        }
+
+        return tokens;
+    }
+
     /// <summary>Splits <paramref name="text"/> into tokens as <see cref="TokenCounter"/> counts them (each with its leading whitespace).</summary>
     public static void AppendTokens(string text, List<string> tokens)
     {

@@ -33,6 +33,9 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
     /// <summary>Request metadata key: stall after this many tokens (default 0, before the first).</summary>
     public const string StallAfterTokensKey = "sim_stall_after_tokens";
 
+    /// <summary>Most answers one request may ask for (<c>n</c>).</summary>
+    public const int MaxChoices = 16;
+
     private readonly ModelOptions _options;
     private int _failuresLeft;
     private int _requestsStarted;
@@ -63,10 +66,10 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         Interlocked.Increment(ref _requestsStarted);
-        if (request.N > 1)
+        if (request.N > MaxChoices)
         {
             throw ChatException.BadRequest(
-                $"Simulated models write one answer per request (n = {request.N}). Send n = 1, or several requests.",
+                $"Simulated models write at most {MaxChoices} answers per request (n = {request.N}). Send a smaller n, or several requests.",
                 "n", "unsupported_value");
         }
 
@@ -79,22 +82,24 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
 
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = CountPromptTokens(request);
-        var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
-        if (budget > _options.MaxOutputTokens)
+        if (request.MaxTokens > _options.MaxOutputTokens)
         {
             throw ChatException.BadRequest(
-                $"max_tokens is {budget}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
+                $"max_tokens is {request.MaxTokens}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
                 "max_tokens");
         }
 
-        if (promptTokens + budget > _options.ContextWindow)
+        var natural = NaturalAnswerTokens(request);
+        var reserve = request.MaxTokens ?? natural;
+        if (promptTokens + (reserve * request.N) > _options.ContextWindow)
         {
             throw ChatException.BadRequest(
-                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
+                $"This request needs {promptTokens} prompt tokens plus {reserve * request.N} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
                 "messages", "context_length_exceeded");
         }
 
-        var random = request.Seed is { } seed ? new Random(unchecked((int)seed ^ (int)(seed >> 32))) : new Random();
+        var seeded = request.Seed is { } seed ? unchecked((int)seed ^ (int)(seed >> 32)) : (int?)null;
+        var random = seeded is { } s ? new Random(s) : new Random();
         var pacing = new Pacing(_options, random);
 
         if (faults.StallMs > 0 && faults.StallAfterTokens == 0)
@@ -109,55 +114,129 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
             throw SimulatedFailure(status, faults.RetryAfterSeconds);
         }
 
-        var tool = ChooseTool(request);
-        var emitted = 0;
-        if (tool is not null)
+        // Every choice is planned whole up front (a stop sequence spanning several tokens must not leak its first tokens
+        // before the match is complete), then the choices are streamed interleaved, one token of each in turn, as
+        // OpenAI streams n > 1. Choice 0 draws from the request's own sequence, so n = 1 answers are what they always were.
+        var plans = new List<ChoicePlan>(request.N);
+        for (var i = 0; i < request.N; i++)
         {
-            var arguments = SimulatedAnswerComposer.ComposeArguments(tool, request.LastUserText, random);
-            var fragments = SimulatedAnswerComposer.FragmentArguments(arguments, random);
-            var callId = "call_" + RandomId(random, 24);
-            ThrowIfFailureDue(faults, emitted);
-            yield return new ToolCallDeltaEvent(0, callId, tool.Name, string.Empty);
-            emitted++;
-            foreach (var fragment in fragments)
-            {
-                await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
-                yield return new ToolCallDeltaEvent(0, null, null, fragment);
-                emitted++;
-            }
-
-            yield return new FinishEvent(FinishReasons.ToolCalls);
-            yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
-            yield break;
+            var choiceRandom = i == 0 ? random : seeded is { } baseSeed ? new Random(HashCode.Combine(baseSeed, i)) : new Random();
+            plans.Add(Plan(request, i, natural, choiceRandom, seeded));
         }
 
-        var tokens = SimulatedAnswerComposer.ComposeTokens(TopicSource(request), budget, random);
+        var emitted = 0;
+        for (var step = 0; plans.Any(p => step <= p.Events.Count); step++)
+        {
+            foreach (var plan in plans)
+            {
+                if (step < plan.Events.Count)
+                {
+                    if (emitted > 0)
+                    {
+                        await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
+                    }
+                    else
+                    {
+                        ThrowIfFailureDue(faults, emitted);
+                    }
+
+                    yield return plan.Events[step];
+                    emitted++;
+                }
+                else if (step == plan.Events.Count)
+                {
+                    yield return plan.Finish;
+                }
+            }
+        }
+
+        yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
+    }
+
+    /// <summary>
+    /// How long this prompt's answer is when nothing limits it: <see cref="ModelOptions.DefaultAnswerTokens"/> up to
+    /// 1.6 times that, fixed per prompt (the same question always gets an answer of the same length, different questions
+    /// differ). The default is the floor, so an answer without <c>max_tokens</c> is never shorter than it promises.
+    /// </summary>
+    public int NaturalAnswerTokens(ChatRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var basis = Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
+        var text = request.LastUserText;
+        var hash = 2166136261u;
+        foreach (var c in text)
+        {
+            hash = unchecked((hash ^ c) * 16777619u);
+        }
+
+        hash = unchecked((hash ^ (uint)request.Messages.Count) * 16777619u);
+        var factor = 1.0 + ((hash % 61) / 100.0);
+        return Math.Max(1, Math.Min(_options.MaxOutputTokens, (int)Math.Round(basis * factor)));
+    }
+
+    private ChoicePlan Plan(ChatRequest request, int choice, int natural, Random random, int? seeded)
+    {
+        var tools = ChooseTools(request);
+        if (tools.Count > 0)
+        {
+            var events = new List<ChatStreamEvent>();
+            for (var t = 0; t < tools.Count; t++)
+            {
+                var arguments = SimulatedAnswerComposer.ComposeArguments(tools[t], request.LastUserText, random);
+                events.Add(new ToolCallDeltaEvent(t, "call_" + RandomId(random, 24), tools[t].Name, string.Empty, choice));
+                foreach (var fragment in SimulatedAnswerComposer.FragmentArguments(arguments, random))
+                {
+                    events.Add(new ToolCallDeltaEvent(t, null, null, fragment, choice));
+                }
+            }
+
+            return new ChoicePlan(events, new FinishEvent(FinishReasons.ToolCalls, choice));
+        }
+
+        List<string> tokens;
+        if (request.ResponseFormat is { IsJson: true } format)
+        {
+            // A structured answer is as long as its JSON: a max_tokens below that cuts it (finish_reason "length"), as on OpenAI.
+            tokens = [];
+            SimulatedAnswerComposer.AppendTokens(SimulatedJson.Compose(format, TopicSource(request), random), tokens);
+        }
+        else
+        {
+            tokens = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), natural, random);
+        }
+
+        var finish = FinishReasons.Stop;
+        if (Math.Min(request.MaxTokens ?? int.MaxValue, _options.MaxOutputTokens) is var max && max < tokens.Count)
+        {
+            tokens.RemoveRange(max, tokens.Count - max);
+            finish = FinishReasons.Length;
+        }
+
         string? matchedStop = null;
         if (request.Stop is { Count: > 0 } stops)
         {
-            // The whole answer is known up front, so cut it before streaming: a stop sequence that spans
-            // several tokens must not leak its first tokens before the match is complete.
-            tokens = CutAtStop(tokens, stops, out matchedStop);
+            var cut = CutAtStop(tokens, stops, out matchedStop);
+            if (matchedStop is not null)
+            {
+                tokens = cut;
+                finish = FinishReasons.Stop;
+            }
         }
 
+        var logprobs = request.Logprobs
+            ? new SimulatedLogprobs(seeded is { } s ? new Random(HashCode.Combine(s, choice, 0x10b)) : new Random(), request.TopLogprobs ?? 0, SimulatedAnswerComposer.ExtractTopics(request.LastUserText))
+            : null;
+        var textEvents = new List<ChatStreamEvent>(tokens.Count);
         foreach (var token in tokens)
         {
-            if (emitted > 0)
-            {
-                await BetweenTokensAsync(pacing, faults, emitted, cancellationToken);
-            }
-            else
-            {
-                ThrowIfFailureDue(faults, emitted);
-            }
-
-            yield return new TextDeltaEvent(token);
-            emitted++;
+            textEvents.Add(new TextDeltaEvent(token, choice) { Logprobs = logprobs?.For(token) });
         }
 
-        yield return new FinishEvent(FinishReasons.Stop) { StopSequence = matchedStop };
-        yield return new UsageEvent(new ChatUsage(promptTokens, emitted));
+        return new ChoicePlan(textEvents, new FinishEvent(finish, choice) { StopSequence = matchedStop });
     }
+
+    /// <summary>One choice's answer, planned whole: its token events and how it ends.</summary>
+    private sealed record ChoicePlan(List<ChatStreamEvent> Events, FinishEvent Finish);
 
     /// <summary>A per-request switch always fails; a model's FailStatus fails only its first FailTimes requests.</summary>
     private bool ShouldFail(ChatRequest request) =>
@@ -203,35 +282,42 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
         return topic + " " + string.Join(' ', words);
     }
 
-    private static ToolDefinition? ChooseTool(ChatRequest request)
+    /// <summary>
+    /// The tools the answer calls: the forced one; else every tool the prompt mentions (only the first when
+    /// <c>parallel_tool_calls</c> is false); else the first tool when a call is required; else none.
+    /// </summary>
+    private static List<ToolDefinition> ChooseTools(ChatRequest request)
     {
         if (request.Tools is not { Count: > 0 } tools || request.Messages[^1].Role == ChatRoles.Tool)
         {
-            return null;
+            return [];
         }
 
         var choice = request.ToolChoice;
         if (choice is { ValueKind: JsonValueKind.String } && choice.Value.GetString() == "none")
         {
-            return null;
+            return [];
         }
 
         if (request.ForcedToolName is { } forced)
         {
-            return tools.FirstOrDefault(t => t.Name == forced)
-                ?? throw ChatException.BadRequest($"tool_choice names \"{forced}\", which is not in tools.", "tool_choice");
+            return [tools.FirstOrDefault(t => t.Name == forced)
+                ?? throw ChatException.BadRequest($"tool_choice names \"{forced}\", which is not in tools.", "tool_choice")];
         }
 
         var prompt = request.LastUserText;
-        foreach (var tool in tools)
+        var mentioned = tools.Where(t => Mentions(prompt, t)).ToList();
+        if (mentioned.Count > 1 && request.ParallelToolCalls == false)
         {
-            if (Mentions(prompt, tool))
-            {
-                return tool;
-            }
+            mentioned.RemoveRange(1, mentioned.Count - 1);
         }
 
-        return choice is { ValueKind: JsonValueKind.String } && choice.Value.GetString() == "required" ? tools[0] : null;
+        if (mentioned.Count > 0)
+        {
+            return mentioned;
+        }
+
+        return choice is { ValueKind: JsonValueKind.String } && choice.Value.GetString() == "required" ? [tools[0]] : [];
     }
 
     /// <summary>True when the prompt names the tool, or a word of its name (get_weather → "weather").</summary>

@@ -43,7 +43,16 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     {
     }
 
-    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+    private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
+        new Decoder(StructuredOutputTool(request));
+
+    /// <summary>
+    /// The forced tool that carries a structured answer (<see cref="ChatRequest.ResponseFormat"/>): Anthropic has no JSON
+    /// mode, but a tool's input always follows its <c>input_schema</c> — so the schema becomes a tool the model must
+    /// call, and the call's input is unwrapped back into the answer's text. Named after the schema.
+    /// </summary>
+    internal static string? StructuredOutputTool(ChatRequest request) =>
+        request.ResponseFormat is { IsJson: true } format ? format.Name ?? "json_answer" : null;
 
     private static UpstreamTransport Create(ModelOptions options, string? apiKey)
     {
@@ -58,9 +67,9 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     }
 
     /// <summary>Message events into stream events; an <c>error</c> event is the provider's error; <c>message_stop</c> ends.</summary>
-    private sealed class Decoder : UpstreamDecoder
+    private sealed class Decoder(string? structuredTool) : UpstreamDecoder
     {
-        private readonly StreamState _state = new();
+        private readonly StreamState _state = new(structuredTool);
 
         public override string EndMarker => "message_stop";
 
@@ -273,12 +282,43 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
 
     private static void WriteTools(Utf8JsonWriter json, ChatRequest request)
     {
-        if (request.Tools is not { Count: > 0 } tools)
+        var structured = StructuredOutputTool(request);
+        if (request.Tools is not { Count: > 0 } && structured is null)
         {
             return;
         }
 
+        var tools = request.Tools ?? [];
+        if (structured is not null && tools.Any(t => t.Name == structured))
+        {
+            throw ChatException.BadRequest(
+                $"The response format's name \"{structured}\" is also a tool's name; Sluice asks Anthropic for the structured answer through a tool of that name. Rename the schema or the tool.",
+                "response_format", "invalid_value");
+        }
+
         json.WriteStartArray("tools"u8);
+        if (structured is not null)
+        {
+            json.WriteStartObject();
+            json.WriteString("name"u8, structured);
+            json.WriteString("description"u8, request.ResponseFormat!.Description is { } what
+                ? $"Give your answer as this tool's input. {what}"
+                : "Give your answer as this tool's input: it is the whole reply.");
+            json.WritePropertyName("input_schema"u8);
+            if (request.ResponseFormat.Schema is { } answerSchema)
+            {
+                answerSchema.WriteTo(json);
+            }
+            else
+            {
+                json.WriteStartObject();
+                json.WriteString("type"u8, "object"u8);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndObject();
+        }
+
         foreach (var tool in tools)
         {
             json.WriteStartObject();
@@ -304,6 +344,31 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
         }
 
         json.WriteEndArray();
+        if (structured is not null)
+        {
+            // The answer must come through its tool: forced, unless the client's own tools may be called first.
+            var others = tools.Count > 0 && request.ForcedToolName is null
+                && !(request.ToolChoice is { ValueKind: JsonValueKind.String } c && c.GetString() == "none");
+            json.WriteStartObject("tool_choice"u8);
+            if (request.ForcedToolName is { } forcedTool)
+            {
+                json.WriteString("type"u8, "tool"u8);
+                json.WriteString("name"u8, forcedTool);
+            }
+            else if (others)
+            {
+                json.WriteString("type"u8, "any"u8);
+            }
+            else
+            {
+                json.WriteString("type"u8, "tool"u8);
+                json.WriteString("name"u8, structured);
+            }
+
+            json.WriteEndObject();
+            return;
+        }
+
         if (request.ToolChoice is not { } choice)
         {
             return;
@@ -342,9 +407,10 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     internal static string FinishReasonOf(string? stopReason) => AnthropicStopReasons.ToFinishReason(stopReason);
 
     /// <summary>What the stream has said so far, and the events each upstream event turns into.</summary>
-    private sealed class StreamState
+    private sealed class StreamState(string? structuredTool)
     {
         private readonly Dictionary<int, ToolBlock> _toolBlocks = [];
+        private readonly HashSet<int> _answerBlocks = [];
         private int _promptTokens;
         private int _cacheRead;
         private int _cacheCreation;
@@ -352,6 +418,7 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
         private bool _hasUsage;
         private string? _stopReason;
         private string? _stopSequence;
+        private bool _answeredJson;
         private string? _stopDetails;
 
         // message_start's facts go out with the first event of the answer, never alone: an error event right after
@@ -377,10 +444,33 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
 
                     _pendingStart = new AnswerStartEvent(e.MessageId, e.HasUsage ? Usage() : null) { ServiceTier = e.ServiceTier };
                     break;
+                case AnthropicEventType.ContentBlockStart when e.BlockType == "tool_use" && structuredTool is not null && e.ToolName == structuredTool:
+                    // The structured answer's forced tool: its input is the answer's text.
+                    _answerBlocks.Add(e.Index);
+                    break;
+                case AnthropicEventType.ContentBlockDelta when e.DeltaType == "input_json_delta" && _answerBlocks.Contains(e.Index):
+                    if (!string.IsNullOrEmpty(e.PartialJson))
+                    {
+                        _answeredJson = true;
+                        output.Add(new TextDeltaEvent(e.PartialJson));
+                    }
+
+                    break;
+                case AnthropicEventType.ContentBlockStop when _answerBlocks.Contains(e.Index):
+                    if (!_answeredJson)
+                    {
+                        _answeredJson = true;
+                        output.Add(new TextDeltaEvent("{}"));
+                    }
+
+                    break;
                 case AnthropicEventType.ContentBlockStart when e.BlockType == "tool_use":
                     var toolIndex = _toolBlocks.Count;
                     _toolBlocks[e.Index] = new ToolBlock(toolIndex);
                     output.Add(new ToolCallDeltaEvent(toolIndex, e.ToolId ?? UpstreamStreaming.NewToolCallId(), e.ToolName ?? string.Empty, string.Empty));
+                    break;
+                case AnthropicEventType.ContentBlockStart or AnthropicEventType.ContentBlockDelta when structuredTool is not null && !_answerBlocks.Contains(e.Index) && e.BlockType is "text" or null && e.DeltaType is "text_delta" or null && !string.IsNullOrEmpty(e.Text):
+                    // With a structured answer, the forced tool's input is the whole reply: text around it is left out.
                     break;
                 case AnthropicEventType.ContentBlockStart when e.BlockType == "text" && !string.IsNullOrEmpty(e.Text):
                     output.Add(new TextDeltaEvent(e.Text));
@@ -424,7 +514,9 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     break;
                 case AnthropicEventType.MessageStop:
                     Stopped = true;
-                    output.Add(new FinishEvent(FinishReasonOf(_stopReason))
+                    // A structured answer "calls" its tool, but for the client it is a finished text answer.
+                    var reason = _stopReason == "tool_use" && _answerBlocks.Count > 0 && _toolBlocks.Count == 0 ? "end_turn" : _stopReason;
+                    output.Add(new FinishEvent(FinishReasonOf(reason))
                     {
                         StopSequence = _stopReason == "stop_sequence" ? _stopSequence : null,
                         StopDetailsJson = _stopDetails,

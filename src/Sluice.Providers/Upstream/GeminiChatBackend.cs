@@ -282,7 +282,18 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     }
 
     private static void WriteGenerationConfig(Utf8JsonWriter json, ChatRequest request) =>
-        SamplingOptionsWriter.Write(json, request, SamplingNames.Gemini);
+        SamplingOptionsWriter.Write(json, request, SamplingNames.Gemini, request.ResponseFormat is { IsJson: true } format
+            ? config =>
+            {
+                // Gemini's JSON mode; a schema goes as responseSchema, in the OpenAPI subset Gemini reads.
+                config.WriteString("responseMimeType"u8, "application/json"u8);
+                if (format.Schema is { } schema)
+                {
+                    config.WritePropertyName("responseSchema"u8);
+                    GeminiSchema.Write(config, schema);
+                }
+            }
+            : null);
 
     private static void WriteTools(Utf8JsonWriter json, ChatRequest request)
     {

@@ -232,8 +232,23 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
         json.WriteEndArray();
     }
 
-    private static void WriteOptions(Utf8JsonWriter json, ChatRequest request) =>
+    private static void WriteOptions(Utf8JsonWriter json, ChatRequest request)
+    {
         SamplingOptionsWriter.Write(json, request, SamplingNames.Ollama);
+        if (request.ResponseFormat is { IsJson: true } format)
+        {
+            // Ollama's structured output: "json", or the JSON schema itself.
+            if (format.Schema is { } schema)
+            {
+                json.WritePropertyName("format"u8);
+                schema.WriteTo(json);
+            }
+            else
+            {
+                json.WriteString("format"u8, "json"u8);
+            }
+        }
+    }
 
     /// <summary>One NDJSON line of <c>/api/chat</c>, read in one pass; its text and tool calls go straight to the output list.</summary>
     private readonly record struct OllamaLine(bool Done, string? DoneReason, int? PromptTokens, int? CompletionTokens, string? Error)

@@ -482,6 +482,56 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WritePropertyName("tool_choice"u8);
             choice.WriteTo(json);
         }
+
+        if (request.ParallelToolCalls is { } parallel)
+        {
+            json.WriteBoolean("parallel_tool_calls"u8, parallel);
+        }
+
+        if (request.Logprobs)
+        {
+            json.WriteBoolean("logprobs"u8, true);
+            if (request.TopLogprobs is { } top)
+            {
+                json.WriteNumber("top_logprobs"u8, top);
+            }
+        }
+
+        if (request.ResponseFormat is { } format)
+        {
+            WriteResponseFormat(json, format);
+        }
+    }
+
+    /// <summary>Chat Completions' <c>response_format</c> for a format parsed from any dialect.</summary>
+    internal static void WriteResponseFormat(Utf8JsonWriter json, ResponseFormat format)
+    {
+        json.WriteStartObject("response_format"u8);
+        json.WriteString("type"u8, format.Type);
+        if (format.Type == ResponseFormat.JsonSchemaType)
+        {
+            json.WriteStartObject("json_schema"u8);
+            json.WriteString("name"u8, format.Name ?? "answer");
+            if (format.Description is not null)
+            {
+                json.WriteString("description"u8, format.Description);
+            }
+
+            if (format.Schema is { } schema)
+            {
+                json.WritePropertyName("schema"u8);
+                schema.WriteTo(json);
+            }
+
+            if (format.Strict is { } strict)
+            {
+                json.WriteBoolean("strict"u8, strict);
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndObject();
     }
 
     /// <summary>Which choices have started and which have finished (a clean close after all finished is an acceptable end).</summary>

@@ -21,14 +21,20 @@ internal sealed record SamplingNames(
 /// <summary>Writes the request's sampling settings as one object under the provider's names; nothing when none is set.</summary>
 internal static class SamplingOptionsWriter
 {
-    public static void Write(Utf8JsonWriter json, ChatRequest request, SamplingNames names)
+    /// <param name="json">The request body being written.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="names">The provider's names.</param>
+    /// <param name="extra">More settings for the same object (Gemini's structured-output fields), or null.</param>
+    public static void Write(Utf8JsonWriter json, ChatRequest request, SamplingNames names, Action<Utf8JsonWriter>? extra = null)
     {
-        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null)
+        if (request.Temperature is null && request.TopP is null && request.TopK is null && request.MaxTokens is null && request.Stop is null && request.Seed is null
+            && extra is null)
         {
             return;
         }
 
         json.WriteStartObject(names.Object);
+        extra?.Invoke(json);
         if (request.Temperature is { } temperature)
         {
             json.WriteNumber(names.Temperature, temperature);

@@ -159,5 +159,18 @@ internal static class SqliteMigrations
             );
             CREATE INDEX session_messages_session ON session_messages (session_id, id);
             """),
+        new(5, "stored responses", """
+            CREATE TABLE responses (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                key_id TEXT,
+                model TEXT NOT NULL,
+                previous_response_id TEXT,
+                response TEXT NOT NULL,
+                conversation TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX responses_owner ON responses (owner, created_at_ms);
+            """),
     ];
 }

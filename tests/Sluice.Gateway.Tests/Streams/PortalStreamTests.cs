@@ -56,4 +56,23 @@ public sealed class PortalStreamTests
         var error = JsonDocument.Parse(await bad.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
         Assert.Equal("temperature", error.GetProperty("param").GetString());
     }
+
+    [Fact]
+    public async Task A_resumed_portal_stream_that_is_lost_ends_with_a_portal_error_event_not_an_OpenAI_one()
+    {
+        // A buffer small enough to outgrow while the resumed copy is being read.
+        await using var gateway = await ResumeTests.StartAsync(o => o.Streaming.MaxStreamBufferBytes = 3_000);
+        using var response = await PostAsync(gateway, Body.Replace("\"max_tokens\":20", "\"max_tokens\":300", StringComparison.Ordinal));
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
+        var original = ResumeTests.ReadAllAsync(response);
+        var copy = await ResumeTests.ReadAllAsync(await gateway.Client.GetAsync($"v1/streams/{streamId}", HttpCompletionOption.ResponseHeadersRead));
+
+        var last = JsonDocument.Parse(copy.Data[^1]).RootElement;
+        Assert.Equal("stream_lost", last.GetProperty("code").GetString());
+        Assert.Equal(JsonValueKind.String, last.GetProperty("error").ValueKind);
+        Assert.True(JsonDocument.Parse(copy.Data[0]).RootElement.TryGetProperty("content", out _));
+
+        // The original client is not affected: its answer goes on to the end.
+        Assert.True(JsonDocument.Parse((await original).Data[^1]).RootElement.GetProperty("done").GetBoolean());
+    }
 }

@@ -1,0 +1,535 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Sluice.Engine.Kernels;
+
+namespace Sluice.Engine.Models;
+
+/// <summary>What logits one batch entry wants back.</summary>
+public enum LogitsRequest
+{
+    /// <summary>No logits (prompt prefill whose last logits are not needed).</summary>
+    None,
+
+    /// <summary>Logits of the entry's last token only (generation).</summary>
+    Last,
+
+    /// <summary>Logits of every token of the entry (scoring, tests).</summary>
+    All,
+}
+
+/// <summary>Tokens of one sequence to evaluate in a batch.</summary>
+/// <param name="Sequence">The sequence the tokens extend.</param>
+/// <param name="Tokens">Token ids, appended at the sequence's current length.</param>
+/// <param name="Logits">Which logits to return.</param>
+public readonly record struct BatchEntry(InferenceSequence Sequence, ReadOnlyMemory<int> Tokens, LogitsRequest Logits = LogitsRequest.Last);
+
+/// <summary>
+/// The forward pass of a decoder-only transformer (llama, qwen2, qwen3) over a batch of tokens from one or more
+/// sequences: every weight matrix is applied to all tokens of the batch in one matrix product; attention runs per
+/// token against its own sequence's cache. Numerics follow llama.cpp's CPU backend (see docs in <c>gguf.md</c>):
+/// RMSNorm sums squares in f64, RoPE angles are built by repeated multiplication in f32, softmax sums in f64.
+/// Holds reusable work buffers, so one instance runs one pass at a time.
+/// </summary>
+internal sealed unsafe class ForwardPass
+{
+    private readonly TransformerWeights _weights;
+    private readonly WorkerPool _pool;
+    private readonly Dictionary<ActivationKind, Activations> _activations = [];
+    private readonly Dictionary<ActivationKind, (nint Source, int Rows, int Columns)> _prepared = [];
+    private float[] _x = [];
+    private float[] _h = [];
+    private float[] _q = [];
+    private float[] _k = [];
+    private float[] _v = [];
+    private float[] _attention = [];
+    private float[] _gate = [];
+    private float[] _up = [];
+    private float[] _scores = [];
+    private float[] _logitRows = [];
+    private int[] _positions = [];
+    private int[] _sequenceIndex = [];
+
+    public ForwardPass(TransformerWeights weights, WorkerPool pool)
+    {
+        _weights = weights;
+        _pool = pool;
+    }
+
+    private ModelInfo Info => _weights.Info;
+
+    /// <summary>
+    /// Runs the batch, appends its keys and values to the sequences' caches, advances their lengths and returns, per
+    /// entry, the requested logits (rows × vocabulary, row-major; empty for <see cref="LogitsRequest.None"/>).
+    /// </summary>
+    public float[][] Run(IReadOnlyList<BatchEntry> batch, CancellationToken cancellationToken)
+    {
+        var info = Info;
+        var total = 0;
+        foreach (var entry in batch)
+        {
+            if (entry.Tokens.Length == 0)
+            {
+                throw new ArgumentException("a batch entry has no tokens");
+            }
+
+            if (entry.Sequence.Length + entry.Tokens.Length > entry.Sequence.ContextSize)
+            {
+                throw new InvalidOperationException(
+                    $"the sequence holds {entry.Sequence.Length} of {entry.Sequence.ContextSize} positions; {entry.Tokens.Length} more tokens do not fit (raise the context size)");
+            }
+
+            foreach (var token in entry.Tokens.Span)
+            {
+                if ((uint)token >= (uint)info.VocabularySize)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(batch), token, $"token id outside the vocabulary of {info.VocabularySize}");
+                }
+            }
+
+            total += entry.Tokens.Length;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            for (var j = i + 1; j < batch.Count; j++)
+            {
+                if (ReferenceEquals(batch[i].Sequence, batch[j].Sequence))
+                {
+                    throw new ArgumentException("a sequence appears twice in one batch");
+                }
+            }
+        }
+
+        Reserve(total);
+        var d = info.EmbeddingLength;
+        var t = 0;
+        for (var e = 0; e < batch.Count; e++)
+        {
+            var tokens = batch[e].Tokens.Span;
+            for (var i = 0; i < tokens.Length; i++, t++)
+            {
+                _positions[t] = batch[e].Sequence.Length + i;
+                _sequenceIndex[t] = e;
+                _weights.Embeddings.DequantizeRow(tokens[i], _x.AsSpan(t * d, d));
+            }
+        }
+
+        var x = Ptr(_x);
+        var h = Ptr(_h);
+        for (var l = 0; l < _weights.Layers.Length; l++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Layer(l, _weights.Layers[l], batch, total, x, h);
+        }
+
+        // Final norm and output projection, only for the rows whose logits were asked for.
+        var rows = new List<int>();
+        t = 0;
+        foreach (var entry in batch)
+        {
+            var n = entry.Tokens.Length;
+            if (entry.Logits == LogitsRequest.All)
+            {
+                for (var i = 0; i < n; i++)
+                {
+                    rows.Add(t + i);
+                }
+            }
+            else if (entry.Logits == LogitsRequest.Last)
+            {
+                rows.Add(t + n - 1);
+            }
+
+            t += n;
+        }
+
+        var results = new float[batch.Count][];
+        if (rows.Count > 0)
+        {
+            for (var r = 0; r < rows.Count; r++)
+            {
+                RmsNorm(x + (rows[r] * d), h + (r * d), _weights.OutputNorm, d, info.RmsEpsilon);
+            }
+
+            var vocab = info.VocabularySize;
+            Grow(ref _logitRows, checked(rows.Count * vocab));
+            NewSource();
+            MatMulInto(_weights.Output, h, rows.Count, Ptr(_logitRows), vocab);
+            var r0 = 0;
+            for (var e = 0; e < batch.Count; e++)
+            {
+                var count = batch[e].Logits switch
+                {
+                    LogitsRequest.All => batch[e].Tokens.Length,
+                    LogitsRequest.Last => 1,
+                    _ => 0,
+                };
+                results[e] = _logitRows.AsSpan(r0 * vocab, count * vocab).ToArray();
+                r0 += count;
+            }
+        }
+        else
+        {
+            for (var e = 0; e < batch.Count; e++)
+            {
+                results[e] = [];
+            }
+        }
+
+        foreach (var entry in batch)
+        {
+            entry.Sequence.Length += entry.Tokens.Length;
+        }
+
+        return results;
+    }
+
+    private void Layer(int layerIndex, LayerWeights w, IReadOnlyList<BatchEntry> batch, int n, float* x, float* h)
+    {
+        var info = Info;
+        var d = info.EmbeddingLength;
+        var qDim = info.QueryLength;
+        var kvDim = info.KvLength;
+        var headDim = info.HeadDimension;
+        var q = Ptr(_q);
+        var k = Ptr(_k);
+        var v = Ptr(_v);
+
+        NormRows(x, h, w.AttentionNorm, n, d);
+        NewSource();
+        MatMulInto(w.Query, h, n, q, qDim);
+        MatMulInto(w.Key, h, n, k, kvDim);
+        MatMulInto(w.Value, h, n, v, kvDim);
+        AddBias(q, w.QueryBias, n, qDim);
+        AddBias(k, w.KeyBias, n, kvDim);
+        AddBias(v, w.ValueBias, n, kvDim);
+        if (w.QueryNorm is not null && w.KeyNorm is not null)
+        {
+            // qwen3: RMSNorm over each head of Q and K before RoPE.
+            NormRows(q, q, w.QueryNorm, n * info.HeadCount, headDim);
+            NormRows(k, k, w.KeyNorm, n * info.KvHeadCount, headDim);
+        }
+
+        ApplyRope(q, n, info.HeadCount);
+        ApplyRope(k, n, info.KvHeadCount);
+
+        for (var t = 0; t < n; t++)
+        {
+            var sequence = batch[_sequenceIndex[t]].Sequence;
+            var pos = _positions[t];
+            new ReadOnlySpan<float>(k + (t * kvDim), kvDim).CopyTo(new Span<float>(sequence.Keys(layerIndex) + (pos * kvDim), kvDim));
+            new ReadOnlySpan<float>(v + (t * kvDim), kvDim).CopyTo(new Span<float>(sequence.Values(layerIndex) + (pos * kvDim), kvDim));
+        }
+
+        Attention(layerIndex, batch, n);
+
+        // Attention output projection and residual (h is free again: reuse it for the projection).
+        NewSource();
+        MatMulInto(w.AttentionOutput, Ptr(_attention), n, h, d, qDim);
+        AddBias(h, w.OutputBias, n, d);
+        AddInPlace(x, h, n * d);
+
+        NormRows(x, h, w.FfnNorm, n, d);
+        NewSource();
+        var ff = info.FeedForwardLength;
+        var gate = Ptr(_gate);
+        var up = Ptr(_up);
+        MatMulInto(w.Gate, h, n, gate, ff);
+        MatMulInto(w.Up, h, n, up, ff);
+        SwiGlu(gate, up, n * ff);
+        NewSource();
+        MatMulInto(w.Down, gate, n, h, d, ff);
+        AddInPlace(x, h, n * d);
+    }
+
+    private void Attention(int layerIndex, IReadOnlyList<BatchEntry> batch, int n)
+    {
+        var info = Info;
+        var heads = info.HeadCount;
+        var group = heads / info.KvHeadCount;
+        var scale = 1.0f / MathF.Sqrt(info.HeadDimension);
+        var maxPositions = 0;
+        for (var t = 0; t < n; t++)
+        {
+            maxPositions = Math.Max(maxPositions, _positions[t] + 1);
+        }
+
+        var workers = _pool.ThreadCount;
+        Grow(ref _scores, workers * 4 * maxPositions);
+        var q = (nint)Ptr(_q);
+        var output = (nint)Ptr(_attention);
+        var scores = (nint)Ptr(_scores);
+        var slot = -1;
+        _pool.ForRange(n * heads, 1, (start, end) =>
+        {
+            // Each chunk gets its own scratch row; chunks never outnumber 4 × threads.
+            var mine = Interlocked.Increment(ref slot) % (workers * 4);
+            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
+        });
+    }
+
+    /// <summary>Attention for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AttendRange(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    {
+        var info = Info;
+        var heads = info.HeadCount;
+        var headDim = info.HeadDimension;
+        var kvDim = info.KvLength;
+        var qDim = info.QueryLength;
+        for (var item = start; item < end; item++)
+        {
+            var t = item / heads;
+            var head = item % heads;
+            var sequence = batch[_sequenceIndex[t]].Sequence;
+            var count = _positions[t] + 1;
+            var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
+            var values = sequence.Values(layerIndex) + ((head / group) * headDim);
+            var query = q + (t * qDim) + (head * headDim);
+            var max = float.NegativeInfinity;
+            for (var j = 0; j < count; j++)
+            {
+                var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
+                s[j] = score;
+                max = Math.Max(max, score);
+            }
+
+            double sum = 0;
+            for (var j = 0; j < count; j++)
+            {
+                var e = MathF.Exp(s[j] - max);
+                s[j] = e;
+                sum += e;
+            }
+
+            var inv = (float)(1.0 / sum);
+            var o = output + (t * qDim) + (head * headDim);
+            new Span<float>(o, headDim).Clear();
+            for (var j = 0; j < count; j++)
+            {
+                Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
+            }
+        }
+    }
+
+    /// <summary>RoPE in place on <paramref name="heads"/> heads per token, angles built the way ggml builds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ApplyRope(float* data, int n, int heads)
+    {
+        var info = Info;
+        var headDim = info.HeadDimension;
+        var nRot = info.RopeDimensionCount;
+        var thetaScale = MathF.Pow(info.RopeFreqBase, -2.0f / nRot);
+        var factors = _weights.RopeFactors;
+        var neox = info.RopeStyle == RopeStyle.Neox;
+        Span<float> cache = stackalloc float[nRot];
+        var lastPosition = -1;
+        for (var t = 0; t < n; t++)
+        {
+            var p = _positions[t];
+            if (p != lastPosition)
+            {
+                float theta = p;
+                for (var i0 = 0; i0 < nRot; i0 += 2)
+                {
+                    var ff = factors is null ? 1.0f : factors[i0 / 2];
+                    var angle = info.RopeFreqScale * (theta / ff);
+                    cache[i0] = MathF.Cos(angle);
+                    cache[i0 + 1] = MathF.Sin(angle);
+                    theta *= thetaScale;
+                }
+
+                lastPosition = p;
+            }
+
+            for (var head = 0; head < heads; head++)
+            {
+                var x = data + (((long)t * heads) + head) * headDim;
+                for (var i0 = 0; i0 < nRot; i0 += 2)
+                {
+                    var cos = cache[i0];
+                    var sin = cache[i0 + 1];
+                    int a, b;
+                    if (neox)
+                    {
+                        a = i0 / 2;
+                        b = a + (nRot / 2);
+                    }
+                    else
+                    {
+                        a = i0;
+                        b = i0 + 1;
+                    }
+
+                    var x0 = x[a];
+                    var x1 = x[b];
+                    x[a] = (x0 * cos) - (x1 * sin);
+                    x[b] = (x0 * sin) + (x1 * cos);
+                }
+            }
+        }
+    }
+
+    private void NormRows(float* source, float* destination, float[] weight, int rows, int length)
+    {
+        var eps = Info.RmsEpsilon;
+        if (rows * length < 1 << 16)
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                RmsNorm(source + (r * length), destination + (r * length), weight, length, eps);
+            }
+
+            return;
+        }
+
+        var src = (nint)source;
+        var dst = (nint)destination;
+        _pool.ForRange(rows, 8, (start, end) =>
+        {
+            for (var r = start; r < end; r++)
+            {
+                RmsNorm((float*)src + (r * length), (float*)dst + (r * length), weight, length, eps);
+            }
+        });
+    }
+
+    /// <summary>ggml's rms_norm then mul: squares summed in f64, mean and scale in f32, y = (x·scale)·w.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RmsNorm(float* x, float* y, float[] weight, int length, float eps)
+    {
+        double sum = 0;
+        for (var i = 0; i < length; i++)
+        {
+            sum += x[i] * x[i];
+        }
+
+        var mean = (float)(sum / length);
+        var scale = 1.0f / MathF.Sqrt(mean + eps);
+        for (var i = 0; i < length; i++)
+        {
+            y[i] = x[i] * scale * weight[i];
+        }
+    }
+
+    /// <summary>Marks the activation conversions stale: the next product converts its input again.</summary>
+    private void NewSource() => _prepared.Clear();
+
+    /// <summary><c>y[t·ldy + r] = W[r] · x[t]</c>, converting <paramref name="x"/> once per activation format between calls to <see cref="NewSource"/>.</summary>
+    private void MatMulInto(WeightMatrix w, float* x, int n, float* y, int ldy, int? xStride = null)
+    {
+        var kind = w.ActivationKind;
+        if (!_activations.TryGetValue(kind, out var act))
+        {
+            act = new Activations();
+            _activations[kind] = act;
+        }
+
+        // Q, K and V (and gate and up) read the same input: convert it once per format. The key guards against a
+        // missing NewSource call reusing a stale conversion of a different buffer or shape.
+        var key = ((nint)x, n, w.Columns);
+        if (!_prepared.TryGetValue(kind, out var prepared) || prepared != key)
+        {
+            act.Load(kind, x, n, w.Columns, xStride ?? w.Columns);
+            _prepared[kind] = key;
+        }
+
+        MatMul.Multiply(w, act, y, ldy, _pool);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AddBias(float* data, float[]? bias, int rows, int length)
+    {
+        if (bias is null)
+        {
+            return;
+        }
+
+        for (var r = 0; r < rows; r++)
+        {
+            var row = data + (r * length);
+            for (var i = 0; i < length; i++)
+            {
+                row[i] += bias[i];
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AddInPlace(float* x, float* y, int count)
+    {
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            x[i] += y[i];
+        }
+    }
+
+    /// <summary>gate ← silu(gate) · up.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SwiGlu(float* gate, float* up, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var g = gate[i];
+            gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Axpy(float a, float* x, float* y, int n)
+    {
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(a);
+            for (; i + 8 <= n; i += 8)
+            {
+                (Vector256.Load(y + i) + (va * Vector256.Load(x + i))).Store(y + i);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            y[i] += a * x[i];
+        }
+    }
+
+    private void Reserve(int tokens)
+    {
+        var info = Info;
+        Grow(ref _x, tokens * info.EmbeddingLength);
+        Grow(ref _h, tokens * Math.Max(info.EmbeddingLength, info.QueryLength));
+        Grow(ref _q, tokens * info.QueryLength);
+        Grow(ref _k, tokens * info.KvLength);
+        Grow(ref _v, tokens * info.KvLength);
+        Grow(ref _attention, tokens * info.QueryLength);
+        Grow(ref _gate, tokens * info.FeedForwardLength);
+        Grow(ref _up, tokens * info.FeedForwardLength);
+        if (_positions.Length < tokens)
+        {
+            _positions = new int[tokens];
+            _sequenceIndex = new int[tokens];
+        }
+    }
+
+    private static void Grow(ref float[] buffer, int length)
+    {
+        if (buffer.Length < length)
+        {
+            buffer = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* Ptr(float[] array) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+}

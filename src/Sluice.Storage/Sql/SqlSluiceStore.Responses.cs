@@ -1,0 +1,55 @@
+using System.Data.Common;
+
+namespace Sluice.Storage.Sql;
+
+/// <summary>Stored Responses API responses: one row each, read and deleted by owner.</summary>
+internal abstract partial class SqlSluiceStore
+{
+    private const string ResponseColumns = "id, owner, key_id, model, previous_response_id, response, conversation, created_at_ms";
+
+    /// <inheritdoc />
+    public Task SaveResponseAsync(StoredResponse response, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        RequireName(response.Owner, nameof(response));
+        return WriteAsync(
+            async (c, tx) =>
+            {
+                await using var insert = Db.Command(
+                    c, tx, $"INSERT INTO responses ({ResponseColumns}) VALUES (@id, @owner, @key, @model, @previous, @response, @conversation, @at)");
+                await insert.With("@id", response.Id).With("@owner", response.Owner).With("@key", response.KeyId).With("@model", response.Model)
+                    .With("@previous", response.PreviousResponseId).With("@response", response.ResponseJson)
+                    .With("@conversation", response.ConversationJson).With("@at", response.CreatedAt).ExecuteNonQueryAsync(cancellationToken);
+                return true;
+            },
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<StoredResponse?> GetResponseAsync(string owner, string id, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        await using var select = Db.Command(c, null, $"SELECT {ResponseColumns} FROM responses WHERE id = @id AND owner = @owner");
+        return await select.With("@id", id).With("@owner", owner).SingleOrDefaultAsync(ReadResponse, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<bool> DeleteResponseAsync(string owner, string id, CancellationToken cancellationToken) =>
+        WriteAsync(
+            async (c, tx) =>
+            {
+                await using var delete = Db.Command(c, tx, "DELETE FROM responses WHERE id = @id AND owner = @owner");
+                return await delete.With("@id", id).With("@owner", owner).ExecuteNonQueryAsync(cancellationToken) > 0;
+            },
+            cancellationToken);
+
+    private static StoredResponse ReadResponse(DbDataReader r) => new(
+        r.GetString(0),
+        r.GetString(1),
+        r.NullableString(2),
+        r.GetString(3),
+        r.NullableString(4),
+        r.GetString(5),
+        r.GetString(6),
+        r.Time(7));
+}
