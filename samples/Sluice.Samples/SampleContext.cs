@@ -33,13 +33,22 @@ public sealed class SampleContext
     /// <summary>Applied after an example's own client settings (tests shorten limits with it).</summary>
     public Action<SluiceClientOptions>? ConfigureClient { get; init; }
 
+    /// <summary>
+    /// Whether the examples follow the SaaS flow (a job per run, credits at the end): when the key is a team's virtual
+    /// key, <c>sk-sluice-…</c> — what <c>init</c> prints.
+    /// </summary>
+    public bool UsesJobs => ApiKey?.StartsWith("sk-sluice-", StringComparison.Ordinal) == true;
+
     /// <summary>A client for the gateway; <paramref name="configure"/> is the example's own settings.</summary>
-    public SluiceChatClient CreateClient(Action<SluiceClientOptions>? configure = null)
+    public SluiceChatClient CreateClient(Action<SluiceClientOptions>? configure = null) => new(ClientOptions(configure));
+
+    /// <summary>The client options: endpoint, key and model, then the example's settings, then the tests'.</summary>
+    public SluiceClientOptions ClientOptions(Action<SluiceClientOptions>? configure = null)
     {
         var options = new SluiceClientOptions { Endpoint = Endpoint, ApiKey = ApiKey, DefaultModel = Model };
         configure?.Invoke(options);
         ConfigureClient?.Invoke(options);
-        return new SluiceChatClient(options);
+        return options;
     }
 
     /// <summary>Chat options with the model, seed and metadata filled in.</summary>

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Sluice.Cli;
 using Sluice.Cli.Commands;
 using Sluice.Cli.Commands.Admin;
 
@@ -17,4 +18,14 @@ var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serv
 // Commands handle Ctrl+C themselves: chat stops only the current answer (and returns to its prompt when
 // interactive), serve shuts the host down through its console lifetime. System.CommandLine's own handler would
 // cancel every command and force the process to exit two seconds later.
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+var parse = root.Parse(args);
+
+// Usage errors exit 2, as every command's help says, with one line per problem (not the whole help).
+var problems = UsageErrors.Describe(parse);
+if (problems.Count > 0)
+{
+    UsageErrors.Write(parse, problems, Console.Error);
+    return ExitCodes.Usage;
+}
+
+return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

@@ -2,7 +2,10 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Threading.Channels;
 using Sluice.Mqtt.Packets;
@@ -34,6 +37,9 @@ public sealed class MqttClient : IAsyncDisposable
     private readonly ConcurrentDictionary<ushort, PendingPublish> _inflight = new();
     private readonly SemaphoreSlim _inflightSlots;
     private readonly CancellationTokenSource _stopping = new();
+
+    // The CA certificates of MqttClientOptions.CaFile, read once; null: the system's roots.
+    private readonly X509Certificate2Collection? _trustedRoots;
     private TaskCompletionSource _ready = NewSignal();
     private volatile Connection? _current;
     private Task? _supervisor;
@@ -49,6 +55,7 @@ public sealed class MqttClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
+        _trustedRoots = options.CaFile is { } caFile ? TlsCheck.LoadRoots(caFile) : null;
         _inflightSlots = new SemaphoreSlim(options.MaxInflight, options.MaxInflight);
         _received = Channel.CreateBounded<MqttMessage>(new BoundedChannelOptions(options.ReceiveBufferMessages)
         {
@@ -430,10 +437,26 @@ public sealed class MqttClient : IAsyncDisposable
         timeout.CancelAfter(_options.ConnectTimeout);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         Connection? connection = null;
+        Stream? transport = null;
+        var tls = new TlsCheck();
         try
         {
             await socket.ConnectAsync(_options.Host, _options.Port, timeout.Token);
-            connection = new Connection(socket, generation, cancellationToken);
+            transport = new NetworkStream(socket, ownsSocket: true);
+            if (_options.UseTls)
+            {
+                var ssl = new SslStream(transport, leaveInnerStreamOpen: false);
+                transport = ssl;
+                await ssl.AuthenticateAsClientAsync(
+                    new SslClientAuthenticationOptions
+                    {
+                        TargetHost = _options.TlsServerName ?? _options.Host,
+                        RemoteCertificateValidationCallback = (_, certificate, chain, errors) => tls.Validate(certificate, chain, errors, _trustedRoots),
+                    },
+                    timeout.Token);
+            }
+
+            connection = new Connection(transport, generation, cancellationToken);
             var fields = new ConnectFields(
                 _options.ClientId,
                 (ushort)_options.KeepAlive.TotalSeconds,
@@ -462,6 +485,11 @@ public sealed class MqttClient : IAsyncDisposable
         {
             if (connection is null)
             {
+                if (transport is not null)
+                {
+                    await transport.DisposeAsync();
+                }
+
                 socket.Dispose();
             }
             else
@@ -476,6 +504,7 @@ public sealed class MqttClient : IAsyncDisposable
                     new MqttConnectionException($"No MQTT connection to {Where} within {_options.ConnectTimeout.TotalSeconds:0.#} s.", ex),
                 SocketException socketError =>
                     new MqttConnectionException($"Cannot connect to the MQTT broker at {Where}: {socketError.Message}.", ex),
+                AuthenticationException => new MqttConnectionException(tls.Describe(Where, _options), ex),
                 IOException => new MqttConnectionException($"The connection to the MQTT broker at {Where} failed: {ex.Message}", ex),
                 _ => ex,
             };
@@ -665,16 +694,16 @@ public sealed class MqttClient : IAsyncDisposable
     /// <summary>One TCP connection: its pipes, its outbox and its loops.</summary>
     private sealed class Connection
     {
-        private readonly NetworkStream _stream;
+        private readonly Stream _stream;
         private readonly CancellationTokenSource _closed;
         private long _lastSent;
         private long _pingSentAt;
         private int _aborted;
 
-        public Connection(Socket socket, int generation, CancellationToken stopping)
+        public Connection(Stream stream, int generation, CancellationToken stopping)
         {
             Generation = generation;
-            _stream = new NetworkStream(socket, ownsSocket: true);
+            _stream = stream;
             Reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(leaveOpen: true));
             Writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(leaveOpen: true));
             _closed = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -793,4 +822,93 @@ public sealed class MqttDisconnectedEventArgs(Exception reason, TimeSpan retryDe
 
     /// <summary>True when an established connection was lost; false when an attempt failed.</summary>
     public bool WasConnected { get; } = wasConnected;
+}
+
+/// <summary>
+/// Checks the broker's certificate during the TLS handshake — against the system's roots, or only against the CA file's
+/// — and remembers why it was refused, so the failure says what is wrong and what to change.
+/// </summary>
+internal sealed class TlsCheck
+{
+    private string? _problem;
+
+    /// <summary>Reads the PEM file's certificates; a file without any is refused at once.</summary>
+    /// <exception cref="ArgumentException">The file holds no PEM certificate.</exception>
+    public static X509Certificate2Collection LoadRoots(string caFile)
+    {
+        var roots = new X509Certificate2Collection();
+        try
+        {
+            roots.ImportFromPemFile(caFile);
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            throw new ArgumentException($"The MQTT CA file '{caFile}' is not a PEM certificate file ({ex.Message}). Give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----).", ex);
+        }
+
+        return roots.Count > 0
+            ? roots
+            : throw new ArgumentException($"The MQTT CA file '{caFile}' holds no certificate. Give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----).");
+    }
+
+    /// <summary>The handshake's validation callback.</summary>
+    public bool Validate(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection? roots)
+    {
+        if (certificate is null || errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
+        {
+            _problem = "the broker sent no certificate";
+            return false;
+        }
+
+        if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch))
+        {
+            _problem = $"the broker's certificate ({certificate.Subject}) is not issued for the host name used to connect";
+            return false;
+        }
+
+        if (roots is null)
+        {
+            if (errors == SslPolicyErrors.None)
+            {
+                return true;
+            }
+
+            _problem = $"the broker's certificate ({certificate.Subject}, issued by {certificate.Issuer}) is not trusted by this system ({Describe(chain)})";
+            return false;
+        }
+
+        // A private CA: build the chain against the CA file's certificates only, not the system's roots.
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(roots);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (chain is not null)
+        {
+            custom.ChainPolicy.ExtraStore.AddRange(chain.ChainPolicy.ExtraStore);
+        }
+
+        using var leaf = new X509Certificate2(certificate);
+        if (custom.Build(leaf))
+        {
+            return true;
+        }
+
+        _problem = $"the broker's certificate ({leaf.Subject}, issued by {leaf.Issuer}) does not chain to the CA file's certificate(s) ({Describe(custom)})";
+        return false;
+    }
+
+    /// <summary>The message for a failed handshake: what was wrong, and what to change.</summary>
+    public string Describe(string where, MqttClientOptions options)
+    {
+        var problem = _problem ?? "the handshake failed (is it a TLS port? mqtts:// brokers usually listen on 8883)";
+        var fix = options.CaFile is { } caFile
+            ? $"Check that the CA file '{caFile}' (Mqtt:CaFile) holds the CA that signed the broker's certificate."
+            : "If the broker uses a private CA, give its certificate with Mqtt:CaFile (sluice mqtt --ca-file).";
+        return $"TLS with the MQTT broker at {where} failed: {problem}. {fix}";
+    }
+
+    private static string Describe(X509Chain? chain) =>
+        chain is null || chain.ChainStatus.Length == 0
+            ? "no chain"
+            : string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation.Trim().TrimEnd('.')).Distinct(StringComparer.Ordinal));
 }

@@ -6,8 +6,23 @@ public sealed class MqttClientOptions
     /// <summary>Broker host name or address.</summary>
     public required string Host { get; init; }
 
-    /// <summary>Broker port (1883 is MQTT's).</summary>
+    /// <summary>Broker port (1883 is MQTT's; 8883 is MQTT over TLS).</summary>
     public int Port { get; init; } = 1883;
+
+    /// <summary>
+    /// Speak TLS to the broker (<c>mqtts://</c>). The broker's certificate must be valid for <see cref="TlsServerName"/>
+    /// and chain to a trusted root: the system's, or only the CA(s) in <see cref="CaFile"/> when it is set.
+    /// </summary>
+    public bool UseTls { get; init; }
+
+    /// <summary>
+    /// A PEM file with the CA certificate(s) that signed the broker's certificate — for a private CA. When set, only
+    /// these are trusted as roots (the system's roots are not). Requires <see cref="UseTls"/>.
+    /// </summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>The name the broker's certificate must carry (default: <see cref="Host"/>).</summary>
+    public string? TlsServerName { get; init; }
 
     /// <summary>Client identifier; unique per broker. Required (non-empty) when <see cref="CleanSession"/> is false.</summary>
     public required string ClientId { get; init; }
@@ -67,6 +82,16 @@ public sealed class MqttClientOptions
         if (Password is not null && Username is null)
         {
             throw new ArgumentException("MQTT 3.1.1 does not allow a password without a user name.");
+        }
+
+        if (CaFile is not null && !UseTls)
+        {
+            throw new ArgumentException("An MQTT CA file only applies to TLS connections: use an mqtts:// broker address, or drop the CA file.");
+        }
+
+        if (CaFile is not null && !File.Exists(CaFile))
+        {
+            throw new ArgumentException($"The MQTT CA file '{CaFile}' does not exist. Give the path of the PEM file holding the broker's CA certificate.");
         }
 
         if (MaxInflight < 1 || ReceiveBufferMessages < 1 || MaxIncomingPacketBytes < 16)

@@ -26,6 +26,12 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
     /// </summary>
     public IEmbeddingBackend? Embeddings { get; init; }
 
+    /// <summary>
+    /// Why the model cannot be called (its API key variable is unset, or every member of its group is unavailable),
+    /// with what to do; null when it can. Unavailable models are still listed, so clients can see why.
+    /// </summary>
+    public string? UnavailableReason { get; init; }
+
     /// <summary>The <c>owned_by</c> value in <c>/v1/models</c>.</summary>
     public string OwnedBy => Options.Provider switch
     {
@@ -110,14 +116,22 @@ public sealed class ModelCatalog : IDisposable
 
         // Concrete models first: their backends are created once and shared by every route that uses them.
         var concrete = new Dictionary<string, (ModelOptions Options, IChatBackend Backend)>(StringComparer.Ordinal);
+        var missingKeys = new List<MissingKey>();
         for (var i = 0; i < options.Count; i++)
         {
             var model = options[i];
             if (model.Target is null)
             {
-                concrete[model.Name] = (model, CreateBackend(model, i));
+                var backend = CreateBackend(model, i);
+                concrete[model.Name] = (model, backend);
+                if (backend is UnavailableChatBackend)
+                {
+                    missingKeys.Add(new MissingKey(model.Name, model.ApiKeyEnv!.Trim()));
+                }
             }
         }
+
+        MissingKeys = missingKeys;
 
         var groupsByName = groups.ToDictionary(g => g.Name, StringComparer.Ordinal);
         var entries = new List<ModelEntry>(options.Count + groups.Count);
@@ -126,9 +140,11 @@ public sealed class ModelCatalog : IDisposable
             var model = options[i];
             if (model.Target is null)
             {
-                entries.Add(new ModelEntry(model.Name, model, Route([Candidate(model.Name, concrete)], retry, onRetry))
+                var source = concrete[model.Name].Backend;
+                entries.Add(new ModelEntry(model.Name, model, source is UnavailableChatBackend ? source : Route([Candidate(model.Name, concrete)], retry, onRetry))
                 {
-                    Source = concrete[model.Name].Backend,
+                    Source = source,
+                    UnavailableReason = (source as UnavailableChatBackend)?.Reason,
                     Embeddings = EmbeddingRoute([Candidate(model.Name, concrete)], retry, onRetry),
                 });
                 resolved[model.Name] = [model.Name];
@@ -137,9 +153,11 @@ public sealed class ModelCatalog : IDisposable
 
             var members = ResolveTarget(model.Name, model.Target, $"Models[{i}]", concrete, groupsByName, options, [model.Name]);
             resolved[model.Name] = [.. members];
-            entries.Add(new ModelEntry(model.Name, model, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
+            var (aliasBackend, aliasReason) = RouteAvailable(model.Name, members, concrete, retry, onRetry);
+            entries.Add(new ModelEntry(model.Name, model, aliasBackend)
             {
                 Members = [model.Target],
+                UnavailableReason = aliasReason,
                 Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
@@ -163,9 +181,11 @@ public sealed class ModelCatalog : IDisposable
                 ContextWindow = first.ContextWindow,
                 MaxOutputTokens = first.MaxOutputTokens,
             };
-            entries.Add(new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry))
+            var (groupBackend, groupReason) = RouteAvailable(group.Name, members, concrete, retry, onRetry);
+            entries.Add(new ModelEntry(group.Name, synthesized, groupBackend)
             {
                 Members = group.Models,
+                UnavailableReason = groupReason,
                 Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
@@ -178,6 +198,12 @@ public sealed class ModelCatalog : IDisposable
 
     /// <summary>All configured models, aliases and groups, in configuration order (models first).</summary>
     public IReadOnlyList<ModelEntry> Models { get; }
+
+    /// <summary>
+    /// Every model whose API key variable was unset when the catalog was built, in configuration order — so a start-up
+    /// message can name all of them at once. Those models (and groups left with no callable member) are unavailable.
+    /// </summary>
+    public IReadOnlyList<MissingKey> MissingKeys { get; }
 
     /// <summary>The groups registered at run time with <see cref="AddGroup"/>, oldest first.</summary>
     public IReadOnlyList<ModelEntry> RuntimeGroupEntries => Volatile.Read(ref _runtime).Ordered;
@@ -266,9 +292,11 @@ public sealed class ModelCatalog : IDisposable
             ContextWindow = first.ContextWindow,
             MaxOutputTokens = first.MaxOutputTokens,
         };
-        var entry = new ModelEntry(group.Name, synthesized, Route(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry))
+        var (backend, reason) = RouteAvailable(group.Name, members, _concrete, _retry, _onRetry);
+        var entry = new ModelEntry(group.Name, synthesized, backend)
         {
             Members = [.. group.Models],
+            UnavailableReason = reason,
             Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry),
         };
         return (entry, [.. members]);
@@ -325,6 +353,31 @@ public sealed class ModelCatalog : IDisposable
             [{ Attempts: 1 } only] => only.Backend,
             _ => new FallbackEmbeddingBackend(embedding, retry, onRetry),
         };
+    }
+
+    /// <summary>
+    /// The route over the callable members only: an unavailable one would fail every time, and retrying it would only
+    /// delay the next. With none callable, the route itself is unavailable and says which keys are missing.
+    /// </summary>
+    private static (IChatBackend Backend, string? Reason) RouteAvailable(
+        string owner,
+        List<string> members,
+        Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete,
+        RetryOptions retry,
+        Action<RetryNotice>? onRetry)
+    {
+        var callable = members.Where(m => concrete[m].Backend is not UnavailableChatBackend).ToList();
+        if (callable.Count > 0)
+        {
+            return (Route(callable.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry), null);
+        }
+
+        var variables = members.Distinct(StringComparer.Ordinal)
+            .Select(m => $"{m} needs {concrete[m].Options.ApiKeyEnv?.Trim()}")
+            .ToList();
+        var reason = $"Model \"{owner}\" is unavailable: none of its models can be called ({string.Join(", ", variables)}, unset when the gateway started). "
+            + "Export a key variable and restart the gateway, or ask for another model (GET /v1/models).";
+        return (new UnavailableChatBackend(reason), reason);
     }
 
     /// <summary>Resolves a name used by an alias or group to concrete model names, rejecting unknown names and cycles.</summary>
@@ -425,12 +478,15 @@ public sealed class ModelCatalog : IDisposable
         if (!string.IsNullOrWhiteSpace(model.ApiKeyEnv))
         {
             // Keys pasted from files often carry a trailing newline, which HTTP headers cannot hold.
-            apiKey = Environment.GetEnvironmentVariable(model.ApiKeyEnv)?.Trim();
+            var variable = model.ApiKeyEnv.Trim();
+            apiKey = Environment.GetEnvironmentVariable(variable)?.Trim();
             if (string.IsNullOrEmpty(apiKey))
             {
-                throw new ModelConfigurationException(
-                    $"{where} reads its API key from the environment variable {model.ApiKeyEnv}, which is not set. "
-                    + $"Export {model.ApiKeyEnv}=<your key> before starting Sluice, or remove ApiKeyEnv if the server needs no key.");
+                // Not fatal: the rest of the configuration still serves, and this model says what it lacks when called
+                // (the shipped example names five providers; few users have every key).
+                return new UnavailableChatBackend(
+                    $"Model \"{model.Name}\" is unavailable: its API key is read from the environment variable {variable}, which was not set when the gateway started. "
+                    + $"Export {variable}=<your key> and restart the gateway, or ask for another model (GET /v1/models).");
             }
 
             if (apiKey.Any(char.IsControl))
@@ -463,6 +519,11 @@ public sealed class ModelCatalog : IDisposable
         _ => "https://api.openai.com/v1",
     };
 }
+
+/// <summary>A model whose API key variable was unset when the catalog was built.</summary>
+/// <param name="Model">The model's name.</param>
+/// <param name="Variable">The environment variable it reads its key from.</param>
+public sealed record MissingKey(string Model, string Variable);
 
 /// <summary>The model configuration is invalid; the message names the entry and the fix.</summary>
 public sealed class ModelConfigurationException(string message) : Exception(message);

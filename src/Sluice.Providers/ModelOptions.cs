@@ -83,8 +83,11 @@ public sealed class ModelOptions
     /// <summary>Largest <c>max_tokens</c> accepted; for <c>anthropic</c> also the <c>max_tokens</c> sent when the request sets none.</summary>
     public int MaxOutputTokens { get; set; } = 8_192;
 
-    /// <summary>Simulation: answer length when the request sets no <c>max_tokens</c>.</summary>
-    public int DefaultAnswerTokens { get; set; } = 120;
+    /// <summary>
+    /// Simulation: answer length when the request sets no <c>max_tokens</c>. 300 tokens (about 1,500 characters) is
+    /// long enough for a first streaming check to see the answer arrive piece by piece.
+    /// </summary>
+    public int DefaultAnswerTokens { get; set; } = 300;
 
     /// <summary>Simulation: delay before the first token, in milliseconds.</summary>
     public int TimeToFirstTokenMs { get; set; }

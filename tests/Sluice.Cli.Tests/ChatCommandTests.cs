@@ -35,7 +35,7 @@ public sealed class ChatCommandTests(GatewayFixture gateway)
         Assert.Equal("sim-fast", root.GetProperty("model").GetString());
         Assert.Equal(25, root.GetProperty("tokens").GetInt32());
         Assert.Equal("usage", root.GetProperty("tokens_source").GetString());
-        Assert.Equal("stop", root.GetProperty("finish_reason").GetString());
+        Assert.Equal("length", root.GetProperty("finish_reason").GetString());
         Assert.True(root.GetProperty("prompt_tokens").GetInt32() > 0);
         var ttft = root.GetProperty("time_to_first_token_ms").GetDouble();
         Assert.True(ttft > 0 && ttft <= root.GetProperty("duration_ms").GetDouble(), result.Stderr);

@@ -27,6 +27,8 @@ internal sealed class CliProcess : IAsyncDisposable
 
     public int Id => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     public string Stdout
     {
         get
@@ -57,11 +59,18 @@ internal sealed class CliProcess : IAsyncDisposable
     /// background job of a non-interactive shell, as CI runners often are) passes that on, and .NET respects
     /// ignored signals — so Ctrl+C tests reset it with <c>env --default-signal=INT</c> when needed.
     /// </param>
-    /// <param name="environment">Extra environment variables for the child.</param>
-    public static CliProcess Start(IEnumerable<string> args, bool defaultSigInt = false, IReadOnlyDictionary<string, string>? environment = null)
+    /// <param name="environment">Extra environment variables for the child (an empty value removes the variable).</param>
+    /// <param name="workingDirectory">The child's working directory (default: the test's).</param>
+    /// <param name="executable">Run this executable instead of <c>dotnet sluice.dll</c> (an installed tool, a published binary).</param>
+    public static CliProcess Start(
+        IEnumerable<string> args,
+        bool defaultSigInt = false,
+        IReadOnlyDictionary<string, string>? environment = null,
+        string? workingDirectory = null,
+        string? executable = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "sluice.dll");
-        if (!File.Exists(dll))
+        if (executable is null && !File.Exists(dll))
         {
             throw new FileNotFoundException($"sluice.dll not found at {dll}: the test project must reference src/Sluice.Cli.", dll);
         }
@@ -76,28 +85,48 @@ internal sealed class CliProcess : IAsyncDisposable
             StandardOutputEncoding = new UTF8Encoding(false),
             StandardErrorEncoding = new UTF8Encoding(false),
         };
+        var program = executable ?? dotnet;
         if (defaultSigInt && OperatingSystem.IsLinux() && SigIntIgnoredHere())
         {
             info.FileName = "env";
             info.ArgumentList.Add("--default-signal=INT");
-            info.ArgumentList.Add(dotnet);
+            info.ArgumentList.Add(program);
         }
         else
         {
-            info.FileName = dotnet;
+            info.FileName = program;
         }
 
-        info.ArgumentList.Add(dll);
+        if (executable is null)
+        {
+            info.ArgumentList.Add(dll);
+        }
+
+        if (workingDirectory is not null)
+        {
+            info.WorkingDirectory = workingDirectory;
+        }
+
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
         }
 
-        // The child must not pick up an API key or settings from the machine running the tests.
+        // The child must not pick up an API key or settings from the machine running the tests: no key, and the
+        // per-user config and data directories point at an empty place (a test may set its own).
         info.Environment.Remove("SLUICE_API_KEY");
+        info.Environment["XDG_CONFIG_HOME"] = IsolatedHome.Config;
+        info.Environment["XDG_DATA_HOME"] = IsolatedHome.Data;
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
-            info.Environment[name] = value;
+            if (value.Length == 0)
+            {
+                info.Environment.Remove(name);
+            }
+            else
+            {
+                info.Environment[name] = value;
+            }
         }
 
         return new CliProcess(Process.Start(info) ?? throw new InvalidOperationException("Could not start dotnet."));
@@ -108,9 +137,11 @@ internal sealed class CliProcess : IAsyncDisposable
         IEnumerable<string> args,
         string? stdin = null,
         TimeSpan? timeout = null,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null,
+        string? workingDirectory = null,
+        string? executable = null)
     {
-        await using var process = Start(args, environment: environment);
+        await using var process = Start(args, environment: environment, workingDirectory: workingDirectory, executable: executable);
         if (stdin is not null)
         {
             await process.Stdin.WriteAsync(stdin);
@@ -216,6 +247,16 @@ internal sealed class CliProcess : IAsyncDisposable
             }
         }
     }
+}
+
+/// <summary>Empty per-user config and data directories for child processes (one pair per test run).</summary>
+internal static class IsolatedHome
+{
+    private static readonly string Root = Directory.CreateTempSubdirectory("sluice-cli-home-").FullName;
+
+    public static string Config { get; } = Directory.CreateDirectory(Path.Combine(Root, "config")).FullName;
+
+    public static string Data { get; } = Directory.CreateDirectory(Path.Combine(Root, "data")).FullName;
 }
 
 /// <summary>A finished run.</summary>

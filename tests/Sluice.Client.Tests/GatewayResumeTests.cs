@@ -35,7 +35,7 @@ public sealed class GatewayResumeTests(GatewayFixture gateway)
 
         Assert.Equal(expected, Text(updates));
         Assert.Equal(["6"], proxy.ResumedFrom);
-        Assert.Single(updates, u => u.FinishReason == ChatFinishReason.Stop);
+        Assert.Single(updates, u => u.FinishReason == ChatFinishReason.Length);
         await Task.Delay(200);
         Assert.Equal(before + 1, totals.Requests);
     }

@@ -42,7 +42,7 @@ public sealed class JobsAgainstGatewayTests
 
             var call = await jobs.CallAsync(job.JobId, [new ChatMessage(ChatRole.User, "Summarise the tides")], new ChatOptions { MaxOutputTokens = 12 });
             Assert.False(string.IsNullOrEmpty(call.Content));
-            Assert.Equal("stop", call.FinishReason);
+            Assert.Equal("length", call.FinishReason);
 
             var streamed = new StringBuilder();
             await foreach (var update in jobs.StreamAsync(job.JobId, [new ChatMessage(ChatRole.User, "And the moon?")], new ChatOptions { MaxOutputTokens = 8 }))

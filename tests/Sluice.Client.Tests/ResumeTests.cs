@@ -31,7 +31,7 @@ public sealed class ResumeTests(GatewayFixture gateway)
         var updates = await CollectAsync(client.GetStreamingResponseAsync(User(Prompt), Seeded));
 
         Assert.Equal(expected, Text(updates));
-        Assert.Single(updates, u => u.FinishReason == ChatFinishReason.Stop);
+        Assert.Single(updates, u => u.FinishReason == ChatFinishReason.Length);
         Assert.Equal(40, Assert.Single(updates.SelectMany(u => u.Contents).OfType<UsageContent>()).Details.OutputTokenCount);
         Assert.Equal(["10"], proxy.ResumedFrom);
         var resume = trace.Requests.Last();

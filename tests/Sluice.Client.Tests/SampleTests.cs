@@ -31,7 +31,7 @@ public sealed class SampleTests(GatewayFixture gateway)
         var response = await AccumulateFullText.RunAsync(Context(seed: 2));
 
         Assert.Equal(expected, response.Text);
-        Assert.StartsWith($"Full answer ({expected.Length} chars, finish: stop, 50 tokens):", _output.ToString(), StringComparison.Ordinal);
+        Assert.StartsWith($"Full answer ({expected.Length} chars, finish: length, 50 tokens):", _output.ToString(), StringComparison.Ordinal);
         Assert.Contains(expected, _output.ToString(), StringComparison.Ordinal);
     }
 
@@ -190,6 +190,33 @@ public sealed class SampleTests(GatewayFixture gateway)
         Assert.True(timedOut);
         Assert.False(string.IsNullOrEmpty(text));
         Assert.Contains("[deadline reached after ", _output.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(ErrorSimulation.RateLimit, ErrorHandlingOutcome.Answered, "Rate limited; retrying in 1 s.")]
+    [InlineData(ErrorSimulation.RateLimitTwice, ErrorHandlingOutcome.RateLimited, "Rate limited; retrying in 1 s.")]
+    [InlineData(ErrorSimulation.Timeout, ErrorHandlingOutcome.TimedOut, "Timed out (FirstToken)")]
+    [InlineData(ErrorSimulation.MidStream, ErrorHandlingOutcome.Interrupted, "The answer broke off: ")]
+    public async Task Error_handling_triggers_each_failure_on_the_simulated_models(ErrorSimulation simulate, ErrorHandlingOutcome expected, string firstLine)
+    {
+        var outcome = await ErrorHandling.RunAsync(Context(), simulate);
+
+        Assert.Equal(expected, outcome);
+        Assert.StartsWith(firstLine, _output.ToString(), StringComparison.Ordinal);
+        if (simulate == ErrorSimulation.RateLimitTwice)
+        {
+            Assert.Contains("Still rate limited", _output.ToString(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Streaming_to_a_file_defaults_to_a_new_file_in_the_temp_directory()
+    {
+        var first = StreamToFile.DefaultPath();
+
+        Assert.StartsWith(Path.GetTempPath(), first, StringComparison.Ordinal);
+        Assert.NotEqual(first, StreamToFile.DefaultPath());
+        Assert.False(File.Exists(first));
     }
 
     private SampleContext Context(

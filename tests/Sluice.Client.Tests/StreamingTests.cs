@@ -26,7 +26,7 @@ public sealed class StreamingTests(GatewayFixture gateway)
         var responseId = updates[0].ResponseId;
         Assert.StartsWith("chatcmpl-", responseId, StringComparison.Ordinal);
         Assert.All(updates, u => Assert.Equal(responseId, u.ResponseId));
-        Assert.Equal(ChatFinishReason.Stop, Assert.Single(updates, u => u.FinishReason is not null).FinishReason);
+        Assert.Equal(ChatFinishReason.Length, Assert.Single(updates, u => u.FinishReason is not null).FinishReason);
 
         var usage = Assert.Single(updates.SelectMany(u => u.Contents).OfType<UsageContent>()).Details;
         Assert.Equal(30, usage.OutputTokenCount);
@@ -46,7 +46,7 @@ public sealed class StreamingTests(GatewayFixture gateway)
         var response = await client.GetResponseAsync(User(Prompt), new ChatOptions { MaxOutputTokens = 12, Seed = 3 });
 
         Assert.Equal(expected, response.Text);
-        Assert.Equal(ChatFinishReason.Stop, response.FinishReason);
+        Assert.Equal(ChatFinishReason.Length, response.FinishReason);
         Assert.Equal("sim-fast", response.ModelId);
         Assert.Equal(12, response.Usage?.OutputTokenCount);
         Assert.Equal(ChatRole.Assistant, Assert.Single(response.Messages).Role);

@@ -17,7 +17,7 @@ public sealed class InfoEndpointTests : IAsyncLifetime
         var list = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
         Assert.Equal("list", list.GetProperty("object").GetString());
         var ids = list.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
-        Assert.Equal(["sim-fast", "sim-realistic", "sim-slow", "sim-embed", "sim-paced"], ids);
+        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed", "sim-paced"], ids);
         Assert.All(list.GetProperty("data").EnumerateArray(), m =>
         {
             Assert.Equal("model", m.GetProperty("object").GetString());

@@ -175,9 +175,29 @@ public sealed class BridgePartsTests
         Assert.Equal("plant/line-1/requests/#", options.Mqtt.RequestFilter);
     }
 
+    [Fact]
+    public void Mqtts_broker_uses_tls_on_8883_by_default_with_the_ca_file()
+    {
+        var ca = Path.GetTempFileName();
+        try
+        {
+            var overrides = new Dictionary<string, string?> { ["Mqtt:Broker"] = "mqtts://broker.local", ["Mqtt:CaFile"] = ca };
+            var client = GatewayConfiguration.Bind(GatewayConfiguration.Build(null, overrides)).Mqtt.ToClientOptions();
+            Assert.Equal(("broker.local", 8883, true, ca), (client.Host, client.Port, client.UseTls, client.CaFile));
+
+            var plain = new MqttBridgeOptions { Broker = "mqtt://broker.local" }.ToClientOptions();
+            Assert.Equal((1883, false), (plain.Port, plain.UseTls));
+        }
+        finally
+        {
+            File.Delete(ca);
+        }
+    }
+
     [Theory]
     [InlineData("Broker", "http://x:1883", "mqtt://host:port")]
-    [InlineData("Broker", "mqtts://x:8883", "TLS")]
+    [InlineData("Broker", "ws://x:8883", "mqtts://host:8883")]
+    [InlineData("CaFile", "/nonexistent/ca.pem", "TLS address")]
     [InlineData("Broker", "mqtt://user:pw@x", "Username")]
     [InlineData("Prefix", "a/#", "Mqtt:Prefix")]
     [InlineData("Prefix", "a/", "Mqtt:Prefix")]

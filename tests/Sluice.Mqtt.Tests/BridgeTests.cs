@@ -61,7 +61,8 @@ public sealed class BridgeTests
         var answer = await harness.ReadAnswerAsync("sized");
 
         Assert.Equal(expected, answer.Text);
-        Assert.True(answer.Chunks.Count >= 8, $"{answer.Chunks.Count} chunks");
+        // About 150 tokens (the simulation's natural length for this prompt) make several chunks of 256 bytes.
+        Assert.True(answer.Chunks.Count >= 4, $"{answer.Chunks.Count} chunks");
         Assert.All(answer.All, m => Assert.True(m.Payload.Length <= maxBytes, $"a message of {m.Payload.Length} bytes"));
 
         // sim-fast writes everything at once: after the first chunk, each one waits out the interval while text

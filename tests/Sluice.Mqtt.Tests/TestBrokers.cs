@@ -95,7 +95,9 @@ internal sealed class MosquittoProcess : IAsyncDisposable
 
     private string LogPath => Path.Combine(_directory, "broker.log");
 
-    public static async Task<MosquittoProcess> StartAsync(bool persistence)
+    /// <param name="persistence">Keep sessions and queued messages across restarts.</param>
+    /// <param name="listenerSettings">More lines for the listener, e.g. <c>certfile</c>/<c>keyfile</c> for TLS.</param>
+    public static async Task<MosquittoProcess> StartAsync(bool persistence, IEnumerable<string>? listenerSettings = null)
     {
         var binary = TestBrokers.MosquittoBinary();
         var directory = Directory.CreateTempSubdirectory("sluice-mosquitto-").FullName;
@@ -108,6 +110,7 @@ internal sealed class MosquittoProcess : IAsyncDisposable
 
         var config = new StringBuilder()
             .Append(CultureInfo.InvariantCulture, $"listener {port} 127.0.0.1\n")
+            .Append(string.Concat((listenerSettings ?? []).Select(line => line + "\n")))
             .Append("allow_anonymous true\n")
             .Append(CultureInfo.InvariantCulture, $"persistence {(persistence ? "true" : "false")}\n")
             .Append(CultureInfo.InvariantCulture, $"persistence_location {directory}/\n")

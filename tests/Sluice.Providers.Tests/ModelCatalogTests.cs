@@ -9,7 +9,7 @@ public sealed class ModelCatalogTests
     {
         foreach (var catalog in new[] { new ModelCatalog(null), new ModelCatalog([]) })
         {
-            Assert.Equal(["sim-fast", "sim-realistic", "sim-slow", "sim-embed"], catalog.Models.Select(m => m.Name));
+            Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed"], catalog.Models.Select(m => m.Name));
             Assert.All(catalog.Models, m =>
             {
                 Assert.IsType(m.Name == "sim-embed" ? typeof(SimulatedEmbeddingBackend) : typeof(SimulatedChatBackend), m.Backend);
@@ -53,7 +53,8 @@ public sealed class ModelCatalogTests
         a.Name = "changed";
 
         Assert.Equal("sim-fast", BuiltInModels.Fast.Name);
-        Assert.Equal("sim-fast", new ModelCatalog(null).Models[0].Name);
+        // The first built-in is the default model: the paced one, so an answer visibly streams.
+        Assert.Equal("sim-realistic", new ModelCatalog(null).Models[0].Name);
     }
 
     [Fact]

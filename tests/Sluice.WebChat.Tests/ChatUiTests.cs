@@ -82,7 +82,11 @@ public sealed class ChatUiTests(ChatHarness harness) : IClassFixture<ChatHarness
         Assert.NotNull(liveMeta);
         Assert.Matches(@"TTFT \d+ ms · [\d.]+ tok/s · \d+ tokens", liveMeta);
         var meta = await chat.LastAnswer.Locator(".meta").TextContentAsync();
-        Assert.Matches(@"^TTFT \d+ ms · [\d.]+ tok/s · 40 tokens$", meta);
+        // The simulation's natural length for a prompt lies between DefaultAnswerTokens (40) and 1.6 times it.
+        var match = System.Text.RegularExpressions.Regex.Match(meta!, @"^TTFT \d+ ms · [\d.]+ tok/s · (\d+) tokens$");
+        Assert.True(match.Success, meta);
+        var tokens = int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(tokens, 40, 64);
         Assert.Equal("false", await chat.LastAnswer.GetAttributeAsync("aria-busy"));
     }
 

@@ -17,7 +17,9 @@ public static class MultiDocumentAnalysis
     /// <summary>Streams each analysis under its title, then the synthesis; returns the analyses and the synthesis.</summary>
     public static async Task<(IReadOnlyList<string> Analyses, string Synthesis)> RunAsync(SampleContext context, CancellationToken cancellationToken = default)
     {
-        using var client = context.CreateClient();
+        // One job for the whole analysis: four calls, one credit when it completes (with a team key).
+        await using var session = await SampleSession.StartAsync(context, "document_analysis", cancellationToken: cancellationToken);
+        var client = session.Chat;
         var analyses = new List<string>();
         foreach (var (title, text) in Documents)
         {
@@ -33,6 +35,7 @@ public static class MultiDocumentAnalysis
         }
 
         var synthesis = await StreamAsync(client, joined.ToString(), context, cancellationToken);
+        await session.CompleteAsync(cancellationToken);
         return (analyses, synthesis);
     }
 

@@ -21,11 +21,11 @@ public static class ProgressStatistics
     /// <summary>Streams an answer, reporting progress every 10 chunks and totals at the end; returns the totals.</summary>
     public static async Task<StreamStatistics> RunAsync(SampleContext context, CancellationToken cancellationToken = default)
     {
-        using var client = context.CreateClient();
+        await using var session = await SampleSession.StartAsync(context, "progress", cancellationToken: cancellationToken);
         var clock = Stopwatch.StartNew();
         TimeSpan? first = null;
         int chunks = 0, characters = 0;
-        await foreach (var update in client.GetStreamingResponseAsync("Describe the water cycle in detail", context.NewOptions(80), cancellationToken))
+        await foreach (var update in session.Chat.GetStreamingResponseAsync("Describe the water cycle in detail", context.NewOptions(80), cancellationToken))
         {
             if (update.Text.Length == 0)
             {
@@ -44,6 +44,7 @@ public static class ProgressStatistics
         var stats = new StreamStatistics(chunks, characters, first ?? clock.Elapsed, clock.Elapsed);
         await context.Output.WriteLineAsync(Line("done", chunks, characters, clock.Elapsed) +
             string.Create(CultureInfo.InvariantCulture, $", first chunk after {stats.TimeToFirstChunk.TotalMilliseconds:F0} ms"));
+        await session.CompleteAsync(cancellationToken);
         return stats;
     }
 

@@ -197,7 +197,8 @@ internal sealed class BenchChildProcess : IAsyncDisposable
         var host = Path.GetFileNameWithoutExtension(processPath);
         if (string.Equals(host, "dotnet", StringComparison.OrdinalIgnoreCase))
         {
-            var dll = typeof(BenchChildProcess).Assembly.Location;
+            // Under "dotnet sluice.dll" (never a single-file app, whose assemblies have no location).
+            var dll = Path.Combine(AppContext.BaseDirectory, "sluice.dll");
             return (processPath, [dll]);
         }
 

@@ -4,11 +4,20 @@ using System.Text.Json;
 namespace Sluice.Cli.Client;
 
 /// <summary>
-/// Where and how the chat client talks to a gateway. Loaded from a client JSON file (<c>--config</c>), then
-/// overridden by the environment and the command line.
+/// Where and how the chat client talks to a gateway. Loaded from the client JSON files (<c>--config</c>, or the
+/// default files: the user's <c>~/.config/sluice/client.json</c>, then <c>./sluice-client.json</c>), then overridden
+/// by the environment and the command line. <see cref="Sources"/> remembers where each value came from.
 /// </summary>
 internal sealed class ChatClientSettings
 {
+    /// <summary>The per-directory client file, read when <c>--config</c> is not given.</summary>
+    public const string LocalFileName = "sluice-client.json";
+
+    /// <summary>Where a value that nothing set comes from.</summary>
+    public const string BuiltInSource = "built-in default";
+
+    private readonly Dictionary<string, string> _sources = new(StringComparer.Ordinal);
+
     /// <summary>The URL used when neither the command line nor the file names one.</summary>
     public const string DefaultApiUrl = "http://127.0.0.1:8080";
 
@@ -36,9 +45,139 @@ internal sealed class ChatClientSettings
     /// <summary>Longest whole request; <see cref="Timeout.InfiniteTimeSpan"/> for no limit (the default).</summary>
     public TimeSpan TotalTimeout { get; set; } = Timeout.InfiniteTimeSpan;
 
-    /// <summary>Reads a client JSON file: <c>ApiUrl</c>, <c>ApiKey</c>, <c>Model</c> and the <c>*TimeoutSeconds</c> keys.</summary>
+    /// <summary>Default <c>max_tokens</c> (null: the model's).</summary>
+    public int? MaxTokens { get; set; }
+
+    /// <summary>Default sampling temperature (null: the model's).</summary>
+    public double? Temperature { get; set; }
+
+    /// <summary>Default system prompt (null: none).</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>Where each setting that was set came from (key: the config key, e.g. <c>ApiUrl</c>); others are built-in defaults.</summary>
+    public IReadOnlyDictionary<string, string> Sources => _sources;
+
+    /// <summary>The user's client file: <c>$XDG_CONFIG_HOME/sluice/client.json</c>, else <c>~/.config/sluice/client.json</c>.</summary>
+    /// <param name="environment">Reads an environment variable (tests pass their own); null reads the process's.</param>
+    public static string? UserFilePath(Func<string, string?>? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariable;
+        if (environment("XDG_CONFIG_HOME") is { Length: > 0 } xdg && Path.IsPathRooted(xdg))
+        {
+            return Path.Combine(xdg, "sluice", "client.json");
+        }
+
+        return environment("HOME") is { Length: > 0 } home && Path.IsPathRooted(home)
+            ? Path.Combine(home, ".config", "sluice", "client.json")
+            : null;
+    }
+
+    /// <summary>
+    /// The settings from <paramref name="configPath"/> when given (it must exist), else from the default files that
+    /// exist: the user's file first, then <c>./sluice-client.json</c> (the more specific wins).
+    /// </summary>
+    /// <exception cref="ChatClientConfigException">A file is unreadable, not JSON, or has a bad value.</exception>
+    public static ChatClientSettings LoadFiles(string? configPath, Func<string, string?>? environment = null)
+    {
+        var settings = new ChatClientSettings();
+        if (configPath is not null)
+        {
+            settings.ApplyFile(configPath);
+            return settings;
+        }
+
+        foreach (var candidate in new[] { UserFilePath(environment), Path.Combine(Directory.GetCurrentDirectory(), LocalFileName) })
+        {
+            if (candidate is not null && File.Exists(candidate))
+            {
+                settings.ApplyFile(candidate);
+            }
+        }
+
+        return settings;
+    }
+
+    /// <summary>
+    /// The files (<see cref="LoadFiles"/>), then <c>SLUICE_API_KEY</c>, then the command line's <c>--url</c>,
+    /// <c>--api-key</c> and <c>--model</c> (null: not given), each recorded in <see cref="Sources"/>.
+    /// </summary>
+    /// <exception cref="ChatClientConfigException">A file is unreadable, not JSON, or has a bad value.</exception>
+    public static ChatClientSettings Resolve(string? configPath, string? url, string? apiKey, string? model)
+    {
+        var settings = LoadFiles(configPath);
+        if (Environment.GetEnvironmentVariable(ApiKeyEnvironmentVariable) is { Length: > 0 } fromEnvironment)
+        {
+            settings.Override("ApiKey", "env " + ApiKeyEnvironmentVariable, s => s.ApiKey = fromEnvironment);
+        }
+
+        if (url is not null)
+        {
+            settings.Override("ApiUrl", "--url", s => s.ApiUrl = url);
+        }
+
+        if (apiKey is not null)
+        {
+            settings.Override("ApiKey", "--api-key", s => s.ApiKey = apiKey);
+        }
+
+        if (model is not null)
+        {
+            settings.Override("Model", "--model", s => s.Model = model);
+        }
+
+        return settings;
+    }
+
+    /// <summary>Sets a value from the environment or the command line and records <paramref name="source"/> for it.</summary>
+    public void Override(string key, string source, Action<ChatClientSettings> apply)
+    {
+        ArgumentNullException.ThrowIfNull(apply);
+        apply(this);
+        _sources[key] = source;
+    }
+
+    /// <summary>Where <paramref name="key"/> came from.</summary>
+    public string SourceOf(string key) => _sources.TryGetValue(key, out var source) ? source : BuiltInSource;
+
+    /// <summary>
+    /// The resolved settings as lines for <c>--debug</c>: each value, where it came from, the key masked
+    /// (first 4 and last 4 characters of a long key, nothing of a short one).
+    /// </summary>
+    public IEnumerable<string> Describe()
+    {
+        yield return Line("ApiUrl", ApiUrl);
+        yield return Line("ApiKey", ApiKey is null ? "(none)" : Mask(ApiKey));
+        yield return Line("Model", Model ?? "(the gateway's default)");
+        yield return Line("MaxTokens", MaxTokens?.ToString(CultureInfo.InvariantCulture) ?? "(the model's)");
+        yield return Line("Temperature", Temperature?.ToString(CultureInfo.InvariantCulture) ?? "(the model's)");
+        yield return Line("SystemPrompt", SystemPrompt is null ? "(none)" : "\"" + SystemPrompt + "\"");
+        yield return Line("ConnectTimeoutSeconds", Describe(ConnectTimeout));
+        yield return Line("FirstTokenTimeoutSeconds", Describe(FirstTokenTimeout));
+        yield return Line("IdleTimeoutSeconds", Describe(IdleTimeout));
+        yield return Line("TotalTimeoutSeconds", TotalTimeout == Timeout.InfiniteTimeSpan ? "no limit" : Describe(TotalTimeout));
+
+        string Line(string key, string value) => $"[config] {key} = {value}  ({SourceOf(key)})";
+    }
+
+    /// <summary>A key shown without giving it away.</summary>
+    public static string Mask(string key) =>
+        key.Length >= 16 ? $"{key[..4]}…{key[^4..]} ({key.Length} characters)" : $"*** ({key.Length} characters)";
+
+    /// <summary>Reads one client JSON file (see <see cref="ApplyFile"/>) over the built-in defaults.</summary>
     /// <exception cref="ChatClientConfigException">The file is missing, not JSON, or has a bad value.</exception>
     public static ChatClientSettings Load(string path)
+    {
+        var settings = new ChatClientSettings();
+        settings.ApplyFile(path);
+        return settings;
+    }
+
+    /// <summary>
+    /// Applies a client JSON file (comments allowed): <c>ApiUrl</c>, <c>ApiKey</c>, <c>Model</c>, <c>MaxTokens</c>,
+    /// <c>Temperature</c>, <c>SystemPrompt</c> and the <c>*TimeoutSeconds</c> keys.
+    /// </summary>
+    /// <exception cref="ChatClientConfigException">The file is missing, not JSON, or has a bad value.</exception>
+    private void ApplyFile(string path)
     {
         byte[] bytes;
         try
@@ -47,7 +186,7 @@ internal sealed class ChatClientSettings
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new ChatClientConfigException($"Cannot read config file '{path}': {ex.Message}. Check the path passed to --config.");
+            throw new ChatClientConfigException(Sentences.Join($"Cannot read config file '{path}': {ex.Message}", "Check the path passed to --config"));
         }
 
         JsonDocument document;
@@ -57,7 +196,9 @@ internal sealed class ChatClientSettings
         }
         catch (JsonException ex)
         {
-            throw new ChatClientConfigException($"Config file '{path}' is not valid JSON ({ex.Message}). Fix it; it holds an object such as {{\"ApiUrl\": \"http://127.0.0.1:8080\", \"Model\": \"sim-fast\"}}.");
+            var where = ex.LineNumber is { } line ? $" at line {line + 1}, column {(ex.BytePositionInLine ?? 0) + 1}" : string.Empty;
+            throw new ChatClientConfigException(
+                $"Config file '{path}' is not valid JSON{where}. Fix it; it holds an object such as {{\"ApiUrl\": \"http://127.0.0.1:8080\", \"Model\": \"sim-realistic\"}} (see sluice-client.example.json).");
         }
 
         using (document)
@@ -67,18 +208,34 @@ internal sealed class ChatClientSettings
                 throw new ChatClientConfigException($"Config file '{path}' must hold a JSON object, e.g. {{\"ApiUrl\": \"http://127.0.0.1:8080\"}}.");
             }
 
-            var settings = new ChatClientSettings();
             foreach (var property in document.RootElement.EnumerateObject())
             {
-                settings.Apply(path, property);
+                Apply(path, property);
             }
-
-            return settings;
         }
     }
 
     private void Apply(string path, JsonProperty property)
     {
+        var key = property.Name.ToUpperInvariant() switch
+        {
+            "APIURL" => "ApiUrl",
+            "APIKEY" => "ApiKey",
+            "MODEL" => "Model",
+            "MAXTOKENS" => "MaxTokens",
+            "TEMPERATURE" => "Temperature",
+            "SYSTEMPROMPT" => "SystemPrompt",
+            "CONNECTTIMEOUTSECONDS" => "ConnectTimeoutSeconds",
+            "FIRSTTOKENTIMEOUTSECONDS" => "FirstTokenTimeoutSeconds",
+            "IDLETIMEOUTSECONDS" => "IdleTimeoutSeconds",
+            "TOTALTIMEOUTSECONDS" => "TotalTimeoutSeconds",
+            _ => null,
+        };
+        if (key is not null)
+        {
+            _sources[key] = path;
+        }
+
         switch (property.Name.ToUpperInvariant())
         {
             case "APIURL":
@@ -102,10 +259,23 @@ internal sealed class ChatClientSettings
             case "TOTALTIMEOUTSECONDS":
                 TotalTimeout = ReadSeconds(path, property, allowZero: true);
                 break;
+            case "MAXTOKENS":
+                MaxTokens = property.Value.ValueKind == JsonValueKind.Null ? null
+                    : property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetInt32(out var tokens) && tokens >= 1 ? tokens
+                    : throw new ChatClientConfigException($"Config file '{path}': MaxTokens must be a whole number of at least 1, or null for the model's default (got {property.Value.GetRawText()}).");
+                break;
+            case "TEMPERATURE":
+                Temperature = property.Value.ValueKind == JsonValueKind.Null ? null
+                    : property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetDouble(out var temperature) && temperature is >= 0 and <= 2 ? temperature
+                    : throw new ChatClientConfigException($"Config file '{path}': Temperature must be a number from 0 to 2, or null for the model's default (got {property.Value.GetRawText()}).");
+                break;
+            case "SYSTEMPROMPT":
+                SystemPrompt = ReadString(path, property) is { Length: > 0 } prompt ? prompt : null;
+                break;
             default:
                 // A misspelt key would silently do nothing; say so instead.
                 throw new ChatClientConfigException(
-                    $"Config file '{path}' has an unknown key '{property.Name}'. Known keys: ApiUrl, ApiKey, Model, ConnectTimeoutSeconds, FirstTokenTimeoutSeconds, IdleTimeoutSeconds, TotalTimeoutSeconds.");
+                    $"Config file '{path}' has an unknown key '{property.Name}'. Known keys: ApiUrl, ApiKey, Model, MaxTokens, Temperature, SystemPrompt, ConnectTimeoutSeconds, FirstTokenTimeoutSeconds, IdleTimeoutSeconds, TotalTimeoutSeconds.");
         }
     }
 

@@ -17,9 +17,14 @@ namespace Sluice.Cli.Client;
 /// </summary>
 internal sealed class ChatStreamClient : IDisposable
 {
+    /// <summary>How long Ctrl+C waits for the gateway to confirm it stopped the generation.</summary>
+    internal static readonly TimeSpan CancelWait = TimeSpan.FromSeconds(2);
+
     private readonly ChatClientSettings _settings;
     private readonly IChatClient _client;
     private readonly bool _sessions;
+    private readonly StreamIdTrace _trace;
+    private readonly HttpClient _cancelHttp;
 
     /// <summary>Creates the client and its HTTP connection pool.</summary>
     /// <param name="settings">Where and how to connect.</param>
@@ -34,6 +39,13 @@ internal sealed class ChatStreamClient : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         _settings = settings;
         Endpoint = settings.ResolveEndpoint();
+        _trace = new StreamIdTrace(trace);
+        _cancelHttp = new HttpClient { Timeout = CancelWait };
+        if (!string.IsNullOrEmpty(settings.ApiKey))
+        {
+            _cancelHttp.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", settings.ApiKey);
+        }
+
         var options = new SluiceClientOptions
         {
             Endpoint = Endpoint,
@@ -42,7 +54,7 @@ internal sealed class ChatStreamClient : IDisposable
             FirstTokenTimeout = settings.FirstTokenTimeout,
             IdleTimeout = settings.IdleTimeout,
             TotalTimeout = settings.TotalTimeout,
-            Trace = trace,
+            Trace = _trace,
         };
         _sessions = useSessions;
         _client = useSessions ? new SessionsChatClient(new SluiceSessionsClient(options)) : new SluiceChatClient(options);
@@ -76,12 +88,13 @@ internal sealed class ChatStreamClient : IDisposable
             options.AdditionalProperties = new AdditionalPropertiesDictionary { ["metadata"] = metadata };
         }
 
+        _trace.Reset();
         var updates = _client.GetStreamingResponseAsync(messages, options, cancellationToken).GetAsyncEnumerator(cancellationToken);
         await using (updates.ConfigureAwait(false))
         {
             var modelSent = false;
             var sessionSent = false;
-            while (await MoveNextAsync(updates).ConfigureAwait(false))
+            while (await MoveNextAsync(updates, cancellationToken).ConfigureAwait(false))
             {
                 var update = updates.Current;
                 if (_sessions && !sessionSent && update.ConversationId is { } session)
@@ -116,7 +129,41 @@ internal sealed class ChatStreamClient : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _client.Dispose();
+    public void Dispose()
+    {
+        _client.Dispose();
+        _cancelHttp.Dispose();
+    }
+
+    /// <summary>
+    /// Cancels the current stream's generation on the gateway (<c>DELETE /v1/streams/{id}</c>) and waits for the
+    /// answer, at most <see cref="CancelWait"/>. Sluice.Client sends the same request when the caller cancels, but
+    /// without waiting: a process that exits right after can lose it, and the gateway then finishes (and bills) an
+    /// answer nobody reads. Returns whether the gateway confirmed.
+    /// </summary>
+    public async Task<bool> CancelOnServerAsync()
+    {
+        if (_trace.StreamId is not { } id)
+        {
+            return false; // no stream id yet: the gateway stops a stream whose client left before learning it
+        }
+
+        var root = Endpoint.AbsolutePath;
+        var cut = root.LastIndexOf("/chat/completions", StringComparison.OrdinalIgnoreCase);
+        var v1 = cut >= 0 ? root[..cut] : "/v1";
+        var url = new UriBuilder(Endpoint) { Path = $"{v1}/streams/{Uri.EscapeDataString(id)}", Query = string.Empty }.Uri;
+        try
+        {
+            using var response = await _cancelHttp.DeleteAsync(url).ConfigureAwait(false);
+
+            // 404: already finished, or already cancelled by Sluice.Client's own request — nothing left running.
+            return response.IsSuccessStatusCode || response.StatusCode == System.Net.HttpStatusCode.NotFound;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            return false; // best effort within the bound: the gateway's grace period ends the stream anyway
+        }
+    }
 
     /// <summary>The sessions client as an <see cref="IChatClient"/> that also owns it.</summary>
     private sealed class SessionsChatClient(SluiceSessionsClient sessions) : IChatClient
@@ -135,11 +182,16 @@ internal sealed class ChatStreamClient : IDisposable
         public void Dispose() => sessions.Dispose();
     }
 
-    private async ValueTask<bool> MoveNextAsync(IAsyncEnumerator<ChatResponseUpdate> updates)
+    private async ValueTask<bool> MoveNextAsync(IAsyncEnumerator<ChatResponseUpdate> updates, CancellationToken cancellationToken)
     {
         try
         {
             return await updates.MoveNextAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await CancelOnServerAsync().ConfigureAwait(false);
+            throw;
         }
         catch (SluiceException ex)
         {
@@ -168,7 +220,7 @@ internal sealed class ChatStreamClient : IDisposable
             case SluiceConnectionException connection:
                 return DescribeConnectFailure(connection);
             case SluiceStreamException:
-                return new ChatClientException(ChatFailureKind.MidStream, ex.Message, details.StatusCode, error, inner: ex);
+                return new ChatClientException(ChatFailureKind.MidStream, CliMessages.FromClient(ex.Message), details.StatusCode, error, inner: ex);
         }
 
         var status = details.StatusCode ?? 0;
@@ -176,7 +228,7 @@ internal sealed class ChatStreamClient : IDisposable
         {
             return new ChatClientException(
                 ChatFailureKind.Server,
-                ex.Message.Replace("Check that the address points at", "Check that --url points at", StringComparison.Ordinal),
+                CliMessages.FromClient(ex.Message),
                 details.StatusCode,
                 error,
                 inner: ex);
@@ -196,7 +248,7 @@ internal sealed class ChatStreamClient : IDisposable
             $"No token arrived within {ChatClientSettings.Describe(_settings.FirstTokenTimeout)} (FirstTokenTimeoutSeconds). The model may be busy: retry, or raise FirstTokenTimeoutSeconds in the client config.",
         SluiceTimeoutKind.Connect =>
             $"Connecting to {Endpoint.Authority} took longer than {ChatClientSettings.Describe(_settings.ConnectTimeout)} (ConnectTimeoutSeconds). Check --url and that the gateway is reachable.",
-        _ => timeout.Message,
+        _ => CliMessages.FromClient(timeout.Message),
     };
 
     private ChatClientException DescribeConnectFailure(SluiceConnectionException ex)
@@ -237,11 +289,14 @@ internal sealed class ChatStreamClient : IDisposable
 
         text.Append("): ");
         var message = error?.Message ?? body;
-        text.Append(string.IsNullOrWhiteSpace(message) ? "no error details." : message);
+        text.Append(string.IsNullOrWhiteSpace(message) ? "no error details." : Sentences.Join(message));
 
-        // The server's message usually says what to do; add the generic next step where it may not.
+        // The server's message usually says what to do; add the generic next step only where it does not.
+        var saysWhatToDo = message is not null
+            && (message.Contains("retry", StringComparison.OrdinalIgnoreCase) || message.Contains("restart", StringComparison.OrdinalIgnoreCase));
         var hint = status switch
         {
+            >= 500 or 429 when saysWhatToDo && retryAfter is null => string.Empty,
             401 or 403 when error?.Type is null => " Pass --api-key or set SLUICE_API_KEY.",
             429 or >= 500 when retryAfter is { } delay => $" Retry in {Math.Max(1, Math.Ceiling(delay.TotalSeconds)).ToString(CultureInfo.InvariantCulture)} s.",
             429 => " Wait a moment and retry.",

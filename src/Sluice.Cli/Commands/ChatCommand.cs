@@ -10,14 +10,16 @@ internal static class ChatCommand
 {
     private const string Help = """
         Talk to a Sluice (or any OpenAI-compatible) gateway. The answer streams to stdout token by token;
-        stats (tokens, time to first token, duration, tokens/s) go to stderr.
+        stats (tokens, time to first token, duration, tokens/s after the first token and overall) go to stderr.
 
         With a prompt: one question, one answer. Without one: an interactive chat that keeps the conversation
         (type /reset to clear it, /exit or Ctrl+D to quit). Ctrl+C stops the current answer; a second Ctrl+C exits.
 
-        Client config (--config client.json): {"ApiUrl", "ApiKey", "Model", "ConnectTimeoutSeconds" (10),
-        "FirstTokenTimeoutSeconds" (60), "IdleTimeoutSeconds" (60), "TotalTimeoutSeconds" (0 = no limit)}.
-        Command-line options override the file; SLUICE_API_KEY overrides the file's ApiKey.
+        Client config: --config FILE, or else the default files ~/.config/sluice/client.json ($XDG_CONFIG_HOME) and
+        then ./sluice-client.json, the later winning. Keys: "ApiUrl", "ApiKey", "Model", "MaxTokens", "Temperature",
+        "SystemPrompt", "ConnectTimeoutSeconds" (10), "FirstTokenTimeoutSeconds" (60), "IdleTimeoutSeconds" (60),
+        "TotalTimeoutSeconds" (0 = no limit); see sluice-client.example.json. Command-line options override the files;
+        SLUICE_API_KEY overrides the files' ApiKey. --debug prints the resolved settings and where each came from.
         Connection failures, 429 and 5xx are retried twice before the first token (honouring Retry-After); a stream
         cut mid-answer is resumed when the gateway supports it (x-sluice-stream-id).
 
@@ -41,20 +43,20 @@ internal static class ChatCommand
         };
         var model = new Option<string?>("--model", "-m")
         {
-            Description = "Model to ask (default: the config's Model, else the gateway's default — its first model, sim-fast with the built-in models).",
+            Description = "Model to ask (default: the config's Model, else the gateway's default — its first model, sim-realistic with the built-in models).",
         };
         var url = new Option<string?>("--url", "-u") { Description = $"Gateway address (default: the config's ApiUrl, else {ChatClientSettings.DefaultApiUrl})." };
         var apiKey = new Option<string?>("--api-key") { Description = $"API key, sent as a Bearer token (default: env {ChatClientSettings.ApiKeyEnvironmentVariable}, else the config's ApiKey)." };
-        var system = new Option<string?>("--system", "-s") { Description = "System prompt that opens the conversation." };
-        var maxTokens = new Option<int?>("--max-tokens") { Description = "Longest answer, in tokens (default: the model's)." };
-        var temperature = new Option<double?>("--temperature", "-t") { Description = "Sampling temperature, 0–2 (default: the model's)." };
+        var system = new Option<string?>("--system", "-s") { Description = "System prompt that opens the conversation (default: the config's SystemPrompt)." };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Longest answer, in tokens (default: the config's MaxTokens, else the model's)." };
+        var temperature = new Option<double?>("--temperature", "-t") { Description = "Sampling temperature, 0–2 (default: the config's Temperature, else the model's)." };
         var seed = new Option<long?>("--seed") { Description = "Seed for reproducible answers (simulated models honour it exactly)." };
-        var config = new Option<string?>("--config", "-c") { Description = "Client config JSON (ApiUrl, ApiKey, Model, timeouts); see above." };
+        var config = new Option<string?>("--config", "-c") { Description = "Client config JSON (see above); replaces the default files ~/.config/sluice/client.json and ./sluice-client.json." };
         var session = new Option<string?>("--session")
         {
             Description = "Use a session stored on the gateway: 'new' starts one (its id is printed with the stats), an id continues it. The gateway keeps the history; only each new message is sent.",
         };
-        var debug = new Option<bool>("--debug") { Description = "Print the request payload and every raw SSE event and comment to stderr." };
+        var debug = new Option<bool>("--debug") { Description = "Print the resolved settings (and where each came from; the key masked), the request payload and every raw SSE event and comment to stderr." };
         var json = new Option<bool>("--json") { Description = "Print the stats as one JSON object per answer on stderr instead of text." };
         var metadata = new Option<string[]>("--metadata")
         {
@@ -119,12 +121,30 @@ internal static class ChatCommand
         ChatStreamClient client;
         try
         {
-            settings = invocation.ConfigPath is null ? new ChatClientSettings() : ChatClientSettings.Load(invocation.ConfigPath);
-            settings.ApiUrl = invocation.Url ?? settings.ApiUrl;
-            settings.ApiKey = invocation.ApiKey
-                ?? NullIfEmpty(Environment.GetEnvironmentVariable(ChatClientSettings.ApiKeyEnvironmentVariable))
-                ?? settings.ApiKey;
-            settings.Model = invocation.Model ?? settings.Model;
+            settings = ChatClientSettings.Resolve(invocation.ConfigPath, invocation.Url, invocation.ApiKey, invocation.Model);
+            if (invocation.MaxTokens is { } tokens)
+            {
+                settings.Override("MaxTokens", "--max-tokens", s => s.MaxTokens = tokens);
+            }
+
+            if (invocation.Temperature is { } temperature)
+            {
+                settings.Override("Temperature", "--temperature", s => s.Temperature = temperature);
+            }
+
+            if (invocation.System is { } system)
+            {
+                settings.Override("SystemPrompt", "--system", s => s.SystemPrompt = system);
+            }
+
+            if (invocation.Debug)
+            {
+                foreach (var line in settings.Describe())
+                {
+                    await error.WriteLineAsync(line);
+                }
+            }
+
             client = new ChatStreamClient(settings, invocation.Debug ? new DebugTrace(error) : null, useSessions: invocation.Session is not null);
             client.SessionId = invocation.Session is null or "new" ? null : invocation.Session;
         }
@@ -139,7 +159,7 @@ internal static class ChatCommand
         {
             var session = new ChatSession(
                 client,
-                new ChatSessionOptions(settings.Model, invocation.System, invocation.MaxTokens, invocation.Temperature, invocation.Seed, metadata, invocation.Json),
+                new ChatSessionOptions(settings.Model, settings.SystemPrompt, settings.MaxTokens, settings.Temperature, invocation.Seed, metadata, invocation.Json),
                 output,
                 error,
                 interrupts);
@@ -235,8 +255,6 @@ internal static class ChatCommand
 
         return true;
     }
-
-    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
     private sealed record ChatInvocation(
         string? Prompt,

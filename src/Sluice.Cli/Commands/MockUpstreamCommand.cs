@@ -60,7 +60,7 @@ internal static class MockUpstreamCommand
         }
         catch (IOException ex) when (ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
         {
-            await Console.Error.WriteLineAsync($"sluice mock-upstream: {ex.Message}. Another process uses that port: stop it or pass --port.");
+            await Console.Error.WriteLineAsync($"sluice mock-upstream: {Sentences.Join(ex.Message, "Another process uses that port: stop it, or pass another --port.")}");
             return ExitCodes.Config;
         }
         catch (OperationCanceledException)

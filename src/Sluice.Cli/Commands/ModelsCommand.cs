@@ -30,7 +30,7 @@ internal static class ModelsCommand
     {
         var url = new Option<string?>("--url", "-u") { Description = $"Gateway address (default: the config's ApiUrl, else {ChatClientSettings.DefaultApiUrl})." };
         var apiKey = new Option<string?>("--api-key") { Description = $"API key, sent as a Bearer token (default: env {ChatClientSettings.ApiKeyEnvironmentVariable}, else the config's ApiKey)." };
-        var config = new Option<string?>("--config", "-c") { Description = "Client config JSON (ApiUrl, ApiKey, timeouts), as for 'sluice chat'." };
+        var config = new Option<string?>("--config", "-c") { Description = "Client config JSON (ApiUrl, ApiKey, timeouts), as for 'sluice chat' (default: ~/.config/sluice/client.json, then ./sluice-client.json)." };
         var json = new Option<bool>("--json") { Description = "Print a JSON array instead of a table." };
         var command = new Command("models", Help) { url, apiKey, config, json };
         command.SetAction((parse, cancellationToken) => RunAsync(
@@ -46,11 +46,7 @@ internal static class ModelsCommand
         Uri endpoint;
         try
         {
-            settings = configPath is null ? new ChatClientSettings() : ChatClientSettings.Load(configPath);
-            settings.ApiUrl = url ?? settings.ApiUrl;
-            settings.ApiKey = apiKey
-                ?? (Environment.GetEnvironmentVariable(ChatClientSettings.ApiKeyEnvironmentVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : null)
-                ?? settings.ApiKey;
+            settings = ChatClientSettings.Resolve(configPath, url, apiKey, model: null);
             endpoint = settings.ResolveEndpoint();
         }
         catch (ChatClientConfigException ex)
@@ -74,7 +70,7 @@ internal static class ModelsCommand
             }
             catch (SluiceException ex)
             {
-                await error.WriteLineAsync(ErrorPrefix + ex.Message.Replace("SluiceClientOptions.Endpoint", "--url", StringComparison.Ordinal));
+                await error.WriteLineAsync(ErrorPrefix + CliMessages.FromClient(ex.Message));
                 return ExitCodeFor(ex);
             }
         }

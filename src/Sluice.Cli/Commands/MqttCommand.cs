@@ -13,7 +13,12 @@ internal static class MqttCommand
 {
     public static Command Create()
     {
-        var broker = new Option<string?>("--broker", "-b") { Description = "The MQTT broker, mqtt://host:1883 (or Mqtt:Broker in the config; env SLUICE_Mqtt__Broker)." };
+        var broker = new Option<string?>("--broker", "-b") { Description = "The MQTT broker, mqtt://host:1883, or mqtts://host:8883 for TLS (or Mqtt:Broker in the config; env SLUICE_Mqtt__Broker)." };
+        var caFile = new Option<string?>("--ca-file")
+        {
+            Description = "For mqtts://: PEM file with the CA certificate that signed the broker's certificate, when the system does not trust it (or Mqtt:CaFile).",
+            HelpName = "pem",
+        };
         var prefix = new Option<string?>("--prefix") { Description = "Topic prefix: requests on PREFIX/requests/#, answers on PREFIX/responses/ID (default sluice)." };
         var clientId = new Option<string?>("--client-id") { Description = "MQTT client id (default sluice-<random>)." };
         var username = new Option<string?>("--username", "-u") { Description = "User name for the broker." };
@@ -27,6 +32,7 @@ internal static class MqttCommand
             "  mosquitto_pub -t sluice/requests/demo -m '{\"id\":\"1\",\"model\":\"sim-fast\",\"prompt\":\"Hello\"}'")
         {
             broker,
+            caFile,
             prefix,
             clientId,
             username,
@@ -37,6 +43,7 @@ internal static class MqttCommand
             new Dictionary<string, string?>
             {
                 ["Mqtt:Broker"] = parse.GetValue(broker),
+                ["Mqtt:CaFile"] = parse.GetValue(caFile) is { } pem ? Path.GetFullPath(pem) : null,
                 ["Mqtt:Prefix"] = parse.GetValue(prefix),
                 ["Mqtt:ClientId"] = parse.GetValue(clientId),
                 ["Mqtt:Username"] = parse.GetValue(username),
@@ -54,7 +61,7 @@ internal static class MqttCommand
             var options = GatewayConfiguration.Bind(GatewayConfiguration.Build(configPath, overrides));
             if (!options.Mqtt.Enabled)
             {
-                await Console.Error.WriteLineAsync("sluice mqtt: no broker given. Pass --broker mqtt://host:1883 or set Mqtt:Broker in the config file.");
+                await Console.Error.WriteLineAsync("sluice mqtt: no broker given. Pass --broker mqtt://host:1883 (mqtts://host:8883 for TLS) or set Mqtt:Broker in the config file.");
                 return ExitCodes.Usage;
             }
 

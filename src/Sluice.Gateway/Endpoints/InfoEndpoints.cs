@@ -168,6 +168,14 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
 
         json.WriteNumber("context_window", model.Options.ContextWindow);
         json.WriteNumber("max_output_tokens", model.Options.MaxOutputTokens);
+
+        // Configured but not callable (its key variable is unset): listed, with the reason, rather than hidden.
+        if (model.UnavailableReason is { } reason)
+        {
+            json.WriteBoolean("available", false);
+            json.WriteString("unavailable_reason", reason);
+        }
+
         json.WriteEndObject();
     }
 }

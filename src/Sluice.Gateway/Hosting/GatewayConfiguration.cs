@@ -48,14 +48,42 @@ public static class GatewayConfiguration
         {
             return builder.Build();
         }
-        catch (InvalidDataException ex)
+        catch (Exception ex) when (ex is InvalidDataException or FormatException)
         {
-            throw new GatewayConfigurationException($"Config file '{path}' is not valid JSON: {ex.InnerException?.Message ?? ex.Message}. Fix it or compare with sluice.example.json.");
+            throw new GatewayConfigurationException(DescribeJsonError(path, ex));
         }
-        catch (FormatException ex)
+    }
+
+    /// <summary>
+    /// One sentence for a file the JSON reader rejected: where (line and column, from the innermost
+    /// <see cref="System.Text.Json.JsonException"/>) and what, without the provider's generic wrapper text.
+    /// </summary>
+    internal static string DescribeJsonError(string? path, Exception ex)
+    {
+        var inner = ex;
+        while (inner.InnerException is not null && inner is not System.Text.Json.JsonException)
         {
-            throw new GatewayConfigurationException($"Config file '{path}' is not valid JSON: {ex.Message}. Fix it or compare with sluice.example.json.");
+            inner = inner.InnerException;
         }
+
+        if (inner is System.Text.Json.JsonException { LineNumber: { } line } json)
+        {
+            // The reader's message ends with "[Path: $ |] LineNumber: 0 | BytePositionInLine: 13."; say it once, 1-based.
+            var what = json.Message;
+            foreach (var marker in (ReadOnlySpan<string>)[" Path:", " LineNumber:"])
+            {
+                var cut = what.IndexOf(marker, StringComparison.Ordinal);
+                what = cut > 0 ? what[..cut] : what;
+            }
+
+            what = what.Trim().TrimEnd('.');
+            var column = (json.BytePositionInLine ?? 0) + 1;
+            return $"Config file '{path}' is not valid JSON at line {line + 1}, column {column}: {what}. Fix it, or compare with sluice.example.json.";
+        }
+
+        // A duplicate key and similar errors carry no position; their message names the key.
+        var message = (inner.Message.Length > 0 ? inner.Message : ex.Message).Trim().TrimEnd('.');
+        return $"Config file '{path}' is not valid JSON: {message}. Fix it, or compare with sluice.example.json.";
     }
 
     /// <summary>Binds and validates <see cref="GatewayOptions"/>.</summary>
@@ -88,7 +116,7 @@ public static class GatewayConfiguration
 
         if (string.IsNullOrWhiteSpace(options.DataDirectory))
         {
-            throw new GatewayConfigurationException("DataDirectory is empty; set it to a writable directory (default ./data) or set Store.");
+            throw new GatewayConfigurationException("DataDirectory is empty; set it to a writable directory (default: the per-user data directory, ~/.local/share/sluice on Linux) or set Store.");
         }
 
         if (options.Tenancy.KeyCacheSeconds < 0 || options.Tenancy.UsageQueueCapacity < 1 || options.Tenancy.UsageBatchSize < 1

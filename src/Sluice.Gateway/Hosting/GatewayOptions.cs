@@ -43,8 +43,11 @@ public sealed class GatewayOptions
     /// </summary>
     public string? Store { get; set; }
 
-    /// <summary>Directory for the default SQLite store. <c>SLUICE_DataDirectory</c>.</summary>
-    public string DataDirectory { get; set; } = "./data";
+    /// <summary>
+    /// Directory for the default SQLite store. <c>SLUICE_DataDirectory</c>. Defaults to the per-user data directory
+    /// (<see cref="DefaultDataDirectory"/>), so every working directory opens the same store.
+    /// </summary>
+    public string DataDirectory { get; set; } = DefaultDataDirectory();
 
     /// <summary>
     /// The operator's key: guards the admin endpoints. Without one the gateway runs in open local mode (no key
@@ -54,6 +57,32 @@ public sealed class GatewayOptions
 
     /// <summary>Key caching, the usage queue and rate-limit leases.</summary>
     public TenancyOptions Tenancy { get; set; } = new();
+
+    /// <summary>
+    /// The per-user data directory: <c>$XDG_DATA_HOME/sluice</c>, else <c>~/.local/share/sluice</c> on Linux;
+    /// the platform's local application data folder elsewhere; <c>./data</c> only when there is no home directory.
+    /// </summary>
+    /// <param name="environment">Reads an environment variable (tests pass their own); null reads the process's.</param>
+    public static string DefaultDataDirectory(Func<string, string?>? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariable;
+
+        // XDG says a relative XDG_DATA_HOME is invalid and must be ignored.
+        if (environment("XDG_DATA_HOME") is { Length: > 0 } xdg && Path.IsPathRooted(xdg))
+        {
+            return Path.Combine(xdg, "sluice");
+        }
+
+        if (!OperatingSystem.IsWindows() && !OperatingSystem.IsMacOS())
+        {
+            return environment("HOME") is { Length: > 0 } home && Path.IsPathRooted(home)
+                ? Path.Combine(home, ".local", "share", "sluice")
+                : "./data";
+        }
+
+        var local = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify);
+        return local.Length > 0 ? Path.Combine(local, "sluice") : "./data";
+    }
 
     /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
     public string StoreConnectionString =>

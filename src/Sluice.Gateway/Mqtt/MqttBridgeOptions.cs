@@ -10,8 +10,16 @@ namespace Sluice.Gateway.Mqtt;
 /// </summary>
 public sealed class MqttBridgeOptions
 {
-    /// <summary>The broker, <c>mqtt://host:1883</c> (the port defaults to 1883). Empty = no bridge.</summary>
+    /// <summary>
+    /// The broker, <c>mqtt://host:1883</c> or over TLS <c>mqtts://host:8883</c> (the ports are the defaults). Empty = no bridge.
+    /// </summary>
     public string? Broker { get; set; }
+
+    /// <summary>
+    /// For <c>mqtts://</c>: a PEM file with the CA certificate(s) that signed the broker's certificate, when it is not
+    /// signed by a CA the system trusts. Only these are then trusted.
+    /// </summary>
+    public string? CaFile { get; set; }
 
     /// <summary>MQTT client id; default <c>sluice-</c> plus random characters. Set a stable one with <see cref="CleanSession"/> off.</summary>
     public string? ClientId { get; set; }
@@ -77,7 +85,20 @@ public sealed class MqttBridgeOptions
     /// <exception cref="GatewayConfigurationException">A value is invalid.</exception>
     public void Validate()
     {
-        _ = ParseBroker();
+        var (_, _, tls) = ParseBroker();
+        if (!string.IsNullOrWhiteSpace(CaFile))
+        {
+            if (!tls)
+            {
+                throw Invalid($"Mqtt:CaFile is set but Mqtt:Broker \"{Broker}\" is not a TLS address. Use mqtts://host:8883, or remove CaFile.");
+            }
+
+            if (!File.Exists(CaFile))
+            {
+                throw Invalid($"Mqtt:CaFile '{CaFile}' does not exist. Give the path of the PEM file holding the CA certificate that signed the broker's certificate.");
+            }
+        }
+
         if (string.IsNullOrEmpty(Prefix) || Prefix.EndsWith('/') || !MqttTopic.IsValidTopicName(Prefix))
         {
             throw Invalid($"Mqtt:Prefix \"{Prefix}\" is not usable: it must be a non-empty topic without '+', '#' or a trailing '/' (default \"sluice\").");
@@ -140,20 +161,18 @@ public sealed class MqttBridgeOptions
         }
     }
 
-    /// <summary>Host and port from <see cref="Broker"/>.</summary>
-    internal (string Host, int Port) ParseBroker()
+    /// <summary>Host, port and whether to use TLS, from <see cref="Broker"/>.</summary>
+    internal (string Host, int Port, bool Tls) ParseBroker()
     {
         var broker = Broker?.Trim();
         if (string.IsNullOrEmpty(broker))
         {
-            throw Invalid("Mqtt:Broker is empty. Set it to the broker's address, e.g. mqtt://127.0.0.1:1883.");
+            throw Invalid("Mqtt:Broker is empty. Set it to the broker's address, e.g. mqtt://127.0.0.1:1883 (or mqtts://host:8883 for TLS).");
         }
 
-        if (!Uri.TryCreate(broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp") || string.IsNullOrEmpty(uri.Host))
+        if (!Uri.TryCreate(broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp" or "mqtts" or "ssl") || string.IsNullOrEmpty(uri.Host))
         {
-            throw Invalid(uri?.Scheme is "mqtts" or "ssl"
-                ? $"Mqtt:Broker \"{broker}\" asks for TLS, which the bridge does not support yet. Use mqtt://host:1883 (or a TLS-terminating proxy in front of the broker)."
-                : $"Mqtt:Broker \"{broker}\" is not a broker address. Use mqtt://host:port, e.g. mqtt://127.0.0.1:1883.");
+            throw Invalid($"Mqtt:Broker \"{broker}\" is not a broker address. Use mqtt://host:port, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 for TLS.");
         }
 
         if (!string.IsNullOrEmpty(uri.UserInfo))
@@ -166,8 +185,9 @@ public sealed class MqttBridgeOptions
             throw Invalid($"Mqtt:Broker \"{broker}\" has a path or query; use just mqtt://host:port.");
         }
 
-        var port = uri.IsDefaultPort || uri.Port < 0 ? 1883 : uri.Port;
-        return (uri.IdnHost.Trim('[', ']'), port);
+        var tls = uri.Scheme is "mqtts" or "ssl";
+        var port = uri.IsDefaultPort || uri.Port < 0 ? (tls ? 8883 : 1883) : uri.Port;
+        return (uri.IdnHost.Trim('[', ']'), port, tls);
     }
 
     /// <summary>The password, from <see cref="Password"/> or the variable named by <see cref="PasswordEnv"/>.</summary>
@@ -187,11 +207,13 @@ public sealed class MqttBridgeOptions
     /// <summary>The client options these settings describe.</summary>
     internal MqttClientOptions ToClientOptions()
     {
-        var (host, port) = ParseBroker();
+        var (host, port, tls) = ParseBroker();
         return new MqttClientOptions
         {
             Host = host,
             Port = port,
+            UseTls = tls,
+            CaFile = tls && !string.IsNullOrWhiteSpace(CaFile) ? CaFile : null,
             ClientId = string.IsNullOrEmpty(ClientId) ? "sluice-" + Guid.NewGuid().ToString("N")[..10] : ClientId,
             Username = string.IsNullOrEmpty(Username) ? null : Username,
             Password = ResolvePassword(),
@@ -208,8 +230,8 @@ public sealed class MqttBridgeOptions
     /// <summary>The broker address without credentials, for logs.</summary>
     internal string Describe()
     {
-        var (host, port) = ParseBroker();
-        return string.Create(CultureInfo.InvariantCulture, $"mqtt://{host}:{port}");
+        var (host, port, tls) = ParseBroker();
+        return string.Create(CultureInfo.InvariantCulture, $"{(tls ? "mqtts" : "mqtt")}://{host}:{port}");
     }
 
     private static GatewayConfigurationException Invalid(string message) => new(message);

@@ -50,7 +50,7 @@ public sealed class FallbackChatBackend : IChatBackend
         IAsyncEnumerator<ChatStreamEvent>? active = null;
         var hasFirst = false;
         Exception? lastError = null;
-        var failures = new List<string>();
+        var failures = new List<(string Model, string Reason)>();
 
         for (var c = 0; c < _candidates.Count && active is null; c++)
         {
@@ -73,7 +73,7 @@ public sealed class FallbackChatBackend : IChatBackend
                 {
                     await enumerator.DisposeAsync();
                     lastError = ex;
-                    failures.Add($"{candidate.Name}: {Describe(ex)}");
+                    failures.Add((candidate.Name, Describe(ex)));
                     var retryAfter = (ex as ChatException)?.RetryAfter;
                     var last = attempt >= candidate.Attempts;
                     if (retryAfter is { } wait && wait.TotalSeconds > _retry.MaxRetryAfterSeconds)
@@ -143,20 +143,52 @@ public sealed class FallbackChatBackend : IChatBackend
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };
 
-    private static Exception Exhausted(Exception lastError, List<string> failures)
+    private static Exception Exhausted(Exception lastError, List<(string Model, string Reason)> failures)
     {
-        var summary = string.Join("; ", failures);
+        var summary = Summarize(failures);
         if (lastError is ChatException chat)
         {
             return failures.Count == 1
                 ? chat
-                : new ChatException(chat.StatusCode, chat.Error with { Message = $"Every attempt failed ({summary}). Retry later or check the upstreams." }, chat.RetryAfter, lastError);
+                : new ChatException(chat.StatusCode, chat.Error with { Message = $"Every attempt failed: {summary}" + NextStep(summary, "Retry later, or check the upstreams.") }, chat.RetryAfter, lastError);
         }
 
         return new ChatException(502, new ErrorInfo(
-            $"Could not reach the upstream ({summary}). Check the model's BaseUrl and that the server is running.",
+            $"Could not reach the upstream: {summary}" + NextStep(summary, "Check the model's BaseUrl and that the server is running."),
             ErrorTypes.Upstream, null, "upstream_unreachable"), inner: lastError);
     }
+
+    /// <summary>
+    /// Each distinct failure once, in order, with how many attempts ended that way — a retried model usually fails the
+    /// same way each time, and repeating its (long) message per attempt buries the one line that matters.
+    /// </summary>
+    private static string Summarize(List<(string Model, string Reason)> failures)
+    {
+        var groups = new List<(string Model, string Reason, int Attempts)>();
+        foreach (var (model, reason) in failures)
+        {
+            var index = groups.FindIndex(g => g.Model == model && g.Reason == reason);
+            if (index >= 0)
+            {
+                groups[index] = groups[index] with { Attempts = groups[index].Attempts + 1 };
+            }
+            else
+            {
+                groups.Add((model, reason, 1));
+            }
+        }
+
+        return string.Join(" ", groups.Select(g =>
+        {
+            var reason = g.Reason.Trim();
+            reason = reason.EndsWith('.') || reason.EndsWith('?') || reason.EndsWith('!') ? reason : reason + ".";
+            return g.Attempts == 1 ? $"{g.Model}: {reason}" : $"{g.Model} ({g.Attempts} attempts): {reason}";
+        }));
+    }
+
+    /// <summary>The generic next step, unless the failures already say what to do.</summary>
+    private static string NextStep(string summary, string step) =>
+        summary.Contains("retry", StringComparison.OrdinalIgnoreCase) || summary.Contains("check", StringComparison.OrdinalIgnoreCase) ? string.Empty : " " + step;
 
     private TimeSpan Backoff(int attempt)
     {

@@ -39,9 +39,11 @@ public static class BuiltInModels
         Name = "sim-embed",
         Provider = SimulatedEmbeddingBackend.ProviderName,
         Description = "Simulated embedding model (not a language model): 256-dimension vectors from hashed words and word pieces, close for similar texts.",
-        ContextWindow = 8_192,
     };
 
-    /// <summary>All built-ins, fresh instances.</summary>
-    public static IReadOnlyList<ModelOptions> All => [Fast, Realistic, Slow, Embed];
+    /// <summary>
+    /// All built-ins, fresh instances. The first is the default for requests without <c>model</c>: the paced one, so
+    /// a first curl shows the answer streaming rather than arriving at once.
+    /// </summary>
+    public static IReadOnlyList<ModelOptions> All => [Realistic, Fast, Slow, Embed];
 }

@@ -34,7 +34,7 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.anthropic.com/v1</c>).</param>
     /// <param name="apiKey">The API key, or null when a proxy adds it.</param>
     public AnthropicChatBackend(ModelOptions options, string? apiKey)
-        : this(Create(options, apiKey))
+        : this(UpstreamTransport.Create(options, "Anthropic", apiKey, "text/event-stream", "x-api-key", otherHeaders: new KeyValuePair<string, string>("anthropic-version", ApiVersion)))
     {
     }
 
@@ -53,18 +53,6 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     /// </summary>
     internal static string? StructuredOutputTool(ChatRequest request) =>
         request.ResponseFormat is { IsJson: true } format ? format.Name ?? "json_answer" : null;
-
-    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var headers = new List<KeyValuePair<string, string>> { new("anthropic-version", ApiVersion) };
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            headers.Add(new("x-api-key", apiKey));
-        }
-
-        return new UpstreamTransport(options, "Anthropic", apiKey, headers, "text/event-stream");
-    }
 
     /// <summary>Message events into stream events; an <c>error</c> event is the provider's error; <c>message_stop</c> ends.</summary>
     private sealed class Decoder(string? structuredTool) : UpstreamDecoder

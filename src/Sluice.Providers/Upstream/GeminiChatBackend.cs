@@ -33,25 +33,13 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://generativelanguage.googleapis.com/v1beta</c>).</param>
     /// <param name="apiKey">The API key, or null when a proxy adds credentials.</param>
     public GeminiChatBackend(ModelOptions options, string? apiKey)
-        : this(Create(options, apiKey))
+        : this(UpstreamTransport.Create(options, "Gemini", apiKey, "text/event-stream", "x-goog-api-key"))
     {
     }
 
     private GeminiChatBackend(UpstreamTransport transport)
         : base(transport, new Uri($"{transport.BaseUrl}/models/{Uri.EscapeDataString(transport.UpstreamModel)}:streamGenerateContent?alt=sse"), UpstreamFraming.ServerSentEvents)
     {
-    }
-
-    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var headers = new List<KeyValuePair<string, string>>();
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            headers.Add(new("x-goog-api-key", apiKey));
-        }
-
-        return new UpstreamTransport(options, "Gemini", apiKey, headers, "text/event-stream");
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();

@@ -30,25 +30,13 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>http://127.0.0.1:11434</c>).</param>
     /// <param name="apiKey">A Bearer key, or null for a local Ollama.</param>
     public OllamaChatBackend(ModelOptions options, string? apiKey)
-        : this(Create(options, apiKey))
+        : this(UpstreamTransport.Create(options, "Ollama", apiKey, "application/x-ndjson", "Authorization", "Bearer "))
     {
     }
 
     private OllamaChatBackend(UpstreamTransport transport)
         : base(transport, new Uri(transport.BaseUrl + "/api/chat"), UpstreamFraming.NdJson)
     {
-    }
-
-    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var headers = new List<KeyValuePair<string, string>>();
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            headers.Add(new("Authorization", "Bearer " + apiKey));
-        }
-
-        return new UpstreamTransport(options, "Ollama", apiKey, headers, "application/x-ndjson");
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();

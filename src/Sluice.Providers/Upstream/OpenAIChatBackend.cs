@@ -41,7 +41,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <param name="options">The model entry (BaseUrl required).</param>
     /// <param name="apiKey">The API key, or null for keyless servers.</param>
     public OpenAIChatBackend(ModelOptions options, string? apiKey)
-        : this(Create(options, apiKey))
+        : this(UpstreamTransport.Create(options, "OpenAI-compatible", apiKey, "text/event-stream", "Authorization", "Bearer "))
     {
     }
 
@@ -110,18 +110,6 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
         new Decoder(request.N > 1, options.AcceptsChunkBatches);
-
-    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var headers = new List<KeyValuePair<string, string>>();
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            headers.Add(new("Authorization", "Bearer " + apiKey));
-        }
-
-        return new UpstreamTransport(options, "OpenAI-compatible", apiKey, headers, "text/event-stream");
-    }
 
     /// <summary>
     /// One response's chunks: plain deltas (nearly all of them) are forwarded and counted without being decoded; the

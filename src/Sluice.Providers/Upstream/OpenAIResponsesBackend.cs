@@ -37,7 +37,7 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.openai.com/v1</c>).</param>
     /// <param name="apiKey">The API key, or null for keyless servers.</param>
     public OpenAIResponsesBackend(ModelOptions options, string? apiKey)
-        : this(Create(options, apiKey))
+        : this(UpstreamTransport.Create(options, "OpenAI Responses", apiKey, "text/event-stream", "Authorization", "Bearer "))
     {
     }
 
@@ -48,18 +48,6 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
         new Decoder(options.AcceptsResponsesEvents);
-
-    private static UpstreamTransport Create(ModelOptions options, string? apiKey)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var headers = new List<KeyValuePair<string, string>>();
-        if (!string.IsNullOrEmpty(apiKey))
-        {
-            headers.Add(new("Authorization", "Bearer " + apiKey));
-        }
-
-        return new UpstreamTransport(options, "OpenAI Responses", apiKey, headers, "text/event-stream");
-    }
 
     /// <summary>The <c>/responses</c> request body for <paramref name="request"/>.</summary>
     internal override byte[] BuildBody(ChatRequest request)

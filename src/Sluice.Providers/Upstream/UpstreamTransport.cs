@@ -21,6 +21,23 @@ internal sealed class UpstreamTransport : IDisposable
     private readonly HttpClient _client;
     private readonly string? _apiKey;
 
+    /// <summary>
+    /// A transport whose key goes in <paramref name="keyHeader"/> (as <paramref name="keyPrefix"/> + key) when a key is
+    /// set, besides <paramref name="otherHeaders"/> — the one way every adapter builds its connection pool.
+    /// </summary>
+    public static UpstreamTransport Create(
+        ModelOptions options, string providerLabel, string? apiKey, string accept, string keyHeader, string keyPrefix = "", params KeyValuePair<string, string>[] otherHeaders)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var headers = new List<KeyValuePair<string, string>>(otherHeaders);
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            headers.Add(new(keyHeader, keyPrefix + apiKey));
+        }
+
+        return new UpstreamTransport(options, providerLabel, apiKey, headers, accept);
+    }
+
     /// <param name="options">The model entry.</param>
     /// <param name="providerLabel">How messages name the provider, e.g. "OpenAI-compatible".</param>
     /// <param name="apiKey">The key read from <see cref="ModelOptions.ApiKeyEnv"/>, if any.</param>

@@ -69,7 +69,7 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
 
         Assert.Equal(30, deltas);
         Assert.Matches("(?i)describe|migration|arctic|terns", text.ToString());
-        Assert.Equal(StopReason.EndTurn, stopReason!.Value());
+        Assert.Equal(StopReason.MaxTokens, stopReason!.Value());
         Assert.Equal(30, outputTokens);
         var count = await _client.Messages.CountTokens(new MessageCountTokensParams
         {
@@ -84,7 +84,7 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
         Assert.Matches("(?i)describe|migration|arctic|terns", block.Text);
         Assert.Equal(30, message.Usage.OutputTokens);
         Assert.Equal(inputTokens, message.Usage.InputTokens);
-        Assert.Equal(StopReason.EndTurn, message.StopReason!.Value());
+        Assert.Equal(StopReason.MaxTokens, message.StopReason!.Value());
     }
 
     [Fact]
@@ -255,7 +255,7 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
         // about the question and what the tool returned.
         Assert.Single(content.EnumerateArray());
         Assert.Matches("(?i)weather|lisbon|sunny|degrees", content[0].GetProperty("text").GetString());
-        Assert.Equal("end_turn", body.RootElement.GetProperty("stop_reason").GetString());
+        Assert.Equal("max_tokens", body.RootElement.GetProperty("stop_reason").GetString());
     }
 
     [Fact]

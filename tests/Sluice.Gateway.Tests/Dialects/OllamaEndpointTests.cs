@@ -77,7 +77,7 @@ public sealed class OllamaEndpointTests : IAsyncLifetime
 
         var done = lines[^1];
         Assert.True(done.GetProperty("done").GetBoolean());
-        Assert.Equal("stop", done.GetProperty("done_reason").GetString());
+        Assert.Equal("length", done.GetProperty("done_reason").GetString());
         Assert.Equal(string.Empty, done.GetProperty("message").GetProperty("content").GetString());
         Assert.Equal(12, done.GetProperty("eval_count").GetInt32());
         Assert.Equal(TokenCounter.CountPrompt([new("user", "Tell me about lighthouses")]), done.GetProperty("prompt_eval_count").GetInt32());

@@ -24,7 +24,7 @@ public abstract class JobTests : TenancyTestBase
 
         var call = (await PostAsync(team, $"api/jobs/{job}/llm-call", Call)).AssertStatus(HttpStatusCode.OK).Json;
         Assert.False(string.IsNullOrWhiteSpace(call.GetProperty("response").GetProperty("content").GetString()));
-        Assert.Equal("stop", call.GetProperty("response").GetProperty("finish_reason").GetString());
+        Assert.Equal("length", call.GetProperty("response").GetProperty("finish_reason").GetString());
         var metadata = call.GetProperty("metadata");
         Assert.Equal(12, metadata.GetProperty("completion_tokens").GetInt64());
         Assert.Equal(metadata.GetProperty("prompt_tokens").GetInt64() + 12, metadata.GetProperty("tokens_used").GetInt64());

@@ -7,13 +7,26 @@ public sealed class TenancyConfigurationTests
     private static GatewayOptions Bind(Dictionary<string, string?> values) =>
         GatewayConfiguration.Bind(GatewayConfiguration.Build(Path.Combine(Sluice.Testing.Fixtures.RepositoryRoot, "sluice.example.json"), values));
 
+    [Theory]
+    [InlineData("/xdg/data", "/home/ana", "/xdg/data/sluice")]
+    [InlineData("", "/home/ana", "/home/ana/.local/share/sluice")]
+    [InlineData("relative/ignored", "/home/ana", "/home/ana/.local/share/sluice")]
+    [InlineData("", "", "./data")]
+    public void The_default_data_directory_follows_xdg_then_home(string xdg, string home, string expected)
+    {
+        var environment = new Dictionary<string, string?> { ["XDG_DATA_HOME"] = xdg, ["HOME"] = home };
+        Assert.Equal(expected, GatewayOptions.DefaultDataDirectory(name => environment.GetValueOrDefault(name)));
+    }
+
     [Fact]
     public void The_store_defaults_to_sqlite_in_the_data_directory_and_open_mode()
     {
         var options = Bind([]);
         Assert.Null(options.MasterKey);
-        Assert.Equal("./data", options.DataDirectory);
-        Assert.Equal("sqlite:" + Path.Combine("./data", "sluice.db"), options.StoreConnectionString);
+        // The per-user data directory, not one under the working directory.
+        Assert.Equal(GatewayOptions.DefaultDataDirectory(), options.DataDirectory);
+        Assert.True(Path.IsPathRooted(options.DataDirectory), options.DataDirectory);
+        Assert.Equal("sqlite:" + Path.Combine(options.DataDirectory, "sluice.db"), options.StoreConnectionString);
         Assert.Equal(5, options.Tenancy.KeyCacheSeconds);
 
         var moved = Bind(new() { ["DataDirectory"] = "/var/lib/sluice" });

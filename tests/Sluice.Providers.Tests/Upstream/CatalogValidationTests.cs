@@ -1,3 +1,5 @@
+using Sluice.Protocol;
+using Sluice.Providers.Routing;
 using Sluice.Providers.Upstream;
 
 namespace Sluice.Providers.Tests.Upstream;
@@ -50,14 +52,78 @@ public sealed class CatalogValidationTests
     }
 
     [Fact]
-    public void Key_variable_named_but_unset_is_refused_with_the_fix()
+    public async Task Key_variable_named_but_unset_makes_the_model_unavailable_with_the_fix()
     {
         var variable = "SLUICE_TEST_UNSET_" + Guid.NewGuid().ToString("N");
-        var ex = Assert.Throws<ModelConfigurationException>(() => new ModelCatalog(
-            [new ModelOptions { Name = "gpt-4o", Provider = "openai", BaseUrl = "https://api.openai.com/v1", ApiKeyEnv = variable }]));
+        var other = "SLUICE_TEST_UNSET_" + Guid.NewGuid().ToString("N");
+        using var catalog = new ModelCatalog(
+        [
+            new ModelOptions { Name = "sim", Provider = "sim" },
+            new ModelOptions { Name = "gpt-4o", Provider = "openai", BaseUrl = "https://api.openai.com/v1", ApiKeyEnv = variable },
+            new ModelOptions { Name = "claude", Provider = "anthropic", BaseUrl = "https://api.anthropic.com/v1", ApiKeyEnv = other },
+        ]);
 
-        Assert.Contains("Models[0] (\"gpt-4o\")", ex.Message, StringComparison.Ordinal);
-        Assert.Contains($"export {variable}=", ex.Message, StringComparison.OrdinalIgnoreCase);
+        // Every missing variable at once, in configuration order; the rest of the catalog serves.
+        Assert.Equal([new MissingKey("gpt-4o", variable), new MissingKey("claude", other)], catalog.MissingKeys);
+        Assert.True(catalog.TryGet("sim", out var sim));
+        Assert.Null(sim.UnavailableReason);
+        Assert.True(catalog.TryGet("gpt-4o", out var gpt));
+        Assert.Contains($"Export {variable}=", gpt.UnavailableReason, StringComparison.Ordinal);
+
+        // Calling it fails at once with a 503 that names the variable (and is not retried into a slower failure).
+        var ex = await Assert.ThrowsAsync<ChatException>(() => UpstreamKit.CollectAsync(gpt.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest)));
+        Assert.Equal(503, ex.StatusCode);
+        Assert.Equal(UnavailableChatBackend.Code, ex.Error.Code);
+        Assert.Contains(variable, ex.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unreachable_upstream_error_gives_each_failure_once_with_its_attempts()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+
+        using var catalog = new ModelCatalog(
+            [new ModelOptions { Name = "local", Provider = "openai", BaseUrl = $"http://127.0.0.1:{port}/v1", MaxAttempts = 3 }],
+            retry: new RetryOptions { BaseDelayMs = 1, MaxDelayMs = 2 });
+
+        var ex = await Assert.ThrowsAsync<ChatException>(() => UpstreamKit.CollectAsync(catalog.Models[0].Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest)));
+
+        var message = ex.Error.Message;
+        Assert.StartsWith("Every attempt failed: local (3 attempts): ", message, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(message, "Cannot reach"));
+        Assert.DoesNotContain("..", message, StringComparison.Ordinal);
+        Assert.DoesNotContain(".;", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Group_skips_unavailable_members_and_is_unavailable_when_none_is_left()
+    {
+        var variable = "SLUICE_TEST_UNSET_" + Guid.NewGuid().ToString("N");
+        using var catalog = new ModelCatalog(
+            [
+                new ModelOptions { Name = "sim", Provider = "sim" },
+                new ModelOptions { Name = "gpt-4o", Provider = "openai", BaseUrl = "https://api.openai.com/v1", ApiKeyEnv = variable },
+            ],
+            [
+                new ModelGroupOptions { Name = "mixed", Models = ["gpt-4o", "sim"] },
+                new ModelGroupOptions { Name = "keyed", Models = ["gpt-4o"] },
+            ]);
+
+        Assert.True(catalog.TryGet("mixed", out var mixed));
+        Assert.Null(mixed.UnavailableReason);
+        var events = await UpstreamKit.CollectAsync(mixed.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest));
+        Assert.NotEmpty(events);
+
+        Assert.True(catalog.TryGet("keyed", out var keyed));
+        Assert.Contains(variable, keyed.UnavailableReason, StringComparison.Ordinal);
+        var ex = await Assert.ThrowsAsync<ChatException>(() => UpstreamKit.CollectAsync(keyed.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest)));
+        Assert.Equal(503, ex.StatusCode);
+        Assert.Contains(variable, ex.Error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

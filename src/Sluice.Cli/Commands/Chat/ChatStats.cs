@@ -72,6 +72,24 @@ internal sealed class ChatStats
         }
     }
 
+    /// <summary>
+    /// The overall rate: tokens over the whole time from sending the request to the end, waiting for the first token
+    /// included — what a user waiting for the answer experiences (the other figure is the model's generation speed).
+    /// </summary>
+    public double? OverallTokensPerSecond
+    {
+        get
+        {
+            if (_firstToken == 0 || Tokens < 1)
+            {
+                return null;
+            }
+
+            var total = Duration.TotalSeconds;
+            return total > 0 ? Tokens / total : null;
+        }
+    }
+
     public void DeltaArrived()
     {
         if (_firstToken == 0)
@@ -88,7 +106,10 @@ internal sealed class ChatStats
 
     public void Fail(ChatClientException error) => Stop(ChatOutcome.Failed, error);
 
-    /// <summary>One line for people, e.g. <c>[sim-fast] 120 tokens · first token 12 ms · 0.35 s · 342.1 tokens/s</c>.</summary>
+    /// <summary>
+    /// One line for people, e.g.
+    /// <c>[sim-realistic] 300 tokens · first token 312 ms · 6.95 s · 45.2 tokens/s after first token · 43.2 tokens/s overall</c>.
+    /// </summary>
     public string ToText()
     {
         var text = new StringBuilder(128);
@@ -113,7 +134,12 @@ internal sealed class ChatStats
         text.Append(" · ").Append(FormatDuration(Duration));
         if (TokensPerSecond is { } rate)
         {
-            text.Append(" · ").Append(rate.ToString("0.0", CultureInfo.InvariantCulture)).Append(" tokens/s");
+            text.Append(" · ").Append(rate.ToString("0.0", CultureInfo.InvariantCulture)).Append(" tokens/s after first token");
+        }
+
+        if (OverallTokensPerSecond is { } overall)
+        {
+            text.Append(" · ").Append(overall.ToString("0.0", CultureInfo.InvariantCulture)).Append(" tokens/s overall");
         }
 
         if (FinishReason is "length")
@@ -158,6 +184,7 @@ internal sealed class ChatStats
             WriteNumberOrNull(json, "time_to_first_token_ms", TimeToFirstToken?.TotalMilliseconds);
             json.WriteNumber("duration_ms", Math.Round(Duration.TotalMilliseconds, 3));
             WriteNumberOrNull(json, "tokens_per_second", TokensPerSecond);
+            WriteNumberOrNull(json, "overall_tokens_per_second", OverallTokensPerSecond);
             WriteStringOrNull(json, "finish_reason", FinishReason);
             if (SessionId is not null)
             {
