@@ -1,6 +1,7 @@
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Completions;
 using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Ollama;
 using Sluice.Protocol.Responses;
@@ -38,6 +39,9 @@ internal sealed class CallDialect
 
     /// <summary><c>POST /api/generate</c>.</summary>
     public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseGenerate(body, limits), latestTag: true);
+
+    /// <summary>The legacy <c>POST /v1/completions</c>.</summary>
+    public static CallDialect Completions { get; } = new("openai-completions", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => CompletionRequestParser.Parse(body, limits));
 
     /// <summary><c>POST /v1/embeddings</c> (parsed by its endpoint, which keeps the embeddings request for its stage).</summary>
     public static CallDialect Embeddings { get; } = new(

@@ -61,6 +61,7 @@ internal static class SluiceServices
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
         services.AddSingleton<EmbeddingsEndpoint>();
+        services.AddSingleton<CompletionsEndpoint>();
         services.AddSingleton<ResponsesEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
@@ -136,6 +137,7 @@ internal static class SluiceServices
         var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync).WithPolicy(EndpointPolicy.Key);
         app.MapPost("/v1/embeddings", embeddings.OpenAIAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/v1/completions", app.ServiceProvider.GetRequiredService<CompletionsEndpoint>().HandleAsync).WithPolicy(EndpointPolicy.Key);
         app.ServiceProvider.GetRequiredService<ResponsesEndpoints>().Map(app);
         app.MapGet("/v1/models", info.ListModelsAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/models/{id}", info.GetModelAsync).WithPolicy(EndpointPolicy.Key);

@@ -69,6 +69,13 @@ public sealed record ChatRequest
     /// </summary>
     public int? PromptTokenEstimate { get; init; }
 
+    /// <summary>
+    /// For a legacy <c>POST /v1/completions</c> request: its prompts, <c>suffix</c>, <c>echo</c>, <c>logprobs</c> and body;
+    /// null for every other request. OpenAI-compatible upstreams answer it at their <c>/completions</c>; other backends
+    /// answer <see cref="Messages"/> (the first prompt as a user message) and refuse what they cannot translate.
+    /// </summary>
+    public Completions.LegacyCompletion? Completion { get; init; }
+
     /// <summary>The shape the answer's text must have (<c>response_format</c>, <c>text.format</c>, Ollama's <c>format</c>); null for plain text.</summary>
     public ResponseFormat? ResponseFormat { get; init; }
 

@@ -73,6 +73,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
                 "n", "unsupported_value");
         }
 
+        CompletionSupport.RequireTranslatable(request, request.Model, "a simulated model");
         if (_options.Vision != true && request.Attachments().FirstOrDefault() is { } attachment)
         {
             throw AttachmentSupport.Refuse(attachment, request.Model, "a simulated text model",
