@@ -150,6 +150,30 @@ public sealed class ContentPartTests
         Assert.Single(generate.Attachments());
     }
 
+    [Fact]
+    public void Responses_input_image_and_input_file_parts_become_parts()
+    {
+        var request = Sluice.Protocol.Responses.ResponsesRequestParser.Parse(Encoding.UTF8.GetBytes($$$"""
+            {"model": "m", "input": [{"role": "user", "content": [
+              {"type": "input_text", "text": "Compare "},
+              {"type": "input_image", "image_url": "data:image/png;base64,{{{Png}}}", "detail": "high"},
+              {"type": "input_image", "image_url": "https://example.com/b.gif"},
+              {"type": "input_file", "file_data": "data:application/pdf;base64,{{{Pdf}}}", "filename": "r.pdf"},
+              {"type": "input_file", "file_url": "https://example.com/paper.pdf"}
+            ]}]}
+            """));
+        var parts = request.Messages.Single().Parts!;
+        Assert.Equal("Compare ", request.Messages[0].Content);
+        Assert.Equal(("image/png", "high", "input[0].content[1]"), (parts[1].MediaType, parts[1].Detail, parts[1].Param));
+        Assert.Equal(("https://example.com/b.gif", "image/gif"), (parts[2].Url, parts[2].MediaType));
+        Assert.Equal(("application/pdf", "r.pdf"), (parts[3].MediaType, parts[3].Filename));
+        Assert.Equal("https://example.com/paper.pdf", parts[4].Url);
+
+        var audio = Assert.Throws<ChatException>(() => Sluice.Protocol.Responses.ResponsesRequestParser.Parse(Encoding.UTF8.GetBytes(
+            """{"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]}""")));
+        Assert.Equal("input[0].content[0].type", audio.Error.Param);
+    }
+
     [Theory]
     [InlineData("image/png", ContentPartTests.Png)]
     [InlineData("image/jpeg", "/9j/4AAQSkZJRgABAQ==")]

@@ -144,6 +144,43 @@ public sealed class ContentPartTests
     }
 
     [Fact]
+    public async Task Responses_input_image_reaches_an_anthropic_upstream_as_an_image_block()
+    {
+        var recording = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(Fixtures.Read("anthropic/basic_response.sse")).TrimEnd() + "\n\n");
+        await using var upstream = await ReplayUpstream.StartAsync(recording);
+        await using var gateway = await GatewayFor("anthropic", upstream);
+
+        using var response = await gateway.Client.PostAsync("v1/responses", TestGateway.Json($$$"""
+            {"model": "up", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,{{{Png}}}"}, {"type": "input_text", "text": "What is it?"}]}]}
+            """));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var blocks = upstream.Requests[0].Json.GetProperty("messages")[0].GetProperty("content");
+        Assert.Equal("image", blocks[0].GetProperty("type").GetString());
+        Assert.Equal(Png, blocks[0].GetProperty("source").GetProperty("data").GetString());
+        Assert.Equal("What is it?", blocks[1].GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task Chat_image_parts_reach_an_openai_responses_upstream_as_input_image_parts()
+    {
+        await using var upstream = await ReplayUpstream.StartAsync(Fixtures.Read("openai-responses/function-call.sse"));
+        await using var gateway = await TestGateway.StartAsync(o => o.Models.Add(
+            new ModelOptions { Name = "resp", Provider = "openai", Api = "responses", BaseUrl = upstream.BaseUrl + "/v1", MaxAttempts = 1 }));
+
+        using var response = await gateway.Client.PostAsync("v1/messages", TestGateway.Json($$$"""
+            {"model": "resp", "max_tokens": 50, "messages": [{"role": "user", "content": [
+              {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "{{{Png}}}"}},
+              {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "{{{Pdf}}}"}, "title": "r.pdf"},
+              {"type": "text", "text": "Read these"}]}]}
+            """));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var content = upstream.Requests[0].Json.GetProperty("input")[0].GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(["input_image", "input_file", "input_text"], content.Select(c => c.GetProperty("type").GetString()));
+        Assert.Equal("data:image/png;base64," + Png, content[0].GetProperty("image_url").GetString());
+        Assert.Equal("r.pdf", content[1].GetProperty("filename").GetString());
+    }
+
+    [Fact]
     public async Task A_simulated_text_model_refuses_with_a_400_naming_model_and_part_in_each_dialect()
     {
         await using var upstream = await ReplayUpstream.StartAsync(Fixtures.Read("openai/text-a.sse"));
