@@ -420,7 +420,10 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
                     output.Add(new FinishEvent(reason));
                     if (response.ValueKind == JsonValueKind.Object && response.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
                     {
-                        output.Add(new UsageEvent(new ChatUsage(Int(usage, "input_tokens"), Int(usage, "output_tokens"))));
+                        output.Add(new UsageEvent(new ChatUsage(Int(usage, "input_tokens"), Int(usage, "output_tokens"))
+                        {
+                            Details = ChatUsageDetails.Of(Detail(usage, "input_tokens_details", "cached_tokens"), 0, Detail(usage, "output_tokens_details", "reasoning_tokens")),
+                        }));
                     }
 
                     return UpstreamRecord.End;
@@ -448,5 +451,8 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
 
         private static int Int(JsonElement obj, string name) =>
             obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n) ? n : 0;
+
+        private static int Detail(JsonElement usage, string details, string name) =>
+            usage.TryGetProperty(details, out var obj) && obj.ValueKind == JsonValueKind.Object ? Int(obj, name) : 0;
     }
 }

@@ -115,6 +115,27 @@ public sealed class UsageFidelityTests
     }
 
     [Fact]
+    public async Task Responses_clients_get_cached_and_reasoning_tokens_in_their_usage_details()
+    {
+        await using var anthropic = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(AnthropicWithCache));
+        await using var gemini = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(GeminiWithThoughts));
+        await using var gateway = await TestGateway.StartAsync(o => o.Models =
+        [
+            new ModelOptions { Name = "claude", Provider = "anthropic", BaseUrl = anthropic.BaseUrl + "/v1", MaxAttempts = 1 },
+            new ModelOptions { Name = "gem", Provider = "gemini", BaseUrl = gemini.BaseUrl + "/v1beta", MaxAttempts = 1 },
+        ]);
+
+        using var cached = await gateway.Client.PostAsync("v1/responses", TestGateway.Json("""{"model": "claude", "input": "Hi", "store": false}"""));
+        var cachedUsage = JsonDocument.Parse(await cached.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+        Assert.Equal(2112, cachedUsage.GetProperty("input_tokens").GetInt32());
+        Assert.Equal(2000, cachedUsage.GetProperty("input_tokens_details").GetProperty("cached_tokens").GetInt32());
+
+        using var thought = await gateway.Client.PostAsync("v1/responses", TestGateway.Json("""{"model": "gem", "input": "Sky?", "store": false}"""));
+        var thoughtUsage = JsonDocument.Parse(await thought.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+        Assert.Equal(55, thoughtUsage.GetProperty("output_tokens_details").GetProperty("reasoning_tokens").GetInt32());
+    }
+
+    [Fact]
     public async Task Gemini_thoughts_and_cached_content_become_reasoning_and_cached_tokens()
     {
         await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(GeminiWithThoughts));
