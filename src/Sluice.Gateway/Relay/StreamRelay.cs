@@ -44,16 +44,17 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
         var settled = false;
         sink.Open(meter);
 
-        // :: Step 1
-        var options = sink.AcceptsChunkBatches ? ChatCallOptions.ChunkBatches : ChatCallOptions.Default;
-        if (call.AcceptsResponsesEvents)
-        {
-            options = options with { AcceptsResponsesEvents = true };
-        }
-
-        var events = backend.StreamAsync(call.Request, options, generation).GetAsyncEnumerator(generation);
+        IAsyncEnumerator<ChatStreamEvent>? events = null;
         try
         {
+            // :: Step 1
+            var options = sink.AcceptsChunkBatches ? ChatCallOptions.ChunkBatches : ChatCallOptions.Default;
+            if (call.AcceptsResponsesEvents)
+            {
+                options = options with { AcceptsResponsesEvents = true };
+            }
+
+            events = backend.StreamAsync(call.Request, options, generation).GetAsyncEnumerator(generation);
             while (true)
             {
                 // :: Step 2
@@ -159,7 +160,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
         {
             // :: Step 7
             await DisposeQuietlyAsync(sink);
-            await DisposeQuietlyAsync(events);
+            if (events is not null)
+            {
+                await DisposeQuietlyAsync(events);
+            }
             if (generation.IsCancellationRequested && meter.Status == UsageStatus.Completed && !meter.Finished)
             {
                 // Cancelled between the last event and the end: not a complete answer.

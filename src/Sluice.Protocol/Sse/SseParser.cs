@@ -158,11 +158,11 @@ public sealed class SseParser
             return;
         }
 
-        if (line[0] == (byte)':')
+        if (!SseLine.TrySplit(line, out var field, out var value))
         {
             if (_surfaceComments)
             {
-                var text = line[1..];
+                var text = value;
                 if (!text.IsEmpty && text[0] == (byte)' ')
                 {
                     text = text[1..];
@@ -174,33 +174,9 @@ public sealed class SseParser
             return;
         }
 
-        var colon = line.IndexOf((byte)':');
-        ReadOnlySpan<byte> field;
-        ReadOnlySpan<byte> value;
-        if (colon < 0)
-        {
-            field = line;
-            value = [];
-        }
-        else
-        {
-            field = line[..colon];
-            value = line[(colon + 1)..];
-            if (!value.IsEmpty && value[0] == (byte)' ')
-            {
-                value = value[1..];
-            }
-        }
-
         if (field.SequenceEqual("data"u8))
         {
-            if (_hasData)
-            {
-                _data.Write("\n"u8);
-            }
-
-            _data.Write(value);
-            _hasData = true;
+            SseLine.AppendData(_data, ref _hasData, value);
         }
         else if (field.SequenceEqual("event"u8))
         {

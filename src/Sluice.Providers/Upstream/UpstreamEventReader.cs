@@ -1,4 +1,5 @@
 using System.Buffers;
+using Sluice.Protocol.Sse;
 
 namespace Sluice.Providers.Upstream;
 
@@ -236,28 +237,14 @@ internal sealed class UpstreamEventReader
             return false;
         }
 
-        if (line[0] == (byte)':')
+        if (!SseLine.TrySplit(line, out var field, out var value))
         {
             return false;
         }
 
-        var colon = line.IndexOf((byte)':');
-        var field = colon < 0 ? line : line[..colon];
-        var value = colon < 0 ? [] : line[(colon + 1)..];
-        if (!value.IsEmpty && value[0] == (byte)' ')
-        {
-            value = value[1..];
-        }
-
         if (field.SequenceEqual("data"u8))
         {
-            if (_hasData)
-            {
-                _data.Write("\n"u8);
-            }
-
-            _data.Write(value);
-            _hasData = true;
+            SseLine.AppendData(_data, ref _hasData, value);
         }
         else if (field.SequenceEqual("event"u8))
         {
