@@ -34,6 +34,15 @@ public static class TokenCounter
         foreach (var message in messages)
         {
             total += PerMessageOverhead + Count(message.Content);
+            if (message.Parts is { } parts)
+            {
+                foreach (var part in parts)
+                {
+                    // Text parts are already counted in Content.
+                    total += part.IsAttachment ? part.EstimatedTokens : 0;
+                }
+            }
+
             if (message.ToolCalls is { } calls)
             {
                 foreach (var call in calls)

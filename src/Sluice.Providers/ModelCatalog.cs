@@ -21,6 +21,12 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
     public IReadOnlyList<string> Members { get; init; } = [];
 
     /// <summary>
+    /// What makes its embeddings, with retries and fallbacks (for a group or alias: its members that can embed), or null
+    /// when it cannot (simulated chat models, Anthropic).
+    /// </summary>
+    public IEmbeddingBackend? Embeddings { get; init; }
+
+    /// <summary>
     /// Why the model cannot be called (its API key variable is unset, or every member of its group is unavailable),
     /// with what to do; null when it can. Unavailable models are still listed, so clients can see why.
     /// </summary>
@@ -29,7 +35,7 @@ public sealed record ModelEntry(string Name, ModelOptions Options, IChatBackend 
     /// <summary>The <c>owned_by</c> value in <c>/v1/models</c>.</summary>
     public string OwnedBy => Options.Provider switch
     {
-        SimulatedChatBackend.ProviderName => "sluice-simulation",
+        SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName => "sluice-simulation",
         GroupProvider => "sluice-group",
         _ => Options.Provider,
     };
@@ -139,6 +145,7 @@ public sealed class ModelCatalog : IDisposable
                 {
                     Source = source,
                     UnavailableReason = (source as UnavailableChatBackend)?.Reason,
+                    Embeddings = EmbeddingRoute([Candidate(model.Name, concrete)], retry, onRetry),
                 });
                 resolved[model.Name] = [model.Name];
                 continue;
@@ -151,6 +158,7 @@ public sealed class ModelCatalog : IDisposable
             {
                 Members = [model.Target],
                 UnavailableReason = aliasReason,
+                Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
 
@@ -178,6 +186,7 @@ public sealed class ModelCatalog : IDisposable
             {
                 Members = group.Models,
                 UnavailableReason = groupReason,
+                Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, concrete)).ToList(), retry, onRetry),
             });
         }
 
@@ -288,6 +297,7 @@ public sealed class ModelCatalog : IDisposable
         {
             Members = [.. group.Models],
             UnavailableReason = reason,
+            Embeddings = EmbeddingRoute(members.Select(m => Candidate(m, _concrete)).ToList(), _retry, _onRetry),
         };
         return (entry, [.. members]);
     }
@@ -324,12 +334,26 @@ public sealed class ModelCatalog : IDisposable
     private static RouteCandidate Candidate(string name, Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete)
     {
         var (options, backend) = concrete[name];
-        var attempts = options.MaxAttempts ?? (options.Provider == SimulatedChatBackend.ProviderName ? 1 : 2);
+        var attempts = options.MaxAttempts ?? (options.Provider is SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName ? 1 : 2);
         return new RouteCandidate(name, backend, Math.Max(1, attempts));
     }
 
     private static IChatBackend Route(List<RouteCandidate> candidates, RetryOptions retry, Action<RetryNotice>? onRetry) =>
         candidates is [{ Attempts: 1 } only] ? only.Backend : new FallbackChatBackend(candidates, retry, onRetry);
+
+    /// <summary>The candidates that can embed, in order, with the same retries; null when none can.</summary>
+    private static IEmbeddingBackend? EmbeddingRoute(List<RouteCandidate> candidates, RetryOptions retry, Action<RetryNotice>? onRetry)
+    {
+        List<EmbeddingCandidate> embedding = [.. candidates
+            .Where(c => c.Backend is IEmbeddingBackend)
+            .Select(c => new EmbeddingCandidate(c.Name, (IEmbeddingBackend)c.Backend, c.Attempts))];
+        return embedding switch
+        {
+            [] => null,
+            [{ Attempts: 1 } only] => only.Backend,
+            _ => new FallbackEmbeddingBackend(embedding, retry, onRetry),
+        };
+    }
 
     /// <summary>
     /// The route over the callable members only: an unavailable one would fail every time, and retrying it would only
@@ -400,6 +424,7 @@ public sealed class ModelCatalog : IDisposable
     public static IReadOnlyList<string> Providers { get; } =
     [
         SimulatedChatBackend.ProviderName,
+        SimulatedEmbeddingBackend.ProviderName,
         OpenAIChatBackend.ProviderName,
         AnthropicChatBackend.ProviderName,
         GeminiChatBackend.ProviderName,
@@ -421,6 +446,11 @@ public sealed class ModelCatalog : IDisposable
         if (model.Provider == SimulatedChatBackend.ProviderName)
         {
             return new SimulatedChatBackend(model);
+        }
+
+        if (model.Provider == SimulatedEmbeddingBackend.ProviderName)
+        {
+            return new SimulatedEmbeddingBackend(model);
         }
 
         if (!Providers.Contains(model.Provider, StringComparer.Ordinal))

@@ -9,7 +9,10 @@ public sealed class ModelOptions
     /// <summary>The name clients ask for.</summary>
     public string Name { get; set; } = string.Empty;
 
-    /// <summary>The backend kind: <c>sim</c>, <c>openai</c> (any OpenAI-compatible server), <c>anthropic</c>, <c>gemini</c> or <c>ollama</c>.</summary>
+    /// <summary>
+    /// The backend kind: <c>sim</c>, <c>sim-embed</c> (a simulated embedding model), <c>openai</c> (any OpenAI-compatible
+    /// server), <c>anthropic</c>, <c>gemini</c> or <c>ollama</c>.
+    /// </summary>
     public string Provider { get; set; } = "sim";
 
     /// <summary>
@@ -51,6 +54,16 @@ public sealed class ModelOptions
 
     /// <summary>Upstream: longest a whole request may take, in milliseconds (default 1 800 000). 0 disables it.</summary>
     public int TotalTimeoutMs { get; set; } = 1_800_000;
+
+    /// <summary>
+    /// Whether the model takes image and document parts. Unset: upstream providers are sent them (the provider decides)
+    /// and simulated models refuse them; <c>false</c> refuses them for any provider with a 400 before anything is sent;
+    /// <c>true</c> lets a simulated model accept them (its answer mentions them; it does not look at them).
+    /// </summary>
+    public bool? Vision { get; set; }
+
+    /// <summary><c>sim-embed</c>: the size of its vectors (default 256); requests may ask for fewer with <c>dimensions</c>.</summary>
+    public int? EmbeddingDimensions { get; set; }
 
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }

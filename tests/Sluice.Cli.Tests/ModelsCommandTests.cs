@@ -13,9 +13,9 @@ public sealed class ModelsCommandTests(GatewayFixture gateway)
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var rows = result.Stdout.Split('\n').Where(l => l.StartsWith("│ sim-", StringComparison.Ordinal)).ToList();
-        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow"], rows.Select(r => r.Split('│')[1].Trim()));
+        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed"], rows.Select(r => r.Split('│')[1].Trim()));
         Assert.All(rows, r => Assert.Contains("32,768", r, StringComparison.Ordinal));
-        Assert.Contains("3 models.", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("4 models.", result.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -26,7 +26,7 @@ public sealed class ModelsCommandTests(GatewayFixture gateway)
         Assert.True(result.ExitCode == 0, result.ToString());
         using var document = JsonDocument.Parse(result.Stdout);
         var models = document.RootElement.EnumerateArray().ToList();
-        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow"], models.Select(m => m.GetProperty("id").GetString()));
+        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed"], models.Select(m => m.GetProperty("id").GetString()));
         Assert.All(models, m => Assert.Equal(32_768, m.GetProperty("context_window").GetInt32()));
         Assert.All(models, m => Assert.Equal("sluice-simulation", m.GetProperty("owned_by").GetString()));
         Assert.Equal(string.Empty, result.Stderr);

@@ -17,7 +17,7 @@ public sealed class InfoEndpointTests : IAsyncLifetime
         var list = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
         Assert.Equal("list", list.GetProperty("object").GetString());
         var ids = list.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
-        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-paced"], ids);
+        Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed", "sim-paced"], ids);
         Assert.All(list.GetProperty("data").EnumerateArray(), m =>
         {
             Assert.Equal("model", m.GetProperty("object").GetString());
@@ -34,6 +34,36 @@ public sealed class InfoEndpointTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Anthropic_clients_get_type_display_name_created_at_and_paging_fields()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+        request.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
+        using var response = await _gateway.Client.SendAsync(request);
+        var list = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        var data = list.GetProperty("data").EnumerateArray().ToList();
+        Assert.All(data, m =>
+        {
+            Assert.Equal("model", m.GetProperty("type").GetString());
+            Assert.Equal(m.GetProperty("id").GetString(), m.GetProperty("display_name").GetString());
+            var created = DateTimeOffset.Parse(m.GetProperty("created_at").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(m.GetProperty("created").GetInt64(), created.ToUnixTimeSeconds());
+        });
+        Assert.False(list.GetProperty("has_more").GetBoolean());
+        Assert.Equal(data[0].GetProperty("id").GetString(), list.GetProperty("first_id").GetString());
+        Assert.Equal(data[^1].GetProperty("id").GetString(), list.GetProperty("last_id").GetString());
+
+        using var one = new HttpRequestMessage(HttpMethod.Get, "v1/models/sim-fast");
+        one.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
+        using var oneResponse = await _gateway.Client.SendAsync(one);
+        Assert.Equal("model", JsonDocument.Parse(await oneResponse.Content.ReadAsStringAsync()).RootElement.GetProperty("type").GetString());
+
+        // OpenAI clients see the list as before.
+        var plain = JsonDocument.Parse(await _gateway.Client.GetStringAsync("v1/models")).RootElement;
+        Assert.False(plain.TryGetProperty("has_more", out _));
+        Assert.False(plain.GetProperty("data")[0].TryGetProperty("type", out _));
+    }
+
+    [Fact]
     public async Task Health_reports_ok_and_usage_totals()
     {
         using (var chat = await _gateway.PostChatAsync("""{"model":"sim-fast","prompt":"hello there","max_tokens":9}"""))
@@ -43,7 +73,7 @@ public sealed class InfoEndpointTests : IAsyncLifetime
 
         var health = JsonDocument.Parse(await _gateway.Client.GetStringAsync("health")).RootElement;
         Assert.Equal("ok", health.GetProperty("status").GetString());
-        Assert.Equal(4, health.GetProperty("models").GetInt32());
+        Assert.Equal(5, health.GetProperty("models").GetInt32());
         Assert.True(health.GetProperty("usage").GetProperty("completion_tokens").GetInt64() >= 9);
     }
 

@@ -26,7 +26,7 @@ public sealed class ValidationTests : IAsyncLifetime
             { """{"model":"sim-fast","messages":[{"role":"wizard","content":"hi"}]}""", 400, "messages[0].role", "invalid_value" },
             { """{"model":"sim-fast","messages":[{"content":"hi"}]}""", 400, "messages[0].role", "missing_required_parameter" },
             { """{"model":"sim-fast","messages":[{"role":"user","content":"hi"},{"role":"user","content":5}]}""", 400, "messages[1].content", "invalid_type" },
-            { """{"model":"sim-fast","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "messages[0].content[0].type", "unsupported_value" },
+            { """{"model":"sim-fast","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "messages[0].content[0].image_url.url", "invalid_value" },
             { """{"model":"sim-fast","prompt":""}""", 400, "prompt", "empty_value" },
             { """{"model":"sim-fast","prompt":42}""", 400, "prompt", "invalid_type" },
             { $$"""{"model":"sim-fast","prompt":"{{longPrompt}}"}""", 400, "prompt", "string_above_max_length" },

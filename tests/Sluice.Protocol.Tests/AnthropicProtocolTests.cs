@@ -128,7 +128,7 @@ public sealed class AnthropicProtocolTests
     [InlineData("""{"model": "m", "max_tokens": 5, "messages": []}""", "messages")]
     [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "hi"}]}""", "messages[0].role")]
     [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": [{"type": "tool_result", "tool_use_id": "a"}]}]}""", "messages[0].content[0].type")]
-    [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}""", "messages[0].content[0].type")]
+    [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}""", "messages[0].content[0].source.type")]
     [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}""", "messages[0].content[0].type")]
     [InlineData("""{"model": "m", "max_tokens": 5, "temperature": 1.5, "messages": [{"role": "user", "content": "hi"}]}""", "temperature")]
     [InlineData("""{"model": "m", "max_tokens": 5, "top_k": -1, "messages": [{"role": "user", "content": "hi"}]}""", "top_k")]

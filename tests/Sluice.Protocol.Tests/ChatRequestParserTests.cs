@@ -43,7 +43,7 @@ public sealed class ChatRequestParserTests
         { "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "messages[0].content", "invalid_type" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":{\"text\":\"x\"}}]}", "messages[0].content", "invalid_type" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":[\"x\"]}]}", "messages[0].content[0]", "invalid_type" },
-        { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content[0].type", "unsupported_value" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", "messages[0].content[0].image_url.url", "invalid_value" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"input_audio\"}]}]}", "messages[0].content[1].type", "unsupported_value" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"a\"}]}]}", "messages[0].content[0].type", "unsupported_value" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":5,\"text\":\"a\"}]}]}", "messages[0].content[0].type", "invalid_type" },

@@ -67,7 +67,7 @@ public sealed class OllamaProtocolTests
     [InlineData("""{"messages": [{"role": "user", "content": "Hi"}]}""", "model")]
     [InlineData("""{"model": "m"}""", "messages")]
     [InlineData("""{"model": "m", "messages": [{"role": "robot", "content": "Hi"}]}""", "messages[0].role")]
-    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "Hi", "images": ["aGk="]}]}""", "messages[0].images")]
+    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "Hi", "images": ["aGk="]}]}""", "messages[0].images[0]")]
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "options": {"temperature": "hot"}}""", "options.temperature")]
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "stream": "yes"}""", "stream")]
     public void Bad_chat_input_names_the_parameter(string body, string param)

@@ -9,10 +9,11 @@ public sealed class ModelCatalogTests
     {
         foreach (var catalog in new[] { new ModelCatalog(null), new ModelCatalog([]) })
         {
-            Assert.Equal(["sim-realistic", "sim-fast", "sim-slow"], catalog.Models.Select(m => m.Name));
+            Assert.Equal(["sim-realistic", "sim-fast", "sim-slow", "sim-embed"], catalog.Models.Select(m => m.Name));
             Assert.All(catalog.Models, m =>
             {
-                Assert.IsType<SimulatedChatBackend>(m.Backend);
+                Assert.IsType(m.Name == "sim-embed" ? typeof(SimulatedEmbeddingBackend) : typeof(SimulatedChatBackend), m.Backend);
+                Assert.Equal(m.Name == "sim-embed", m.Embeddings is not null);
                 Assert.Equal("sluice-simulation", m.OwnedBy);
                 Assert.False(string.IsNullOrWhiteSpace(m.Options.Description));
             });
@@ -103,7 +104,7 @@ public sealed class ModelCatalogTests
         Assert.Contains("Models[1]", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"gpt\"", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"openia\"", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("sim, openai", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("sim, sim-embed, openai", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -73,7 +73,7 @@ internal static partial class ServeCommand
                     string.Join(' ', catalog.MissingKeys.Select(k => k.Variable).Distinct(StringComparer.Ordinal).Select(v => $"{v}=…")));
             }
 
-            if (catalog.Models.All(m => m.Options.Provider == "sim"))
+            if (catalog.Models.All(m => m.Options.Provider is "sim" or "sim-embed"))
             {
                 LogSimulated(logger);
             }

@@ -1,6 +1,8 @@
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol.Anthropic;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Completions;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Ollama;
 using Sluice.Protocol.Responses;
 
@@ -36,7 +38,18 @@ internal sealed class CallDialect
     public static CallDialect OllamaChat { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseChat(body, limits), latestTag: true);
 
     /// <summary><c>POST /api/generate</c>.</summary>
-    public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, _) => OllamaRequestParser.ParseGenerate(body), latestTag: true);
+    public static CallDialect OllamaGenerate { get; } = new("ollama", ErrorDialect.Ollama, "GET /api/tags", (body, limits) => OllamaRequestParser.ParseGenerate(body, limits), latestTag: true);
+
+    /// <summary>The legacy <c>POST /v1/completions</c>.</summary>
+    public static CallDialect Completions { get; } = new("openai-completions", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => CompletionRequestParser.Parse(body, limits));
+
+    /// <summary><c>POST /v1/embeddings</c> (parsed by its endpoint, which keeps the embeddings request for its stage).</summary>
+    public static CallDialect Embeddings { get; } = new(
+        "openai-embeddings", ErrorDialect.OpenAI, "GET /v1/models", (body, _) => EmbeddingRequestParser.ParseOpenAI(body).ToChatRequest());
+
+    /// <summary>Ollama's <c>POST /api/embed</c> and <c>POST /api/embeddings</c>.</summary>
+    public static CallDialect OllamaEmbed { get; } = new(
+        "ollama-embed", ErrorDialect.Ollama, "GET /api/tags", (body, _) => EmbeddingRequestParser.ParseOllamaEmbed(body).ToChatRequest(), latestTag: true);
 
     /// <summary>The portal stream, <c>POST /api/llm/chat/stream</c> (always streamed), and WebSocket chat requests.</summary>
     public static CallDialect Portal { get; } = new("portal", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits) with { Stream = true });

@@ -35,7 +35,12 @@ namespace Sluice.Gateway.Calls;
 internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, GatewayOptions options, TimeProvider time, GatewayDrain drain)
 {
     /// <summary>The limits parsers apply to every dialect.</summary>
-    public ChatRequestLimits Limits { get; } = new() { MaxPromptChars = options.Limits.MaxPromptChars };
+    public ChatRequestLimits Limits { get; } = new()
+    {
+        MaxPromptChars = options.Limits.MaxPromptChars,
+        MaxAttachments = options.Limits.MaxAttachments,
+        MaxAttachmentBytes = options.Limits.MaxAttachmentBytes,
+    };
 
     /// <summary>The gateway's clock (call start times, keep-alive, usage timings).</summary>
     public TimeProvider Time => time;

@@ -35,6 +35,19 @@ internal sealed class ModelResolver(ModelCatalog catalog, ModelGroupRegistry gro
         throw SluiceErrors.ModelNotFound(name, dialect.ModelListing);
     }
 
+    /// <summary>Finds a configured model, alias or group, or a group created through the API, by its exact name.</summary>
+    public bool TryGet(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ModelEntry? model)
+    {
+        if (catalog.TryGet(name, out var entry))
+        {
+            model = entry;
+            return true;
+        }
+
+        model = null;
+        return false;
+    }
+
     /// <summary>Every model a caller could name now: configured ones first, then groups created through the API.</summary>
     public IEnumerable<ModelEntry> All => catalog.Models.Concat(catalog.RuntimeGroupEntries);
 

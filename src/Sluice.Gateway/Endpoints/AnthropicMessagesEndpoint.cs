@@ -17,7 +17,7 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
 {
     private static readonly HttpAnswer Answer = new(
         call => new AnthropicStreamFormat(new AnthropicStreamWriter(MessageId(call), call.Model.Name)),
-        (output, call, answer, usage) => AnthropicMessageWriter.Write(output, MessageId(call), call.Model.Name, answer.Choices.FirstOrDefault(c => c.Index == 0), usage));
+        (output, call, answer, usage) => AnthropicMessageWriter.Write(output, MessageId(call), call.Model.Name, answer.Choices.FirstOrDefault(c => c.Index == 0), usage, answer.Start));
 
     public Task HandleAsync(HttpContext context) => calls.RunAsync(context, CallDialect.Anthropic, Answer);
 

@@ -10,7 +10,7 @@ namespace Sluice.Gateway.Endpoints;
 internal sealed class ChatCompletionsEndpoint(HttpCalls calls, TimeProvider time)
 {
     private readonly HttpAnswer _answer = new(
-        call => new OpenAIStreamFormat(new OpenAIChunkWriter(CompletionId(call), time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name), call.Request.IncludeUsage),
+        call => new OpenAIStreamFormat(new OpenAIChunkWriter(CompletionId(call), time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name) { WritesUsageNull = call.Request.IncludeUsage }, call.Request.IncludeUsage),
         (output, call, answer, usage) => OpenAICompletionWriter.Write(output, CompletionId(call), time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name, answer.Choices, usage),
         Resumable: true);
 

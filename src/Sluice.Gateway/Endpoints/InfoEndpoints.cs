@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Accounting;
@@ -18,21 +19,35 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
     private static readonly long StartedAt = Stopwatch.GetTimestamp();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-    /// <summary><c>GET /v1/models</c>: the models the caller can call (a team key sees its team's and key's models only).</summary>
+    /// <summary>
+    /// <c>GET /v1/models</c>: the models the caller can call (a team key sees its team's and key's models only). Anthropic
+    /// clients (the request carries <c>anthropic-version</c>) also get Anthropic's fields: <c>type</c>,
+    /// <c>display_name</c>, <c>created_at</c> per model and <c>has_more</c>, <c>first_id</c>, <c>last_id</c>.
+    /// </summary>
     public async Task ListModelsAsync(HttpContext context)
     {
         var allowed = await AllowedAsync(context);
+        var anthropic = IsAnthropic(context);
+        var models = resolver.All.Where(m => allowed(m.Name)).ToList();
         context.Response.ContentType = "application/json";
         using var json = new Utf8JsonWriter(context.Response.BodyWriter);
         json.WriteStartObject();
         json.WriteString("object", "list");
         json.WriteStartArray("data");
-        foreach (var model in resolver.All.Where(m => allowed(m.Name)))
+        foreach (var model in models)
         {
-            WriteModel(json, model);
+            WriteModel(json, model, anthropic);
         }
 
         json.WriteEndArray();
+        if (anthropic)
+        {
+            // Everything fits in one page: Anthropic's paging fields say so.
+            json.WriteBoolean("has_more", false);
+            WriteNullableString(json, "first_id", models.Count > 0 ? models[0].Name : null);
+            WriteNullableString(json, "last_id", models.Count > 0 ? models[^1].Name : null);
+        }
+
         json.WriteEndObject();
         await json.FlushAsync(context.RequestAborted);
     }
@@ -51,12 +66,27 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
 
             context.Response.ContentType = "application/json";
             using var json = new Utf8JsonWriter(context.Response.BodyWriter);
-            WriteModel(json, model);
+            WriteModel(json, model, IsAnthropic(context));
             await json.FlushAsync(context.RequestAborted);
         }
         catch (ChatException ex)
         {
-            await ErrorResponses.WriteAsync(context, ex);
+            await ErrorResponses.WriteAsync(context, ex, IsAnthropic(context) ? ErrorDialect.Anthropic : ErrorDialect.OpenAI);
+        }
+    }
+
+    /// <summary>Anthropic SDKs send <c>anthropic-version</c> on every request; OpenAI clients never do.</summary>
+    private static bool IsAnthropic(HttpContext context) => context.Request.Headers.ContainsKey("anthropic-version");
+
+    private static void WriteNullableString(Utf8JsonWriter json, string name, string? value)
+    {
+        if (value is null)
+        {
+            json.WriteNull(name);
+        }
+        else
+        {
+            json.WriteString(name, value);
         }
     }
 
@@ -154,12 +184,19 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
             $"No endpoint {context.Request.Method} {path}. {hint}", ErrorTypes.InvalidRequest, null, "unknown_url"), dialect: dialect);
     }
 
-    private void WriteModel(Utf8JsonWriter json, ModelEntry model)
+    private void WriteModel(Utf8JsonWriter json, ModelEntry model, bool anthropic)
     {
         json.WriteStartObject();
         json.WriteString("id", model.Name);
         json.WriteString("object", "model");
         json.WriteNumber("created", _created);
+        if (anthropic)
+        {
+            json.WriteString("type", "model");
+            json.WriteString("display_name", model.Name);
+            json.WriteString("created_at", DateTimeOffset.FromUnixTimeSeconds(_created).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture));
+        }
+
         json.WriteString("owned_by", model.OwnedBy);
         if (model.Options.Description is { } description)
         {

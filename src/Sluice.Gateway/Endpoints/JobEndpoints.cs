@@ -164,7 +164,7 @@ internal sealed partial class JobEndpoints(
         var stage = new JobStage(this, Route(context), stream);
         var answer = new HttpAnswer(
             call => new OpenAIStreamFormat(
-                new OpenAIChunkWriter("chatcmpl-" + call.RequestId, time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name), call.Request.IncludeUsage),
+                new OpenAIChunkWriter("chatcmpl-" + call.RequestId, time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name) { WritesUsageNull = call.Request.IncludeUsage }, call.Request.IncludeUsage),
             (output, call, answer, usage) => WriteCallResult(output, call, stage, answer, usage));
         return calls.RunAsync(context, CallDialect.Job, answer, stage);
     }

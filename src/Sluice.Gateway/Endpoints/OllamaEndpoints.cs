@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Http;
@@ -22,7 +23,7 @@ namespace Sluice.Gateway.Endpoints;
 /// Ollama model names carry a tag (<c>llama3:latest</c>); the resolver also finds the model without it. Answers
 /// echo the name the client sent, as Ollama does.
 /// </remarks>
-internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, GatewayOptions options, TimeProvider time)
+internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, GatewayOptions options, TimeProvider time, ModelActivity activity)
 {
     /// <summary>The Ollama API version reported by <c>/api/version</c>: the one whose behaviour these endpoints follow.</summary>
     public const string CompatibleVersion = "0.12.0";
@@ -88,6 +89,41 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// <c>GET /api/ps</c>: the models that answered within the last five minutes (Ollama's default keep-alive), each with
+    /// <c>expires_at</c> = its last answer + five minutes. Sizes are 0: Sluice keeps no weights in memory.
+    /// </summary>
+    public Task RunningAsync(HttpContext context)
+    {
+        context.Response.ContentType = "application/json";
+        using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+        json.WriteStartObject();
+        json.WriteStartArray("models"u8);
+        foreach (var (name, expiresAt) in activity.Running())
+        {
+            if (!resolver.TryGet(name, out var model))
+            {
+                continue;
+            }
+
+            json.WriteStartObject();
+            json.WriteString("name"u8, model.Name);
+            json.WriteString("model"u8, model.Name);
+            json.WriteNumber("size"u8, 0);
+            json.WriteString("digest"u8, Digest(model.Name));
+            WriteDetails(json, model);
+            json.WriteString("expires_at"u8, OllamaStreamWriter.Timestamp(expiresAt));
+            json.WriteNumber("size_vram"u8, 0);
+            json.WriteNumber("context_length"u8, model.Options.ContextWindow);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.Flush();
+        return Task.CompletedTask;
+    }
+
     public static Task VersionAsync(HttpContext context)
     {
         context.Response.ContentType = "application/json";
@@ -135,8 +171,11 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         json.WriteNumber($"{model.Options.Provider}.context_length", model.Options.ContextWindow);
         json.WriteEndObject();
         json.WriteStartArray("capabilities"u8);
-        json.WriteStringValue("completion"u8);
-        json.WriteStringValue("tools"u8);
+        foreach (var capability in Capabilities(model))
+        {
+            json.WriteStringValue(capability);
+        }
+
         json.WriteEndArray();
         json.WriteString("modified_at"u8, _modifiedAt);
         json.WriteEndObject();
@@ -162,6 +201,28 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         json.WriteString("parameter_size"u8, string.Empty);
         json.WriteString("quantization_level"u8, string.Empty);
         json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Ollama's capability names: <c>embedding</c> for an embedding model; otherwise <c>completion</c> and <c>tools</c>, and
+    /// <c>vision</c> when the model takes images (upstreams unless <c>Vision: false</c>, simulations with <c>Vision: true</c>).
+    /// </summary>
+    private static IEnumerable<string> Capabilities(ModelEntry model)
+    {
+        if (model.Options.Provider == Providers.Simulation.SimulatedEmbeddingBackend.ProviderName)
+        {
+            yield return "embedding";
+            yield break;
+        }
+
+        yield return "completion";
+        yield return "tools";
+        // A group's members may differ, so only a declared Vision counts for it.
+        var known = model.Options.Provider is not (Providers.Simulation.SimulatedChatBackend.ProviderName or ModelEntry.GroupProvider);
+        if (model.Options.Vision ?? known)
+        {
+            yield return "vision";
+        }
     }
 
     /// <summary>A stable digest per model name, since clients use digests to tell models apart.</summary>

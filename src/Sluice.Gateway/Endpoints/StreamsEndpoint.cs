@@ -40,7 +40,22 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             return;
         }
 
-        if (!registry.TryGet(id, OwnerScope(context), out var stream) || !stream.TryAttachReader())
+        if (!registry.TryGet(id, OwnerScope(context), out var stream))
+        {
+            await NotFoundAsync(context, id, null);
+            return;
+        }
+
+        if (after > 0 && stream.Finished && stream.Resumable && stream.IndexAfter(after) >= stream.Count)
+        {
+            // The client has every frame of a stream that will never grow: a 200 with an empty body would make a browser
+            // EventSource reconnect every few seconds until the replay expires; 204 tells it to stop.
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+            context.Response.Headers[HttpStreamSink.StreamIdHeader] = stream.Id;
+            return;
+        }
+
+        if (!stream.TryAttachReader())
         {
             await NotFoundAsync(context, id, stream);
             return;

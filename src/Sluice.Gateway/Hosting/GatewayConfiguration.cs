@@ -148,6 +148,11 @@ public static class GatewayConfiguration
             throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");
         }
 
+        if (options.Limits.MaxAttachments < 0 || options.Limits.MaxAttachmentBytes < 1)
+        {
+            throw new GatewayConfigurationException("Limits:MaxAttachments must be 0 or more (0 refuses images and documents) and Limits:MaxAttachmentBytes at least 1.");
+        }
+
         if (options.Mqtt.Enabled)
         {
             options.Mqtt.Validate();

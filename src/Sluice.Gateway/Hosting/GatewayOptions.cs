@@ -197,6 +197,15 @@ public sealed class LimitOptions
 
     /// <summary>Largest request body, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Most image and document parts in one request (all messages together).</summary>
+    public int MaxAttachments { get; set; } = 16;
+
+    /// <summary>
+    /// Largest image or document sent inline, in decoded bytes. Base64 makes a body a third larger than its files, so
+    /// raise <see cref="MaxRequestBodyBytes"/> along with it.
+    /// </summary>
+    public int MaxAttachmentBytes { get; set; } = 5 * 1024 * 1024;
 }
 
 /// <summary>Cross-origin browser access (CORS).</summary>

@@ -39,6 +39,8 @@ internal static class SluiceServices
         services.AddSingleton(catalog);
         services.AddSingleton<UsageTotals>();
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
+        services.AddSingleton<ModelActivity>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<ModelActivity>());
         services.AddSingleton<UsageReporter>();
         services.AddSingleton<TenancyRuntime>();
         services.AddSingleton<TenantDirectory>();
@@ -72,6 +74,8 @@ internal static class SluiceServices
         services.AddSingleton<HttpCalls>();
         services.AddSingleton<StreamsEndpoint>();
         services.AddSingleton<ChatCompletionsEndpoint>();
+        services.AddSingleton<EmbeddingsEndpoint>();
+        services.AddSingleton<CompletionsEndpoint>();
         services.AddSingleton<ResponsesEndpoints>();
         services.AddSingleton<AnthropicMessagesEndpoint>();
         services.AddSingleton<OllamaEndpoints>();
@@ -144,7 +148,10 @@ internal static class SluiceServices
         var chat = app.ServiceProvider.GetRequiredService<ChatCompletionsEndpoint>();
         var info = app.ServiceProvider.GetRequiredService<InfoEndpoints>();
         var streams = app.ServiceProvider.GetRequiredService<StreamsEndpoint>();
+        var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
         app.MapPost("/v1/chat/completions", chat.HandleAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/v1/embeddings", embeddings.OpenAIAsync).WithPolicy(EndpointPolicy.Key);
+        app.MapPost("/v1/completions", app.ServiceProvider.GetRequiredService<CompletionsEndpoint>().HandleAsync).WithPolicy(EndpointPolicy.Key);
         app.ServiceProvider.GetRequiredService<ResponsesEndpoints>().Map(app);
         app.MapGet("/v1/models", info.ListModelsAsync).WithPolicy(EndpointPolicy.Key);
         app.MapGet("/v1/models/{id}", info.GetModelAsync).WithPolicy(EndpointPolicy.Key);
@@ -169,6 +176,10 @@ internal static class SluiceServices
         app.MapPost("/api/show", ollama.ShowAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/tags", ollama.TagsAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/version", OllamaEndpoints.VersionAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapGet("/api/ps", ollama.RunningAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
+        app.MapPost("/api/embed", embeddings.OllamaEmbedAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapPost("/api/embeddings", embeddings.OllamaEmbeddingsAsync).WithPolicy(EndpointPolicy.OllamaKey);
     }
 
     /// <summary>The portal stream and WebSocket chat.</summary>

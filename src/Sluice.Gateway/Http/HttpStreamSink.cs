@@ -185,7 +185,12 @@ internal sealed class HttpStreamSink : IAnswerSink
             _resumable.MarkAnnounced();
         }
 
-        var used = _format.WriteStart(_frames, _sequence + 1, _meter!.Usage);
+        if (_meter!.Start is { } start && _format is IAnswerStartFormat startFormat)
+        {
+            startFormat.OnAnswerStart(start);
+        }
+
+        var used = _format.WriteStart(_frames, _sequence + 1, _meter.Usage);
         _sequence += used;
         Commit(_sequence, used);
     }

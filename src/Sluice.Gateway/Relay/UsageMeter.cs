@@ -33,8 +33,13 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
 
     public bool HasFirstToken => _firstTokenTimestamp != 0;
 
-    /// <summary>The usage so far: the backend's report, or estimates.</summary>
-    public ChatUsage Usage => _reported ?? new ChatUsage(TokenCounter.CountPrompt(request.Messages), _estimatedCompletion);
+    /// <summary>The usage so far: the backend's report, or estimates (with the prompt count the backend gave at the start, if any).</summary>
+    public ChatUsage Usage => _reported ?? (Start?.Usage is { } started
+        ? new ChatUsage(started.PromptTokens, Math.Max(started.CompletionTokens, _estimatedCompletion)) { Details = started.Details }
+        : new ChatUsage(request.PromptTokenEstimate ?? TokenCounter.CountPrompt(request.Messages), _estimatedCompletion));
+
+    /// <summary>What the backend said about the answer before its content (its message id, prompt count), if it did.</summary>
+    public AnswerStartEvent? Start { get; private set; }
 
     /// <summary>Whether <see cref="Usage"/> is the backend's own count.</summary>
     public bool IsReported => _reported is not null;
@@ -95,6 +100,9 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
                 break;
             case UsageEvent reported:
                 _reported = reported.Usage;
+                break;
+            case AnswerStartEvent start:
+                Start = start;
                 break;
         }
     }

@@ -6,15 +6,19 @@ using Sluice.Protocol.Events;
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>Anthropic Messages SSE (<c>message_start</c> … <c>message_stop</c>); <c>event: ping</c> keeps it alive.</summary>
-internal sealed class AnthropicStreamFormat(AnthropicStreamWriter writer) : IStreamFormat
+internal sealed class AnthropicStreamFormat(AnthropicStreamWriter writer) : IStreamFormat, IAnswerStartFormat
 {
+    private AnswerStartEvent? _start;
+
     public string ContentType => "text/event-stream";
 
     public ErrorDialect Errors => ErrorDialect.Anthropic;
 
+    public void OnAnswerStart(AnswerStartEvent start) => _start = start;
+
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage)
     {
-        writer.WriteStart(output, usage.PromptTokens);
+        writer.WriteStart(output, usage, _start);
         return 1;
     }
 

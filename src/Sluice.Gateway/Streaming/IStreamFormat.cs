@@ -37,3 +37,14 @@ internal interface IStreamFormat
     /// <summary>Writes the error frame that ends a failed stream (no success marker after it).</summary>
     void WriteError(IBufferWriter<byte> output, long sequence, ErrorInfo error);
 }
+
+/// <summary>
+/// A format whose opening frame carries what the backend said before its content (<see cref="AnswerStartEvent"/>: an
+/// upstream's message id, prompt count and service tier). The sink hands it over before <see cref="IStreamFormat.WriteStart"/>
+/// when the backend's first event brought it.
+/// </summary>
+internal interface IAnswerStartFormat
+{
+    /// <summary>The backend's opening facts; called at most once, before the opening frame.</summary>
+    void OnAnswerStart(AnswerStartEvent start);
+}

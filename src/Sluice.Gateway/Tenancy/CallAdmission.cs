@@ -131,7 +131,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             AddFacts(facts, "requests", requests.Used + requests.Remaining, requests);
         }
 
-        var promptTokens = Math.Max(1, TokenCounter.CountPrompt(request.Messages));
+        var promptTokens = Math.Max(1, request.PromptTokenEstimate ?? TokenCounter.CountPrompt(request.Messages));
         tightest = null;
         foreach (var (scope, limits) in scopes)
         {

@@ -20,12 +20,22 @@ public static class AnthropicMessageWriter
     /// <c>input</c> is the call's arguments as an object; arguments that are not a JSON object (cut off by
     /// <c>max_tokens</c>) become <c>{}</c>, since Anthropic clients require an object there.
     /// </remarks>
-    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage)
+    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage) =>
+        Write(output, id, model, answer, usage, null);
+
+    /// <summary>Writes the message JSON; with the backend's opening facts (its message id and service tier) when it gave them.</summary>
+    /// <param name="output">Where to write.</param>
+    /// <param name="id">The message id (<c>msg_…</c>) when the backend gave none.</param>
+    /// <param name="model">The model name reported to the client.</param>
+    /// <param name="answer">The assembled answer (choice 0), or null when the stream produced nothing.</param>
+    /// <param name="usage">Token counts.</param>
+    /// <param name="start">What the backend said before its content (an Anthropic upstream's message id, service tier), if anything.</param>
+    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage, AnswerStartEvent? start)
     {
         ArgumentNullException.ThrowIfNull(usage);
         using var json = new Utf8JsonWriter(output, OpenAIJson.WriterOptions);
         json.WriteStartObject();
-        json.WriteString("id"u8, id);
+        json.WriteString("id"u8, start?.MessageId ?? id);
         json.WriteString("type"u8, "message"u8);
         json.WriteString("role"u8, "assistant"u8);
         json.WriteString("model"u8, model);
@@ -62,10 +72,40 @@ public static class AnthropicMessageWriter
             json.WriteNull("stop_sequence"u8);
         }
 
-        json.WriteStartObject("usage"u8);
-        json.WriteNumber("input_tokens"u8, usage.PromptTokens);
-        json.WriteNumber("output_tokens"u8, usage.CompletionTokens);
+        if (answer?.StopDetailsJson is { } stopDetails)
+        {
+            json.WritePropertyName("stop_details"u8);
+            json.WriteRawValue(stopDetails, skipInputValidation: true);
+        }
+
+        json.WritePropertyName("usage"u8);
+        WriteUsage(json, usage, start?.ServiceTier);
         json.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Writes Anthropic's <c>usage</c> object: <c>input_tokens</c> without the cache reads and writes, which have fields of
+    /// their own (written when the backend reported them), then <c>output_tokens</c> and the service tier if known.
+    /// </summary>
+    internal static void WriteUsage(Utf8JsonWriter json, ChatUsage usage, string? serviceTier)
+    {
+        var details = usage.Details;
+        var cacheRead = details?.CachedPromptTokens ?? 0;
+        var cacheCreation = details?.CacheCreationPromptTokens ?? 0;
+        json.WriteStartObject();
+        json.WriteNumber("input_tokens"u8, Math.Max(0, usage.PromptTokens - cacheRead - cacheCreation));
+        if (details is not null)
+        {
+            json.WriteNumber("cache_creation_input_tokens"u8, cacheCreation);
+            json.WriteNumber("cache_read_input_tokens"u8, cacheRead);
+        }
+
+        json.WriteNumber("output_tokens"u8, usage.CompletionTokens);
+        if (serviceTier is not null)
+        {
+            json.WriteString("service_tier"u8, serviceTier);
+        }
+
         json.WriteEndObject();
     }
 

@@ -15,7 +15,8 @@ namespace Sluice.Protocol.Anthropic;
 /// <item>Message content is a string or blocks: <c>text</c>; <c>tool_use</c> (assistant) becomes a tool call;
 /// <c>tool_result</c> (user) becomes a <c>tool</c> message answering that call, placed before the turn's text.
 /// <c>thinking</c> and <c>redacted_thinking</c> blocks are dropped (they only mean something to the model that wrote
-/// them); images and documents are refused with a 400.</item>
+/// them); <c>image</c> (base64 or url source) and <c>document</c> (base64, text or url source) blocks in user messages
+/// become <see cref="ChatMessage.Parts"/>.</item>
 /// <item><c>tools</c> and <c>tool_choice</c> are translated to their OpenAI shape (<c>any</c> → <c>required</c>,
 /// <c>tool</c> → a forced function), which is what the backends read.</item>
 /// <item><c>metadata</c> is kept as a string map (so simulation fault switches work); <c>metadata.user_id</c> is
@@ -150,13 +151,14 @@ public static class AnthropicRequestParser
         }
 
         var index = 0;
+        var attachments = new ContentParts.Counter(limits);
         foreach (var message in messages.EnumerateArray())
         {
-            ParseMessage(message, index++, output);
+            ParseMessage(message, index++, output, limits, attachments);
         }
     }
 
-    private static void ParseMessage(JsonElement message, int index, List<ChatMessage> output)
+    private static void ParseMessage(JsonElement message, int index, List<ChatMessage> output, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         var path = $"messages[{index}]";
         if (message.ValueKind != JsonValueKind.Object)
@@ -196,6 +198,8 @@ public static class AnthropicRequestParser
 
         var text = new StringBuilder();
         var hasText = false;
+        var parts = new List<ContentPart>();
+        var hasAttachment = false;
         List<ToolCall>? calls = null;
         var blockIndex = 0;
         foreach (var block in content.EnumerateArray())
@@ -205,8 +209,15 @@ public static class AnthropicRequestParser
             switch (type)
             {
                 case "text":
-                    AppendParagraph(text, RequiredText(block, blockPath));
+                    var blockText = RequiredText(block, blockPath);
+                    AppendParagraph(text, blockText);
+                    parts.Add(ContentPart.FromText(blockText));
                     hasText = true;
+                    break;
+                case "image" or "document" when role == ChatRoles.User:
+                    attachments.Add(blockPath);
+                    parts.Add(type == "image" ? ParseImage(block, blockPath, limits) : ParseDocument(block, blockPath, limits));
+                    hasAttachment = true;
                     break;
                 case not "text" when role == ChatRoles.System:
                     throw ChatException.BadRequest($"{blockPath}.type must be \"text\" in a system message (got \"{type}\").", $"{blockPath}.type");
@@ -224,18 +235,108 @@ public static class AnthropicRequestParser
                     throw ChatException.BadRequest(
                         $"{blockPath}.type \"{type}\" belongs in {(type == "tool_use" ? "an assistant" : "a user")} message, not a {role} message.",
                         $"{blockPath}.type");
+                case "image" or "document":
+                    throw ChatException.BadRequest(
+                        $"{blockPath}.type \"{type}\" belongs in a user message, not a {role} message.", $"{blockPath}.type", "unsupported_value");
                 default:
                     throw ChatException.BadRequest(
-                        $"{blockPath}.type \"{type}\" is not supported here; Sluice accepts text, tool_use and tool_result blocks. Send images and documents to a provider directly.",
+                        $"{blockPath}.type \"{type}\" is not supported here; Sluice accepts text, image, document, tool_use and tool_result blocks.",
                         $"{blockPath}.type", "unsupported_value");
             }
         }
 
-        if (hasText || calls is not null)
+        if (hasText || calls is not null || hasAttachment)
         {
-            output.Add(new ChatMessage(role, hasText ? text.ToString() : null) { ToolCalls = calls });
+            output.Add(new ChatMessage(role, hasText ? text.ToString() : hasAttachment ? string.Empty : null)
+            {
+                ToolCalls = calls,
+                Parts = hasAttachment ? parts : null,
+            });
         }
     }
+
+    /// <summary>An <c>image</c> block: <c>source</c> base64 (<c>media_type</c>, <c>data</c>) or <c>url</c>.</summary>
+    private static ContentPart ParseImage(JsonElement block, string path, ChatRequestLimits limits)
+    {
+        var (source, sourceType) = Source(block, path, "base64 or url");
+        switch (sourceType)
+        {
+            case "base64":
+                var mediaType = RequestFields.OptionalString(source, "media_type", $"{path}.source.media_type")
+                    ?? throw RequestFields.Missing($"{path}.source.media_type", "say what the image is, e.g. \"image/png\".");
+                ContentParts.CheckImageType(mediaType, $"{path}.source.media_type");
+                var data = RequiredData(source, path);
+                return new ContentPart
+                {
+                    Kind = ContentPartKind.Image,
+                    MediaType = mediaType.ToLowerInvariant(),
+                    Data = data,
+                    ByteCount = ContentParts.CheckBase64(data, $"{path}.source.data", limits),
+                    Param = path,
+                };
+            case "url":
+                return new ContentPart { Kind = ContentPartKind.Image, Url = RequiredUrl(source, path), MediaType = null, Param = path };
+            default:
+                throw UnsupportedSource(path, sourceType, "base64 or url");
+        }
+    }
+
+    /// <summary>A <c>document</c> block: <c>source</c> base64 (a PDF), <c>text</c> (plain text) or <c>url</c>; <c>title</c> kept.</summary>
+    private static ContentPart ParseDocument(JsonElement block, string path, ChatRequestLimits limits)
+    {
+        var (source, sourceType) = Source(block, path, "base64, text or url");
+        var title = RequestFields.OptionalString(block, "title", $"{path}.title");
+        switch (sourceType)
+        {
+            case "base64":
+                var mediaType = RequestFields.OptionalString(source, "media_type", $"{path}.source.media_type") ?? "application/pdf";
+                var data = RequiredData(source, path);
+                return new ContentPart
+                {
+                    Kind = ContentPartKind.Document,
+                    MediaType = mediaType.ToLowerInvariant(),
+                    Data = data,
+                    ByteCount = ContentParts.CheckBase64(data, $"{path}.source.data", limits),
+                    Filename = title,
+                    Param = path,
+                };
+            case "text":
+                var text = RequiredData(source, path);
+                var bytes = Encoding.UTF8.GetByteCount(text);
+                ContentParts.CheckSize(bytes, $"{path}.source.data", limits);
+                return new ContentPart { Kind = ContentPartKind.Document, MediaType = "text/plain", Text = text, ByteCount = bytes, Filename = title, Param = path };
+            case "url":
+                var url = RequiredUrl(source, path);
+                return new ContentPart { Kind = ContentPartKind.Document, Url = url, MediaType = ContentParts.MediaTypeFromUrl(url) ?? "application/pdf", Filename = title, Param = path };
+            default:
+                throw UnsupportedSource(path, sourceType, "base64, text or url");
+        }
+    }
+
+    private static (JsonElement Source, string Type) Source(JsonElement block, string path, string accepted)
+    {
+        if (!RequestFields.TryGet(block, "source", out var source) || source.ValueKind != JsonValueKind.Object)
+        {
+            throw RequestFields.Missing($"{path}.source", $"give the {accepted} source, e.g. {{\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": \"…\"}}.");
+        }
+
+        var type = RequestFields.OptionalString(source, "type", $"{path}.source.type")
+            ?? throw RequestFields.Missing($"{path}.source.type", $"use {accepted}.");
+        return (source, type);
+    }
+
+    private static string RequiredData(JsonElement source, string path) =>
+        RequestFields.OptionalString(source, "data", $"{path}.source.data")
+        ?? throw RequestFields.Missing($"{path}.source.data", "send the content in \"data\".");
+
+    private static string RequiredUrl(JsonElement source, string path) =>
+        ContentParts.CheckUrl(
+            RequestFields.OptionalString(source, "url", $"{path}.source.url") ?? throw RequestFields.Missing($"{path}.source.url", "send the http(s) address in \"url\"."),
+            $"{path}.source.url");
+
+    private static ChatException UnsupportedSource(string path, string type, string accepted) => ChatException.BadRequest(
+        $"{path}.source.type \"{type}\" is not supported; use {accepted} (file ids belong to one provider's Files API, so send the bytes or a URL).",
+        $"{path}.source.type", "unsupported_value");
 
     private static ToolCall ParseToolUse(JsonElement block, string path)
     {

@@ -35,6 +35,7 @@ public sealed class AnthropicStreamWriter
     private bool _started;
     private string? _finishReason;
     private string? _stopSequence;
+    private string? _stopDetails;
 
     /// <summary>Creates a writer for one stream.</summary>
     /// <param name="messageId">The message id (<c>msg_…</c>).</param>
@@ -48,14 +49,24 @@ public sealed class AnthropicStreamWriter
     /// <summary>The keep-alive frame: <c>event: ping</c> with <c>{"type": "ping"}</c>, as Anthropic sends it.</summary>
     public static ReadOnlySpan<byte> PingFrame => "event: ping\ndata: {\"type\": \"ping\"}\n\n"u8;
 
-    /// <summary>Whether <see cref="WriteStart"/> has been written.</summary>
+    /// <summary>Whether <c>WriteStart</c> has been written.</summary>
     public bool Started => _started;
 
     /// <summary>Writes <c>message_start</c>: the empty assistant message with its input token count.</summary>
     /// <param name="output">Where to write.</param>
     /// <param name="inputTokens">Prompt tokens: the backend's count if it reported one already, else an estimate.</param>
-    public void WriteStart(IBufferWriter<byte> output, int inputTokens)
+    public void WriteStart(IBufferWriter<byte> output, int inputTokens) => WriteStart(output, new ChatUsage(inputTokens, 0), null);
+
+    /// <summary>
+    /// Writes <c>message_start</c>. When the backend opened its answer with facts of its own (an Anthropic upstream's
+    /// <c>message_start</c>), the message carries its id, counts (cache reads and writes apart) and service tier.
+    /// </summary>
+    /// <param name="output">Where to write.</param>
+    /// <param name="usage">Prompt tokens (with details): the backend's count if it reported one already, else an estimate.</param>
+    /// <param name="start">The backend's opening facts, if any.</param>
+    public void WriteStart(IBufferWriter<byte> output, ChatUsage usage, AnswerStartEvent? start)
     {
+        ArgumentNullException.ThrowIfNull(usage);
         if (_started)
         {
             return;
@@ -66,7 +77,7 @@ public sealed class AnthropicStreamWriter
         _json.WriteStartObject();
         _json.WriteString("type"u8, "message_start"u8);
         _json.WriteStartObject("message"u8);
-        _json.WriteString("id"u8, _messageId);
+        _json.WriteString("id"u8, start?.MessageId ?? _messageId);
         _json.WriteString("type"u8, "message"u8);
         _json.WriteString("role"u8, "assistant"u8);
         _json.WriteString("model"u8, _model);
@@ -74,10 +85,8 @@ public sealed class AnthropicStreamWriter
         _json.WriteEndArray();
         _json.WriteNull("stop_reason"u8);
         _json.WriteNull("stop_sequence"u8);
-        _json.WriteStartObject("usage"u8);
-        _json.WriteNumber("input_tokens"u8, inputTokens);
-        _json.WriteNumber("output_tokens"u8, 0);
-        _json.WriteEndObject();
+        _json.WritePropertyName("usage"u8);
+        AnthropicMessageWriter.WriteUsage(_json, usage with { CompletionTokens = start?.Usage?.CompletionTokens ?? 0 }, start?.ServiceTier);
         _json.WriteEndObject();
         _json.WriteEndObject();
         EndFrame(output);
@@ -115,6 +124,7 @@ public sealed class AnthropicStreamWriter
             case FinishEvent finish:
                 _finishReason = finish.Reason;
                 _stopSequence = finish.StopSequence;
+                _stopDetails = finish.StopDetailsJson;
                 return false;
             default:
                 return false;
@@ -125,7 +135,7 @@ public sealed class AnthropicStreamWriter
     public void WriteEnd(IBufferWriter<byte> output, ChatUsage usage)
     {
         ArgumentNullException.ThrowIfNull(usage);
-        WriteStart(output, usage.PromptTokens);
+        WriteStart(output, usage, null);
         CloseOpenBlock(output);
         var stopReason = AnthropicStopReasons.FromFinishReason(_finishReason, _stopSequence);
         BeginFrame(output, "message_delta"u8);
@@ -142,13 +152,17 @@ public sealed class AnthropicStreamWriter
             _json.WriteNull("stop_sequence"u8);
         }
 
+        if (_stopDetails is not null)
+        {
+            _json.WritePropertyName("stop_details"u8);
+            _json.WriteRawValue(_stopDetails, skipInputValidation: true);
+        }
+
         _json.WriteEndObject();
-        _json.WriteStartObject("usage"u8);
 
         // Final counts: input_tokens too, since message_start may have carried an estimate.
-        _json.WriteNumber("input_tokens"u8, usage.PromptTokens);
-        _json.WriteNumber("output_tokens"u8, usage.CompletionTokens);
-        _json.WriteEndObject();
+        _json.WritePropertyName("usage"u8);
+        AnthropicMessageWriter.WriteUsage(_json, usage, null);
         _json.WriteEndObject();
         EndFrame(output);
 

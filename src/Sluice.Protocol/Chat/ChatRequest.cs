@@ -63,6 +63,19 @@ public sealed record ChatRequest
     /// <summary>Request metadata (string map); also carries simulation fault switches.</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 
+    /// <summary>
+    /// The prompt's tokens when the request knows them better than counting <see cref="Messages"/> would (embeddings
+    /// inputs, token-id prompts); admission and usage estimates use it when set.
+    /// </summary>
+    public int? PromptTokenEstimate { get; init; }
+
+    /// <summary>
+    /// For a legacy <c>POST /v1/completions</c> request: its prompts, <c>suffix</c>, <c>echo</c>, <c>logprobs</c> and body;
+    /// null for every other request. OpenAI-compatible upstreams answer it at their <c>/completions</c>; other backends
+    /// answer <see cref="Messages"/> (the first prompt as a user message) and refuse what they cannot translate.
+    /// </summary>
+    public Completions.LegacyCompletion? Completion { get; init; }
+
     /// <summary>The shape the answer's text must have (<c>response_format</c>, <c>text.format</c>, Ollama's <c>format</c>); null for plain text.</summary>
     public ResponseFormat? ResponseFormat { get; init; }
 
@@ -130,6 +143,12 @@ public sealed record ChatMessage(string Role, string? Content)
 
     /// <summary>For <c>assistant</c> messages: the tool calls it made.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>
+    /// The content in order, text and images and documents, when the message has an image or document part (null for
+    /// text-only messages, whose text is all in <see cref="Content"/>). <see cref="Content"/> still holds the text.
+    /// </summary>
+    public IReadOnlyList<ContentPart>? Parts { get; init; }
 }
 
 /// <summary>A complete tool call.</summary>

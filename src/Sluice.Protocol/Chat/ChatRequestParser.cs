@@ -17,6 +17,12 @@ public sealed record ChatRequestLimits
     /// <c>messages</c> nor <c>prompt</c>, the request is parsed with no messages instead of being refused.
     /// </summary>
     public bool MessagesOptional { get; init; }
+
+    /// <summary>Most image and document parts accepted in one request.</summary>
+    public int MaxAttachments { get; init; } = 16;
+
+    /// <summary>Largest image or document accepted inline, in decoded bytes.</summary>
+    public int MaxAttachmentBytes { get; init; } = 5 * 1024 * 1024;
 }
 
 /// <summary>
@@ -259,15 +265,16 @@ public static class ChatRequestParser
 
         var messages = new List<ChatMessage>(count);
         var index = 0;
+        var attachments = new ContentParts.Counter(limits);
         foreach (var element in messagesElement.EnumerateArray())
         {
-            messages.Add(ParseMessage(element, index++));
+            messages.Add(ParseMessage(element, index++, limits, attachments));
         }
 
         return messages;
     }
 
-    private static ChatMessage ParseMessage(JsonElement element, int index)
+    private static ChatMessage ParseMessage(JsonElement element, int index, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         var path = $"messages[{index}]";
         if (element.ValueKind != JsonValueKind.Object)
@@ -293,7 +300,7 @@ public static class ChatRequestParser
                 $"{path}.role", "invalid_value");
         }
 
-        var content = ParseContent(element, path);
+        var (content, parts) = ParseContent(element, path, role, limits, attachments);
         var toolCalls = role == ChatRoles.Assistant ? ParseToolCalls(element, path) : null;
         if (content is null && toolCalls is null)
         {
@@ -311,27 +318,35 @@ public static class ChatRequestParser
             Name = OptionalString(element, "name", $"{path}.name"),
             ToolCallId = toolCallId,
             ToolCalls = toolCalls,
+            Parts = parts,
         };
     }
 
-    private static string? ParseContent(JsonElement message, string path)
+    /// <summary>
+    /// The message's text (text parts joined) and, when it has image or file parts, all its parts in order. Images
+    /// (<c>image_url</c>: an http(s) or data URL, optional <c>detail</c>) and files (<c>file</c>: <c>file_data</c> as a data
+    /// URL or base64, or <c>file_id</c>; optional <c>filename</c>) are accepted in user messages.
+    /// </summary>
+    private static (string? Text, List<ContentPart>? Parts) ParseContent(
+        JsonElement message, string path, string role, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
         {
-            return null;
+            return (null, null);
         }
 
         if (content.ValueKind == JsonValueKind.String)
         {
-            return content.GetString();
+            return (content.GetString(), null);
         }
 
         if (content.ValueKind != JsonValueKind.Array)
         {
-            throw TypeError($"{path}.content", "a string or an array of text parts");
+            throw TypeError($"{path}.content", "a string or an array of content parts");
         }
 
-        var parts = new List<string>();
+        var parts = new List<ContentPart>();
+        var hasAttachment = false;
         var partIndex = 0;
         foreach (var part in content.EnumerateArray())
         {
@@ -342,18 +357,101 @@ public static class ChatRequestParser
             }
 
             var type = OptionalString(part, "type", $"{partPath}.type");
+            if (type is "image_url" or "file")
+            {
+                if (role != ChatRoles.User)
+                {
+                    throw ChatException.BadRequest(
+                        $"{partPath}.type \"{type}\" is only accepted in user messages (this is a {role} message). Move the image or file into a user message.",
+                        $"{partPath}.type", "unsupported_value");
+                }
+
+                attachments.Add(partPath);
+                parts.Add(type == "image_url" ? ParseImageUrl(part, partPath, limits) : ParseFile(part, partPath, limits));
+                hasAttachment = true;
+                continue;
+            }
+
             if (type != "text")
             {
                 throw ChatException.BadRequest(
-                    $"{partPath}.type \"{type}\" is not supported; only text parts are accepted.",
+                    $"{partPath}.type \"{type}\" is not supported; content parts are text, image_url and file (audio is not).",
                     $"{partPath}.type", "unsupported_value");
             }
 
-            parts.Add(OptionalString(part, "text", $"{partPath}.text")
-                ?? throw ChatException.BadRequest($"{partPath}.text is required.", $"{partPath}.text", "missing_required_parameter"));
+            parts.Add(ContentPart.FromText(OptionalString(part, "text", $"{partPath}.text")
+                ?? throw ChatException.BadRequest($"{partPath}.text is required.", $"{partPath}.text", "missing_required_parameter")));
         }
 
-        return string.Concat(parts);
+        return (ContentParts.JoinText(parts, string.Empty), hasAttachment ? parts : null);
+    }
+
+    private static ContentPart ParseImageUrl(JsonElement part, string path, ChatRequestLimits limits)
+    {
+        if (!part.TryGetProperty("image_url", out var image) || image.ValueKind != JsonValueKind.Object)
+        {
+            throw ChatException.BadRequest(
+                $"{path}.image_url is required: {{\"url\": \"https://…\" or \"data:image/png;base64,…\"}}.", $"{path}.image_url", "missing_required_parameter");
+        }
+
+        var urlPath = $"{path}.image_url.url";
+        var url = OptionalString(image, "url", urlPath)
+            ?? throw ChatException.BadRequest($"{urlPath} is required: an http(s) URL or a data URL.", urlPath, "missing_required_parameter");
+        var detail = OptionalString(image, "detail", $"{path}.image_url.detail");
+        if (detail is not (null or "auto" or "low" or "high"))
+        {
+            throw ChatException.BadRequest($"{path}.image_url.detail must be \"auto\", \"low\" or \"high\" (got \"{detail}\").", $"{path}.image_url.detail");
+        }
+
+        if (ContentParts.TryReadDataUrl(url, urlPath, limits, out var mediaType, out var data, out var bytes))
+        {
+            ContentParts.CheckImageType(mediaType, urlPath);
+            return new ContentPart { Kind = ContentPartKind.Image, MediaType = mediaType, Data = data, ByteCount = bytes, Detail = detail, Param = path };
+        }
+
+        return new ContentPart
+        {
+            Kind = ContentPartKind.Image,
+            Url = ContentParts.CheckUrl(url, urlPath),
+            MediaType = ContentParts.MediaTypeFromUrl(url),
+            Detail = detail,
+            Param = path,
+        };
+    }
+
+    private static ContentPart ParseFile(JsonElement part, string path, ChatRequestLimits limits)
+    {
+        if (!part.TryGetProperty("file", out var file) || file.ValueKind != JsonValueKind.Object)
+        {
+            throw ChatException.BadRequest(
+                $"{path}.file is required: {{\"file_data\": \"data:application/pdf;base64,…\", \"filename\": \"…\"}} or {{\"file_id\": \"file-…\"}}.",
+                $"{path}.file", "missing_required_parameter");
+        }
+
+        var filename = OptionalString(file, "filename", $"{path}.file.filename");
+        if (OptionalString(file, "file_id", $"{path}.file.file_id") is { } fileId)
+        {
+            return new ContentPart { Kind = ContentPartKind.Document, FileId = fileId, Filename = filename, Param = path };
+        }
+
+        var dataPath = $"{path}.file.file_data";
+        var fileData = OptionalString(file, "file_data", dataPath)
+            ?? throw ChatException.BadRequest($"{path}.file needs file_data (a data URL or base64) or file_id.", dataPath, "missing_required_parameter");
+        if (ContentParts.TryReadDataUrl(fileData, dataPath, limits, out var mediaType, out var data, out var bytes))
+        {
+            return new ContentPart { Kind = ContentPartKind.Document, MediaType = mediaType, Data = data, ByteCount = bytes, Filename = filename, Param = path };
+        }
+
+        // Bare base64: the file name's extension says what it is; OpenAI's file inputs are PDFs otherwise.
+        return new ContentPart
+        {
+            Kind = ContentPartKind.Document,
+            MediaType = (filename is null ? null : ContentParts.MediaTypeFromUrl(filename)) ?? "application/pdf",
+            Data = fileData,
+            ByteCount = ContentParts.CheckBase64(fileData, dataPath, limits),
+            Filename = filename,
+            Param = path,
+        };
     }
 
     private static List<ToolCall>? ParseToolCalls(JsonElement message, string path)

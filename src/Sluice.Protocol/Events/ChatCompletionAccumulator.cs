@@ -17,6 +17,12 @@ public sealed class ChatCompletionAccumulator
     /// <summary>The error reported by the stream, if any.</summary>
     public ErrorInfo? Error { get; private set; }
 
+    /// <summary>What the backend said before its content (its message id, prompt count, service tier), if it did.</summary>
+    public AnswerStartEvent? Start { get; private set; }
+
+    /// <summary>The answer of an embeddings call, if this was one.</summary>
+    public Embeddings.EmbeddingResult? Embeddings { get; private set; }
+
     /// <summary>The assembled choices, by index.</summary>
     public IEnumerable<AssembledChoice> Choices =>
         _choices.Select(pair => pair.Value.ToChoice(pair.Key));
@@ -60,6 +66,13 @@ public sealed class ChatCompletionAccumulator
                 var finished = GetChoice(finish.ChoiceIndex);
                 finished.FinishReason = finish.Reason;
                 finished.StopSequence = finish.StopSequence;
+                finished.StopDetailsJson = finish.StopDetailsJson;
+                break;
+            case AnswerStartEvent start:
+                Start = start;
+                break;
+            case EmbeddingResultEvent embeddings:
+                Embeddings = embeddings.Result;
                 break;
             case UsageEvent usage:
                 Usage = usage.Usage;
@@ -95,6 +108,8 @@ public sealed class ChatCompletionAccumulator
 
         public string? StopSequence { get; set; }
 
+        public string? StopDetailsJson { get; set; }
+
         public void AddTool(ToolCallDeltaEvent tool)
         {
             if (!_tools.TryGetValue(tool.ToolIndex, out var state))
@@ -116,6 +131,7 @@ public sealed class ChatCompletionAccumulator
         {
             Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
             StopSequence = StopSequence,
+            StopDetailsJson = StopDetailsJson,
             Logprobs = Logprobs.Count == 0 ? null : [.. Logprobs],
         };
     }
@@ -133,6 +149,9 @@ public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<T
 
     /// <summary>The stop sequence that ended the answer, when the backend reported one.</summary>
     public string? StopSequence { get; init; }
+
+    /// <summary>The backend's <c>stop_details</c> object (raw JSON), when it sent one.</summary>
+    public string? StopDetailsJson { get; init; }
 
     /// <summary>The log probabilities of the answer's tokens, when the backend sent them.</summary>
     public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }

@@ -71,6 +71,12 @@ public sealed class FinishEvent(string reason, int choiceIndex = 0) : ChatStream
     /// <c>stop</c>); OpenAI has no field for it, Anthropic reports it as <c>stop_sequence</c>.
     /// </summary>
     public string? StopSequence { get; init; }
+
+    /// <summary>
+    /// Why the answer stopped, in more detail, as the backend's raw JSON object (Anthropic's <c>stop_details</c>, e.g.
+    /// the category of a refusal); written by dialects that have the field, null when the backend sent none.
+    /// </summary>
+    public string? StopDetailsJson { get; init; }
 }
 
 /// <summary>Token usage of the whole request, as counted by the backend.</summary>

@@ -16,7 +16,8 @@ namespace Sluice.Protocol.Ollama;
 /// <item><c>format</c>: <c>"json"</c> or a JSON schema, as <see cref="ChatRequest.ResponseFormat"/>.</item>
 /// <item>Tool calls in assistant messages carry no id in older clients: Sluice gives them ids, and a following
 /// <c>tool</c> message answers the first unanswered call with its <c>tool_name</c> (or the first unanswered call).</item>
-/// <item>Images are refused with a 400: Sluice's backends are served text.</item>
+/// <item><c>images</c> (base64, in user messages and <c>/api/generate</c>) become image <see cref="ChatMessage.Parts"/>, their
+/// media type read from their first bytes.</item>
 /// </list>
 /// </remarks>
 public static class OllamaRequestParser
@@ -55,10 +56,11 @@ public static class OllamaRequestParser
 
         var messages = new List<ChatMessage>(count);
         var unanswered = new List<ToolCall>();
+        var attachments = new ContentParts.Counter(limits);
         var index = 0;
         foreach (var element in messagesElement.EnumerateArray())
         {
-            messages.Add(ParseMessage(element, index++, unanswered));
+            messages.Add(ParseMessage(element, index++, unanswered, limits, attachments));
         }
 
         var tools = ParseTools(root);
@@ -70,12 +72,13 @@ public static class OllamaRequestParser
     /// prompt the request has no messages, which in Ollama means "load the model" (the caller answers at once).
     /// </summary>
     /// <exception cref="ChatException">The body is not a valid request.</exception>
-    public static ChatRequest ParseGenerate(ReadOnlyMemory<byte> utf8Json)
+    public static ChatRequest ParseGenerate(ReadOnlyMemory<byte> utf8Json, ChatRequestLimits? limits = null)
     {
+        limits ??= new ChatRequestLimits();
         using var document = RequestFields.ParseObject(utf8Json, GenerateExample);
         var root = document.RootElement;
         var model = RequireModel(root);
-        RejectImages(root, "images");
+        var images = ParseImages(root, "images", limits, new ContentParts.Counter(limits));
         if (RequestFields.TryGet(root, "tools", out _))
         {
             // As in Ollama: /api/generate completes a prompt; tool calling is a chat feature.
@@ -91,7 +94,7 @@ public static class OllamaRequestParser
                 messages.Add(new ChatMessage(ChatRoles.System, system));
             }
 
-            messages.Add(new ChatMessage(ChatRoles.User, prompt));
+            messages.Add(new ChatMessage(ChatRoles.User, prompt) { Parts = WithText(images, prompt) });
         }
 
         return Build(root, model, messages, null);
@@ -222,7 +225,7 @@ public static class OllamaRequestParser
             : model;
     }
 
-    private static ChatMessage ParseMessage(JsonElement element, int index, List<ToolCall> unanswered)
+    private static ChatMessage ParseMessage(JsonElement element, int index, List<ToolCall> unanswered, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         var path = $"messages[{index}]";
         if (element.ValueKind != JsonValueKind.Object)
@@ -237,8 +240,20 @@ public static class OllamaRequestParser
             throw ChatException.BadRequest($"{path}.role \"{role}\" is not a known role; use system, user, assistant or tool.", $"{path}.role");
         }
 
-        RejectImages(element, $"{path}.images");
+        var images = ParseImages(element, $"{path}.images", limits, attachments);
+        if (images is not null && role != ChatRoles.User)
+        {
+            throw ChatException.BadRequest(
+                $"{path}.images is only accepted in user messages (this is a {role} message). Move the images into a user message.",
+                $"{path}.images", "unsupported_value");
+        }
+
         var content = RequestFields.OptionalString(element, "content", $"{path}.content") ?? string.Empty;
+        if (images is not null)
+        {
+            return new ChatMessage(role, content) { Parts = WithText(images, content) };
+        }
+
         if (role == ChatRoles.Tool)
         {
             var name = RequestFields.OptionalString(element, "tool_name", $"{path}.tool_name");
@@ -342,13 +357,58 @@ public static class OllamaRequestParser
         return result.Count == 0 ? null : result;
     }
 
-    private static void RejectImages(JsonElement obj, string path)
+    /// <summary>
+    /// Ollama's <c>images</c>: base64 strings without a media type, which is read from the bytes (PNG, JPEG, GIF, WebP);
+    /// null when there are none.
+    /// </summary>
+    private static List<ContentPart>? ParseImages(JsonElement obj, string path, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
-        if (RequestFields.TryGet(obj, "images", out var images)
-            && (images.ValueKind != JsonValueKind.Array || images.GetArrayLength() > 0))
+        if (!RequestFields.TryGet(obj, "images", out var images))
         {
-            throw ChatException.BadRequest(
-                $"{path} is not supported: Sluice serves text. Send the request without images.", path, "unsupported_value");
+            return null;
         }
+
+        if (images.ValueKind != JsonValueKind.Array)
+        {
+            throw RequestFields.TypeError(path, "an array of base64-encoded images");
+        }
+
+        var parts = new List<ContentPart>();
+        var index = 0;
+        foreach (var image in images.EnumerateArray())
+        {
+            var imagePath = $"{path}[{index++}]";
+            if (image.ValueKind != JsonValueKind.String)
+            {
+                throw RequestFields.TypeError(imagePath, "a base64-encoded image");
+            }
+
+            attachments.Add(imagePath);
+            var data = image.GetString()!;
+            var bytes = ContentParts.CheckBase64(data, imagePath, limits);
+            var mediaType = ContentParts.SniffImageType(data)
+                ?? throw ChatException.BadRequest(
+                    $"{imagePath} is not a PNG, JPEG, GIF or WebP image (judging by its first bytes). Send the image file's bytes, base64-encoded.",
+                    imagePath, "unsupported_value");
+            parts.Add(new ContentPart { Kind = ContentPartKind.Image, MediaType = mediaType, Data = data, ByteCount = bytes, Param = imagePath });
+        }
+
+        return parts.Count == 0 ? null : parts;
+    }
+
+    /// <summary>The images first, then the text (Ollama attaches images to a message without a position).</summary>
+    private static List<ContentPart>? WithText(List<ContentPart>? images, string text)
+    {
+        if (images is null)
+        {
+            return null;
+        }
+
+        if (text.Length > 0)
+        {
+            images.Add(ContentPart.FromText(text));
+        }
+
+        return images;
     }
 }

@@ -338,21 +338,34 @@ public static class OpenAIChunkDecoder
         return new ToolCallDeltaEvent(index, id, name, arguments);
     }
 
-    private static ChatUsage ReadUsage(ref Utf8JsonReader reader)
+    /// <summary>Reads an OpenAI <c>usage</c> object (the reader is on its start), details included.</summary>
+    internal static ChatUsage ReadUsage(ref Utf8JsonReader reader)
     {
         var prompt = 0;
         var completion = 0;
+        var cached = 0;
+        var reasoning = 0;
         while (Next(ref reader) != JsonTokenType.EndObject)
         {
             if (reader.ValueTextEquals("prompt_tokens"u8))
             {
                 Next(ref reader);
-                prompt = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value) ? value : 0;
+                prompt = IntValue(ref reader);
             }
             else if (reader.ValueTextEquals("completion_tokens"u8))
             {
                 Next(ref reader);
-                completion = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value) ? value : 0;
+                completion = IntValue(ref reader);
+            }
+            else if (reader.ValueTextEquals("prompt_tokens_details"u8))
+            {
+                Next(ref reader);
+                cached = DetailValue(ref reader, "cached_tokens"u8);
+            }
+            else if (reader.ValueTextEquals("completion_tokens_details"u8))
+            {
+                Next(ref reader);
+                reasoning = DetailValue(ref reader, "reasoning_tokens"u8);
             }
             else
             {
@@ -361,7 +374,45 @@ public static class OpenAIChunkDecoder
             }
         }
 
-        return new ChatUsage(prompt, completion);
+        return new ChatUsage(prompt, completion) { Details = ChatUsageDetails.Of(cached, 0, reasoning) };
+    }
+
+    private static int IntValue(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value))
+        {
+            return value;
+        }
+
+        reader.Skip();
+        return 0;
+    }
+
+    /// <summary>One count of a <c>*_tokens_details</c> object (the reader is on the object, or on null).</summary>
+    private static int DetailValue(ref Utf8JsonReader reader, ReadOnlySpan<byte> name)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return 0;
+        }
+
+        var result = 0;
+        while (Next(ref reader) != JsonTokenType.EndObject)
+        {
+            var match = reader.ValueTextEquals(name);
+            Next(ref reader);
+            if (match)
+            {
+                result = IntValue(ref reader);
+            }
+            else
+            {
+                reader.Skip();
+            }
+        }
+
+        return result;
     }
 
     private static ChatStreamEvent WithChoice(ChatStreamEvent streamEvent, int index) => streamEvent switch

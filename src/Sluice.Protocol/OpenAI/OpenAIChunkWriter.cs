@@ -31,6 +31,12 @@ public sealed class OpenAIChunkWriter
     }
 
     /// <summary>
+    /// Whether the chunks this writer makes carry <c>"usage": null</c>, as OpenAI's do when the request set
+    /// <c>stream_options.include_usage</c> (some clients read the field on every chunk).
+    /// </summary>
+    public bool WritesUsageNull { get; init; }
+
+    /// <summary>
     /// Writes <paramref name="streamEvent"/> as one SSE frame with id <paramref name="sseId"/>.
     /// Returns false (writing nothing) for events that have no chunk of their own (usage, errors: see
     /// <see cref="WriteUsage"/> and <see cref="WriteError"/>).
@@ -140,6 +146,17 @@ public sealed class OpenAIChunkWriter
         json.WriteNumber(OpenAIJson.PromptTokens, usage.PromptTokens);
         json.WriteNumber(OpenAIJson.CompletionTokens, usage.CompletionTokens);
         json.WriteNumber(OpenAIJson.TotalTokens, usage.TotalTokens);
+        if (usage.Details is { } details)
+        {
+            // As OpenAI reports them; Anthropic's cache writes are prompt tokens with no OpenAI field of their own.
+            json.WriteStartObject("prompt_tokens_details"u8);
+            json.WriteNumber("cached_tokens"u8, details.CachedPromptTokens);
+            json.WriteEndObject();
+            json.WriteStartObject("completion_tokens_details"u8);
+            json.WriteNumber("reasoning_tokens"u8, details.ReasoningTokens);
+            json.WriteEndObject();
+        }
+
         json.WriteEndObject();
     }
 
@@ -233,6 +250,11 @@ public sealed class OpenAIChunkWriter
 
         _json.WriteEndObject();
         _json.WriteEndArray();
+        if (WritesUsageNull)
+        {
+            _json.WriteNull(OpenAIJson.Usage);
+        }
+
         _json.WriteEndObject();
         _json.Flush();
         WriteFrameEnd(output);

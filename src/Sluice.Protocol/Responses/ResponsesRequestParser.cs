@@ -14,8 +14,9 @@ namespace Sluice.Protocol.Responses;
 /// <list type="bullet">
 /// <item><c>input</c>: a string (one user message) or items — messages (<c>input_text</c>/<c>output_text</c>/<c>refusal</c>
 /// parts), <c>function_call</c> (joined to the assistant turn before it), <c>function_call_output</c> (a tool message);
-/// <c>reasoning</c> items are dropped (they only mean something to the model that wrote them). Images, files and
-/// audio, <c>item_reference</c> and hosted tools are refused.</item>
+/// <c>reasoning</c> items are dropped (they only mean something to the model that wrote them). <c>input_image</c> and
+/// <c>input_file</c> parts of user messages become <see cref="ChatMessage.Parts"/>; audio, <c>item_reference</c> and
+/// hosted tools are refused.</item>
 /// <item><c>instructions</c> is a system message first; function <c>tools</c>, <c>tool_choice</c> and <c>text.format</c>
 /// become the Chat Completions shapes every backend reads; <c>max_output_tokens</c>, <c>temperature</c>, <c>top_p</c>,
 /// <c>parallel_tool_calls</c>, <c>metadata</c>, <c>user</c>, <c>top_logprobs</c> map to their chat fields.</item>
@@ -57,6 +58,7 @@ public static class ResponsesRequestParser
         }
 
         var messages = new List<ChatMessage>();
+        var attachments = new ContentParts.Counter(limits);
         if (OptionalString(root, "instructions") is { Length: > 0 } instructions)
         {
             messages.Add(new ChatMessage(ChatRoles.System, instructions));
@@ -64,7 +66,7 @@ public static class ResponsesRequestParser
 
         if (history is { ValueKind: JsonValueKind.Array } stored)
         {
-            ParseItems(stored, "previous_response_id", messages, limits);
+            ParseItems(stored, "previous_response_id", messages, limits, attachments);
         }
 
         var hasInput = TryGet(root, "input", out var input);
@@ -87,7 +89,7 @@ public static class ResponsesRequestParser
                     throw ChatException.BadRequest($"input has {input.GetArrayLength()} items; the limit is {limits.MaxMessages}.", "input", "array_above_max_length");
                 }
 
-                ParseItems(input, "input", messages, limits);
+                ParseItems(input, "input", messages, limits, attachments);
             }
             else
             {
@@ -266,7 +268,7 @@ public static class ResponsesRequestParser
         json.WriteEndObject();
     }
 
-    private static void ParseItems(JsonElement items, string path, List<ChatMessage> messages, ChatRequestLimits limits)
+    private static void ParseItems(JsonElement items, string path, List<ChatMessage> messages, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         var index = 0;
         foreach (var item in items.EnumerateArray())
@@ -281,7 +283,7 @@ public static class ResponsesRequestParser
             switch (type)
             {
                 case "message":
-                    messages.Add(ParseMessage(item, itemPath, limits));
+                    messages.Add(ParseMessage(item, itemPath, limits, attachments));
                     break;
                 case "function_call":
                     var call = new ToolCall(
@@ -317,7 +319,7 @@ public static class ResponsesRequestParser
         }
     }
 
-    private static ChatMessage ParseMessage(JsonElement item, string path, ChatRequestLimits limits)
+    private static ChatMessage ParseMessage(JsonElement item, string path, ChatRequestLimits limits, ContentParts.Counter attachments)
     {
         var role = OptionalString(item, "role", $"{path}.role")
             ?? throw ChatException.BadRequest($"{path}.role is required: user, assistant, system or developer.", $"{path}.role", "missing_required_parameter");
@@ -332,6 +334,7 @@ public static class ResponsesRequestParser
         }
 
         string text;
+        List<ContentPart>? parts = null;
         if (content.ValueKind == JsonValueKind.String)
         {
             text = content.GetString()!;
@@ -339,6 +342,7 @@ public static class ResponsesRequestParser
         else if (content.ValueKind == JsonValueKind.Array)
         {
             var builder = new StringBuilder();
+            var all = new List<ContentPart>();
             var partIndex = 0;
             foreach (var part in content.EnumerateArray())
             {
@@ -347,14 +351,24 @@ public static class ResponsesRequestParser
                 switch (partType)
                 {
                     case "input_text" or "output_text" or "text":
-                        builder.Append(RequiredString(part, "text", partPath, "the part's text"));
+                        var partText = RequiredString(part, "text", partPath, "the part's text");
+                        builder.Append(partText);
+                        all.Add(ContentPart.FromText(partText));
                         break;
                     case "refusal":
                         builder.Append(OptionalString(part, "refusal", $"{partPath}.refusal"));
                         break;
+                    case "input_image" or "input_file" when role == ChatRoles.User:
+                        attachments.Add(partPath);
+                        all.Add(partType == "input_image" ? ParseInputImage(part, partPath, limits) : ParseInputFile(part, partPath, limits));
+                        parts = all;
+                        break;
+                    case "input_image" or "input_file":
+                        throw ChatException.BadRequest(
+                            $"{partPath}.type \"{partType}\" is only accepted in user messages (this is a {role} message).", $"{partPath}.type", "unsupported_value");
                     default:
                         throw ChatException.BadRequest(
-                            $"{partPath}.type \"{partType}\" is not supported: only text parts (input_text, output_text) are accepted here. Send images and files as text, or use a model endpoint that takes them.",
+                            $"{partPath}.type \"{partType}\" is not supported: content parts are input_text, output_text, refusal, input_image and input_file (audio is not).",
                             $"{partPath}.type", "unsupported_value");
                 }
             }
@@ -371,7 +385,73 @@ public static class ResponsesRequestParser
             throw ChatException.BadRequest($"{path}.content is {text.Length} characters; shorten it.", $"{path}.content", "string_above_max_length");
         }
 
-        return new ChatMessage(role, text);
+        return new ChatMessage(role, text) { Parts = parts };
+    }
+
+    /// <summary><c>input_image</c>: <c>image_url</c> (an http(s) or data URL) or <c>file_id</c>, and <c>detail</c>.</summary>
+    private static ContentPart ParseInputImage(JsonElement part, string path, ChatRequestLimits limits)
+    {
+        var detail = OptionalString(part, "detail", $"{path}.detail");
+        if (detail is not (null or "auto" or "low" or "high"))
+        {
+            throw ChatException.BadRequest($"{path}.detail must be \"auto\", \"low\" or \"high\" (got \"{detail}\").", $"{path}.detail");
+        }
+
+        if (OptionalString(part, "file_id", $"{path}.file_id") is { } fileId)
+        {
+            return new ContentPart { Kind = ContentPartKind.Image, FileId = fileId, Detail = detail, Param = path };
+        }
+
+        var urlPath = $"{path}.image_url";
+        var url = OptionalString(part, "image_url", urlPath)
+            ?? throw ChatException.BadRequest($"{path} needs image_url (an http(s) or data URL) or file_id.", urlPath, "missing_required_parameter");
+        if (ContentParts.TryReadDataUrl(url, urlPath, limits, out var mediaType, out var data, out var bytes))
+        {
+            ContentParts.CheckImageType(mediaType, urlPath);
+            return new ContentPart { Kind = ContentPartKind.Image, MediaType = mediaType, Data = data, ByteCount = bytes, Detail = detail, Param = path };
+        }
+
+        return new ContentPart { Kind = ContentPartKind.Image, Url = ContentParts.CheckUrl(url, urlPath), MediaType = ContentParts.MediaTypeFromUrl(url), Detail = detail, Param = path };
+    }
+
+    /// <summary><c>input_file</c>: <c>file_data</c> (a data URL) with <c>filename</c>, <c>file_url</c>, or <c>file_id</c>.</summary>
+    private static ContentPart ParseInputFile(JsonElement part, string path, ChatRequestLimits limits)
+    {
+        var filename = OptionalString(part, "filename", $"{path}.filename");
+        if (OptionalString(part, "file_id", $"{path}.file_id") is { } fileId)
+        {
+            return new ContentPart { Kind = ContentPartKind.Document, FileId = fileId, Filename = filename, Param = path };
+        }
+
+        if (OptionalString(part, "file_url", $"{path}.file_url") is { } fileUrl)
+        {
+            return new ContentPart
+            {
+                Kind = ContentPartKind.Document,
+                Url = ContentParts.CheckUrl(fileUrl, $"{path}.file_url"),
+                MediaType = ContentParts.MediaTypeFromUrl(fileUrl) ?? "application/pdf",
+                Filename = filename,
+                Param = path,
+            };
+        }
+
+        var dataPath = $"{path}.file_data";
+        var fileData = OptionalString(part, "file_data", dataPath)
+            ?? throw ChatException.BadRequest($"{path} needs file_data (a data URL), file_url or file_id.", dataPath, "missing_required_parameter");
+        if (ContentParts.TryReadDataUrl(fileData, dataPath, limits, out var mediaType, out var data, out var bytes))
+        {
+            return new ContentPart { Kind = ContentPartKind.Document, MediaType = mediaType, Data = data, ByteCount = bytes, Filename = filename, Param = path };
+        }
+
+        return new ContentPart
+        {
+            Kind = ContentPartKind.Document,
+            MediaType = (filename is null ? null : ContentParts.MediaTypeFromUrl(filename)) ?? "application/pdf",
+            Data = fileData,
+            ByteCount = ContentParts.CheckBase64(fileData, dataPath, limits),
+            Filename = filename,
+            Param = path,
+        };
     }
 
     private static string OutputText(JsonElement item, string path)

@@ -621,11 +621,11 @@ public sealed class ResponsesStreamWriter
                 json.WriteStartObject("usage"u8);
                 json.WriteNumber("input_tokens"u8, usage.PromptTokens);
                 json.WriteStartObject("input_tokens_details"u8);
-                json.WriteNumber("cached_tokens"u8, 0);
+                json.WriteNumber("cached_tokens"u8, usage.Details?.CachedPromptTokens ?? 0);
                 json.WriteEndObject();
                 json.WriteNumber("output_tokens"u8, usage.CompletionTokens);
                 json.WriteStartObject("output_tokens_details"u8);
-                json.WriteNumber("reasoning_tokens"u8, 0);
+                json.WriteNumber("reasoning_tokens"u8, usage.Details?.ReasoningTokens ?? 0);
                 json.WriteEndObject();
                 json.WriteNumber("total_tokens"u8, usage.TotalTokens);
                 json.WriteEndObject();

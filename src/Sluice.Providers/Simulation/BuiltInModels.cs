@@ -33,9 +33,17 @@ public static class BuiltInModels
         Jitter = 0.2,
     };
 
+    /// <summary>A simulated embedding model: deterministic, unit-length vectors that are close for similar texts.</summary>
+    public static ModelOptions Embed => new()
+    {
+        Name = "sim-embed",
+        Provider = SimulatedEmbeddingBackend.ProviderName,
+        Description = "Simulated embedding model (not a language model): 256-dimension vectors from hashed words and word pieces, close for similar texts.",
+    };
+
     /// <summary>
     /// All built-ins, fresh instances. The first is the default for requests without <c>model</c>: the paced one, so
     /// a first curl shows the answer streaming rather than arriving at once.
     /// </summary>
-    public static IReadOnlyList<ModelOptions> All => [Realistic, Fast, Slow];
+    public static IReadOnlyList<ModelOptions> All => [Realistic, Fast, Slow, Embed];
 }

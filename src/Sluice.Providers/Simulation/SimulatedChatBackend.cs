@@ -4,6 +4,7 @@ using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
+using Sluice.Providers.Upstream;
 
 namespace Sluice.Providers.Simulation;
 
@@ -70,6 +71,14 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
             throw ChatException.BadRequest(
                 $"Simulated models write at most {MaxChoices} answers per request (n = {request.N}). Send a smaller n, or several requests.",
                 "n", "unsupported_value");
+        }
+
+        CompletionSupport.RequireTranslatable(request, request.Model, "a simulated model");
+        if (_options.Vision != true && request.Attachments().FirstOrDefault() is { } attachment)
+        {
+            throw AttachmentSupport.Refuse(attachment, request.Model, "a simulated text model",
+                "simulated models answer text only unless configured with \"Vision\": true",
+                "Send text only, use a model that takes images and documents, or set \"Vision\": true on the simulated model.");
         }
 
         var faults = SimulationFaults.From(_options, request.Metadata);
@@ -259,9 +268,19 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
     {
         // After a tool result, talk about what the tool returned.
         var last = request.Messages[^1];
-        return last.Role == ChatRoles.Tool && !string.IsNullOrWhiteSpace(last.Content)
+        var topic = last.Role == ChatRoles.Tool && !string.IsNullOrWhiteSpace(last.Content)
             ? request.LastUserText + " " + last.Content
             : request.LastUserText;
+
+        // A simulation with Vision does not look at attachments; it talks about having been given them.
+        var attachments = request.Attachments().ToList();
+        if (attachments.Count == 0)
+        {
+            return topic;
+        }
+
+        var words = attachments.Select(a => a.Kind == ContentPartKind.Image ? "image picture" : "document " + (a.Filename ?? string.Empty));
+        return topic + " " + string.Join(' ', words);
     }
 
     /// <summary>

@@ -135,7 +135,7 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
         return buffer.WrittenSpan.ToArray();
     }
 
-    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages) =>
+    private void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages) =>
         MergedTurns.Write(json, messages, "messages", "assistant", "content", (message, i) =>
         {
             if (message.Role == ChatRoles.Tool)
@@ -148,7 +148,14 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                 return;
             }
 
-            if (!string.IsNullOrEmpty(message.Content))
+            if (message.Parts is { } parts)
+            {
+                foreach (var part in parts)
+                {
+                    WritePart(json, part);
+                }
+            }
+            else if (!string.IsNullOrEmpty(message.Content))
             {
                 json.WriteStartObject();
                 json.WriteString("type"u8, "text"u8);
@@ -170,6 +177,68 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                 }
             }
         });
+
+    /// <summary>
+    /// One content part as an Anthropic block: <c>text</c>; <c>image</c> with a base64 or url source; <c>document</c> with a
+    /// base64 (PDF), text or url source and the file name as its title. Other documents and provider file ids are refused.
+    /// </summary>
+    private void WritePart(Utf8JsonWriter json, ContentPart part)
+    {
+        if (part.Kind == ContentPartKind.Text)
+        {
+            if (!string.IsNullOrEmpty(part.Text))
+            {
+                json.WriteStartObject();
+                json.WriteString("type"u8, "text"u8);
+                json.WriteString("text"u8, part.Text);
+                json.WriteEndObject();
+            }
+
+            return;
+        }
+
+        if (part.FileId is not null)
+        {
+            throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                "a file id belongs to the provider it was uploaded to", "Send the file's bytes (base64) or a URL instead.");
+        }
+
+        var isPdf = part.MediaType is null or "application/pdf";
+        if (part.Kind == ContentPartKind.Document && part.Data is not null && !isPdf && part.MediaType != "text/plain")
+        {
+            throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                "Anthropic takes PDF and plain-text documents", "Convert the document to PDF or text.");
+        }
+
+        json.WriteStartObject();
+        json.WriteString("type"u8, part.Kind == ContentPartKind.Image ? "image"u8 : "document"u8);
+        json.WriteStartObject("source"u8);
+        if (part.Url is not null)
+        {
+            json.WriteString("type"u8, "url"u8);
+            json.WriteString("url"u8, part.Url);
+        }
+        else if (part.Text is not null || part.MediaType == "text/plain")
+        {
+            json.WriteString("type"u8, "text"u8);
+            json.WriteString("media_type"u8, "text/plain"u8);
+            json.WriteString("data"u8, part.Text ?? System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(part.Data!)));
+        }
+        else
+        {
+            json.WriteString("type"u8, "base64"u8);
+            json.WriteString("media_type"u8, part.MediaType ?? "application/pdf");
+            json.WriteString("data"u8, part.Data);
+        }
+
+        json.WriteEndObject();
+        if (part.Kind == ContentPartKind.Document && part.Filename is not null)
+        {
+            json.WriteString("title"u8, part.Filename);
+        }
+
+        json.WriteEndObject();
+    }
 
     /// <summary>Writes tool-call arguments (JSON text) as the object Anthropic and Gemini expect.</summary>
     internal static void WriteArgumentsObject(Utf8JsonWriter json, string arguments, string param)
@@ -331,16 +400,24 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
         private readonly Dictionary<int, ToolBlock> _toolBlocks = [];
         private readonly HashSet<int> _answerBlocks = [];
         private int _promptTokens;
+        private int _cacheRead;
+        private int _cacheCreation;
         private int _completionTokens;
         private bool _hasUsage;
         private string? _stopReason;
         private string? _stopSequence;
         private bool _answeredJson;
+        private string? _stopDetails;
+
+        // message_start's facts go out with the first event of the answer, never alone: an error event right after
+        // message_start must still fail the request before anything was sent (real status, fallback possible).
+        private AnswerStartEvent? _pendingStart;
 
         public bool Stopped { get; private set; }
 
         public void Apply(in AnthropicEvent e, List<ChatStreamEvent> output)
         {
+            var before = output.Count;
             switch (e.Type)
             {
                 case AnthropicEventType.MessageStart:
@@ -348,9 +425,12 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     {
                         _hasUsage = true;
                         _promptTokens = e.InputTokens;
+                        _cacheRead = e.CacheReadTokens;
+                        _cacheCreation = e.CacheCreationTokens;
                         _completionTokens = e.OutputTokens;
                     }
 
+                    _pendingStart = new AnswerStartEvent(e.MessageId, e.HasUsage ? Usage() : null) { ServiceTier = e.ServiceTier };
                     break;
                 case AnthropicEventType.ContentBlockStart when e.BlockType == "tool_use" && structuredTool is not null && e.ToolName == structuredTool:
                     // The structured answer's forced tool: its input is the answer's text.
@@ -406,13 +486,16 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                 case AnthropicEventType.MessageDelta:
                     _stopReason = e.StopReason ?? _stopReason;
                     _stopSequence = e.StopSequence ?? _stopSequence;
+                    _stopDetails = e.StopDetailsJson ?? _stopDetails;
                     if (e.HasUsage)
                     {
                         _hasUsage = true;
                         _completionTokens = e.OutputTokens;
-                        if (e.InputTokens > 0)
+                        if (e.HasInputTokens)
                         {
                             _promptTokens = e.InputTokens;
+                            _cacheRead = e.CacheReadTokens;
+                            _cacheCreation = e.CacheCreationTokens;
                         }
                     }
 
@@ -424,15 +507,25 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
                     output.Add(new FinishEvent(FinishReasonOf(reason))
                     {
                         StopSequence = _stopReason == "stop_sequence" ? _stopSequence : null,
+                        StopDetailsJson = _stopDetails,
                     });
                     if (_hasUsage)
                     {
-                        output.Add(new UsageEvent(new ChatUsage(_promptTokens, _completionTokens)));
+                        output.Add(new UsageEvent(Usage()));
                     }
 
                     break;
             }
+
+            if (_pendingStart is not null && output.Count > before)
+            {
+                output.Insert(before, _pendingStart);
+                _pendingStart = null;
+            }
         }
+
+        private ChatUsage Usage() =>
+            new(_promptTokens, _completionTokens) { Details = ChatUsageDetails.Of(_cacheRead, _cacheCreation, 0) };
 
         private sealed class ToolBlock(int toolIndex)
         {

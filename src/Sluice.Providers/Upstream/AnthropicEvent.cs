@@ -43,9 +43,25 @@ internal readonly record struct AnthropicEvent
 
     public bool HasUsage { get; init; }
 
+    /// <summary>Prompt tokens: <c>input_tokens</c> plus cache reads and writes (OpenAI's prompt_tokens includes them).</summary>
     public int InputTokens { get; init; }
 
+    /// <summary>Whether the usage object carried any of the input counts (message_delta usually carries only output).</summary>
+    public bool HasInputTokens { get; init; }
+
+    public int CacheReadTokens { get; init; }
+
+    public int CacheCreationTokens { get; init; }
+
     public int OutputTokens { get; init; }
+
+    public string? ServiceTier { get; init; }
+
+    /// <summary>The message id of <c>message_start</c>.</summary>
+    public string? MessageId { get; init; }
+
+    /// <summary>The raw JSON of <c>message_delta.delta.stop_details</c>.</summary>
+    public string? StopDetailsJson { get; init; }
 
     public string? ErrorType { get; init; }
 
@@ -87,13 +103,16 @@ internal readonly record struct AnthropicEvent
                     : r.ValueTextEquals("partial_json"u8) ? e with { PartialJson = StringValue(ref r) }
                     : r.ValueTextEquals("stop_reason"u8) ? e with { StopReason = StringValue(ref r) }
                     : r.ValueTextEquals("stop_sequence"u8) ? e with { StopSequence = StringValue(ref r) }
+                    : r.ValueTextEquals("stop_details"u8) ? e with { StopDetailsJson = RawObject(ref r) }
                     : Skip(ref r, e));
             }
             else if (reader.ValueTextEquals("message"u8))
             {
                 Next(ref reader);
                 result = ReadObject(ref reader, result, static (ref Utf8JsonReader r, AnthropicEvent e) =>
-                    r.ValueTextEquals("usage"u8) ? ReadUsage(ref r, e) : Skip(ref r, e));
+                    r.ValueTextEquals("usage"u8) ? ReadUsage(ref r, e)
+                    : r.ValueTextEquals("id"u8) ? e with { MessageId = StringValue(ref r) }
+                    : Skip(ref r, e));
             }
             else if (reader.ValueTextEquals("usage"u8))
             {
@@ -130,23 +149,42 @@ internal readonly record struct AnthropicEvent
         }
 
         var input = 0;
+        var cacheRead = 0;
+        var cacheCreation = 0;
         var output = 0;
+        var hasInput = false;
+        string? serviceTier = null;
         while (Next(ref reader) == JsonTokenType.PropertyName)
         {
-            // Cached prompt tokens are prompt tokens too (OpenAI's prompt_tokens includes them).
-            var isInput = reader.ValueTextEquals("input_tokens"u8) || reader.ValueTextEquals("cache_creation_input_tokens"u8)
-                || reader.ValueTextEquals("cache_read_input_tokens"u8);
-            var isOutput = reader.ValueTextEquals("output_tokens"u8);
+            // 0: input, 1: cache read, 2: cache creation, 3: output, 4: service tier, -1: anything else.
+            var field = reader.ValueTextEquals("input_tokens"u8) ? 0
+                : reader.ValueTextEquals("cache_read_input_tokens"u8) ? 1
+                : reader.ValueTextEquals("cache_creation_input_tokens"u8) ? 2
+                : reader.ValueTextEquals("output_tokens"u8) ? 3
+                : reader.ValueTextEquals("service_tier"u8) ? 4
+                : -1;
             Next(ref reader);
-            if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value))
+            if (field == 4 && reader.TokenType == JsonTokenType.String)
             {
-                if (isInput)
+                serviceTier = reader.GetString();
+            }
+            else if (field >= 0 && reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value))
+            {
+                hasInput |= field < 3;
+                switch (field)
                 {
-                    input += value;
-                }
-                else if (isOutput)
-                {
-                    output = value;
+                    case 0:
+                        input = value;
+                        break;
+                    case 1:
+                        cacheRead = value;
+                        break;
+                    case 2:
+                        cacheCreation = value;
+                        break;
+                    default:
+                        output = value;
+                        break;
                 }
             }
             else
@@ -155,7 +193,35 @@ internal readonly record struct AnthropicEvent
             }
         }
 
-        return current with { HasUsage = true, InputTokens = input, OutputTokens = output };
+        return current with
+        {
+            HasUsage = true,
+            HasInputTokens = hasInput,
+
+            // Cached prompt tokens are prompt tokens too (OpenAI's prompt_tokens includes them).
+            InputTokens = input + cacheRead + cacheCreation,
+            CacheReadTokens = cacheRead,
+            CacheCreationTokens = cacheCreation,
+            OutputTokens = output,
+            ServiceTier = serviceTier ?? current.ServiceTier,
+        };
+    }
+
+    /// <summary>The raw JSON text of the object value after a property name; null for other kinds (which are skipped).</summary>
+    private static string? RawObject(ref Utf8JsonReader reader)
+    {
+        Next(ref reader);
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return null;
+        }
+
+        // The reader works on one complete event, so the object's bytes can be copied as they are.
+        var copy = reader;
+        using var document = JsonDocument.ParseValue(ref copy);
+        reader.Skip();
+        return document.RootElement.GetRawText();
     }
 
     /// <summary>Reads an object value (the reader is on its start), calling <paramref name="property"/> on each property name.</summary>

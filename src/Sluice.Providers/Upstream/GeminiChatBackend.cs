@@ -3,6 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 
 namespace Sluice.Providers.Upstream;
@@ -21,7 +22,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>stop</c>. A stream that closes with neither content nor a finish reason, or with an error object (as data
 /// or written raw into the stream), is an error.
 /// </remarks>
-public sealed class GeminiChatBackend : UpstreamChatBackend
+public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "gemini";
@@ -42,6 +43,48 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary>
+    /// <c>POST {BaseUrl}/models/{UpstreamModel}:batchEmbedContents</c>: one request per text, <c>dimensions</c> as
+    /// <c>outputDimensionality</c>. Gemini reports no token count, so usage is Sluice's estimate.
+    /// </summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        EmbeddingAnswers.RequireText(request, Transport);
+        var model = "models/" + Transport.UpstreamModel;
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteStartArray("requests"u8);
+            foreach (var input in request.Inputs)
+            {
+                json.WriteStartObject();
+                json.WriteString("model"u8, model);
+                json.WriteStartObject("content"u8);
+                json.WriteStartArray("parts"u8);
+                json.WriteStartObject();
+                json.WriteString("text"u8, input.Text);
+                json.WriteEndObject();
+                json.WriteEndArray();
+                json.WriteEndObject();
+                if (request.Dimensions is { } dimensions)
+                {
+                    json.WriteNumber("outputDimensionality"u8, dimensions);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        var uri = new Uri($"{Transport.BaseUrl}/models/{Uri.EscapeDataString(Transport.UpstreamModel)}:batchEmbedContents");
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, uri, buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        return new EmbeddingResult { Vectors = EmbeddingAnswers.ReadGemini(answer, request.Inputs.Count, Transport) };
+    }
 
     /// <summary>
     /// Each data line is a whole <c>GenerateContentResponse</c>; one that is an error object is the provider's error. There
@@ -105,7 +148,7 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
         return buffer.WrittenSpan.ToArray();
     }
 
-    private static void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    private void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
     {
         // Tool results name the function they answer; OpenAI messages only carry the call id.
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -123,7 +166,14 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
                 return;
             }
 
-            if (!string.IsNullOrEmpty(message.Content))
+            if (message.Parts is { } parts)
+            {
+                foreach (var part in parts)
+                {
+                    WritePart(json, part);
+                }
+            }
+            else if (!string.IsNullOrEmpty(message.Content))
             {
                 json.WriteStartObject();
                 json.WriteString("text"u8, message.Content);
@@ -145,6 +195,53 @@ public sealed class GeminiChatBackend : UpstreamChatBackend
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// One content part as a Gemini part: <c>text</c>; inline bytes as <c>inlineData</c> (<c>mimeType</c>, <c>data</c>); a URL
+    /// as <c>fileData</c> (<c>mimeType</c>, <c>fileUri</c>; the type read from the URL's extension); plain-text documents as text.
+    /// </summary>
+    private void WritePart(Utf8JsonWriter json, ContentPart part)
+    {
+        if (part.Kind == ContentPartKind.Text || part.Text is not null)
+        {
+            var text = part.Kind != ContentPartKind.Text && part.Filename is not null ? $"{part.Filename}\n\n{part.Text}" : part.Text;
+            if (!string.IsNullOrEmpty(text))
+            {
+                json.WriteStartObject();
+                json.WriteString("text"u8, text);
+                json.WriteEndObject();
+            }
+
+            return;
+        }
+
+        if (part.FileId is not null)
+        {
+            throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                "a file id belongs to the provider it was uploaded to", "Send the file's bytes (base64) or a URL instead.");
+        }
+
+        json.WriteStartObject();
+        if (part.Url is not null)
+        {
+            var mimeType = part.MediaType ?? ContentParts.MediaTypeFromUrl(part.Url)
+                ?? throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Gemini needs the media type of a file given by URL, and the URL's extension does not tell it",
+                    "Send the bytes (base64, with their media type) instead, or a URL ending in .png, .jpg, .gif, .webp or .pdf.");
+            json.WriteStartObject("fileData"u8);
+            json.WriteString("mimeType"u8, mimeType);
+            json.WriteString("fileUri"u8, part.Url);
+        }
+        else
+        {
+            json.WriteStartObject("inlineData"u8);
+            json.WriteString("mimeType"u8, part.MediaType);
+            json.WriteString("data"u8, part.Data);
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     /// <summary>A tool result as the object Gemini wants: the result itself if it is a JSON object, else <c>{"content": text}</c>.</summary>

@@ -296,7 +296,7 @@ internal sealed class GeminiStreamState
             return;
         }
 
-        int prompt = 0, candidates = 0, thoughts = 0, toolPrompt = 0;
+        int prompt = 0, candidates = 0, thoughts = 0, toolPrompt = 0, cached = 0;
         while (Next(ref reader) == JsonTokenType.PropertyName)
         {
             ref var target = ref prompt;
@@ -317,6 +317,10 @@ internal sealed class GeminiStreamState
             {
                 target = ref toolPrompt;
             }
+            else if (reader.ValueTextEquals("cachedContentTokenCount"u8))
+            {
+                target = ref cached;
+            }
             else
             {
                 known = false;
@@ -334,7 +338,8 @@ internal sealed class GeminiStreamState
         }
 
         // Gemini bills thinking as output and tool-use prompts as input: totalTokenCount is the sum of all four.
-        _usage = new ChatUsage(prompt + toolPrompt, candidates + thoughts);
+        // Cached content is part of promptTokenCount; thoughts are the reasoning part of the output.
+        _usage = new ChatUsage(prompt + toolPrompt, candidates + thoughts) { Details = ChatUsageDetails.Of(cached, 0, thoughts) };
     }
 
     private Candidate Get(int index)

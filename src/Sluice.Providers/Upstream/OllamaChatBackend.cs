@@ -4,6 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 
 namespace Sluice.Providers.Upstream;
@@ -18,7 +19,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>eval_count</c> as usage. An <c>{"error": …}</c> line is an error; the stream must reach <c>done: true</c>.
 /// A Bearer key is sent when <see cref="ModelOptions.ApiKeyEnv"/> is set (Ollama behind a proxy, Ollama cloud).
 /// </remarks>
-public sealed class OllamaChatBackend : UpstreamChatBackend
+public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "ollama";
@@ -39,6 +40,41 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary><c>POST {BaseUrl}/api/embed</c> with the texts, <c>truncate</c> and <c>dimensions</c>; Ollama counts the tokens.</summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        EmbeddingAnswers.RequireText(request, Transport);
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, Transport.UpstreamModel);
+            json.WriteStartArray("input"u8);
+            foreach (var input in request.Inputs)
+            {
+                json.WriteStringValue(input.Text);
+            }
+
+            json.WriteEndArray();
+            if (request.Truncate is { } truncate)
+            {
+                json.WriteBoolean("truncate"u8, truncate);
+            }
+
+            if (request.Dimensions is { } dimensions)
+            {
+                json.WriteNumber("dimensions"u8, dimensions);
+            }
+
+            json.WriteEndObject();
+        }
+
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, new Uri(Transport.BaseUrl + "/api/embed"), buffer.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = EmbeddingAnswers.ReadOllama(answer, request.Inputs.Count, Transport);
+        return new EmbeddingResult { Vectors = vectors, PromptTokens = tokens };
+    }
 
     /// <summary>NDJSON lines: text and whole tool calls; <c>{"error"}</c> is the provider's error; <c>"done": true</c> ends with usage.</summary>
     private sealed class Decoder : UpstreamDecoder
@@ -88,7 +124,15 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
                 var message = request.Messages[i];
                 json.WriteStartObject();
                 json.WriteString("role"u8, message.Role == ChatRoles.Developer ? ChatRoles.System : message.Role);
-                json.WriteString("content"u8, message.Content ?? string.Empty);
+                if (message.Parts is { } parts)
+                {
+                    WriteParts(json, parts);
+                }
+                else
+                {
+                    json.WriteString("content"u8, message.Content ?? string.Empty);
+                }
+
                 if (message.Role == ChatRoles.Tool && message.ToolCallId is { } id && callNames.TryGetValue(id, out var toolName))
                 {
                     json.WriteString("tool_name"u8, toolName);
@@ -129,6 +173,51 @@ public sealed class OllamaChatBackend : UpstreamChatBackend
         }
 
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// A message with parts as Ollama takes it: the text (plain-text documents included) as <c>content</c> and the images,
+    /// base64, as <c>images</c>. Images by URL and other documents are refused: Ollama fetches nothing and reads no PDFs.
+    /// </summary>
+    private void WriteParts(Utf8JsonWriter json, IReadOnlyList<ContentPart> parts)
+    {
+        var text = new StringBuilder();
+        foreach (var part in parts)
+        {
+            if (part.Kind == ContentPartKind.Image && part.Data is null)
+            {
+                throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Ollama takes images as base64 data only", "Send the image's bytes (a data URL or base64) instead of a URL or file id.");
+            }
+
+            if (part.Kind == ContentPartKind.Document && part.Text is null)
+            {
+                throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                    "Ollama takes text and images, not documents", "Send the document's text instead, or use a model that reads PDFs.");
+            }
+
+            if (part.Text is not null)
+            {
+                if (text.Length > 0)
+                {
+                    text.Append('\n');
+                }
+
+                text.Append(part.Kind == ContentPartKind.Document && part.Filename is not null ? $"{part.Filename}\n\n{part.Text}" : part.Text);
+            }
+        }
+
+        json.WriteString("content"u8, text.ToString());
+        json.WriteStartArray("images"u8);
+        foreach (var part in parts)
+        {
+            if (part.Kind == ContentPartKind.Image)
+            {
+                json.WriteStringValue(part.Data);
+            }
+        }
+
+        json.WriteEndArray();
     }
 
     private static void WriteOptions(Utf8JsonWriter json, ChatRequest request)

@@ -3,6 +3,8 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Protocol.Completions;
+using Sluice.Protocol.Embeddings;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.OpenAI;
 
@@ -27,7 +29,7 @@ namespace Sluice.Providers.Upstream;
 /// (<c>data: {"error": …}</c>, as llama.cpp and vLLM send) or anything else is an error.</item>
 /// </list>
 /// </remarks>
-public sealed class OpenAIChatBackend : UpstreamChatBackend
+public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "openai";
@@ -50,8 +52,188 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
 
     private protected override bool SupportsSeveralChoices => true;
 
+    private protected override bool PassesCompletionsThrough => true;
+
+    /// <summary>Legacy completion requests go to <c>{BaseUrl}/completions</c>; everything else to the chat endpoint.</summary>
+    private protected override Uri EndpointFor(ChatRequest request) =>
+        request.Completion is null ? base.EndpointFor(request) : new Uri(Transport.BaseUrl + "/completions");
+
+    /// <summary>
+    /// <c>POST {BaseUrl}/embeddings</c>. An OpenAI client's body goes as sent (only <c>model</c> replaced) and the answer comes
+    /// back verbatim; a request from another dialect is built (<c>encoding_format: base64</c>, the smaller answer).
+    /// </summary>
+    public async Task<EmbeddingResult> EmbedAsync(EmbeddingRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var passThrough = !request.RawBody.IsEmpty;
+        var body = passThrough ? EmbeddingAnswers.WithModel(request.RawBody, Transport.UpstreamModel) : BuildEmbeddingBody(request);
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, new Uri(Transport.BaseUrl + "/embeddings"), body, cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = EmbeddingAnswers.ReadOpenAI(answer, request.Inputs.Count, Transport);
+        return new EmbeddingResult { Vectors = vectors, PromptTokens = tokens, Verbatim = passThrough ? answer : default };
+    }
+
+    private byte[] BuildEmbeddingBody(EmbeddingRequest request)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _upstreamModel);
+            json.WriteStartArray("input"u8);
+            foreach (var input in request.Inputs)
+            {
+                if (input.Text is not null)
+                {
+                    json.WriteStringValue(input.Text);
+                    continue;
+                }
+
+                json.WriteStartArray();
+                foreach (var token in input.Tokens!)
+                {
+                    json.WriteNumberValue(token);
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteEndArray();
+            json.WriteString("encoding_format"u8, "base64"u8);
+            if (request.Dimensions is { } dimensions)
+            {
+                json.WriteNumber("dimensions"u8, dimensions);
+            }
+
+            if (request.User is not null)
+            {
+                json.WriteString("user"u8, request.User);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
-        new Decoder(request.N > 1, options.AcceptsChunkBatches);
+        request.Completion is null ? new Decoder(request.N > 1, options.AcceptsChunkBatches) : new CompletionDecoder();
+
+    /// <summary>
+    /// A legacy completion stream: every <c>text_completion</c> chunk is decoded (text with its logprobs, finishes) and
+    /// passed on with its exact bytes; the usage chunk becomes a <see cref="UsageEvent"/>, an error frame an error.
+    /// </summary>
+    private sealed class CompletionDecoder : UpstreamDecoder
+    {
+        private readonly List<ChatStreamEvent> _scratch = new(4);
+        private ChoiceTracker _choices;
+        private bool _captureIdentity = true;
+
+        public override string EndMarker => "its finish_reason and data: [DONE]";
+
+        public override UpstreamRecord Decode(ReadOnlySpan<byte> data, ReadOnlySpan<byte> eventType, List<ChatStreamEvent> events)
+        {
+            if (data.SequenceEqual("[DONE]"u8))
+            {
+                return UpstreamRecord.End;
+            }
+
+            _scratch.Clear();
+            var info = CompletionChunkDecoder.Decode(data, _scratch, _captureIdentity);
+            if (info.Error is { } upstreamError)
+            {
+                return UpstreamRecord.Error(upstreamError.Message, upstreamError.Code ?? upstreamError.Type);
+            }
+
+            if (info.ChoiceCount == 0 && info.Usage is { } finalUsage)
+            {
+                events.Add(new UsageEvent(finalUsage));
+                return UpstreamRecord.Continue;
+            }
+
+            _choices.Observe(_scratch);
+            _captureIdentity &= info.Identity is null;
+            events.Add(new OpenAIChunkEvent(data.ToArray(), [.. _scratch], info.Identity));
+            if (info.Usage is { } usage)
+            {
+                events.Add(new UsageEvent(usage));
+            }
+
+            return UpstreamRecord.Continue;
+        }
+
+        public override bool Finish(List<ChatStreamEvent> events) => _choices.AllFinished;
+    }
+
+    /// <summary>
+    /// The <c>/completions</c> body: the client's own (every field as sent) with <c>model</c>, <c>stream</c> and
+    /// <c>stream_options</c> replaced, or one built from the parsed request.
+    /// </summary>
+    private byte[] BuildCompletionBody(ChatRequest request, LegacyCompletion completion)
+    {
+        var buffer = new ArrayBufferWriter<byte>(Math.Max(256, completion.RawBody.Length + 128));
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteString("model"u8, _upstreamModel);
+            if (!completion.RawBody.IsEmpty)
+            {
+                CopyClientFields(json, completion.RawBody.Span, promptIsShorthand: false);
+            }
+            else
+            {
+                json.WriteStartArray("prompt"u8);
+                foreach (var prompt in completion.Prompts)
+                {
+                    if (prompt.Text is not null)
+                    {
+                        json.WriteStringValue(prompt.Text);
+                        continue;
+                    }
+
+                    json.WriteStartArray();
+                    foreach (var token in prompt.Tokens!)
+                    {
+                        json.WriteNumberValue(token);
+                    }
+
+                    json.WriteEndArray();
+                }
+
+                json.WriteEndArray();
+                json.WriteNumber("max_tokens"u8, completion.MaxTokens);
+                if (completion.Suffix is not null)
+                {
+                    json.WriteString("suffix"u8, completion.Suffix);
+                }
+
+                if (completion.Echo)
+                {
+                    json.WriteBoolean("echo"u8, true);
+                }
+
+                if (completion.Logprobs is { } logprobs)
+                {
+                    json.WriteNumber("logprobs"u8, logprobs);
+                }
+
+                if (completion.BestOf is { } bestOf)
+                {
+                    json.WriteNumber("best_of"u8, bestOf);
+                }
+
+                // Completions have logprobs of their own (a count, written above), not chat's boolean.
+                WriteParsedFields(json, request with { MaxTokens = null, Logprobs = false, TopLogprobs = null });
+            }
+
+            json.WriteBoolean("stream"u8, true);
+            json.WriteStartObject("stream_options"u8);
+            json.WriteBoolean("include_usage"u8, true);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
 
     /// <summary>
     /// One response's chunks: plain deltas (nearly all of them) are forwarded and counted without being decoded; the
@@ -184,6 +366,12 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
     /// <summary>The upstream request body: the client's own body with model/stream/stream_options replaced, or one built from the parsed request.</summary>
     internal override byte[] BuildBody(ChatRequest request)
     {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Completion is { } completion)
+        {
+            return BuildCompletionBody(request, completion);
+        }
+
         var buffer = new ArrayBufferWriter<byte>(Math.Max(256, request.RawBody.Length + 128));
         using (var json = new Utf8JsonWriter(buffer, WriterOptions))
         {
@@ -211,7 +399,10 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
     }
 
     /// <summary>Copies every top-level field of the client's body except the ones Sluice sets; true if it had <c>messages</c>.</summary>
-    private static bool CopyClientFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw)
+    /// <param name="json">The body being written.</param>
+    /// <param name="raw">The client's body.</param>
+    /// <param name="promptIsShorthand">True for chat bodies, whose <c>prompt</c> is Sluice's shorthand; false for completions, whose prompt it is.</param>
+    private static bool CopyClientFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw, bool promptIsShorthand = true)
     {
         var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = 256 });
         reader.Read();
@@ -220,7 +411,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
         {
             // "prompt" is Sluice's shorthand, which upstreams do not know: it is sent as messages instead.
             var replaced = reader.ValueTextEquals("model"u8) || reader.ValueTextEquals("stream"u8)
-                || reader.ValueTextEquals("stream_options"u8) || reader.ValueTextEquals("prompt"u8);
+                || reader.ValueTextEquals("stream_options"u8) || (promptIsShorthand && reader.ValueTextEquals("prompt"u8));
             hadMessages |= reader.ValueTextEquals("messages"u8);
             if (replaced)
             {
@@ -247,14 +438,18 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
         return hadMessages;
     }
 
-    private static void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
+    private void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)
     {
         json.WriteStartArray("messages"u8);
         foreach (var message in messages)
         {
             json.WriteStartObject();
             json.WriteString("role"u8, message.Role);
-            if (message.Content is null)
+            if (message.Parts is { } parts)
+            {
+                WriteParts(json, parts);
+            }
+            else if (message.Content is null)
             {
                 json.WriteNull("content"u8);
             }
@@ -289,6 +484,62 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend
                 }
 
                 json.WriteEndArray();
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>
+    /// Content parts in OpenAI's shape: <c>text</c>, <c>image_url</c> (an http(s) or data URL, with <c>detail</c>) and
+    /// <c>file</c> (<c>file_data</c> as a data URL with a <c>filename</c>, or <c>file_id</c>); plain-text documents as text.
+    /// </summary>
+    private void WriteParts(Utf8JsonWriter json, IReadOnlyList<ContentPart> parts)
+    {
+        json.WriteStartArray("content"u8);
+        foreach (var part in parts)
+        {
+            json.WriteStartObject();
+            if (part.Kind == ContentPartKind.Text || part.Text is not null)
+            {
+                json.WriteString("type"u8, "text"u8);
+                json.WriteString("text"u8, part.Kind == ContentPartKind.Text || part.Filename is null ? part.Text : $"{part.Filename}\n\n{part.Text}");
+            }
+            else if (part.Kind == ContentPartKind.Image)
+            {
+                json.WriteString("type"u8, "image_url"u8);
+                json.WriteStartObject("image_url"u8);
+                json.WriteString("url"u8, part.Url ?? AttachmentSupport.DataUrl(part));
+                if (part.Detail is not null)
+                {
+                    json.WriteString("detail"u8, part.Detail);
+                }
+
+                json.WriteEndObject();
+            }
+            else
+            {
+                if (part.Url is not null)
+                {
+                    throw AttachmentSupport.Refuse(part, Transport.Options.Name, Transport.ProviderLabel,
+                        "OpenAI's chat API takes files as data or file ids, not by URL", "Send the document's bytes (base64) instead.");
+                }
+
+                json.WriteString("type"u8, "file"u8);
+                json.WriteStartObject("file"u8);
+                if (part.FileId is not null)
+                {
+                    json.WriteString("file_id"u8, part.FileId);
+                }
+                else
+                {
+                    json.WriteString("file_data"u8, AttachmentSupport.DataUrl(part));
+                    json.WriteString("filename"u8, part.Filename ?? (part.MediaType == "application/pdf" ? "document.pdf" : "document"));
+                }
+
+                json.WriteEndObject();
             }
 
             json.WriteEndObject();

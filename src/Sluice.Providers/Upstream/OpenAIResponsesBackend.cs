@@ -110,6 +110,59 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
         }
     }
 
+    /// <summary>
+    /// Content parts as Responses input parts: <c>input_text</c> (plain-text documents too), <c>input_image</c>
+    /// (<c>image_url</c> as a URL or data URL, or <c>file_id</c>) and <c>input_file</c> (<c>file_data</c>, <c>file_url</c> or <c>file_id</c>).
+    /// </summary>
+    private static void WriteParts(Utf8JsonWriter json, IReadOnlyList<ContentPart> parts)
+    {
+        json.WriteStartArray("content"u8);
+        foreach (var part in parts)
+        {
+            json.WriteStartObject();
+            if (part.Kind == ContentPartKind.Text || part.Text is not null)
+            {
+                json.WriteString("type"u8, "input_text"u8);
+                json.WriteString("text"u8, part.Kind != ContentPartKind.Text && part.Filename is not null ? $"{part.Filename}\n\n{part.Text}" : part.Text);
+            }
+            else if (part.Kind == ContentPartKind.Image)
+            {
+                json.WriteString("type"u8, "input_image"u8);
+                if (part.FileId is not null)
+                {
+                    json.WriteString("file_id"u8, part.FileId);
+                }
+                else
+                {
+                    json.WriteString("image_url"u8, part.Url ?? AttachmentSupport.DataUrl(part));
+                }
+
+                json.WriteString("detail"u8, part.Detail ?? "auto");
+            }
+            else
+            {
+                json.WriteString("type"u8, "input_file"u8);
+                if (part.FileId is not null)
+                {
+                    json.WriteString("file_id"u8, part.FileId);
+                }
+                else if (part.Url is not null)
+                {
+                    json.WriteString("file_url"u8, part.Url);
+                }
+                else
+                {
+                    json.WriteString("file_data"u8, AttachmentSupport.DataUrl(part));
+                    json.WriteString("filename"u8, part.Filename ?? (part.MediaType == "application/pdf" ? "document.pdf" : "document"));
+                }
+            }
+
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
     private static void WriteParsed(Utf8JsonWriter json, ChatRequest request)
     {
         json.WriteStartArray("input"u8);
@@ -125,7 +178,14 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
                 continue;
             }
 
-            if (!string.IsNullOrEmpty(message.Content) || message.ToolCalls is not { Count: > 0 })
+            if (message.Parts is { } parts)
+            {
+                json.WriteStartObject();
+                json.WriteString("role"u8, message.Role);
+                WriteParts(json, parts);
+                json.WriteEndObject();
+            }
+            else if (!string.IsNullOrEmpty(message.Content) || message.ToolCalls is not { Count: > 0 })
             {
                 json.WriteStartObject();
                 json.WriteString("role"u8, message.Role);
@@ -360,7 +420,10 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
                     output.Add(new FinishEvent(reason));
                     if (response.ValueKind == JsonValueKind.Object && response.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
                     {
-                        output.Add(new UsageEvent(new ChatUsage(Int(usage, "input_tokens"), Int(usage, "output_tokens"))));
+                        output.Add(new UsageEvent(new ChatUsage(Int(usage, "input_tokens"), Int(usage, "output_tokens"))
+                        {
+                            Details = ChatUsageDetails.Of(Detail(usage, "input_tokens_details", "cached_tokens"), 0, Detail(usage, "output_tokens_details", "reasoning_tokens")),
+                        }));
                     }
 
                     return UpstreamRecord.End;
@@ -388,5 +451,8 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
 
         private static int Int(JsonElement obj, string name) =>
             obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n) ? n : 0;
+
+        private static int Detail(JsonElement usage, string details, string name) =>
+            usage.TryGetProperty(details, out var obj) && obj.ValueKind == JsonValueKind.Object ? Int(obj, name) : 0;
     }
 }

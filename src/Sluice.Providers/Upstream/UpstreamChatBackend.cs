@@ -43,6 +43,15 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     /// <summary>Whether the provider answers <c>n</c> &gt; 1 in one request (only OpenAI-compatible servers do).</summary>
     private protected virtual bool SupportsSeveralChoices => false;
 
+    /// <summary>
+    /// Whether the provider answers legacy completion requests at a completions endpoint of its own (OpenAI-compatible
+    /// servers); the others answer the prompt as a chat turn and refuse what that cannot carry.
+    /// </summary>
+    private protected virtual bool PassesCompletionsThrough => false;
+
+    /// <summary>Where <paramref name="request"/> is sent (the chat endpoint unless an adapter has another for it).</summary>
+    private protected virtual Uri EndpointFor(ChatRequest request) => _endpoint;
+
     /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
@@ -56,11 +65,17 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
             UpstreamStreaming.RequireSingleChoice(request, Transport);
         }
 
+        AttachmentSupport.RequireVision(request, Transport.Options, Transport.ProviderLabel);
+        if (!PassesCompletionsThrough)
+        {
+            CompletionSupport.RequireTranslatable(request, Transport.Options.Name, Transport.ProviderLabel);
+        }
+
         var body = BuildBody(request);
         using var call = new UpstreamCall(Transport, cancellationToken);
 
         // :: Step 2
-        using var upstream = await UpstreamStreaming.OpenAsync(Transport, _endpoint, body, call).ConfigureAwait(false);
+        using var upstream = await UpstreamStreaming.OpenAsync(Transport, EndpointFor(request), body, call).ConfigureAwait(false);
         var reader = new UpstreamEventReader(upstream.Body, _framing);
         using var decoder = CreateDecoder(request, options ?? ChatCallOptions.Default);
         var events = new List<ChatStreamEvent>(4);

@@ -23,6 +23,44 @@ internal static class UpstreamStreaming
         }
     }
 
+    /// <summary>Largest whole (non-streamed) answer read from an upstream, e.g. the vectors of a large embeddings batch.</summary>
+    public const int MaxWholeAnswerBytes = 256 * 1024 * 1024;
+
+    /// <summary>
+    /// Sends <paramref name="body"/> and reads the whole JSON answer (embeddings, non-streamed completions), under the
+    /// model's time limits: the first-token limit until the headers arrive, then the idle limit between reads. Errors
+    /// are mapped like a stream's before its first event.
+    /// </summary>
+    public static async Task<byte[]> ExchangeAsync(UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    {
+        using var call = new UpstreamCall(transport, cancellationToken);
+        using var response = await transport.SendAsync(uri, body, call, "application/json").ConfigureAwait(false);
+        call.MarkAnswerStarted();
+        try
+        {
+            await using var stream = await response.Content.ReadAsStreamAsync(call.Token).ConfigureAwait(false);
+            using var buffer = new MemoryStream();
+            var chunk = new byte[16 * 1024];
+            int read;
+            while ((read = await stream.ReadAsync(chunk, call.Token).ConfigureAwait(false)) > 0)
+            {
+                call.OnUpstreamEvent();
+                if (buffer.Length + read > MaxWholeAnswerBytes)
+                {
+                    throw transport.Malformed($"its answer is larger than {MaxWholeAnswerBytes} bytes; ask for fewer inputs per request");
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+
+            return buffer.ToArray();
+        }
+        catch (Exception ex) when (IsTransportFailure(ex, call))
+        {
+            throw Translate(ex, call, transport);
+        }
+    }
+
     /// <summary>
     /// Reads the next upstream record, turning time-outs into 504s and broken connections or bad framing into
     /// 502s. Client cancellation stays an <see cref="OperationCanceledException"/>.

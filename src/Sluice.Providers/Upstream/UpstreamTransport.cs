@@ -114,11 +114,20 @@ internal sealed class UpstreamTransport : IDisposable
     /// Transport failures, time-outs and non-success statuses become <see cref="ChatException"/>s; client
     /// cancellation stays an <see cref="OperationCanceledException"/>.
     /// </summary>
-    public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call)
+    /// <param name="uri">Where to send it.</param>
+    /// <param name="body">The JSON body.</param>
+    /// <param name="call">The call's time limits and cancellation.</param>
+    /// <param name="accept">An Accept header for this request instead of the transport's (a JSON answer rather than a stream).</param>
+    public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call, string? accept = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, uri);
         request.Content = new ReadOnlyMemoryContent(body);
         request.Content.Headers.ContentType = JsonContentType;
+        if (accept is not null)
+        {
+            request.Headers.Accept.ParseAdd(accept);
+        }
+
         HttpResponseMessage response;
         try
         {

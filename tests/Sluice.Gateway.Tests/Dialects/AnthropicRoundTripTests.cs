@@ -43,8 +43,13 @@ public sealed class AnthropicRoundTripTests
         Assert.Equal(expected.StopReason, actual.StopReason);
         Assert.Equal(expected.OutputTokens, actual.OutputTokens);
 
-        // message_start had to be sent before the upstream's usage arrived; message_delta carries the real count.
+        // message_start goes out with the upstream's first content, so it carries the upstream's own count (not an
+        // estimate), its message id, cache counts and service tier; message_delta repeats the final count.
+        Assert.Equal(expected.InputTokens, actual.InputTokens);
         Assert.Equal(expected.InputTokens, actual.FinalInputTokens);
+        Assert.Equal(expected.MessageId, actual.MessageId);
+        Assert.Equal(expected.ServiceTier, actual.ServiceTier);
+        Assert.Equal(expected.StopDetails, actual.StopDetails);
         Assert.True(actual.EndedWithMessageStop);
         Assert.Equal("claude-test", upstream.Requests[0].Json.GetProperty("model").GetString());
     }
@@ -140,6 +145,12 @@ public sealed class AnthropicRoundTripTests
         int OutputTokens,
         bool EndedWithMessageStop)
     {
+        public string? MessageId { get; init; }
+
+        public string? ServiceTier { get; init; }
+
+        public string? StopDetails { get; init; }
+
         public string Tools => string.Join(" | ", ToolList);
 
         public static Transcript Parse(byte[] body)
@@ -156,6 +167,9 @@ public sealed class AnthropicRoundTripTests
             int? finalInput = null;
             var output = 0;
             var last = string.Empty;
+            string? messageId = null;
+            string? serviceTier = null;
+            string? stopDetails = null;
             foreach (var sseEvent in events)
             {
                 using var document = JsonDocument.Parse(sseEvent.Data);
@@ -166,7 +180,10 @@ public sealed class AnthropicRoundTripTests
                 switch (type)
                 {
                     case "message_start":
-                        input = SumInput(root.GetProperty("message").GetProperty("usage"));
+                        var message = root.GetProperty("message");
+                        input = SumInput(message.GetProperty("usage"));
+                        messageId = message.GetProperty("id").GetString();
+                        serviceTier = message.GetProperty("usage").TryGetProperty("service_tier", out var tier) ? tier.GetString() : null;
                         break;
                     case "content_block_start" when root.GetProperty("content_block").GetProperty("type").GetString() == "tool_use":
                         var block = root.GetProperty("content_block");
@@ -186,6 +203,7 @@ public sealed class AnthropicRoundTripTests
                         break;
                     case "message_delta":
                         stopReason = root.GetProperty("delta").GetProperty("stop_reason").GetString();
+                        stopDetails = root.GetProperty("delta").TryGetProperty("stop_details", out var details) ? details.GetRawText() : null;
                         var usage = root.GetProperty("usage");
                         output = usage.GetProperty("output_tokens").GetInt32();
                         finalInput = usage.TryGetProperty("input_tokens", out _) ? SumInput(usage) : null;
@@ -194,7 +212,12 @@ public sealed class AnthropicRoundTripTests
             }
 
             var toolList = tools.Values.Select(t => $"{t.Id}:{t.Name}:{t.Json}").ToList();
-            return new Transcript(text.ToString(), toolList, stopReason, input, finalInput, output, last == "message_stop");
+            return new Transcript(text.ToString(), toolList, stopReason, input, finalInput, output, last == "message_stop")
+            {
+                MessageId = messageId,
+                ServiceTier = serviceTier,
+                StopDetails = stopDetails,
+            };
         }
 
         private static int SumInput(JsonElement usage) =>

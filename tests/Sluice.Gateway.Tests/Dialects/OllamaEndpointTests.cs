@@ -36,6 +36,25 @@ public sealed class OllamaEndpointTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ps_lists_the_models_that_answered_in_the_last_five_minutes_with_expires_at()
+    {
+        var before = JsonDocument.Parse(await _gateway.Client.GetStringAsync("api/ps")).RootElement;
+        Assert.DoesNotContain(before.GetProperty("models").EnumerateArray(), m => m.GetProperty("name").GetString() == "sim-realistic");
+
+        var started = DateTimeOffset.UtcNow;
+        var (chat, _) = await PostAsync("api/chat", """{"model": "sim-realistic:latest", "stream": false, "options": {"num_predict": 2}, "messages": [{"role": "user", "content": "Hi"}]}""");
+        Assert.Equal(200, (int)chat.StatusCode);
+        await _gateway.Usage.WaitForCountAsync(1);
+
+        var after = JsonDocument.Parse(await _gateway.Client.GetStringAsync("api/ps")).RootElement;
+        var running = Assert.Single(after.GetProperty("models").EnumerateArray(), m => m.GetProperty("name").GetString() == "sim-realistic");
+        var expires = DateTimeOffset.Parse(running.GetProperty("expires_at").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(expires, started.AddMinutes(5).AddSeconds(-1), DateTimeOffset.UtcNow.AddMinutes(5).AddSeconds(1));
+        Assert.Equal("sim", running.GetProperty("details").GetProperty("family").GetString());
+        Assert.Equal(64, running.GetProperty("digest").GetString()!.Length);
+    }
+
+    [Fact]
     public async Task Chat_streams_ndjson_lines_and_a_done_line_with_counts_and_durations()
     {
         var (response, body) = await PostAsync("api/chat", """

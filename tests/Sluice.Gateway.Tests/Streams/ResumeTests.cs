@@ -101,6 +101,56 @@ public sealed class ResumeTests
     }
 
     [Fact]
+    public async Task A_finished_stream_answers_204_to_a_Last_Event_ID_at_or_past_its_end_so_EventSource_stops_reconnecting()
+    {
+        await using var gateway = await StartAsync();
+        using var response = await gateway.PostChatAsync(Request);
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
+        var original = await ReadAllAsync(response);
+        var last = long.Parse(original.Ids[^1], System.Globalization.CultureInfo.InvariantCulture);
+
+        foreach (var lastEventId in new[] { last, last + 5 })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}");
+            request.Headers.TryAddWithoutValidation("Last-Event-ID", lastEventId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            using var done = await gateway.Client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.NoContent, done.StatusCode);
+            Assert.Empty(await done.Content.ReadAsByteArrayAsync());
+        }
+
+        using var afterQuery = await gateway.Client.GetAsync($"v1/streams/{streamId}?after={last}");
+        Assert.Equal(HttpStatusCode.NoContent, afterQuery.StatusCode);
+
+        // One event short of the end: that event, with 200 as before.
+        using var oneShort = new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}");
+        oneShort.Headers.TryAddWithoutValidation("Last-Event-ID", (last - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var tail = await ReadAllAsync(await gateway.Client.SendAsync(oneShort, HttpCompletionOption.ResponseHeadersRead));
+        Assert.Equal([original.Ids[^1]], tail.Ids);
+    }
+
+    [Fact]
+    public async Task A_running_stream_followed_from_its_latest_event_is_not_answered_204()
+    {
+        await using var gateway = await StartAsync();
+        var request = Request.Replace("sim-quick", "sim-paced", StringComparison.Ordinal).Replace("\"max_tokens\":40", "\"max_tokens\":6", StringComparison.Ordinal);
+        using var response = await gateway.PostChatAsync(request);
+        var streamId = Assert.Single(response.Headers.GetValues(HttpStreamSink.StreamIdHeader));
+        await using var body = await response.Content.ReadAsStreamAsync();
+        string? firstId = null;
+        await foreach (var e in SseReader.ReadAsync(body))
+        {
+            firstId = e.LastEventId;
+            break;
+        }
+
+        using var follow = new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}");
+        follow.Headers.TryAddWithoutValidation("Last-Event-ID", firstId);
+        var rest = await ReadAllAsync(await gateway.Client.SendAsync(follow, HttpCompletionOption.ResponseHeadersRead));
+        Assert.True(rest.Done);
+        Assert.NotEmpty(rest.Ids);
+    }
+
+    [Fact]
     public async Task Timed_replay_keeps_the_original_gaps_while_a_plain_replay_comes_at_once()
     {
         await using var gateway = await StartAsync();

@@ -107,6 +107,23 @@ public abstract class LimitTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task Embeddings_are_limited_and_billed_on_their_input_tokens()
+    {
+        var (teamId, _) = await Host.NewTeamAsync(50);
+        var key = (await PostAsync(Host.Admin, $"api/teams/{teamId}/keys", """{"tpm_limit": 60}""")).Json.GetProperty("virtual_key").GetString();
+        using var client = Host.NewClient(key);
+
+        var longInput = string.Join(' ', Enumerable.Repeat("harbour", 200));
+        var tooLong = (await PostAsync(client, "v1/embeddings", $$"""{"model": "sim-embed", "input": ["short", "{{longInput}}"]}"""))
+            .AssertError(HttpStatusCode.TooManyRequests, "rate_limit_error", "rate_limit_exceeded");
+        Assert.Contains("this prompt has 201", tooLong.Error.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var ok = (await PostAsync(client, "v1/embeddings", """{"model": "sim-embed", "input": ["one two three", "four five"]}""")).AssertStatus(HttpStatusCode.OK);
+        Assert.Equal(5, ok.Json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal("55", ok.Header("x-ratelimit-remaining-tokens"));
+    }
+
+    [Fact]
     public async Task Concurrent_streams_beyond_the_limit_get_429_until_one_ends()
     {
         var (teamId, _) = await Host.NewTeamAsync(10);

@@ -79,7 +79,7 @@ public sealed class AnthropicReplayTests
     }
 
     [Fact]
-    public async Task Refusal_stop_reason_is_content_filter()
+    public async Task Refusal_stop_reason_is_content_filter_with_the_stop_details_kept()
     {
         await using var rig = await UpstreamRig.ReplayAsync("anthropic", "anthropic/refusal_response.sse");
         var answer = UpstreamKit.Assemble(await rig.CollectAsync());
@@ -87,6 +87,76 @@ public sealed class AnthropicReplayTests
         var choice = Assert.Single(answer.Choices);
         Assert.Equal("content_filter", choice.FinishReason);
         Assert.Equal(new ChatUsage(20, 0), answer.Usage);
+        using var details = JsonDocument.Parse(choice.StopDetailsJson!);
+        Assert.Equal("cyber", details.RootElement.GetProperty("category").GetString());
+        Assert.Equal("msg_01RefusalTestMessage123456789", answer.Start!.MessageId);
+    }
+
+    [Fact]
+    public async Task Message_start_facts_come_first_with_the_first_content_event_id_prompt_count_and_service_tier()
+    {
+        await using var rig = await UpstreamRig.ReplayAsync("anthropic", "anthropic/tool_use_response.sse");
+        var events = await rig.CollectAsync();
+
+        var start = Assert.IsType<AnswerStartEvent>(events[0]);
+        Assert.IsType<TextDeltaEvent>(events[1]);
+        Assert.Single(events.OfType<AnswerStartEvent>());
+        Assert.Equal("msg_019Q1hrJbZG26Fb9BQhrkHEr", start.MessageId);
+        Assert.Equal(377, start.Usage!.PromptTokens);
+        Assert.Equal("standard", start.ServiceTier);
+    }
+
+    [Fact]
+    public async Task Cache_reads_and_writes_are_prompt_tokens_with_their_details()
+    {
+        const string Stream = """
+            event: message_start
+            data: {"type":"message_start","message":{"id":"msg_cache","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":12,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"output_tokens":1,"service_tier":"priority"}}}
+
+            event: content_block_start
+            data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+            event: content_block_delta
+            data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}
+
+            event: content_block_stop
+            data: {"type":"content_block_stop","index":0}
+
+            event: message_delta
+            data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}
+
+            event: message_stop
+            data: {"type":"message_stop"}
+
+
+            """;
+        await using var rig = await UpstreamRig.StartAsync("anthropic", await ReplayUpstream.StartAsync(System.Text.Encoding.UTF8.GetBytes(Stream)));
+        var answer = UpstreamKit.Assemble(await rig.CollectAsync());
+
+        Assert.Equal(2112, answer.Usage!.PromptTokens);
+        Assert.Equal(3, answer.Usage.CompletionTokens);
+        Assert.Equal(2000, answer.Usage.Details!.CachedPromptTokens);
+        Assert.Equal(100, answer.Usage.Details.CacheCreationPromptTokens);
+        Assert.Equal("priority", answer.Start!.ServiceTier);
+    }
+
+    [Fact]
+    public async Task An_error_right_after_message_start_still_fails_before_the_first_event()
+    {
+        const string Stream = """
+            event: message_start
+            data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}
+
+            event: error
+            data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
+
+
+            """;
+        await using var rig = await UpstreamRig.StartAsync("anthropic", await ReplayUpstream.StartAsync(System.Text.Encoding.UTF8.GetBytes(Stream)));
+        var (events, failure) = await UpstreamKit.CollectUntilFailureAsync(rig.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest));
+
+        Assert.Empty(events);
+        Assert.IsType<ChatException>(failure);
     }
 
     [Fact]
@@ -111,11 +181,12 @@ public sealed class AnthropicReplayTests
         await using var rig = await UpstreamRig.StartAsync("anthropic", upstream);
         var events = await rig.CollectAsync();
 
-        Assert.Equal("Partial", Assert.IsType<TextDeltaEvent>(events[0]).Text);
+        Assert.Equal("msg_1", Assert.IsType<AnswerStartEvent>(events[0]).MessageId);
+        Assert.Equal("Partial", Assert.IsType<TextDeltaEvent>(events[1]).Text);
         var error = Assert.IsType<ErrorEvent>(events[^1]);
         Assert.Contains("Overloaded", error.Error.Message, StringComparison.Ordinal);
         Assert.Equal("overloaded_error", error.Error.Code);
-        Assert.Equal(2, events.Count);
+        Assert.Equal(3, events.Count);
     }
 
     [Fact]

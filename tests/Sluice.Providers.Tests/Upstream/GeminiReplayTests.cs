@@ -52,9 +52,30 @@ public sealed class GeminiReplayTests
             var choice = Assert.Single(answer.Choices);
             Assert.Equal(ReferenceText(fixture), choice.Content ?? string.Empty);
             Assert.Equal(finishReason, choice.FinishReason);
-            Assert.Equal(prompt is null ? null : new ChatUsage(prompt.Value, completion!.Value), answer.Usage);
+            Assert.Equal(prompt, answer.Usage?.PromptTokens);
+            Assert.Equal(completion, answer.Usage?.CompletionTokens);
             Assert.Null(answer.Error);
         }
+    }
+
+    [Fact]
+    public async Task Thoughts_are_reported_as_reasoning_tokens_and_cached_content_as_cached_prompt_tokens()
+    {
+        await using (var rig = await UpstreamRig.ReplayAsync("gemini", "gemini/googleai/streaming-success-thinking-reply-thought-summary.sse"))
+        {
+            var usage = UpstreamKit.Assemble(await rig.CollectAsync()).Usage!;
+            Assert.Equal(48 + 540, usage.CompletionTokens);
+            Assert.Equal(540, usage.Details!.ReasoningTokens);
+            Assert.Equal(0, usage.Details.CachedPromptTokens);
+        }
+
+        var body = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hi\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],"
+            + "\"usageMetadata\": {\"promptTokenCount\": 1200,\"candidatesTokenCount\": 1,\"cachedContentTokenCount\": 1024,\"totalTokenCount\": 1201}}\r\n\r\n";
+        await using var cached = await UpstreamRig.StartAsync("gemini", await ReplayUpstream.StartAsync(System.Text.Encoding.UTF8.GetBytes(body)));
+        var cachedUsage = UpstreamKit.Assemble(await cached.CollectAsync()).Usage!;
+        Assert.Equal(1200, cachedUsage.PromptTokens);
+        Assert.Equal(1024, cachedUsage.Details!.CachedPromptTokens);
+        Assert.Equal(0, cachedUsage.Details.ReasoningTokens);
     }
 
     [Theory]
