@@ -65,6 +65,9 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
     /// <summary>The loaded model, or null before <see cref="PreloadAsync"/> completes.</summary>
     public LocalChatModel? Model => Volatile.Read(ref _model);
 
+    /// <summary>What generates the tokens (a <see cref="SequencePoolGenerator"/> when this backend loaded the model), or null before loading.</summary>
+    public ILocalGenerator? Generator => Volatile.Read(ref _generator);
+
     /// <summary>
     /// Checks a <c>local</c> model entry and its file (exists, readable, GGUF, a supported architecture) without loading
     /// the weights; <see cref="PreloadAsync"/> loads them.
@@ -285,8 +288,8 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
             Volatile.Write(ref _generator, pool);
         }
 
-        var kv = model.Model.KvCacheBytes(model.ContextSize) / (1024.0 * 1024.0);
-        report($"ready in {Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s: {model.Describe()}; {kv:F0} MiB of key/value cache per request, up to {Options.Parallel} at once");
+        var kv = LocalChatModel.FormatBytes(model.Model.KvCacheBytes(model.ContextSize));
+        report($"ready in {Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s: {model.Describe()}; {kv} of key/value cache per request, up to {Options.Parallel} at once");
     }
 
     private (LocalChatModel Model, ILocalGenerator Generator) Loaded()

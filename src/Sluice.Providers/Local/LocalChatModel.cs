@@ -230,12 +230,21 @@ public sealed class LocalChatModel : IDisposable
             ChatTemplateSource.Options => "the configured chat template",
             _ => "ChatML (the file has no chat template)",
         };
-        return $"{info.Architecture}, {FormatCount(info.ParameterCount)} parameters, {info.WeightBytes / (1024.0 * 1024.0):F0} MiB of weights, "
+        return $"{info.Architecture}, {FormatCount(info.ParameterCount)} parameters, {FormatBytes(info.WeightBytes)} of weights, "
             + $"context {ContextSize}, {Model.ThreadCount} threads, {template}";
     }
 
     /// <summary>Unmaps the model; waits for a running forward pass.</summary>
     public void Dispose() => Model.Dispose();
+
+    /// <summary>Bytes for people: "660 KiB", "4.5 MiB", "412 MiB", "1.1 GiB".</summary>
+    public static string FormatBytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.0} GiB",
+        >= 100L << 20 => $"{bytes / (double)(1L << 20):0} MiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB",
+        _ => $"{Math.Ceiling(bytes / 1024.0):0} KiB",
+    };
 
     private static string FormatCount(long count) => count switch
     {
