@@ -3,7 +3,7 @@ using Sluice.Cli;
 using Sluice.Cli.Commands;
 using Sluice.Cli.Commands.Admin;
 
-var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models, 'sluice admin' to manage teams, keys and credits.")
+var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models, 'sluice admin' to manage teams, keys and credits, 'sluice run MODEL.gguf' to run a local model in this process.")
 {
     ServeCommand.Create(),
     ChatCommand.Create(),
@@ -13,6 +13,7 @@ var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serv
     MqttCommand.Create(),
     AdminCommand.Create(),
     ReplayCommand.Create(),
+    RunCommand.Create(),
 };
 
 // Commands handle Ctrl+C themselves: chat stops only the current answer (and returns to its prompt when

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Sluice.Providers.Local;
 using Sluice.Providers.Routing;
 using Sluice.Providers.Simulation;
 using Sluice.Providers.Upstream;
@@ -123,10 +124,12 @@ public sealed class ModelCatalog : IDisposable
             if (model.Target is null)
             {
                 var backend = CreateBackend(model, i);
-                concrete[model.Name] = (model, backend);
+
+                // A local model is listed with what its file says (context size, description), not the entry's defaults.
+                concrete[model.Name] = (backend is LocalChatBackend local ? local.Options : model, backend);
                 if (backend is UnavailableChatBackend)
                 {
-                    missingKeys.Add(new MissingKey(model.Name, model.ApiKeyEnv!.Trim()));
+                    missingKeys.Add(new MissingKey(model.Name, MissingVariable(model)!));
                 }
             }
         }
@@ -140,8 +143,8 @@ public sealed class ModelCatalog : IDisposable
             var model = options[i];
             if (model.Target is null)
             {
-                var source = concrete[model.Name].Backend;
-                entries.Add(new ModelEntry(model.Name, model, source is UnavailableChatBackend ? source : Route([Candidate(model.Name, concrete)], retry, onRetry))
+                var (listed, source) = concrete[model.Name];
+                entries.Add(new ModelEntry(model.Name, listed, source is UnavailableChatBackend ? source : Route([Candidate(model.Name, concrete)], retry, onRetry))
                 {
                     Source = source,
                     UnavailableReason = (source as UnavailableChatBackend)?.Reason,
@@ -334,7 +337,7 @@ public sealed class ModelCatalog : IDisposable
     private static RouteCandidate Candidate(string name, Dictionary<string, (ModelOptions Options, IChatBackend Backend)> concrete)
     {
         var (options, backend) = concrete[name];
-        var attempts = options.MaxAttempts ?? (options.Provider is SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName ? 1 : 2);
+        var attempts = options.MaxAttempts ?? (options.Provider is SimulatedChatBackend.ProviderName or SimulatedEmbeddingBackend.ProviderName or LocalChatBackend.ProviderName ? 1 : 2);
         return new RouteCandidate(name, backend, Math.Max(1, attempts));
     }
 
@@ -373,7 +376,7 @@ public sealed class ModelCatalog : IDisposable
         }
 
         var variables = members.Distinct(StringComparer.Ordinal)
-            .Select(m => $"{m} needs {concrete[m].Options.ApiKeyEnv?.Trim()}")
+            .Select(m => $"{m} needs {MissingVariable(concrete[m].Options)}")
             .ToList();
         var reason = $"Model \"{owner}\" is unavailable: none of its models can be called ({string.Join(", ", variables)}, unset when the gateway started). "
             + "Export a key variable and restart the gateway, or ask for another model (GET /v1/models).";
@@ -420,11 +423,36 @@ public sealed class ModelCatalog : IDisposable
         }
     }
 
+    /// <summary>
+    /// Loads what backends must load before they can answer (local models' weights), in configuration order, reporting
+    /// progress per model. Hosts call it at start-up, before accepting calls.
+    /// </summary>
+    /// <param name="report">Told (model name, what is happening) as loading goes on.</param>
+    /// <param name="cancellationToken">Stops between models.</param>
+    /// <exception cref="ModelConfigurationException">A model cannot load; the message names it, its file and the fix.</exception>
+    public async Task PreloadAsync(Action<string, string> report, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        foreach (var entry in Models)
+        {
+            if (entry.Source is IPreloadedBackend preloaded)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                await preloaded.PreloadAsync(message => report(entry.Name, message), cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>The environment variable an unavailable model waits for: its key variable, or for a local model the one naming its file.</summary>
+    private static string? MissingVariable(ModelOptions model) =>
+        (model.Provider == LocalChatBackend.ProviderName ? model.ModelPathEnv : model.ApiKeyEnv)?.Trim();
+
     /// <summary>The <c>Provider</c> values the catalog knows.</summary>
     public static IReadOnlyList<string> Providers { get; } =
     [
         SimulatedChatBackend.ProviderName,
         SimulatedEmbeddingBackend.ProviderName,
+        LocalChatBackend.ProviderName,
         OpenAIChatBackend.ProviderName,
         AnthropicChatBackend.ProviderName,
         GeminiChatBackend.ProviderName,
@@ -451,6 +479,11 @@ public sealed class ModelCatalog : IDisposable
         if (model.Provider == SimulatedEmbeddingBackend.ProviderName)
         {
             return new SimulatedEmbeddingBackend(model);
+        }
+
+        if (model.Provider == LocalChatBackend.ProviderName)
+        {
+            return CreateLocal(model, where);
         }
 
         if (!Providers.Contains(model.Provider, StringComparer.Ordinal))
@@ -509,6 +542,35 @@ public sealed class ModelCatalog : IDisposable
             GeminiChatBackend.ProviderName => new GeminiChatBackend(model, apiKey),
             _ => new OllamaChatBackend(model, apiKey),
         };
+    }
+
+    /// <summary>
+    /// A local model: its file is checked now (a configured path that does not work stops the start, naming it); the
+    /// weights load in <see cref="PreloadAsync"/>. A path read from an unset variable leaves the model unavailable instead,
+    /// as an unset key variable does.
+    /// </summary>
+    private static IChatBackend CreateLocal(ModelOptions model, string where)
+    {
+        var path = model.ModelPath;
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            if (string.IsNullOrWhiteSpace(model.ModelPathEnv))
+            {
+                throw new ModelConfigurationException(
+                    $"{where} needs a ModelPath: the GGUF file to run, e.g. \"ModelPath\": \"models/qwen2.5-0.5b-instruct-q4_k_m.gguf\" (or ModelPathEnv: the name of an environment variable holding the path).");
+            }
+
+            var variable = model.ModelPathEnv.Trim();
+            path = Environment.GetEnvironmentVariable(variable)?.Trim();
+            if (string.IsNullOrEmpty(path))
+            {
+                return new UnavailableChatBackend(
+                    $"Model \"{model.Name}\" is unavailable: its model file is read from the environment variable {variable}, which was not set when the gateway started. "
+                    + $"Export {variable}=/path/to/model.gguf and restart the gateway, or ask for another model (GET /v1/models).");
+            }
+        }
+
+        return LocalChatBackend.Create(model, path, where);
     }
 
     private static string ExampleBaseUrl(string provider) => provider switch

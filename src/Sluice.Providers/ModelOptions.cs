@@ -11,7 +11,7 @@ public sealed class ModelOptions
 
     /// <summary>
     /// The backend kind: <c>sim</c>, <c>sim-embed</c> (a simulated embedding model), <c>openai</c> (any OpenAI-compatible
-    /// server), <c>anthropic</c>, <c>gemini</c> or <c>ollama</c>.
+    /// server), <c>anthropic</c>, <c>gemini</c>, <c>ollama</c>, or <c>local</c> (a GGUF file run in-process by Sluice's engine).
     /// </summary>
     public string Provider { get; set; } = "sim";
 
@@ -65,6 +65,37 @@ public sealed class ModelOptions
     /// <summary><c>sim-embed</c>: the size of its vectors (default 256); requests may ask for fewer with <c>dimensions</c>.</summary>
     public int? EmbeddingDimensions { get; set; }
 
+    /// <summary>
+    /// Local: the GGUF model file (llama, qwen2 or qwen3 architecture), loaded once at start-up and shared by every
+    /// request. A missing or unreadable file stops the start with a message naming it.
+    /// </summary>
+    public string? ModelPath { get; set; }
+
+    /// <summary>
+    /// Local: the name of an environment variable holding the model file's path, used when <see cref="ModelPath"/> is
+    /// not set. When the variable is unset the model is listed as unavailable (like a provider whose key variable is
+    /// unset) instead of stopping the start.
+    /// </summary>
+    public string? ModelPathEnv { get; set; }
+
+    /// <summary>
+    /// Local: positions of each sequence's key/value cache, i.e. the longest prompt plus answer; null uses the model's
+    /// training context capped at 4096. Replaces <see cref="ContextWindow"/> for local models.
+    /// </summary>
+    public int? ContextSize { get; set; }
+
+    /// <summary>Local: threads of each forward pass; null uses every core.</summary>
+    public int? Threads { get; set; }
+
+    /// <summary>
+    /// Local: most requests generating at once, each with its own key/value cache (allocated the first time it is
+    /// needed, <c>ContextSize</c> positions each); further requests wait for a free one. Default 4.
+    /// </summary>
+    public int Parallel { get; set; } = 4;
+
+    /// <summary>Local: a Jinja chat template that replaces the one in the model file (<c>tokenizer.chat_template</c>).</summary>
+    public string? ChatTemplate { get; set; }
+
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
 
@@ -77,10 +108,13 @@ public sealed class ModelOptions
     /// </summary>
     public int? MaxAttempts { get; set; }
 
-    /// <summary>Longest prompt plus answer, in tokens.</summary>
+    /// <summary>Longest prompt plus answer, in tokens (for local models: the loaded context size, see <see cref="ContextSize"/>).</summary>
     public int ContextWindow { get; set; } = 32_768;
 
-    /// <summary>Largest <c>max_tokens</c> accepted; for <c>anthropic</c> also the <c>max_tokens</c> sent when the request sets none.</summary>
+    /// <summary>
+    /// Largest <c>max_tokens</c> accepted; for <c>anthropic</c> also the <c>max_tokens</c> sent when the request sets none;
+    /// for <c>local</c> the answer length when the request sets none (bounded by the context left after the prompt).
+    /// </summary>
     public int MaxOutputTokens { get; set; } = 8_192;
 
     /// <summary>
@@ -115,4 +149,7 @@ public sealed class ModelOptions
 
     /// <summary>Simulation fault: where the stall happens (0 = before the first token).</summary>
     public int StallAfterTokens { get; set; }
+
+    /// <summary>A copy whose later changes do not affect this instance (the catalog adjusts copies of local models).</summary>
+    internal ModelOptions Copy() => (ModelOptions)MemberwiseClone();
 }

@@ -162,7 +162,7 @@ public sealed partial class FirstRunTests : IDisposable
         {
             // The warning follows the "listening" line.
             await server.Process.WaitForOutputAsync((stdout, _) => stdout.Contains("unavailable until", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
-            var warning = Assert.Single(server.Log.Split('\n'), l => l.Contains("unavailable until their key variable is set", StringComparison.Ordinal));
+            var warning = Assert.Single(server.Log.Split('\n'), l => l.Contains("unavailable until their environment variable (API key or model file) is set", StringComparison.Ordinal));
             Assert.All(KeyVariables, v => Assert.Contains(v, warning, StringComparison.Ordinal));
 
             // Listed, marked unavailable with the reason; a call names the variable.

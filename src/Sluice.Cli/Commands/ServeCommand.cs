@@ -164,7 +164,7 @@ internal static partial class ServeCommand
     [LoggerMessage(Level = LogLevel.Information, Message = "Sluice listening on {Address} — models: {Models}. Try: {Hint}")]
     private static partial void LogStarted(ILogger logger, Uri address, string models, string hint);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} model(s) unavailable until their key variable is set: {Models}. Export {Assignments} and restart; until then they answer 503 model_unavailable naming the variable.")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} model(s) unavailable until their environment variable (API key or model file) is set: {Models}. Export {Assignments} and restart; until then they answer 503 model_unavailable naming the variable.")]
     private static partial void LogMissingKeys(ILogger logger, int count, string models, string assignments);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Serving simulated models only (they write plausible text, not real answers). Add real providers in sluice.json (see sluice.example.json).")]

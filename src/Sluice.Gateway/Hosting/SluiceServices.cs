@@ -36,7 +36,9 @@ internal static class SluiceServices
     public static IServiceCollection AddSluiceCore(this IServiceCollection services, GatewayOptions options, ModelCatalog catalog)
     {
         services.AddSingleton(options);
-        services.AddSingleton(catalog);
+
+        // Through a factory, so the container disposes the catalog with the host: local models unmap their files.
+        services.AddSingleton(_ => catalog);
         services.AddSingleton<UsageTotals>();
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
         services.AddSingleton<ModelActivity>();
@@ -118,11 +120,16 @@ internal static class SluiceServices
         logging.AddFilter("Microsoft", LogLevel.Warning);
     }
 
-    /// <summary>Opens the store (migrations) and loads the model groups created through the API: before any call can arrive.</summary>
+    /// <summary>
+    /// Opens the store (migrations), loads the model groups created through the API and the local models' weights (with
+    /// progress in the log): before any call can arrive.
+    /// </summary>
     public static async Task StartSluiceCoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
         await services.GetRequiredService<TenancyRuntime>().OpenAsync(cancellationToken);
         await services.GetRequiredService<ModelGroupRegistry>().LoadAllAsync(cancellationToken);
+        var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Models");
+        await services.GetRequiredService<ModelCatalog>().PreloadAsync((model, message) => ModelLoadLog.Progress(log, model, message), cancellationToken);
     }
 
     /// <summary>
@@ -211,4 +218,11 @@ internal static class SluiceServices
         // "{*path}", not the default "{*path:nonfile}": paths that look like files (/favicon.ico, /x.js) get the JSON 404 too.
         app.MapFallback("{*path}", InfoEndpoints.NotFoundAsync).WithPolicy(EndpointPolicy.Public);
     }
+}
+
+/// <summary>Model loading lines of the start-up log.</summary>
+internal static partial class ModelLoadLog
+{
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}: {Message}")]
+    public static partial void Progress(ILogger logger, string model, string message);
 }

@@ -42,6 +42,24 @@ public sealed record ChatRequest
     /// <summary>Top-k sampling (Anthropic's and Ollama's <c>top_k</c>); passed to backends that know it, ignored by the rest.</summary>
     public int? TopK { get; init; }
 
+    /// <summary>
+    /// Min-p sampling (<c>min_p</c>, an extension llama.cpp, vLLM and Ollama accept): drop tokens whose probability is
+    /// below this fraction of the most likely one's, 0–1. Used by the local engine; other backends ignore it.
+    /// </summary>
+    public double? MinP { get; init; }
+
+    /// <summary>
+    /// Multiplicative repetition penalty (<c>repetition_penalty</c> / <c>repeat_penalty</c>, an extension of llama.cpp,
+    /// vLLM and Ollama): above 1 discourages recent tokens. Used by the local engine; other backends ignore it.
+    /// </summary>
+    public double? RepetitionPenalty { get; init; }
+
+    /// <summary><c>frequency_penalty</c>, −2 to 2: subtracted from a token's logit per earlier occurrence.</summary>
+    public double? FrequencyPenalty { get; init; }
+
+    /// <summary><c>presence_penalty</c>, −2 to 2: subtracted from a token's logit when it occurred before.</summary>
+    public double? PresencePenalty { get; init; }
+
     /// <summary>Stop sequences (at most 4 from OpenAI clients; Anthropic and Ollama clients may send more).</summary>
     public IReadOnlyList<string>? Stop { get; init; }
 

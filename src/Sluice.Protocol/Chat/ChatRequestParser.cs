@@ -132,6 +132,16 @@ public static class ChatRequestParser
             throw ChatException.BadRequest($"top_p must be between 0 and 1 (got {Format(topP.Value)}).", "top_p");
         }
 
+        // top_k and the extensions below are not OpenAI's, but llama.cpp's server, vLLM and Ollama's /v1 take them;
+        // local models use them and upstream adapters that know a name for them pass them on.
+        var topK = OptionalInt(root, "top_k");
+        if (topK is < 0)
+        {
+            throw ChatException.BadRequest($"top_k must be 0 or more (got {topK}); 0 turns it off.", "top_k");
+        }
+
+        var extensions = SamplingExtensions.Parse(root);
+
         long? seed = null;
         if (root.TryGetProperty("seed", out var seedElement) && seedElement.ValueKind != JsonValueKind.Null)
         {
@@ -188,6 +198,11 @@ public static class ChatRequestParser
             MaxTokens = max,
             Temperature = temperature,
             TopP = topP,
+            TopK = topK,
+            MinP = extensions.MinP,
+            RepetitionPenalty = extensions.RepetitionPenalty,
+            FrequencyPenalty = extensions.FrequencyPenalty,
+            PresencePenalty = extensions.PresencePenalty,
             Stop = ParseStop(root),
             Seed = seed,
             User = OptionalString(root, "user"),

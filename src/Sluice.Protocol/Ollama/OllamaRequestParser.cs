@@ -10,9 +10,10 @@ namespace Sluice.Protocol.Ollama;
 /// <remarks>
 /// <list type="bullet">
 /// <item><c>stream</c> defaults to true, as in Ollama.</item>
-/// <item><c>options</c>: <c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>num_predict</c> (0 or less: no limit),
-/// <c>stop</c>, <c>seed</c> are used; the rest (<c>num_ctx</c>, …) only mean something to a local runner and are
-/// ignored, as are <c>keep_alive</c> and <c>think</c>; <c>sim_*</c> options are the simulation's fault switches.</item>
+/// <item><c>options</c>: <c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>min_p</c>, <c>repeat_penalty</c>,
+/// <c>frequency_penalty</c>, <c>presence_penalty</c>, <c>num_predict</c> (0 or less: no limit), <c>stop</c>, <c>seed</c>
+/// are used; the rest (<c>num_ctx</c>, …) are ignored (a local model's context is fixed when it loads), as are
+/// <c>keep_alive</c> and <c>think</c>; <c>sim_*</c> options are the simulation's fault switches.</item>
 /// <item><c>format</c>: <c>"json"</c> or a JSON schema, as <see cref="ChatRequest.ResponseFormat"/>.</item>
 /// <item>Tool calls in assistant messages carry no id in older clients: Sluice gives them ids, and a following
 /// <c>tool</c> message answers the first unanswered call with its <c>tool_name</c> (or the first unanswered call).</item>
@@ -120,6 +121,7 @@ public static class OllamaRequestParser
         int? topK = null;
         long? seed = null;
         List<string>? stop = null;
+        SamplingExtensions extensions = default;
         Dictionary<string, string>? metadata = null;
         if (RequestFields.TryGet(root, "options", out var options))
         {
@@ -140,6 +142,7 @@ public static class OllamaRequestParser
 
             seed = RequestFields.OptionalLong(options, "seed", "options.seed");
             stop = RequestFields.OptionalStrings(options, "stop", "options.stop");
+            extensions = SamplingExtensions.Parse(options, "options.");
             metadata = SimulationSwitches(options);
         }
 
@@ -152,6 +155,10 @@ public static class OllamaRequestParser
             Temperature = temperature,
             TopP = topP,
             TopK = topK,
+            MinP = extensions.MinP,
+            RepetitionPenalty = extensions.RepetitionPenalty,
+            FrequencyPenalty = extensions.FrequencyPenalty,
+            PresencePenalty = extensions.PresencePenalty,
             Seed = seed,
             Stop = stop,
             Tools = tools,
