@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sluice.Engine.Gguf;
 
 namespace Sluice.Engine.Kernels;
@@ -16,7 +18,7 @@ internal enum ActivationKind
     /// <summary>f32 values rounded to bf16 (BF16 weights).</summary>
     BF16,
 
-    /// <summary>Q8_0 blocks of 32: f16 scale, 32 int8 (Q8_0 and Q4_0 weights).</summary>
+    /// <summary>Q8_0 blocks of 32: f16-rounded scale, 32 int8 (Q8_0, Q4_0 and Q5_0 weights).</summary>
     Q8_0,
 
     /// <summary>Q8_K blocks of 256: f32 scale, 256 int8, 16 sums of 16 (K-quant weights).</summary>
@@ -24,21 +26,44 @@ internal enum ActivationKind
 }
 
 /// <summary>
-/// A batch of activation rows converted for products with one weight type, stored structure-of-arrays in pinned
-/// buffers (values, or quants + scales + block sums) so kernels read them through pointers. Reused across layers.
+/// A batch of activation rows (tokens) converted for products with one weight type. Float kinds are row-major f32
+/// (rounded to the weight's format). Integer kinds are stored for the token-lane kernels of <see cref="QuantGemm"/>:
+/// tokens in groups of <see cref="Group"/>, and within a group, for every 4 consecutive values of the row, the 4 bytes of
+/// each of the 8 tokens side by side (32 bytes: one <c>vpdpbusd</c> operand), next to per-group lane vectors of block
+/// scales and block sums. Lanes past the last token are zero. Reused across layers; buffers are pinned.
 /// </summary>
 internal sealed unsafe class Activations
 {
+    /// <summary>Tokens per group (the lanes of one 256-bit integer vector).</summary>
+    public const int Group = 8;
+
     private float[] _values = [];
     private sbyte[] _quants = [];
     private float[] _scales = [];
-    private short[] _sums = [];
+    private int[] _sums = [];
+    [ThreadStatic]
+    private static sbyte[]? _threadQuants;
+    [ThreadStatic]
+    private static float[]? _threadScales;
+    [ThreadStatic]
+    private static short[]? _threadSums;
 
     public ActivationKind Kind { get; private set; }
 
+    /// <summary>Tokens.</summary>
     public int Rows { get; private set; }
 
+    /// <summary>Values per token.</summary>
     public int Length { get; private set; }
+
+    /// <summary>Token groups of <see cref="Group"/> (integer kinds).</summary>
+    public int Groups => (Rows + Group - 1) / Group;
+
+    /// <summary>Values per scale: 32 for Q8_0, 256 for Q8_K.</summary>
+    public int ScaleBlock => Kind == ActivationKind.Q8_K ? 256 : 32;
+
+    /// <summary>Values per sum: 32 for Q8_0 (one per block), 16 for Q8_K (ggml's bsums).</summary>
+    public int SumBlock => Kind == ActivationKind.Q8_K ? 16 : 32;
 
     /// <summary>The activation format weights of <paramref name="type"/> are multiplied with.</summary>
     public static ActivationKind KindFor(GgmlType type) => type switch
@@ -46,22 +71,68 @@ internal sealed unsafe class Activations
         GgmlType.F32 => ActivationKind.F32,
         GgmlType.F16 => ActivationKind.F16,
         GgmlType.BF16 => ActivationKind.BF16,
-        GgmlType.Q8_0 or GgmlType.Q4_0 => ActivationKind.Q8_0,
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => ActivationKind.Q8_0,
         GgmlType.Q4_K or GgmlType.Q6_K => ActivationKind.Q8_K,
         _ => throw new NotSupportedException($"no kernels for {type} weights"),
     };
 
+    /// <summary>Row <paramref name="row"/> of a float kind.</summary>
     public float* Values(int row) => Pointer(_values) + ((long)row * Length);
 
-    public sbyte* Quants(int row) => Pointer(_quants) + ((long)row * Length);
+    /// <summary>Group <paramref name="group"/>'s interleaved quants: per 32 values 256 bytes ([4-value step][token][4]).</summary>
+    public sbyte* GroupQuants(int group) => Pointer(_quants) + ((long)group * Length * Group);
 
-    public float* Scales(int row) => Pointer(_scales) + ((long)row * Length / (Kind == ActivationKind.Q8_K ? 256 : 32));
+    /// <summary>Group <paramref name="group"/>'s scales: per scale block, <see cref="Group"/> lanes.</summary>
+    public float* GroupScales(int group) => Pointer(_scales) + ((long)group * (Length / ScaleBlock) * Group);
 
-    public short* Sums(int row) => Pointer(_sums) + ((long)row * Length / 16);
+    /// <summary>Group <paramref name="group"/>'s sums: per sum block, <see cref="Group"/> int lanes.</summary>
+    public int* GroupSums(int group) => Pointer(_sums) + ((long)group * (Length / SumBlock) * Group);
 
-    /// <summary>Converts <paramref name="rows"/> rows of <paramref name="length"/> values (row stride <paramref name="stride"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Load(ActivationKind kind, float* source, int rows, int length, int stride)
+    /// <summary>Token <paramref name="row"/>'s value <paramref name="k"/> (integer kinds), for references and tests.</summary>
+    public sbyte Quant(int row, int k) =>
+        GroupQuants(row / Group)[((k / 32) * 256) + (((k % 32) / 4) * 32) + ((row % Group) * 4) + (k % 4)];
+
+    /// <summary>Token <paramref name="row"/>'s scale of block <paramref name="block"/> (integer kinds).</summary>
+    public float Scale(int row, int block) => GroupScales(row / Group)[(block * Group) + (row % Group)];
+
+    /// <summary>Token <paramref name="row"/>'s sum of block <paramref name="block"/> of <see cref="SumBlock"/> values.</summary>
+    public int Sum(int row, int block) => GroupSums(row / Group)[(block * Group) + (row % Group)];
+
+    /// <summary>Token <paramref name="row"/> in ggml's plain layout (quants, scales, and for Q8_K the 16-value sums), for the scalar references.</summary>
+    public (sbyte[] Quants, float[] Scales, short[] Sums) ExportRow(int row)
+    {
+        var q = new sbyte[Length];
+        for (var k = 0; k < Length; k++)
+        {
+            q[k] = Quant(row, k);
+        }
+
+        var d = new float[Length / ScaleBlock];
+        for (var b = 0; b < d.Length; b++)
+        {
+            d[b] = Scale(row, b);
+        }
+
+        var sums = new short[Length / 16];
+        for (var j = 0; j < sums.Length; j++)
+        {
+            var s = 0;
+            for (var i = 0; i < 16; i++)
+            {
+                s += q[(16 * j) + i];
+            }
+
+            sums[j] = (short)s;
+        }
+
+        return (q, d, sums);
+    }
+
+    /// <summary>
+    /// Converts <paramref name="rows"/> rows of <paramref name="length"/> values (row stride <paramref name="stride"/>),
+    /// spread over <paramref name="pool"/> when the batch is large.
+    /// </summary>
+    public void Load(ActivationKind kind, float* source, int rows, int length, int stride, WorkerPool? pool = null)
     {
         Kind = kind;
         Rows = rows;
@@ -73,60 +144,154 @@ internal sealed unsafe class Activations
             case ActivationKind.F16:
             case ActivationKind.BF16:
                 Ensure(ref _values, total);
-                for (var r = 0; r < rows; r++)
-                {
-                    var src = source + ((long)r * stride);
-                    var dst = Values(r);
-                    if (kind == ActivationKind.F32)
-                    {
-                        new ReadOnlySpan<float>(src, length).CopyTo(new Span<float>(dst, length));
-                    }
-                    else if (kind == ActivationKind.F16)
-                    {
-                        for (var i = 0; i < length; i++)
-                        {
-                            dst[i] = FloatConversions.RoundToHalf(src[i]);
-                        }
-                    }
-                    else
-                    {
-                        for (var i = 0; i < length; i++)
-                        {
-                            dst[i] = FloatConversions.RoundToBFloat16(src[i]);
-                        }
-                    }
-                }
-
                 break;
             case ActivationKind.Q8_0:
                 CheckMultiple(length, 32);
-                Ensure(ref _quants, total);
-                Ensure(ref _scales, total / 32);
-                for (var r = 0; r < rows; r++)
-                {
-                    QuantizeQ8_0(source + ((long)r * stride), Quants(r), Scales(r), length);
-                }
-
+                EnsureGroups(length / 32, length / 32);
                 break;
             case ActivationKind.Q8_K:
                 CheckMultiple(length, 256);
-                Ensure(ref _quants, total);
-                Ensure(ref _scales, total / 256);
-                Ensure(ref _sums, total / 16);
-                for (var r = 0; r < rows; r++)
-                {
-                    QuantizeQ8_K(source + ((long)r * stride), Quants(r), Scales(r), Sums(r), length);
-                }
-
+                EnsureGroups(length / 256, length / 16);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind));
+        }
+
+        var src = (nint)source;
+        if (pool is null || pool.ThreadCount == 1 || total < 1 << 15)
+        {
+            LoadRows((float*)src, stride, 0, rows);
+            return;
+        }
+
+        pool.ForRange(rows, 4, (start, end) => LoadRows((float*)src, stride, start, end));
+    }
+
+    private void EnsureGroups(int scaleBlocks, int sumBlocks)
+    {
+        var groups = Groups;
+        Ensure(ref _quants, (long)groups * Group * Length);
+        Ensure(ref _scales, (long)groups * Group * scaleBlocks);
+        Ensure(ref _sums, (long)groups * Group * sumBlocks);
+
+        // Lanes past the last token stay zero: they then add nothing (their outputs are never stored either).
+        var padded = Rows % Group;
+        if (padded != 0)
+        {
+            var last = groups - 1;
+            new Span<sbyte>(GroupQuants(last), Length * Group).Clear();
+            new Span<float>(GroupScales(last), scaleBlocks * Group).Clear();
+            new Span<int>(GroupSums(last), sumBlocks * Group).Clear();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void LoadRows(float* source, int stride, int start, int end)
+    {
+        var length = Length;
+        for (var r = start; r < end; r++)
+        {
+            var src = source + ((long)r * stride);
+            switch (Kind)
+            {
+                case ActivationKind.F32:
+                    new ReadOnlySpan<float>(src, length).CopyTo(new Span<float>(Values(r), length));
+                    break;
+                case ActivationKind.F16:
+                    FloatConversions.RoundToHalf(src, Values(r), length);
+                    break;
+                case ActivationKind.BF16:
+                    FloatConversions.RoundToBFloat16(src, Values(r), length);
+                    break;
+                case ActivationKind.Q8_0:
+                {
+                    var (q, d, _) = RowScratch();
+                    fixed (sbyte* qp = q)
+                    fixed (float* dp = d)
+                    {
+                        QuantizeQ8_0Fast(src, qp, dp, length);
+                        Scatter(r, qp, dp, null);
+                    }
+
+                    break;
+                }
+
+                case ActivationKind.Q8_K:
+                {
+                    var (q, d, s) = RowScratch();
+                    fixed (sbyte* qp = q)
+                    fixed (float* dp = d)
+                    fixed (short* sp = s)
+                    {
+                        QuantizeQ8_KFast(src, qp, dp, sp, length);
+                        Scatter(r, qp, dp, sp);
+                    }
+
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>This thread's scratch row (plain quants, scales, sums).</summary>
+    private (sbyte[] Q, float[] D, short[] S) RowScratch()
+    {
+        if (_threadQuants is null || _threadQuants.Length < Length)
+        {
+            _threadQuants = new sbyte[Length];
+            _threadScales = new float[Length / 32];
+            _threadSums = new short[Length / 16];
+        }
+
+        return (_threadQuants, _threadScales!, _threadSums!);
+    }
+
+    /// <summary>Copies token <paramref name="row"/>'s plain quantized row into its group lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Scatter(int row, sbyte* q, float* d, short* sums16)
+    {
+        var lane = row % Group;
+        var group = row / Group;
+        var gq = GroupQuants(group) + (lane * 4);
+        for (var k = 0; k < Length; k += 4)
+        {
+            *(int*)(gq + ((k / 32) * 256) + (((k % 32) / 4) * 32)) = *(int*)(q + k);
+        }
+
+        var gd = GroupScales(group) + lane;
+        var scales = Length / ScaleBlock;
+        for (var b = 0; b < scales; b++)
+        {
+            gd[b * Group] = d[b];
+        }
+
+        var gs = GroupSums(group) + lane;
+        if (Kind == ActivationKind.Q8_K)
+        {
+            for (var j = 0; j < Length / 16; j++)
+            {
+                gs[j * Group] = sums16[j];
+            }
+        }
+        else
+        {
+            for (var b = 0; b < Length / 32; b++)
+            {
+                var s = 0;
+                var qb = q + (32 * b);
+                for (var i = 0; i < 32; i++)
+                {
+                    s += qb[i];
+                }
+
+                gs[b * Group] = s;
+            }
         }
     }
 
     /// <summary>
     /// Q8_0 as ggml's x86 <c>quantize_row_q8_0</c> does it for activations: scale max|x|/127 stored as f16,
-    /// values round-half-even of x·127/max|x|.
+    /// values round-half-even of x·127/max|x|. The scalar definition.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeQ8_0(float* x, sbyte* q, float* d, int length)
@@ -150,7 +315,40 @@ internal sealed unsafe class Activations
         }
     }
 
-    /// <summary>ggml's <c>quantize_row_q8_K_ref</c>: scale from the signed value of largest magnitude, 16 partial sums.</summary>
+    /// <summary><see cref="QuantizeQ8_0"/> with AVX2 (same results bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeQ8_0Fast(float* x, sbyte* q, float* d, int length)
+    {
+        if (!Avx2.IsSupported)
+        {
+            QuantizeQ8_0(x, q, d, length);
+            return;
+        }
+
+        var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+        for (var b = 0; b < length / 32; b++)
+        {
+            var block = x + (32 * b);
+            var v0 = Avx.LoadVector256(block);
+            var v1 = Avx.LoadVector256(block + 8);
+            var v2 = Avx.LoadVector256(block + 16);
+            var v3 = Avx.LoadVector256(block + 24);
+            var m = Avx.Max(Avx.Max(v0 & absMask, v1 & absMask), Avx.Max(v2 & absMask, v3 & absMask));
+            var m4 = Sse.Max(m.GetLower(), m.GetUpper());
+            m4 = Sse.Max(m4, Sse.MoveHighToLow(m4, m4));
+            m4 = Sse.MaxScalar(m4, Sse.Shuffle(m4, m4, 0x55));
+            var amax = m4.ToScalar();
+            d[b] = FloatConversions.RoundToHalf(amax / 127f);
+            var id = Vector256.Create(amax != 0 ? 127f / amax : 0f);
+            var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(v0 * id));
+            var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(v1 * id));
+            var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(v2 * id));
+            var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(v3 * id));
+            Store32(q + (32 * b), i0, i1, i2, i3);
+        }
+    }
+
+    /// <summary>ggml's <c>quantize_row_q8_K_ref</c>: scale from the signed value of largest magnitude, 16 partial sums. The scalar definition.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeQ8_K(float* x, sbyte* q, float* d, short* sums, int length)
     {
@@ -197,6 +395,89 @@ internal sealed unsafe class Activations
 
             d[b] = 1 / iscale;
         }
+    }
+
+    /// <summary><see cref="QuantizeQ8_K"/> with AVX2 (same results bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeQ8_KFast(float* x, sbyte* q, float* d, short* sums, int length)
+    {
+        if (!Avx2.IsSupported)
+        {
+            QuantizeQ8_K(x, q, d, sums, length);
+            return;
+        }
+
+        var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+        for (var b = 0; b < length / 256; b++)
+        {
+            var block = x + (256 * b);
+            var qb = q + (256 * b);
+            var m = Vector256<float>.Zero;
+            for (var j = 0; j < 256; j += 8)
+            {
+                m = Avx.Max(m, Avx.LoadVector256(block + j) & absMask);
+            }
+
+            var m4 = Sse.Max(m.GetLower(), m.GetUpper());
+            m4 = Sse.Max(m4, Sse.MoveHighToLow(m4, m4));
+            m4 = Sse.MaxScalar(m4, Sse.Shuffle(m4, m4, 0x55));
+            var amax = m4.ToScalar();
+            if (amax == 0 || float.IsNaN(amax))
+            {
+                // All zero (or NaN, which the scalar definition's comparisons skip): leave it to the definition.
+                QuantizeQ8_K(block, qb, d + b, sums + (16 * b), 256);
+                continue;
+            }
+
+            // The first value of largest magnitude, with its sign (the scalar loop's strict '>').
+            var max = 0f;
+            for (var j = 0; j < 256; j++)
+            {
+                if (MathF.Abs(block[j]) == amax)
+                {
+                    max = block[j];
+                    break;
+                }
+            }
+
+            var iscale = -127f / max;
+            var vs = Vector256.Create(iscale);
+            var top = Vector256.Create(127);
+            for (var j = 0; j < 256; j += 32)
+            {
+                // nearest_int (round half to even for |v| < 2^22) then min(127); iscale·x stays within ±127.
+                var i0 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.LoadVector256(block + j) * vs)), top);
+                var i1 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.LoadVector256(block + j + 8) * vs)), top);
+                var i2 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.LoadVector256(block + j + 16) * vs)), top);
+                var i3 = Avx2.Min(Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.LoadVector256(block + j + 24) * vs)), top);
+                Store32(qb + j, i0, i1, i2, i3);
+            }
+
+            for (var j = 0; j < 16; j++)
+            {
+                var sum = 0;
+                var qj = qb + (16 * j);
+                for (var i = 0; i < 16; i++)
+                {
+                    sum += qj[i];
+                }
+
+                sums[(16 * b) + j] = (short)sum;
+            }
+
+            d[b] = 1 / iscale;
+        }
+    }
+
+    /// <summary>Packs four vectors of int32 (each within −128..127) into 32 signed bytes in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store32(sbyte* destination, Vector256<int> i0, Vector256<int> i1, Vector256<int> i2, Vector256<int> i3)
+    {
+        // packs work per 128-bit lane: the result is in lane order 0,2,1,3 of 4-value groups; a permute restores it.
+        var s01 = Avx2.PackSignedSaturate(i0, i1);
+        var s23 = Avx2.PackSignedSaturate(i2, i3);
+        var b = Avx2.PackSignedSaturate(s01, s23);
+        Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte().Store(destination);
     }
 
     private static void CheckMultiple(int length, int block)

@@ -55,6 +55,141 @@ internal static class FloatConversions
         return (Vector256.ConditionalSelect(isSpecial, special, finite).AsUInt32() | sign).AsSingle();
     }
 
+    /// <summary>
+    /// Sixteen f16 values at <paramref name="source"/> widened to f32, exact for every finite value (subnormals
+    /// included); infinities and NaN come out as finite values of magnitude 65536 or more, so callers check for them
+    /// first (<see cref="HasNonFiniteHalves"/>). Sign-extending the 16 bits lands the sign on bit 31; the mask keeps
+    /// it and the 15 exponent/mantissa bits shifted into f32 position; the multiply by 2^112 rebiases the exponent.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> FiniteHalfToSingle16(ushort* source)
+    {
+        if (Avx512F.IsSupported)
+        {
+            var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)source));
+            var bits = Avx512F.ShiftLeftLogical(h, 13) & Vector512.Create(unchecked((int)0x8FFFE000));
+            return bits.AsSingle() * Vector512.Create(HalfRescale);
+        }
+
+        return Vector512.Create(FiniteHalfToSingle8(source), FiniteHalfToSingle8(source + 8));
+    }
+
+    /// <summary>The eight-value form of <see cref="FiniteHalfToSingle16"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> FiniteHalfToSingle8(ushort* source)
+    {
+        var h = Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32((short*)source)
+            : Vector256.WidenLower(Vector256.Create(Vector128.Load((short*)source), Vector128<short>.Zero));
+        var bits = (h << 13) & Vector256.Create(unchecked((int)0x8FFFE000));
+        return bits.AsSingle() * Vector256.Create(HalfRescale);
+    }
+
+    /// <summary>Sixteen bf16 values widened to f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> BFloat16ToSingle16(ushort* source)
+    {
+        if (Avx512F.IsSupported)
+        {
+            return Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(source)), 16).AsSingle();
+        }
+
+        return Vector512.Create(BFloat16ToSingle8(source), BFloat16ToSingle8(source + 8));
+    }
+
+    /// <summary>True when any of the <paramref name="count"/> f16 values is an infinity or NaN (exponent bits all set).</summary>
+    public static unsafe bool HasNonFiniteHalves(ushort* source, long count)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var exponent = Vector256.Create((ushort)0x7C00);
+            var any = Vector256<ushort>.Zero;
+            for (; i + 16 <= count; i += 16)
+            {
+                var e = Vector256.Load(source + i) & exponent;
+                any |= Vector256.Equals(e, exponent);
+            }
+
+            if (any != Vector256<ushort>.Zero)
+            {
+                return true;
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            if ((source[i] & 0x7C00) == 0x7C00)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary><see cref="RoundToHalf(float)"/> over <paramref name="count"/> values (vectorized, same results bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void RoundToHalf(float* source, float* destination, int count)
+    {
+        var i = 0;
+        if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                RoundToHalf8(Vector256.Load(source + i)).Store(destination + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            destination[i] = RoundToHalf(source[i]);
+        }
+    }
+
+    /// <summary>
+    /// f32 → nearest f16 (round half to even) → f32 for eight values. Normal f16 range: round the f32 mantissa to 10 bits
+    /// in place (the carry moves into the exponent as it should); below 2^-14 the f16 step is 2^-24, so round x·2^24 to an
+    /// integer; above 65504 the result overflows to infinity; NaN stays NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RoundToHalf8(Vector256<float> x)
+    {
+        var bits = x.AsUInt32();
+        var magnitude = bits & Vector256.Create(0x7FFFFFFFu);
+        var normal = (bits + Vector256.Create(0xFFFu) + ((bits >> 13) & Vector256.Create(1u))) & Vector256.Create(0xFFFFE000u);
+        var subnormal = Avx.RoundToNearestInteger(x * Vector256.Create(16777216f)) * Vector256.Create(1f / 16777216f);
+        var isSubnormal = Vector256.LessThan(magnitude.AsInt32(), Vector256.Create(0x38800000)).AsUInt32();
+        var rounded = Vector256.ConditionalSelect(isSubnormal, subnormal.AsUInt32(), normal);
+        var overflow = Vector256.GreaterThan((rounded & Vector256.Create(0x7FFFFFFFu)).AsInt32(), Vector256.Create(0x477FE000)).AsUInt32();
+        rounded = Vector256.ConditionalSelect(overflow, (bits & Vector256.Create(0x80000000u)) | Vector256.Create(0x7F800000u), rounded);
+        var isNaN = Vector256.GreaterThan(magnitude.AsInt32(), Vector256.Create(0x7F800000)).AsUInt32();
+        return Vector256.ConditionalSelect(isNaN, bits, rounded).AsSingle();
+    }
+
+    /// <summary><see cref="RoundToBFloat16(float)"/> over <paramref name="count"/> values (vectorized, same results bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void RoundToBFloat16(float* source, float* destination, int count)
+    {
+        var i = 0;
+        if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                var bits = Vector256.Load(source + i).AsUInt32();
+                var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256.Create(1u))) & Vector256.Create(0xFFFF0000u);
+                var quiet = (bits | Vector256.Create(0x400000u)) & Vector256.Create(0xFFFF0000u);
+                var isNaN = Vector256.GreaterThan((bits & Vector256.Create(0x7FFFFFFFu)).AsInt32(), Vector256.Create(0x7F800000)).AsUInt32();
+                Vector256.ConditionalSelect(isNaN, quiet, rounded).AsSingle().Store(destination + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            destination[i] = RoundToBFloat16(source[i]);
+        }
+    }
+
     /// <summary>Eight bf16 values widened to f32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> BFloat16ToSingle8(ushort* source)

@@ -5,15 +5,31 @@ using Sluice.Engine.Gguf;
 namespace Sluice.Engine.Kernels;
 
 /// <summary>
-/// Conversion between f32 values and the ggml tensor types the engine runs (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
-/// Q6_K). Quantization follows ggml's reference quantizers (<c>quantize_row_*_ref</c>, used by llama.cpp's tools
+/// Conversion between f32 values and the ggml tensor types the engine runs (F32, F16, BF16, Q8_0, Q4_0, Q5_0,
+/// Q4_K, Q6_K). Quantization follows ggml's reference quantizers (<c>quantize_row_*_ref</c>, used by llama.cpp's tools
 /// when no importance matrix is given), so files written with it hold the bytes real tools would produce.
 /// </summary>
 public static class GgmlQuantization
 {
     /// <summary>True for the types <see cref="Quantize(GgmlType, ReadOnlySpan{float}, Span{byte})"/> and <see cref="Dequantize"/> handle.</summary>
     public static bool IsSupported(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>The supported types, for messages.</summary>
+    public static string SupportedTypeNames => "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K";
+
+    /// <summary>
+    /// The type llama.cpp's quantizer writes for a tensor of <paramref name="columns"/> columns when <paramref name="type"/>
+    /// is asked for: K-quants need rows of whole 256-value super-blocks, and llama.cpp falls back (Q4_K → Q5_0,
+    /// Q6_K → Q8_0, as <c>llama_tensor_get_type</c> does) for tensors whose rows are not.
+    /// </summary>
+    public static GgmlType CompatibleType(GgmlType type, int columns) =>
+        columns % GgmlTypes.BlockSize(type) == 0 ? type : type switch
+        {
+            GgmlType.Q4_K => GgmlType.Q5_0,
+            GgmlType.Q6_K => GgmlType.Q8_0,
+            _ => type,
+        };
 
     /// <summary>Quantizes <paramref name="source"/> (a whole number of blocks) to a new byte array.</summary>
     public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> source)
@@ -65,6 +81,13 @@ public static class GgmlQuantization
                 for (var b = 0; b < source.Length / 32; b++)
                 {
                     QuantizeBlockQ4_0(source.Slice(32 * b, 32), destination.Slice(18 * b, 18));
+                }
+
+                break;
+            case GgmlType.Q5_0:
+                for (var b = 0; b < source.Length / 32; b++)
+                {
+                    QuantizeBlockQ5_0(source.Slice(32 * b, 32), destination.Slice(22 * b, 22));
                 }
 
                 break;
@@ -141,6 +164,23 @@ public static class GgmlQuantization
                 }
 
                 break;
+            case GgmlType.Q5_0:
+                for (var b = 0; b < destination.Length / 32; b++)
+                {
+                    var block = source.Slice(22 * b, 22);
+                    var d = ReadHalf(block);
+                    var qh = BinaryPrimitives.ReadUInt32LittleEndian(block[2..]);
+                    var y = destination.Slice(32 * b, 32);
+                    for (var j = 0; j < 16; j++)
+                    {
+                        var x0 = (block[6 + j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+                        var x1 = (block[6 + j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+                        y[j] = (x0 - 16) * d;
+                        y[j + 16] = (x1 - 16) * d;
+                    }
+                }
+
+                break;
             case GgmlType.Q4_K:
                 for (var b = 0; b < destination.Length / 256; b++)
                 {
@@ -191,7 +231,7 @@ public static class GgmlQuantization
     {
         if (!IsSupported(type))
         {
-            throw new NotSupportedException($"{type} is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+            throw new NotSupportedException($"{type} is not supported; supported: {SupportedTypeNames}");
         }
 
         var blockSize = GgmlTypes.BlockSize(type);
@@ -252,6 +292,41 @@ public static class GgmlQuantization
             var xi1 = Math.Min(15, (int)(sbyte)(x1 + 8.5f));
             y[2 + j] = (byte)(xi0 | (xi1 << 4));
         }
+    }
+
+    /// <summary>ggml's <c>quantize_row_q5_0_ref</c>: d = max/−16 (max the signed value of largest magnitude), 5-bit values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeBlockQ5_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        var amax = 0f;
+        var max = 0f;
+        for (var j = 0; j < 32; j++)
+        {
+            if (amax < MathF.Abs(x[j]))
+            {
+                amax = MathF.Abs(x[j]);
+                max = x[j];
+            }
+        }
+
+        var d = max / -16;
+        var id = d != 0 ? 1.0f / d : 0.0f;
+        WriteHalf(y, d);
+        uint qh = 0;
+        for (var j = 0; j < 16; j++)
+        {
+            var x0 = x[j] * id;
+            var x1 = x[16 + j] * id;
+
+            // ggml truncates through (int8_t) after adding 16.5: round half up, then clamp to 31.
+            var xi0 = Math.Min(31, (int)(sbyte)(x0 + 16.5f));
+            var xi1 = Math.Min(31, (int)(sbyte)(x1 + 16.5f));
+            y[6 + j] = (byte)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= (uint)((xi0 & 0x10) >> 4) << j;
+            qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(y[2..], qh);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

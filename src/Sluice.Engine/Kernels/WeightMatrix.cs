@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Sluice.Engine.Gguf;
 
 namespace Sluice.Engine.Kernels;
@@ -13,7 +12,7 @@ internal sealed unsafe class WeightMatrix
     {
         if (!GgmlQuantization.IsSupported(type))
         {
-            throw new NotSupportedException($"tensor '{name}' has type {type}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+            throw new NotSupportedException($"tensor '{name}' has type {type}; supported: {GgmlQuantization.SupportedTypeNames}");
         }
 
         if (columns % GgmlTypes.BlockSize(type) != 0)
@@ -28,6 +27,9 @@ internal sealed unsafe class WeightMatrix
         Data = data;
         RowBytes = GgmlTypes.RowBytes(type, columns);
         ActivationKind = Activations.KindFor(type);
+
+        // f16 infinities/NaN need the exact (slow) conversion; finite weights, the real case, take the fast one.
+        HasNonFiniteValues = type == GgmlType.F16 && FloatConversions.HasNonFiniteHalves((ushort*)data, (long)rows * columns);
     }
 
     public string Name { get; }
@@ -46,29 +48,13 @@ internal sealed unsafe class WeightMatrix
 
     public ActivationKind ActivationKind { get; }
 
+    /// <summary>True for F16 weights holding infinities or NaN.</summary>
+    public bool HasNonFiniteValues { get; }
+
     /// <summary>Total bytes of the weights.</summary>
     public long ByteSize => RowBytes * Rows;
 
     public byte* Row(int row) => Data + (row * RowBytes);
-
-    /// <summary>Dot product of weight row <paramref name="row"/> with activation row <paramref name="xRow"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float Dot(int row, Activations x, int xRow)
-    {
-        var w = Row(row);
-        var n = Columns;
-        return Type switch
-        {
-            GgmlType.F32 => VecDot.F32((float*)w, x.Values(xRow), n),
-            GgmlType.F16 => VecDot.F16((ushort*)w, x.Values(xRow), n),
-            GgmlType.BF16 => VecDot.BF16((ushort*)w, x.Values(xRow), n),
-            GgmlType.Q8_0 => VecDot.Q8_0(w, x.Quants(xRow), x.Scales(xRow), n),
-            GgmlType.Q4_0 => VecDot.Q4_0(w, x.Quants(xRow), x.Scales(xRow), n),
-            GgmlType.Q4_K => VecDot.Q4_K(w, x.Quants(xRow), x.Scales(xRow), x.Sums(xRow), n),
-            GgmlType.Q6_K => VecDot.Q6_K(w, x.Quants(xRow), x.Scales(xRow), x.Sums(xRow), n),
-            _ => throw new NotSupportedException(Type.ToString()),
-        };
-    }
 
     /// <summary>Weight row <paramref name="row"/> as f32 (embedding lookups).</summary>
     public void DequantizeRow(int row, Span<float> destination) =>

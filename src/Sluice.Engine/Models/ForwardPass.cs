@@ -431,7 +431,7 @@ internal sealed unsafe class ForwardPass
         var key = ((nint)x, n, w.Columns);
         if (!_prepared.TryGetValue(kind, out var prepared) || prepared != key)
         {
-            act.Load(kind, x, n, w.Columns, xStride ?? w.Columns);
+            act.Load(kind, x, n, w.Columns, xStride ?? w.Columns, _pool);
             _prepared[kind] = key;
         }
 

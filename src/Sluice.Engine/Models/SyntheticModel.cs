@@ -10,7 +10,7 @@ public sealed record SyntheticModelSpec
     /// <summary><c>llama</c>, <c>qwen2</c> or <c>qwen3</c>.</summary>
     public string Architecture { get; init; } = "llama";
 
-    /// <summary>Hidden size (<c>d</c>). A multiple of 256 for K-quant weights, of 32 for Q8_0/Q4_0.</summary>
+    /// <summary>Hidden size (<c>d</c>). A multiple of 32 for the block types (K-quant matrices of other widths fall back, see <see cref="WeightType"/>).</summary>
     public int EmbeddingLength { get; init; } = 256;
 
     /// <summary>Transformer blocks.</summary>
@@ -43,7 +43,10 @@ public sealed record SyntheticModelSpec
     /// <summary>RMSNorm epsilon.</summary>
     public float RmsEpsilon { get; init; } = 1e-5f;
 
-    /// <summary>Type of every matrix (embeddings and output included); norms and biases stay F32.</summary>
+    /// <summary>
+    /// Type of every matrix (embeddings and output included); norms and biases stay F32. A K-quant type is replaced by
+    /// llama.cpp's fallback (Q4_K → Q5_0, Q6_K → Q8_0) for matrices whose rows are not a multiple of 256.
+    /// </summary>
     public GgmlType WeightType { get; init; } = GgmlType.F32;
 
     /// <summary>Type of <c>token_embd.weight</c> when different from <see cref="WeightType"/>.</summary>
@@ -204,6 +207,8 @@ public static class SyntheticModel
 
     private static void AddMatrix(GgufWriter w, SyntheticModelSpec spec, string name, GgmlType type, int columns, int rows, float std)
     {
+        // K-quants need whole super-blocks per row: llama.cpp's fallback type otherwise (Qwen2.5-0.5B's d = 896).
+        type = GgmlQuantization.CompatibleType(type, columns);
         w.AddTensor(name, type, [columns, rows], stream =>
         {
             var rng = new Gaussian(spec.Seed, name);
@@ -243,6 +248,7 @@ public static class SyntheticModel
         GgmlType.F32 => 0,
         GgmlType.F16 => 1,
         GgmlType.Q4_0 => 2,
+        GgmlType.Q5_0 => 8,
         GgmlType.Q8_0 => 7,
         GgmlType.Q4_K => 14,
         GgmlType.Q6_K => 18,

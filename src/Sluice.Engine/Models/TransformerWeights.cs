@@ -219,7 +219,7 @@ internal sealed unsafe class TransformerWeights
 
         if (!GgmlQuantization.IsSupported(tensor.Type))
         {
-            throw new ModelLoadException(file.FilePath, $"tensor '{name}' has type {tensor.Type}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+            throw new ModelLoadException(file.FilePath, $"tensor '{name}' has type {tensor.Type}; supported: {GgmlQuantization.SupportedTypeNames}");
         }
 
         return new WeightMatrix(name, tensor.Type, columns, (int)tensor.Dimensions[1], file.GetTensorPointer(tensor));

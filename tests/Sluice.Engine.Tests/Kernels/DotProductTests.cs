@@ -6,43 +6,31 @@ namespace Sluice.Engine.Tests.Kernels;
 
 public sealed unsafe class DotProductTests
 {
-    public static TheoryData<GgmlType> Types => [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    public static TheoryData<GgmlType> Types => [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
     /// <summary>
-    /// For every weight type: the scalar reference dot equals Σ dequantized weight × dequantized activation (to f32
-    /// accumulation error), and the vectorized kernel equals the reference (bit for bit for the K-quants, whose
-    /// integer sums are exact and whose float steps run in the same order).
+    /// For every weight type: the scalar definition (<see cref="VecDot.Reference"/>) equals Σ dequantized weight ×
+    /// dequantized activation (to f32 accumulation error), and the fast kernels equal the definition bit for bit.
     /// </summary>
     [Theory]
     [MemberData(nameof(Types))]
-    public void Dot_equals_the_dequantized_dot_and_the_fast_kernel_equals_the_reference(GgmlType type)
+    public void Definition_equals_the_dequantized_dot_and_the_kernels_equal_the_definition(GgmlType type)
     {
         const int columns = 1024;
         const int rows = 5;
         const int tokens = 3;
-        var rng = new Random(42 + (int)type);
-        var weights = new float[rows * columns];
-        for (var i = 0; i < weights.Length; i++)
-        {
-            weights[i] = (float)QuantizationTests.Gaussian(rng) * 0.1f;
-        }
-
-        var x = new float[tokens * columns];
-        for (var i = 0; i < x.Length; i++)
-        {
-            x[i] = (float)QuantizationTests.Gaussian(rng) * (i % 97 == 0 ? 8f : 1f);
-        }
-
-        var bytes = GgmlQuantization.Quantize(type, weights);
-        var dequantized = new float[weights.Length];
+        var (bytes, x) = RandomProblem(type, columns, rows, tokens, 42 + (int)type, spikes: true);
+        var dequantized = new float[rows * columns];
         GgmlQuantization.Dequantize(type, bytes, dequantized);
-
+        var y = new float[tokens * rows];
         fixed (byte* w = bytes)
         fixed (float* xp = x)
+        fixed (float* yp = y)
         {
             var matrix = new WeightMatrix("w", type, columns, rows, w);
             var act = new Activations();
             act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
+            MatMul.MultiplyRows(matrix, act, yp, rows, 0, rows);
             for (var t = 0; t < tokens; t++)
             {
                 var xhat = DequantizeActivation(act, t);
@@ -55,17 +43,9 @@ public sealed unsafe class DotProductTests
                         magnitude += Math.Abs(dequantized[(r * columns) + i] * (double)xhat[i]);
                     }
 
-                    var reference = Reference(type, matrix.Row(r), act, t, columns);
-                    var fast = matrix.Dot(r, act, t);
-                    Assert.True(Math.Abs(reference - expected) <= 2e-6 * magnitude, $"{type} row {r}: reference {reference} vs dequantized {expected} (Σ|wx| {magnitude})");
-                    if (type is GgmlType.Q4_K or GgmlType.Q6_K)
-                    {
-                        Assert.Equal(reference, fast);
-                    }
-                    else
-                    {
-                        Assert.True(Math.Abs(fast - reference) <= 2e-6 * magnitude, $"{type} row {r}: fast {fast} vs reference {reference}");
-                    }
+                    var reference = VecDot.Reference(matrix, r, act, t);
+                    Assert.True(Math.Abs(reference - expected) <= 2e-6 * magnitude, $"{type} row {r}: definition {reference} vs dequantized {expected} (Σ|wx| {magnitude})");
+                    Assert.Equal(reference, y[(t * rows) + r]);
                 }
             }
 
@@ -91,8 +71,88 @@ public sealed unsafe class DotProductTests
         }
     }
 
+    /// <summary>
+    /// Batched products (any token count: whole and partial 8-token groups, 4-token float tiles and their tails, rows not
+    /// a multiple of the 4-row tile, several threads) equal the definition for every (row, token) bit for bit — so a
+    /// token's result never depends on which other tokens share its batch.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Batched_products_equal_the_definition_for_every_batch_size(GgmlType type)
+    {
+        const int rows = 70;
+        var columns = type is GgmlType.Q4_K or GgmlType.Q6_K ? 512 : type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? 200 : 224;
+        using var pool = new WorkerPool(3);
+        foreach (var tokens in new[] { 1, 3, 8, 9, 17, 37 })
+        {
+            var (bytes, x) = RandomProblem(type, columns, rows, tokens, 7 + tokens, spikes: false);
+            var y = new float[tokens * (rows + 3)];
+            fixed (byte* w = bytes)
+            fixed (float* xp = x)
+            fixed (float* yp = y)
+            {
+                var matrix = new WeightMatrix("w", type, columns, rows, w);
+                var act = new Activations();
+                act.Load(matrix.ActivationKind, xp, tokens, columns, columns, pool);
+                MatMul.Multiply(matrix, act, yp, rows + 3, pool);
+
+                // The last token alone, as a decode step would see it.
+                var alone = new Activations();
+                alone.Load(matrix.ActivationKind, xp + ((tokens - 1) * columns), 1, columns, columns);
+                var single = new float[rows];
+                fixed (float* sp = single)
+                {
+                    MatMul.Multiply(matrix, alone, sp, rows, pool);
+                }
+
+                for (var t = 0; t < tokens; t++)
+                {
+                    for (var r = 0; r < rows; r++)
+                    {
+                        Assert.Equal(VecDot.Reference(matrix, r, act, t), y[(t * (rows + 3)) + r]);
+                    }
+
+                    Assert.Equal(0f, y[(t * (rows + 3)) + rows]);
+                }
+
+                for (var r = 0; r < rows; r++)
+                {
+                    Assert.Equal(y[((tokens - 1) * (rows + 3)) + r], single[r]);
+                }
+            }
+        }
+    }
+
+    /// <summary>f16 weights holding infinities or NaN take the exact conversion (the fast one assumes finite values).</summary>
     [Fact]
-    public unsafe void Q8_K_activations_match_ggml_bit_for_bit()
+    public void F16_weights_with_infinities_and_nan_follow_the_definition()
+    {
+        const int columns = 64;
+        const int rows = 6;
+        var (bytes, x) = RandomProblem(GgmlType.F16, columns, rows, 2, 3, spikes: false);
+        BitConverter.TryWriteBytes(bytes.AsSpan(2 * 5), (ushort)0x7C00); // +inf in row 0
+        BitConverter.TryWriteBytes(bytes.AsSpan(2 * (columns + 7)), (ushort)0x7E00); // NaN in row 1
+        var y = new float[2 * rows];
+        fixed (byte* w = bytes)
+        fixed (float* xp = x)
+        fixed (float* yp = y)
+        {
+            var matrix = new WeightMatrix("w", GgmlType.F16, columns, rows, w);
+            Assert.True(matrix.HasNonFiniteValues);
+            var act = new Activations();
+            act.Load(ActivationKind.F16, xp, 2, columns, columns);
+            MatMul.MultiplyRows(matrix, act, yp, rows, 0, rows);
+            Assert.True(float.IsInfinity(y[0]) || float.IsNaN(y[0]));
+            Assert.True(float.IsNaN(y[1]));
+            for (var r = 2; r < rows; r++)
+            {
+                Assert.Equal(VecDot.Reference(matrix, r, act, 0), y[r]);
+            }
+        }
+    }
+
+    [Fact]
+    public void Q8_K_activations_match_ggml_bit_for_bit()
     {
         // SHA-256 of ggml's quantize_row_q8_K_ref on the golden input (block_q8_K: f32 d, 256 int8, 16 int16 sums).
         var x = QuantizationTests.GoldenInput();
@@ -102,19 +162,27 @@ public sealed unsafe class DotProductTests
             act.Load(ActivationKind.Q8_K, xp, 1, x.Length, x.Length);
         }
 
+        var (q, d, sums) = act.ExportRow(0);
         var bytes = new byte[x.Length / 256 * 292];
         for (var b = 0; b < x.Length / 256; b++)
         {
-            BitConverter.TryWriteBytes(bytes.AsSpan(292 * b), act.Scales(0)[b]);
-            new ReadOnlySpan<byte>(act.Quants(0) + (256 * b), 256).CopyTo(bytes.AsSpan((292 * b) + 4));
-            new ReadOnlySpan<byte>(act.Sums(0) + (16 * b), 32).CopyTo(bytes.AsSpan((292 * b) + 260));
+            BitConverter.TryWriteBytes(bytes.AsSpan(292 * b), d[b]);
+            for (var i = 0; i < 256; i++)
+            {
+                bytes[(292 * b) + 4 + i] = (byte)q[(256 * b) + i];
+            }
+
+            for (var j = 0; j < 16; j++)
+            {
+                BitConverter.TryWriteBytes(bytes.AsSpan((292 * b) + 260 + (2 * j)), sums[(16 * b) + j]);
+            }
         }
 
         Assert.Equal("ef7936daa23f3b9589f5e06636f309a9ff2436b4fc9ae42853615cde8cd0c26a", Convert.ToHexStringLower(SHA256.HashData(bytes)));
     }
 
     [Fact]
-    public unsafe void Q8_0_activations_round_half_to_even_with_an_f16_scale()
+    public void Q8_0_activations_round_half_to_even_with_an_f16_scale()
     {
         var x = new float[32];
         x[0] = 127f;
@@ -128,76 +196,116 @@ public sealed unsafe class DotProductTests
             act.Load(ActivationKind.Q8_0, xp, 1, 32, 32);
         }
 
-        Assert.Equal(1f, act.Scales(0)[0]);
-        Assert.Equal(new sbyte[] { 127, 2, -4, 0, -127 }, new ReadOnlySpan<sbyte>(act.Quants(0), 5).ToArray());
+        Assert.Equal(1f, act.Scale(0, 0));
+        Assert.Equal(new sbyte[] { 127, 2, -4, 0, -127 }, act.ExportRow(0).Quants[..5]);
+        Assert.Equal(127 + 2 - 4 - 127, act.Sum(0, 0));
     }
 
-    [Theory]
-    [MemberData(nameof(Types))]
-    public void Matrix_products_over_a_batch_equal_row_by_row_dots(GgmlType type)
+    /// <summary>The vectorized activation quantizers and roundings equal the scalar definitions bit for bit.</summary>
+    [Fact]
+    public void Vectorized_activation_conversions_equal_the_scalar_ones()
     {
-        const int columns = 512;
-        const int rows = 70;
-        const int tokens = 37;
-        var rng = new Random(7);
+        var rng = new Random(11);
+        var x = new float[4096];
+        for (var i = 0; i < x.Length; i++)
+        {
+            // Wide dynamic range, exact ties, tiny and huge values, signed zeros.
+            x[i] = (i % 11) switch
+            {
+                0 => (float)QuantizationTests.Gaussian(rng) * 1e-6f,
+                1 => (rng.Next(-2000, 2000) + 0.5f) / 1024f,
+                2 => (float)QuantizationTests.Gaussian(rng) * 70000f,
+                3 => i % 2 == 0 ? 0f : -0f,
+                4 => (float)QuantizationTests.Gaussian(rng) * 1e-9f,
+                _ => (float)QuantizationTests.Gaussian(rng) * (i % 7),
+            };
+        }
+
+        Array.Clear(x, 512, 256); // an all-zero super-block
+        fixed (float* xp = x)
+        {
+            var q1 = new sbyte[x.Length];
+            var q2 = new sbyte[x.Length];
+            var d1 = new float[x.Length / 32];
+            var d2 = new float[x.Length / 32];
+            var s1 = new short[x.Length / 16];
+            var s2 = new short[x.Length / 16];
+            fixed (sbyte* q1p = q1, q2p = q2)
+            fixed (float* d1p = d1, d2p = d2)
+            fixed (short* s1p = s1, s2p = s2)
+            {
+                Activations.QuantizeQ8_0(xp, q1p, d1p, x.Length);
+                Activations.QuantizeQ8_0Fast(xp, q2p, d2p, x.Length);
+                Assert.Equal(q1, q2);
+                Assert.Equal(d1, d2);
+                Activations.QuantizeQ8_K(xp, q1p, d1p, s1p, x.Length);
+                Activations.QuantizeQ8_KFast(xp, q2p, d2p, s2p, x.Length);
+                Assert.Equal(q1, q2);
+                Assert.Equal(d1.AsSpan(0, x.Length / 256).ToArray(), d2.AsSpan(0, x.Length / 256).ToArray());
+                Assert.Equal(s1, s2);
+            }
+
+            var h = new float[x.Length];
+            var b = new float[x.Length];
+            fixed (float* hp = h, bp = b)
+            {
+                FloatConversions.RoundToHalf(xp, hp, x.Length);
+                FloatConversions.RoundToBFloat16(xp, bp, x.Length);
+            }
+
+            for (var i = 0; i < x.Length; i++)
+            {
+                Assert.Equal(BitConverter.SingleToInt32Bits(FloatConversions.RoundToHalf(x[i])), BitConverter.SingleToInt32Bits(h[i]));
+                Assert.Equal(BitConverter.SingleToInt32Bits(FloatConversions.RoundToBFloat16(x[i])), BitConverter.SingleToInt32Bits(b[i]));
+            }
+        }
+
+        // Every f16 boundary region: the largest values, the overflow threshold, subnormals, infinities and NaN.
+        var edges = new float[] { 65504f, 65519.99f, 65520f, 65536f, -65520f, 6.1035156e-5f, 6.1e-5f, 6.0e-8f, 2.98e-8f, 2.99e-8f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, float.Epsilon, -float.Epsilon, 1e-45f, 3.4e38f };
+        var rounded = new float[edges.Length + 7];
+        fixed (float* ep = edges)
+        fixed (float* rp = rounded)
+        {
+            FloatConversions.RoundToHalf(ep, rp, edges.Length);
+        }
+
+        for (var i = 0; i < edges.Length; i++)
+        {
+            var expected = FloatConversions.RoundToHalf(edges[i]);
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(rounded[i]) || (float.IsNaN(expected) && float.IsNaN(rounded[i])), $"{edges[i]}: {rounded[i]} vs {expected}");
+        }
+    }
+
+    private static (byte[] Weights, float[] X) RandomProblem(GgmlType type, int columns, int rows, int tokens, int seed, bool spikes)
+    {
+        var rng = new Random(seed);
         var weights = new float[rows * columns];
         for (var i = 0; i < weights.Length; i++)
         {
-            weights[i] = (float)QuantizationTests.Gaussian(rng);
+            weights[i] = (float)QuantizationTests.Gaussian(rng) * 0.1f;
         }
 
         var x = new float[tokens * columns];
         for (var i = 0; i < x.Length; i++)
         {
-            x[i] = (float)QuantizationTests.Gaussian(rng);
+            x[i] = (float)QuantizationTests.Gaussian(rng) * (spikes && i % 97 == 0 ? 8f : 1f);
         }
 
-        var bytes = GgmlQuantization.Quantize(type, weights);
-        var y = new float[tokens * (rows + 3)];
-        using var pool = new WorkerPool(3);
-        fixed (byte* w = bytes)
-        fixed (float* xp = x)
-        fixed (float* yp = y)
-        {
-            var matrix = new WeightMatrix("w", type, columns, rows, w);
-            var act = new Activations();
-            act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
-            MatMul.Multiply(matrix, act, yp, rows + 3, pool);
-            for (var t = 0; t < tokens; t++)
-            {
-                for (var r = 0; r < rows; r++)
-                {
-                    Assert.Equal(matrix.Dot(r, act, t), y[(t * (rows + 3)) + r]);
-                }
-
-                Assert.Equal(0f, y[(t * (rows + 3)) + rows]);
-            }
-        }
+        return (GgmlQuantization.Quantize(type, weights), x);
     }
-
-    private static float Reference(GgmlType type, byte* w, Activations x, int t, int n) => type switch
-    {
-        GgmlType.F32 => VecDot.ReferenceF32((float*)w, x.Values(t), n),
-        GgmlType.F16 => VecDot.ReferenceF16((ushort*)w, x.Values(t), n),
-        GgmlType.BF16 => VecDot.ReferenceBF16((ushort*)w, x.Values(t), n),
-        GgmlType.Q8_0 => VecDot.ReferenceQ8_0(w, x.Quants(t), x.Scales(t), n),
-        GgmlType.Q4_0 => VecDot.ReferenceQ4_0(w, x.Quants(t), x.Scales(t), n),
-        GgmlType.Q4_K => VecDot.ReferenceQ4_K(w, x.Quants(t), x.Scales(t), x.Sums(t), n),
-        GgmlType.Q6_K => VecDot.ReferenceQ6_K(w, x.Quants(t), x.Scales(t), n),
-        _ => throw new NotSupportedException(),
-    };
 
     private static float[] DequantizeActivation(Activations x, int t)
     {
         var result = new float[x.Length];
+        if (x.Kind is ActivationKind.F32 or ActivationKind.F16 or ActivationKind.BF16)
+        {
+            new ReadOnlySpan<float>(x.Values(t), x.Length).CopyTo(result);
+            return result;
+        }
+
         for (var i = 0; i < x.Length; i++)
         {
-            result[i] = x.Kind switch
-            {
-                ActivationKind.F32 or ActivationKind.F16 or ActivationKind.BF16 => x.Values(t)[i],
-                ActivationKind.Q8_0 => x.Quants(t)[i] * x.Scales(t)[i / 32],
-                _ => x.Quants(t)[i] * x.Scales(t)[i / 256],
-            };
+            result[i] = x.Quant(t, i) * x.Scale(t, i / x.ScaleBlock);
         }
 
         return result;

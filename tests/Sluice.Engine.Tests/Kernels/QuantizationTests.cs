@@ -39,6 +39,7 @@ public sealed class QuantizationTests
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_0, "be01d4f4dcdf74e8ddc5c11e26114f4176f3df1d767b677fc8a5679d14236249")]
+    [InlineData(GgmlType.Q5_0, "2a2bd3ebd381502d553f4eeb33afcb0c1f9d8f353d34c7d96c82d13903c9f6b5")]
     [InlineData(GgmlType.Q8_0, "9b237418de8535b8fda1fbdeffe9617954d67364d1214fa58273c734d3a19390")]
     [InlineData(GgmlType.Q4_K, "0c12cb0c28175f759782065bcafca9fde3ebf58569fa23da73ff52de15f80800")]
     [InlineData(GgmlType.Q6_K, "c05c444835da2ada299e15ba6005c3d6800292922826416410fd14ec6eebe181")]
@@ -60,6 +61,7 @@ public sealed class QuantizationTests
     [InlineData(GgmlType.Q6_K, 0.02)]
     [InlineData(GgmlType.Q4_K, 0.09)]
     [InlineData(GgmlType.Q4_0, 0.12)]
+    [InlineData(GgmlType.Q5_0, 0.06)]
     public void Round_trip_error_is_within_the_format_bound(GgmlType type, double maxRelativeRmse)
     {
         var rng = new Random(1234);
@@ -106,6 +108,9 @@ public sealed class QuantizationTests
                     case GgmlType.Q4_0:
                         Assert.True(err <= amax / 8 * 1.01f, $"Q4_0 block {b}: error {err} for max {amax}");
                         break;
+                    case GgmlType.Q5_0:
+                        Assert.True(err <= amax / 16 * 1.01f, $"Q5_0 block {b}: error {err} for max {amax}");
+                        break;
                     case GgmlType.F16:
                         Assert.True(err <= Math.Abs(x[(32 * b) + j]) * (1f / 2048) + 1e-7f);
                         break;
@@ -120,7 +125,7 @@ public sealed class QuantizationTests
     [Fact]
     public void Zero_blocks_stay_zero()
     {
-        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16 })
+        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16 })
         {
             var y = new float[512];
             y.AsSpan().Fill(1f);
@@ -174,6 +179,38 @@ public sealed class QuantizationTests
                         $"half 0x{i + j:X4}: {lanes[j]} != {expected}");
                     var scalar = VecDot.HalfAt((byte*)(p + i + j));
                     Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(scalar) || (float.IsNaN(expected) && float.IsNaN(scalar)));
+                }
+            }
+        }
+    }
+
+    /// <summary>The fast f16 widening (used for finite weights) is exact for every finite half, subnormals included.</summary>
+    [Fact]
+    public unsafe void Finite_half_widening_is_exact_for_every_finite_value()
+    {
+        var all = new ushort[65536];
+        for (var i = 0; i < all.Length; i++)
+        {
+            all[i] = (ushort)i;
+        }
+
+        fixed (ushort* p = all)
+        {
+            Assert.True(FloatConversions.HasNonFiniteHalves(p, all.Length));
+            Assert.False(FloatConversions.HasNonFiniteHalves(p, 0x7C00));
+            var lanes = new float[16];
+            for (var i = 0; i < all.Length; i += 16)
+            {
+                System.Runtime.Intrinsics.Vector512.CopyTo(FloatConversions.FiniteHalfToSingle16(p + i), lanes);
+                for (var j = 0; j < 16; j++)
+                {
+                    if ((all[i + j] & 0x7C00) == 0x7C00)
+                    {
+                        continue;
+                    }
+
+                    var expected = FloatConversions.HalfBitsToSingle(all[i + j]);
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(lanes[j]), $"half 0x{i + j:X4}: {lanes[j]} != {expected}");
                 }
             }
         }

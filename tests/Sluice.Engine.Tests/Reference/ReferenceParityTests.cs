@@ -210,7 +210,7 @@ public sealed class ParityFixture : IDisposable
     public const int Vocabulary = 320;
     public const int Generate = 32;
 
-    public static readonly GgmlType[] Types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+    public static readonly GgmlType[] Types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K];
 
     public static readonly int[] Prompt = [1, 50, 300, 7, 99, 260, 261, 3, 17, 42, 200, 201, 202, 5, 6, 300, 123, 64, 65, 66, 310, 2, 77, 150];
 
@@ -256,13 +256,15 @@ public sealed class ParityFixture : IDisposable
 
     /// <summary>
     /// Share of positions (over all cases of a type) that must agree to <see cref="ExactTolerance"/>: all for F32;
-    /// 40 % for BF16 and the 8-bit types (measured 53–99 %); none for F16, whose 11-bit rounding steps are crossed by
-    /// f32 noise in nearly every row (measured 7 %), which its small tolerance covers.
+    /// 40 % for the 8-bit types (measured 53–99 %); 25 % for BF16, whose 8-bit mantissa steps are crossed by f32 noise
+    /// early in some cases (measured 33 % over its 6 cases with the 16-lane summation order, 0–60 % per case); none for
+    /// F16, whose 11-bit steps are crossed in nearly every row (measured 2–13 %), which its small tolerance covers.
     /// </summary>
     public static double MinExactShare(GgmlType type) => type switch
     {
         GgmlType.F32 => 1.0,
         GgmlType.F16 => 0.0,
+        GgmlType.BF16 => 0.25,
         _ => 0.4,
     };
 
@@ -303,6 +305,11 @@ public sealed class ParityFixture : IDisposable
             var mixed = Spec(arch, GgmlType.Q4_K) with { OutputType = GgmlType.Q6_K, EmbeddingType = GgmlType.Q8_0, Seed = cases.Count + 1 };
             cases.Add(new ParityCase($"{arch}-mixed", mixed, ToleranceFor(GgmlType.Q4_K)));
         }
+
+        // Qwen2.5-0.5B's layout: d = 896 is no multiple of 256, so a Q4_K file holds Q5_0 for every d-wide matrix
+        // (llama.cpp's fallback) and Q4_K only for ffn_down. Here d = 224 (4 heads of 56), ff = 512.
+        var fallback = Spec("qwen2", GgmlType.Q4_K) with { EmbeddingLength = 224, TiedOutput = true, Seed = cases.Count + 1 };
+        cases.Add(new ParityCase("qwen2-Q4_K-fallback-tied", fallback, ToleranceFor(GgmlType.Q4_K)));
 
         return cases;
     }

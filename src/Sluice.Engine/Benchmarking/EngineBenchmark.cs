@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Sluice.Engine.Models;
+using Sluice.Engine.Sampling;
+
+namespace Sluice.Engine.Benchmarking;
+
+/// <summary>Options of <see cref="EngineBenchmark.Run"/>.</summary>
+public sealed record EngineBenchmarkOptions
+{
+    /// <summary>Prompt tokens evaluated in one batch (prompt processing, like <c>llama-bench -p</c>).</summary>
+    public int PromptTokens { get; init; } = 128;
+
+    /// <summary>Tokens generated one at a time after the prompt (like <c>llama-bench -n</c>, but after the prompt).</summary>
+    public int GenerateTokens { get; init; } = 64;
+
+    /// <summary>Measured repetitions (each on a fresh sequence).</summary>
+    public int Repetitions { get; init; } = 3;
+
+    /// <summary>Unmeasured runs first (page faults, JIT, buffer growth).</summary>
+    public int Warmup { get; init; } = 1;
+
+    /// <summary>Seed of the random prompt token ids.</summary>
+    public int Seed { get; init; } = 1;
+}
+
+/// <summary>One measured repetition.</summary>
+/// <param name="PromptTokensPerSecond">Prompt tokens / time of the prompt's forward pass (logits of the last token included).</param>
+/// <param name="GenerateTokensPerSecond">Generated tokens / time of their forward passes and greedy sampling.</param>
+/// <param name="TimeToFirstTokenMs">Prompt evaluation plus the first sample, in milliseconds.</param>
+public readonly record struct EngineBenchmarkSample(double PromptTokensPerSecond, double GenerateTokensPerSecond, double TimeToFirstTokenMs);
+
+/// <summary>The result of <see cref="EngineBenchmark.Run"/>: every repetition and the best of each figure.</summary>
+public sealed record EngineBenchmarkResult
+{
+    /// <summary>The measured repetitions in order.</summary>
+    public required IReadOnlyList<EngineBenchmarkSample> Samples { get; init; }
+
+    /// <summary>The options the run used.</summary>
+    public required EngineBenchmarkOptions Options { get; init; }
+
+    /// <summary>Threads of the model's forward passes.</summary>
+    public required int Threads { get; init; }
+
+    /// <summary>Best prompt-processing speed, tokens per second.</summary>
+    public double PromptTokensPerSecond => Samples.Max(s => s.PromptTokensPerSecond);
+
+    /// <summary>Best generation speed, tokens per second.</summary>
+    public double GenerateTokensPerSecond => Samples.Max(s => s.GenerateTokensPerSecond);
+
+    /// <summary>Best time to first token, milliseconds.</summary>
+    public double TimeToFirstTokenMs => Samples.Min(s => s.TimeToFirstTokenMs);
+
+    /// <summary>
+    /// <c>{"pp_tok_s":…,"tg_tok_s":…,"ttft_ms":…,"pp_tokens":…,"tg_tokens":…,"threads":…,"repetitions":…,"runs":[…]}</c>
+    /// (best of the repetitions first, then every run).
+    /// </summary>
+    public string ToJson(ModelInfo? model = null)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("pp_tok_s", Math.Round(PromptTokensPerSecond, 2));
+            json.WriteNumber("tg_tok_s", Math.Round(GenerateTokensPerSecond, 2));
+            json.WriteNumber("ttft_ms", Math.Round(TimeToFirstTokenMs, 2));
+            json.WriteNumber("pp_tokens", Options.PromptTokens);
+            json.WriteNumber("tg_tokens", Options.GenerateTokens);
+            json.WriteNumber("threads", Threads);
+            json.WriteNumber("repetitions", Samples.Count);
+            if (model is not null)
+            {
+                json.WriteString("model", Path.GetFileName(model.FilePath));
+                json.WriteString("architecture", model.Architecture);
+                json.WriteNumber("parameters", model.ParameterCount);
+                json.WriteNumber("weight_bytes", model.WeightBytes);
+            }
+
+            json.WriteStartArray("runs");
+            foreach (var s in Samples)
+            {
+                json.WriteStartObject();
+                json.WriteNumber("pp_tok_s", Math.Round(s.PromptTokensPerSecond, 2));
+                json.WriteNumber("tg_tok_s", Math.Round(s.GenerateTokensPerSecond, 2));
+                json.WriteNumber("ttft_ms", Math.Round(s.TimeToFirstTokenMs, 2));
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+}
+
+/// <summary>
+/// A <c>llama-bench</c>-like measurement of a loaded model: a random prompt of <see cref="EngineBenchmarkOptions.PromptTokens"/>
+/// tokens evaluated as one batch, then <see cref="EngineBenchmarkOptions.GenerateTokens"/> greedy tokens one forward pass
+/// each, repeated on fresh sequences. Wall-clock time; on a shared machine run several repetitions.
+/// </summary>
+public static class EngineBenchmark
+{
+    /// <summary>Runs the benchmark; <paramref name="progress"/> gets one line per run.</summary>
+    public static EngineBenchmarkResult Run(LocalModel model, EngineBenchmarkOptions? options = null, IProgress<string>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new EngineBenchmarkOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.PromptTokens, 1, nameof(options));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.GenerateTokens, nameof(options));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Repetitions, 1, nameof(options));
+        var prompt = RandomPrompt(model.Info, options.PromptTokens, options.Seed);
+        var sequence = model.CreateSequence(options.PromptTokens + options.GenerateTokens + 1);
+        var samples = new List<EngineBenchmarkSample>();
+        for (var run = 0; run < options.Warmup + options.Repetitions; run++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            sequence.Truncate(0);
+            var sample = Once(model, sequence, prompt, options.GenerateTokens, cancellationToken);
+            var warm = run < options.Warmup;
+            progress?.Report($"{(warm ? "warmup" : $"run {run - options.Warmup + 1}/{options.Repetitions}")}: pp {sample.PromptTokensPerSecond:F1} tok/s, tg {sample.GenerateTokensPerSecond:F1} tok/s, ttft {sample.TimeToFirstTokenMs:F0} ms");
+            if (!warm)
+            {
+                samples.Add(sample);
+            }
+        }
+
+        return new EngineBenchmarkResult { Samples = samples, Options = options, Threads = model.ThreadCount };
+    }
+
+    /// <summary>Prompt token ids drawn from the vocabulary above the first 3 (specials in most vocabularies).</summary>
+    public static int[] RandomPrompt(ModelInfo info, int length, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        var rng = new Random(seed);
+        var low = Math.Min(3, info.VocabularySize - 1);
+        var prompt = new int[length];
+        for (var i = 0; i < length; i++)
+        {
+            prompt[i] = rng.Next(low, info.VocabularySize);
+        }
+
+        return prompt;
+    }
+
+    private static EngineBenchmarkSample Once(LocalModel model, InferenceSequence sequence, int[] prompt, int generate, CancellationToken cancellationToken)
+    {
+        var sampler = new TokenSampler(SamplingOptions.Greedy);
+        var start = Stopwatch.GetTimestamp();
+        var logits = model.Evaluate([new BatchEntry(sequence, prompt, LogitsRequest.Last)], cancellationToken)[0];
+        var promptDone = Stopwatch.GetTimestamp();
+        var token = sampler.Sample(logits, []);
+        var first = Stopwatch.GetTimestamp();
+        var one = new int[1];
+        for (var i = 0; i < generate; i++)
+        {
+            one[0] = token;
+            logits = model.Evaluate([new BatchEntry(sequence, one, LogitsRequest.Last)], cancellationToken)[0];
+            token = sampler.Sample(logits, []);
+        }
+
+        var end = Stopwatch.GetTimestamp();
+        var pp = Stopwatch.GetElapsedTime(start, promptDone).TotalSeconds;
+        var tg = Stopwatch.GetElapsedTime(first, end).TotalSeconds;
+        return new EngineBenchmarkSample(
+            prompt.Length / pp,
+            generate == 0 ? 0 : generate / tg,
+            Stopwatch.GetElapsedTime(start, first).TotalMilliseconds);
+    }
+}
