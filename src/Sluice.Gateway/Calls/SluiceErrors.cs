@@ -1,4 +1,5 @@
 using Sluice.Protocol;
+using Sluice.Storage;
 
 namespace Sluice.Gateway.Calls;
 
@@ -15,7 +16,7 @@ internal static class SluiceErrors
     public static ChatException NotFound(string kind, string id) => new(
         404,
         new ErrorInfo(
-            $"No {kind} '{id}' was found for this API key; check the id (objects of other teams are not visible).",
+            $"No {kind} '{Echo(id)}' was found for this API key; check the id (objects of other teams are not visible).",
             ErrorTypes.InvalidRequest, null, kind.Replace(' ', '_') + "_not_found"));
 
     /// <summary>The 404 for a model name no catalog, alias or stored group knows.</summary>
@@ -24,7 +25,7 @@ internal static class SluiceErrors
     public static ChatException ModelNotFound(string name, string listing = "GET /v1/models") => new(
         404,
         new ErrorInfo(
-            $"The model '{name}' does not exist. {listing} lists the models this gateway serves.",
+            $"The model '{Echo(name)}' does not exist. {listing} lists the models this gateway serves.",
             ErrorTypes.InvalidRequest, "model", "model_not_found"));
 
     /// <summary>The 502 for a backend that failed with an unexpected exception (the details are logged, not sent).</summary>
@@ -90,6 +91,17 @@ internal static class SluiceErrors
             ErrorTypes.Server, null, "store_unavailable"),
         TimeSpan.FromSeconds(1),
         inner);
+
+    /// <summary>
+    /// A value the client sent, as it may be repeated in a message: at most 80 characters, control and bidi characters
+    /// replaced — a 100,000-character or right-to-left-override "name" is not sent back or logged as it is.
+    /// </summary>
+    public static string Echo(string value)
+    {
+        const int MaxEcho = 80;
+        var label = NameRules.ToLabel(value.Length > MaxEcho ? value[..MaxEcho] : value);
+        return value.Length > MaxEcho ? label + "…" : label;
+    }
 
     /// <summary>True for failures of the database itself, as opposed to refusals the store decided on.</summary>
     public static bool IsStoreFailure(Exception exception) =>

@@ -41,6 +41,7 @@ internal sealed class SessionEndpoints(
     private const int MaxTitleChars = 200;
     private const int MaxMetadataKeyChars = 64;
     private const int MaxMetadataValueChars = 512;
+    private const int MaxMetadataEntries = 16;
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -61,18 +62,14 @@ internal sealed class SessionEndpoints(
         var caller = context.GetCaller();
         using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
         var root = ApiJson.RequireObject(body);
-        var model = ApiJson.OptionalString(root, "model");
+        var model = ApiJson.OptionalName(root, "model", NameKind.ModelName);
         if (model is not null)
         {
             // A typo is reported now, not at the first turn.
             await resolver.ResolveAsync(model, CallDialect.Session, context.RequestAborted);
         }
 
-        var title = ApiJson.OptionalString(root, "title");
-        if (title is { Length: > MaxTitleChars })
-        {
-            throw ChatException.BadRequest($"title is {title.Length} characters; the limit is {MaxTitleChars}.", "title", "string_above_max_length");
-        }
+        var title = ApiJson.OptionalName(root, "title", NameKind.Label, MaxTitleChars);
 
         var session = await tenancy.Store.CreateSessionAsync(
             OwnerOf(caller),
@@ -179,22 +176,22 @@ internal sealed class SessionEndpoints(
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var entry in value.EnumerateObject())
         {
+            if (metadata.Count == MaxMetadataEntries)
+            {
+                throw ChatException.BadRequest($"metadata takes at most {MaxMetadataEntries} entries.", "metadata", "object_above_max_size");
+            }
+
+            // A bad key is not echoed: it is exactly what must not reach logs and pages as it is.
+            if (NameRules.Check(NameKind.Label, entry.Name, MaxMetadataKeyChars) is { } problem)
+            {
+                throw ChatException.BadRequest($"A key of metadata {problem}", "metadata", "invalid_value");
+            }
             if (entry.Value.ValueKind != JsonValueKind.String)
             {
-                throw ChatException.BadRequest($"metadata.{entry.Name} must be a string.", "metadata", "invalid_type");
+                throw ChatException.BadRequest($"metadata.{entry.Name} must be a string.", $"metadata.{entry.Name}", "invalid_type");
             }
 
-            if (entry.Name.Length > MaxMetadataKeyChars || entry.Value.GetString()!.Length > MaxMetadataValueChars)
-            {
-                throw ChatException.BadRequest(
-                    $"metadata keys take at most {MaxMetadataKeyChars} characters and values at most {MaxMetadataValueChars}.", "metadata", "string_above_max_length");
-            }
-
-            metadata[entry.Name] = entry.Value.GetString()!;
-            if (metadata.Count > 16)
-            {
-                throw ChatException.BadRequest("metadata takes at most 16 entries.", "metadata");
-            }
+            metadata[entry.Name] = ApiJson.CheckName(entry.Value.GetString()!, $"metadata.{entry.Name}", NameKind.Text, MaxMetadataValueChars);
         }
 
         return metadata;

@@ -47,7 +47,7 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
     {
         string? sessionId;
         string? systemPrompt;
-        using (var document = JsonDocument.Parse(call.Body))
+        using (var document = JsonInput.Parse(call.Body))
         {
             var root = document.RootElement;
             if (root.TryGetProperty("messages", out _) || root.TryGetProperty("prompt", out _))

@@ -13,6 +13,8 @@ internal abstract partial class SqlSluiceStore
         "id, session_id, role, content, truncated, finish_reason, prompt_tokens, completion_tokens, error, created_at_ms";
 
     private const int MaxMetadataEntries = 16;
+    private const int MaxMetadataKeyChars = 64;
+    private const int MaxMetadataValueChars = 512;
     private const int TitleLength = 60;
 
     /// <inheritdoc />
@@ -29,6 +31,22 @@ internal abstract partial class SqlSluiceStore
         if (session.Metadata is { Count: > MaxMetadataEntries })
         {
             throw new ArgumentException($"A session takes at most {MaxMetadataEntries} metadata entries.", nameof(session));
+        }
+
+        foreach (var (key, value) in session.Metadata ?? new Dictionary<string, string>())
+        {
+            NameRules.Require(NameKind.Label, key, nameof(session), "A metadata key", MaxMetadataKeyChars);
+            NameRules.Require(NameKind.Text, value, nameof(session), "A metadata value", MaxMetadataValueChars);
+        }
+
+        if (!string.IsNullOrWhiteSpace(session.Title))
+        {
+            NameRules.Require(NameKind.Label, session.Title.Trim(), nameof(session), "The title");
+        }
+
+        if (!string.IsNullOrWhiteSpace(session.Model))
+        {
+            NameRules.Require(NameKind.ModelName, session.Model.Trim(), nameof(session), "The model");
         }
 
         var now = Now;
@@ -169,12 +187,24 @@ internal abstract partial class SqlSluiceStore
             return null;
         }
 
+        // The title is a label like any a caller sets: the message's control and bidi characters do not carry over.
+        line = NameRules.ToLabel(line.ToString()).AsSpan().Trim();
+        if (line.IsEmpty)
+        {
+            return null;
+        }
+
         if (line.Length <= TitleLength)
         {
             return line.ToString();
         }
 
         var cut = line[..TitleLength];
+        if (char.IsHighSurrogate(cut[^1]))
+        {
+            cut = cut[..^1];
+        }
+
         var space = cut.LastIndexOf(' ');
         return string.Concat((space > TitleLength / 2 ? cut[..space] : cut).TrimEnd(), "…");
     }

@@ -71,7 +71,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     /// <inheritdoc />
     public async Task<Organization> CreateOrganizationAsync(string name, string? organizationId, CancellationToken cancellationToken)
     {
-        RequireName(name, nameof(name));
+        ArgumentNullException.ThrowIfNull(name);
+        NameRules.Require(NameKind.Label, name.Trim(), nameof(name), "The organization name");
         var now = Now;
         var organization = new Organization(Ids.Chosen(organizationId, "org", now, nameof(organizationId)), name.Trim(), now);
         try
@@ -121,7 +122,13 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public async Task<CreatedTeam> CreateTeamAsync(string organizationId, NewTeam team, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(team);
-        RequireName(team.Name, nameof(team));
+        ArgumentNullException.ThrowIfNull(team.Name, nameof(team));
+        NameRules.Require(NameKind.Label, team.Name.Trim(), nameof(team), "The team name");
+        foreach (var group in team.ModelGroups ?? [])
+        {
+            NameRules.Require(NameKind.ModelName, group, nameof(team), "A model group name");
+        }
+
         ArgumentOutOfRangeException.ThrowIfNegative(team.InitialCredits, nameof(team));
         var now = Now;
         var limits = team.Limits ?? RateLimits.None;
@@ -194,6 +201,11 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public Task<Team> SetTeamModelGroupsAsync(string teamId, IReadOnlyList<string> modelGroups, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(modelGroups);
+        foreach (var group in modelGroups)
+        {
+            NameRules.Require(NameKind.ModelName, group, nameof(modelGroups), "A model group name");
+        }
+
         return UpdateTeamAsync(
             teamId,
             "UPDATE teams SET model_groups = @groups WHERE id = @id",
@@ -309,7 +321,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             throw new ArgumentOutOfRangeException(nameof(amount), "Add a non-zero amount of credits (negative to remove).");
         }
 
-        RequireName(reason, nameof(reason));
+        ArgumentNullException.ThrowIfNull(reason);
+        NameRules.Require(NameKind.Label, reason.Trim(), nameof(reason), "The reason");
         return WriteAsync(
             async (c, tx) =>
             {
@@ -529,11 +542,27 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public async Task<ModelGroup> CreateModelGroupAsync(NewModelGroup group, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(group);
-        RequireName(group.Name, nameof(group));
+        ArgumentNullException.ThrowIfNull(group.Name, nameof(group));
+        NameRules.Require(NameKind.ModelName, group.Name.Trim(), nameof(group), "The model group name");
         ArgumentNullException.ThrowIfNull(group.Models, nameof(group));
         if (group.Models.Count == 0 || group.Models.Any(string.IsNullOrWhiteSpace))
         {
             throw new ArgumentException("A model group needs at least one model, and every model name must be non-empty.", nameof(group));
+        }
+
+        foreach (var model in group.Models)
+        {
+            NameRules.Require(NameKind.ModelName, model.Trim(), nameof(group), "A model name");
+        }
+
+        if (!string.IsNullOrWhiteSpace(group.DisplayName))
+        {
+            NameRules.Require(NameKind.Label, group.DisplayName.Trim(), nameof(group), "The display name");
+        }
+
+        if (!string.IsNullOrWhiteSpace(group.Description))
+        {
+            NameRules.Require(NameKind.Text, group.Description.Trim(), nameof(group), "The description");
         }
 
         var now = Now;
@@ -783,6 +812,11 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     private static async Task<CreatedKey> InsertKeyAsync(
         DbConnection c, DbTransaction tx, string teamId, NewKey key, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        if (!string.IsNullOrWhiteSpace(key.Name))
+        {
+            NameRules.Require(NameKind.Label, key.Name.Trim(), nameof(key), "The key name");
+        }
+
         var secret = KeySecrets.NewSecret();
         var limits = key.Limits ?? RateLimits.None;
         var stored = new VirtualKey
