@@ -140,6 +140,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 }
 
                 meter.Fail(StreamOutcome.CodeOf(failure!, unexpected));
+                if (failure?.OperatorNote is { } note)
+                {
+                    // The client was told it is the gateway's configuration; the operator learns what to fix.
+                    LogOperatorNote(logger, call.RequestId, call.Request.Model, note);
+                }
             }
 
             if (!settled)
@@ -218,6 +223,9 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request {RequestId} for {Model} failed because of the gateway's configuration: {Note}")]
+    private static partial void LogOperatorNote(ILogger logger, string requestId, string model, string note);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Recording the outcome of request {RequestId} failed")]
     private static partial void LogSettleFailed(ILogger logger, Exception ex, string requestId);
