@@ -108,10 +108,16 @@ public interface ICreditStore
 public interface IJobStore
 {
     /// <summary>
-    /// Opens a job for the team. Throws <see cref="InsufficientCreditsException"/> when the team has no credits
-    /// and <see cref="StoreNotFoundException"/> for an unknown team (or a key of another team).
+    /// Opens a job for the team. Each open job holds one of the team's credits until it is completed, failed or expired
+    /// (<see cref="SluiceStoreOptions.OpenJobLifetime"/>): a job is opened only while the team's open jobs are fewer than
+    /// its balance, atomically, however many are created at once. Throws <see cref="InsufficientCreditsException"/>
+    /// (with <see cref="InsufficientCreditsException.OpenJobs"/>) otherwise, and <see cref="StoreNotFoundException"/>
+    /// for an unknown team (or a key of another team).
     /// </summary>
     Task<Job> CreateJobAsync(string teamId, string? keyId, CancellationToken cancellationToken);
+
+    /// <summary>The team's open jobs (not expired), each holding one credit.</summary>
+    Task<int> CountOpenJobsAsync(string teamId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Records one call in an open job. Throws <see cref="StoreNotFoundException"/> and, when the job is already

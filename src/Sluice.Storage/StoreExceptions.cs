@@ -58,6 +58,9 @@ public sealed class InsufficientCreditsException : StoreException
 
     /// <summary>The credits the operation needed.</summary>
     public long Required { get; }
+
+    /// <summary>Open jobs holding the team's credits when a new job was refused (0 for other refusals).</summary>
+    public long OpenJobs { get; init; }
 }
 
 /// <summary>The <c>Store</c> connection string cannot be used, or the database schema is not one this build knows.</summary>

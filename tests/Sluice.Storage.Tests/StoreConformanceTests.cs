@@ -475,6 +475,62 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Open_jobs_hold_one_credit_each_even_when_twenty_are_created_at_once()
+    {
+        var teamId = (await NewTeamAsync(3)).Team.Id;
+        var results = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                return await Store.CreateJobAsync(teamId, null, None);
+            }
+            catch (InsufficientCreditsException)
+            {
+                return null;
+            }
+        })));
+
+        var opened = results.OfType<Job>().ToList();
+        Assert.Equal(3, opened.Count);
+        Assert.Equal(3, await Store.CountOpenJobsAsync(teamId, None));
+        Assert.Equal(3, await Store.GetBalanceAsync(teamId, None));
+        var refused = await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+        Assert.Equal((3L, 3L, 4L), (refused.Balance, refused.OpenJobs, refused.Required));
+
+        // A failed job frees its hold; a completed one is charged (its hold becomes the charge).
+        await Store.CompleteJobAsync(teamId, opened[0].Id, JobStatus.Failed, "gave up", None);
+        var fourth = await Store.CreateJobAsync(teamId, null, None);
+        Assert.True((await Store.CompleteJobAsync(teamId, opened[1].Id, JobStatus.Completed, null, None)).ChargedNow);
+        Assert.Equal((2L, 2), (await Store.GetBalanceAsync(teamId, None), await Store.CountOpenJobsAsync(teamId, None)));
+        await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+
+        // A job completed without a charge (one of its calls failed) frees its hold too.
+        await Store.RecordJobCallAsync(teamId, fourth.Id, new NewJobCall("sim-fast", 1, 0, CallStatus.Failed, TimeSpan.Zero), None);
+        Assert.False((await Store.CompleteJobAsync(teamId, fourth.Id, JobStatus.Completed, null, None)).ChargedNow);
+        Assert.Equal(JobStatus.Created, (await Store.CreateJobAsync(teamId, null, None)).Status);
+        await AssertLedgerConsistentAsync(teamId);
+    }
+
+    [Fact]
+    public async Task An_open_job_expires_after_its_lifetime_uncharged_and_frees_its_credit()
+    {
+        var teamId = (await NewTeamAsync(1)).Team.Id;
+        var job = await Store.CreateJobAsync(teamId, null, None);
+        await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+
+        Clock.Advance(new SluiceStoreOptions().OpenJobLifetime + TimeSpan.FromSeconds(1));
+        var expired = await Store.GetJobAsync(teamId, job.Id, None);
+        Assert.Equal((JobStatus.Failed, JobCharge.NotBillable), (expired!.Status, expired.Charge));
+        Assert.Contains("expired", expired.Error, StringComparison.Ordinal);
+        Assert.Equal(0, await Store.CountOpenJobsAsync(teamId, None));
+        await Assert.ThrowsAsync<StoreConflictException>(
+            () => Store.RecordJobCallAsync(teamId, job.Id, new NewJobCall("sim-fast", 1, 1, CallStatus.Completed, TimeSpan.Zero), None));
+        var late = await Store.CompleteJobAsync(teamId, job.Id, JobStatus.Completed, null, None);
+        Assert.Equal((true, false, 1L), (late.AlreadyFinished, late.ChargedNow, late.BalanceAfter));
+        Assert.Equal(JobStatus.Created, (await Store.CreateJobAsync(teamId, null, None)).Status);
+    }
+
+    [Fact]
     public async Task Jobs_are_listed_newest_first_with_limit_and_offset()
     {
         var teamId = (await NewTeamAsync(10)).Team.Id;
@@ -777,13 +833,13 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(4, Store.SchemaVersion);
+        Assert.Equal(5, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L, 3L, 4L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L, 4L, 5L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(4, again.SchemaVersion);
+        Assert.Equal(5, again.SchemaVersion);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
     }
@@ -793,8 +849,8 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(4, s.SchemaVersion));
-        Assert.Equal(4, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(5, s.SchemaVersion));
+        Assert.Equal(5, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
         Assert.Equal(org, await stores[3].GetOrganizationAsync(org.Id, None));

@@ -77,6 +77,14 @@ internal static class SluiceErrors
             $"Team '{teamId}' has {balance} credits left; a job or model call needs at least 1. Ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
             ErrorTypes.Permission, null, "insufficient_credits"));
 
+    /// <summary>The 403 for a new job when every credit of the team is held by an open job.</summary>
+    public static ChatException CreditsHeld(string teamId, long balance, long openJobs) => new(
+        403,
+        new ErrorInfo(
+            $"Team '{teamId}' has {balance} credit(s) and {openJobs} open job(s) already hold them (each open job holds one credit until it is completed, failed or expires). " +
+            $"Complete or fail an open job (POST /api/jobs/{{id}}/complete), or ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
+            ErrorTypes.Permission, null, "insufficient_credits"));
+
     public static ChatException ModelNotAllowed(string model) => new(
         403,
         new ErrorInfo(

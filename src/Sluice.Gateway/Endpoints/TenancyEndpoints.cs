@@ -398,13 +398,22 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     private async Task BalanceAsync(HttpContext context)
     {
         var team = await RequireTeamAsync(context);
+        var held = await Store.CountOpenJobsAsync(team.Id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
             json.WriteString("team_id", team.Id);
             WriteCredits(json, team);
+            WriteHolds(json, team.CreditsRemaining, held);
             json.WriteEndObject();
         });
+    }
+
+    /// <summary>Credits held by open jobs (one each) and what is left to open new jobs with.</summary>
+    private static void WriteHolds(Utf8JsonWriter json, long remaining, int held)
+    {
+        json.WriteNumber("credits_held", held);
+        json.WriteNumber("credits_available", Math.Max(0, remaining - held));
     }
 
     private async Task AddCreditsAsync(HttpContext context)
@@ -438,13 +447,17 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         using var body = await ReadAsync(context);
         var required = ApiJson.OptionalLong(ApiJson.RequireObject(body), "credits_required", 0) ?? 1;
         var balance = await Store.GetBalanceAsync(id, context.RequestAborted);
+        var held = await Store.CountOpenJobsAsync(id, context.RequestAborted);
+
+        // What a new job could use: credits held by open jobs are spoken for.
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
             json.WriteString("team_id", id);
-            json.WriteBoolean("available", balance >= required);
+            json.WriteBoolean("available", balance - held >= required);
             json.WriteNumber("credits_required", required);
             json.WriteNumber("credits_remaining", balance);
+            WriteHolds(json, balance, held);
             json.WriteEndObject();
         });
     }

@@ -92,10 +92,11 @@ public static class GatewayConfiguration
         }
 
         if (options.Tenancy.KeyCacheSeconds < 0 || options.Tenancy.UsageQueueCapacity < 1 || options.Tenancy.UsageBatchSize < 1
-            || options.Tenancy.StreamLeaseSeconds < 1 || options.Tenancy.UsageFlushDelayMs is < 0 or > 10_000)
+            || options.Tenancy.StreamLeaseSeconds < 1 || options.Tenancy.UsageFlushDelayMs is < 0 or > 10_000
+            || options.Tenancy.OpenJobHours is <= 0 or > 24 * 365)
         {
             throw new GatewayConfigurationException(
-                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000.");
+                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000, OpenJobHours above 0 and at most 8760.");
         }
 
         if (options.Port is < 0 or > 65535)

@@ -102,6 +102,12 @@ public sealed class TenancyOptions
 
     /// <summary>How long a concurrent-stream slot is held without renewal (a crashed process frees its slots after this).</summary>
     public double StreamLeaseSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// How long a job may stay open. Each open job holds one of its team's credits; one not completed within this time
+    /// expires (failed, never charged) and its credit is free again.
+    /// </summary>
+    public double OpenJobHours { get; set; } = 24;
 }
 
 /// <summary>Streaming behaviour.</summary>

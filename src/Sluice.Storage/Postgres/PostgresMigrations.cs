@@ -160,5 +160,8 @@ internal static class PostgresMigrations
             );
             CREATE INDEX session_messages_session ON session_messages (session_id, id);
             """),
+        new(5, "open jobs hold credits", """
+            CREATE INDEX jobs_team_open ON jobs (team_id, created_at_ms) WHERE status = 'created';
+            """),
     ];
 }

@@ -32,11 +32,17 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
 
     private const int MaxPage = 1000;
 
+    private readonly TimeSpan _openJobLifetime;
+
     protected SqlSluiceStore(SluiceStoreOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         Time = options.TimeProvider;
+        _openJobLifetime = options.OpenJobLifetime;
     }
+
+    private string ExpiredError =>
+        $"expired: not completed within {_openJobLifetime.TotalHours.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} h (its credit hold was released)";
 
     /// <inheritdoc />
     public abstract string Description { get; }
@@ -366,7 +372,14 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         WriteAsync(
             async (c, tx) =>
             {
-                var balance = await ReadBalanceAsync(c, tx, teamId, cancellationToken) ?? throw new StoreNotFoundException("team", teamId);
+                // The first statement locks the team row (a no-op UPDATE is still a row lock in PostgreSQL; SQLite has one
+                // writer anyway): concurrent creates for one team take turns, so each counts the others' open jobs.
+                long balance;
+                await using (var lockTeam = Db.Command(c, tx, "UPDATE teams SET credits_remaining = credits_remaining WHERE id = @id RETURNING credits_remaining"))
+                {
+                    balance = await lockTeam.With("@id", teamId).ScalarLongAsync(cancellationToken) ?? throw new StoreNotFoundException("team", teamId);
+                }
+
                 if (keyId is not null)
                 {
                     await using var key = Db.Command(c, tx, "SELECT 1 FROM virtual_keys WHERE id = @id AND team_id = @team");
@@ -376,13 +389,16 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     }
                 }
 
-                // A gate, not a reservation: the credit is taken when the job completes (see CompleteJobAsync).
-                if (balance < 1)
+                // Each open job holds one credit until it is completed (charged), failed or expired: a team cannot open
+                // more jobs than it could pay for, however many it creates at once.
+                var now = Now;
+                await ExpireOpenJobsAsync(c, tx, teamId, null, now, cancellationToken);
+                var open = await CountOpenJobsAsync(c, tx, teamId, cancellationToken);
+                if (open >= balance)
                 {
-                    throw new InsufficientCreditsException(teamId, balance, 1);
+                    throw new InsufficientCreditsException(teamId, balance, open + 1) { OpenJobs = open };
                 }
 
-                var now = Now;
                 var job = new Job
                 {
                     Id = Ids.New("job", now),
@@ -414,6 +430,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         return WriteAsync(
             async (c, tx) =>
             {
+                await ExpireOpenJobsAsync(c, tx, teamId, jobId, Now, cancellationToken);
+
                 // Counting the call on the job row first locks the row: a concurrent CompleteJobAsync waits for this
                 // transaction and then sees the failed-call count including this call.
                 await using (var update = Db.Command(
@@ -454,10 +472,18 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             throw new ArgumentOutOfRangeException(nameof(status), status, "A job can only be finished as Completed or Failed.");
         }
 
+        if (error is not null)
+        {
+            NameRules.Require(NameKind.Text, error, nameof(error), "The error message");
+        }
+
         return WriteAsync(
             async (c, tx) =>
             {
                 var now = Now;
+
+                // A job past its lifetime has expired (failed, free), whatever this caller says now.
+                await ExpireOpenJobsAsync(c, tx, teamId, jobId, now, cancellationToken);
 
                 // Only one caller can move the job out of 'created': the UPDATE locks the row, and every other
                 // concurrent caller re-checks the status after the winner commits and matches nothing.
@@ -513,10 +539,17 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     }
 
     /// <inheritdoc />
+    public async Task<int> CountOpenJobsAsync(string teamId, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        return await CountOpenJobsAsync(c, null, teamId, cancellationToken, Now - _openJobLifetime);
+    }
+
+    /// <inheritdoc />
     public async Task<Job?> GetJobAsync(string teamId, string jobId, CancellationToken cancellationToken)
     {
         await using var c = await OpenConnectionAsync(cancellationToken);
-        var job = await ReadJobAsync(c, null, teamId, jobId, cancellationToken);
+        var job = AsOfNow(await ReadJobAsync(c, null, teamId, jobId, cancellationToken));
         if (job is null)
         {
             return null;
@@ -533,8 +566,49 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         await using var c = await OpenConnectionAsync(cancellationToken);
         await using var select = Db.Command(
             c, null, $"SELECT {JobColumns} FROM jobs WHERE team_id = @team ORDER BY created_at_ms DESC, id DESC LIMIT @limit OFFSET @offset");
-        return await select.With("@team", teamId).With("@limit", limit).With("@offset", offset).ListAsync(ReadJob, cancellationToken);
+        return [.. (await select.With("@team", teamId).With("@limit", limit).With("@offset", offset).ListAsync(ReadJob, cancellationToken)).Select(j => AsOfNow(j)!)];
     }
+
+    /// <summary>
+    /// Fails the team's open jobs (or only <paramref name="jobId"/>) older than the open-job lifetime, freeing the credits
+    /// they held; they are never charged. Runs inside the write that depends on it.
+    /// </summary>
+    private async Task ExpireOpenJobsAsync(DbConnection c, DbTransaction tx, string teamId, string? jobId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var expire = Db.Command(
+            c,
+            tx,
+            "UPDATE jobs SET status = @failed, charge = @free, error = @error, completed_at_ms = @now " +
+            "WHERE team_id = @team AND status = @open AND created_at_ms <= @cutoff" + (jobId is null ? string.Empty : " AND id = @id"));
+        expire.With("@failed", Codes.Of(JobStatus.Failed)).With("@free", Codes.Of(JobCharge.NotBillable)).With("@error", ExpiredError)
+            .With("@now", now).With("@team", teamId).With("@open", Codes.Of(JobStatus.Created)).With("@cutoff", now - _openJobLifetime);
+        if (jobId is not null)
+        {
+            expire.With("@id", jobId);
+        }
+
+        await expire.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task<int> CountOpenJobsAsync(
+        DbConnection c, DbTransaction? tx, string teamId, CancellationToken cancellationToken, DateTimeOffset? expiredBefore = null)
+    {
+        await using var count = Db.Command(
+            c, tx, "SELECT COUNT(*) FROM jobs WHERE team_id = @team AND status = @open" + (expiredBefore is null ? string.Empty : " AND created_at_ms > @cutoff"));
+        count.With("@team", teamId).With("@open", Codes.Of(JobStatus.Created));
+        if (expiredBefore is { } cutoff)
+        {
+            count.With("@cutoff", cutoff);
+        }
+
+        return (int)(await count.ScalarLongAsync(cancellationToken) ?? 0);
+    }
+
+    // A job read between its expiry time and the next write that marks it: shown as it will be stored.
+    private Job? AsOfNow(Job? job) =>
+        job is { Status: JobStatus.Created } open && open.CreatedAt <= Now - _openJobLifetime
+            ? open with { Status = JobStatus.Failed, Charge = JobCharge.NotBillable, Error = ExpiredError, CompletedAt = open.CreatedAt + _openJobLifetime }
+            : job;
 
     // ---- Model groups ----
 
