@@ -185,8 +185,26 @@ public interface ISessionStore
     /// </summary>
     Task<ChatSession> CreateSessionAsync(string owner, NewChatSession session, CancellationToken cancellationToken);
 
-    /// <summary>The owner's session with its messages (oldest first), or <see langword="null"/>.</summary>
+    /// <summary>
+    /// The owner's session with every message (oldest first), or <see langword="null"/>. Reads the whole history: request
+    /// paths use a page (<see cref="GetSessionAsync(string, string, SessionMessagePage, CancellationToken)"/>) or a turn's
+    /// window (<see cref="GetSessionForTurnAsync"/>).
+    /// </summary>
     Task<ChatSession?> GetSessionAsync(string owner, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The owner's session with one page of messages: the newest <see cref="SessionMessagePage.Limit"/> before
+    /// <see cref="SessionMessagePage.BeforeId"/>, oldest first, and <see cref="ChatSession.HasOlderMessages"/>.
+    /// </summary>
+    Task<ChatSession?> GetSessionAsync(string owner, string sessionId, SessionMessagePage page, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The owner's session with what a turn can send: the newest messages whose <see cref="NewSessionMessage.ContextTokens"/>
+    /// add up to at most the session's <see cref="ChatSession.MaxContextTokens"/>, oldest first. Older messages are not
+    /// read (<see cref="ChatSession.HasOlderMessages"/> says whether there are any), so a turn costs the same however long
+    /// the session is.
+    /// </summary>
+    Task<ChatSession?> GetSessionForTurnAsync(string owner, string sessionId, CancellationToken cancellationToken);
 
     /// <summary>The owner's sessions, most recently updated first, paged (without messages).</summary>
     Task<IReadOnlyList<ChatSession>> ListSessionsAsync(string owner, int limit, int offset, CancellationToken cancellationToken);
@@ -199,6 +217,13 @@ public interface ISessionStore
     /// Throws <see cref="StoreNotFoundException"/> when the session does not exist (or was deleted meanwhile).
     /// </summary>
     Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Appends a message only while the session holds fewer than <paramref name="maxMessages"/>, atomically (concurrent
+    /// turns cannot overshoot). Throws <see cref="SessionFullException"/> when it is full, and
+    /// <see cref="StoreNotFoundException"/> when the session does not exist.
+    /// </summary>
+    Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, int maxMessages, CancellationToken cancellationToken);
 }
 
 /// <summary>Rate-limit windows and concurrency leases, shared by every process on the same database.</summary>

@@ -85,6 +85,14 @@ internal static class SluiceErrors
             $"Complete or fail an open job (POST /api/jobs/{{id}}/complete), or ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
             ErrorTypes.Permission, null, "insufficient_credits"));
 
+    /// <summary>The 409 for a turn on a session that holds as many messages as a session may.</summary>
+    public static ChatException SessionFull(string sessionId, long messages, int limit) => new(
+        409,
+        new ErrorInfo(
+            $"Session '{sessionId}' holds {messages} messages; a session keeps at most {limit} (Sessions:MaxMessages), so this turn was not run. " +
+            "Start a new session (send the turn without session_id), or delete old sessions (DELETE /api/sessions/{id}).",
+            ErrorTypes.InvalidRequest, "session_id", "session_full"));
+
     public static ChatException ModelNotAllowed(string model) => new(
         403,
         new ErrorInfo(

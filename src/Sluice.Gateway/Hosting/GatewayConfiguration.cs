@@ -99,6 +99,11 @@ public static class GatewayConfiguration
                 "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000, OpenJobHours above 0 and at most 8760.");
         }
 
+        if (options.Sessions.MaxMessages < 2)
+        {
+            throw new GatewayConfigurationException("Sessions:MaxMessages must be at least 2 (one turn: the question and its reply); default 2000.");
+        }
+
         if (options.Port is < 0 or > 65535)
         {
             throw new GatewayConfigurationException($"Port {options.Port} is out of range; use 1–65535 (or 0 for any free port).");

@@ -55,6 +55,9 @@ public sealed class GatewayOptions
     /// <summary>Key caching, the usage queue and rate-limit leases.</summary>
     public TenancyOptions Tenancy { get; set; } = new();
 
+    /// <summary>Stored conversations.</summary>
+    public SessionOptions Sessions { get; set; } = new();
+
     /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
     public string StoreConnectionString =>
         string.IsNullOrWhiteSpace(Store) ? Sluice.Storage.SluiceStoreFactory.DefaultConnectionString(DataDirectory) : Store;
@@ -77,6 +80,16 @@ public sealed class WebSocketChatOptions
 
     /// <summary>How long a request may wait for room in a full outbox before it is cancelled with <c>client_too_slow</c>.</summary>
     public double SlowClientTimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary>Stored conversations (<c>/api/sessions</c>, session turns).</summary>
+public sealed class SessionOptions
+{
+    /// <summary>
+    /// Messages one session keeps (a turn is two: the question and the reply). A turn on a full session is refused with
+    /// 409 <c>session_full</c> before the model runs; nothing is deleted or archived behind the client's back.
+    /// </summary>
+    public int MaxMessages { get; set; } = 2_000;
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>

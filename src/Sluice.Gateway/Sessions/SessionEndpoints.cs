@@ -38,6 +38,9 @@ internal sealed class SessionEndpoints(
     /// <summary>The response header saying how many earlier messages were left out of the prompt.</summary>
     public const string DroppedTurnsHeader = "x-sluice-context-dropped-turns";
 
+    /// <summary>Messages per page of <c>GET /api/sessions/{id}</c> unless <c>limit</c> says otherwise.</summary>
+    private const int DefaultMessagePage = 100;
+
     private const int MaxTitleChars = 200;
     private const int MaxMetadataKeyChars = 64;
     private const int MaxMetadataValueChars = 512;
@@ -106,12 +109,36 @@ internal sealed class SessionEndpoints(
         });
     }
 
+    /// <summary>
+    /// <c>GET /api/sessions/{id}</c>: the session and one page of its messages — the newest <c>limit</c> (default 100,
+    /// at most 1000) before message id <c>before</c>, oldest first — with <c>has_more</c> and <c>next_before</c> (the id to
+    /// pass as <c>before</c> for the previous page). A response is bounded however long the session is.
+    /// </summary>
     private async Task GetAsync(HttpContext context)
     {
         var id = Route(context);
-        var session = await tenancy.Store.GetSessionAsync(OwnerOf(context.GetCaller()), id, context.RequestAborted)
+        var page = ReadMessagePage(context);
+        var session = await tenancy.Store.GetSessionAsync(OwnerOf(context.GetCaller()), id, page, context.RequestAborted)
             ?? throw SluiceErrors.NotFound("session", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteSession(json, session, withMessages: true));
+    }
+
+    private static SessionMessagePage ReadMessagePage(HttpContext context)
+    {
+        var (limit, _) = ApiJson.Page(context, DefaultMessagePage);
+        var text = context.Request.Query["before"].ToString();
+        if (text.Length == 0)
+        {
+            return new SessionMessagePage(limit);
+        }
+
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var before) || before < 1)
+        {
+            throw ChatException.BadRequest(
+                $"Query parameter before must be a message id (a positive integer, the next_before of the previous page); got \"{SluiceErrors.Echo(text)}\".", "before");
+        }
+
+        return new SessionMessagePage(limit, before);
     }
 
     private async Task DeleteAsync(HttpContext context)
@@ -135,7 +162,7 @@ internal sealed class SessionEndpoints(
     /// <summary><c>POST /api/llm/chat/session/stream</c>: one turn, streamed as portal events through the call pipeline.</summary>
     public Task StreamAsync(HttpContext context)
     {
-        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, logger);
+        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger);
         var answer = new HttpAnswer(
             _ => new PortalStreamFormat(new PortalStreamWriter(stage.PortalInfo)),
             Completion: null,
@@ -250,6 +277,15 @@ internal sealed class SessionEndpoints(
             }
 
             json.WriteEndArray();
+            json.WriteBoolean("has_more", session.HasOlderMessages);
+            if (session.HasOlderMessages && session.Messages.Count > 0)
+            {
+                json.WriteNumber("next_before", session.Messages[0].Id);
+            }
+            else
+            {
+                json.WriteNull("next_before");
+            }
         }
 
         json.WriteEndObject();
