@@ -21,8 +21,9 @@ namespace Sluice.Gateway.Relay;
 /// <item>Write the event and apply the <see cref="FlushPolicy"/> (first frame and first token at once, then when the
 /// backend pauses or too much is pending).</item>
 /// <item>At the end: settle the call (the stage's state, e.g. the job call or the session reply, is stored before the
-/// terminal frame so a client reading right after sees it), then the format's closing frames.</item>
-/// <item>On failure: classify it (<see cref="StreamOutcome"/>), settle, then an error response before the first byte or
+/// terminal frame so a client reading right after sees it), free the call's concurrency slots (so its next call is not
+/// refused by this one), then the format's closing frames.</item>
+/// <item>On failure: classify it (<see cref="StreamOutcome"/>), settle, free the slots, then an error response before the first byte or
 /// an error frame after it — never a silent cut. A cancelled generation is abandoned; a sink with a reader left (a
 /// resumable stream) writes why.</item>
 /// <item>Always: stop the sink (no keep-alive after the handler returns), dispose the backend's stream (which aborts an
@@ -118,6 +119,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             meter.Complete();
             settled = true;
             await SettleAsync(call, stage, meter);
+
+            // The generation is over: its concurrency slots are free before the client reads the end, so a client that
+            // starts its next call on seeing it is not refused by its own finished one.
+            await call.Lease.DisposeAsync();
             await sink.CompleteAsync(meter.Usage, meter.FinishReason);
         }
 #pragma warning disable CA1031 // Any failure must reach the client as an error, never as a silent cut.
@@ -153,6 +158,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 await SettleAsync(call, stage, meter);
             }
 
+            await call.Lease.DisposeAsync();
             await EndQuietlyAsync(sink, failure);
         }
         finally
