@@ -121,9 +121,10 @@ public static class GatewayConfiguration
                 "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes and Streaming:ReplayBudgetBytes at least 1 (defaults 30, 300, 1048576, 67108864).");
         }
 
-        if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024)
+        if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024 || options.Limits.RequestHeadersTimeoutSeconds is < 0.1 or > 3600)
         {
-            throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");
+            throw new GatewayConfigurationException(
+                "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
         if (options.Mqtt.Enabled)

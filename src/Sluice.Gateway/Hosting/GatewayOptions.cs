@@ -166,6 +166,12 @@ public sealed class LimitOptions
 
     /// <summary>Largest request body, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// How long a client may take to send a request's line and headers (Kestrel's <c>RequestHeadersTimeout</c>); a
+    /// client that trickles them (slowloris) gets a 408 and its connection closed.
+    /// </summary>
+    public double RequestHeadersTimeoutSeconds { get; set; } = 30;
 }
 
 /// <summary>Cross-origin browser access (CORS).</summary>
