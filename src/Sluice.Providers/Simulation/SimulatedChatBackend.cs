@@ -12,7 +12,7 @@ namespace Sluice.Providers.Simulation;
 /// that refers to the prompt's words, paced like a real model, calls tools when asked to, and can inject
 /// faults for testing clients. Its usage counts are exactly the tokens it streamed.
 /// </summary>
-public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
+public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IChatRequestCheck
 {
     /// <summary>The <c>Provider</c> value of simulated models.</summary>
     public const string ProviderName = "sim";
@@ -54,6 +54,36 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
     }
 
     /// <inheritdoc />
+    public ChatException? Check(ChatRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.N > 1)
+        {
+            return ChatException.BadRequest(
+                $"Simulated models write one answer per request (n = {request.N}). Send n = 1, or several requests.",
+                "n", "unsupported_value");
+        }
+
+        var promptTokens = CountPromptTokens(request);
+        var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
+        if (budget > _options.MaxOutputTokens)
+        {
+            return ChatException.BadRequest(
+                $"max_tokens is {budget}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
+                "max_tokens");
+        }
+
+        if (promptTokens + budget > _options.ContextWindow)
+        {
+            return ChatException.BadRequest(
+                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
+                "messages", "context_length_exceeded");
+        }
+
+        return null;
+    }
+
+    /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
         ChatCallOptions? options,
@@ -62,29 +92,14 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         Interlocked.Increment(ref _requestsStarted);
-        if (request.N > 1)
+        if (Check(request) is { } refusal)
         {
-            throw ChatException.BadRequest(
-                $"Simulated models write one answer per request (n = {request.N}). Send n = 1, or several requests.",
-                "n", "unsupported_value");
+            throw refusal;
         }
 
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = CountPromptTokens(request);
         var budget = request.MaxTokens ?? Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
-        if (budget > _options.MaxOutputTokens)
-        {
-            throw ChatException.BadRequest(
-                $"max_tokens is {budget}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
-                "max_tokens");
-        }
-
-        if (promptTokens + budget > _options.ContextWindow)
-        {
-            throw ChatException.BadRequest(
-                $"This request needs {promptTokens} prompt tokens plus {budget} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
-                "messages", "context_length_exceeded");
-        }
 
         var random = request.Seed is { } seed ? new Random(unchecked((int)seed ^ (int)(seed >> 32))) : new Random();
         var pacing = new Pacing(_options, random);
