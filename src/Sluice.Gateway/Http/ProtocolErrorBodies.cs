@@ -12,7 +12,8 @@ namespace Sluice.Gateway.Http;
 /// <summary>
 /// Gives the error responses Kestrel writes itself — for requests it rejects before any application code runs: a
 /// malformed request line or header, a URL or headers over its limits, a header timeout, an unsupported HTTP version —
-/// the JSON error body every other Sluice error has, instead of an empty body.
+/// the JSON error body every other Sluice error has, instead of an empty body. Kestrel's 505 for an unknown HTTP
+/// version becomes a 400: what a client sends is never a server error.
 /// </summary>
 /// <remarks>
 /// <para>Kestrel has no hook for these responses, so this is connection middleware: it wraps the connection's output
@@ -58,7 +59,7 @@ internal static class ProtocolErrorBodies
             "The request headers are larger than the server accepts (32 KiB in total). Send fewer or shorter headers.",
             ErrorTypes.InvalidRequest, null, "headers_too_large"),
         505 => new ErrorInfo(
-            "This HTTP version is not supported. Send HTTP/1.1 (or HTTP/2).",
+            "This HTTP version is not supported (the status is 400: it is the request's fault). Send HTTP/1.1 (or HTTP/2).",
             ErrorTypes.InvalidRequest, null, "http_version_not_supported"),
         _ => new ErrorInfo(
             "The request is not valid HTTP: a malformed request line, header name or value, Host header, Content-Length or chunked body. " +
@@ -82,7 +83,16 @@ internal static class ProtocolErrorBodies
 
         var body = new ArrayBufferWriter<byte>(512);
         OpenAIErrorWriter.Write(body, ErrorFor(status));
-        var text = Encoding.ASCII.GetString(head[..^2]).Replace(
+        var text = Encoding.ASCII.GetString(head[..^2]);
+
+        // A version Kestrel does not speak ("HTTP/3.7") is the client's error, not the server's: answered as a 400, so
+        // no 5xx reaches the operator's alerts for what a client sent.
+        if (status == 505)
+        {
+            text = text[..9] + "400 Bad Request" + text[text.IndexOf("\r\n", StringComparison.Ordinal)..];
+        }
+
+        text = text.Replace(
             "\r\nContent-Length: 0\r\n",
             $"\r\nContent-Type: application/json\r\nContent-Length: {body.WrittenCount.ToString(CultureInfo.InvariantCulture)}\r\n",
             StringComparison.Ordinal);

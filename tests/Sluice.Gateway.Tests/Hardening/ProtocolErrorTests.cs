@@ -21,7 +21,7 @@ public sealed class ProtocolErrorTests(ProtocolErrorTests.SharedGateway shared) 
         { "two Content-Lengths", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "bad_request" },
         { "URL over the limit", $"GET /v1/models/{new string('m', 10_000)} HTTP/1.1\r\nHost: x\r\n\r\n", 414, "url_too_long" },
         { "headers over the limit", $"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {new string('h', 40_000)}\r\n\r\n", 431, "headers_too_large" },
-        { "unsupported HTTP version", "GET /health HTTP/3.7\r\nHost: x\r\n\r\n", 505, "http_version_not_supported" },
+        { "unsupported HTTP version (a 400, not Kestrel's 505)", "GET /health HTTP/3.7\r\nHost: x\r\n\r\n", 400, "http_version_not_supported" },
     };
 
     [Theory]
