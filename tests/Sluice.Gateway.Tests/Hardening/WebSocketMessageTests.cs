@@ -91,6 +91,18 @@ public sealed class WebSocketMessageTests(WebSocketMessageTests.SharedGateway sh
         Assert.Equal("done", (await ReadUntilEndAsync(socket, "ok")).GetProperty("type").GetString());
     }
 
+    [Fact]
+    public async Task Invalid_UTF8_in_a_text_message_is_refused_like_any_bad_message()
+    {
+        using var socket = await ConnectAsync(shared.Gateway.BaseAddress);
+        byte[] message = [.. "{\"type\": \"chat\", \"id\": \"u8\", \"messages\": [{\"role\": \"user\", \"content\": \"a"u8, 0xC3, 0x28, .. "\"}]}"u8];
+        await SendAsync(socket, message);
+        var refusal = await ReceiveAsync(socket);
+        Assert.Equal(("error", "u8", "invalid_text"), (refusal.GetProperty("type").GetString(), refusal.GetProperty("id").GetString(), refusal.GetProperty("code").GetString()));
+        await SendAsync(socket, """{"type": "chat", "id": "ok", "model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}""");
+        Assert.Equal("done", (await ReadUntilEndAsync(socket, "ok")).GetProperty("type").GetString());
+    }
+
     /// <summary>One gateway for every case: each case has its own socket.</summary>
     public sealed class SharedGateway : IAsyncLifetime
     {
