@@ -56,6 +56,12 @@ public sealed class ChatException : Exception
     /// <summary>When set, the client may retry after this delay (sent as <c>Retry-After</c>).</summary>
     public TimeSpan? RetryAfter { get; }
 
+    /// <summary>
+    /// What the operator needs to fix it (a configuration key, an upstream address, the upstream's own words): logged by
+    /// the gateway, never sent to the client.
+    /// </summary>
+    public string? OperatorNote { get; init; }
+
     /// <summary>A 400 <c>invalid_request_error</c> naming <paramref name="param"/>.</summary>
     public static ChatException BadRequest(string message, string? param, string code = "invalid_value") =>
         new(400, new ErrorInfo(message, ErrorTypes.InvalidRequest, param, code));

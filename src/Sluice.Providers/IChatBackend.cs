@@ -24,6 +24,17 @@ public interface IChatBackend
 }
 
 /// <summary>
+/// A backend that knows, without running anything, that it will refuse a request (its own limits: answer length,
+/// context, unsupported options). The gateway asks before the call is admitted or anything is stored for it, so a
+/// request the model refuses at once leaves no job call, session message or usage row behind.
+/// </summary>
+public interface IChatRequestCheck
+{
+    /// <summary>The 4xx the backend would answer <paramref name="request"/> with at once, or null when it would run it.</summary>
+    Sluice.Protocol.ChatException? Check(ChatRequest request);
+}
+
+/// <summary>
 /// Per-call facts about the consumer of an answer stream — not part of the request, so the same request can be
 /// answered for different consumers (cloned-and-changed with <c>with</c>, never mutated).
 /// </summary>

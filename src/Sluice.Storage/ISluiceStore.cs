@@ -114,10 +114,16 @@ public interface ICreditStore
 public interface IJobStore
 {
     /// <summary>
-    /// Opens a job for the team. Throws <see cref="InsufficientCreditsException"/> when the team has no credits
-    /// and <see cref="StoreNotFoundException"/> for an unknown team (or a key of another team).
+    /// Opens a job for the team. Each open job holds one of the team's credits until it is completed, failed or expired
+    /// (<see cref="SluiceStoreOptions.OpenJobLifetime"/>): a job is opened only while the team's open jobs are fewer than
+    /// its balance, atomically, however many are created at once. Throws <see cref="InsufficientCreditsException"/>
+    /// (with <see cref="InsufficientCreditsException.OpenJobs"/>) otherwise, and <see cref="StoreNotFoundException"/>
+    /// for an unknown team (or a key of another team).
     /// </summary>
     Task<Job> CreateJobAsync(string teamId, string? keyId, CancellationToken cancellationToken);
+
+    /// <summary>The team's open jobs (not expired), each holding one credit.</summary>
+    Task<int> CountOpenJobsAsync(string teamId, CancellationToken cancellationToken);
 
     /// <summary>
     /// Records one call in an open job. Throws <see cref="StoreNotFoundException"/> and, when the job is already
@@ -185,8 +191,26 @@ public interface ISessionStore
     /// </summary>
     Task<ChatSession> CreateSessionAsync(string owner, NewChatSession session, CancellationToken cancellationToken);
 
-    /// <summary>The owner's session with its messages (oldest first), or <see langword="null"/>.</summary>
+    /// <summary>
+    /// The owner's session with every message (oldest first), or <see langword="null"/>. Reads the whole history: request
+    /// paths use a page (<see cref="GetSessionAsync(string, string, SessionMessagePage, CancellationToken)"/>) or a turn's
+    /// window (<see cref="GetSessionForTurnAsync"/>).
+    /// </summary>
     Task<ChatSession?> GetSessionAsync(string owner, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The owner's session with one page of messages: the newest <see cref="SessionMessagePage.Limit"/> before
+    /// <see cref="SessionMessagePage.BeforeId"/>, oldest first, and <see cref="ChatSession.HasOlderMessages"/>.
+    /// </summary>
+    Task<ChatSession?> GetSessionAsync(string owner, string sessionId, SessionMessagePage page, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The owner's session with what a turn can send: the newest messages whose <see cref="NewSessionMessage.ContextTokens"/>
+    /// add up to at most the session's <see cref="ChatSession.MaxContextTokens"/>, oldest first. Older messages are not
+    /// read (<see cref="ChatSession.HasOlderMessages"/> says whether there are any), so a turn costs the same however long
+    /// the session is.
+    /// </summary>
+    Task<ChatSession?> GetSessionForTurnAsync(string owner, string sessionId, CancellationToken cancellationToken);
 
     /// <summary>The owner's sessions, most recently updated first, paged (without messages).</summary>
     Task<IReadOnlyList<ChatSession>> ListSessionsAsync(string owner, int limit, int offset, CancellationToken cancellationToken);
@@ -199,6 +223,13 @@ public interface ISessionStore
     /// Throws <see cref="StoreNotFoundException"/> when the session does not exist (or was deleted meanwhile).
     /// </summary>
     Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Appends a message only while the session holds fewer than <paramref name="maxMessages"/>, atomically (concurrent
+    /// turns cannot overshoot). Throws <see cref="SessionFullException"/> when it is full, and
+    /// <see cref="StoreNotFoundException"/> when the session does not exist.
+    /// </summary>
+    Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, int maxMessages, CancellationToken cancellationToken);
 }
 
 /// <summary>Rate-limit windows and concurrency leases, shared by every process on the same database.</summary>

@@ -36,9 +36,20 @@ public sealed record ChatSession
     /// <summary>When a message was last added (or when it was created).</summary>
     public required DateTimeOffset UpdatedAt { get; init; }
 
-    /// <summary>The messages, oldest first; filled by <see cref="ISessionStore.GetSessionAsync"/>, empty in listings.</summary>
+    /// <summary>
+    /// The messages read with the session, oldest first: all of them (<see cref="ISessionStore.GetSessionAsync(string, string, CancellationToken)"/>),
+    /// a page, or a turn's window; empty in listings.
+    /// </summary>
     public IReadOnlyList<SessionMessage> Messages { get; init; } = [];
+
+    /// <summary>True when the session has messages older than the first of <see cref="Messages"/> that were not read.</summary>
+    public bool HasOlderMessages { get; init; }
 }
+
+/// <summary>Which messages to read with a session: at most <paramref name="Limit"/> of the newest, before a message id.</summary>
+/// <param name="Limit">Most messages (1 to 1000).</param>
+/// <param name="BeforeId">Only messages with a smaller id (the previous page's oldest); null for the newest.</param>
+public sealed record SessionMessagePage(int Limit, long? BeforeId = null);
 
 /// <summary>Session owners that are not teams.</summary>
 public static class SessionOwners
@@ -103,6 +114,10 @@ public sealed record SessionMessage(
 /// <param name="PromptTokens">Prompt tokens of the call, for replies.</param>
 /// <param name="CompletionTokens">Completion tokens, for replies.</param>
 /// <param name="Error">Why the reply was interrupted.</param>
+/// <param name="ContextTokens">
+/// What the message costs in a prompt (its tokens and framing, as the gateway counts them): the store reads a turn's
+/// window by summing these, newest first, without reading older messages. 0 for a message never sent again.
+/// </param>
 public sealed record NewSessionMessage(
     string Role,
     string Content,
@@ -110,4 +125,5 @@ public sealed record NewSessionMessage(
     string? FinishReason = null,
     long? PromptTokens = null,
     long? CompletionTokens = null,
-    string? Error = null);
+    string? Error = null,
+    int ContextTokens = 0);

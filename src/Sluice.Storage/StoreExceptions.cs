@@ -38,6 +38,28 @@ public sealed class StoreConflictException : StoreException
     }
 }
 
+/// <summary>The session holds as many messages as a session may (HTTP 409): start a new one.</summary>
+public sealed class SessionFullException : StoreException
+{
+    /// <summary>Creates the exception.</summary>
+    public SessionFullException(string sessionId, long messages, int limit)
+        : base($"Session '{sessionId}' holds {messages} messages, the most a session may keep ({limit}); start a new session.")
+    {
+        SessionId = sessionId;
+        Messages = messages;
+        Limit = limit;
+    }
+
+    /// <summary>The session.</summary>
+    public string SessionId { get; }
+
+    /// <summary>Messages it holds.</summary>
+    public long Messages { get; }
+
+    /// <summary>The most a session may hold.</summary>
+    public int Limit { get; }
+}
+
 /// <summary>The team has too few credits for this (HTTP 402 or 403).</summary>
 public sealed class InsufficientCreditsException : StoreException
 {
@@ -58,6 +80,9 @@ public sealed class InsufficientCreditsException : StoreException
 
     /// <summary>The credits the operation needed.</summary>
     public long Required { get; }
+
+    /// <summary>Open jobs holding the team's credits when a new job was refused (0 for other refusals).</summary>
+    public long OpenJobs { get; init; }
 }
 
 /// <summary>The <c>Store</c> connection string cannot be used, or the database schema is not one this build knows.</summary>

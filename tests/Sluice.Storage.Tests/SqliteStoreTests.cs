@@ -57,6 +57,31 @@ public sealed class SqliteStoreTests : StoreConformanceTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Only_the_owner_may_read_the_database_its_wal_and_the_folder_created_for_it()
+    {
+        const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        var path = ConnectionString["sqlite:".Length..];
+        await Store.CreateOrganizationAsync("perm-check", CancellationToken.None);
+        Assert.Equal(OwnerOnly, File.GetUnixFileMode(path));
+        Assert.Equal(OwnerOnly, File.GetUnixFileMode(path + "-wal"));
+        Assert.Equal(OwnerOnly | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.GetDirectoryName(path)!));
+
+        // A database made world-readable before (an older version, a copy) is narrowed when it is opened.
+        var loose = Path.Combine(_directory, "loose", "sluice.db");
+        await using (var first = await SluiceStoreFactory.OpenAsync("sqlite:" + loose))
+        {
+            await first.CreateOrganizationAsync("x", CancellationToken.None);
+        }
+
+        File.SetUnixFileMode(loose, OwnerOnly | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        await using (await SluiceStoreFactory.OpenAsync("sqlite:" + loose))
+        {
+            Assert.Equal(OwnerOnly, File.GetUnixFileMode(loose));
+        }
+    }
+
+    [Fact]
     public async Task Database_is_a_file_in_wal_mode()
     {
         var rows = await QueryRawAsync(ConnectionString, "PRAGMA journal_mode");

@@ -475,6 +475,62 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Open_jobs_hold_one_credit_each_even_when_twenty_are_created_at_once()
+    {
+        var teamId = (await NewTeamAsync(3)).Team.Id;
+        var results = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                return await Store.CreateJobAsync(teamId, null, None);
+            }
+            catch (InsufficientCreditsException)
+            {
+                return null;
+            }
+        })));
+
+        var opened = results.OfType<Job>().ToList();
+        Assert.Equal(3, opened.Count);
+        Assert.Equal(3, await Store.CountOpenJobsAsync(teamId, None));
+        Assert.Equal(3, await Store.GetBalanceAsync(teamId, None));
+        var refused = await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+        Assert.Equal((3L, 3L, 4L), (refused.Balance, refused.OpenJobs, refused.Required));
+
+        // A failed job frees its hold; a completed one is charged (its hold becomes the charge).
+        await Store.CompleteJobAsync(teamId, opened[0].Id, JobStatus.Failed, "gave up", None);
+        var fourth = await Store.CreateJobAsync(teamId, null, None);
+        Assert.True((await Store.CompleteJobAsync(teamId, opened[1].Id, JobStatus.Completed, null, None)).ChargedNow);
+        Assert.Equal((2L, 2), (await Store.GetBalanceAsync(teamId, None), await Store.CountOpenJobsAsync(teamId, None)));
+        await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+
+        // A job completed without a charge (one of its calls failed) frees its hold too.
+        await Store.RecordJobCallAsync(teamId, fourth.Id, new NewJobCall("sim-fast", 1, 0, CallStatus.Failed, TimeSpan.Zero), None);
+        Assert.False((await Store.CompleteJobAsync(teamId, fourth.Id, JobStatus.Completed, null, None)).ChargedNow);
+        Assert.Equal(JobStatus.Created, (await Store.CreateJobAsync(teamId, null, None)).Status);
+        await AssertLedgerConsistentAsync(teamId);
+    }
+
+    [Fact]
+    public async Task An_open_job_expires_after_its_lifetime_uncharged_and_frees_its_credit()
+    {
+        var teamId = (await NewTeamAsync(1)).Team.Id;
+        var job = await Store.CreateJobAsync(teamId, null, None);
+        await Assert.ThrowsAsync<InsufficientCreditsException>(() => Store.CreateJobAsync(teamId, null, None));
+
+        Clock.Advance(new SluiceStoreOptions().OpenJobLifetime + TimeSpan.FromSeconds(1));
+        var expired = await Store.GetJobAsync(teamId, job.Id, None);
+        Assert.Equal((JobStatus.Failed, JobCharge.NotBillable), (expired!.Status, expired.Charge));
+        Assert.Contains("expired", expired.Error, StringComparison.Ordinal);
+        Assert.Equal(0, await Store.CountOpenJobsAsync(teamId, None));
+        await Assert.ThrowsAsync<StoreConflictException>(
+            () => Store.RecordJobCallAsync(teamId, job.Id, new NewJobCall("sim-fast", 1, 1, CallStatus.Completed, TimeSpan.Zero), None));
+        var late = await Store.CompleteJobAsync(teamId, job.Id, JobStatus.Completed, null, None);
+        Assert.Equal((true, false, 1L), (late.AlreadyFinished, late.ChargedNow, late.BalanceAfter));
+        Assert.Equal(JobStatus.Created, (await Store.CreateJobAsync(teamId, null, None)).Status);
+    }
+
+    [Fact]
     public async Task Jobs_are_listed_newest_first_with_limit_and_offset()
     {
         var teamId = (await NewTeamAsync(10)).Team.Id;
@@ -777,13 +833,13 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Migrations_are_recorded_once_and_reopening_applies_nothing()
     {
-        Assert.Equal(6, Store.SchemaVersion);
+        Assert.Equal(8, Store.SchemaVersion);
         var before = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
-        Assert.Equal([1L, 2L, 3L, 4L, 5L, 6L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal([1L, 2L, 3L, 4L, 5L, 6L, 7L, 8L], before.Select(r => Convert.ToInt64(r[0], System.Globalization.CultureInfo.InvariantCulture)));
 
         Clock.Advance(TimeSpan.FromHours(1));
         var again = await OpenAsync(ConnectionString);
-        Assert.Equal(6, again.SchemaVersion);
+        Assert.Equal(8, again.SchemaVersion);
         Assert.Equal(0, again.MigrationsApplied);
         var after = await QueryRawAsync(ConnectionString, "SELECT version, name, applied_at_ms FROM schema_migrations ORDER BY version");
         Assert.Equal(before.Select(r => string.Join('|', r)), after.Select(r => string.Join('|', r)));
@@ -794,11 +850,11 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var fresh = await CreateDatabaseAsync();
         var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => OpenAsync(fresh))));
-        Assert.All(stores, s => Assert.Equal(6, s.SchemaVersion));
-        Assert.Equal(6, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
+        Assert.All(stores, s => Assert.Equal(8, s.SchemaVersion));
+        Assert.Equal(8, (await QueryRawAsync(fresh, "SELECT version FROM schema_migrations")).Count);
 
         // One of them migrated; the others found the schema done.
-        Assert.Equal(6, stores.Sum(s => s.MigrationsApplied));
+        Assert.Equal(8, stores.Sum(s => s.MigrationsApplied));
         Assert.Single(stores, s => s.MigrationsApplied > 0);
 
         var org = await stores[0].CreateOrganizationAsync("shared", None);
@@ -927,5 +983,69 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         var title = (await Store.GetSessionAsync("team_a", session.Id, None))!.Title!;
         Assert.True(title.Length <= 61, title);
         Assert.EndsWith("streaming…", title, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Session_messages_are_read_a_page_at_a_time_newest_page_first()
+    {
+        var session = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        for (var i = 1; i <= 25; i++)
+        {
+            await Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage(i % 2 == 1 ? "user" : "assistant", $"m{i}"), None);
+        }
+
+        var newest = (await Store.GetSessionAsync("team_a", session.Id, new SessionMessagePage(10), None))!;
+        Assert.Equal(Enumerable.Range(16, 10).Select(i => $"m{i}"), newest.Messages.Select(m => m.Content));
+        Assert.True(newest.HasOlderMessages);
+        Assert.Equal(25, newest.MessageCount);
+        var middle = (await Store.GetSessionAsync("team_a", session.Id, new SessionMessagePage(10, newest.Messages[0].Id), None))!;
+        Assert.Equal(Enumerable.Range(6, 10).Select(i => $"m{i}"), middle.Messages.Select(m => m.Content));
+        var oldest = (await Store.GetSessionAsync("team_a", session.Id, new SessionMessagePage(10, middle.Messages[0].Id), None))!;
+        Assert.Equal(Enumerable.Range(1, 5).Select(i => $"m{i}"), oldest.Messages.Select(m => m.Content));
+        Assert.False(oldest.HasOlderMessages);
+        Assert.Null(await Store.GetSessionAsync("team_b", session.Id, new SessionMessagePage(10), None));
+    }
+
+    [Fact]
+    public async Task A_turn_reads_only_the_newest_messages_that_fit_the_session_context()
+    {
+        var session = await Store.CreateSessionAsync("team_a", new NewChatSession(100), None);
+        for (var i = 1; i <= 50; i++)
+        {
+            await Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage(i % 2 == 1 ? "user" : "assistant", $"m{i}", ContextTokens: 10), None);
+        }
+
+        var window = (await Store.GetSessionForTurnAsync("team_a", session.Id, None))!;
+        Assert.Equal(Enumerable.Range(41, 10).Select(i => $"m{i}"), window.Messages.Select(m => m.Content));
+        Assert.True(window.HasOlderMessages);
+        Assert.Equal(50, window.MessageCount);
+
+        // A newest message larger than the whole context: nothing older can fit either.
+        await Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage("user", "huge", ContextTokens: 500), None);
+        Assert.Empty((await Store.GetSessionForTurnAsync("team_a", session.Id, None))!.Messages);
+        Assert.Null(await Store.GetSessionForTurnAsync("team_b", session.Id, None));
+    }
+
+    [Fact]
+    public async Task A_session_takes_no_message_beyond_its_cap_even_under_concurrency()
+    {
+        var session = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        var results = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Task.Run(async () =>
+        {
+            try
+            {
+                await Store.AppendSessionMessageAsync("team_a", session.Id, new NewSessionMessage("user", $"q{i}"), 10, None);
+                return true;
+            }
+            catch (SessionFullException full)
+            {
+                Assert.Equal((10L, 10), (full.Messages, full.Limit));
+                return false;
+            }
+        })));
+
+        Assert.Equal(10, results.Count(ok => ok));
+        Assert.Equal(10, (await Store.GetSessionAsync("team_a", session.Id, None))!.Messages.Count);
+        await Assert.ThrowsAsync<StoreNotFoundException>(() => Store.AppendSessionMessageAsync("team_b", session.Id, new NewSessionMessage("user", "x"), 10, None));
     }
 }

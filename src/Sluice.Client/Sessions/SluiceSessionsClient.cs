@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
@@ -22,6 +23,9 @@ public sealed class SluiceSessionsClient : IDisposable
     public const string DroppedTurnsProperty = "sluice.dropped_turns";
 
     private const string SessionIdHeader = "x-sluice-session-id";
+
+    // The most the gateway returns per GET /api/sessions/{id}.
+    private const int MessagePage = 1000;
 
     private readonly SluiceTransport _transport;
 
@@ -81,15 +85,34 @@ public sealed class SluiceSessionsClient : IDisposable
         return new SluiceSessionPage(sessions, Json.Bool(root, "has_more") ?? false);
     }
 
-    /// <summary>Reads a session with its messages (<c>GET /api/sessions/{id}</c>).</summary>
+    /// <summary>
+    /// Reads a session with all its messages (<c>GET /api/sessions/{id}</c>, page after page: the gateway returns at most
+    /// 1000 messages per response, newest first by page).
+    /// </summary>
     /// <param name="sessionId">The session.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The session.</returns>
     /// <exception cref="SluiceNotFoundException">There is no such session for this key's team.</exception>
     public async Task<SluiceSession> GetSessionAsync(string sessionId, CancellationToken cancellationToken = default)
     {
-        using var document = await _transport.SendJsonAsync(HttpMethod.Get, SessionUrl(sessionId), null, idempotent: true, cancellationToken).ConfigureAwait(false);
-        return SluiceSession.FromJson(document.RootElement);
+        SluiceSession? newest = null;
+        var pages = new List<IReadOnlyList<SluiceSessionMessage>>();
+        long? before = null;
+        do
+        {
+            var query = "?limit=" + MessagePage.ToString(CultureInfo.InvariantCulture)
+                + (before is { } id ? "&before=" + id.ToString(CultureInfo.InvariantCulture) : string.Empty);
+            using var document = await _transport.SendJsonAsync(HttpMethod.Get, new Uri(SessionUrl(sessionId) + query), null, idempotent: true, cancellationToken)
+                .ConfigureAwait(false);
+            var page = SluiceSession.FromJson(document.RootElement);
+            newest ??= page;
+            pages.Add(page.Messages);
+            before = Json.Bool(document.RootElement, "has_more") == true ? Json.Long(document.RootElement, "next_before") : null;
+        }
+        while (before is not null);
+
+        pages.Reverse();
+        return newest with { Messages = [.. pages.SelectMany(p => p)] };
     }
 
     /// <summary>Deletes a session and its messages (<c>DELETE /api/sessions/{id}</c>).</summary>

@@ -4,6 +4,7 @@ using Sluice.Gateway.Relay;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
+using Sluice.Providers;
 using Sluice.Storage;
 
 namespace Sluice.Gateway.Calls;
@@ -24,7 +25,8 @@ namespace Sluice.Gateway.Calls;
 /// already did), keeping the model name as sent.</item>
 /// <item>Prepare: the stage reads what it needs (a session's history, a job) and may change the request.</item>
 /// <item>Resolve the model with the one store-aware resolver (dialect spellings normalised); the request now names
-/// the catalog's model.</item>
+/// the catalog's model. A model that can tell it would refuse the request at once (<see cref="IChatRequestCheck"/>:
+/// answer length, context) refuses it here, before anything is admitted or stored.</item>
 /// <item>Admit against the billing team (the key's, or the job's): access, credits, rate and concurrency limits. The
 /// limit facts go to the responder either way (HTTP headers).</item>
 /// <item>Commit: the stage writes what must exist before the model runs.</item>
@@ -86,6 +88,12 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
             }
 
             call.Backend ??= call.Model.Backend;
+
+            // A request the model would refuse at once is refused now, before it is admitted or a stage stores anything.
+            if (resolver.FirstSource(call.Model) is IChatRequestCheck check && check.Check(call.Request) is { } refused)
+            {
+                throw refused;
+            }
 
             // :: Step 4
             var refusal = await admission.AdmitAsync(call, cancellationToken);

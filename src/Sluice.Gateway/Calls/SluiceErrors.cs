@@ -1,4 +1,5 @@
 using Sluice.Protocol;
+using Sluice.Storage;
 
 namespace Sluice.Gateway.Calls;
 
@@ -15,7 +16,7 @@ internal static class SluiceErrors
     public static ChatException NotFound(string kind, string id) => new(
         404,
         new ErrorInfo(
-            $"No {kind} '{id}' was found for this API key; check the id (objects of other teams are not visible).",
+            $"No {kind} '{Echo(id)}' was found for this API key; check the id (objects of other teams are not visible).",
             ErrorTypes.InvalidRequest, null, kind.Replace(' ', '_') + "_not_found"));
 
     /// <summary>The 404 for a model name no catalog, alias or stored group knows.</summary>
@@ -24,7 +25,7 @@ internal static class SluiceErrors
     public static ChatException ModelNotFound(string name, string listing = "GET /v1/models") => new(
         404,
         new ErrorInfo(
-            $"The model '{name}' does not exist. {listing} lists the models this gateway serves.",
+            $"The model '{Echo(name)}' does not exist. {listing} lists the models this gateway serves.",
             ErrorTypes.InvalidRequest, "model", "model_not_found"));
 
     /// <summary>The 502 for a backend that failed with an unexpected exception (the details are logged, not sent).</summary>
@@ -76,6 +77,22 @@ internal static class SluiceErrors
             $"Team '{teamId}' has {balance} credits left; a job or model call needs at least 1. Ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
             ErrorTypes.Permission, null, "insufficient_credits"));
 
+    /// <summary>The 403 for a new job when every credit of the team is held by an open job.</summary>
+    public static ChatException CreditsHeld(string teamId, long balance, long openJobs) => new(
+        403,
+        new ErrorInfo(
+            $"Team '{teamId}' has {balance} credit(s) and {openJobs} open job(s) already hold them (each open job holds one credit until it is completed, failed or expires). " +
+            $"Complete or fail an open job (POST /api/jobs/{{id}}/complete), or ask the operator to add credits (POST /api/credits/teams/{teamId}/add).",
+            ErrorTypes.Permission, null, "insufficient_credits"));
+
+    /// <summary>The 409 for a turn on a session that holds as many messages as a session may.</summary>
+    public static ChatException SessionFull(string sessionId, long messages, int limit) => new(
+        409,
+        new ErrorInfo(
+            $"Session '{sessionId}' holds {messages} messages; a session keeps at most {limit} (Sessions:MaxMessages), so this turn was not run. " +
+            "Start a new session (send the turn without session_id), or delete old sessions (DELETE /api/sessions/{id}).",
+            ErrorTypes.InvalidRequest, "session_id", "session_full"));
+
     public static ChatException ModelNotAllowed(string model) => new(
         403,
         new ErrorInfo(
@@ -90,6 +107,17 @@ internal static class SluiceErrors
             ErrorTypes.Server, null, "store_unavailable"),
         TimeSpan.FromSeconds(1),
         inner);
+
+    /// <summary>
+    /// A value the client sent, as it may be repeated in a message: at most 80 characters, control and bidi characters
+    /// replaced — a 100,000-character or right-to-left-override "name" is not sent back or logged as it is.
+    /// </summary>
+    public static string Echo(string value)
+    {
+        const int MaxEcho = 80;
+        var label = NameRules.ToLabel(value.Length > MaxEcho ? value[..MaxEcho] : value);
+        return value.Length > MaxEcho ? label + "…" : label;
+    }
 
     /// <summary>True for failures of the database itself, as opposed to refusals the store decided on.</summary>
     public static bool IsStoreFailure(Exception exception) =>

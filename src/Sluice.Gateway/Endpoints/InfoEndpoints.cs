@@ -14,7 +14,7 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, <c>GET /health</c> and the JSON 404 for unknown paths.</summary>
-internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals, GatewayDrain drain, ClusterNode node)
+internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals, KeyAuthenticator authenticator, GatewayDrain drain, ClusterNode node)
 {
     private static readonly long StartedAt = Stopwatch.GetTimestamp();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -138,12 +138,25 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         return Task.CompletedTask;
     }
 
-    public Task HealthAsync(HttpContext context)
+    /// <summary>
+    /// <c>GET /health</c>: liveness for anyone (<c>{"status": "ok"}</c>, no key needed, so load balancers can probe it);
+    /// the model count, usage totals and runtime figures only for the operator (the master key, or open local mode) —
+    /// they tell outsiders how busy the gateway is and what it serves.
+    /// </summary>
+    public async Task HealthAsync(HttpContext context)
     {
+        var (caller, _) = await authenticator.AuthenticateAsync(EndpointPolicies.TokenOf(context.Request), context.RequestAborted);
         context.Response.ContentType = "application/json";
         using var json = new Utf8JsonWriter(context.Response.BodyWriter);
         json.WriteStartObject();
         json.WriteString("status", "ok");
+        if (caller is not { IsOperator: true })
+        {
+            json.WriteEndObject();
+            await json.FlushAsync(context.RequestAborted);
+            return;
+        }
+
         json.WriteNumber("models", catalog.Models.Count);
         json.WriteNumber("uptime_seconds", Math.Round(Stopwatch.GetElapsedTime(StartedAt).TotalSeconds, 1));
         json.WriteStartObject("usage");
@@ -163,8 +176,7 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         json.WriteNumber("thread_pool_threads", ThreadPool.ThreadCount);
         json.WriteEndObject();
         json.WriteEndObject();
-        json.Flush();
-        return Task.CompletedTask;
+        await json.FlushAsync(context.RequestAborted);
     }
 
     /// <summary>
@@ -174,9 +186,7 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
     public static Task NotFoundAsync(HttpContext context)
     {
         var path = context.Request.Path;
-        var dialect = path.StartsWithSegments("/api") ? ErrorDialect.Ollama
-            : path.StartsWithSegments("/v1/messages") ? ErrorDialect.Anthropic
-            : ErrorDialect.OpenAI;
+        var dialect = UnhandledErrors.DialectOfPath(path);
         var hint = dialect == ErrorDialect.Ollama
             ? "The Ollama API is at POST /api/chat, POST /api/generate, GET /api/tags; Sluice's own at /api/sessions, /api/jobs, /api/llm/chat/stream."
             : "Chat is at POST /v1/chat/completions; models at GET /v1/models.";

@@ -33,6 +33,9 @@ internal sealed partial class JobEndpoints(
     TimeProvider time,
     ILogger<JobEndpoints> logger)
 {
+    private const int MaxJobTypeChars = 100;
+    private const int MaxErrorMessageChars = 2_000;
+
     private IJobStore Store => runtime.Store;
 
     private TimeProvider Time => time;
@@ -56,7 +59,7 @@ internal sealed partial class JobEndpoints(
         var caller = context.GetCaller();
         using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
         var root = ApiJson.RequireObject(body);
-        var named = ApiJson.OptionalString(root, "team_id");
+        var named = ApiJson.OptionalName(root, "team_id", NameKind.Id);
         string teamId;
         if (caller.TeamId is { } own)
         {
@@ -76,7 +79,7 @@ internal sealed partial class JobEndpoints(
         }
 
         // Everything is validated before the job exists: a refused request leaves nothing behind.
-        var jobType = ApiJson.OptionalString(root, "job_type");
+        var jobType = ApiJson.OptionalName(root, "job_type", NameKind.Label, MaxJobTypeChars);
         var job = await Store.CreateJobAsync(teamId, caller.Key?.Id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
@@ -141,7 +144,7 @@ internal sealed partial class JobEndpoints(
             null => throw ChatException.BadRequest("status is required: \"completed\" or \"failed\".", "status", "missing_required_parameter"),
             var other => throw ChatException.BadRequest($"status must be \"completed\" or \"failed\" (got \"{other}\").", "status"),
         };
-        var error = ApiJson.OptionalString(root, "error_message");
+        var error = ApiJson.OptionalName(root, "error_message", NameKind.Text, MaxErrorMessageChars);
 
         // Atomic in the store: one credit at most, however many callers complete the job at once.
         var completion = await Store.CompleteJobAsync(job.TeamId, job.Id, status, error, context.RequestAborted);
@@ -239,9 +242,9 @@ internal sealed partial class JobEndpoints(
             }
 
             string? groupName;
-            using (var document = JsonDocument.Parse(call.Body))
+            using (var document = JsonInput.Parse(call.Body))
             {
-                groupName = ApiJson.OptionalString(document.RootElement, "model_group");
+                groupName = ApiJson.OptionalName(document.RootElement, "model_group", NameKind.ModelName);
             }
 
             var name = groupName ?? (call.Request.Model.Length > 0 ? call.Request.Model : null)

@@ -167,8 +167,8 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
     private Task NotFoundAsync(HttpContext context, string id, ResumableStream? stream)
     {
         var message = stream is { Overflowed: true }
-            ? $"Stream '{id}' cannot be resumed: it outgrew the replay buffer (Streaming:MaxStreamBufferBytes = {registry.Options.MaxStreamBufferBytes}). Send the request again."
-            : $"Stream '{id}' has expired or never existed: finished streams stay replayable for {registry.Options.ReplayTtlSeconds.ToString(CultureInfo.InvariantCulture)} s within a {registry.Options.ReplayBudgetBytes} byte budget (oldest evicted first). Send the request again.";
+            ? $"Stream '{SluiceErrors.Echo(id)}' cannot be resumed: it outgrew the replay buffer (Streaming:MaxStreamBufferBytes = {registry.Options.MaxStreamBufferBytes}). Send the request again."
+            : $"Stream '{SluiceErrors.Echo(id)}' has expired or never existed: finished streams stay replayable for {registry.Options.ReplayTtlSeconds.ToString(CultureInfo.InvariantCulture)} s within a {registry.Options.ReplayBudgetBytes} byte budget (oldest evicted first). Send the request again.";
         return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
             message, ErrorTypes.InvalidRequest, "id", "stream_not_found"));
     }

@@ -20,6 +20,9 @@ namespace Sluice.Gateway.Endpoints;
 /// </summary>
 internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory directory, ModelGroupRegistry groups, GatewayOptions options)
 {
+    private const int MaxDescriptionChars = 1_000;
+    private const int MaxKeyNameChars = 100;
+
     private ISluiceStore Store => runtime.Store;
 
     public void Map(IEndpointRouteBuilder app)
@@ -60,8 +63,8 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
-        var id = ApiJson.OptionalString(root, "organization_id");
-        var name = ApiJson.OptionalString(root, "name") ?? id
+        var id = ApiJson.OptionalName(root, "organization_id", NameKind.Id);
+        var name = ApiJson.OptionalName(root, "name", NameKind.Label) ?? id
             ?? throw ChatException.BadRequest("name is required, e.g. {\"organization_id\": \"org_acme\", \"name\": \"Acme\"}.", "name", "missing_required_parameter");
         var organization = await Store.CreateOrganizationAsync(name, id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteOrganization(json, organization));
@@ -114,7 +117,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
-        var name = ApiJson.OptionalString(root, "group_name") ?? ApiJson.RequiredString(root, "name", "ChatAgent");
+        var name = ApiJson.OptionalName(root, "group_name", NameKind.ModelName) ?? ApiJson.RequiredName(root, "name", NameKind.ModelName, "ChatAgent");
         var models = ApiJson.OptionalNames(root, "models", "model_name");
         if (models is not { Count: > 0 })
         {
@@ -123,7 +126,8 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
                 "models", "missing_required_parameter");
         }
 
-        var group = new NewModelGroup(name, models, ApiJson.OptionalString(root, "display_name"), ApiJson.OptionalString(root, "description"));
+        var group = new NewModelGroup(
+            name, models, ApiJson.OptionalName(root, "display_name", NameKind.Label), ApiJson.OptionalName(root, "description", NameKind.Text, MaxDescriptionChars));
         try
         {
             groups.Validate(group);
@@ -189,18 +193,19 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
         var root = ApiJson.RequireObject(body);
-        var organizationId = ApiJson.RequiredString(root, "organization_id", "org_acme");
-        var teamId = ApiJson.OptionalString(root, "team_id");
-        var name = ApiJson.OptionalString(root, "team_alias") ?? ApiJson.OptionalString(root, "name") ?? teamId
+        var organizationId = ApiJson.RequiredName(root, "organization_id", NameKind.Id, "org_acme");
+        var teamId = ApiJson.OptionalName(root, "team_id", NameKind.Id);
+        var name = ApiJson.OptionalName(root, "team_alias", NameKind.Label) ?? ApiJson.OptionalName(root, "name", NameKind.Label) ?? teamId
             ?? throw ChatException.BadRequest("team_alias (or team_id) is required, e.g. \"team_alias\": \"Engineering\".", "team_alias", "missing_required_parameter");
         var credits = ApiJson.OptionalLong(root, "credits_allocated", 0) ?? 0;
         var modelGroups = ApiJson.OptionalNames(root, "model_groups") ?? [];
         await RequireServedAsync(modelGroups, "model_groups", context.RequestAborted);
         var limits = ApiJson.ReadLimits(root);
+        var keyName = ApiJson.OptionalName(root, "key_alias", NameKind.Label, MaxKeyNameChars) ?? "default";
 
         var created = await Store.CreateTeamAsync(
             organizationId,
-            new NewTeam(name, credits, modelGroups, limits, new NewKey(ApiJson.OptionalString(root, "key_alias") ?? "default"), teamId),
+            new NewTeam(name, credits, modelGroups, limits, new NewKey(keyName), teamId),
             context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
@@ -313,6 +318,8 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         var modelGroups = ApiJson.OptionalNames(root, "model_groups") ?? [];
         await RequireServedAsync(models, "models", context.RequestAborted);
         await RequireServedAsync(modelGroups, "model_groups", context.RequestAborted);
+        var keyName = ApiJson.OptionalName(root, "key_alias", NameKind.Label, MaxKeyNameChars)
+            ?? ApiJson.OptionalName(root, "name", NameKind.Label, MaxKeyNameChars);
         var expires = ApiJson.OptionalTime(root, "expires_at");
         if (expires is { } at && at <= runtime.Time.GetUtcNow())
         {
@@ -321,7 +328,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
         var created = await Store.CreateKeyAsync(
             id,
-            new NewKey(ApiJson.OptionalString(root, "key_alias") ?? ApiJson.OptionalString(root, "name"), expires, models, modelGroups, ApiJson.ReadLimits(root)),
+            new NewKey(keyName, expires, models, modelGroups, ApiJson.ReadLimits(root)),
             context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
@@ -391,13 +398,22 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     private async Task BalanceAsync(HttpContext context)
     {
         var team = await RequireTeamAsync(context);
+        var held = await Store.CountOpenJobsAsync(team.Id, context.RequestAborted);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
             json.WriteString("team_id", team.Id);
             WriteCredits(json, team);
+            WriteHolds(json, team.CreditsRemaining, held);
             json.WriteEndObject();
         });
+    }
+
+    /// <summary>Credits held by open jobs (one each) and what is left to open new jobs with.</summary>
+    private static void WriteHolds(Utf8JsonWriter json, long remaining, int held)
+    {
+        json.WriteNumber("credits_held", held);
+        json.WriteNumber("credits_available", Math.Max(0, remaining - held));
     }
 
     private async Task AddCreditsAsync(HttpContext context)
@@ -408,7 +424,8 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         var root = ApiJson.RequireObject(body);
         var amount = ApiJson.OptionalLong(root, "credits_amount", 1) ?? ApiJson.OptionalLong(root, "credits", 1)
             ?? throw ChatException.BadRequest("credits_amount is required: a positive number of credits, e.g. {\"credits_amount\": 500}.", "credits_amount", "missing_required_parameter");
-        var transaction = await Store.AddCreditsAsync(id, amount, ApiJson.OptionalString(root, "reason") ?? "credits added", context.RequestAborted);
+        var reason = ApiJson.OptionalName(root, "reason", NameKind.Label) ?? "credits added";
+        var transaction = await Store.AddCreditsAsync(id, amount, reason, context.RequestAborted);
         directory.ForgetTeam(id);
         var team = await Store.GetTeamAsync(id, context.RequestAborted) ?? throw SluiceErrors.NotFound("team", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
@@ -430,13 +447,17 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         using var body = await ReadAsync(context);
         var required = ApiJson.OptionalLong(ApiJson.RequireObject(body), "credits_required", 0) ?? 1;
         var balance = await Store.GetBalanceAsync(id, context.RequestAborted);
+        var held = await Store.CountOpenJobsAsync(id, context.RequestAborted);
+
+        // What a new job could use: credits held by open jobs are spoken for.
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {
             json.WriteStartObject();
             json.WriteString("team_id", id);
-            json.WriteBoolean("available", balance >= required);
+            json.WriteBoolean("available", balance - held >= required);
             json.WriteNumber("credits_required", required);
             json.WriteNumber("credits_remaining", balance);
+            WriteHolds(json, balance, held);
             json.WriteEndObject();
         });
     }

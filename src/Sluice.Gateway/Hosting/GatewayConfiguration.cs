@@ -120,10 +120,16 @@ public static class GatewayConfiguration
         }
 
         if (options.Tenancy.KeyCacheSeconds < 0 || options.Tenancy.UsageQueueCapacity < 1 || options.Tenancy.UsageBatchSize < 1
-            || options.Tenancy.StreamLeaseSeconds < 1 || options.Tenancy.UsageFlushDelayMs is < 0 or > 10_000)
+            || options.Tenancy.StreamLeaseSeconds < 1 || options.Tenancy.UsageFlushDelayMs is < 0 or > 10_000
+            || options.Tenancy.OpenJobHours is <= 0 or > 24 * 365)
         {
             throw new GatewayConfigurationException(
-                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000.");
+                "Tenancy: KeyCacheSeconds must be 0 or more, UsageQueueCapacity and UsageBatchSize at least 1, StreamLeaseSeconds at least 1, UsageFlushDelayMs from 0 to 10000, OpenJobHours above 0 and at most 8760.");
+        }
+
+        if (options.Sessions.MaxMessages < 2)
+        {
+            throw new GatewayConfigurationException("Sessions:MaxMessages must be at least 2 (one turn: the question and its reply); default 2000.");
         }
 
         if (options.Port is < 0 or > 65535)
@@ -143,9 +149,10 @@ public static class GatewayConfiguration
                 "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes and Streaming:ReplayBudgetBytes at least 1 (defaults 30, 300, 1048576, 67108864).");
         }
 
-        if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024)
+        if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024 || options.Limits.RequestHeadersTimeoutSeconds is < 0.1 or > 3600)
         {
-            throw new GatewayConfigurationException("Limits:MaxPromptChars must be at least 1 and Limits:MaxRequestBodyBytes at least 1024.");
+            throw new GatewayConfigurationException(
+                "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
         if (options.Limits.MaxAttachments < 0 || options.Limits.MaxAttachmentBytes < 1)

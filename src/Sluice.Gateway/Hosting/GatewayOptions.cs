@@ -87,6 +87,9 @@ public sealed class GatewayOptions
         return local.Length > 0 ? Path.Combine(local, "sluice") : "./data";
     }
 
+    /// <summary>Stored conversations.</summary>
+    public SessionOptions Sessions { get; set; } = new();
+
     /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
     public string StoreConnectionString =>
         string.IsNullOrWhiteSpace(Store) ? Sluice.Storage.SluiceStoreFactory.DefaultConnectionString(DataDirectory) : Store;
@@ -122,6 +125,16 @@ public sealed class ClusterOptions
     public string? InternalUrl { get; set; }
 }
 
+/// <summary>Stored conversations (<c>/api/sessions</c>, session turns).</summary>
+public sealed class SessionOptions
+{
+    /// <summary>
+    /// Messages one session keeps (a turn is two: the question and the reply). A turn on a full session is refused with
+    /// 409 <c>session_full</c> before the model runs; nothing is deleted or archived behind the client's back.
+    /// </summary>
+    public int MaxMessages { get; set; } = 2_000;
+}
+
 /// <summary>Tuning of the tenancy layer.</summary>
 public sealed class TenancyOptions
 {
@@ -145,6 +158,12 @@ public sealed class TenancyOptions
 
     /// <summary>How long a concurrent-stream slot is held without renewal (a crashed process frees its slots after this).</summary>
     public double StreamLeaseSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// How long a job may stay open. Each open job holds one of its team's credits; one not completed within this time
+    /// expires (failed, never charged) and its credit is free again.
+    /// </summary>
+    public double OpenJobHours { get; set; } = 24;
 }
 
 /// <summary>Streaming behaviour.</summary>
@@ -206,6 +225,12 @@ public sealed class LimitOptions
     /// raise <see cref="MaxRequestBodyBytes"/> along with it.
     /// </summary>
     public int MaxAttachmentBytes { get; set; } = 5 * 1024 * 1024;
+
+    /// <summary>
+    /// How long a client may take to send a request's line and headers (Kestrel's <c>RequestHeadersTimeout</c>); a
+    /// client that trickles them (slowloris) gets a 408 and its connection closed.
+    /// </summary>
+    public double RequestHeadersTimeoutSeconds { get; set; } = 30;
 }
 
 /// <summary>Cross-origin browser access (CORS).</summary>

@@ -47,6 +47,7 @@ public static class SluiceGateway
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = options.Limits.MaxRequestBodyBytes;
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(options.Limits.RequestHeadersTimeoutSeconds);
             Listen(kestrel, options.Host, options.Port);
         });
 
@@ -135,17 +136,20 @@ public static class SluiceGateway
 
     private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions kestrel, string host, int port)
     {
+        // Requests Kestrel rejects itself (bad request line or headers, limits) get a JSON body like every other error.
+        static void Configure(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen) => listen.UseProtocolErrorBodies();
+
         if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
         {
-            kestrel.Listen(IPAddress.Loopback, port);
+            kestrel.Listen(IPAddress.Loopback, port, Configure);
         }
         else if (host is "*" or "+" or "0.0.0.0")
         {
-            kestrel.ListenAnyIP(port);
+            kestrel.ListenAnyIP(port, Configure);
         }
         else if (IPAddress.TryParse(host, out var address))
         {
-            kestrel.Listen(address, port);
+            kestrel.Listen(address, port, Configure);
         }
         else
         {

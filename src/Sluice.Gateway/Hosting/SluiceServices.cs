@@ -133,13 +133,15 @@ internal static class SluiceServices
     }
 
     /// <summary>
-    /// The middleware every request passes, in order: a request id (every response carries it, 401s included), CORS,
-    /// the endpoint's key policy (fail closed), WebSockets. Routing runs first so the policy is known.
+    /// The middleware every request passes, in order: a request id (every response carries it, 401s included), the net
+    /// for unhandled exceptions (a JSON error in the endpoint's dialect), CORS, the endpoint's key policy (fail closed),
+    /// WebSockets. Routing runs first so the policy is known.
     /// </summary>
     public static void UseSluice(this WebApplication app, bool cors)
     {
         app.UseRouting();
         app.Use(HttpCallContext.AssignRequestIdAsync);
+        app.Use(UnhandledErrors.HandleAsync);
         if (cors)
         {
             app.UseCors();

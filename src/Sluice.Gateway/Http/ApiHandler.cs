@@ -29,7 +29,8 @@ internal static class ApiHandler
         }
         catch (InsufficientCreditsException ex)
         {
-            await ErrorResponses.WriteAsync(context, SluiceErrors.InsufficientCredits(ex.TeamId, ex.Balance));
+            await ErrorResponses.WriteAsync(
+                context, ex.OpenJobs > 0 ? SluiceErrors.CreditsHeld(ex.TeamId, ex.Balance, ex.OpenJobs) : SluiceErrors.InsufficientCredits(ex.TeamId, ex.Balance));
         }
         catch (ArgumentException ex)
         {

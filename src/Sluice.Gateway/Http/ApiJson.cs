@@ -10,7 +10,10 @@ namespace Sluice.Gateway.Http;
 /// <summary>Reading and writing the JSON bodies of the <c>/api</c> endpoints, with 400s that name the field.</summary>
 internal static class ApiJson
 {
-    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 32 };
+    private const int MaxDepth = 32;
+
+    /// <summary>Most names in one list (a group's models, a team's or key's model groups).</summary>
+    private const int MaxNames = 100;
 
     /// <summary>Reads the body as a JSON document; an empty body counts as <c>{}</c> when <paramref name="emptyIsObject"/>.</summary>
     public static async Task<JsonDocument> ReadAsync(HttpContext context, long limit, bool emptyIsObject = true)
@@ -21,16 +24,7 @@ internal static class ApiJson
             return JsonDocument.Parse("{}");
         }
 
-        try
-        {
-            return JsonDocument.Parse(body, DocumentOptions);
-        }
-        catch (JsonException ex)
-        {
-            throw new ChatException(400, new ErrorInfo(
-                $"The request body is not valid JSON ({ex.Message}). Send a JSON object with Content-Type: application/json.",
-                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
-        }
+        return JsonInput.Parse(body, MaxDepth, hint: "Send a JSON object with Content-Type: application/json.");
     }
 
     public static JsonElement RequireObject(JsonDocument document)
@@ -61,6 +55,29 @@ internal static class ApiJson
 
     public static string RequiredString(JsonElement root, string name, string example) =>
         OptionalString(root, name) ?? throw ChatException.BadRequest($"{name} is required, e.g. \"{name}\": \"{example}\".", name, "missing_required_parameter");
+
+    /// <summary>
+    /// A name or id the caller sets (trimmed; null when absent or blank), checked by <see cref="NameRules"/>: a 400 naming
+    /// <paramref name="name"/> for a value too long or with characters that are not allowed.
+    /// </summary>
+    public static string? OptionalName(JsonElement root, string name, NameKind kind, int? maxLength = null) =>
+        OptionalString(root, name) is { } value ? CheckName(value, name, kind, maxLength) : null;
+
+    /// <summary>Like <see cref="OptionalName"/>, and required.</summary>
+    public static string RequiredName(JsonElement root, string name, NameKind kind, string example, int? maxLength = null) =>
+        CheckName(RequiredString(root, name, example), name, kind, maxLength);
+
+    /// <summary>Returns <paramref name="value"/> when <see cref="NameRules"/> accepts it as <paramref name="kind"/>; otherwise the 400 naming <paramref name="param"/>.</summary>
+    public static string CheckName(string value, string param, NameKind kind, int? maxLength = null)
+    {
+        if (NameRules.Check(kind, value, maxLength) is { } problem)
+        {
+            var code = value.Length > (maxLength ?? NameRules.MaxLength(kind)) ? "string_above_max_length" : "invalid_value";
+            throw ChatException.BadRequest($"{param} {problem}", param, code);
+        }
+
+        return value;
+    }
 
     public static long? OptionalLong(JsonElement root, string name, long min = long.MinValue)
     {
@@ -107,6 +124,11 @@ internal static class ApiJson
             throw ChatException.BadRequest($"{name} must be an array of names.", name, "invalid_type");
         }
 
+        if (value.GetArrayLength() > MaxNames)
+        {
+            throw ChatException.BadRequest($"{name} lists {value.GetArrayLength()} names; the limit is {MaxNames}.", name, "array_above_max_length");
+        }
+
         var items = new List<(string Name, long Priority, int Index)>();
         var index = 0;
         foreach (var item in value.EnumerateArray())
@@ -114,13 +136,13 @@ internal static class ApiJson
             var at = $"{name}[{index}]";
             if (item.ValueKind == JsonValueKind.String && item.GetString()!.Trim() is { Length: > 0 } text)
             {
-                items.Add((text, index, index));
+                items.Add((CheckName(text, at, NameKind.ModelName), index, index));
             }
             else if (objectField is not null && item.ValueKind == JsonValueKind.Object)
             {
                 var field = OptionalString(item, objectField)
                     ?? throw ChatException.BadRequest($"{at}.{objectField} is required.", $"{at}.{objectField}", "missing_required_parameter");
-                items.Add((field, OptionalLong(item, "priority") ?? index, index));
+                items.Add((CheckName(field, $"{at}.{objectField}", NameKind.ModelName), OptionalLong(item, "priority") ?? index, index));
             }
             else
             {

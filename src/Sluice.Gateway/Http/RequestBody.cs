@@ -29,13 +29,14 @@ internal static class RequestBody
             }
             catch (BadHttpRequestException ex)
             {
-                // Bad framing (e.g. a chunk size that overflows): the client's fault, said in its terms, never a 500.
-                throw new ChatException(
-                    ex.StatusCode is >= 400 and < 500 ? ex.StatusCode : StatusCodes.Status400BadRequest,
-                    new ErrorInfo(
-                        $"The request body could not be read: {ex.Message.TrimEnd('.')}. Send a well-formed body (Content-Length or valid chunked encoding).",
-                        ErrorTypes.InvalidRequest, null, "invalid_body"),
-                    inner: ex);
+                // Bad framing (e.g. a bad chunk size): the client's fault, said in its terms, never a 500.
+                throw InvalidBody(ex.StatusCode is >= 400 and < 500 ? ex.StatusCode : StatusCodes.Status400BadRequest, ex);
+            }
+            catch (IOException ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Kestrel reports a chunk size too large for 64 bits as an IOException ("Bad chunk size data"), not as a bad
+                // request; the connection is still there, so it is the body's framing, not a vanished client.
+                throw InvalidBody(StatusCodes.Status400BadRequest, ex);
             }
 
             var buffer = result.Buffer;
@@ -56,6 +57,13 @@ internal static class RequestBody
             reader.AdvanceTo(buffer.Start, buffer.End);
         }
     }
+
+    private static ChatException InvalidBody(int status, Exception ex) => new(
+        status,
+        new ErrorInfo(
+            $"The request body could not be read: {ex.Message.TrimEnd('.')}. Send a well-formed body (Content-Length or valid chunked encoding).",
+            ErrorTypes.InvalidRequest, null, "invalid_body"),
+        inner: ex);
 
     private static ChatException TooLarge(long limit) => new(
         StatusCodes.Status413PayloadTooLarge,

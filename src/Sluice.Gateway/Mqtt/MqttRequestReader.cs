@@ -38,7 +38,7 @@ internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLi
     /// <summary>Longest accepted id (it becomes a topic level and is echoed in every message).</summary>
     public const int MaxIdLength = 64;
 
-    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
+    private const int MaxDepth = 64;
     private readonly string _requestFilter = options.RequestFilter;
 
     /// <exception cref="MqttRequestRejectedException">The message is not a request that can run.</exception>
@@ -55,14 +55,14 @@ internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLi
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(payload, DocumentOptions);
+            // Every string is checked here, so a lone surrogate or invalid UTF-8 is a refusal, not a failure later.
+            document = JsonInput.Parse(
+                payload, MaxDepth, "The request", "Publish one JSON object such as {\"id\": \"1\", \"model\": \"sim-fast\", \"prompt\": \"Hello\"}.");
         }
-        catch (JsonException ex)
+        catch (ChatException ex)
         {
             var (id, replyTo) = ScanAddress(payload.Span);
-            throw Reject(id, replyTo, new ErrorInfo(
-                $"The request is not valid JSON ({ex.Message}). Publish one JSON object such as {{\"id\": \"1\", \"model\": \"sim-fast\", \"prompt\": \"Hello\"}}.",
-                ErrorTypes.InvalidRequest, null, "invalid_json"));
+            throw Reject(id, replyTo, ex.Error);
         }
 
         using (document)
@@ -176,9 +176,9 @@ internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLi
                 }
             }
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            // The JSON breaks here; what was read before still counts.
+            // The JSON breaks here (or a string in it is not valid text); what was read before still counts.
         }
 
         var validId = id is not null && IdProblem(id) is null ? id : null;

@@ -22,8 +22,9 @@ namespace Sluice.Gateway.Relay;
 /// <item>Write the event and apply the <see cref="FlushPolicy"/> (first frame and first token at once, then when the
 /// backend pauses or too much is pending).</item>
 /// <item>At the end: settle the call (the stage's state, e.g. the job call or the session reply, is stored before the
-/// terminal frame so a client reading right after sees it), then the format's closing frames.</item>
-/// <item>On failure: classify it (<see cref="StreamOutcome"/>), settle, then an error response before the first byte or
+/// terminal frame so a client reading right after sees it), free the call's concurrency slots (so its next call is not
+/// refused by this one), then the format's closing frames.</item>
+/// <item>On failure: classify it (<see cref="StreamOutcome"/>), settle, free the slots, then an error response before the first byte or
 /// an error frame after it — never a silent cut. A cancelled generation is abandoned; a sink with a reader left (a
 /// resumable stream) writes why.</item>
 /// <item>Always: stop the sink (no keep-alive after the handler returns), dispose the backend's stream (which aborts an
@@ -130,6 +131,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             meter.Complete();
             settled = true;
             await SettleAsync(call, stage, meter);
+
+            // The generation is over: its concurrency slots are free before the client reads the end, so a client that
+            // starts its next call on seeing it is not refused by its own finished one.
+            await call.Lease.DisposeAsync();
             await sink.CompleteAsync(meter.Usage, meter.FinishReason);
         }
 #pragma warning disable CA1031 // Any failure must reach the client as an error, never as a silent cut.
@@ -154,6 +159,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 }
 
                 meter.Fail(StreamOutcome.CodeOf(failure!, unexpected));
+                if (failure?.OperatorNote is { } note)
+                {
+                    // The client was told it is the gateway's configuration; the operator learns what to fix.
+                    LogOperatorNote(logger, call.RequestId, call.Request.Model, note);
+                }
             }
 
             if (!settled)
@@ -162,6 +172,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 await SettleAsync(call, stage, meter);
             }
 
+            await call.Lease.DisposeAsync();
             await EndQuietlyAsync(sink, failure);
         }
         finally
@@ -236,6 +247,9 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Backend for {Model} failed on request {RequestId}")]
     private static partial void LogBackendFailed(ILogger logger, Exception ex, string requestId, string model);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request {RequestId} for {Model} failed because of the gateway's configuration: {Note}")]
+    private static partial void LogOperatorNote(ILogger logger, string requestId, string model, string note);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Recording the outcome of request {RequestId} failed")]
     private static partial void LogSettleFailed(ILogger logger, Exception ex, string requestId);

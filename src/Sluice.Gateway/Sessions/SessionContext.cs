@@ -68,7 +68,9 @@ internal static class SessionContext
         messages.AddRange(history.Skip(keepFrom).Select(m => new ChatMessage(m.Role, m.Content)));
         messages.Add(fixedPart[^1]);
 
-        // Empty interrupted replies are not history, so they are not reported as trimmed either.
-        return (messages, keepFrom);
+        // Empty interrupted replies are not history, so they are not reported as trimmed either. Messages too old to be
+        // read at all (beyond the session's whole context, see ISessionStore.GetSessionForTurnAsync) were left out too.
+        var unread = (int)Math.Max(0, session.MessageCount - session.Messages.Count);
+        return (messages, keepFrom + unread);
     }
 }

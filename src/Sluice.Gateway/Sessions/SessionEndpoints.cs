@@ -38,9 +38,13 @@ internal sealed class SessionEndpoints(
     /// <summary>The response header saying how many earlier messages were left out of the prompt.</summary>
     public const string DroppedTurnsHeader = "x-sluice-context-dropped-turns";
 
+    /// <summary>Messages per page of <c>GET /api/sessions/{id}</c> unless <c>limit</c> says otherwise.</summary>
+    private const int DefaultMessagePage = 100;
+
     private const int MaxTitleChars = 200;
     private const int MaxMetadataKeyChars = 64;
     private const int MaxMetadataValueChars = 512;
+    private const int MaxMetadataEntries = 16;
 
     public void Map(IEndpointRouteBuilder app)
     {
@@ -61,18 +65,14 @@ internal sealed class SessionEndpoints(
         var caller = context.GetCaller();
         using var body = await ApiJson.ReadAsync(context, options.Limits.MaxRequestBodyBytes);
         var root = ApiJson.RequireObject(body);
-        var model = ApiJson.OptionalString(root, "model");
+        var model = ApiJson.OptionalName(root, "model", NameKind.ModelName);
         if (model is not null)
         {
             // A typo is reported now, not at the first turn.
             await resolver.ResolveAsync(model, CallDialect.Session, context.RequestAborted);
         }
 
-        var title = ApiJson.OptionalString(root, "title");
-        if (title is { Length: > MaxTitleChars })
-        {
-            throw ChatException.BadRequest($"title is {title.Length} characters; the limit is {MaxTitleChars}.", "title", "string_above_max_length");
-        }
+        var title = ApiJson.OptionalName(root, "title", NameKind.Label, MaxTitleChars);
 
         var session = await tenancy.Store.CreateSessionAsync(
             OwnerOf(caller),
@@ -109,12 +109,36 @@ internal sealed class SessionEndpoints(
         });
     }
 
+    /// <summary>
+    /// <c>GET /api/sessions/{id}</c>: the session and one page of its messages — the newest <c>limit</c> (default 100,
+    /// at most 1000) before message id <c>before</c>, oldest first — with <c>has_more</c> and <c>next_before</c> (the id to
+    /// pass as <c>before</c> for the previous page). A response is bounded however long the session is.
+    /// </summary>
     private async Task GetAsync(HttpContext context)
     {
         var id = Route(context);
-        var session = await tenancy.Store.GetSessionAsync(OwnerOf(context.GetCaller()), id, context.RequestAborted)
+        var page = ReadMessagePage(context);
+        var session = await tenancy.Store.GetSessionAsync(OwnerOf(context.GetCaller()), id, page, context.RequestAborted)
             ?? throw SluiceErrors.NotFound("session", id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteSession(json, session, withMessages: true));
+    }
+
+    private static SessionMessagePage ReadMessagePage(HttpContext context)
+    {
+        var (limit, _) = ApiJson.Page(context, DefaultMessagePage);
+        var text = context.Request.Query["before"].ToString();
+        if (text.Length == 0)
+        {
+            return new SessionMessagePage(limit);
+        }
+
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var before) || before < 1)
+        {
+            throw ChatException.BadRequest(
+                $"Query parameter before must be a message id (a positive integer, the next_before of the previous page); got \"{SluiceErrors.Echo(text)}\".", "before");
+        }
+
+        return new SessionMessagePage(limit, before);
     }
 
     private async Task DeleteAsync(HttpContext context)
@@ -138,7 +162,7 @@ internal sealed class SessionEndpoints(
     /// <summary><c>POST /api/llm/chat/session/stream</c>: one turn, streamed as portal events through the call pipeline.</summary>
     public Task StreamAsync(HttpContext context)
     {
-        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, logger);
+        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger);
         var answer = new HttpAnswer(
             _ => new PortalStreamFormat(new PortalStreamWriter(stage.PortalInfo)),
             Completion: null,
@@ -179,22 +203,22 @@ internal sealed class SessionEndpoints(
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var entry in value.EnumerateObject())
         {
+            if (metadata.Count == MaxMetadataEntries)
+            {
+                throw ChatException.BadRequest($"metadata takes at most {MaxMetadataEntries} entries.", "metadata", "object_above_max_size");
+            }
+
+            // A bad key is not echoed: it is exactly what must not reach logs and pages as it is.
+            if (NameRules.Check(NameKind.Label, entry.Name, MaxMetadataKeyChars) is { } problem)
+            {
+                throw ChatException.BadRequest($"A key of metadata {problem}", "metadata", "invalid_value");
+            }
             if (entry.Value.ValueKind != JsonValueKind.String)
             {
-                throw ChatException.BadRequest($"metadata.{entry.Name} must be a string.", "metadata", "invalid_type");
+                throw ChatException.BadRequest($"metadata.{entry.Name} must be a string.", $"metadata.{entry.Name}", "invalid_type");
             }
 
-            if (entry.Name.Length > MaxMetadataKeyChars || entry.Value.GetString()!.Length > MaxMetadataValueChars)
-            {
-                throw ChatException.BadRequest(
-                    $"metadata keys take at most {MaxMetadataKeyChars} characters and values at most {MaxMetadataValueChars}.", "metadata", "string_above_max_length");
-            }
-
-            metadata[entry.Name] = entry.Value.GetString()!;
-            if (metadata.Count > 16)
-            {
-                throw ChatException.BadRequest("metadata takes at most 16 entries.", "metadata");
-            }
+            metadata[entry.Name] = ApiJson.CheckName(entry.Value.GetString()!, $"metadata.{entry.Name}", NameKind.Text, MaxMetadataValueChars);
         }
 
         return metadata;
@@ -253,6 +277,15 @@ internal sealed class SessionEndpoints(
             }
 
             json.WriteEndArray();
+            json.WriteBoolean("has_more", session.HasOlderMessages);
+            if (session.HasOlderMessages && session.Messages.Count > 0)
+            {
+                json.WriteNumber("next_before", session.Messages[0].Id);
+            }
+            else
+            {
+                json.WriteNull("next_before");
+            }
         }
 
         json.WriteEndObject();

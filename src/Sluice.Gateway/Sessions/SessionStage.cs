@@ -24,7 +24,7 @@ namespace Sluice.Gateway.Sessions;
 /// (<see cref="ReplyCapture"/>), so relays and writers stay unaware of sessions. A session belongs to the caller's team
 /// (or the operator); another owner's session is a 404 like a missing one.
 /// </remarks>
-internal sealed partial class SessionStage(ISessionStore store, int maxPromptChars, ILogger logger) : CallStage
+internal sealed partial class SessionStage(ISessionStore store, int maxPromptChars, int maxMessages, ILogger logger) : CallStage
 {
     private readonly StringBuilder _reply = new();
     private ChatSession? _session;
@@ -47,7 +47,7 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
     {
         string? sessionId;
         string? systemPrompt;
-        using (var document = JsonDocument.Parse(call.Body))
+        using (var document = JsonInput.Parse(call.Body))
         {
             var root = document.RootElement;
             if (root.TryGetProperty("messages", out _) || root.TryGetProperty("prompt", out _))
@@ -66,7 +66,14 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
         var parsed = call.Request;
         if (sessionId is not null)
         {
-            _session = await store.GetSessionAsync(ownerId, sessionId, cancellationToken) ?? throw SluiceErrors.NotFound("session", sessionId);
+            // Only the newest messages that can fit the session's context are read: a turn costs the same at turn 10 and 1,000.
+            _session = await store.GetSessionForTurnAsync(ownerId, sessionId, cancellationToken) ?? throw SluiceErrors.NotFound("session", sessionId);
+            if (_session.MessageCount + 2 > maxMessages)
+            {
+                // Refused before the model runs: the turn's question and its reply would not both fit.
+                throw SluiceErrors.SessionFull(_session.Id, _session.MessageCount, maxMessages);
+            }
+
             if (systemPrompt is not null && systemPrompt != (_session.SystemPrompt ?? string.Empty))
             {
                 throw ChatException.BadRequest(
@@ -105,7 +112,17 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
     {
         var ownerId = call.Caller.OwnerId;
         _session ??= await store.CreateSessionAsync(ownerId, _newSession!, cancellationToken);
-        await store.AppendSessionMessageAsync(ownerId, _session.Id, new NewSessionMessage(ChatRoles.User, _message), cancellationToken);
+        try
+        {
+            // One place is kept for the reply, so a session never holds more than maxMessages.
+            await store.AppendSessionMessageAsync(
+                ownerId, _session.Id, new NewSessionMessage(ChatRoles.User, _message, ContextTokens: ContextCost(_message)), maxMessages - 1, cancellationToken);
+        }
+        catch (SessionFullException full)
+        {
+            throw SluiceErrors.SessionFull(full.SessionId, full.Messages, maxMessages);
+        }
+
         call.Backend = new ReplyCapture(call.Backend!, this);
     }
 
@@ -122,8 +139,12 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
 
         var truncated = status != UsageStatus.Completed;
         var error = !truncated ? null : _error ?? (status == UsageStatus.Abandoned ? "cancelled: the client left or the stream was cancelled" : "failed");
+        var text = _reply.ToString();
+
+        // An interrupted reply with no text is never sent again (see SessionContext), so it costs a later turn nothing.
         var message = new NewSessionMessage(
-            ChatRoles.Assistant, _reply.ToString(), truncated, truncated ? null : _finishReason, usage.PromptTokens, usage.CompletionTokens, error);
+            ChatRoles.Assistant, text, truncated, truncated ? null : _finishReason, usage.PromptTokens, usage.CompletionTokens, error,
+            truncated && text.Length == 0 ? 0 : ContextCost(text));
         try
         {
             // Not the request's token: the client leaving is exactly when the truncated reply must still be kept.
@@ -139,6 +160,9 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
             LogStoreFailed(logger, ex, _session.Id, _reply.Length);
         }
     }
+
+    /// <summary>What a stored message costs in a later turn's prompt, as <see cref="SessionContext"/> counts it.</summary>
+    internal static int ContextCost(string content) => TokenCounter.PerMessageOverhead + TokenCounter.Count(content);
 
     private static string? OptionalString(JsonElement root, string name)
     {

@@ -233,6 +233,7 @@ internal sealed class CallLease : IAsyncDisposable
     private readonly ILogger? _logger;
     private readonly CancellationTokenSource? _stop;
     private readonly Task _renewal = Task.CompletedTask;
+    private int _released;
 
     public CallLease(IRateLimitStore store, List<string> leases, TimeSpan leaseDuration, ILogger logger)
     {
@@ -250,9 +251,10 @@ internal sealed class CallLease : IAsyncDisposable
     /// <summary>No slots held.</summary>
     public static CallLease None { get; } = new();
 
+    /// <summary>Frees the slots; safe to call more than once (the relay frees them before the terminal frame, the pipeline again at the end).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_stop is null || _store is null)
+        if (_stop is null || _store is null || Interlocked.Exchange(ref _released, 1) == 1)
         {
             return;
         }

@@ -26,7 +26,7 @@ internal sealed partial class TenancyRuntime(GatewayOptions options, TimeProvide
         var connectionString = options.StoreConnectionString;
         try
         {
-            _store = await SluiceStoreFactory.OpenAsync(connectionString, new SluiceStoreOptions { TimeProvider = Time }, cancellationToken);
+            _store = await SluiceStoreFactory.OpenAsync(connectionString, new SluiceStoreOptions { TimeProvider = Time, OpenJobLifetime = TimeSpan.FromHours(options.Tenancy.OpenJobHours) }, cancellationToken);
         }
         catch (StoreConfigurationException ex)
         {

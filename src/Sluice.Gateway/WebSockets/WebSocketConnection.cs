@@ -106,12 +106,15 @@ internal sealed class WebSocketConnection : IAsyncDisposable
             return;
         }
 
+        // The wait itself is cancelled at the deadline: a write left pending would hold its message and deliver it later,
+        // after the request's error.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(_options.SlowClientTimeoutSeconds));
         try
         {
-            await _outbox.Writer.WriteAsync(message, cancellationToken).AsTask()
-                .WaitAsync(TimeSpan.FromSeconds(_options.SlowClientTimeoutSeconds), cancellationToken);
+            await _outbox.Writer.WriteAsync(message, deadline.Token);
         }
-        catch (TimeoutException)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw new ChatException(408, new ErrorInfo(
                 $"The client did not read this socket's messages for {_options.SlowClientTimeoutSeconds} s (WebSocket:SlowClientTimeoutSeconds), so the request was cancelled. Read messages as they arrive.",
@@ -132,13 +135,15 @@ internal sealed class WebSocketConnection : IAsyncDisposable
             return;
         }
 
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
+        deadline.CancelAfter(FinalMessageWait);
         try
         {
-            await _outbox.Writer.WriteAsync(message, _closing.Token).AsTask().WaitAsync(FinalMessageWait, _closing.Token);
+            await _outbox.Writer.WriteAsync(message, deadline.Token);
         }
-        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException or ChannelClosedException)
+        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
         {
-            // Nobody is reading: the message has nowhere to go.
+            // Nobody is reading: the message has nowhere to go (and is not kept for later).
         }
     }
 

@@ -9,6 +9,7 @@ using Sluice.Gateway.Http;
 using Sluice.Gateway.Sessions;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
+using Sluice.Storage;
 
 namespace Sluice.Gateway.WebSockets;
 
@@ -29,6 +30,11 @@ namespace Sluice.Gateway.WebSockets;
 internal sealed partial class WebSocketEndpoint(
     CallPipeline pipeline, TenancyRuntime tenancy, WebSocketKeyLimiter keyLimiter, GatewayOptions options, ILogger<WebSocketEndpoint> logger)
 {
+    /// <summary>Longest request id: it is repeated in every message of the answer.</summary>
+    public const int MaxIdChars = 64;
+
+    private const int MaxDepth = 64;
+
     public async Task HandleAsync(HttpContext context)
     {
         if (!context.WebSockets.IsWebSocketRequest)
@@ -60,14 +66,13 @@ internal sealed partial class WebSocketEndpoint(
             string? id = null;
             try
             {
-                using var document = JsonDocument.Parse(message);
+                using var document = ParseMessage(message, out id);
                 var root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object)
                 {
                     throw ChatException.BadRequest("Each message must be a JSON object, e.g. {\"type\": \"chat\", \"id\": \"r1\", \"messages\": [...]}.", null, "invalid_type");
                 }
 
-                id = root.TryGetProperty("id", out var idValue) && idValue.ValueKind == JsonValueKind.String ? idValue.GetString() : null;
                 var type = root.TryGetProperty("type", out var typeValue) && typeValue.ValueKind == JsonValueKind.String ? typeValue.GetString() : null;
                 if (string.IsNullOrEmpty(id))
                 {
@@ -91,12 +96,65 @@ internal sealed partial class WebSocketEndpoint(
             {
                 await connection.SendFinalAsync(json => Protocol.Portal.PortalEvents.WriteError(json, ex.Error, "error", id));
             }
-            catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException or FormatException)
+        }
+    }
+
+    /// <summary>
+    /// Parses one message (every string checked, see <see cref="JsonInput"/>) and reads its request id — also when the
+    /// message is refused, so that the error names the request it refuses whenever the id itself is readable.
+    /// </summary>
+    private static JsonDocument ParseMessage(ReadOnlyMemory<byte> message, out string? id)
+    {
+        id = null;
+        JsonDocument document;
+        try
+        {
+            document = JsonInput.Parse(message, MaxDepth, "The message", "Send one UTF-8 JSON object per WebSocket text message.");
+        }
+        catch (ChatException) when (IdOfRefused(message) is { } readable)
+        {
+            id = readable;
+            throw;
+        }
+
+        var root = document.RootElement;
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out var value) && value.ValueKind == JsonValueKind.String)
+        {
+            var text = value.GetString()!;
+
+            // The id is repeated in every message of its answer: a long one would multiply the socket's memory and traffic.
+            if (NameRules.Check(NameKind.Label, text, MaxIdChars) is { } problem)
             {
-                // Not JSON, invalid UTF-8, a lone surrogate: this message is refused, the socket carries on.
-                var error = new ErrorInfo($"The message is not valid JSON text ({ex.Message}). Send one UTF-8 JSON object per WebSocket text message.", ErrorTypes.InvalidRequest, null, "invalid_json");
-                await connection.SendFinalAsync(json => Protocol.Portal.PortalEvents.WriteError(json, error, "error", id));
+                document.Dispose();
+                throw ChatException.BadRequest($"id {problem}", "id", "invalid_value");
             }
+
+            id = text;
+        }
+
+        return document;
+    }
+
+    // The id of a message refused as a whole, when it is an acceptable id on its own (checked before it is read).
+    private static string? IdOfRefused(ReadOnlyMemory<byte> message)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(message, new JsonDocumentOptions { MaxDepth = MaxDepth });
+            if (document.RootElement.ValueKind != JsonValueKind.Object
+                || !document.RootElement.TryGetProperty("id", out var value) || value.ValueKind != JsonValueKind.String)
+            {
+                return null;
+            }
+
+            var raw = value.GetRawText();
+            JsonInput.Validate(System.Text.Encoding.UTF8.GetBytes(raw));
+            var id = value.GetString()!;
+            return NameRules.Check(NameKind.Label, id, MaxIdChars) is null ? id : null;
+        }
+        catch (Exception ex) when (ex is JsonException or ChatException)
+        {
+            return null;
         }
     }
 
@@ -114,7 +172,7 @@ internal sealed partial class WebSocketEndpoint(
         {
             connection.Run(id, async cancel =>
             {
-                var stage = sessionTurn ? new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, logger) : null;
+                var stage = sessionTurn ? new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger) : null;
                 var call = pipeline.Begin(RequestIds.Next(), caller, sessionTurn ? CallDialect.Session : CallDialect.WebSocket, cancel);
                 call.Body = message;
                 await pipeline.RunAsync(call, new WebSocketResponder(connection, id, stage, cancel), stage);

@@ -37,7 +37,7 @@ public static class ChatRequestParser
     /// <summary>Largest accepted <c>top_logprobs</c> (OpenAI's own limit).</summary>
     public const int MaxTopLogprobs = 20;
 
-    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
+    private const int MaxDepth = 64;
 
     /// <summary>
     /// Parses and validates <paramref name="utf8Json"/>. The request keeps a reference to the bytes as
@@ -54,19 +54,7 @@ public static class ChatRequestParser
                 null, "invalid_json");
         }
 
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(utf8Json, DocumentOptions);
-        }
-        catch (JsonException ex)
-        {
-            throw new ChatException(400, new ErrorInfo(
-                $"The request body is not valid JSON ({ex.Message}). Check quoting and commas, and send Content-Type: application/json.",
-                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
-        }
-
-        using (document)
+        using (var document = JsonInput.Parse(utf8Json, MaxDepth))
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)

@@ -9,7 +9,7 @@ namespace Sluice.Protocol.Chat;
 /// </summary>
 internal static class RequestFields
 {
-    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
+    private const int MaxDepth = 64;
 
     /// <summary>Parses a body that must be a JSON object; <paramref name="example"/> is shown when it is empty.</summary>
     public static JsonDocument ParseObject(ReadOnlyMemory<byte> utf8Json, string example)
@@ -19,17 +19,7 @@ internal static class RequestFields
             throw ChatException.BadRequest($"The request body is empty. Send a JSON object such as {example}.", null, "invalid_json");
         }
 
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(utf8Json, DocumentOptions);
-        }
-        catch (JsonException ex)
-        {
-            throw new ChatException(400, new ErrorInfo(
-                $"The request body is not valid JSON ({ex.Message}). Check quoting and commas, and send Content-Type: application/json.",
-                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
-        }
+        var document = JsonInput.Parse(utf8Json, MaxDepth);
 
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {

@@ -73,9 +73,10 @@ public sealed class FallbackChatBackend : IChatBackend
                 {
                     await enumerator.DisposeAsync();
                     lastError = ex;
-                    failures.Add((candidate.Name, Describe(ex)));
+                    failures.Add((candidate.Name, Describe(ex, forOperator: false)));
                     var retryAfter = (ex as ChatException)?.RetryAfter;
-                    var last = attempt >= candidate.Attempts;
+                    // Credentials the upstream refused stay refused: the next member is tried at once, without backoff.
+                    var last = attempt >= candidate.Attempts || ex is ChatException { Error.Code: Upstream.UpstreamTransport.UpstreamAuthCode };
                     if (retryAfter is { } wait && wait.TotalSeconds > _retry.MaxRetryAfterSeconds)
                     {
                         // Waiting that long would hold the client; another model may answer now.
@@ -86,7 +87,7 @@ public sealed class FallbackChatBackend : IChatBackend
                     var delay = last ? TimeSpan.Zero : retryAfter ?? Backoff(attempt);
                     if (next is not null)
                     {
-                        _onRetry?.Invoke(new RetryNotice(candidate.Name, next, attempt, delay, Describe(ex)));
+                        _onRetry?.Invoke(new RetryNotice(candidate.Name, next, attempt, delay, Describe(ex, forOperator: true)));
                     }
 
                     if (last)
@@ -137,8 +138,10 @@ public sealed class FallbackChatBackend : IChatBackend
         _ => false,
     };
 
-    private static string Describe(Exception ex) => ex switch
+    // For the retry log (the operator's) the note with what to fix is included; never in what the client reads.
+    private static string Describe(Exception ex, bool forOperator) => ex switch
     {
+        ChatException { OperatorNote: { } note } chat when forOperator => $"{chat.StatusCode} {chat.Error.Message} [{note}]",
         ChatException chat => $"{chat.StatusCode} {chat.Error.Message}",
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };
@@ -150,7 +153,10 @@ public sealed class FallbackChatBackend : IChatBackend
         {
             return failures.Count == 1
                 ? chat
-                : new ChatException(chat.StatusCode, chat.Error with { Message = $"Every attempt failed: {summary}" + NextStep(summary, "Retry later, or check the upstreams.") }, chat.RetryAfter, lastError);
+                : new ChatException(chat.StatusCode, chat.Error with { Message = $"Every attempt failed: {summary}" + NextStep(summary, "Retry later, or check the upstreams.") }, chat.RetryAfter, lastError)
+                {
+                    OperatorNote = chat.OperatorNote,
+                };
         }
 
         return new ChatException(502, new ErrorInfo(

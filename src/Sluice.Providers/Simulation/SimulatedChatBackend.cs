@@ -13,7 +13,7 @@ namespace Sluice.Providers.Simulation;
 /// that refers to the prompt's words, paced like a real model, calls tools when asked to, and can inject
 /// faults for testing clients. Its usage counts are exactly the tokens it streamed.
 /// </summary>
-public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
+public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IChatRequestCheck
 {
     /// <summary>The <c>Provider</c> value of simulated models.</summary>
     public const string ProviderName = "sim";
@@ -58,6 +58,52 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
     }
 
     /// <inheritdoc />
+    public ChatException? Check(ChatRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.N > MaxChoices)
+        {
+            return ChatException.BadRequest(
+                $"Simulated models write at most {MaxChoices} answers per request (n = {request.N}). Send a smaller n, or several requests.",
+                "n", "unsupported_value");
+        }
+
+        try
+        {
+            CompletionSupport.RequireTranslatable(request, request.Model, "a simulated model");
+        }
+        catch (ChatException untranslatable)
+        {
+            return untranslatable;
+        }
+
+        if (_options.Vision != true && request.Attachments().FirstOrDefault() is { } attachment)
+        {
+            return AttachmentSupport.Refuse(attachment, request.Model, "a simulated text model",
+                "simulated models answer text only unless configured with \"Vision\": true",
+                "Send text only, use a model that takes images and documents, or set \"Vision\": true on the simulated model.");
+        }
+
+        if (request.MaxTokens > _options.MaxOutputTokens)
+        {
+            return ChatException.BadRequest(
+                $"max_tokens is {request.MaxTokens}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
+                "max_tokens");
+        }
+
+        var promptTokens = CountPromptTokens(request);
+        var reserve = request.MaxTokens ?? NaturalAnswerTokens(request);
+        if (promptTokens + (reserve * request.N) > _options.ContextWindow)
+        {
+            return ChatException.BadRequest(
+                $"This request needs {promptTokens} prompt tokens plus {reserve * request.N} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
+                "messages", "context_length_exceeded");
+        }
+
+        return null;
+    }
+
+    /// <inheritdoc />
     public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
         ChatRequest request,
         ChatCallOptions? options,
@@ -66,38 +112,14 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         Interlocked.Increment(ref _requestsStarted);
-        if (request.N > MaxChoices)
+        if (Check(request) is { } refusal)
         {
-            throw ChatException.BadRequest(
-                $"Simulated models write at most {MaxChoices} answers per request (n = {request.N}). Send a smaller n, or several requests.",
-                "n", "unsupported_value");
-        }
-
-        CompletionSupport.RequireTranslatable(request, request.Model, "a simulated model");
-        if (_options.Vision != true && request.Attachments().FirstOrDefault() is { } attachment)
-        {
-            throw AttachmentSupport.Refuse(attachment, request.Model, "a simulated text model",
-                "simulated models answer text only unless configured with \"Vision\": true",
-                "Send text only, use a model that takes images and documents, or set \"Vision\": true on the simulated model.");
+            throw refusal;
         }
 
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = CountPromptTokens(request);
-        if (request.MaxTokens > _options.MaxOutputTokens)
-        {
-            throw ChatException.BadRequest(
-                $"max_tokens is {request.MaxTokens}, but {request.Model} writes at most {_options.MaxOutputTokens} tokens. Lower max_tokens.",
-                "max_tokens");
-        }
-
         var natural = NaturalAnswerTokens(request);
-        var reserve = request.MaxTokens ?? natural;
-        if (promptTokens + (reserve * request.N) > _options.ContextWindow)
-        {
-            throw ChatException.BadRequest(
-                $"This request needs {promptTokens} prompt tokens plus {reserve * request.N} answer tokens, more than the {_options.ContextWindow}-token context of {request.Model}. Shorten the conversation{(request.MaxTokens is null ? " or set a smaller max_tokens" : " or lower max_tokens")}.",
-                "messages", "context_length_exceeded");
-        }
 
         var seeded = request.Seed is { } seed ? unchecked((int)seed ^ (int)(seed >> 32)) : (int?)null;
         var random = seeded is { } s ? new Random(s) : new Random();

@@ -72,12 +72,12 @@ internal sealed class UpstreamCall : IDisposable
         var options = _transport.Options;
         var (limit, key, what) = Volatile.Read(ref _fired) switch
         {
-            FirstTokenFired => (options.FirstTokenTimeoutMs, nameof(ModelOptions.FirstTokenTimeoutMs), "sent no answer"),
-            IdleFired => (options.IdleTimeoutMs, nameof(ModelOptions.IdleTimeoutMs), "went silent mid-answer for"),
-            _ => (options.TotalTimeoutMs, nameof(ModelOptions.TotalTimeoutMs), "did not finish"),
+            FirstTokenFired => (options.FirstTokenTimeoutMs, nameof(ModelOptions.FirstTokenTimeoutMs), "sent no answer within"),
+            IdleFired => (options.IdleTimeoutMs, nameof(ModelOptions.IdleTimeoutMs), "went silent mid-answer for more than"),
+            _ => (options.TotalTimeoutMs, nameof(ModelOptions.TotalTimeoutMs), "did not finish within"),
         };
         return new ChatException(504, new ErrorInfo(
-            $"The {_transport.Describe()} {what} within {limit} ms ({key} of model \"{options.Name}\"). "
+            $"The {_transport.Describe()} {what} {limit} ms ({key} of model \"{options.Name}\"). "
             + $"Retry, use another model, or raise {key} in that model's configuration if the upstream is just slow.",
             ErrorTypes.Timeout, null, "upstream_timeout"));
     }

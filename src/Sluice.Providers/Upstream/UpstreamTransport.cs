@@ -15,6 +15,9 @@ namespace Sluice.Providers.Upstream;
 /// </summary>
 internal sealed class UpstreamTransport : IDisposable
 {
+    /// <summary>The code of <see cref="AuthError"/>.</summary>
+    public const string UpstreamAuthCode = "upstream_auth_error";
+
     private const int MaxErrorBodyBytes = 64 * 1024;
     private static readonly MediaTypeHeaderValue JsonContentType = new("application/json");
 
@@ -171,6 +174,11 @@ internal sealed class UpstreamTransport : IDisposable
                 ErrorTypes.Upstream, null, "upstream_redirect"));
         }
 
+        if (status is 401 or 403)
+        {
+            return AuthError(status, upstream.Message);
+        }
+
         var clientStatus = status switch
         {
             408 => 504,
@@ -180,8 +188,6 @@ internal sealed class UpstreamTransport : IDisposable
         };
         var type = clientStatus switch
         {
-            401 => ErrorTypes.Authentication,
-            403 => ErrorTypes.Permission,
             429 => ErrorTypes.RateLimit,
             504 => ErrorTypes.Timeout,
             >= 500 => ErrorTypes.Upstream,
@@ -190,10 +196,6 @@ internal sealed class UpstreamTransport : IDisposable
         var retryAfter = clientStatus is 429 or 503 ? RetryAfterOf(response) : null;
         var nextStep = status switch
         {
-            401 => Options.ApiKeyEnv is { Length: > 0 } env
-                ? $"Check the API key in the environment variable {env}."
-                : "This model entry sends no key: set ApiKeyEnv to the environment variable that holds it.",
-            403 => $"The key is not allowed to use \"{UpstreamModel}\"; check the account's access.",
             404 => $"Check UpstreamModel (\"{UpstreamModel}\") and BaseUrl of model \"{Options.Name}\".",
             429 => retryAfter is { } delay
                 ? $"Retry after {Math.Ceiling(delay.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s."
@@ -211,16 +213,41 @@ internal sealed class UpstreamTransport : IDisposable
             retryAfter);
     }
 
+    /// <summary>
+    /// The 502 for an upstream that refused the gateway's own credentials (HTTP 401 or 403): the client's request and key
+    /// are fine, so it is not told "authentication error", and nothing of the configuration is sent (key variable, address,
+    /// the upstream's words); those go to the operator's log through <see cref="ChatException.OperatorNote"/>.
+    /// </summary>
+    public ChatException AuthError(int status, string? upstreamMessage)
+    {
+        var fix = status == 403
+            ? $"the upstream account may not use \"{UpstreamModel}\"; check its access"
+            : Options.ApiKeyEnv is { Length: > 0 } env
+                ? $"check the API key in the environment variable {env}"
+                : "this model entry sends no key; set ApiKeyEnv to the environment variable that holds it";
+        var said = string.IsNullOrWhiteSpace(upstreamMessage) ? "no message" : Redact(upstreamMessage.Trim());
+        return new ChatException(502, new ErrorInfo(
+            $"The {Describe()} refused the gateway's credentials (HTTP {status.ToString(CultureInfo.InvariantCulture)}), so it cannot answer. "
+            + "This is the gateway's configuration, not your request or key: retry later or use another model, and tell the operator (with the x-request-id) if it persists.",
+            ErrorTypes.Upstream, null, UpstreamAuthCode))
+        {
+            OperatorNote = $"The {Describe()} at {BaseUrl} answered HTTP {status.ToString(CultureInfo.InvariantCulture)} ({said}): {fix}.",
+        };
+    }
+
     /// <summary>A 502 for an error the upstream reported inside its stream.</summary>
     public ChatException StreamError(string? message, string? code, int? status = null)
     {
+        if (status is 401 or 403)
+        {
+            return AuthError(status.Value, message);
+        }
+
         // Keep statuses a client can act on; anything else (Gemini's 499 CANCELLED, 500s) is a bad gateway.
-        var clientStatus = status is 400 or 401 or 403 or 404 or 413 or 422 or 429 or 503 ? status.Value : 502;
+        var clientStatus = status is 400 or 404 or 413 or 422 or 429 or 503 ? status.Value : 502;
         var type = clientStatus switch
         {
             429 => ErrorTypes.RateLimit,
-            401 => ErrorTypes.Authentication,
-            403 => ErrorTypes.Permission,
             < 500 => ErrorTypes.InvalidRequest,
             _ => ErrorTypes.Upstream,
         };

@@ -181,5 +181,13 @@ internal static class PostgresMigrations
                 heartbeat_at_ms BIGINT NOT NULL
             );
             """),
+        new(7, "open jobs hold credits", """
+            CREATE INDEX jobs_team_open ON jobs (team_id, created_at_ms) WHERE status = 'created';
+            """),
+        new(8, "session windows", """
+            ALTER TABLE session_messages ADD COLUMN context_tokens BIGINT NOT NULL DEFAULT 0;
+            UPDATE session_messages SET context_tokens = LENGTH(content) / 4 + 3 WHERE NOT (truncated = 1 AND content = '');
+            CREATE INDEX session_messages_window ON session_messages (session_id, id, context_tokens);
+            """),
     ];
 }

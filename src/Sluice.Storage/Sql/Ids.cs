@@ -10,8 +10,6 @@ namespace Sluice.Storage.Sql;
 /// </summary>
 internal static class Ids
 {
-    public const int MaxClientIdLength = 64;
-
     private static long _last;
 
     public static string New(string prefix, DateTimeOffset now)
@@ -41,11 +39,9 @@ internal static class Ids
             return New(prefix, now);
         }
 
-        if (id.Length is 0 or > MaxClientIdLength || !id.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+        if (NameRules.Check(NameKind.Id, id) is { } problem)
         {
-            throw new ArgumentException(
-                $"An id must be 1 to {MaxClientIdLength} characters of letters, digits, '_', '-' and '.'; leave it out to get a generated one.",
-                paramName);
+            throw new ArgumentException($"The id {problem} Leave it out to get a generated one.", paramName);
         }
 
         return id;

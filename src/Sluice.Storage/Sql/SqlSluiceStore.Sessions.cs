@@ -13,6 +13,8 @@ internal abstract partial class SqlSluiceStore
         "id, session_id, role, content, truncated, finish_reason, prompt_tokens, completion_tokens, error, created_at_ms";
 
     private const int MaxMetadataEntries = 16;
+    private const int MaxMetadataKeyChars = 64;
+    private const int MaxMetadataValueChars = 512;
     private const int TitleLength = 60;
 
     /// <inheritdoc />
@@ -29,6 +31,22 @@ internal abstract partial class SqlSluiceStore
         if (session.Metadata is { Count: > MaxMetadataEntries })
         {
             throw new ArgumentException($"A session takes at most {MaxMetadataEntries} metadata entries.", nameof(session));
+        }
+
+        foreach (var (key, value) in session.Metadata ?? new Dictionary<string, string>())
+        {
+            NameRules.Require(NameKind.Label, key, nameof(session), "A metadata key", MaxMetadataKeyChars);
+            NameRules.Require(NameKind.Text, value, nameof(session), "A metadata value", MaxMetadataValueChars);
+        }
+
+        if (!string.IsNullOrWhiteSpace(session.Title))
+        {
+            NameRules.Require(NameKind.Label, session.Title.Trim(), nameof(session), "The title");
+        }
+
+        if (!string.IsNullOrWhiteSpace(session.Model))
+        {
+            NameRules.Require(NameKind.ModelName, session.Model.Trim(), nameof(session), "The model");
         }
 
         var now = Now;
@@ -77,6 +95,60 @@ internal abstract partial class SqlSluiceStore
     }
 
     /// <inheritdoc />
+    public async Task<ChatSession?> GetSessionAsync(string owner, string sessionId, SessionMessagePage page, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(page.Limit, nameof(page));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(page.Limit, MaxPage, nameof(page));
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        var session = await ReadSessionAsync(c, owner, sessionId, cancellationToken);
+        if (session is null)
+        {
+            return null;
+        }
+
+        // Newest first through the (session_id, id) index, one more than asked to learn whether older ones remain.
+        await using var messages = Db.Command(
+            c,
+            null,
+            $"SELECT {MessageColumns} FROM session_messages WHERE session_id = @id AND id < @before ORDER BY id DESC LIMIT @limit");
+        var newestFirst = await messages.With("@id", sessionId).With("@before", page.BeforeId ?? long.MaxValue).With("@limit", page.Limit + 1)
+            .ListAsync(ReadMessage, cancellationToken);
+        var older = newestFirst.Count > page.Limit;
+        return session with { Messages = [.. newestFirst.Take(page.Limit).Reverse()], HasOlderMessages = older };
+    }
+
+    /// <inheritdoc />
+    public async Task<ChatSession?> GetSessionForTurnAsync(string owner, string sessionId, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        var session = await ReadSessionAsync(c, owner, sessionId, cancellationToken);
+        if (session is null)
+        {
+            return null;
+        }
+
+        // The oldest message of the window is found from (id, context_tokens) alone — a covering index, no message text
+        // read — by a running sum newest first; then only the window's rows are read. Running sums only grow, so the rows
+        // within the budget are exactly the newest ones.
+        await using var messages = Db.Command(
+            c,
+            null,
+            $"SELECT {MessageColumns} FROM session_messages WHERE session_id = @id AND id >= COALESCE((" +
+            "SELECT MIN(id) FROM (SELECT id, SUM(context_tokens) OVER (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS running " +
+            "FROM session_messages WHERE session_id = @id) w WHERE running <= @budget), @none) ORDER BY id");
+        var window = await messages.With("@id", sessionId).With("@budget", session.MaxContextTokens).With("@none", long.MaxValue)
+            .ListAsync(ReadMessage, cancellationToken);
+        return session with { Messages = window, HasOlderMessages = window.Count < session.MessageCount };
+    }
+
+    private static async Task<ChatSession?> ReadSessionAsync(DbConnection c, string owner, string sessionId, CancellationToken cancellationToken)
+    {
+        await using var select = Db.Command(c, null, $"SELECT {SessionColumns} FROM sessions WHERE id = @id AND owner = @owner");
+        return await select.With("@id", sessionId).With("@owner", owner).SingleOrDefaultAsync(ReadSession, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyList<ChatSession>> ListSessionsAsync(string owner, int limit, int offset, CancellationToken cancellationToken)
     {
         CheckPage(limit, offset);
@@ -104,9 +176,15 @@ internal abstract partial class SqlSluiceStore
             cancellationToken);
 
     /// <inheritdoc />
-    public Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken)
+    public Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, CancellationToken cancellationToken) =>
+        AppendSessionMessageAsync(owner, sessionId, message, int.MaxValue, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<SessionMessage> AppendSessionMessageAsync(string owner, string sessionId, NewSessionMessage message, int maxMessages, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxMessages);
+        ArgumentOutOfRangeException.ThrowIfNegative(message.ContextTokens, nameof(message));
         if (message.Role is not ("user" or "assistant"))
         {
             throw new ArgumentException("A session message's role is 'user' or 'assistant'.", nameof(message));
@@ -117,28 +195,34 @@ internal abstract partial class SqlSluiceStore
             async (c, tx) =>
             {
                 var now = Now;
+                // The count check and the increment are one conditional UPDATE: concurrent turns cannot both take the last place.
                 await using (var touch = Db.Command(
                     c,
                     tx,
-                    "UPDATE sessions SET message_count = message_count + 1, updated_at_ms = @at, title = COALESCE(title, @title) WHERE id = @id AND owner = @owner"))
+                    "UPDATE sessions SET message_count = message_count + 1, updated_at_ms = @at, title = COALESCE(title, @title) " +
+                    "WHERE id = @id AND owner = @owner AND message_count < @max"))
                 {
                     var title = message.Role == "user" ? TitleOf(message.Content) : null;
-                    var updated = await touch.With("@at", now).With("@title", title).With("@id", sessionId).With("@owner", owner)
+                    var updated = await touch.With("@at", now).With("@title", title).With("@id", sessionId).With("@owner", owner).With("@max", maxMessages)
                         .ExecuteNonQueryAsync(cancellationToken);
                     if (updated == 0)
                     {
-                        throw new StoreNotFoundException("session", sessionId);
+                        await using var count = Db.Command(c, tx, "SELECT message_count FROM sessions WHERE id = @id AND owner = @owner");
+                        var held = await count.With("@id", sessionId).With("@owner", owner).ScalarLongAsync(cancellationToken)
+                            ?? throw new StoreNotFoundException("session", sessionId);
+                        throw new SessionFullException(sessionId, held, maxMessages);
                     }
                 }
 
                 await using var insert = Db.Command(
                     c,
                     tx,
-                    "INSERT INTO session_messages (session_id, role, content, truncated, finish_reason, prompt_tokens, completion_tokens, error, created_at_ms) " +
-                    "VALUES (@session, @role, @content, @truncated, @finish, @prompt, @completion, @error, @at) RETURNING id");
+                    "INSERT INTO session_messages (session_id, role, content, truncated, finish_reason, prompt_tokens, completion_tokens, error, context_tokens, created_at_ms) " +
+                    "VALUES (@session, @role, @content, @truncated, @finish, @prompt, @completion, @error, @context, @at) RETURNING id");
                 var id = await insert.With("@session", sessionId).With("@role", message.Role).With("@content", message.Content)
                     .With("@truncated", message.Truncated ? 1 : 0).With("@finish", message.FinishReason).With("@prompt", message.PromptTokens)
-                    .With("@completion", message.CompletionTokens).With("@error", message.Error).With("@at", now).ScalarLongAsync(cancellationToken);
+                    .With("@completion", message.CompletionTokens).With("@error", message.Error).With("@context", message.ContextTokens)
+                    .With("@at", now).ScalarLongAsync(cancellationToken);
                 return new SessionMessage(
                     id ?? throw new InvalidOperationException("The database returned no id for the new session message."),
                     sessionId,
@@ -169,12 +253,24 @@ internal abstract partial class SqlSluiceStore
             return null;
         }
 
+        // The title is a label like any a caller sets: the message's control and bidi characters do not carry over.
+        line = NameRules.ToLabel(line.ToString()).AsSpan().Trim();
+        if (line.IsEmpty)
+        {
+            return null;
+        }
+
         if (line.Length <= TitleLength)
         {
             return line.ToString();
         }
 
         var cut = line[..TitleLength];
+        if (char.IsHighSurrogate(cut[^1]))
+        {
+            cut = cut[..^1];
+        }
+
         var space = cut.LastIndexOf(' ');
         return string.Concat((space > TitleLength / 2 ? cut[..space] : cut).TrimEnd(), "…");
     }

@@ -32,11 +32,17 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
 
     private const int MaxPage = 1000;
 
+    private readonly TimeSpan _openJobLifetime;
+
     protected SqlSluiceStore(SluiceStoreOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         Time = options.TimeProvider;
+        _openJobLifetime = options.OpenJobLifetime;
     }
+
+    private string ExpiredError =>
+        $"expired: not completed within {_openJobLifetime.TotalHours.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} h (its credit hold was released)";
 
     /// <inheritdoc />
     public abstract string Description { get; }
@@ -81,7 +87,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     /// <inheritdoc />
     public async Task<Organization> CreateOrganizationAsync(string name, string? organizationId, CancellationToken cancellationToken)
     {
-        RequireName(name, nameof(name));
+        ArgumentNullException.ThrowIfNull(name);
+        NameRules.Require(NameKind.Label, name.Trim(), nameof(name), "The organization name");
         var now = Now;
         var organization = new Organization(Ids.Chosen(organizationId, "org", now, nameof(organizationId)), name.Trim(), now);
         try
@@ -131,7 +138,13 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public async Task<CreatedTeam> CreateTeamAsync(string organizationId, NewTeam team, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(team);
-        RequireName(team.Name, nameof(team));
+        ArgumentNullException.ThrowIfNull(team.Name, nameof(team));
+        NameRules.Require(NameKind.Label, team.Name.Trim(), nameof(team), "The team name");
+        foreach (var group in team.ModelGroups ?? [])
+        {
+            NameRules.Require(NameKind.ModelName, group, nameof(team), "A model group name");
+        }
+
         ArgumentOutOfRangeException.ThrowIfNegative(team.InitialCredits, nameof(team));
         var now = Now;
         var limits = team.Limits ?? RateLimits.None;
@@ -205,6 +218,11 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public Task<Team> SetTeamModelGroupsAsync(string teamId, IReadOnlyList<string> modelGroups, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(modelGroups);
+        foreach (var group in modelGroups)
+        {
+            NameRules.Require(NameKind.ModelName, group, nameof(modelGroups), "A model group name");
+        }
+
         return UpdateTeamAsync(
             teamId,
             "UPDATE teams SET model_groups = @groups WHERE id = @id",
@@ -326,7 +344,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             throw new ArgumentOutOfRangeException(nameof(amount), "Add a non-zero amount of credits (negative to remove).");
         }
 
-        RequireName(reason, nameof(reason));
+        ArgumentNullException.ThrowIfNull(reason);
+        NameRules.Require(NameKind.Label, reason.Trim(), nameof(reason), "The reason");
         return WriteAsync(
             async (c, tx) =>
             {
@@ -371,7 +390,14 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         WriteAsync(
             async (c, tx) =>
             {
-                var balance = await ReadBalanceAsync(c, tx, teamId, cancellationToken) ?? throw new StoreNotFoundException("team", teamId);
+                // The first statement locks the team row (a no-op UPDATE is still a row lock in PostgreSQL; SQLite has one
+                // writer anyway): concurrent creates for one team take turns, so each counts the others' open jobs.
+                long balance;
+                await using (var lockTeam = Db.Command(c, tx, "UPDATE teams SET credits_remaining = credits_remaining WHERE id = @id RETURNING credits_remaining"))
+                {
+                    balance = await lockTeam.With("@id", teamId).ScalarLongAsync(cancellationToken) ?? throw new StoreNotFoundException("team", teamId);
+                }
+
                 if (keyId is not null)
                 {
                     await using var key = Db.Command(c, tx, "SELECT 1 FROM virtual_keys WHERE id = @id AND team_id = @team");
@@ -381,13 +407,16 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     }
                 }
 
-                // A gate, not a reservation: the credit is taken when the job completes (see CompleteJobAsync).
-                if (balance < 1)
+                // Each open job holds one credit until it is completed (charged), failed or expired: a team cannot open
+                // more jobs than it could pay for, however many it creates at once.
+                var now = Now;
+                await ExpireOpenJobsAsync(c, tx, teamId, null, now, cancellationToken);
+                var open = await CountOpenJobsAsync(c, tx, teamId, cancellationToken);
+                if (open >= balance)
                 {
-                    throw new InsufficientCreditsException(teamId, balance, 1);
+                    throw new InsufficientCreditsException(teamId, balance, open + 1) { OpenJobs = open };
                 }
 
-                var now = Now;
                 var job = new Job
                 {
                     Id = Ids.New("job", now),
@@ -419,6 +448,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         return WriteAsync(
             async (c, tx) =>
             {
+                await ExpireOpenJobsAsync(c, tx, teamId, jobId, Now, cancellationToken);
+
                 // Counting the call on the job row first locks the row: a concurrent CompleteJobAsync waits for this
                 // transaction and then sees the failed-call count including this call.
                 await using (var update = Db.Command(
@@ -459,10 +490,18 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             throw new ArgumentOutOfRangeException(nameof(status), status, "A job can only be finished as Completed or Failed.");
         }
 
+        if (error is not null)
+        {
+            NameRules.Require(NameKind.Text, error, nameof(error), "The error message");
+        }
+
         return WriteAsync(
             async (c, tx) =>
             {
                 var now = Now;
+
+                // A job past its lifetime has expired (failed, free), whatever this caller says now.
+                await ExpireOpenJobsAsync(c, tx, teamId, jobId, now, cancellationToken);
 
                 // Only one caller can move the job out of 'created': the UPDATE locks the row, and every other
                 // concurrent caller re-checks the status after the winner commits and matches nothing.
@@ -524,10 +563,17 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     }
 
     /// <inheritdoc />
+    public async Task<int> CountOpenJobsAsync(string teamId, CancellationToken cancellationToken)
+    {
+        await using var c = await OpenConnectionAsync(cancellationToken);
+        return await CountOpenJobsAsync(c, null, teamId, cancellationToken, Now - _openJobLifetime);
+    }
+
+    /// <inheritdoc />
     public async Task<Job?> GetJobAsync(string teamId, string jobId, CancellationToken cancellationToken)
     {
         await using var c = await OpenConnectionAsync(cancellationToken);
-        var job = await ReadJobAsync(c, null, teamId, jobId, cancellationToken);
+        var job = AsOfNow(await ReadJobAsync(c, null, teamId, jobId, cancellationToken));
         if (job is null)
         {
             return null;
@@ -544,8 +590,49 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         await using var c = await OpenConnectionAsync(cancellationToken);
         await using var select = Db.Command(
             c, null, $"SELECT {JobColumns} FROM jobs WHERE team_id = @team ORDER BY created_at_ms DESC, id DESC LIMIT @limit OFFSET @offset");
-        return await select.With("@team", teamId).With("@limit", limit).With("@offset", offset).ListAsync(ReadJob, cancellationToken);
+        return [.. (await select.With("@team", teamId).With("@limit", limit).With("@offset", offset).ListAsync(ReadJob, cancellationToken)).Select(j => AsOfNow(j)!)];
     }
+
+    /// <summary>
+    /// Fails the team's open jobs (or only <paramref name="jobId"/>) older than the open-job lifetime, freeing the credits
+    /// they held; they are never charged. Runs inside the write that depends on it.
+    /// </summary>
+    private async Task ExpireOpenJobsAsync(DbConnection c, DbTransaction tx, string teamId, string? jobId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var expire = Db.Command(
+            c,
+            tx,
+            "UPDATE jobs SET status = @failed, charge = @free, error = @error, completed_at_ms = @now " +
+            "WHERE team_id = @team AND status = @open AND created_at_ms <= @cutoff" + (jobId is null ? string.Empty : " AND id = @id"));
+        expire.With("@failed", Codes.Of(JobStatus.Failed)).With("@free", Codes.Of(JobCharge.NotBillable)).With("@error", ExpiredError)
+            .With("@now", now).With("@team", teamId).With("@open", Codes.Of(JobStatus.Created)).With("@cutoff", now - _openJobLifetime);
+        if (jobId is not null)
+        {
+            expire.With("@id", jobId);
+        }
+
+        await expire.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task<int> CountOpenJobsAsync(
+        DbConnection c, DbTransaction? tx, string teamId, CancellationToken cancellationToken, DateTimeOffset? expiredBefore = null)
+    {
+        await using var count = Db.Command(
+            c, tx, "SELECT COUNT(*) FROM jobs WHERE team_id = @team AND status = @open" + (expiredBefore is null ? string.Empty : " AND created_at_ms > @cutoff"));
+        count.With("@team", teamId).With("@open", Codes.Of(JobStatus.Created));
+        if (expiredBefore is { } cutoff)
+        {
+            count.With("@cutoff", cutoff);
+        }
+
+        return (int)(await count.ScalarLongAsync(cancellationToken) ?? 0);
+    }
+
+    // A job read between its expiry time and the next write that marks it: shown as it will be stored.
+    private Job? AsOfNow(Job? job) =>
+        job is { Status: JobStatus.Created } open && open.CreatedAt <= Now - _openJobLifetime
+            ? open with { Status = JobStatus.Failed, Charge = JobCharge.NotBillable, Error = ExpiredError, CompletedAt = open.CreatedAt + _openJobLifetime }
+            : job;
 
     // ---- Model groups ----
 
@@ -553,11 +640,27 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     public async Task<ModelGroup> CreateModelGroupAsync(NewModelGroup group, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(group);
-        RequireName(group.Name, nameof(group));
+        ArgumentNullException.ThrowIfNull(group.Name, nameof(group));
+        NameRules.Require(NameKind.ModelName, group.Name.Trim(), nameof(group), "The model group name");
         ArgumentNullException.ThrowIfNull(group.Models, nameof(group));
         if (group.Models.Count == 0 || group.Models.Any(string.IsNullOrWhiteSpace))
         {
             throw new ArgumentException("A model group needs at least one model, and every model name must be non-empty.", nameof(group));
+        }
+
+        foreach (var model in group.Models)
+        {
+            NameRules.Require(NameKind.ModelName, model.Trim(), nameof(group), "A model name");
+        }
+
+        if (!string.IsNullOrWhiteSpace(group.DisplayName))
+        {
+            NameRules.Require(NameKind.Label, group.DisplayName.Trim(), nameof(group), "The display name");
+        }
+
+        if (!string.IsNullOrWhiteSpace(group.Description))
+        {
+            NameRules.Require(NameKind.Text, group.Description.Trim(), nameof(group), "The description");
         }
 
         var now = Now;
@@ -808,6 +911,11 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     private static async Task<CreatedKey> InsertKeyAsync(
         DbConnection c, DbTransaction tx, string teamId, NewKey key, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        if (!string.IsNullOrWhiteSpace(key.Name))
+        {
+            NameRules.Require(NameKind.Label, key.Name.Trim(), nameof(key), "The key name");
+        }
+
         var secret = KeySecrets.NewSecret();
         var limits = key.Limits ?? RateLimits.None;
         var stored = new VirtualKey

@@ -13,6 +13,8 @@ namespace Sluice.Storage.Sqlite;
 /// </summary>
 internal sealed class SqliteSluiceStore : SqlSluiceStore
 {
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
     private static int s_nativeReady;
 
     private readonly string _connectionString;
@@ -54,11 +56,7 @@ internal sealed class SqliteSluiceStore : SqlSluiceStore
         }
 
         var full = System.IO.Path.GetFullPath(path);
-        var directory = System.IO.Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(directory))
-        {
-            Directory.CreateDirectory(directory);
-        }
+        PrepareFile(full);
 
         var store = new SqliteSluiceStore(full, options);
         try
@@ -70,6 +68,54 @@ internal sealed class SqliteSluiceStore : SqlSluiceStore
         {
             await store.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The database holds key hashes, balances and every conversation: only its owner may read it. A folder Sluice creates
+    /// is 0700 and the file 0600 before SQLite first opens it (SQLite gives its -wal and -shm files the same mode); an
+    /// existing file, or -wal/-shm file, that others may read is narrowed to its owner. An existing folder is left as it
+    /// is: it may be the operator's own (a home directory).
+    /// </summary>
+    private static void PrepareFile(string full)
+    {
+        var directory = System.IO.Path.GetDirectoryName(full);
+        if (OperatingSystem.IsWindows())
+        {
+            if (!string.IsNullOrEmpty(directory))
+            {
+                Directory.CreateDirectory(directory);
+            }
+
+            return;
+        }
+
+        if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        try
+        {
+            // An empty file is an empty SQLite database; creating it here is what fixes its mode.
+            using var created = new FileStream(full, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = OwnerOnly,
+            });
+        }
+        catch (IOException) when (File.Exists(full))
+        {
+            // It exists (or another process created it first).
+        }
+
+        foreach (var file in new[] { full, full + "-wal", full + "-shm" })
+        {
+            if (File.Exists(file) && (File.GetUnixFileMode(file) & ~OwnerOnly) != 0)
+            {
+                File.SetUnixFileMode(file, File.GetUnixFileMode(file) & OwnerOnly);
+            }
         }
     }
 

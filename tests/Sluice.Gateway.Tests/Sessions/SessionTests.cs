@@ -250,7 +250,7 @@ public abstract class SessionTests : TenancyTestBase
     [Theory]
     [InlineData("api/sessions", """{"max_context_tokens": 10}""", "max_context_tokens")]
     [InlineData("api/sessions", """{"model": "no-such-model"}""", "model")]
-    [InlineData("api/sessions", """{"metadata": {"n": 1}}""", "metadata")]
+    [InlineData("api/sessions", """{"metadata": {"n": 1}}""", "metadata.n")]
     [InlineData("api/sessions", """{"system_prompt": 5}""", "system_prompt")]
     [InlineData(Turn, """{"model": "sim-fast"}""", "message")]
     [InlineData(Turn, """{"message": "  "}""", "message")]

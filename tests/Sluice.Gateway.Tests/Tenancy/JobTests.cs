@@ -193,21 +193,24 @@ public abstract class JobTests : TenancyTestBase
     }
 
     [Fact]
-    public async Task Hundred_concurrent_jobs_on_fifty_credits_charge_exactly_fifty_and_never_go_negative()
+    public async Task Hundred_concurrent_creates_on_fifty_credits_open_exactly_fifty_jobs_and_each_is_charged()
     {
         var (teamId, key) = await Host.NewTeamAsync(50);
         using var team = Host.NewClient(key);
         var created = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Task.Run(() => PostAsync(team, "api/jobs/create"))));
-        var jobs = created.Select(c => c.AssertStatus(HttpStatusCode.OK).Json.GetProperty("job_id").GetString()!).ToList();
+
+        // Each open job holds a credit: 50 open, 50 refused before anything ran.
+        var jobs = created.Where(c => c.Status == HttpStatusCode.OK).Select(c => c.Json.GetProperty("job_id").GetString()!).ToList();
+        Assert.Equal(50, jobs.Count);
+        Assert.All(created.Where(c => c.Status != HttpStatusCode.OK), c => c.AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits"));
+        var balance = (await GetAsync(team, $"api/credits/teams/{teamId}/balance")).Json;
+        Assert.Equal((50, 50, 0), (balance.GetProperty("credits_remaining").GetInt64(), balance.GetProperty("credits_held").GetInt64(), balance.GetProperty("credits_available").GetInt64()));
 
         var completed = await Task.WhenAll(jobs.Select(job => Task.Run(() => PostAsync(team, $"api/jobs/{job}/complete", """{"status": "completed"}"""))));
 
         Assert.All(completed, c => c.AssertStatus(HttpStatusCode.OK));
-        Assert.Equal(50, completed.Count(c => c.Json.GetProperty("costs").GetProperty("credit_applied").GetBoolean()));
-        Assert.Equal(50, completed.Count(c => c.Json.GetProperty("charge").GetString() == "insufficient_credits"));
-        Assert.All(completed, c => Assert.True(c.Json.GetProperty("costs").GetProperty("credits_remaining").GetInt64() >= 0));
+        Assert.All(completed, c => Assert.True(c.Json.GetProperty("costs").GetProperty("credit_applied").GetBoolean()));
         Assert.Equal(0, await Host.Store.GetBalanceAsync(teamId, CancellationToken.None));
-
         var ledger = await Host.Store.ListTransactionsAsync(teamId, 1000, 0, CancellationToken.None);
         Assert.Equal(50, ledger.Count(t => t.Reason == CreditReasons.JobCharge));
         Assert.All(ledger, t => Assert.True(t.BalanceAfter >= 0));
@@ -216,7 +219,51 @@ public abstract class JobTests : TenancyTestBase
         // No credit left: new jobs and model calls are refused.
         (await PostAsync(team, "api/jobs/create")).AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits");
         (await ChatAsync(team)).AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits");
-        Assert.Equal(JsonValueKind.Object, created[0].Json.ValueKind);
+    }
+
+    [Fact]
+    public async Task A_team_with_one_credit_opens_one_job_however_many_it_asks_for_at_once()
+    {
+        // The probe: 1 credit, 20 jobs created at once, 20 model calls ran, 1 credit charged. Now one job opens.
+        var (teamId, key) = await Host.NewTeamAsync(1);
+        using var team = Host.NewClient(key);
+        var created = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(() => PostAsync(team, "api/jobs/create", CreateJob))));
+        var job = Assert.Single(created, c => c.Status == HttpStatusCode.OK).Json.GetProperty("job_id").GetString()!;
+        foreach (var refused in created.Where(c => c.Status != HttpStatusCode.OK))
+        {
+            refused.AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits");
+            Assert.Contains("open job", refused.Error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Single(await Host.Store.ListJobsAsync(teamId, 100, 0, CancellationToken.None));
+        (await PostAsync(team, $"api/jobs/{job}/llm-call", Call)).AssertStatus(HttpStatusCode.OK);
+        var check = (await PostAsync(team, $"api/credits/teams/{teamId}/check", """{"credits_required": 1}""")).Json;
+        Assert.False(check.GetProperty("available").GetBoolean());
+
+        // Failing the job frees its credit (nothing charged); the next job can open.
+        (await PostAsync(team, $"api/jobs/{job}/complete", """{"status": "failed"}""")).AssertStatus(HttpStatusCode.OK);
+        var next = (await PostAsync(team, "api/jobs/create", CreateJob)).AssertStatus(HttpStatusCode.OK).Json.GetProperty("job_id").GetString()!;
+        var done = (await PostAsync(team, $"api/jobs/{next}/complete", """{"status": "completed"}""")).AssertStatus(HttpStatusCode.OK).Json;
+        Assert.Equal(0, done.GetProperty("costs").GetProperty("credits_remaining").GetInt64());
+        (await PostAsync(team, "api/jobs/create", CreateJob)).AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits");
+    }
+
+    [Fact]
+    public async Task An_open_job_past_its_lifetime_expires_uncharged_and_frees_its_credit()
+    {
+        var (teamId, key) = await Host.NewTeamAsync(1);
+        using var team = Host.NewClient(key);
+        var job = (await PostAsync(team, "api/jobs/create")).AssertStatus(HttpStatusCode.OK).Json.GetProperty("job_id").GetString()!;
+        (await PostAsync(team, "api/jobs/create")).AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits");
+
+        Time.Advance(TimeSpan.FromHours(24) + TimeSpan.FromMinutes(1));
+        var expired = (await GetAsync(team, $"api/jobs/{job}")).Json;
+        Assert.Equal(("failed", "not_billable"), (expired.GetProperty("status").GetString(), expired.GetProperty("charge").GetString()));
+        Assert.Contains("expired", expired.GetProperty("error_message").GetString(), StringComparison.Ordinal);
+        (await PostAsync(team, $"api/jobs/{job}/llm-call", Call)).AssertError(HttpStatusCode.Conflict, "invalid_request_error", "job_finished");
+        Assert.False((await PostAsync(team, $"api/jobs/{job}/complete", """{"status": "completed"}""")).Json.GetProperty("costs").GetProperty("credit_applied").GetBoolean());
+        (await PostAsync(team, "api/jobs/create")).AssertStatus(HttpStatusCode.OK);
+        Assert.Equal(1, await Host.Store.GetBalanceAsync(teamId, CancellationToken.None));
     }
 }
 

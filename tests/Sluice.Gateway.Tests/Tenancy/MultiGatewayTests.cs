@@ -55,7 +55,11 @@ public sealed class PostgresMultiGatewayTests : TenancyTestBase
         using var viaFirst = Host.NewClient(key);
         using var viaSecond = second.NewClient(key);
         var created = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Task.Run(() => PostAsync(i % 2 == 0 ? viaFirst : viaSecond, "api/jobs/create"))));
-        var jobs = created.Select(c => c.AssertStatus(HttpStatusCode.OK).Json.GetProperty("job_id").GetString()!).ToList();
+
+        // Open jobs hold credits in the shared store: across both gateways, 15 jobs open and 5 are refused.
+        var jobs = created.Where(c => c.Status == HttpStatusCode.OK).Select(c => c.Json.GetProperty("job_id").GetString()!).ToList();
+        Assert.Equal(15, jobs.Count);
+        Assert.All(created.Where(c => c.Status != HttpStatusCode.OK), c => c.AssertError(HttpStatusCode.Forbidden, "permission_error", "insufficient_credits"));
 
         // Every job is completed twice at once, once through each gateway.
         var completions = await Task.WhenAll(jobs.SelectMany(job => new[]
@@ -65,7 +69,7 @@ public sealed class PostgresMultiGatewayTests : TenancyTestBase
         }));
 
         Assert.All(completions, c => c.AssertStatus(HttpStatusCode.OK));
-        Assert.Equal(20, completions.Count(c => !c.Json.GetProperty("already_completed").GetBoolean()));
+        Assert.Equal(15, completions.Count(c => !c.Json.GetProperty("already_completed").GetBoolean()));
         Assert.Equal(0, await Host.Store.GetBalanceAsync(teamId, CancellationToken.None));
         var ledger = await second.Store.ListTransactionsAsync(teamId, 1000, 0, CancellationToken.None);
         Assert.Equal(15, ledger.Count(t => t.Reason == CreditReasons.JobCharge));

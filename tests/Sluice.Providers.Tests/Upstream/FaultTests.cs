@@ -141,7 +141,8 @@ public sealed class FaultTests
         Assert.Equal(504, ex.StatusCode);
         Assert.Equal(ErrorTypes.Timeout, ex.Error.Type);
         Assert.Contains("IdleTimeoutMs", ex.Error.Message, StringComparison.Ordinal);
-        Assert.Contains("300 ms", ex.Error.Message, StringComparison.Ordinal);
+        Assert.Contains("went silent mid-answer for more than 300 ms", ex.Error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("for within", ex.Error.Message, StringComparison.Ordinal);
         await aborted.Task.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
@@ -159,6 +160,38 @@ public sealed class FaultTests
         var ex = await Assert.ThrowsAsync<ChatException>(() => rig.CollectAsync());
         Assert.Equal(504, ex.StatusCode);
         Assert.Contains("FirstTokenTimeoutMs", ex.Error.Message, StringComparison.Ordinal);
+        Assert.Contains("sent no answer within 250 ms", ex.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("openai", 401)]
+    [InlineData("anthropic", 401)]
+    [InlineData("gemini", 403)]
+    [InlineData("ollama", 401)]
+    public async Task An_upstream_refusing_the_gateways_key_is_a_502_without_configuration_details(string provider, int status)
+    {
+        const string Env = "SLUICE_TEST_SECRET_KEY_VARIABLE";
+        Environment.SetEnvironmentVariable(Env, "test-upstream-key-0123456789");
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.StatusCode = status;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""{"error": {"message": "Incorrect API key provided: sk-proj-abc***xyz", "type": "invalid_request_error"}}""");
+        });
+        await using var rig = await UpstreamRig.StartAsync(provider, upstream, o => o.ApiKeyEnv = Env);
+
+        var ex = await Assert.ThrowsAsync<ChatException>(() => rig.CollectAsync());
+        Assert.Equal(502, ex.StatusCode);
+        Assert.Equal("upstream_auth_error", ex.Error.Code);
+        Assert.Equal(ErrorTypes.Upstream, ex.Error.Type);
+        foreach (var detail in new[] { Env, upstream.BaseUrl, "Incorrect API key", "sk-proj", "ApiKeyEnv" })
+        {
+            Assert.DoesNotContain(detail, ex.Error.Message, StringComparison.Ordinal);
+        }
+
+        // The operator learns what to fix (logged by the gateway, never sent).
+        Assert.Contains(status == 401 ? Env : "may not use", ex.OperatorNote, StringComparison.Ordinal);
+        Assert.Contains("Incorrect API key", ex.OperatorNote, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -188,7 +221,7 @@ public sealed class FaultTests
     }
 
     [Fact]
-    public async Task Http_401_is_passed_back_with_the_upstream_message_and_no_key()
+    public async Task Http_401_is_a_502_for_the_client_and_a_note_for_the_operator_without_the_key()
     {
         const string Key = "sk-live-SECRET-0123456789abcdef";
         var body = "{\"error\":{\"message\":\"Incorrect API key provided: " + Key + ". You can find your API key at https://platform.openai.com/account/api-keys.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}";
@@ -198,11 +231,14 @@ public sealed class FaultTests
         await using var rig = await UpstreamRig.StartAsync("openai", upstream, o => o.ApiKeyEnv = variable);
 
         var ex = await Assert.ThrowsAsync<ChatException>(() => rig.CollectAsync());
-        Assert.Equal(401, ex.StatusCode);
-        Assert.Equal(ErrorTypes.Authentication, ex.Error.Type);
-        Assert.Equal("invalid_api_key", ex.Error.Code);
-        Assert.Contains("Incorrect API key provided", ex.Error.Message, StringComparison.Ordinal);
-        Assert.Contains(variable, ex.Error.Message, StringComparison.Ordinal);
+        Assert.Equal(502, ex.StatusCode);
+        Assert.Equal(ErrorTypes.Upstream, ex.Error.Type);
+        Assert.Equal("upstream_auth_error", ex.Error.Code);
+        Assert.DoesNotContain("Incorrect API key provided", ex.Error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(variable, ex.Error.Message, StringComparison.Ordinal);
+        Assert.Contains("Incorrect API key provided", ex.OperatorNote, StringComparison.Ordinal);
+        Assert.Contains(variable, ex.OperatorNote, StringComparison.Ordinal);
+        Assert.DoesNotContain(Key, ex.OperatorNote, StringComparison.Ordinal);
         Assert.DoesNotContain(Key, ex.Error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(Key, ex.ToString(), StringComparison.Ordinal);
     }
@@ -234,11 +270,11 @@ public sealed class FaultTests
     [InlineData(500, 500)]
     [InlineData(503, 503)]
     [InlineData(529, 503)]
-    [InlineData(403, 403)]
     [InlineData(404, 404)]
     [InlineData(400, 400)]
     public async Task Http_errors_keep_their_status(int upstreamStatus, int clientStatus)
     {
+        // 401 and 403 are the gateway's own credentials: see An_upstream_refusing_the_gateways_key_….
         await using var upstream = await ReplayUpstream.StartAsync(UpstreamKit.Utf8("{\"type\":\"error\",\"error\":{\"type\":\"x\",\"message\":\"upstream says no\"}}"), "application/json", upstreamStatus);
         await using var rig = await UpstreamRig.StartAsync("anthropic", upstream);
 

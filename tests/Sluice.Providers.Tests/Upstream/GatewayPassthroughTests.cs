@@ -106,7 +106,7 @@ public sealed class GatewayPassthroughTests
     }
 
     [Fact]
-    public async Task Upstream_401_reaches_the_client_as_401()
+    public async Task Upstream_401_reaches_the_client_as_a_502_upstream_auth_error()
     {
         await using var upstream = await ReplayUpstream.StartAsync(
             UpstreamKit.Utf8("{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}"), "application/json", 401);
@@ -114,10 +114,12 @@ public sealed class GatewayPassthroughTests
         using var client = new HttpClient { BaseAddress = gateway.BaseAddress };
 
         using var response = await client.PostAsync("v1/chat/completions", Json("""{"model":"claude","messages":[{"role":"user","content":"Hi"}],"stream":true}"""));
-        Assert.Equal(401, (int)response.StatusCode);
+        // The client's key is fine: the gateway's own upstream key was refused, which is the operator's to fix.
+        Assert.Equal(502, (int)response.StatusCode);
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        Assert.Contains("invalid x-api-key", body.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
-        Assert.Equal("authentication_error", body.RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.DoesNotContain("invalid x-api-key", body.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("upstream_error", body.RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal("upstream_auth_error", body.RootElement.GetProperty("error").GetProperty("code").GetString());
     }
 
     private static Task<RunningGateway> StartGatewayAsync(ModelOptions model) =>

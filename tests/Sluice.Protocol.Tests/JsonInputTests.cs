@@ -1,0 +1,49 @@
+using System.Text;
+using Sluice.Protocol;
+
+namespace Sluice.Protocol.Tests;
+
+/// <summary>Client JSON whose strings <see cref="System.Text.Json.JsonElement.GetString"/> would refuse is refused at parse time, naming the field.</summary>
+public sealed class JsonInputTests
+{
+    [Theory]
+    [InlineData("""{"a": "\ud800"}""", "a")]
+    [InlineData("""{"a": "ok", "b": ["x", "y", "\udfff"]}""", "b[2]")]
+    [InlineData("""{"messages": [{"role": "user"}, {"role": "user", "content": "x\ud83dy"}]}""", "messages[1].content")]
+    [InlineData("""[1, {"k": {"deep": "\ud800\ud800"}}]""", "[1].k.deep")]
+    [InlineData("""{"a": 1, "\ud800": 2}""", null)]
+    [InlineData("""{"n": {"a": 1, "\ud800": 2}}""", "n")]
+    [InlineData("\"\\udc00\"", null)]
+    public void A_lone_surrogate_is_a_400_naming_where_it_is(string json, string? param)
+    {
+        var error = Assert.Throws<ChatException>(() => JsonInput.Parse(Encoding.UTF8.GetBytes(json)).Dispose());
+        Assert.Equal(400, error.StatusCode);
+        Assert.Equal(JsonInput.InvalidTextCode, error.Error.Code);
+        Assert.Equal(param, error.Error.Param);
+        Assert.Contains("surrogate", error.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Invalid_UTF8_inside_a_string_is_a_400_naming_the_field()
+    {
+        byte[] json = [.. "{\"x\": 1, \"name\": \""u8, 0xE2, 0x28, 0xA1, .. "\"}"u8];
+        var error = Assert.Throws<ChatException>(() => JsonInput.Parse(json).Dispose());
+        Assert.Equal("name", error.Error.Param);
+        Assert.Contains("UTF-8", error.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Valid_text_escapes_and_pairs_pass_and_read_back()
+    {
+        using var document = JsonInput.Parse("""{"a": "smile \ud83d\ude00 \n \u00e9", "b": "caf\u00e9 plain ☕"}"""u8.ToArray());
+        Assert.Equal("smile \ud83d\ude00 \n é", document.RootElement.GetProperty("a").GetString());
+    }
+
+    [Fact]
+    public void Malformed_and_too_deep_JSON_are_invalid_json()
+    {
+        Assert.Equal("invalid_json", Assert.Throws<ChatException>(() => JsonInput.Parse("{\"a\": "u8.ToArray())).Error.Code);
+        var deep = string.Concat(Enumerable.Repeat("[", 100)) + string.Concat(Enumerable.Repeat("]", 100));
+        Assert.Equal("invalid_json", Assert.Throws<ChatException>(() => JsonInput.Parse(Encoding.UTF8.GetBytes(deep), maxDepth: 64)).Error.Code);
+    }
+}
