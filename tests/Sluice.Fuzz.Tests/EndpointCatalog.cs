@@ -42,6 +42,14 @@ internal static class EndpointCatalog
         new("GET", "/v1/models/{id}", "/v1/models/sim-fast", Dialect.OpenAI),
         new("GET", "/v1/streams/{id}", "/v1/streams/{stream}?after=3", Dialect.OpenAI),
         new("DELETE", "/v1/streams/{id}", "/v1/streams/{stream}", Dialect.OpenAI),
+        new("POST", "/v1/completions", "/v1/completions", Dialect.OpenAI,
+            """{"model": "sim-fast", "prompt": "Tell me about rivers", "max_tokens": 5, "echo": true, "logprobs": 2, "stream": true, "stream_options": {"include_usage": true}}""", Chat: true),
+        new("POST", "/v1/embeddings", "/v1/embeddings", Dialect.OpenAI,
+            """{"model": "sim-embed", "input": ["rivers and lakes", "mountains"], "dimensions": 8, "encoding_format": "float", "user": "u1"}"""),
+        new("POST", "/v1/responses", "/v1/responses", Dialect.OpenAI,
+            """{"model": "sim-fast", "instructions": "Be brief.", "input": [{"role": "user", "content": [{"type": "input_text", "text": "Tell me about rivers"}]}], "max_output_tokens": 5, "temperature": 0.5, "stream": true, "store": false, "metadata": {"k": "v"}}""", Chat: true),
+        new("GET", "/v1/responses/{id}", "/v1/responses/{response}", Dialect.OpenAI),
+        new("DELETE", "/v1/responses/{id}", "/v1/responses/{deleteResponse}", Dialect.OpenAI),
 
         // Anthropic
         new("POST", "/v1/messages", "/v1/messages", Dialect.Anthropic,
@@ -57,6 +65,9 @@ internal static class EndpointCatalog
         new("POST", "/api/show", "/api/show", Dialect.Ollama, """{"model": "sim-fast"}"""),
         new("GET", "/api/tags", "/api/tags", Dialect.Ollama),
         new("GET", "/api/version", "/api/version", Dialect.Ollama),
+        new("GET", "/api/ps", "/api/ps", Dialect.Ollama),
+        new("POST", "/api/embed", "/api/embed", Dialect.Ollama, """{"model": "sim-embed", "input": ["rivers", "lakes"], "truncate": true, "dimensions": 8}"""),
+        new("POST", "/api/embeddings", "/api/embeddings", Dialect.Ollama, """{"model": "sim-embed", "prompt": "rivers and lakes"}"""),
 
         // Portal and WebSocket (a plain GET: the WebSocket messages are fuzzed on their own)
         new("POST", "/api/llm/chat/stream", "/api/llm/chat/stream", Dialect.OpenAI,
@@ -107,6 +118,8 @@ internal static class EndpointCatalog
 
         // Public: liveness, the web chat files, and the JSON 404 for everything else
         new("GET", "/health", "/health", Dialect.OpenAI),
+        new("GET", "/health/live", "/health/live", Dialect.OpenAI),
+        new("GET", "/health/ready", "/health/ready", Dialect.OpenAI),
         new("GET", "/", "/", Dialect.OpenAI),
         new("HEAD", "/", "/", Dialect.OpenAI),
         new("GET", "/{*path}", "/v1/not-here", Dialect.OpenAI),

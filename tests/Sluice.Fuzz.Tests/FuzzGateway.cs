@@ -69,6 +69,7 @@ internal sealed class FuzzGateway : IAsyncDisposable
             [
                 new ModelOptions { Name = "sim-fast", Provider = "sim", MaxOutputTokens = 64, DefaultAnswerTokens = 6, ContextWindow = 4096 },
                 new ModelOptions { Name = "sim-small", Provider = "sim", MaxOutputTokens = 16, DefaultAnswerTokens = 4, ContextWindow = 512 },
+                new ModelOptions { Name = "sim-embed", Provider = "sim-embed", EmbeddingDimensions = 16 },
             ],
             Limits = { RequestHeadersTimeoutSeconds = 1, MaxRequestBodyBytes = 1024 * 1024 },
             Tenancy = { UsageFlushDelayMs = 0 },
@@ -182,6 +183,8 @@ internal sealed class FuzzGateway : IAsyncDisposable
         Ids["session"] = (await PostAsync("api/sessions", """{"title": "fuzz", "model": "sim-fast"}""")).GetProperty("id").GetString()!;
         Ids["deleteSession"] = (await PostAsync("api/sessions", """{"title": "fuzz-delete"}""")).GetProperty("id").GetString()!;
         Ids["stream"] = "strm_" + new string('0', 32);
+        Ids["response"] = (await PostAsync("v1/responses", """{"model": "sim-fast", "input": "Tell me about rivers", "max_output_tokens": 5}""")).GetProperty("id").GetString()!;
+        Ids["deleteResponse"] = (await PostAsync("v1/responses", """{"model": "sim-fast", "input": "Tell me about lakes", "max_output_tokens": 5}""")).GetProperty("id").GetString()!;
     }
 
     private async Task<JsonElement> PostAsync(string path, string json)

@@ -23,6 +23,18 @@ public sealed class JsonInputTests
         Assert.Contains("surrogate", error.Error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("""{"model": "m", "input": "hi", "instructions": "be \ud800 brief"}""", "instructions")]
+    [InlineData("""{"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": "\udfff"}]}]}""", "input[0].content[0].text")]
+    public void Every_dialect_parser_refuses_a_lone_surrogate_with_a_400_the_Responses_one_included(string json, string param)
+    {
+        // The fuzzer found /v1/responses answering 500 here: its parser read strings without this check.
+        var error = Assert.Throws<ChatException>(() => Sluice.Protocol.Responses.ResponsesRequestParser.Parse(Encoding.UTF8.GetBytes(json)));
+        Assert.Equal(400, error.StatusCode);
+        Assert.Equal(JsonInput.InvalidTextCode, error.Error.Code);
+        Assert.Equal(param, error.Error.Param);
+    }
+
     [Fact]
     public void Invalid_UTF8_inside_a_string_is_a_400_naming_the_field()
     {

@@ -104,7 +104,7 @@ public sealed class ModelCatalogTests
         Assert.Contains("Models[1]", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"gpt\"", ex.Message, StringComparison.Ordinal);
         Assert.Contains("\"openia\"", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("sim, sim-embed, openai", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("sim, sim-embed, local, openai", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

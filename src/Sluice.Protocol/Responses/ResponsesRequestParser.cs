@@ -233,17 +233,8 @@ public static class ResponsesRequestParser
                 "The request body is empty. Send a JSON object such as {\"model\": \"sim-fast\", \"input\": \"Hello\"}.", null, "invalid_json");
         }
 
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(utf8Json, DocumentOptions);
-        }
-        catch (JsonException ex)
-        {
-            throw new ChatException(400, new ErrorInfo(
-                $"The request body is not valid JSON ({ex.Message}). Check quoting and commas, and send Content-Type: application/json.",
-                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
-        }
+        // JsonInput also refuses strings that are not valid Unicode text (lone surrogate escapes), naming the field.
+        var document = JsonInput.Parse(utf8Json, DocumentOptions.MaxDepth);
 
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {

@@ -225,7 +225,20 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         }
         else
         {
-            tokens = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), natural, random);
+            tokens = [];
+            if (ToolResultLead(request) is { } lead)
+            {
+                // After a tool result the answer starts from it (deterministically), as a model's answer would.
+                SimulatedAnswerComposer.AppendTokens(lead, tokens);
+            }
+
+            var composed = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), Math.Max(1, natural - tokens.Count), random);
+            if (tokens.Count > 0)
+            {
+                composed[0] = " " + composed[0];
+            }
+
+            tokens.AddRange(composed);
         }
 
         var finish = FinishReasons.Stop;
@@ -284,6 +297,19 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
                 $"Simulated failure after {emitted} tokens ({FailAfterTokensKey}). Remove the fault switch to get a full answer.",
                 ErrorTypes.Server, null, "simulated_failure"));
         }
+    }
+
+    /// <summary>The opening sentence after a tool result: what it mentions, e.g. "The tool's result mentions temperature, overcast."</summary>
+    private static string? ToolResultLead(ChatRequest request)
+    {
+        var last = request.Messages[^1];
+        if (last.Role != ChatRoles.Tool || string.IsNullOrWhiteSpace(last.Content))
+        {
+            return null;
+        }
+
+        var topics = SimulatedAnswerComposer.ExtractTopics(last.Content);
+        return topics.Count == 0 ? null : $"The tool's result mentions {string.Join(", ", topics.Take(6))}.";
     }
 
     private static string TopicSource(ChatRequest request)

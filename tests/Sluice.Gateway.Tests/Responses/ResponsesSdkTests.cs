@@ -164,7 +164,7 @@ public sealed class ResponsesSdkTests : IAsyncLifetime
 
     [Theory]
     [InlineData("""{"model":"sim-fast","input":[{"type":"input_image","image_url":"x"}]}""", "input[0].type")]
-    [InlineData("""{"model":"sim-fast","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}""", "input[0].content[0].type")]
+    [InlineData("""{"model":"sim-fast","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}""", "input[0].content[0]")]
     [InlineData("""{"model":"sim-fast","input":[{"type":"function_call_output","output":"x"}]}""", "input[0].call_id")]
     [InlineData("""{"model":"sim-fast","input":"Hi","tools":[{"type":"web_search"}]}""", "tools[0].type")]
     [InlineData("""{"model":"sim-fast","input":"Hi","temperature":3}""", "temperature")]
