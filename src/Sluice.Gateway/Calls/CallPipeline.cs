@@ -1,4 +1,5 @@
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -30,7 +31,7 @@ namespace Sluice.Gateway.Calls;
 /// </list>
 /// Any refusal up to step 5 is answered through the responder in the dialect's shape, before anything is sent.
 /// </remarks>
-internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, GatewayOptions options, TimeProvider time)
+internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, CallTelemetry telemetry, GatewayOptions options, TimeProvider time)
 {
     /// <summary>The limits parsers apply to every dialect.</summary>
     public ChatRequestLimits Limits { get; } = new() { MaxPromptChars = options.Limits.MaxPromptChars };
@@ -47,6 +48,20 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
     {
         ArgumentNullException.ThrowIfNull(call);
         ArgumentNullException.ThrowIfNull(responder);
+        CallTelemetry.Begin(call);
+        try
+        {
+            await RunStepsAsync(call, responder, stage);
+        }
+        finally
+        {
+            // Every way out reports the call once (a refusal, a client gone early, the relay's end — or a bug).
+            telemetry.EnsureEnded(call);
+        }
+    }
+
+    private async Task RunStepsAsync(ChatCall call, ICallResponder responder, CallStage? stage)
+    {
         var cancellationToken = call.Aborted;
         try
         {
@@ -91,6 +106,7 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
         catch (Exception ex) when (Refusal(ex, cancellationToken) is { } refusal)
         {
             await call.Lease.DisposeAsync();
+            telemetry.Refused(call, refusal);
             await responder.RefuseAsync(call, refusal);
             return;
         }
@@ -98,6 +114,7 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
         {
             // The client left before the model was called: nothing ran, nothing is billed.
             await call.Lease.DisposeAsync();
+            telemetry.Left(call);
             return;
         }
 

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Http;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 
@@ -18,7 +19,7 @@ namespace Sluice.Gateway.Endpoints;
 /// rest live until it ends — the generation is neither restarted nor billed again. <c>?replay=timed</c> replays with
 /// the original timing. <c>DELETE /v1/streams/{id}</c> cancels a running generation.
 /// </summary>
-internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options)
+internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options, CallTelemetry telemetry)
 {
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
 
@@ -40,6 +41,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
         }
 
         var timed = string.Equals(context.Request.Query["replay"], "timed", StringComparison.OrdinalIgnoreCase);
+        telemetry.Resumed(timed ? "replay" : "resume");
         var aborted = context.RequestAborted;
         var response = context.Response;
         try

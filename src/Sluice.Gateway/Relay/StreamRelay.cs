@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Observability;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Providers;
@@ -29,7 +30,7 @@ namespace Sluice.Gateway.Relay;
 /// upstream request still running) and report the usage once.</item>
 /// </list>
 /// </remarks>
-internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time, ILogger<StreamRelay> logger)
+internal sealed partial class StreamRelay(UsageReporter usage, CallTelemetry telemetry, TimeProvider time, ILogger<StreamRelay> logger)
 {
     /// <param name="call">The admitted call (request, model, owner set).</param>
     /// <param name="backend">What answers.</param>
@@ -42,6 +43,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
         var meter = new UsageMeter(time, call.StartTimestamp, call.Request);
         var flush = new FlushPolicy(maxPendingBytes);
         var settled = false;
+        ChatException? failure = null;
+        Exception? backendFailure = null;
+        long lastDelivery = 0;
+        telemetry.RelayStarted(call);
         sink.Open(meter);
 
         IAsyncEnumerator<ChatStreamEvent>? events = null;
@@ -69,6 +74,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                     if (FlushPolicy.BeforeWait(sink.Started, sink.PendingBytes))
                     {
                         await sink.FlushAsync();
+                        lastDelivery = Delivered(call, meter, lastDelivery);
                     }
 
                     sink.Idle();
@@ -117,6 +123,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 if (flush.AfterWrite(wrote, meter.HasFirstToken, sink.PendingBytes))
                 {
                     await sink.FlushAsync();
+                    lastDelivery = Delivered(call, meter, lastDelivery);
                 }
             }
 
@@ -131,8 +138,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
 #pragma warning restore CA1031
         {
             // :: Step 6
-            var (end, failure) = StreamOutcome.Classify(
-                ex, generation.IsCancellationRequested || call.Aborted.IsCancellationRequested, call.RequestId, sink.CancellationReason);
+            var cancelled = generation.IsCancellationRequested || call.Aborted.IsCancellationRequested || sink.CancellationReason is not null;
+            (var end, failure) = StreamOutcome.Classify(ex, cancelled, call.RequestId, sink.CancellationReason);
             if (end == StreamEnd.Abandoned)
             {
                 meter.Abandon();
@@ -140,6 +147,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             else
             {
                 var unexpected = ex is not ChatException && failure != sink.CancellationReason;
+                backendFailure = failure != sink.CancellationReason ? ex : null;
                 if (unexpected)
                 {
                     LogBackendFailed(logger, ex, call.RequestId, call.Request.Model);
@@ -170,8 +178,31 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 meter.Abandon();
             }
 
-            usage.Report(meter.ToRecord(call));
+            var record = meter.ToRecord(call);
+            usage.Report(record);
+
+            // What the client got: 200 once the answer started; before that the error's status, or 499 for a client
+            // that left.
+            var status = sink.Started || record.Status == UsageStatus.Completed ? 200 : failure?.StatusCode ?? 499;
+            telemetry.RelayEnded(call, record, status, record.Status == UsageStatus.Failed ? backendFailure : null);
         }
+    }
+
+    /// <summary>Tokens just reached the client: the gap since the previous delivery is the client's inter-token gap.</summary>
+    private long Delivered(ChatCall call, UsageMeter meter, long lastDelivery)
+    {
+        if (!meter.HasFirstToken)
+        {
+            return 0;
+        }
+
+        var now = time.GetTimestamp();
+        if (lastDelivery != 0)
+        {
+            telemetry.Delivered(call, time.GetElapsedTime(lastDelivery, now));
+        }
+
+        return now;
     }
 
     private async ValueTask SettleAsync(ChatCall call, CallStage? stage, UsageMeter meter)
