@@ -8,6 +8,8 @@
 #   --auth        gateway with a master key, called with a team's virtual key created through the admin API
 #                 (authentication, admission and the usage ledger on) — what the performance budget asks for
 #   --no-resume   gateway with Streaming:Resumable false
+#   --no-access-log  gateway with Observability:AccessLog:Enabled false (the access log is on by default)
+#   --store S     the gateway's Store (default: a throwaway SQLite file), e.g. a PostgreSQL connection string
 #   --chunks N    content chunks per answer from the mock (default 64)
 #   -c N          connections (= streams open at once) for the throughput runs (default 32)
 #   --duration S  seconds per target per round (default 10); the C=1 runs take half of it
@@ -18,17 +20,19 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-auth=0; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1
+auth=0; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1; access_log=true; store=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --auth) auth=1 ;;
     --no-resume) resumable=false ;;
+    --no-access-log) access_log=false ;;
+    --store) store="$2"; shift ;;
     --chunks) chunks="$2"; shift ;;
     -c|--concurrency) connections="$2"; shift ;;
     --duration) duration="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
     --threads) threads="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
   esac
   shift
@@ -95,20 +99,26 @@ start() { # name, readiness URL, sluice arguments…
 
 master=""
 [[ $auth == 1 ]] && master="sk-bench-master-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-python3 - "$work/sluice.json" "$gateway_port" "$mock" "$work/data" "$master" "$resumable" <<'EOF'
+python3 - "$work/sluice.json" "$gateway_port" "$mock" "$work/data" "$master" "$resumable" "$access_log" "$store" <<'EOF'
 import json, sys
-path, port, mock, data, master, resumable = sys.argv[1:]
+path, port, mock, data, master, resumable, access_log, store = sys.argv[1:]
 config = {"Host": "127.0.0.1", "Port": int(port), "DataDirectory": data,
           "Streaming": {"Resumable": resumable == "true"},
+          "Observability": {"AccessLog": {"Enabled": access_log == "true"}},
           "Models": [{"Name": "mock", "Provider": "openai", "BaseUrl": mock + "/v1", "MaxAttempts": 1}]}
 if master:
     config["MasterKey"] = master
+if store:
+    config["Store"] = store
 json.dump(config, open(path, "w"), indent=2)
 EOF
 
 start mock-upstream "$mock/v1/models" mock-upstream --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
+mock_pid="${pids[-1]}"
 start bare-proxy "$proxy/health" bench proxy --upstream "$mock/" --port "$proxy_port"
+proxy_pid="${pids[-1]}"
 start gateway "$gateway/health" serve --config "$work/sluice.json"
+gateway_pid="${pids[-1]}"
 
 key=""
 if [[ $auth == 1 ]]; then
@@ -119,6 +129,7 @@ if [[ $auth == 1 ]]; then
   echo "created team team_bench through the admin API; the gateway is called with its virtual key" >&2
 fi
 
+declare -A server_pid=([direct]="$mock_pid" [bare-proxy]="$proxy_pid" [gateway]="$gateway_pid")
 names=(direct bare-proxy gateway)
 declare -A url=([direct]="$mock" [bare-proxy]="$proxy" [gateway]="$gateway")
 declare -A auth_key=([direct]="" [bare-proxy]="" [gateway]="$key")
@@ -135,36 +146,46 @@ for name in "${names[@]}"; do
 done
 echo "checked: each target streams $chunks chunks and [DONE]" >&2
 
-# Runs wrk; prints "streams/s p50_ms" (p50 of whole-stream latency). Fails on socket errors or non-2xx answers.
+# CPU time (user + system, clock ticks) a process has used so far, from /proc/PID/stat.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_second="$(getconf CLK_TCK)"
+
+# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream" (p50 of whole-stream latency; CPU of the target's own process
+# per stream — the proxy's or the gateway's, the mock's for direct). Fails on socket errors or non-2xx answers.
 run_wrk() { # name, connections, seconds
-  local name="$1" c="$2" seconds="$3" out
+  local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after
+  before="$(cpu_ticks "$pid")"
   out="$(SLUICE_BENCH_KEY="${auth_key[$name]}" SLUICE_BENCH_MAX_TOKENS="$chunks" \
     wrk -t "$(( threads < c ? threads : c ))" -c "$c" -d "${seconds}s" --latency -s "$root/bench/chat-stream.lua" "${url[$name]}")"
+  after="$(cpu_ticks "$pid")"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "overhead-wrk.sh: errors against $name:" >&2; echo "$out" >&2; exit 1
   fi
-  awk '/Requests\/sec:/ { rps = $2 }
+  awk -v ticks="$(( after - before ))" -v hz="$ticks_per_second" '
+       /requests in/ { total = $1 }
+       /Requests\/sec:/ { rps = $2 }
        /^ +50%/ { v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
                   p50 = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
-       END { printf "%.1f %.3f\n", rps, p50 }' <<<"$out"
+       END { printf "%.1f %.3f %.1f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0) }' <<<"$out"
 }
 
 echo "warming up each target (5 s)…" >&2
 for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" 5)"; done
 
-declare -A rps single
+declare -A rps single cpu
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
   (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
-    result="$(run_wrk "$name" "$connections" "$duration")"; r="${result% *}"
+    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u <<<"$result"
     rps[$name]+="$r "
-    echo "  $r streams/s" >&2
+    cpu[$name]+="$u "
+    echo "  $r streams/s, $u µs CPU per stream in its own process" >&2
   done
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, 1 connection, $(( (duration + 1) / 2 )) s" >&2
-    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; p="${result#* }"
+    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; read -r _ p _ <<<"$result"
     single[$name]+="$p "
     echo "  stream latency p50 $p ms" >&2
   done
@@ -172,19 +193,23 @@ done
 
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
-echo "Gateway overhead with wrk — $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable"
-python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" <<'EOF'
+echo "Gateway overhead with wrk — $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
+python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
 rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
 lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[5:8])}
+cpu = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[8:11])}
 print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'C=1 p50 ms':>12}")
 direct = statistics.mean(rps["direct"])
 for n in rps:
     m = statistics.mean(rps[n])
     print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):12.3f}")
 bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
-print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%}")
+print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%} (budget >= 85 %)")
+print("CPU per stream in the target's own process (median of rounds, min-max): "
+      + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in cpu)
+      + " (budget: gateway <= 100 µs)")
 print(f"added whole-stream latency at C=1 (p50): bare proxy {statistics.median(lat['bare-proxy']) - statistics.median(lat['direct']):.3f} ms, "
       f"gateway {statistics.median(lat['gateway']) - statistics.median(lat['direct']):.3f} ms (wrk times whole streams, not the first byte)")
 EOF

@@ -120,6 +120,7 @@ internal static class EndpointCatalog
         new("GET", "/health", "/health", Dialect.OpenAI),
         new("GET", "/health/live", "/health/live", Dialect.OpenAI),
         new("GET", "/health/ready", "/health/ready", Dialect.OpenAI),
+        new("GET", "/metrics", "/metrics", Dialect.OpenAI),
         new("GET", "/", "/", Dialect.OpenAI),
         new("HEAD", "/", "/", Dialect.OpenAI),
         new("GET", "/{*path}", "/v1/not-here", Dialect.OpenAI),

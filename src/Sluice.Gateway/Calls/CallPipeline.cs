@@ -1,5 +1,6 @@
 using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -34,7 +35,7 @@ namespace Sluice.Gateway.Calls;
 /// </list>
 /// Any refusal up to step 5 is answered through the responder in the dialect's shape, before anything is sent.
 /// </remarks>
-internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, GatewayOptions options, TimeProvider time, GatewayDrain drain)
+internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admission, StreamRelay relay, CallTelemetry telemetry, GatewayOptions options, TimeProvider time, GatewayDrain drain)
 {
     /// <summary>The limits parsers apply to every dialect.</summary>
     public ChatRequestLimits Limits { get; } = new()
@@ -56,6 +57,20 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
     {
         ArgumentNullException.ThrowIfNull(call);
         ArgumentNullException.ThrowIfNull(responder);
+        CallTelemetry.Begin(call);
+        try
+        {
+            await RunStepsAsync(call, responder, stage);
+        }
+        finally
+        {
+            // Every way out reports the call once (a refusal, a client gone early, the relay's end — or a bug).
+            telemetry.EnsureEnded(call);
+        }
+    }
+
+    private async Task RunStepsAsync(ChatCall call, ICallResponder responder, CallStage? stage)
+    {
         var cancellationToken = call.Aborted;
         try
         {
@@ -112,6 +127,7 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
         catch (Exception ex) when (Refusal(ex, cancellationToken) is { } refusal)
         {
             await call.Lease.DisposeAsync();
+            telemetry.Refused(call, refusal);
             await responder.RefuseAsync(call, refusal);
             return;
         }
@@ -119,6 +135,7 @@ internal sealed class CallPipeline(ModelResolver resolver, CallAdmission admissi
         {
             // The client left before the model was called: nothing ran, nothing is billed.
             await call.Lease.DisposeAsync();
+            telemetry.Left(call);
             return;
         }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol.Chat;
 using Sluice.Providers;
@@ -86,6 +87,12 @@ internal sealed class ChatCall
 
     /// <summary>The rate-limit state admission saw (HTTP turns it into <c>x-ratelimit-*</c> headers).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> RateLimitFacts { get; set; } = [];
+
+    /// <summary>The gateway span of this call, when traces are collected.</summary>
+    public Activity? Activity { get; set; }
+
+    /// <summary>Whether the call's end was reported (metrics, access log, span): exactly once per call.</summary>
+    public bool TelemetryEnded { get; set; }
 }
 
 /// <summary>Who a call is billed to.</summary>

@@ -19,6 +19,13 @@ internal static class SluiceErrors
             $"No {kind} '{Echo(id)}' was found for this API key; check the id (objects of other teams are not visible).",
             ErrorTypes.InvalidRequest, null, kind.Replace(' ', '_') + "_not_found"));
 
+    /// <summary>The error of an HTTP stream dropped because its client stopped reading (Streaming:SlowClientTimeoutSeconds).</summary>
+    public static ChatException ClientTooSlow(double seconds) => new(
+        408,
+        new ErrorInfo(
+            $"The client did not read the stream for {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} s (Streaming:SlowClientTimeoutSeconds), so it was dropped. Read events as they arrive.",
+            ErrorTypes.Timeout, null, "client_too_slow"));
+
     /// <summary>The 404 for a model name no catalog, alias or stored group knows.</summary>
     /// <param name="name">The name the client sent.</param>
     /// <param name="listing">Where the client can list the models, e.g. <c>GET /v1/models</c>.</param>

@@ -9,6 +9,7 @@ using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Http;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
@@ -31,6 +32,7 @@ internal sealed partial class JobEndpoints(
     HttpCalls calls,
     GatewayOptions options,
     TimeProvider time,
+    CallTelemetry telemetry,
     ILogger<JobEndpoints> logger)
 {
     private const int MaxJobTypeChars = 100;
@@ -149,6 +151,10 @@ internal sealed partial class JobEndpoints(
         // Atomic in the store: one credit at most, however many callers complete the job at once.
         var completion = await Store.CompleteJobAsync(job.TeamId, job.Id, status, error, context.RequestAborted);
         directory.SetBalance(job.TeamId, completion.BalanceAfter);
+        if (!completion.AlreadyFinished && completion.Job.Charge == JobCharge.Charged)
+        {
+            telemetry.CreditsCharged(job.TeamId, 1);
+        }
         var finished = await Store.GetJobAsync(job.TeamId, job.Id, context.RequestAborted) ?? completion.Job;
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json =>
         {

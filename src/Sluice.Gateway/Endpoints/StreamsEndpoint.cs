@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Http;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 
@@ -19,7 +20,7 @@ namespace Sluice.Gateway.Endpoints;
 /// the original timing. <c>DELETE /v1/streams/{id}</c> cancels a running generation. In a cluster, a stream of another
 /// instance is served through it (<see cref="StreamForwarder"/>): the client may reconnect to any instance.
 /// </summary>
-internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options, StreamForwarder forwarder)
+internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions options, StreamForwarder forwarder, CallTelemetry telemetry)
 {
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
 
@@ -62,6 +63,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
         }
 
         var timed = string.Equals(context.Request.Query["replay"], "timed", StringComparison.OrdinalIgnoreCase);
+        telemetry.Resumed(timed ? "replay" : "resume");
         var aborted = context.RequestAborted;
         var response = context.Response;
         try

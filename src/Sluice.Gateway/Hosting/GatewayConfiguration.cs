@@ -149,6 +149,38 @@ public static class GatewayConfiguration
                 "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes and Streaming:ReplayBudgetBytes at least 1 (defaults 30, 300, 1048576, 67108864).");
         }
 
+        if (options.Streaming.SlowClientTimeoutSeconds < 0)
+        {
+            throw new GatewayConfigurationException("Streaming:SlowClientTimeoutSeconds must be 0 (wait for ever) or more (default 30).");
+        }
+
+        var observability = options.Observability;
+        if (observability.LogFormat is not ("simple" or "json"))
+        {
+            throw new GatewayConfigurationException($"Observability:LogFormat must be \"simple\" or \"json\" (got \"{observability.LogFormat}\").");
+        }
+
+        if (observability.Metrics.MaxSeriesPerMetric < 1 || observability.Otlp.SampleRatio is < 0 or > 1
+            || observability.Otlp.Protocol is not ("grpc" or "http/protobuf"))
+        {
+            throw new GatewayConfigurationException(
+                "Observability: Metrics:MaxSeriesPerMetric must be at least 1, Otlp:SampleRatio from 0 to 1, Otlp:Protocol \"grpc\" or \"http/protobuf\".");
+        }
+
+        if (observability.Otlp.Endpoint is { Length: > 0 } endpoint && !Uri.TryCreate(endpoint, UriKind.Absolute, out _))
+        {
+            throw new GatewayConfigurationException($"Observability:Otlp:Endpoint \"{endpoint}\" is not an absolute URL, e.g. http://127.0.0.1:4317.");
+        }
+
+        if (observability.Metrics.ScrapeToken is { } token)
+        {
+            observability.Metrics.ScrapeToken = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
+            if (observability.Metrics.ScrapeToken is { Length: < 16 })
+            {
+                throw new GatewayConfigurationException("Observability:Metrics:ScrapeToken is shorter than 16 characters; use a long random value, e.g. `openssl rand -hex 24`.");
+            }
+        }
+
         if (options.Limits.MaxPromptChars < 1 || options.Limits.MaxRequestBodyBytes < 1024 || options.Limits.RequestHeadersTimeoutSeconds is < 0.1 or > 3600)
         {
             throw new GatewayConfigurationException(

@@ -61,6 +61,9 @@ public sealed class GatewayOptions
     /// <summary>Several instances on one PostgreSQL store behind a load balancer (see docs/scale-out.md).</summary>
     public ClusterOptions Cluster { get; set; } = new();
 
+    /// <summary>Prometheus metrics, OpenTelemetry export and the access log.</summary>
+    public ObservabilityOptions Observability { get; set; } = new();
+
     /// <summary>
     /// The per-user data directory: <c>$XDG_DATA_HOME/sluice</c>, else <c>~/.local/share/sluice</c> on Linux;
     /// the platform's local application data folder elsewhere; <c>./data</c> only when there is no home directory.
@@ -193,6 +196,13 @@ public sealed class StreamingOptions
 
     /// <summary>How long a finished stream stays replayable (within <see cref="ReplayBudgetBytes"/>).</summary>
     public double ReplayTtlSeconds { get; set; } = 300;
+
+    /// <summary>
+    /// How long a streamed HTTP answer may wait for a client that stopped reading (its socket and Kestrel's response
+    /// buffer full) before the connection is dropped and the reason logged. Meanwhile the generation is paused, so
+    /// memory per stream stays within Kestrel's response buffer. 0 waits for ever.
+    /// </summary>
+    public double SlowClientTimeoutSeconds { get; set; } = 30;
 
     /// <summary>Largest buffer of one stream; a stream that outgrows it cannot be resumed (it still streams).</summary>
     public int MaxStreamBufferBytes { get; set; } = 1024 * 1024;

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Routing;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Http;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Sessions;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
@@ -41,7 +42,7 @@ public static class SluiceGateway
         var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice" });
-        builder.Logging.AddSluiceLogging(configureLogging);
+        builder.Logging.AddSluiceLogging(configureLogging, options.Observability);
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -75,6 +76,7 @@ public static class SluiceGateway
             }));
         }
 
+        services.AddSluiceOpenTelemetry(options.Observability.Otlp);
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
         if (options.Mqtt.Enabled)
@@ -95,12 +97,14 @@ public static class SluiceGateway
         }
 
         retryLog.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
+        retryLog.Telemetry = app.Services.GetRequiredService<Observability.CallTelemetry>();
         app.UseSluice(cors: origins.Length > 0);
         app.MapSluiceOpenAI();
         app.MapSluiceAnthropic();
         app.MapSluiceOllama();
         app.MapSluicePortal();
         app.MapSluiceApi();
+        app.MapSluiceMetrics();
         app.MapSluicePublic();
 
         // Fail closed: a route that declares no key policy stops the start, rather than serving without one.
@@ -163,8 +167,11 @@ internal sealed partial class RetryLog
 {
     public ILogger? Logger { get; set; }
 
+    public Observability.CallTelemetry? Telemetry { get; set; }
+
     public void Write(RetryNotice notice)
     {
+        Telemetry?.Retried(notice);
         if (Logger is { } logger)
         {
             LogRetry(logger, notice.Failed, notice.Attempt, notice.Reason, notice.Next, notice.Delay.TotalMilliseconds);

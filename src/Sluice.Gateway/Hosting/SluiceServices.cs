@@ -11,6 +11,7 @@ using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Endpoints;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Mqtt;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Responses;
 using Sluice.Gateway.Sessions;
@@ -39,6 +40,10 @@ internal static class SluiceServices
 
         // Through a factory, so the container disposes the catalog with the host: local models unmap their files.
         services.AddSingleton(_ => catalog);
+        services.AddMetrics();
+        services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<CallTelemetry>();
+        services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<GatewayMetrics>().Meter, options.Observability.Metrics.MaxSeriesPerMetric));
         services.AddSingleton<UsageTotals>();
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageTotals>());
         services.AddSingleton<ModelActivity>();
@@ -101,21 +106,42 @@ internal static class SluiceServices
         return services;
     }
 
-    /// <summary>Single-line console logs (Microsoft's own at warnings only), unless the host configures its own.</summary>
-    public static void AddSluiceLogging(this ILoggingBuilder logging, Action<ILoggingBuilder>? configure)
+    /// <summary>
+    /// Single-line console logs (Microsoft's own at warnings only), or one JSON object per line
+    /// (<c>Observability:LogFormat</c> <c>json</c>), unless the host configures its own. The access log
+    /// (<c>Sluice.AccessLog</c>) is silenced when <c>Observability:AccessLog:Enabled</c> is false.
+    /// </summary>
+    public static void AddSluiceLogging(this ILoggingBuilder logging, Action<ILoggingBuilder>? configure, ObservabilityOptions? observability = null)
     {
         logging.ClearProviders();
+        if (observability?.AccessLog.Enabled == false)
+        {
+            logging.AddFilter("Sluice.AccessLog", LogLevel.None);
+        }
+
         if (configure is not null)
         {
             configure(logging);
             return;
         }
 
-        logging.AddSimpleConsole(o =>
+        if (observability?.LogFormat == "json")
         {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss ";
-        });
+            logging.AddJsonConsole(o =>
+            {
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.UseUtcTimestamp = true;
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+        }
+
         logging.SetMinimumLevel(LogLevel.Information);
         logging.AddFilter("Microsoft", LogLevel.Warning);
     }
@@ -126,6 +152,8 @@ internal static class SluiceServices
     /// </summary>
     public static async Task StartSluiceCoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
+        // The exporter listens from the start, so no call goes uncounted.
+        _ = services.GetRequiredService<PrometheusExporter>();
         await services.GetRequiredService<TenancyRuntime>().OpenAsync(cancellationToken);
         await services.GetRequiredService<ModelGroupRegistry>().LoadAllAsync(cancellationToken);
         var log = services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Models");
@@ -204,6 +232,16 @@ internal static class SluiceServices
         app.ServiceProvider.GetRequiredService<SessionEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<JobEndpoints>().Map(app);
         app.ServiceProvider.GetRequiredService<TenancyEndpoints>().Map(app);
+    }
+
+    /// <summary><c>GET /metrics</c> (Prometheus text), guarded by the scrape policy, when <c>Observability:Metrics:Enabled</c>.</summary>
+    public static void MapSluiceMetrics(this IEndpointRouteBuilder app)
+    {
+        var options = app.ServiceProvider.GetRequiredService<GatewayOptions>();
+        if (options.Observability.Metrics.Enabled)
+        {
+            app.MapGet("/metrics", MetricsEndpoint.ScrapeAsync).WithPolicy(EndpointPolicy.Scrape);
+        }
     }
 
     /// <summary>The public endpoints: the web chat page, health, liveness and readiness, and the JSON 404 for every unknown path.</summary>

@@ -3,6 +3,12 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
+using System.Security.Cryptography;
+using System.Text;
+using Sluice.Gateway.Calls;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
+using Sluice.Protocol;
 using Sluice.Gateway.Streaming;
 using Sluice.Gateway.Tenancy;
 
@@ -15,10 +21,11 @@ namespace Sluice.Gateway.Http;
 /// </summary>
 internal sealed class EndpointPolicy
 {
-    private EndpointPolicy(bool requiresKey, ErrorDialect errors)
+    private EndpointPolicy(bool requiresKey, ErrorDialect errors, bool scrape = false)
     {
         RequiresKey = requiresKey;
         Errors = errors;
+        IsScrape = scrape;
     }
 
     /// <summary>Needs a key (or open local mode), errors in the OpenAI shape.</summary>
@@ -33,7 +40,16 @@ internal sealed class EndpointPolicy
     /// <summary>No key: the web chat page, liveness, the JSON 404.</summary>
     public static EndpointPolicy Public { get; } = new(false, ErrorDialect.OpenAI);
 
+    /// <summary>
+    /// <c>GET /metrics</c>: the master key or the scrape token (<c>Observability:Metrics:ScrapeToken</c>); never a team
+    /// key (metrics span every team). Open only in open local mode without a scrape token.
+    /// </summary>
+    public static EndpointPolicy Scrape { get; } = new(true, ErrorDialect.OpenAI, scrape: true);
+
     public bool RequiresKey { get; }
+
+    /// <summary>Whether this is the scrape policy (master key or scrape token, see <see cref="Scrape"/>).</summary>
+    public bool IsScrape { get; }
 
     public ErrorDialect Errors { get; }
 }
@@ -81,12 +97,24 @@ internal static partial class EndpointPolicies
             return;
         }
 
-        if (policy.RequiresKey)
+        if (policy.IsScrape)
+        {
+            if (ScrapeRefusal(context) is { } refusal)
+            {
+                context.RequestServices.GetRequiredService<CallTelemetry>().AuthFailed(refusal.StatusCode);
+                await ErrorResponses.WriteAsync(context, refusal, policy.Errors);
+                return;
+            }
+
+            context.Features.Set(Caller.Operator);
+        }
+        else if (policy.RequiresKey)
         {
             var authenticator = context.RequestServices.GetRequiredService<KeyAuthenticator>();
             var (caller, error) = await authenticator.AuthenticateAsync(TokenOf(context.Request), context.RequestAborted);
             if (error is not null)
             {
+                context.RequestServices.GetRequiredService<CallTelemetry>().AuthFailed(error.StatusCode);
                 await ErrorResponses.WriteAsync(context, error, policy.Errors);
                 return;
             }
@@ -95,6 +123,34 @@ internal static partial class EndpointPolicies
         }
 
         await next(context);
+    }
+
+    /// <summary>Null when the request may scrape: the master key, the scrape token, or open mode without a token.</summary>
+    private static ChatException? ScrapeRefusal(HttpContext context)
+    {
+        var options = context.RequestServices.GetRequiredService<GatewayOptions>();
+        var scrapeToken = options.Observability.Metrics.ScrapeToken;
+        if (options.MasterKey is null && scrapeToken is null)
+        {
+            return null;
+        }
+
+        var token = TokenOf(context.Request);
+        if (token is null)
+        {
+            return SluiceErrors.MissingKey();
+        }
+
+        var presented = Encoding.UTF8.GetBytes(token);
+        foreach (var accepted in (ReadOnlySpan<string?>)[options.MasterKey, scrapeToken])
+        {
+            if (accepted is not null && CryptographicOperations.FixedTimeEquals(presented, Encoding.UTF8.GetBytes(accepted)))
+            {
+                return null;
+            }
+        }
+
+        return SluiceErrors.InvalidKey();
     }
 
     /// <summary>The key from <c>Authorization: Bearer …</c> or <c>x-api-key</c>.</summary>

@@ -1,7 +1,9 @@
 using System.Buffers;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Calls;
+using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
@@ -21,15 +23,19 @@ internal sealed record HttpAnswer(
 /// dialect, the body read (bounded), then the <see cref="CallPipeline"/> with an HTTP responder — so an endpoint
 /// handler only says which dialect it speaks and how it answers.
 /// </summary>
-internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, GatewayOptions options)
+internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, GatewayOptions options, CallTelemetry telemetry, ILoggerFactory loggers)
 {
     private readonly TimeSpan _pingInterval = TimeSpan.FromSeconds(options.Streaming.PingIntervalSeconds);
+    private readonly HttpStreamLimits _limits = new(
+        TimeSpan.FromSeconds(options.Streaming.SlowClientTimeoutSeconds), loggers.CreateLogger("Sluice.Streaming"), telemetry);
 
     public CallPipeline Pipeline => pipeline;
 
     private StreamRegistry Streams => streams;
 
     private TimeSpan PingInterval => _pingInterval;
+
+    private HttpStreamLimits Limits => _limits;
 
     /// <summary>Runs one chat call from this HTTP request.</summary>
     public async Task RunAsync(HttpContext context, CallDialect dialect, HttpAnswer answer, CallStage? stage = null)
@@ -113,7 +119,7 @@ internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, G
             {
                 var format = answer.StreamFormat(call);
                 var resumable = answer.Resumable ? calls.BeginResumable(context, format, call.Caller.OwnerId) : null;
-                return new HttpStreamSink(context, format, resumable, calls.Streams, calls.PingInterval, calls.Pipeline.Time);
+                return new HttpStreamSink(context, format, resumable, calls.Streams, calls.PingInterval, calls.Pipeline.Time, calls.Limits);
             }
 
             return new HttpBodySink(context, call, answer.Completion, call.Dialect.Errors);

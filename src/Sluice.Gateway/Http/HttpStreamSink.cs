@@ -4,7 +4,9 @@ using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
@@ -20,7 +22,14 @@ namespace Sluice.Gateway.Http;
 /// resumable stream — every frame also kept in its <see cref="ResumableStream"/>, where the answer goes on for the
 /// grace period after the client left.
 /// </summary>
-internal sealed class HttpStreamSink : IAnswerSink
+/// <remarks>
+/// A client that stops reading cannot make the gateway buffer without bound: the sink writes into Kestrel's response
+/// pipe, whose flush waits once <c>MaxResponseBufferSize</c> (64 KiB) is unsent, which pauses the relay and so the
+/// upstream read. A flush (or ping) that waits longer than <c>Streaming:SlowClientTimeoutSeconds</c> drops the
+/// connection with a logged reason: a plain stream fails with <c>client_too_slow</c>; a resumable one goes on into its
+/// bounded buffer as if the client had left, for a client that resumes.
+/// </remarks>
+internal sealed partial class HttpStreamSink : IAnswerSink
 {
     /// <summary>The SSE comment that names a resumable stream, right after the headers: <c>: sluice-stream-id strm_…</c>.</summary>
     public const string StreamIdComment = "sluice-stream-id ";
@@ -37,6 +46,9 @@ internal sealed class HttpStreamSink : IAnswerSink
     private readonly TimeSpan _pingInterval;
     private readonly TimeProvider _time;
     private readonly CancellationToken _aborted;
+    private readonly HttpStreamLimits _limits;
+    private readonly Func<ValueTask> _flushForPing;
+    private ChatException? _dropped;
 
     // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well as
     // sent; plain streams write straight into the response.
@@ -48,8 +60,11 @@ internal sealed class HttpStreamSink : IAnswerSink
     private long _sequence;
     private bool _detached;
 
-    public HttpStreamSink(HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, TimeProvider time)
+    public HttpStreamSink(
+        HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, TimeProvider time, HttpStreamLimits? limits = null)
     {
+        _limits = limits ?? HttpStreamLimits.None;
+        _flushForPing = FlushForPingAsync;
         _context = context;
         _output = context.Response.BodyWriter;
         _format = format;
@@ -65,7 +80,7 @@ internal sealed class HttpStreamSink : IAnswerSink
 
     public CancellationToken Generation => _resumable?.Generation ?? _aborted;
 
-    public ChatException? CancellationReason => null;
+    public ChatException? CancellationReason => _dropped;
 
     public bool AcceptsChunkBatches => _batchFormat is not null;
 
@@ -83,7 +98,7 @@ internal sealed class HttpStreamSink : IAnswerSink
             _leaving = _aborted.Register(static s => ((ResumableStream)s!).DetachReader(), _resumable);
         }
 
-        _keepAlive = new KeepAlive(_output, _pingInterval, WritePing, Start, _aborted, _time);
+        _keepAlive = new KeepAlive(_flushForPing, _pingInterval, WritePing, Start, _aborted, _time);
     }
 
     public ValueTask<bool> WriteAsync(ChatStreamEvent streamEvent)
@@ -123,6 +138,12 @@ internal sealed class HttpStreamSink : IAnswerSink
     public async ValueTask FailAsync(ChatException error)
     {
         await _keepAlive!.StopAsync();
+        if (_dropped is not null)
+        {
+            // The connection is gone: nobody to tell.
+            return;
+        }
+
         if (!_keepAlive.Started)
         {
             await ErrorResponses.WriteAsync(_context, error, _format.Errors);
@@ -197,9 +218,10 @@ internal sealed class HttpStreamSink : IAnswerSink
 
     private void WritePing()
     {
-        if (Attached)
+        if (Attached && _dropped is null)
         {
             _format.WritePing(_output);
+            _limits.Telemetry?.Pinged();
         }
     }
 
@@ -246,18 +268,41 @@ internal sealed class HttpStreamSink : IAnswerSink
         _scratch.ResetWrittenCount();
     }
 
-    private async ValueTask FlushPlainAsync() => await _output.FlushAsync(_aborted);
+    private async ValueTask FlushPlainAsync()
+    {
+        if (_dropped is not null)
+        {
+            throw new OperationCanceledException(_dropped.Message);
+        }
+
+        var flush = _output.FlushAsync(_aborted);
+        if (!flush.IsCompleted && !await WaitForClientAsync(flush))
+        {
+            // The relay ends the answer as failed with CancellationReason (client_too_slow).
+            throw new OperationCanceledException(_dropped?.Message);
+        }
+
+        await flush;
+    }
 
     private async ValueTask FlushResumableAsync()
     {
-        if (!Attached)
+        if (!Attached || _dropped is not null)
         {
             return;
         }
 
         try
         {
-            await _output.FlushAsync(_aborted);
+            var flush = _output.FlushAsync(_aborted);
+            if (!flush.IsCompleted && !await WaitForClientAsync(flush))
+            {
+                // Dropped like a client that left: the answer goes on into the buffer, for a client that resumes.
+                _detached = true;
+                return;
+            }
+
+            await flush;
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
         {
@@ -265,6 +310,76 @@ internal sealed class HttpStreamSink : IAnswerSink
             _detached = true;
         }
     }
+
+    private async ValueTask FlushForPingAsync()
+    {
+        if (_dropped is not null || _detached)
+        {
+            return;
+        }
+
+        var flush = _output.FlushAsync(_aborted);
+        if (!flush.IsCompleted && !await WaitForClientAsync(flush))
+        {
+            return;
+        }
+
+        await flush;
+    }
+
+    /// <summary>
+    /// Waits for a flush the client holds up (Kestrel's response buffer is full) for at most the slow-client time;
+    /// false when the client was dropped. The timer exists only on this slow path.
+    /// </summary>
+    private async ValueTask<bool> WaitForClientAsync(ValueTask<FlushResult> flush)
+    {
+        if (_limits.SlowClientTimeout <= TimeSpan.Zero)
+        {
+            await flush;
+            return true;
+        }
+
+        var pending = flush.AsTask();
+        try
+        {
+            await pending.WaitAsync(_limits.SlowClientTimeout, _time);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            Drop(pending);
+            return false;
+        }
+    }
+
+    private void Drop(Task pendingFlush)
+    {
+        var seconds = _limits.SlowClientTimeout.TotalSeconds;
+        if (_resumable is null)
+        {
+            _dropped = SluiceErrors.ClientTooSlow(seconds);
+        }
+        else
+        {
+            // Like a client that left: the stream's own buffer (bounded by Streaming:MaxStreamBufferBytes) keeps the
+            // answer and its end for a client that resumes.
+            _detached = true;
+        }
+
+        if (_limits.Logger is { } logger)
+        {
+            LogSlowClient(logger, _context.GetRequestId(), seconds, _resumable is not null);
+        }
+
+        _limits.Telemetry?.SlowClientDropped("http");
+
+        // The pending flush ends when the connection is aborted; nothing waits for it.
+        _ = pendingFlush.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        _context.Abort();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dropped the stream of request {RequestId}: the client read nothing for {Seconds} s (Streaming:SlowClientTimeoutSeconds); resumable: {Resumable}")]
+    private static partial void LogSlowClient(ILogger logger, string requestId, double seconds, bool resumable);
 
     /// <summary>
     /// The resumable sink's scratch: pooled, so a stream does not allocate (and zero) a buffer that doubles up to the
@@ -326,4 +441,14 @@ internal sealed class HttpStreamSink : IAnswerSink
             _buffer = larger;
         }
     }
+}
+
+/// <summary>What bounds a streamed HTTP answer and who hears about it: the slow-client time, the log, the metrics.</summary>
+/// <param name="SlowClientTimeout">How long a flush may wait for a client that does not read (zero: for ever).</param>
+/// <param name="Logger">Where a dropped stream is logged.</param>
+/// <param name="Telemetry">Counts pings and dropped streams.</param>
+internal sealed record HttpStreamLimits(TimeSpan SlowClientTimeout, ILogger? Logger, CallTelemetry? Telemetry)
+{
+    /// <summary>No limit, no reporting (tests of the sink alone).</summary>
+    public static HttpStreamLimits None { get; } = new(TimeSpan.Zero, null, null);
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
 using Sluice.Providers;
 
 namespace Sluice.Gateway.Mqtt;
@@ -38,10 +39,11 @@ public static class MqttBridgeHost
         var retryLog = new RetryLog();
         var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
         var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { ApplicationName = "Sluice", DisableDefaults = true });
-        builder.Logging.AddSluiceLogging(configureLogging);
+        builder.Logging.AddSluiceLogging(configureLogging, options.Observability);
 
         var services = builder.Services;
         services.AddSluiceCore(options, catalog);
+        services.AddSluiceOpenTelemetry(options.Observability.Otlp, aspNetCore: false);
         configureServices?.Invoke(services);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSluiceMqtt();
@@ -58,6 +60,7 @@ public static class MqttBridgeHost
         }
 
         retryLog.Logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Routing");
+        retryLog.Telemetry = host.Services.GetRequiredService<Observability.CallTelemetry>();
         return host;
     }
 }

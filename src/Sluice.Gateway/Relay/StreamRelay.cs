@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Cluster;
+using Sluice.Gateway.Observability;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Providers;
@@ -31,7 +32,7 @@ namespace Sluice.Gateway.Relay;
 /// upstream request still running) and report the usage once.</item>
 /// </list>
 /// </remarks>
-internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time, ILogger<StreamRelay> logger, GatewayDrain drain)
+internal sealed partial class StreamRelay(UsageReporter usage, CallTelemetry telemetry, TimeProvider time, ILogger<StreamRelay> logger, GatewayDrain drain)
 {
     private static readonly ChatException ShuttingDown = new(503, GatewayDrain.ShuttingDown);
 
@@ -48,6 +49,10 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
         var meter = new UsageMeter(time, call.StartTimestamp, call.Request);
         var flush = new FlushPolicy(maxPendingBytes);
         var settled = false;
+        ChatException? failure = null;
+        Exception? backendFailure = null;
+        long lastDelivery = 0;
+        telemetry.RelayStarted(call);
         sink.Open(meter);
 
         IAsyncEnumerator<ChatStreamEvent>? events = null;
@@ -76,6 +81,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                     if (FlushPolicy.BeforeWait(sink.Started, sink.PendingBytes))
                     {
                         await sink.FlushAsync();
+                        lastDelivery = Delivered(call, meter, lastDelivery);
                     }
 
                     sink.Idle();
@@ -124,6 +130,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 if (flush.AfterWrite(wrote, meter.HasFirstToken, sink.PendingBytes))
                 {
                     await sink.FlushAsync();
+                    lastDelivery = Delivered(call, meter, lastDelivery);
                 }
             }
 
@@ -144,8 +151,8 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             // :: Step 6
             // Cut by a shutdown: a failure that says so, not "the client left".
             var reason = drain.Deadline.IsCancellationRequested ? ShuttingDown : sink.CancellationReason;
-            var (end, failure) = StreamOutcome.Classify(
-                ex, generation.IsCancellationRequested || call.Aborted.IsCancellationRequested, call.RequestId, reason);
+            var cancelled = generation.IsCancellationRequested || call.Aborted.IsCancellationRequested || reason is not null;
+            (var end, failure) = StreamOutcome.Classify(ex, cancelled, call.RequestId, reason);
             if (end == StreamEnd.Abandoned)
             {
                 meter.Abandon();
@@ -153,6 +160,7 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
             else
             {
                 var unexpected = ex is not ChatException && failure != reason;
+                backendFailure = failure != reason ? ex : null;
                 if (unexpected)
                 {
                     LogBackendFailed(logger, ex, call.RequestId, call.Request.Model);
@@ -189,9 +197,32 @@ internal sealed partial class StreamRelay(UsageReporter usage, TimeProvider time
                 meter.Abandon();
             }
 
-            usage.Report(meter.ToRecord(call));
+            var record = meter.ToRecord(call);
+            usage.Report(record);
+
+            // What the client got: 200 once the answer started; before that the error's status, or 499 for a client
+            // that left.
+            var status = sink.Started || record.Status == UsageStatus.Completed ? 200 : failure?.StatusCode ?? 499;
+            telemetry.RelayEnded(call, record, status, record.Status == UsageStatus.Failed ? backendFailure : null);
             drain.Exit();
         }
+    }
+
+    /// <summary>Tokens just reached the client: the gap since the previous delivery is the client's inter-token gap.</summary>
+    private long Delivered(ChatCall call, UsageMeter meter, long lastDelivery)
+    {
+        if (!meter.HasFirstToken)
+        {
+            return 0;
+        }
+
+        var now = time.GetTimestamp();
+        if (lastDelivery != 0)
+        {
+            telemetry.Delivered(call, time.GetElapsedTime(lastDelivery, now));
+        }
+
+        return now;
     }
 
     private async ValueTask SettleAsync(ChatCall call, CallStage? stage, UsageMeter meter)

@@ -1,5 +1,3 @@
-using System.IO.Pipelines;
-
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>
@@ -18,7 +16,7 @@ internal sealed class KeepAlive : IAsyncDisposable
     private const int Relaying = 1;
     private const int Pinging = 2;
 
-    private readonly PipeWriter _output;
+    private readonly Func<ValueTask> _flush;
     private readonly TimeSpan _interval;
     private readonly Action _startResponse;
     private readonly Action _writePing;
@@ -30,17 +28,17 @@ internal sealed class KeepAlive : IAsyncDisposable
     private int _state = Relaying;
     private volatile bool _stopped;
 
-    /// <param name="output">The response writer.</param>
+    /// <param name="flush">Sends what is written (the sink's own flush, which bounds how long a slow client may hold it).</param>
     /// <param name="interval">Silence that triggers a ping.</param>
     /// <param name="writePing">Writes one whole keep-alive frame (the format's own).</param>
     /// <param name="startResponse">Sends the status line and headers; called once, by whoever writes first.</param>
     /// <param name="aborted">The client's disconnect.</param>
     /// <param name="time">The clock (a test steps it).</param>
-    public KeepAlive(PipeWriter output, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted, TimeProvider time)
+    public KeepAlive(Func<ValueTask> flush, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted, TimeProvider time)
     {
         _time = time;
         _lastWrite = time.GetTimestamp();
-        _output = output;
+        _flush = flush;
         _interval = interval;
         _writePing = writePing;
         _startResponse = startResponse;
@@ -145,7 +143,7 @@ internal sealed class KeepAlive : IAsyncDisposable
         {
             EnsureStarted();
             _writePing();
-            await _output.FlushAsync(_aborted);
+            await _flush();
         }
 #pragma warning disable CA1031 // A failed ping means the client left; the relay sees that through its own cancellation.
         catch (Exception)

@@ -87,7 +87,7 @@ public sealed class FallbackChatBackend : IChatBackend
                     var delay = last ? TimeSpan.Zero : retryAfter ?? Backoff(attempt);
                     if (next is not null)
                     {
-                        _onRetry?.Invoke(new RetryNotice(candidate.Name, next, attempt, delay, Describe(ex, forOperator: true)));
+                        _onRetry?.Invoke(new RetryNotice(candidate.Name, next, attempt, delay, Describe(ex, forOperator: true)) { Kind = ProviderTelemetry.ErrorKind(ex) });
                     }
 
                     if (last)
@@ -211,4 +211,11 @@ public sealed class FallbackChatBackend : IChatBackend
 /// <param name="Attempt">Which attempt failed.</param>
 /// <param name="Delay">Wait before the next try.</param>
 /// <param name="Reason">What went wrong.</param>
-public sealed record RetryNotice(string Failed, string Next, int Attempt, TimeSpan Delay, string Reason);
+public sealed record RetryNotice(string Failed, string Next, int Attempt, TimeSpan Delay, string Reason)
+{
+    /// <summary>The failure's kind (<see cref="ProviderTelemetry.ErrorKind(Exception)"/>), a bounded label for metrics.</summary>
+    public string Kind { get; init; } = "internal";
+
+    /// <summary>True when the same model is tried again; false when the route moves on to the next model.</summary>
+    public bool IsRetry => string.Equals(Failed, Next, StringComparison.Ordinal);
+}

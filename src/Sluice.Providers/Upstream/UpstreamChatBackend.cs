@@ -53,7 +53,55 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     private protected virtual Uri EndpointFor(ChatRequest request) => _endpoint;
 
     /// <inheritdoc />
-    public async IAsyncEnumerable<ChatStreamEvent> StreamAsync(
+    public IAsyncEnumerable<ChatStreamEvent> StreamAsync(ChatRequest request, ChatCallOptions? options, CancellationToken cancellationToken) =>
+        ProviderTelemetry.Source.HasListeners() ? TracedAsync(request, options, cancellationToken) : StreamCoreAsync(request, options, cancellationToken);
+
+    /// <summary>
+    /// The stream inside its upstream span. The span is started in this iterator, so it is current for the request
+    /// (HttpClient sends its <c>traceparent</c>) without leaking into the caller's context.
+    /// </summary>
+    private async IAsyncEnumerable<ChatStreamEvent> TracedAsync(
+        ChatRequest request,
+        ChatCallOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var activity = ProviderTelemetry.StartUpstream(Transport.GenAiProvider, Transport.UpstreamModel, _endpoint, request);
+        var inner = StreamCoreAsync(request, options, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        try
+        {
+            while (true)
+            {
+                bool has;
+                try
+                {
+                    has = await inner.MoveNextAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (activity is not null)
+                {
+                    ProviderTelemetry.Fail(activity, ex);
+                    throw;
+                }
+
+                if (!has)
+                {
+                    break;
+                }
+
+                if (activity is not null)
+                {
+                    ProviderTelemetry.Observe(activity, inner.Current);
+                }
+
+                yield return inner.Current;
+            }
+        }
+        finally
+        {
+            await inner.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async IAsyncEnumerable<ChatStreamEvent> StreamCoreAsync(
         ChatRequest request,
         ChatCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)

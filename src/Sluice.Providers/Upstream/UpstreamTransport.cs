@@ -103,6 +103,15 @@ internal sealed class UpstreamTransport : IDisposable
     /// <summary>How messages name the provider.</summary>
     public string ProviderLabel { get; }
 
+    /// <summary>The provider as the GenAI semantic conventions name it (<c>gen_ai.provider.name</c>).</summary>
+    public string GenAiProvider => ProviderLabel switch
+    {
+        "Anthropic" => "anthropic",
+        "Gemini" => "gcp.gemini",
+        "Ollama" => "ollama",
+        _ => "openai",
+    };
+
     /// <summary><see cref="ModelOptions.BaseUrl"/> without a trailing slash.</summary>
     public string BaseUrl { get; }
 

@@ -1,9 +1,13 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -17,7 +21,9 @@ internal sealed class RelayKit
 {
     public RelayKit()
     {
-        Relay = new StreamRelay(new UsageReporter([Usage], NullLogger<UsageReporter>.Instance), Time, NullLogger<StreamRelay>.Instance, new Sluice.Gateway.Cluster.GatewayDrain(new Sluice.Gateway.Hosting.GatewayOptions(), NullLogger<Sluice.Gateway.Cluster.GatewayDrain>.Instance));
+        var meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var telemetry = new CallTelemetry(new GatewayMetrics(meters), new GatewayOptions(), NullLoggerFactory.Instance, Time);
+        Relay = new StreamRelay(new UsageReporter([Usage], NullLogger<UsageReporter>.Instance), telemetry, Time, NullLogger<StreamRelay>.Instance, new Sluice.Gateway.Cluster.GatewayDrain(new GatewayOptions(), NullLogger<Sluice.Gateway.Cluster.GatewayDrain>.Instance));
         Call = new ChatCall("req-1", Time.GetTimestamp(), Caller.Open, CallDialect.OpenAI, CancellationToken.None)
         {
             Request = new ChatRequest { Model = "m", Messages = [new ChatMessage(ChatRoles.User, "Tell me about rivers")], Stream = true },

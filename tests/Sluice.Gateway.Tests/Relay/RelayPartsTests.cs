@@ -45,7 +45,7 @@ public sealed class RelayPartsTests
         var time = new FakeTimeProvider();
         var pipe = new Pipe();
         var started = 0;
-        var keepAlive = new KeepAlive(pipe.Writer, TimeSpan.FromSeconds(15), () => pipe.Writer.Write(": ping\n\n"u8), () => started++, CancellationToken.None, time);
+        var keepAlive = new KeepAlive(async () => await pipe.Writer.FlushAsync(), TimeSpan.FromSeconds(15), () => pipe.Writer.Write(": ping\n\n"u8), () => started++, CancellationToken.None, time);
 
         // The relay holds the gate: no ping, however long the silence.
         time.Advance(TimeSpan.FromSeconds(40));

@@ -1,0 +1,74 @@
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Sluice.Gateway.Hosting;
+using Sluice.Providers;
+
+namespace Sluice.Gateway.Observability;
+
+/// <summary>
+/// OpenTelemetry for the gateway: the sources and meters to collect (<see cref="AddSluiceInstrumentation(TracerProviderBuilder, bool)"/>,
+/// also for hosts and tests that bring their own exporter) and the OTLP export when <c>Observability:Otlp:Endpoint</c> is set.
+/// </summary>
+public static class OpenTelemetrySetup
+{
+    /// <summary>
+    /// Collects the gateway's spans (<c>Sluice.Gateway</c>: one per call), the upstream spans (<c>Sluice.Providers</c>), and
+    /// the ASP.NET Core server and HttpClient spans around them (which carry <c>traceparent</c> in and out).
+    /// </summary>
+    public static TracerProviderBuilder AddSluiceInstrumentation(this TracerProviderBuilder builder, bool aspNetCore = true)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.AddSource(CallTelemetry.ActivitySourceName, ProviderTelemetry.ActivitySourceName).AddHttpClientInstrumentation();
+        if (aspNetCore)
+        {
+            builder.AddAspNetCoreInstrumentation();
+        }
+
+        return builder;
+    }
+
+    /// <summary>Collects the gateway's meter and the runtime's (<c>System.Runtime</c>).</summary>
+    public static MeterProviderBuilder AddSluiceInstrumentation(this MeterProviderBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.AddMeter(GatewayMetrics.MeterName, "System.Runtime");
+    }
+
+    /// <summary>Registers OTLP export of traces and metrics when <paramref name="otlp"/> names an endpoint; nothing otherwise.</summary>
+    internal static IServiceCollection AddSluiceOpenTelemetry(this IServiceCollection services, OtlpOptions otlp, bool aspNetCore = true)
+    {
+        if (string.IsNullOrWhiteSpace(otlp.Endpoint) || (!otlp.Traces && !otlp.Metrics))
+        {
+            return services;
+        }
+
+        var endpoint = new Uri(otlp.Endpoint);
+        var protocol = otlp.Protocol == "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+        void Configure(OtlpExporterOptions exporter, string path)
+        {
+            // With http/protobuf each signal has its own path under the collector's base address.
+            exporter.Endpoint = protocol == OtlpExportProtocol.HttpProtobuf ? new Uri(endpoint, path) : endpoint;
+            exporter.Protocol = protocol;
+        }
+
+        var telemetry = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(otlp.ServiceName));
+        if (otlp.Traces)
+        {
+            telemetry.WithTracing(t => t
+                .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(otlp.SampleRatio)))
+                .AddSluiceInstrumentation(aspNetCore)
+                .AddOtlpExporter(o => Configure(o, "v1/traces")));
+        }
+
+        if (otlp.Metrics)
+        {
+            telemetry.WithMetrics(m => m.AddSluiceInstrumentation().AddOtlpExporter(o => Configure(o, "v1/metrics")));
+        }
+
+        return services;
+    }
+}
