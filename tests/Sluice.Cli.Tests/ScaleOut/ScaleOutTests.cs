@@ -29,7 +29,7 @@ public sealed partial class ScaleOutTests(ClusterFixture cluster) : IClassFixtur
             Assert.DoesNotContain("crit:", log, StringComparison.Ordinal);
             Assert.DoesNotContain("Exception", log, StringComparison.Ordinal);
         });
-        Assert.Equal(6, (await cluster.QueryAsync("SELECT version FROM schema_migrations")).Count);
+        Assert.Equal(8, (await cluster.QueryAsync("SELECT version FROM schema_migrations")).Count);
         // Every instance registered (a test may have killed one since: its stale row stays until it is pruned).
         var live = await cluster.QueryAsync("SELECT id FROM gateway_instances WHERE heartbeat_at_ms > (EXTRACT(EPOCH FROM now()) * 1000 - 10000)");
         Assert.Equal(ClusterFixture.Size, live.Count);

@@ -17,32 +17,51 @@ public sealed class SlowReaderTests
     [InlineData(true)]
     public async Task A_client_that_stops_reading_pauses_the_upstream_and_is_dropped_after_the_slow_client_time(bool resumable)
     {
-        // An upstream that streams ~1 KiB chunks for as long as anyone reads, counting what it managed to send.
+        // An upstream that streams ~1 KiB chunks for as long as anyone reads, counting what it managed to send. A raw
+        // socket, not Kestrel: Kestrel discards writes after the peer has gone (until it notices), which would count
+        // bytes nobody received; a socket's send blocks when the gateway stops reading and fails once it has closed.
         long sent = 0;
         var content = new string('x', 1000);
         var chunk = Encoding.UTF8.GetBytes(
             "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + content + "\"},\"finish_reason\":null}]}\n\n");
-        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var stopUpstream = new CancellationTokenSource();
+        var upstreamTask = Task.Run(async () =>
         {
-            context.Response.ContentType = "text/event-stream";
+            using var connection = await listener.AcceptSocketAsync(stopUpstream.Token);
+            var head = new List<byte>();
+            var one = new byte[1];
+            while (head.Count < 4 || head[^4] != '\r' || head[^3] != '\n' || head[^2] != '\r' || head[^1] != '\n')
+            {
+                if (await connection.ReceiveAsync(one, stopUpstream.Token) == 0)
+                {
+                    return;
+                }
+
+                head.Add(one[0]);
+            }
+
+            // The request body (small, sent with the head or right after) is left unread: the answer does not depend on it.
+            await connection.SendAsync("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"u8.ToArray(), stopUpstream.Token);
             try
             {
-                while (!context.RequestAborted.IsCancellationRequested)
+                while (!stopUpstream.IsCancellationRequested)
                 {
-                    await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
-                    await context.Response.Body.FlushAsync(context.RequestAborted);
+                    await connection.SendAsync(chunk, stopUpstream.Token);
                     Interlocked.Add(ref sent, chunk.Length);
                 }
             }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException)
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
             {
             }
         });
+        var upstreamUrl = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
         await using var gateway = await TestGateway.StartAsync(o =>
         {
             o.Streaming.Resumable = resumable;
             o.Streaming.SlowClientTimeoutSeconds = 1;
-            o.Models = [new ModelOptions { Name = "up", Provider = "openai", BaseUrl = upstream.BaseUrl + "/v1" }];
+            o.Models = [new ModelOptions { Name = "up", Provider = "openai", BaseUrl = upstreamUrl + "/v1" }];
         });
 
         // A raw socket with a small receive buffer that sends the request and then never reads.
@@ -92,5 +111,8 @@ public sealed class SlowReaderTests
         }
 
         Assert.True(closed);
+        await stopUpstream.CancelAsync();
+        listener.Stop();
+        await upstreamTask.WaitAsync(TimeSpan.FromSeconds(10));
     }
 }
