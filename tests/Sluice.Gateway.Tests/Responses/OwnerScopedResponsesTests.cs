@@ -1,0 +1,55 @@
+using System.Net;
+using Sluice.Gateway.Tests.Tenancy;
+
+namespace Sluice.Gateway.Tests.Responses;
+
+/// <summary>
+/// Stored responses belong to the team that created them: another team's key gets the unknown id's 404 on read,
+/// delete and as <c>previous_response_id</c>, word for word but for the id; the owner gets it.
+/// </summary>
+public sealed class OwnerScopedResponsesTests : TenancyTestBase
+{
+    protected override TestDatabases NewDatabases() => new SqliteDatabases();
+
+    [Fact]
+    public async Task Another_teams_key_gets_the_unknown_id_404_on_get_delete_and_previous_response_id()
+    {
+        var (_, ownerKey) = await Host.NewTeamAsync(10);
+        var (_, otherKey) = await Host.NewTeamAsync(10);
+        using var owner = Host.NewClient(ownerKey);
+        using var other = Host.NewClient(otherKey);
+        var created = await TenancyHost.SendAsync(owner, HttpMethod.Post, "v1/responses", """{"model": "sim-fast", "input": "Tell me about rivers", "max_output_tokens": 8}""");
+        created.AssertStatus(HttpStatusCode.OK);
+        var id = created.Json.GetProperty("id").GetString()!;
+        const string Unknown = "resp_00000000000000000000000000000000";
+
+        var unknownGet = await TenancyHost.SendAsync(other, HttpMethod.Get, $"v1/responses/{Unknown}");
+        unknownGet.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+        foreach (var refused in new[]
+        {
+            await TenancyHost.SendAsync(other, HttpMethod.Get, $"v1/responses/{id}"),
+            await TenancyHost.SendAsync(other, HttpMethod.Delete, $"v1/responses/{id}"),
+        })
+        {
+            refused.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+            Assert.Equal(
+                unknownGet.Error.GetProperty("message").GetString()!.Replace(Unknown, id, StringComparison.Ordinal),
+                refused.Error.GetProperty("message").GetString());
+        }
+
+        var unknownChain = await TenancyHost.SendAsync(other, HttpMethod.Post, "v1/responses", $$"""{"model": "sim-fast", "input": "More?", "previous_response_id": "{{Unknown}}"}""");
+        var chained = await TenancyHost.SendAsync(other, HttpMethod.Post, "v1/responses", $$"""{"model": "sim-fast", "input": "More?", "previous_response_id": "{{id}}"}""");
+        unknownChain.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+        chained.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+        Assert.Equal(
+            unknownChain.Error.GetProperty("message").GetString()!.Replace(Unknown, id, StringComparison.Ordinal),
+            chained.Error.GetProperty("message").GetString());
+
+        // Refused deletes deleted nothing: the owner still reads it, then deletes it. (The master key's own responses are
+        // its own, as with sessions: a team's stored conversation is not read through it.)
+        (await TenancyHost.SendAsync(owner, HttpMethod.Get, $"v1/responses/{id}")).AssertStatus(HttpStatusCode.OK);
+        (await TenancyHost.SendAsync(Host.Admin, HttpMethod.Get, $"v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+        (await TenancyHost.SendAsync(owner, HttpMethod.Delete, $"v1/responses/{id}")).AssertStatus(HttpStatusCode.OK);
+        (await TenancyHost.SendAsync(owner, HttpMethod.Get, $"v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+    }
+}
