@@ -204,6 +204,19 @@ public sealed class BridgeTests
     }
 
     [Fact]
+    public async Task A_request_for_several_answers_is_refused_naming_n_because_a_reply_carries_one()
+    {
+        await using var harness = await BridgeHarness.StartAsync();
+        await harness.PublishAsync("""{"id": "many", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5, "n": 2}""");
+        var refused = (await harness.ReadAnswerAsync("many")).Final.Error!.Value;
+        Assert.Equal("unsupported_value", refused.GetProperty("code").GetString());
+        Assert.Contains("n must be 1", refused.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        await harness.PublishAsync("""{"id": "one", "model": "sim-fast", "prompt": "Hi", "max_tokens": 5, "n": 1}""");
+        Assert.True((await harness.ReadAnswerAsync("one")).Final.IsDone);
+    }
+
+    [Fact]
     public async Task With_keys_on_requests_need_an_api_key_and_virtual_keys_are_billed_to_their_team()
     {
         const string MasterKey = "mqtt-test-master-key-0123456789";

@@ -52,24 +52,39 @@ internal sealed class CallDialect
         "ollama-embed", ErrorDialect.Ollama, "GET /api/tags", (body, _) => EmbeddingRequestParser.ParseOllamaEmbed(body).ToChatRequest(), latestTag: true);
 
     /// <summary>The portal stream, <c>POST /api/llm/chat/stream</c> (always streamed), and WebSocket chat requests.</summary>
-    public static CallDialect Portal { get; } = new("portal", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits) with { Stream = true });
+    public static CallDialect Portal { get; } = new("portal", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => OneAnswer(ChatRequestParser.Parse(body, limits) with { Stream = true }, "/api/llm/chat/stream"));
 
     /// <summary>
     /// A WebSocket chat request: the portal's fields inside a message envelope (<c>type</c>, <c>id</c>), which no upstream
     /// should see — so no raw body is kept.
     /// </summary>
     public static CallDialect WebSocket { get; } = new(
-        "websocket", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits) with { Stream = true, RawBody = ReadOnlyMemory<byte>.Empty });
+        "websocket", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => OneAnswer(ChatRequestParser.Parse(body, limits) with { Stream = true, RawBody = ReadOnlyMemory<byte>.Empty }, "WebSocket chat"));
 
     /// <summary>A session turn: one <c>message</c> instead of <c>messages</c> (the session holds the history).</summary>
     public static CallDialect Session { get; } = new(
-        "session", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits with { MessagesOptional = true }) with { Stream = true });
+        "session", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => OneAnswer(ChatRequestParser.Parse(body, limits with { MessagesOptional = true }) with { Stream = true }, "a session turn"));
 
     /// <summary>A job call, <c>POST /api/jobs/{id}/llm-call[-stream]</c> (OpenAI fields plus <c>model_group</c>).</summary>
     public static CallDialect Job { get; } = new("job", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits));
 
     /// <summary>MQTT requests (parsed by the bridge's reader, which also finds the reply topic).</summary>
-    public static CallDialect Mqtt { get; } = new("mqtt", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => ChatRequestParser.Parse(body, limits));
+    public static CallDialect Mqtt { get; } = new("mqtt", ErrorDialect.OpenAI, "GET /v1/models", (body, limits) => OneAnswer(ChatRequestParser.Parse(body, limits), "MQTT"));
+
+    /// <summary>
+    /// Refuses <c>n</c> above 1 where the answer format carries one answer (portal, WebSocket, session turns, MQTT): the
+    /// other answers would be generated and billed but never delivered.
+    /// </summary>
+    /// <exception cref="Sluice.Protocol.ChatException">400 <c>unsupported_value</c> naming <c>n</c>.</exception>
+    public static ChatRequest OneAnswer(ChatRequest request, string where)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request.N <= 1
+            ? request
+            : throw Sluice.Protocol.ChatException.BadRequest(
+                $"{where} streams one answer, so n must be 1 (it is {request.N}). Send n = 1, or ask POST /v1/chat/completions for several answers.",
+                "n", "unsupported_value");
+    }
 
     /// <summary>A short name for logs and metrics.</summary>
     public string Name { get; }

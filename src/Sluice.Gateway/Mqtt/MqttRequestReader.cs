@@ -121,7 +121,7 @@ internal sealed class MqttRequestReader(MqttBridgeOptions options, ChatRequestLi
             ChatRequest chat;
             try
             {
-                chat = ChatRequestParser.Parse(ChatBody(root, stream), limits);
+                chat = Calls.CallDialect.OneAnswer(ChatRequestParser.Parse(ChatBody(root, stream), limits), "MQTT");
             }
             catch (ChatException ex)
             {
