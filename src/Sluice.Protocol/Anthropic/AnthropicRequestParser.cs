@@ -89,6 +89,7 @@ public static class AnthropicRequestParser
             ToolsJson = tools is null ? null : ToolJson.Tools(tools),
             ToolChoice = ParseToolChoice(root),
             Metadata = metadata,
+            ResponseFormat = RequestFields.TryGet(root, "output_format", out var outputFormat) ? ResponseFormat.ParseAnthropic(outputFormat) : null,
         };
     }
 

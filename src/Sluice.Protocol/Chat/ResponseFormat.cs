@@ -81,6 +81,40 @@ public sealed record ResponseFormat
         return type == JsonSchemaType ? ReadSchema(value, path) : new ResponseFormat { Type = type };
     }
 
+    /// <summary>
+    /// Reads Anthropic's structured-outputs <c>output_format</c>: <c>{"type": "json_schema", "schema": {...}}</c> (no
+    /// name: it is named <c>output</c> for backends that need one). The answer's text is then JSON valid against it.
+    /// </summary>
+    /// <exception cref="ChatException">A 400 naming the parameter.</exception>
+    public static ResponseFormat? ParseAnthropic(JsonElement value, string path = "output_format")
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            throw ChatException.BadRequest($"{path} must be an object such as {{\"type\": \"json_schema\", \"schema\": {{...}}}}.", path, "invalid_type");
+        }
+
+        var type = value.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        if (type != JsonSchemaType)
+        {
+            throw ChatException.BadRequest(
+                $"{path}.type must be \"json_schema\" (got {(type is null ? "nothing" : $"\"{type}\"")}).", $"{path}.type");
+        }
+
+        if (!value.TryGetProperty("schema", out var schema) || schema.ValueKind != JsonValueKind.Object)
+        {
+            throw ChatException.BadRequest(
+                $"{path}.schema is required and must be a JSON schema object such as {{\"type\": \"object\", \"properties\": {{...}}}}.",
+                $"{path}.schema", "missing_required_parameter");
+        }
+
+        return new ResponseFormat { Type = JsonSchemaType, Name = "output", Schema = schema.Clone(), Strict = true };
+    }
+
     private static string RequireType(JsonElement value, string path)
     {
         if (value.ValueKind != JsonValueKind.Object)
