@@ -262,7 +262,10 @@ public sealed class WebSocketMemoryTests(ITestOutputHelper output)
         Assert.All(slow, r => Assert.Equal((UsageStatus.Failed, "client_too_slow"), (r.Status, r.ErrorCode)));
         Assert.All(slow, r => Assert.True(r.Duration >= TimeSpan.FromSeconds(SlowClientSeconds - 0.5), $"cancelled after {r.Duration}"));
         Assert.True(DateTime.UtcNow - started >= TimeSpan.FromSeconds(SlowClientSeconds));
-        await WebSocketBoundsTests.WaitUntilAsync(() => Volatile.Read(ref aborted) == 8, TimeSpan.FromSeconds(10));
+
+        // The upstream server notices each aborted request on its next write; on a machine busy with other test
+        // assemblies that can take a while, so the bound is generous (it is about "aborted", not "how fast").
+        await WebSocketBoundsTests.WaitUntilAsync(() => Volatile.Read(ref aborted) == 8, TimeSpan.FromSeconds(40));
 
         // The socket is still usable: once the client reads again, a new request is answered.
         await WebSocketBoundsTests.SendAsync(socket, """{"type": "chat", "id": "after", "model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}""");
