@@ -108,6 +108,38 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         Assert.Contains("llama, qwen2, qwen3", line, StringComparison.Ordinal);
     }
 
+    /// <summary><c>--bench</c> measures like llama-bench and prints the figures a comparison with llama.cpp needs.</summary>
+    [Fact]
+    public async Task Bench_prints_prompt_and_generation_speed_as_json()
+    {
+        var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
+
+        var result = await CliProcess.RunAsync(["run", path, "--bench", "--threads", "1", "--json"], timeout: TimeSpan.FromMinutes(3));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var json = JsonDocument.Parse(result.Stdout);
+        var root = json.RootElement;
+        Assert.True(root.GetProperty("pp_tok_s").GetDouble() > 0);
+        Assert.True(root.GetProperty("tg_tok_s").GetDouble() > 0);
+        Assert.True(root.GetProperty("ttft_ms").GetDouble() > 0);
+        Assert.Equal((128, 64, 1), (root.GetProperty("pp_tokens").GetInt32(), root.GetProperty("tg_tokens").GetInt32(), root.GetProperty("threads").GetInt32()));
+        var runs = root.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(3, runs.Count);
+        Assert.Equal(runs.Max(r => r.GetProperty("tg_tok_s").GetDouble()), root.GetProperty("tg_tok_s").GetDouble());
+        Assert.Contains(result.StderrLines, l => l.Contains("run 3/3", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Bench_with_a_prompt_is_a_usage_error()
+    {
+        var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
+
+        var result = await CliProcess.RunAsync(["run", path, "--bench", "Hello"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Equal("sluice run: --bench measures with a random prompt of its own; leave the prompt out.", Assert.Single(result.StderrLines));
+    }
+
     [Theory]
     [InlineData("--top-p", "1.5", "sluice run: --top-p must be above 0 and at most 1 (got 1.5).")]
     [InlineData("--temperature", "-1", "sluice run: --temperature must be 0 or more (got -1); 0 is greedy.")]

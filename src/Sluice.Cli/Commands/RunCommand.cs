@@ -67,6 +67,7 @@ internal static class RunCommand
         var threads = new Option<int?>("--threads") { Description = "Threads of each forward pass (default: every core)." };
         var context = new Option<int?>("--context", "-c") { Description = "Context size, prompt plus answer, in tokens (default: the model's, at most 4096)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per answer (token ids as fed and generated, text, timings) instead of the text." };
+        var bench = new Option<bool>("--bench") { Description = "Measure instead of chatting, like llama-bench: a random 128-token prompt as one batch, then 64 generated tokens, 1 warm-up and 3 repetitions; prints the best tokens/s (with --json: {\"pp_tok_s\",\"tg_tok_s\",\"ttft_ms\",…,\"runs\"})." };
 
         var command = new Command("run", Help)
         {
@@ -84,6 +85,7 @@ internal static class RunCommand
             threads,
             context,
             json,
+            bench,
         };
 
         // Ctrl+C is handled by InterruptHandler (stop the current answer; at the interactive prompt, exit).
@@ -101,7 +103,8 @@ internal static class RunCommand
             parse.GetValue(maxTokens),
             parse.GetValue(threads),
             parse.GetValue(context),
-            parse.GetValue(json))));
+            parse.GetValue(json),
+            parse.GetValue(bench))));
         return command;
     }
 
@@ -143,6 +146,11 @@ internal static class RunCommand
                 return ExitCodes.Config;
             }
 
+            if (invocation.Bench)
+            {
+                return await BenchAsync(model, invocation, output, error);
+            }
+
             var runner = new Runner(model, generator, invocation, output, error, interrupts, loadTime);
             if (invocation.Prompt is { } text)
             {
@@ -156,12 +164,41 @@ internal static class RunCommand
         }
     }
 
+    /// <summary><c>--bench</c>: llama-bench-like prompt processing and generation speed, progress on stderr, the result on stdout.</summary>
+    private static async Task<int> BenchAsync(LocalChatModel model, RunInvocation invocation, StreamWriter output, TextWriter error)
+    {
+        var options = new Sluice.Engine.Benchmarking.EngineBenchmarkOptions();
+        await error.WriteLineAsync($"Benchmark: prompt {options.PromptTokens} tokens as one batch, then {options.GenerateTokens} generated, {options.Warmup} warm-up and {options.Repetitions} measured runs on {model.Model.ThreadCount} thread(s)…");
+        var result = await Task.Run(() => Sluice.Engine.Benchmarking.EngineBenchmark.Run(model.Model, options, new SynchronousProgress(error)));
+        if (invocation.Json)
+        {
+            await output.WriteLineAsync(result.ToJson(model.Model.Info));
+        }
+        else
+        {
+            var number = CultureInfo.InvariantCulture;
+            await output.WriteLineAsync(string.Create(number,
+                $"{Path.GetFileName(model.Path)}: prompt processing {result.PromptTokensPerSecond:F1} tok/s, generation {result.GenerateTokensPerSecond:F1} tok/s, time to first token {result.TimeToFirstTokenMs:F0} ms (best of {result.Samples.Count}, {result.Threads} thread(s))"));
+        }
+
+        await output.FlushAsync();
+        return ExitCodes.Success;
+    }
+
+    /// <summary>Reports on the calling thread (the benchmark's), so lines come out in order while it runs.</summary>
+    private sealed class SynchronousProgress(TextWriter error) : IProgress<string>
+    {
+        public void Report(string value) => error.WriteLine("  " + value);
+    }
+
     /// <summary>The first problem with the options, as one sentence that says what to type; null when they are fine.</summary>
     private static string? Validate(RunInvocation o)
     {
         var number = CultureInfo.InvariantCulture;
         return o switch
         {
+            { Bench: true, Prompt: not null } => "--bench measures with a random prompt of its own; leave the prompt out.",
+            { Bench: true, Context: < 193 } => $"--bench needs a context of at least 193 tokens (128 prompt + 64 generated + 1; got {o.Context}).",
             { Prompt: { } p } when string.IsNullOrWhiteSpace(p) => "the prompt is empty. Pass it in quotes, or leave it out for an interactive chat.",
             { Raw: true, System: not null } => "--system needs the chat template; --raw feeds the prompt as is. Put the instructions in the raw prompt, or drop --raw.",
             { Temperature: < 0 or double.NaN } => $"--temperature must be 0 or more (got {o.Temperature!.Value.ToString(number)}); 0 is greedy.",
@@ -190,7 +227,8 @@ internal static class RunCommand
         int? MaxTokens,
         int? Threads,
         int? Context,
-        bool Json);
+        bool Json,
+        bool Bench);
 
     /// <summary>How one answer went.</summary>
     private readonly record struct TurnResult(int ExitCode, string Answer, bool Failed);
