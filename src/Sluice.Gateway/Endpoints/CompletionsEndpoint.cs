@@ -14,7 +14,7 @@ namespace Sluice.Gateway.Endpoints;
 internal sealed class CompletionsEndpoint(HttpCalls calls, TimeProvider time)
 {
     private readonly HttpAnswer _answer = new(
-        call => new CompletionStreamFormat(
+        call => new OpenAIStreamFormat(
             new CompletionStreamWriter(CompletionId(call), time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name) { WritesUsageNull = call.Request.IncludeUsage },
             call.Request.IncludeUsage),
         (output, call, answer, usage) => CompletionBodyWriter.Write(output, CompletionId(call), time.GetUtcNow().ToUnixTimeSeconds(), call.Model.Name, answer.Choices, usage),

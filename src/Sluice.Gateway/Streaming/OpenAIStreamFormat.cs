@@ -6,8 +6,11 @@ using Sluice.Protocol.Sse;
 
 namespace Sluice.Gateway.Streaming;
 
-/// <summary>OpenAI <c>chat.completion.chunk</c> frames, an optional usage chunk, then <c>[DONE]</c>; <c>: ping</c> comments keep it alive.</summary>
-internal sealed class OpenAIStreamFormat(OpenAIChunkWriter writer, bool includeUsage) : IStreamFormat, IChunkBatchFormat
+/// <summary>
+/// OpenAI-style SSE: <c>chat.completion.chunk</c> (or legacy <c>text_completion</c>) frames, an optional usage chunk, then
+/// <c>[DONE]</c>; <c>: ping</c> comments keep it alive.
+/// </summary>
+internal sealed class OpenAIStreamFormat(IOpenAIStreamWriter writer, bool includeUsage) : IStreamFormat, IChunkBatchFormat
 {
     public string ContentType => "text/event-stream";
 

@@ -11,7 +11,7 @@ namespace Sluice.Protocol.Completions;
 /// chunks byte for byte (adopting its identity), chunks of its own for other backends' text and finishes, then the usage
 /// chunk when asked for and <c>[DONE]</c>. One instance per stream; not thread-safe.
 /// </summary>
-public sealed class CompletionStreamWriter
+public sealed class CompletionStreamWriter : Sluice.Protocol.OpenAI.IOpenAIStreamWriter
 {
     private readonly Utf8JsonWriter _json = new(Stream.Null, OpenAIJson.WriterOptions);
     private readonly Dictionary<int, int> _textLength = [];

@@ -10,7 +10,7 @@ namespace Sluice.Protocol.OpenAI;
 /// state (<c>id</c>, <c>created</c>, <c>model</c>, whether the role was sent) so every chunk carries the same
 /// identity. One instance per stream; not thread-safe (a stream is written by one loop).
 /// </summary>
-public sealed class OpenAIChunkWriter
+public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
 {
     private readonly Utf8JsonWriter _json;
     private JsonEncodedText _id;
