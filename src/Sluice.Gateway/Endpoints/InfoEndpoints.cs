@@ -14,7 +14,7 @@ using Sluice.Providers;
 namespace Sluice.Gateway.Endpoints;
 
 /// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c>, <c>GET /health</c> and the JSON 404 for unknown paths.</summary>
-internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals, KeyAuthenticator authenticator, GatewayDrain drain, ClusterNode node)
+internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver, TenantDirectory directory, UsageTotals totals, KeyAuthenticator authenticator, GatewayDrain drain, ClusterNode node, StreamRegistry streams)
 {
     private static readonly long StartedAt = Stopwatch.GetTimestamp();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -167,12 +167,19 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         json.WriteNumber("prompt_tokens", totals.PromptTokens);
         json.WriteNumber("completion_tokens", totals.CompletionTokens);
         json.WriteEndObject();
+        json.WriteStartObject("replay");
+        json.WriteNumber("streams", streams.Count);
+        json.WriteNumber("reserved_bytes", streams.TotalBytes);
+        json.WriteNumber("budget_bytes", streams.Options.ReplayBudgetBytes);
+        json.WriteNumber("pooled_segments", streams.PooledSegments);
+        json.WriteEndObject();
         json.WriteStartObject("runtime");
         json.WriteNumber("allocated_bytes", GC.GetTotalAllocatedBytes());
         json.WriteNumber("heap_bytes", GC.GetTotalMemory(forceFullCollection: false));
         json.WriteNumber("gen0_collections", GC.CollectionCount(0));
         json.WriteNumber("gen1_collections", GC.CollectionCount(1));
         json.WriteNumber("gen2_collections", GC.CollectionCount(2));
+        json.WriteNumber("gc_pause_ms", Math.Round(GC.GetTotalPauseDuration().TotalMilliseconds, 3));
         json.WriteNumber("thread_pool_threads", ThreadPool.ThreadCount);
         json.WriteEndObject();
         json.WriteEndObject();

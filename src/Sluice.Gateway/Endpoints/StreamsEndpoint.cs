@@ -86,18 +86,19 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             var position = stream.IndexAfter(after);
             var replayStart = Stopwatch.GetTimestamp();
             long? timeBase = null;
+            var copy = new ArrayBufferWriter<byte>(1024);
             while (true)
             {
                 var count = stream.Count;
-                while (position < count && stream.TryGetFrame(position, out var frame))
+                while (position < count && stream.TryCopyFrame(position, copy, out var frameTimestamp))
                 {
                     position++;
                     if (timed)
                     {
                         // Frame i goes out at (its original offset from the first replayed frame) after the replay
                         // began; frames still being generated arrive late on their own, so nothing is delayed twice.
-                        timeBase ??= position == 1 ? stream.StartTimestamp : frame.Timestamp;
-                        var due = Stopwatch.GetElapsedTime(timeBase.Value, frame.Timestamp) - Stopwatch.GetElapsedTime(replayStart);
+                        timeBase ??= position == 1 ? stream.StartTimestamp : frameTimestamp;
+                        var due = Stopwatch.GetElapsedTime(timeBase.Value, frameTimestamp) - Stopwatch.GetElapsedTime(replayStart);
                         if (due > TimeSpan.Zero)
                         {
                             await output.FlushAsync(aborted);
@@ -105,7 +106,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
                         }
                     }
 
-                    output.Write(frame.Bytes.Span);
+                    output.Write(copy.WrittenSpan);
                 }
 
                 await output.FlushAsync(aborted);

@@ -36,7 +36,11 @@ public sealed class InfoAccessTests : IAsyncLifetime
         Assert.Equal("ok", full.GetProperty("status").GetString());
         Assert.True(full.GetProperty("usage").GetProperty("requests").GetInt64() >= 1);
         Assert.True(full.GetProperty("models").GetInt32() > 0);
-        Assert.True(full.TryGetProperty("runtime", out _));
+        Assert.True(full.GetProperty("runtime").GetProperty("gc_pause_ms").GetDouble() >= 0);
+        var replay = full.GetProperty("replay");
+        Assert.Equal(64L * 1024 * 1024, replay.GetProperty("budget_bytes").GetInt64());
+        Assert.InRange(replay.GetProperty("reserved_bytes").GetInt64(), 0, replay.GetProperty("budget_bytes").GetInt64());
+        Assert.True(replay.GetProperty("pooled_segments").GetInt32() >= 0);
     }
 
     [Fact]

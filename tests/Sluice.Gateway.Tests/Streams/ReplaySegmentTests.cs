@@ -1,0 +1,203 @@
+using System.Buffers;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Gateway.Cluster;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
+using Sluice.Protocol.Portal;
+using Xunit;
+
+namespace Sluice.Gateway.Tests.Streams;
+
+/// <summary>
+/// The replay buffer's reused segments: a stream reads back exactly what was appended, a finished stream's segments go
+/// back to the pool when it is released and the next stream reuses them, and a reader of a released stream never gets
+/// another stream's bytes.
+/// </summary>
+public sealed class ReplaySegmentTests
+{
+    private static StreamRegistry Registry(long budget = 64L * 1024 * 1024)
+    {
+        var options = new GatewayOptions();
+        options.Streaming.ReplayBudgetBytes = budget;
+        return new StreamRegistry(options, TimeProvider.System, new ClusterNode(null!, null!, null!, options, NullLogger<ClusterNode>.Instance));
+    }
+
+    private static ResumableStream Create(StreamRegistry registry, string owner = "team_a") =>
+        registry.Create(new PortalStreamFormat(new PortalStreamWriter()), owner, keepsGenerating: false);
+
+    private static byte[] FrameBytes(string text) => Encoding.UTF8.GetBytes($"data: {text}\n\n");
+
+    private static List<string> ReadAll(ResumableStream stream)
+    {
+        var copy = new ArrayBufferWriter<byte>();
+        var frames = new List<string>();
+        for (var i = 0; i < stream.Count; i++)
+        {
+            Assert.True(stream.TryCopyFrame(i, copy, out _), $"frame {i} could not be read");
+            frames.Add(Encoding.UTF8.GetString(copy.WrittenSpan));
+        }
+
+        return frames;
+    }
+
+    [Fact]
+    public void Frames_read_back_exactly_across_segments_and_split_batches()
+    {
+        var registry = Registry();
+        var stream = Create(registry);
+        var expected = new List<string>();
+        long sequence = 0;
+
+        // ~40 KB in all: the stream needs three 16 KiB segments; every fifth call carries three frames at once.
+        for (var i = 0; i < 300; i++)
+        {
+            var count = i % 5 == 0 ? 3 : 1;
+            var batch = new List<byte>();
+            for (var f = 0; f < count; f++)
+            {
+                var text = $"{{\"i\":{i},\"f\":{f},\"pad\":\"{new string('x', 20 + (i % 90))}\"}}";
+                expected.Add($"data: {text}\n\n");
+                batch.AddRange(FrameBytes(text));
+            }
+
+            sequence += count;
+            stream.Append(batch.ToArray(), sequence, count);
+        }
+
+        Assert.Equal(expected, ReadAll(stream));
+        Assert.Equal(sequence, stream.LastSequence);
+        Assert.True(registry.TotalBytes >= 3 * StreamRegistry.MaxSegmentBytes);
+    }
+
+    [Fact]
+    public void A_released_finished_stream_gives_its_segments_to_the_next_stream_and_its_readers_get_nothing()
+    {
+        var registry = Registry();
+        var first = Create(registry);
+        first.Append(FrameBytes("first stream's secret"), 1, 1);
+        first.Complete();
+        Assert.Equal(0, registry.PooledSegments);
+
+        registry.Remove(first);
+        Assert.Equal(1, registry.PooledSegments);
+        Assert.Equal(0, registry.TotalBytes);
+
+        var second = Create(registry, "team_b");
+        second.Append(FrameBytes("second"), 1, 1);
+        Assert.Equal(0, registry.PooledSegments);
+
+        var copy = new ArrayBufferWriter<byte>();
+        Assert.False(first.TryCopyFrame(0, copy, out _));
+        Assert.Equal(0, copy.WrittenCount);
+        Assert.Equal(["data: second\n\n"], ReadAll(second));
+    }
+
+    [Fact]
+    public void A_live_stream_that_is_removed_does_not_pool_segments_its_writer_may_still_hold()
+    {
+        var registry = Registry();
+        var live = Create(registry);
+        live.Append(FrameBytes("still generating"), 1, 1);
+
+        registry.Remove(live);
+
+        Assert.Equal(0, registry.PooledSegments);
+        Assert.Equal(0, registry.TotalBytes);
+    }
+
+    [Fact]
+    public void An_append_larger_than_a_segment_is_kept_whole_and_not_pooled()
+    {
+        var registry = Registry();
+        var stream = Create(registry);
+        var big = new string('y', StreamRegistry.MaxSegmentBytes * 2);
+        stream.Append(FrameBytes(big), 1, 1);
+
+        Assert.Equal([$"data: {big}\n\n"], ReadAll(stream));
+        stream.Complete();
+        registry.Remove(stream);
+        Assert.Equal(0, registry.PooledSegments);
+    }
+
+    [Fact]
+    public void A_stream_that_outgrows_its_buffer_hands_its_segments_back()
+    {
+        var options = new GatewayOptions();
+        options.Streaming.MaxStreamBufferBytes = 20_000;
+        var registry = new StreamRegistry(options, TimeProvider.System, new ClusterNode(null!, null!, null!, options, NullLogger<ClusterNode>.Instance));
+        var stream = Create(registry);
+        for (var i = 1; i <= 30; i++)
+        {
+            stream.Append(FrameBytes(new string('z', 1000)), i, 1);
+        }
+
+        Assert.True(stream.Overflowed);
+        Assert.Equal(0, stream.Count);
+        Assert.Equal(2, registry.PooledSegments);
+        Assert.Equal(0, registry.TotalBytes);
+    }
+
+    [Fact]
+    public void The_pool_keeps_at_most_the_budgets_worth_of_segments()
+    {
+        // A 64 KiB budget: 4 KiB segments, so at most 16 pooled.
+        var registry = Registry(budget: 64 * 1024);
+        Assert.Equal(4 * 1024, registry.SegmentBytes);
+        var streams = new List<ResumableStream>();
+        for (var i = 0; i < 40; i++)
+        {
+            var stream = Create(registry);
+            stream.Append(FrameBytes($"answer {i}"), 1, 1);
+            stream.Complete();
+            streams.Add(stream);
+        }
+
+        foreach (var stream in streams)
+        {
+            registry.Remove(stream);
+        }
+
+        Assert.InRange(registry.PooledSegments, 1, 16);
+        Assert.Equal(0, registry.TotalBytes);
+    }
+
+    [Fact]
+    public async Task A_reader_racing_the_release_and_reuse_only_ever_sees_its_own_streams_bytes()
+    {
+        var registry = Registry();
+        var mine = Encoding.UTF8.GetBytes("data: " + new string('A', 200) + "\n\n");
+        var theirs = Encoding.UTF8.GetBytes("data: " + new string('B', 200) + "\n\n");
+        var copy = new ArrayBufferWriter<byte>();
+        var reads = 0;
+        for (var round = 0; round < 2_000; round++)
+        {
+            var stream = Create(registry);
+            stream.Append(mine, 1, 1);
+            stream.Complete();
+            using var go = new ManualResetEventSlim();
+            var reader = Task.Run(() =>
+            {
+                go.Set();
+                for (var i = 0; i < 50; i++)
+                {
+                    if (stream.TryCopyFrame(0, copy, out _))
+                    {
+                        // Anything accepted must be this stream's frame, whole.
+                        Assert.True(copy.WrittenSpan.SequenceEqual(mine), "a reader got bytes that were not its stream's");
+                        reads++;
+                    }
+                }
+            });
+            go.Wait();
+            registry.Remove(stream);
+            var next = Create(registry, "team_b");
+            next.Append(theirs, 1, 1);
+            await reader;
+            next.Complete();
+            registry.Remove(next);
+        }
+
+        Assert.True(reads > 0);
+    }
+}
