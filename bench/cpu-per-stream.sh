@@ -28,7 +28,7 @@ admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: applica
 admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
 key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
 SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c32 -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
-rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r["gc_pause_ms"])'; }
+rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0))'; }
 r0=$(rt)
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
 out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c32 -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
