@@ -10,7 +10,9 @@ namespace Sluice.Providers.Upstream;
 /// <remarks>
 /// Per upstream event the reading loop only stores a timestamp (<see cref="OnUpstreamEvent"/>); the single
 /// timer checks it when it fires and re-arms itself for the remaining time, so the hot path never touches
-/// the timer queue.
+/// the timer queue. The first arming also counts the idle limit from the start, so when the answer starts the timer
+/// is usually due before the idle deadline already and needs no change (one timer-queue operation fewer per call);
+/// firing early only re-arms.
 /// </remarks>
 internal sealed class UpstreamCall : IDisposable
 {
@@ -25,6 +27,7 @@ internal sealed class UpstreamCall : IDisposable
     private readonly Timer? _timer;
     private readonly long _startTimestamp;
     private long _lastEventTimestamp;
+    private long _dueTimestamp = long.MaxValue;
     private volatile bool _answerStarted;
     private int _fired;
 
@@ -60,7 +63,12 @@ internal sealed class UpstreamCall : IDisposable
         var now = Stopwatch.GetTimestamp();
         Volatile.Write(ref _lastEventTimestamp, now);
         _answerStarted = true;
-        Rearm(now);
+        var idle = _transport.Options.IdleTimeoutMs;
+        if (idle > 0 && Volatile.Read(ref _dueTimestamp) > now + (idle * Stopwatch.Frequency / 1000))
+        {
+            // The timer would fire after the idle deadline: bring it forward.
+            Rearm(now);
+        }
     }
 
     /// <summary>An upstream event arrived (resets the idle limit once the answer has started).</summary>
@@ -112,6 +120,7 @@ internal sealed class UpstreamCall : IDisposable
         var nearest = long.MaxValue;
         var kind = NotFired;
         Consider(options.TotalTimeoutMs, _startTimestamp, TotalFired, ref nearest, ref kind);
+        var wake = long.MaxValue;
         if (_answerStarted)
         {
             Consider(options.IdleTimeoutMs, Volatile.Read(ref _lastEventTimestamp), IdleFired, ref nearest, ref kind);
@@ -119,22 +128,29 @@ internal sealed class UpstreamCall : IDisposable
         else
         {
             Consider(options.FirstTokenTimeoutMs, _startTimestamp, FirstTokenFired, ref nearest, ref kind);
+
+            // Not a deadline yet: a wake-up no later than the idle limit would fall due if the answer started now.
+            var ignored = NotFired;
+            Consider(options.IdleTimeoutMs, now, IdleFired, ref wake, ref ignored);
         }
 
-        if (kind == NotFired)
+        if (kind == NotFired && wake == long.MaxValue)
         {
+            Volatile.Write(ref _dueTimestamp, long.MaxValue);
             _timer.Change(Timeout.Infinite, Timeout.Infinite);
             return;
         }
 
-        if (now >= nearest)
+        if (kind != NotFired && now >= nearest)
         {
             Volatile.Write(ref _fired, kind);
             _cts.Cancel();
             return;
         }
 
-        var dueMs = (long)Math.Ceiling(Stopwatch.GetElapsedTime(now, nearest).TotalMilliseconds);
+        var due = Math.Min(nearest, wake);
+        Volatile.Write(ref _dueTimestamp, due);
+        var dueMs = (long)Math.Ceiling(Stopwatch.GetElapsedTime(now, due).TotalMilliseconds);
         _timer.Change(Math.Max(1, dueMs), Timeout.Infinite);
     }
 

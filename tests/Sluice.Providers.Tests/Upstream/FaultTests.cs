@@ -147,6 +147,38 @@ public sealed class FaultTests
     }
 
     [Fact]
+    public async Task A_first_token_slower_than_the_idle_limit_is_fine_and_silence_after_it_is_still_caught()
+    {
+        // The timer's first wake-up comes at the idle limit even before the answer starts (so the start needs no timer
+        // change): it must only re-arm then, and the idle limit must still hold once the answer has started.
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(700, context.RequestAborted);
+            for (var i = 0; i < 5; i++)
+            {
+                await context.Response.WriteAsync(OpenAIChunk, context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                await Task.Delay(50, context.RequestAborted);
+            }
+
+            await Task.Delay(Timeout.Infinite, context.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        });
+        await using var rig = await UpstreamRig.StartAsync("openai", upstream, o =>
+        {
+            o.FirstTokenTimeoutMs = 10_000;
+            o.IdleTimeoutMs = 300;
+        });
+
+        var (events, failure) = await UpstreamKit.CollectUntilFailureAsync(rig.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest));
+        Assert.True(events.Count >= 1, "the first token came after the idle limit but within the first-token limit");
+        var ex = Assert.IsType<ChatException>(failure);
+        Assert.Equal(504, ex.StatusCode);
+        Assert.Contains("went silent mid-answer for more than 300 ms", ex.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task No_first_token_within_the_limit_is_a_504_before_any_event()
     {
         await using var upstream = await ReplayUpstream.StartAsync(async context =>
