@@ -77,6 +77,14 @@ public static class KernelSmoke
             }
         }
 
+        using (var interleaved = new StringWriter())
+        {
+            Interleaved.Run(interleaved, 1, [GgmlType.Q8_0, GgmlType.F16], [KernelShape.Smoke], memoryBytes: 1 << 20);
+            var table = interleaved.ToString();
+            output.WriteLine($"Interleaved: {table.Split('\n').Count(l => l.StartsWith("| Q8_0", StringComparison.Ordinal) || l.StartsWith("| F16", StringComparison.Ordinal))} table row(s)");
+            failures += table.Contains("| F16 | Smoke 512→64 | 128 | 2 |", StringComparison.Ordinal) ? 0 : 1;
+        }
+
         output.WriteLine(failures == 0 ? "smoke: all benchmarks ran" : $"smoke: {failures} failure(s)");
         return failures;
     }
