@@ -7,8 +7,11 @@ namespace Sluice.Engine.Kernels;
 /// <summary>f16 and bf16 conversions with ggml's rounding (round to nearest even; NaN kept quiet).</summary>
 internal static class FloatConversions
 {
-    // 2^112: rescales a half's exponent/mantissa shifted into f32 position to the right value, subnormals included.
-    private static readonly float HalfRescale = BitConverter.Int32BitsToSingle((127 + 112) << 23);
+    // 2^112 (f32 bits (127 + 112) << 23, exact): rescales a half's exponent/mantissa shifted into f32 position to the
+    // right value, subnormals included. A constant, not a static readonly: kernels compiled with
+    // AggressiveOptimization before this class is initialized would otherwise keep an initialization check whose helper
+    // call made the JIT keep their accumulators in stack slots for the whole loop.
+    private const float HalfRescale = 5.192296858534828e33f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HalfBitsToSingle(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);

@@ -120,16 +120,34 @@ internal static unsafe class FloatGemm
     }
 
     /// <summary>4 rows × 4 tokens; <c>output[4·row + token]</c>.</summary>
+    /// <remarks>
+    /// The zero-padded tail is gathered into a stack buffer before the accumulators exist: with the gathering calls after
+    /// the loop, the JIT kept all 16 accumulators in stack slots and stored and reloaded them on every iteration (the
+    /// accumulators live across a call are caller-saved registers on x64 SysV). Same operations in the same order.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x4<TW>(byte* w0, byte* w1, byte* w2, byte* w3, float* x0, float* x1, float* x2, float* x3, int n, float* output)
         where TW : IFloatWeights
     {
+        var full = n - (n % Lanes);
+        var tails = stackalloc float[8 * Lanes];
+        if (full < n)
+        {
+            GatherTail<TW>(w0, full, n, tails);
+            GatherTail<TW>(w1, full, n, tails + Lanes);
+            GatherTail<TW>(w2, full, n, tails + (2 * Lanes));
+            GatherTail<TW>(w3, full, n, tails + (3 * Lanes));
+            GatherTailX(x0, full, n, tails + (4 * Lanes));
+            GatherTailX(x1, full, n, tails + (5 * Lanes));
+            GatherTailX(x2, full, n, tails + (6 * Lanes));
+            GatherTailX(x3, full, n, tails + (7 * Lanes));
+        }
+
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
         Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
         Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
-        var k = 0;
-        for (; k + Lanes <= n; k += Lanes)
+        for (var k = 0; k < full; k += Lanes)
         {
             var a0 = TW.Load16(w0, k);
             var a1 = TW.Load16(w1, k);
@@ -157,28 +175,28 @@ internal static unsafe class FloatGemm
             c33 = Fma(a3, b, c33);
         }
 
-        if (k < n)
+        if (full < n)
         {
-            var a0 = Tail<TW>(w0, k, n);
-            var a1 = Tail<TW>(w1, k, n);
-            var a2 = Tail<TW>(w2, k, n);
-            var a3 = Tail<TW>(w3, k, n);
-            var b = TailX(x0, k, n);
+            var a0 = Vector512.Load(tails);
+            var a1 = Vector512.Load(tails + Lanes);
+            var a2 = Vector512.Load(tails + (2 * Lanes));
+            var a3 = Vector512.Load(tails + (3 * Lanes));
+            var b = Vector512.Load(tails + (4 * Lanes));
             c00 = Fma(a0, b, c00);
             c10 = Fma(a1, b, c10);
             c20 = Fma(a2, b, c20);
             c30 = Fma(a3, b, c30);
-            b = TailX(x1, k, n);
+            b = Vector512.Load(tails + (5 * Lanes));
             c01 = Fma(a0, b, c01);
             c11 = Fma(a1, b, c11);
             c21 = Fma(a2, b, c21);
             c31 = Fma(a3, b, c31);
-            b = TailX(x2, k, n);
+            b = Vector512.Load(tails + (6 * Lanes));
             c02 = Fma(a0, b, c02);
             c12 = Fma(a1, b, c12);
             c22 = Fma(a2, b, c22);
             c32 = Fma(a3, b, c32);
-            b = TailX(x3, k, n);
+            b = Vector512.Load(tails + (7 * Lanes));
             c03 = Fma(a0, b, c03);
             c13 = Fma(a1, b, c13);
             c23 = Fma(a2, b, c23);
@@ -203,14 +221,24 @@ internal static unsafe class FloatGemm
         output[15] = VecDot.Fold(c33);
     }
 
-    /// <summary>4 rows × 1 token (decode); <c>output[row]</c>.</summary>
+    /// <summary>4 rows × 1 token (decode); <c>output[row]</c>. The tail is gathered first, as in <see cref="Tile4x4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x1<TW>(byte* w0, byte* w1, byte* w2, byte* w3, float* x0, int n, float* output)
         where TW : IFloatWeights
     {
+        var full = n - (n % Lanes);
+        var tails = stackalloc float[5 * Lanes];
+        if (full < n)
+        {
+            GatherTail<TW>(w0, full, n, tails);
+            GatherTail<TW>(w1, full, n, tails + Lanes);
+            GatherTail<TW>(w2, full, n, tails + (2 * Lanes));
+            GatherTail<TW>(w3, full, n, tails + (3 * Lanes));
+            GatherTailX(x0, full, n, tails + (4 * Lanes));
+        }
+
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        var k = 0;
-        for (; k + Lanes <= n; k += Lanes)
+        for (var k = 0; k < full; k += Lanes)
         {
             var b = Vector512.Load(x0 + k);
             c0 = Fma(TW.Load16(w0, k), b, c0);
@@ -219,13 +247,13 @@ internal static unsafe class FloatGemm
             c3 = Fma(TW.Load16(w3, k), b, c3);
         }
 
-        if (k < n)
+        if (full < n)
         {
-            var b = TailX(x0, k, n);
-            c0 = Fma(Tail<TW>(w0, k, n), b, c0);
-            c1 = Fma(Tail<TW>(w1, k, n), b, c1);
-            c2 = Fma(Tail<TW>(w2, k, n), b, c2);
-            c3 = Fma(Tail<TW>(w3, k, n), b, c3);
+            var b = Vector512.Load(tails + (4 * Lanes));
+            c0 = Fma(Vector512.Load(tails), b, c0);
+            c1 = Fma(Vector512.Load(tails + Lanes), b, c1);
+            c2 = Fma(Vector512.Load(tails + (2 * Lanes)), b, c2);
+            c3 = Fma(Vector512.Load(tails + (3 * Lanes)), b, c3);
         }
 
         output[0] = VecDot.Fold(c0);
@@ -234,27 +262,23 @@ internal static unsafe class FloatGemm
         output[3] = VecDot.Fold(c3);
     }
 
-    private static Vector512<float> Tail<TW>(byte* row, int k, int n)
+    /// <summary>Weights [k, n) as f32 into <paramref name="buffer"/>, zero-padded to <see cref="Lanes"/>.</summary>
+    private static void GatherTail<TW>(byte* row, int k, int n, float* buffer)
         where TW : IFloatWeights
     {
-        var buffer = stackalloc float[Lanes];
         for (var j = 0; j < Lanes; j++)
         {
             buffer[j] = k + j < n ? TW.Load1(row, k + j) : 0f;
         }
-
-        return Vector512.Load(buffer);
     }
 
-    private static Vector512<float> TailX(float* x, int k, int n)
+    /// <summary>Activations [k, n) into <paramref name="buffer"/>, zero-padded to <see cref="Lanes"/>.</summary>
+    private static void GatherTailX(float* x, int k, int n, float* buffer)
     {
-        var buffer = stackalloc float[Lanes];
         for (var j = 0; j < Lanes; j++)
         {
             buffer[j] = k + j < n ? x[k + j] : 0f;
         }
-
-        return Vector512.Load(buffer);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
