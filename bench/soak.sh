@@ -78,6 +78,15 @@ key="$(admin api/teams/create "{\"organization_id\":\"org_soak\",\"team_id\":\"$
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')" \
   || { echo "soak.sh: creating the team failed; gateway log:" >&2; tail -n 20 "$work/gw.log" >&2; exit 2; }
 
+# The ledger is written in batches after each stream ends: wait until it holds every call or stops growing.
+count() {
+  if [ "$store" = postgres ]; then
+    psql "$(echo "$SLUICE_TEST_POSTGRES" | sed 's/;/ /g; s/Host=/host=/; s/Port=/port=/; s/Username=/user=/; s/Database=/dbname=/')" -tAc \
+      "select count(*) from usage_records where team_id = '$team'"
+  else
+    sqlite3 "$work/data/sluice.db" "select count(*) from usage_records where team_id = '$team'"
+  fi
+}
 sample() { # rss_mb fds threads heap_mb
   echo "$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) $(ls /proc/$gpid/fd | wc -l) $(awk '/Threads/ {print $2}' /proc/$gpid/status)" \
     "$(curl -s -H "Authorization: Bearer $master" "http://127.0.0.1:$gp/health" | sed -n 's/.*"heap_bytes": *\([0-9]*\).*/\1/p' | awk '{printf "%.0f", $1/1048576}')"
@@ -101,19 +110,12 @@ r=json.load(sys.stdin); print(r["succeeded"], r["failed"], r["cut"], round(r["st
   [ "$rss" -gt "$rss_max" ] && rss_max=$rss; [ "$fd" -gt "$fd_max" ] && fd_max=$fd; [ "$th" -gt "$th_max" ] && th_max=$th
   [ -z "$rss_w" ] && [ "$done_n" -ge "$warmup" ] && { rss_w=$rss; fd_w=$fd; th_w=$th; }
   [ "$round" -eq 1 ] && rss_1=$rss
-  echo "soak: $done_n streams ($((SECONDS - started)) s): round $round $ok ok, $failed failed, $cut cut, $rate streams/s$( [ "$errs" != "{}" ] && echo " errors $errs"); RSS $rss MB (heap $heap MB), $fd fds, $th threads"
+  behind=$((done_n - $(count 2>/dev/null || echo 0)))
+  echo "soak: $done_n streams ($((SECONDS - started)) s): round $round $ok ok, $failed failed, $cut cut, $rate streams/s$( [ "$errs" != "{}" ] && echo " errors $errs"); RSS $rss MB (heap $heap MB), $fd fds, $th threads; ledger $behind calls behind"
 done
+ended=$SECONDS
 [ -n "$rss_w" ] || { echo "soak.sh: --warmup ($warmup) is more than the streams run ($done_n)." >&2; exit 2; }
 
-# The ledger is written in batches after each stream ends: wait until it holds every call or stops growing.
-count() {
-  if [ "$store" = postgres ]; then
-    psql "$(echo "$SLUICE_TEST_POSTGRES" | sed 's/;/ /g; s/Host=/host=/; s/Port=/port=/; s/Username=/user=/; s/Database=/dbname=/')" -tAc \
-      "select count(*) from usage_records where team_id = '$team'"
-  else
-    sqlite3 "$work/data/sluice.db" "select count(*) from usage_records where team_id = '$team'"
-  fi
-}
 ledger=-1; last=-2
 for _ in $(seq 60); do
   ledger=$(count) || ledger=-1
@@ -121,11 +123,13 @@ for _ in $(seq 60); do
   [ "$ledger" = "$last" ] && sleep 1 && [ "$(count)" = "$ledger" ] && break
   last=$ledger; sleep 1
 done
+ledger_wait=$((SECONDS - ended))
 read -r rss_e fd_e th_e heap_e <<< "$(sample)"
 change=$(python3 -c "print(f'{($rss_e-$rss_w)/$rss_w*100:+.1f}')")
 echo
 echo "soak result ($store, $done_n streams, $((SECONDS - started)) s): RSS $rss0 MB at start, $rss_1 MB after round 1, $rss_w MB after $warmup (warm-up), $rss_e MB at the end ($change %; heap $heap_e MB), peak $rss_max MB"
-echo "  fds $fd0 / $fd_w / $fd_e (max $fd_max); threads $th0 / $th_w / $th_e (max $th_max); errors $errors; ledger rows $ledger for $done_n calls"
+echo "  fds $fd0 / $fd_w / $fd_e (max $fd_max); threads $th0 / $th_w / $th_e (max $th_max); errors $errors; ledger rows $ledger for $done_n calls (complete ${ledger_wait} s after the last stream)"
+warnings=$(grep -cE "^[0-9:]+ (warn|fail|crit)" "$work/gw.log"); [ "$warnings" -gt 0 ] && { echo "  gateway log: $warnings warnings or errors, first ones:"; grep -E "^[0-9:]+ (warn|fail|crit)" -A1 "$work/gw.log" | head -n 6 | sed 's/^/    /'; }
 met=0
 python3 -c "import sys; sys.exit(0 if abs($rss_e-$rss_w) <= 0.1*$rss_w else 1)" && echo "  met: RSS within ±10 % of warm-up" || { echo "  NOT met: RSS moved $change % from warm-up"; met=1; }
 [ "$fd_e" -le $((fd_w + 5)) ] && echo "  met: no growth in fds ($fd_w → $fd_e)" || { echo "  NOT met: fds grew $fd_w → $fd_e"; met=1; }
