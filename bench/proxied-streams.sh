@@ -15,7 +15,7 @@
 # gateway: the delay the client and the mock add on their own on this machine, to subtract.
 # A proxied stream holds two sockets in the gateway, so it needs ~2 × streams + 300 open files: the script raises
 # `ulimit -n` to the hard limit and stops with a message if that is not enough.
-# Environment: SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process.
+# Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0
@@ -97,15 +97,36 @@ sleep 3
 read -r rss0 fd0 th0 <<< "$(sample)"
 echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
+cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS
 node "$root/bench/hold-streams.mjs" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
   --max-tokens "$chunks" --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/result.json"
 [ -s "$work/result.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
+cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)
+python3 -c "import json; r=json.load(open('$work/result.json')); s=($cpu1-$cpu0)/$(getconf CLK_TCK); w=max(1,$SECONDS-$wall0)
+print(f'proxied-streams: gateway CPU {s:.1f} s over {w} s ({s/w*100:.0f} % of one core; load average {open(\"/proc/loadavg\").read().split()[0]}), {s*1e6/max(1,r[\"chunks\"]):.0f} µs per chunk relayed')"
 sleep 5; read -r rss5 fd5 th5 <<< "$(sample)"
 sleep 25; read -r rss30 fd30 th30 <<< "$(sample)"
 sleep 60; read -r rss90 fd90 th90 <<< "$(sample)"
+heap() { curl -s -H "Authorization: Bearer $master" "http://127.0.0.1:$gp/health" | sed -n 's/.*"heap_bytes": *\([0-9]*\).*/\1/p' | awk '{printf "%.0f", $1/1048576}'; }
+echo "proxied-streams: 90 s after, the gateway's managed heap is $(heap) MB (RSS $rss90 MB; the heap figure includes garbage not yet collected)"
+PATH="$PATH:$HOME/.dotnet/tools"
+if command -v dotnet-gcdump >/dev/null; then
+  # A heap dump forces a full, compacting collection: what is left is live, and the GC may give memory back.
+  timeout 120 dotnet-gcdump collect -p "$gpid" -o "$work/after.gcdump" >/dev/null 2>&1
+  sleep 2
+  echo "proxied-streams: after a forced full GC (dotnet-gcdump): managed heap $(heap) MB, RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) MB (the heap now is what is live)"
+else
+  echo "proxied-streams: (install dotnet-gcdump, 'dotnet tool install -g dotnet-gcdump', to see the live heap after a forced full GC)"
+fi
 kill "$spid" 2>/dev/null; spid=""
 hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$gpid/status)
 read -r fdmax thmax <<< "$(awk 'BEGIN{f=0;t=0} {if ($3>f) f=$3; if ($4>t) t=$4} END{print f, t}' "$work/samples")"
+warnings=$(grep -cE "^[0-9:]+ (warn|fail|crit)" "$work/gw.log")
+if [ "$warnings" -gt 0 ]; then
+  echo "proxied-streams: the gateway logged $warnings warnings or errors; the kinds (message lines, counted):"
+  grep -E "^[0-9:]+ (warn|fail|crit)" -A1 "$work/gw.log" | grep -vE "^[0-9:]+ (warn|fail|crit)|^--" | sed -E 's/[0-9a-f]{8,}|[0-9]+(\.[0-9]+)?/N/g' | sort | uniq -c | sort -rn | head -n 8
+fi
+[ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ && echo "proxied-streams: logs copied to $KEEP_LOGS"
 if grep -qi "too many open files" "$work/gw.log" "$work/mock.log"; then
   echo "proxied-streams: the open-file limit stopped streams (\"Too many open files\" in a log)"
 fi
