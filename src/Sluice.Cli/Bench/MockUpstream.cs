@@ -116,6 +116,11 @@ public sealed class MockUpstream : IAsyncDisposable
         }
 
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Sluice.MockUpstream" });
+
+        // Kestrel's default listen backlog (512) overflows when a gateway opens thousands of upstream connections at
+        // once: dropped SYNs are retried after 1, 3, 7 s… and the gateway's connect timeout fires (502s in
+        // bench/proxied-streams.sh at 8,000 streams). The kernel caps it at net.core.somaxconn.
+        builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o => o.Backlog = 8192);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
