@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Npgsql;
 
 namespace Sluice.Storage.Tests;
@@ -92,5 +93,37 @@ public sealed class PostgresStoreTests : StoreConformanceTests
 
         await using var viaUrl = await SluiceStoreFactory.OpenAsync(url, new SluiceStoreOptions { TimeProvider = Clock });
         Assert.Equal(org, await viaUrl.GetOrganizationAsync(org.Id, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_usage_batch_goes_to_PostgreSQL_in_a_few_statements_not_one_per_record()
+    {
+        // One INSERT round trip per record made the ledger slower than the gateway streams (100,000-stream soak).
+        var teamId = (await NewTeamAsync(1)).Team.Id;
+        var database = new NpgsqlConnectionStringBuilder(ConnectionString).Database!;
+        var inserts = 0;
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name.StartsWith("Npgsql", StringComparison.Ordinal),
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                var tags = activity.TagObjects.Select(t => t.Value?.ToString() ?? "").ToList();
+                if (tags.Any(t => t.Contains("INSERT INTO usage_records", StringComparison.Ordinal)) && tags.Any(t => t.Contains(database, StringComparison.Ordinal)))
+                {
+                    Interlocked.Increment(ref inserts);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        var batch = Enumerable.Range(0, 500).Select(i => new UsageEntry
+        {
+            TeamId = teamId, Model = "sim-fast", RequestId = "req-" + i, PromptTokens = 1, CompletionTokens = 2, Duration = TimeSpan.FromMilliseconds(3), Status = CallStatus.Completed,
+        }).ToList();
+        await Store.AppendUsageBatchAsync(batch, CancellationToken.None);
+
+        Assert.Equal(500, (await Store.ListUsageAsync(teamId, 1000, 0, CancellationToken.None)).Count);
+        Assert.InRange(inserts, 1, 10);
     }
 }

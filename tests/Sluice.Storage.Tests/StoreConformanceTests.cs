@@ -74,7 +74,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         return rows;
     }
 
-    private async Task<CreatedTeam> NewTeamAsync(long credits, string? name = null, Organization? organization = null)
+    protected async Task<CreatedTeam> NewTeamAsync(long credits, string? name = null, Organization? organization = null)
     {
         organization ??= await Store.CreateOrganizationAsync("org-" + Guid.NewGuid().ToString("N")[..8], None);
         return await Store.CreateTeamAsync(organization.Id, new NewTeam(name ?? "team-" + Guid.NewGuid().ToString("N")[..8], credits), None);
@@ -668,6 +668,22 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         Assert.Null(listed[0].TimeToFirstToken);
         Assert.Equal((11L, 22L, TimeSpan.FromMilliseconds(1234.5)), (listed[1].PromptTokens, listed[1].CompletionTokens, listed[1].Duration));
         Assert.Equal([listed[1]], await Store.ListUsageAsync(teamId, 1, 1, None));
+    }
+
+    [Fact]
+    public async Task A_large_usage_batch_is_stored_whole_and_in_order()
+    {
+        var teamId = (await NewTeamAsync(1)).Team.Id;
+        var batch = Enumerable.Range(0, 1050)
+            .Select(i => Usage(teamId, "sim-fast") with { RequestId = "req-" + i, PromptTokens = i, TimeToFirstToken = i % 2 == 0 ? null : TimeSpan.FromMilliseconds(i) })
+            .ToList();
+        await Store.AppendUsageBatchAsync(batch, None);
+
+        var listed = (await Store.ListUsageAsync(teamId, 1000, 0, None)).Concat(await Store.ListUsageAsync(teamId, 1000, 1000, None)).ToList();
+        Assert.Equal(batch.Select(u => u.RequestId).Reverse(), listed.Select(u => u.RequestId));
+        Assert.Equal(batch.Select(u => (long)u.PromptTokens).Reverse(), listed.Select(u => (long)u.PromptTokens));
+        Assert.Equal(batch.Select(u => u.TimeToFirstToken).Reverse(), listed.Select(u => u.TimeToFirstToken));
+        Assert.All(listed, u => Assert.Equal(Clock.GetUtcNow(), u.CreatedAt));
     }
 
     [Fact]

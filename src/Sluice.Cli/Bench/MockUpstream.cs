@@ -38,6 +38,12 @@ public sealed class MockUpstreamOptions
     /// <summary>The text of every content chunk.</summary>
     public string ChunkText { get; set; } = " hello";
 
+    /// <summary>
+    /// Each content chunk's text is the time it was written, <c>t=&lt;Unix ms with three decimals&gt;;</c> (instead of
+    /// <see cref="ChunkText"/>), so a client behind a proxy can measure the delay the proxy adds per chunk.
+    /// </summary>
+    public bool TimestampChunks { get; set; }
+
     /// <summary>The model name reported in answers and <c>/v1/models</c> (any requested model is accepted).</summary>
     public string Model { get; set; } = "mock";
 
@@ -61,6 +67,8 @@ public sealed class MockUpstream : IAsyncDisposable
     private readonly MockUpstreamOptions _options;
     private readonly byte[] _roleTail;
     private readonly byte[] _contentTail;
+    private readonly byte[] _contentOpen;
+    private readonly byte[] _contentClose;
     private readonly byte[] _finishTail;
     private readonly byte[] _usageTail;
     private readonly byte[] _completionTail;
@@ -76,7 +84,9 @@ public sealed class MockUpstream : IAsyncDisposable
         var text = Encode(options.ChunkText);
         var common = Concat(",\"model\":\"", model, "\",\"system_fingerprint\":\"fp_sluice_mock\",\"choices\":");
         _roleTail = Concat(common, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
-        _contentTail = Concat(common, "[{\"index\":0,\"delta\":{\"content\":\"", text, "\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+        _contentOpen = Concat(common, "[{\"index\":0,\"delta\":{\"content\":\"");
+        _contentClose = Concat("\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+        _contentTail = Concat(_contentOpen, text, _contentClose);
         _finishTail = Concat(common, "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n");
         _usageTail = Concat(common, "[],\"usage\":{\"prompt_tokens\":");
         var answer = Encode(string.Concat(Enumerable.Repeat(options.ChunkText, options.Chunks)));
@@ -106,6 +116,11 @@ public sealed class MockUpstream : IAsyncDisposable
         }
 
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Sluice.MockUpstream" });
+
+        // Kestrel's default listen backlog (512) overflows when a gateway opens thousands of upstream connections at
+        // once: dropped SYNs are retried after 1, 3, 7 s… and the gateway's connect timeout fires (502s in
+        // bench/proxied-streams.sh at 8,000 streams). The kernel caps it at net.core.somaxconn.
+        builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o => o.Backlog = 8192);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -229,7 +244,15 @@ public sealed class MockUpstream : IAsyncDisposable
                     await DelayAsync(_options.ChunkDelayMs, aborted);
                 }
 
-                WriteFrame(output, head, _contentTail);
+                if (_options.TimestampChunks)
+                {
+                    WriteTimestampFrame(output, head);
+                }
+                else
+                {
+                    WriteFrame(output, head, _contentTail);
+                }
+
                 await output.FlushAsync(aborted);
             }
 
@@ -257,6 +280,16 @@ public sealed class MockUpstream : IAsyncDisposable
     {
         output.Write(head);
         output.Write(tail);
+    }
+
+    /// <summary>A content chunk whose text is <c>t=&lt;Unix ms&gt;;</c>, the time of writing with microsecond digits.</summary>
+    private void WriteTimestampFrame(PipeWriter output, byte[] head)
+    {
+        output.Write(head);
+        output.Write(_contentOpen);
+        var unixMs = (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / (double)TimeSpan.TicksPerMillisecond;
+        output.Write(Encoding.ASCII.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"t={unixMs:F3};")));
+        output.Write(_contentClose);
     }
 
     private static void WriteUsageNumbers(PipeWriter output, int promptTokens, int completionTokens, ReadOnlySpan<byte> end)

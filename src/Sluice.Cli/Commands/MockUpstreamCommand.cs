@@ -15,6 +15,7 @@ internal static class MockUpstreamCommand
         var chunkDelay = new Option<int>("--chunk-delay-ms") { Description = "Milliseconds between content chunks.", DefaultValueFactory = _ => defaults.ChunkDelayMs };
         var firstDelay = new Option<int>("--first-delay-ms") { Description = "Milliseconds before the first content chunk.", DefaultValueFactory = _ => defaults.FirstDelayMs };
         var chunkText = new Option<string>("--chunk-text") { Description = "Text of every content chunk.", DefaultValueFactory = _ => defaults.ChunkText };
+        var timestamps = new Option<bool>("--timestamp-chunks") { Description = "Each content chunk's text is the time it was sent, t=<Unix ms, 3 decimals>; (instead of --chunk-text), to measure the delay a proxy adds per chunk." };
         var model = new Option<string>("--model", "-m") { Description = "Model name reported (any requested model is accepted).", DefaultValueFactory = _ => defaults.Model };
         var command = new Command(
             "mock-upstream",
@@ -24,7 +25,7 @@ internal static class MockUpstreamCommand
             + "  sluice mock-upstream --port 8081 --chunks 64 --chunk-delay-ms 0\n"
             + "  sluice bench --url http://127.0.0.1:8081 --model mock -c 32 -n 5000")
         {
-            host, port, chunks, chunkDelay, firstDelay, chunkText, model,
+            host, port, chunks, chunkDelay, firstDelay, chunkText, timestamps, model,
         };
         command.SetAction((parse, cancellationToken) => RunAsync(
             new MockUpstreamOptions
@@ -35,6 +36,7 @@ internal static class MockUpstreamCommand
                 ChunkDelayMs = parse.GetValue(chunkDelay),
                 FirstDelayMs = parse.GetValue(firstDelay),
                 ChunkText = parse.GetValue(chunkText)!,
+                TimestampChunks = parse.GetValue(timestamps),
                 Model = parse.GetValue(model)!,
             },
             cancellationToken));
@@ -47,7 +49,7 @@ internal static class MockUpstreamCommand
         {
             await using var mock = await MockUpstream.StartAsync(options, cancellationToken);
             await Console.Out.WriteLineAsync(
-                $"Mock upstream listening on {mock.BaseAddress} — model '{options.Model}', {options.Chunks} chunks of \"{options.ChunkText}\", "
+                $"Mock upstream listening on {mock.BaseAddress} — model '{options.Model}', {options.Chunks} chunks of " + (options.TimestampChunks ? "their send time" : $"\"{options.ChunkText}\"") + ", "
                 + $"first after {options.FirstDelayMs} ms, then every {options.ChunkDelayMs} ms. Ctrl+C to stop. "
                 + $"Try: sluice bench --url {mock.BaseAddress} --model {options.Model}");
             await mock.WaitForShutdownAsync(cancellationToken);

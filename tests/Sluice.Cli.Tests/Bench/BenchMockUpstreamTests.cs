@@ -117,6 +117,25 @@ public sealed class BenchMockUpstreamTests
     }
 
     [Fact]
+    public async Task Mock_puts_each_chunks_send_time_in_its_text_when_asked()
+    {
+        await using var mock = await MockUpstream.StartAsync(new MockUpstreamOptions { Port = 0, Chunks = 3, ChunkDelayMs = 50, TimestampChunks = true });
+        var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        using var response = await PostAsync(mock, """{"model":"x","messages":[],"stream":true}""");
+        var events = await SseTestClient.ReadAllAsync(response);
+        var after = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        var stamps = events.Skip(1).Take(3).Select(e =>
+        {
+            var text = e.Json().GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString()!;
+            Assert.Matches(@"^t=\d+\.\d{3};$", text);
+            return double.Parse(text[2..^1], System.Globalization.CultureInfo.InvariantCulture);
+        }).ToList();
+        Assert.All(stamps, t => Assert.InRange(t, before - 1, after + 1));
+        Assert.True(stamps[1] - stamps[0] >= 45 && stamps[2] - stamps[1] >= 45, $"chunks 50 ms apart: {string.Join(", ", stamps)}");
+    }
+
+    [Fact]
     public async Task Mock_sends_no_usage_chunk_unless_asked()
     {
         await using var mock = await BenchHarness.StartMockAsync(2);

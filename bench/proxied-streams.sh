@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Many slow streams held open at once through one gateway, proxied to a paced mock upstream.
+#
+#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct]
+#
+# Starts `sluice mock-upstream --timestamp-chunks` (--chunks content chunks, --pace-ms apart, each carrying its send
+# time) and `sluice serve` with a master key (SQLite in a temp folder), creates a team and its virtual key, warms the
+# gateway up with 2,000 fast streams (a second, unpaced mock), samples its resident memory, open file descriptors and
+# threads (the baseline), then opens --streams streams at once with bench/hold-streams.mjs (Node.js; --ramp new
+# connections per second) and holds them to the end. Samples the gateway every second; prints errors, the peak RSS
+# (target ≤ 1.5 GB for 8,000), peak fds and threads, the delay the gateway adds per chunk (receive time minus the
+# mock's send time: target p99 ≤ 5 ms) and RSS/fds/threads 5 s, 30 s and 90 s after the streams end against the
+# baseline (idle upstream connections close after 60 s). --no-replay runs the gateway with Streaming:Resumable false
+# (no replay buffer) to measure what the buffer costs. --direct sends the same streams straight to the mock, no
+# gateway: the delay the client and the mock add on their own on this machine, to subtract.
+# A proxied stream holds two sockets in the gateway, so it needs ~2 × streams + 300 open files: the script raises
+# `ulimit -n` to the hard limit and stops with a message if that is not enough.
+# Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process.
+set -u
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --streams) streams="$2"; shift 2 ;;
+    --chunks) chunks="$2"; shift 2 ;;
+    --pace-ms) pace="$2"; shift 2 ;;
+    --ramp) ramp="$2"; shift 2 ;;
+    --no-replay) resumable=false; shift ;;
+    --direct) direct=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
+  esac
+done
+dll="${SLUICE_DLL:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"
+[ -f "$dll" ] || { echo "proxied-streams.sh: $dll not found; build with 'dotnet build src/Sluice.Cli -c Release'." >&2; exit 2; }
+command -v node >/dev/null || { echo "proxied-streams.sh: node not found (the client is bench/hold-streams.mjs); install Node.js 18 or later, e.g. 'apt-get install -y nodejs'." >&2; exit 2; }
+command -v python3 >/dev/null || { echo "proxied-streams.sh: python3 not found; install it with 'apt-get install -y python3'." >&2; exit 2; }
+
+need=$((2 * streams + 300))
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+have=$(ulimit -n)
+if [ "$have" != unlimited ] && [ "$have" -lt "$need" ]; then
+  echo "proxied-streams.sh: $streams proxied streams need ~$need open files in the gateway, but the limit is $have (hard limit $(ulimit -Hn))." >&2
+  echo "  Raise the hard limit (e.g. 'ulimit -Hn $need' as root, or LimitNOFILE in systemd) or pass --streams $(((have - 300) / 2))." >&2
+  exit 2
+fi
+echo "proxied-streams: open-file limit $have per process (a gateway with $streams proxied streams needs ~$need)"
+
+work=$(mktemp -d); mpid=""; fpid=""; gpid=""; spid=""
+cleanup() {
+  for p in $spid $gpid $mpid $fpid; do kill "$p" 2>/dev/null; done; sleep 1
+  for p in $gpid $mpid $fpid; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+mp=$(port); fp=$(port); gp=$(port)
+master="sk-held-master-0123456789abcdef0123456789abcdef"
+cat > "$work/sluice.json" <<J
+{"Host":"127.0.0.1","Port":$gp,"DataDirectory":"$work/data","MasterKey":"$master","Streaming":{"Resumable":$resumable},
+ "Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1},
+           {"Name":"mock-fast","Provider":"openai","BaseUrl":"http://127.0.0.1:$fp/v1","MaxAttempts":1}]}
+J
+(cd "$work" && exec dotnet "$dll" mock-upstream --port "$mp" --chunks "$chunks" --chunk-delay-ms "$pace" --timestamp-chunks --model mock > "$work/mock.log" 2>&1) & mpid=$!
+(cd "$work" && exec dotnet "$dll" mock-upstream --port "$fp" --chunks 32 --model mock-fast > "$work/fast.log" 2>&1) & fpid=$!
+(cd "$work" && exec dotnet "$dll" serve --config "$work/sluice.json" > "$work/gw.log" 2>&1) & gpid=$!
+for url in "http://127.0.0.1:$gp/health" "http://127.0.0.1:$mp/v1/models" "http://127.0.0.1:$fp/v1/models"; do
+  for _ in $(seq 300); do curl -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "$url" || { echo "proxied-streams.sh: nothing answers $url; logs:" >&2; tail -n 20 "$work"/*.log >&2; exit 2; }
+done
+admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$gp/$1"; }
+admin api/organizations/create '{"organization_id":"org_held","name":"Held"}' >/dev/null
+key="$(admin api/teams/create '{"organization_id":"org_held","team_id":"team_held","team_alias":"Held","credits_allocated":1000000000}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')" \
+  || { echo "proxied-streams.sh: creating the team failed; gateway log:" >&2; tail -n 20 "$work/gw.log" >&2; exit 2; }
+
+if [ "$direct" = 1 ]; then
+  echo "proxied-streams: --direct: $streams streams straight to the mock, $ramp/s, $chunks chunks $pace ms apart"
+  node "$root/bench/hold-streams.mjs" --url "http://127.0.0.1:$mp" --streams "$streams" --ramp "$ramp" --max-tokens "$chunks" \
+    --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/direct.json" || true
+  [ -s "$work/direct.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
+  python3 - "$work/direct.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); d = r["added_delay_ms"] or {}; g = r["gap_ms"] or {}
+print(f"\nproxied-streams --direct ({r['streams']} streams, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
+print(f"  delay per chunk, mock to client (ms, {d.get('count', 0)} chunks): p50 {d.get('p50')}, p90 {d.get('p90')}, p99 {d.get('p99')}, p99.9 {d.get('p999')}, max {d.get('max')}; gap p50 {g.get('p50')}, p99 {g.get('p99')}")
+PY
+  exit 0
+fi
+sample() { echo "$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) $(ls /proc/$gpid/fd | wc -l) $(awk '/Threads/ {print $2}' /proc/$gpid/status)"; }
+echo "proxied-streams: warm-up, 2,000 fast streams"
+dotnet "$dll" bench --url "http://127.0.0.1:$gp" --model mock-fast --api-key "$key" -c 32 -n 2000 --max-tokens 32 >/dev/null 2>&1 \
+  || { echo "proxied-streams.sh: the warm-up streams failed; gateway log:" >&2; tail -n 20 "$work/gw.log" >&2; exit 2; }
+sleep 3
+read -r rss0 fd0 th0 <<< "$(sample)"
+echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
+(while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
+cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS
+node "$root/bench/hold-streams.mjs" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
+  --max-tokens "$chunks" --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/result.json"
+[ -s "$work/result.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
+cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)
+python3 -c "import json; r=json.load(open('$work/result.json')); s=($cpu1-$cpu0)/$(getconf CLK_TCK); w=max(1,$SECONDS-$wall0)
+print(f'proxied-streams: gateway CPU {s:.1f} s over {w} s ({s/w*100:.0f} % of one core; load average {open(\"/proc/loadavg\").read().split()[0]}), {s*1e6/max(1,r[\"chunks\"]):.0f} µs per chunk relayed')"
+sleep 5; read -r rss5 fd5 th5 <<< "$(sample)"
+sleep 25; read -r rss30 fd30 th30 <<< "$(sample)"
+sleep 60; read -r rss90 fd90 th90 <<< "$(sample)"
+heap() { curl -s -H "Authorization: Bearer $master" "http://127.0.0.1:$gp/health" | sed -n 's/.*"heap_bytes": *\([0-9]*\).*/\1/p' | awk '{printf "%.0f", $1/1048576}'; }
+echo "proxied-streams: 90 s after, the gateway's managed heap is $(heap) MB (RSS $rss90 MB; the heap figure includes garbage not yet collected)"
+PATH="$PATH:$HOME/.dotnet/tools"
+if command -v dotnet-gcdump >/dev/null; then
+  # A heap dump forces a full, compacting collection: what is left is live, and the GC may give memory back.
+  timeout 120 dotnet-gcdump collect -p "$gpid" -o "$work/after.gcdump" >/dev/null 2>&1
+  sleep 2
+  echo "proxied-streams: after a forced full GC (dotnet-gcdump): managed heap $(heap) MB, RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) MB (the heap now is what is live)"
+else
+  echo "proxied-streams: (install dotnet-gcdump, 'dotnet tool install -g dotnet-gcdump', to see the live heap after a forced full GC)"
+fi
+kill "$spid" 2>/dev/null; spid=""
+hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$gpid/status)
+read -r fdmax thmax <<< "$(awk 'BEGIN{f=0;t=0} {if ($3>f) f=$3; if ($4>t) t=$4} END{print f, t}' "$work/samples")"
+warnings=$(grep -cE "^[0-9:]+ (warn|fail|crit)" "$work/gw.log")
+if [ "$warnings" -gt 0 ]; then
+  echo "proxied-streams: the gateway logged $warnings warnings or errors; the kinds (message lines, counted):"
+  grep -E "^[0-9:]+ (warn|fail|crit)" -A1 "$work/gw.log" | grep -vE "^[0-9:]+ (warn|fail|crit)|^--" | sed -E 's/[0-9a-f]{8,}|[0-9]+(\.[0-9]+)?/N/g' | sort | uniq -c | sort -rn | head -n 8
+fi
+[ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ && echo "proxied-streams: logs copied to $KEEP_LOGS"
+if grep -qi "too many open files" "$work/gw.log" "$work/mock.log"; then
+  echo "proxied-streams: the open-file limit stopped streams (\"Too many open files\" in a log)"
+fi
+python3 - "$work/result.json" "$streams" "$rss0" "$hwm" "$fd0" "$fdmax" "$th0" "$thmax" "$rss5" "$fd5" "$th5" "$rss30" "$fd30" "$th30" "$resumable" "$rss90" "$fd90" "$th90" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+streams, rss0, hwm, fd0, fdmax, th0, thmax, rss5, fd5, th5, rss30, fd30, th30 = map(int, sys.argv[2:15])
+rss90, fd90, th90 = map(int, sys.argv[16:19])
+d, g = r["added_delay_ms"] or {}, r["gap_ms"] or {}
+print(f"\nproxied-streams result ({streams} streams, Resumable {sys.argv[15]}, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
+print(f"  gateway RSS {rss0} MB baseline, peak {hwm} MB ({(hwm - rss0) * 1024 / max(1, streams):.1f} KB per stream over baseline); fds {fd0} → peak {fdmax}; threads {th0} → peak {thmax}")
+print(f"  added delay per chunk (ms, {d.get('count', 0)} chunks): p50 {d.get('p50')}, p90 {d.get('p90')}, p99 {d.get('p99')}, p99.9 {d.get('p999')}, max {d.get('max')}")
+print(f"  inter-chunk gap (ms): p50 {g.get('p50')}, p99 {g.get('p99')}, max {g.get('max')}; time to first byte p50 {r['ttfb_ms']['p50'] if r['ttfb_ms'] else None}, p99 {r['ttfb_ms']['p99'] if r['ttfb_ms'] else None}")
+print(f"  after the streams: 5 s RSS {rss5} MB, {fd5} fds, {th5} threads; 30 s RSS {rss30} MB, {fd30} fds, {th30} threads; 90 s RSS {rss90} MB, {fd90} fds, {th90} threads (baseline {rss0} / {fd0} / {th0})")
+met = True
+def check(ok, text):
+    global met
+    met = met and ok
+    print(("  met: " if ok else "  NOT met: ") + text)
+check(r["failed"] == 0 and r["ok"] == streams, f"0 errors ({r['ok']} of {streams} ok)")
+check(hwm <= 1536, f"peak RSS {hwm} MB ≤ 1.5 GB")
+check(d.get("p99") is not None and d["p99"] <= 5, f"added delay per chunk p99 {d.get('p99')} ms ≤ 5 ms")
+check(fd90 <= fd0 + 20 and th90 <= th0 + 5, f"fds and threads back near baseline 90 s after ({fd90} vs {fd0}, {th90} vs {th0})")
+print(f"  RSS 90 s after: {rss90} MB against {rss0} MB baseline ({(rss90 - rss0):+d} MB; finished streams stay in the replay buffer for Streaming:ReplayTtlSeconds within Streaming:ReplayBudgetBytes)" if sys.argv[15] == "true" else f"  RSS 90 s after: {rss90} MB against {rss0} MB baseline ({(rss90 - rss0):+d} MB)")
+sys.exit(0 if met else 1)
+PY
