@@ -52,6 +52,10 @@ public static class SluiceGateway
             Listen(kestrel, options.Host, options.Port);
         });
 
+        // Kestrel's default accept backlog (512) overflows when thousands of clients connect at once (measured with
+        // bench/proxied-streams.sh): the dropped SYNs are retried seconds later. The kernel caps it at somaxconn.
+        builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o => o.Backlog = 4096);
+
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
         var services = builder.Services;
         services.AddSluiceCore(options, catalog).AddSluiceHttp();
