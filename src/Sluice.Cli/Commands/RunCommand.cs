@@ -136,7 +136,7 @@ internal static class RunCommand
 
         var loadTime = Stopwatch.GetElapsedTime(loadStarted);
         using (model)
-        using (var generator = new SequencePoolGenerator(model.Model, maxSequences: 1))
+        using (var generator = new BatchingGenerator(model.Model, maxSequences: 1))
         using (var interrupts = new InterruptHandler(error))
         {
             await error.WriteLineAsync($"Loaded {Path.GetFileName(model.Path)} in {loadTime.TotalSeconds:F1} s: {model.Describe()}.");
@@ -236,7 +236,7 @@ internal static class RunCommand
     /// <summary>Generates answers for one loaded model: one-shot or interactive.</summary>
     private sealed class Runner(
         LocalChatModel model,
-        SequencePoolGenerator generator,
+        BatchingGenerator generator,
         RunInvocation invocation,
         StreamWriter output,
         TextWriter error,
