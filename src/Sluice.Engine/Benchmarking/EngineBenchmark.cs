@@ -46,7 +46,15 @@ public delegate IAsyncEnumerable<int> BenchmarkStream(int[] prompt, int maxToken
 /// Aggregate generation speed of <see cref="EngineBenchmarkOptions.Parallel"/> simultaneous streams: tokens of all
 /// streams while all of them decode / that time (0 when not measured).
 /// </param>
-public readonly record struct EngineBenchmarkSample(double PromptTokensPerSecond, double GenerateTokensPerSecond, double TimeToFirstTokenMs, double ParallelGenerateTokensPerSecond = 0);
+/// <param name="GenerateTokensPerCpuSecond">Generated tokens / the process's CPU time while generating them (steadier than wall-clock time on a shared machine).</param>
+/// <param name="ParallelGenerateTokensPerCpuSecond">The concurrent figure over the process's CPU time in the same window (0 when not measured).</param>
+public readonly record struct EngineBenchmarkSample(
+    double PromptTokensPerSecond,
+    double GenerateTokensPerSecond,
+    double TimeToFirstTokenMs,
+    double ParallelGenerateTokensPerSecond = 0,
+    double GenerateTokensPerCpuSecond = 0,
+    double ParallelGenerateTokensPerCpuSecond = 0);
 
 /// <summary>The result of <see cref="EngineBenchmark.Run"/>: every repetition and the best of each figure.</summary>
 public sealed record EngineBenchmarkResult
@@ -79,6 +87,20 @@ public sealed record EngineBenchmarkResult
     public double ParallelRatio => GenerateTokensPerSecond > 0 ? ParallelGenerateTokensPerSecond / GenerateTokensPerSecond : 0;
 
     /// <summary>
+    /// The median over the repetitions of each one's concurrent / single ratio in CPU time: the steadiest form of the
+    /// ratio on a shared machine, where wall-clock figures swing with the neighbours' load. 0 when not measured.
+    /// </summary>
+    public double ParallelCpuRatio
+    {
+        get
+        {
+            var ratios = Samples.Where(s => s.GenerateTokensPerCpuSecond > 0 && s.ParallelGenerateTokensPerCpuSecond > 0)
+                .Select(s => s.ParallelGenerateTokensPerCpuSecond / s.GenerateTokensPerCpuSecond).Order().ToList();
+            return ratios.Count == 0 ? 0 : ratios.Count % 2 == 1 ? ratios[ratios.Count / 2] : (ratios[(ratios.Count / 2) - 1] + ratios[ratios.Count / 2]) / 2;
+        }
+    }
+
+    /// <summary>
     /// <c>{"pp_tok_s":…,"tg_tok_s":…,"ttft_ms":…,"pp_tokens":…,"tg_tokens":…,"threads":…,"repetitions":…,"runs":[…]}</c>
     /// (best of the repetitions first, then every run); with <see cref="EngineBenchmarkOptions.Parallel"/> N &gt; 1 also
     /// <c>"parallel": N, "tgN_tok_s": …, "tgN_ratio": …</c> (and <c>tgN_tok_s</c> in every run).
@@ -98,6 +120,7 @@ public sealed record EngineBenchmarkResult
                 json.WriteNumber("parallel", Options.Parallel);
                 json.WriteNumber(parallel, Math.Round(ParallelGenerateTokensPerSecond, 2));
                 json.WriteNumber($"tg{Options.Parallel}_ratio", Math.Round(ParallelRatio, 3));
+                json.WriteNumber($"tg{Options.Parallel}_cpu_ratio", Math.Round(ParallelCpuRatio, 3));
             }
 
             json.WriteNumber("pp_tokens", Options.PromptTokens);
@@ -119,9 +142,11 @@ public sealed record EngineBenchmarkResult
                 json.WriteNumber("pp_tok_s", Math.Round(s.PromptTokensPerSecond, 2));
                 json.WriteNumber("tg_tok_s", Math.Round(s.GenerateTokensPerSecond, 2));
                 json.WriteNumber("ttft_ms", Math.Round(s.TimeToFirstTokenMs, 2));
+                json.WriteNumber("tg_tok_cpu_s", Math.Round(s.GenerateTokensPerCpuSecond, 2));
                 if (parallel is not null)
                 {
                     json.WriteNumber(parallel, Math.Round(s.ParallelGenerateTokensPerSecond, 2));
+                    json.WriteNumber($"tg{Options.Parallel}_tok_cpu_s", Math.Round(s.ParallelGenerateTokensPerCpuSecond, 2));
                 }
 
                 json.WriteEndObject();
@@ -186,13 +211,13 @@ public static class EngineBenchmark
             if (options.Parallel > 1)
             {
                 // Fresh prompts every run, so a scheduler that keeps cached prefixes cannot skip them.
-                var parallel = await ParallelOnceAsync(model.Info, stream!, options, options.Seed + 1 + (run * options.Parallel), cancellationToken).ConfigureAwait(false);
-                sample = sample with { ParallelGenerateTokensPerSecond = parallel };
+                var (wall, cpu) = await ParallelOnceAsync(model.Info, stream!, options, options.Seed + 1 + (run * options.Parallel), cancellationToken).ConfigureAwait(false);
+                sample = sample with { ParallelGenerateTokensPerSecond = wall, ParallelGenerateTokensPerCpuSecond = cpu };
             }
 
             var warm = run < options.Warmup;
             var concurrent = options.Parallel > 1
-                ? $", tg ×{options.Parallel} streams {sample.ParallelGenerateTokensPerSecond:F1} tok/s ({sample.ParallelGenerateTokensPerSecond / sample.GenerateTokensPerSecond:F2}×)"
+                ? $", tg ×{options.Parallel} streams {sample.ParallelGenerateTokensPerSecond:F1} tok/s ({sample.ParallelGenerateTokensPerSecond / sample.GenerateTokensPerSecond:F2}×; per CPU-second {sample.ParallelGenerateTokensPerCpuSecond / sample.GenerateTokensPerCpuSecond:F2}×)"
                 : string.Empty;
             progress?.Report($"{(warm ? "warmup" : $"run {run - options.Warmup + 1}/{options.Repetitions}")}: pp {sample.PromptTokensPerSecond:F1} tok/s, tg {sample.GenerateTokensPerSecond:F1} tok/s, ttft {sample.TimeToFirstTokenMs:F0} ms{concurrent}");
             if (!warm)
@@ -225,20 +250,23 @@ public static class EngineBenchmark
     /// moment the last stream got its first token (all prompts done, all decoding) and the moment the first stream
     /// ended, over that time — so prompt processing and a ragged end do not dilute the figure.
     /// </summary>
-    private static async Task<double> ParallelOnceAsync(ModelInfo info, BenchmarkStream stream, EngineBenchmarkOptions options, int seed, CancellationToken cancellationToken)
+    private static async Task<(double Wall, double Cpu)> ParallelOnceAsync(ModelInfo info, BenchmarkStream stream, EngineBenchmarkOptions options, int seed, CancellationToken cancellationToken)
     {
         var count = options.GenerateTokens + 1;
         var stamps = new long[options.Parallel][];
+        var cpu = new TimeSpan[options.Parallel][];
         var tasks = new Task[options.Parallel];
         for (var i = 0; i < options.Parallel; i++)
         {
             var prompt = RandomPrompt(info, options.PromptTokens, seed + i);
             var mine = stamps[i] = new long[count];
+            var mineCpu = cpu[i] = new TimeSpan[count];
             tasks[i] = Task.Run(async () =>
             {
                 var n = 0;
                 await foreach (var _ in stream(prompt, count, cancellationToken).ConfigureAwait(false))
                 {
+                    mineCpu[n] = Environment.CpuUsage.TotalTime;
                     mine[n++] = Stopwatch.GetTimestamp();
                 }
 
@@ -250,11 +278,14 @@ public static class EngineBenchmark
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
-        var start = stamps.Max(s => s[0]);
-        var end = stamps.Min(s => s[^1]);
+        var first = Enumerable.Range(0, options.Parallel).MaxBy(i => stamps[i][0]);
+        var last = Enumerable.Range(0, options.Parallel).MinBy(i => stamps[i][^1]);
+        var start = stamps[first][0];
+        var end = stamps[last][^1];
         var tokens = stamps.Sum(s => s.Count(t => t > start && t <= end));
         var seconds = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
-        return seconds > 0 ? tokens / seconds : 0;
+        var cpuSeconds = (cpu[last][^1] - cpu[first][0]).TotalSeconds;
+        return (seconds > 0 ? tokens / seconds : 0, cpuSeconds > 0 ? tokens / cpuSeconds : 0);
     }
 
     private static EngineBenchmarkSample Once(LocalModel model, InferenceSequence sequence, int[] prompt, int generate, CancellationToken cancellationToken)
@@ -265,6 +296,7 @@ public static class EngineBenchmark
         var promptDone = Stopwatch.GetTimestamp();
         var token = sampler.Sample(logits, []);
         var first = Stopwatch.GetTimestamp();
+        var firstCpu = Environment.CpuUsage.TotalTime;
         var one = new int[1];
         for (var i = 0; i < generate; i++)
         {
@@ -274,11 +306,13 @@ public static class EngineBenchmark
         }
 
         var end = Stopwatch.GetTimestamp();
+        var cpu = (Environment.CpuUsage.TotalTime - firstCpu).TotalSeconds;
         var pp = Stopwatch.GetElapsedTime(start, promptDone).TotalSeconds;
         var tg = Stopwatch.GetElapsedTime(first, end).TotalSeconds;
         return new EngineBenchmarkSample(
             prompt.Length / pp,
             generate == 0 ? 0 : generate / tg,
-            Stopwatch.GetElapsedTime(start, first).TotalMilliseconds);
+            Stopwatch.GetElapsedTime(start, first).TotalMilliseconds,
+            GenerateTokensPerCpuSecond: generate == 0 || cpu <= 0 ? 0 : generate / cpu);
     }
 }
