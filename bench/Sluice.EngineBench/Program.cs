@@ -7,6 +7,8 @@ using Sluice.Engine;
 using Sluice.Engine.Benchmarking;
 using Sluice.Engine.Gguf;
 using Sluice.Engine.Models;
+using Sluice.Engine.Sampling;
+using Sluice.Providers.Local;
 
 // Sluice's engine against llama.cpp (node-llama-cpp 3.22.1) on random-weight GGUF files of real model shapes.
 // Usage: dotnet run -c Release --project bench/Sluice.EngineBench -- [options]   (see Options.Usage)
@@ -172,7 +174,7 @@ internal sealed record Options
 
 internal readonly record struct Sample(double Pp, double Tg, double TtftMs);
 
-internal sealed record ConcurrentResult(int Streams, List<double> Single, List<double> Aggregate);
+internal sealed record ConcurrentResult(int Streams, List<double> Single, List<double> Aggregate, List<double> CpuRatios);
 
 internal sealed class Row(string shape, string type, long bytes)
 {
@@ -231,13 +233,13 @@ internal sealed class Report(Options options)
             sb.AppendLine();
             sb.AppendLine("Concurrent streams through the batch scheduler (engine only): aggregate generation tokens/s of N simultaneous requests against one request alone, interleaved.");
             sb.AppendLine();
-            sb.AppendLine("| model | type | streams | single tg tok/s | aggregate tg tok/s | ratio |");
-            sb.AppendLine("|---|---|---:|---:|---:|---:|");
+            sb.AppendLine("| model | type | streams | single tg tok/s | aggregate tg tok/s | ratio (medians) | ratio per CPU-second (median of runs) |");
+            sb.AppendLine("|---|---|---:|---:|---:|---:|---:|");
             foreach (var r in _rows.Where(r => r.Concurrent is not null))
             {
                 var c = r.Concurrent!;
                 sb.AppendLine(CultureInfo.InvariantCulture,
-                    $"| {r.Shape} | {r.Type} | {c.Streams} | {Stats.Summary(c.Single, "F2")} | {Stats.Summary(c.Aggregate, "F2")} | {Stats.Median(c.Aggregate) / Stats.Median(c.Single):F2}× |");
+                    $"| {r.Shape} | {r.Type} | {c.Streams} | {Stats.Summary(c.Single, "F2")} | {Stats.Summary(c.Aggregate, "F2")} | {Stats.Median(c.Aggregate) / Stats.Median(c.Single):F2}× | {Stats.Summary(c.CpuRatios, "F2")}× |");
             }
         }
 
@@ -278,6 +280,7 @@ internal sealed class Report(Options options)
                     ["streams"] = c.Streams,
                     ["single_tg_tok_s"] = new JsonArray([.. c.Single.Select(v => (JsonNode)v)]),
                     ["aggregate_tg_tok_s"] = new JsonArray([.. c.Aggregate.Select(v => (JsonNode)v)]),
+                    ["cpu_ratios"] = new JsonArray([.. c.CpuRatios.Select(v => (JsonNode)v)]),
                 };
             }
 
@@ -409,7 +412,38 @@ internal sealed class LlamaReference : IDisposable
     }
 }
 
+/// <summary>N simultaneous generations through the gateway's batching scheduler against one stream alone, interleaved per repetition.</summary>
 internal static class ConcurrentStreams
 {
-    public static ConcurrentResult? Measure(LocalModel model, Options options, int[] prompt) => null;
+    public static ConcurrentResult? Measure(LocalModel model, Options options, int[] prompt)
+    {
+        _ = prompt; // each stream draws a fresh random prompt of the same length
+        using var generator = new BatchingGenerator(model, options.Streams, options.PromptTokens + options.GenerateTokens + 2);
+        var bench = new EngineBenchmarkOptions
+        {
+            PromptTokens = options.PromptTokens,
+            GenerateTokens = options.GenerateTokens,
+            Repetitions = options.Repetitions,
+            Warmup = 1,
+            Parallel = options.Streams,
+        };
+        var result = EngineBenchmark.RunAsync(
+            model,
+            bench,
+            (p, maxTokens, cancellationToken) => generator.GenerateAsync(
+                new LocalGenerationRequest { Prompt = p, MaxTokens = maxTokens, Sampling = SamplingOptions.Greedy, StopTokens = new HashSet<int>() },
+                null,
+                cancellationToken),
+            new ConsoleProgress()).GetAwaiter().GetResult();
+        return new ConcurrentResult(
+            options.Streams,
+            [.. result.Samples.Select(s => s.GenerateTokensPerSecond)],
+            [.. result.Samples.Select(s => s.ParallelGenerateTokensPerSecond)],
+            [.. result.Samples.Select(s => s.ParallelGenerateTokensPerCpuSecond / s.GenerateTokensPerCpuSecond)]);
+    }
+
+    private sealed class ConsoleProgress : IProgress<string>
+    {
+        public void Report(string value) => Console.WriteLine($"  streams   {value}   (load {Machine.LoadAverage()})");
+    }
 }

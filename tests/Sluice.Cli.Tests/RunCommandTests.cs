@@ -129,6 +129,37 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         Assert.Contains(result.StderrLines, l => l.Contains("run 3/3", StringComparison.Ordinal));
     }
 
+    /// <summary><c>--bench --parallel 4</c> adds the aggregate speed of four generations at once through the batching scheduler.</summary>
+    [Fact]
+    public async Task Bench_with_parallel_adds_the_concurrent_generation_figure()
+    {
+        var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
+
+        var result = await CliProcess.RunAsync(["run", path, "--bench", "--parallel", "4", "--threads", "1", "--json"], timeout: TimeSpan.FromMinutes(3));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var json = JsonDocument.Parse(result.Stdout);
+        var root = json.RootElement;
+        Assert.Equal(4, root.GetProperty("parallel").GetInt32());
+        var tg4 = root.GetProperty("tg4_tok_s").GetDouble();
+        Assert.True(tg4 > 0);
+        Assert.Equal(Math.Round(tg4 / root.GetProperty("tg_tok_s").GetDouble(), 3), root.GetProperty("tg4_ratio").GetDouble(), 2);
+        var runs = root.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(tg4, runs.Max(r => r.GetProperty("tg4_tok_s").GetDouble()));
+        Assert.Contains(result.StderrLines, l => l.Contains("tg ×4 streams", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Parallel_without_bench_is_a_usage_error()
+    {
+        var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
+
+        var result = await CliProcess.RunAsync(["run", path, "--parallel", "4", "Hello"]);
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.Equal("sluice run: --parallel measures concurrent generations with --bench; add --bench, or leave --parallel out.", Assert.Single(result.StderrLines));
+    }
+
     [Fact]
     public async Task Bench_with_a_prompt_is_a_usage_error()
     {

@@ -105,7 +105,7 @@ public sealed class LocalModelTests(LocalGatewayFixture fixture) : IClassFixture
     public async Task A_client_that_leaves_stops_the_generation()
     {
         var backend = fixture.Backend(LocalGatewayFixture.Long);
-        var pool = Assert.IsType<SequencePoolGenerator>(backend.Generator);
+        var pool = Assert.IsType<BatchingGenerator>(backend.Generator);
 
         // HttpClient drains a disposed response for up to 2 s to reuse the connection; a user closing a tab does not.
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = fixture.Gateway.BaseAddress };
@@ -332,7 +332,7 @@ public sealed class LocalGatewayFixture : IAsyncLifetime
     {
         var model = _models[name];
         var prompt = model.EncodeChat(messages);
-        using var generator = new SequencePoolGenerator(model.Model, 1);
+        using var generator = new BatchingGenerator(model.Model, 1);
         var stats = new LocalGenerationStats();
         var tokens = new List<int>();
         var text = new TokenTextStream(model.Tokenizer);

@@ -68,6 +68,7 @@ internal static class RunCommand
         var context = new Option<int?>("--context", "-c") { Description = "Context size, prompt plus answer, in tokens (default: the model's, at most 4096)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per answer (token ids as fed and generated, text, timings) instead of the text." };
         var bench = new Option<bool>("--bench") { Description = "Measure instead of chatting, like llama-bench: a random 128-token prompt as one batch, then 64 generated tokens, 1 warm-up and 3 repetitions; prints the best tokens/s (with --json: {\"pp_tok_s\",\"tg_tok_s\",\"ttft_ms\",…,\"runs\"})." };
+        var parallel = new Option<int?>("--parallel") { Description = "With --bench: also run N generations at once through the batching scheduler each repetition and report their aggregate generation speed and its ratio to one stream (--json: \"tgN_tok_s\", \"tgN_ratio\")." };
 
         var command = new Command("run", Help)
         {
@@ -86,6 +87,7 @@ internal static class RunCommand
             context,
             json,
             bench,
+            parallel,
         };
 
         // Ctrl+C is handled by InterruptHandler (stop the current answer; at the interactive prompt, exit).
@@ -104,7 +106,8 @@ internal static class RunCommand
             parse.GetValue(threads),
             parse.GetValue(context),
             parse.GetValue(json),
-            parse.GetValue(bench))));
+            parse.GetValue(bench),
+            parse.GetValue(parallel))));
         return command;
     }
 
@@ -136,7 +139,7 @@ internal static class RunCommand
 
         var loadTime = Stopwatch.GetElapsedTime(loadStarted);
         using (model)
-        using (var generator = new SequencePoolGenerator(model.Model, maxSequences: 1))
+        using (var generator = new BatchingGenerator(model.Model, maxSequences: 1))
         using (var interrupts = new InterruptHandler(error))
         {
             await error.WriteLineAsync($"Loaded {Path.GetFileName(model.Path)} in {loadTime.TotalSeconds:F1} s: {model.Describe()}.");
@@ -167,9 +170,21 @@ internal static class RunCommand
     /// <summary><c>--bench</c>: llama-bench-like prompt processing and generation speed, progress on stderr, the result on stdout.</summary>
     private static async Task<int> BenchAsync(LocalChatModel model, RunInvocation invocation, StreamWriter output, TextWriter error)
     {
-        var options = new Sluice.Engine.Benchmarking.EngineBenchmarkOptions();
-        await error.WriteLineAsync($"Benchmark: prompt {options.PromptTokens} tokens as one batch, then {options.GenerateTokens} generated, {options.Warmup} warm-up and {options.Repetitions} measured runs on {model.Model.ThreadCount} thread(s)…");
-        var result = await Task.Run(() => Sluice.Engine.Benchmarking.EngineBenchmark.Run(model.Model, options, new SynchronousProgress(error)));
+        var options = new Sluice.Engine.Benchmarking.EngineBenchmarkOptions { Parallel = invocation.Parallel ?? 1 };
+        var concurrent = options.Parallel > 1 ? $", then {options.Parallel} generations at once through the batching scheduler" : string.Empty;
+        await error.WriteLineAsync($"Benchmark: prompt {options.PromptTokens} tokens as one batch, then {options.GenerateTokens} generated{concurrent}, {options.Warmup} warm-up and {options.Repetitions} measured runs on {model.Model.ThreadCount} thread(s)…");
+
+        // The scheduler the gateway uses, sized for the benchmark's prompts (a full context per stream would only cost memory).
+        using var scheduler = options.Parallel > 1
+            ? new BatchingGenerator(model.Model, options.Parallel, options.PromptTokens + options.GenerateTokens + 2)
+            : null;
+        var stream = scheduler is null
+            ? null
+            : new Sluice.Engine.Benchmarking.BenchmarkStream((prompt, maxTokens, cancellationToken) => scheduler.GenerateAsync(
+                new LocalGenerationRequest { Prompt = prompt, MaxTokens = maxTokens, Sampling = SamplingOptions.Greedy, StopTokens = new HashSet<int>() },
+                null,
+                cancellationToken));
+        var result = await Task.Run(() => Sluice.Engine.Benchmarking.EngineBenchmark.RunAsync(model.Model, options, stream, new SynchronousProgress(error)));
         if (invocation.Json)
         {
             await output.WriteLineAsync(result.ToJson(model.Model.Info));
@@ -179,6 +194,11 @@ internal static class RunCommand
             var number = CultureInfo.InvariantCulture;
             await output.WriteLineAsync(string.Create(number,
                 $"{Path.GetFileName(model.Path)}: prompt processing {result.PromptTokensPerSecond:F1} tok/s, generation {result.GenerateTokensPerSecond:F1} tok/s, time to first token {result.TimeToFirstTokenMs:F0} ms (best of {result.Samples.Count}, {result.Threads} thread(s))"));
+            if (options.Parallel > 1)
+            {
+                await output.WriteLineAsync(string.Create(number,
+                    $"{options.Parallel} generations at once: {result.ParallelGenerateTokensPerSecond:F1} tok/s together, {result.ParallelRatio:F2}× one stream"));
+            }
         }
 
         await output.FlushAsync();
@@ -197,6 +217,8 @@ internal static class RunCommand
         var number = CultureInfo.InvariantCulture;
         return o switch
         {
+            { Parallel: not null, Bench: false } => "--parallel measures concurrent generations with --bench; add --bench, or leave --parallel out.",
+            { Parallel: < 1 } => $"--parallel must be at least 1 (got {o.Parallel}); 4 compares four simultaneous generations with one.",
             { Bench: true, Prompt: not null } => "--bench measures with a random prompt of its own; leave the prompt out.",
             { Bench: true, Context: < 193 } => $"--bench needs a context of at least 193 tokens (128 prompt + 64 generated + 1; got {o.Context}).",
             { Prompt: { } p } when string.IsNullOrWhiteSpace(p) => "the prompt is empty. Pass it in quotes, or leave it out for an interactive chat.",
@@ -228,7 +250,8 @@ internal static class RunCommand
         int? Threads,
         int? Context,
         bool Json,
-        bool Bench);
+        bool Bench,
+        int? Parallel);
 
     /// <summary>How one answer went.</summary>
     private readonly record struct TurnResult(int ExitCode, string Answer, bool Failed);
@@ -236,7 +259,7 @@ internal static class RunCommand
     /// <summary>Generates answers for one loaded model: one-shot or interactive.</summary>
     private sealed class Runner(
         LocalChatModel model,
-        SequencePoolGenerator generator,
+        BatchingGenerator generator,
         RunInvocation invocation,
         StreamWriter output,
         TextWriter error,

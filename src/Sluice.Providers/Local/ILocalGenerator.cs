@@ -5,9 +5,8 @@ namespace Sluice.Providers.Local;
 
 /// <summary>
 /// Turns prompt token ids into generated token ids for a loaded model. The seam between the chat side (templates,
-/// tokenizer, events, usage) and how forward passes are scheduled: <see cref="SequencePoolGenerator"/> gives each
-/// request its own sequence and lets their passes take turns; a batch scheduler that merges the decode steps of
-/// concurrent requests into one pass implements the same interface, and nothing on the chat side changes.
+/// tokenizer, events, usage) and how forward passes are scheduled: <see cref="BatchingGenerator"/> gives each request
+/// its own sequence and merges the decode steps of concurrent requests into one pass; the chat side does not know.
 /// </summary>
 public interface ILocalGenerator
 {
@@ -51,13 +50,16 @@ public sealed class LocalGenerationStats
     /// <summary>Prompt tokens whose cache entries were kept from an earlier generation (a shared prefix), not evaluated again.</summary>
     public int ReusedPromptTokens { get; set; }
 
-    /// <summary>Time spent evaluating the prompt (the tokens not reused).</summary>
+    /// <summary>Time spent evaluating the prompt (the tokens not reused), from its first pass to its last (passes shared with other generations included).</summary>
     public TimeSpan PromptTime { get; set; }
 
     /// <summary>Tokens generated (yielded).</summary>
     public int GeneratedTokens { get; set; }
 
-    /// <summary>Time spent sampling generated tokens and evaluating them (the caller's time between tokens is not counted).</summary>
+    /// <summary>
+    /// Time spent sampling generated tokens and in the passes that evaluated them (shared with the other generations of
+    /// those passes; the caller's time between tokens and steps sat out are not counted).
+    /// </summary>
     public TimeSpan GenerationTime { get; set; }
 
     /// <summary>The sampler's seed (the drawn one when the request gave none).</summary>

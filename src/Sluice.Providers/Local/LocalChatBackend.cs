@@ -65,7 +65,7 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
     /// <summary>The loaded model, or null before <see cref="PreloadAsync"/> completes.</summary>
     public LocalChatModel? Model => Volatile.Read(ref _model);
 
-    /// <summary>What generates the tokens (a <see cref="SequencePoolGenerator"/> when this backend loaded the model), or null before loading.</summary>
+    /// <summary>What generates the tokens (a <see cref="BatchingGenerator"/> when this backend loaded the model), or null before loading.</summary>
     public ILocalGenerator? Generator => Volatile.Read(ref _generator);
 
     /// <summary>
@@ -273,7 +273,7 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
             throw new ModelConfigurationException($"Model \"{Options.Name}\": {new LocalModelLoadException(model.Path, problem).Message}");
         }
 
-        var pool = new SequencePoolGenerator(model.Model, Options.Parallel, model.ContextSize);
+        var pool = new BatchingGenerator(model.Model, Options.Parallel, model.ContextSize);
         lock (_gate)
         {
             if (_disposed)
