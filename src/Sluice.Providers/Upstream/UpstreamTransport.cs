@@ -149,6 +149,15 @@ internal sealed class UpstreamTransport : IDisposable
         {
             throw call.TimeoutError();
         }
+        catch (OperationCanceledException ex) when (ex.InnerException is TimeoutException && !call.Token.IsCancellationRequested)
+        {
+            // SocketsHttpHandler's ConnectTimeout: not the client leaving, not one of the answer's limits.
+            throw new ChatException(504, new ErrorInfo(
+                $"The {Describe()} at {uri.GetLeftPart(UriPartial.Authority)} did not accept a connection within {Options.ConnectTimeoutMs} ms "
+                + $"({nameof(ModelOptions.ConnectTimeoutMs)} of model \"{Options.Name}\"). Check that the server is up and not overloaded, "
+                + "then retry; raise ConnectTimeoutMs if it is just slow to accept.",
+                ErrorTypes.Timeout, null, "upstream_connect_timeout"), inner: ex);
+        }
         catch (HttpRequestException ex)
         {
             throw new ChatException(502, new ErrorInfo(

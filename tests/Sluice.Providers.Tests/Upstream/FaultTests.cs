@@ -179,6 +179,58 @@ public sealed class FaultTests
     }
 
     [Fact]
+    public async Task An_upstream_that_does_not_accept_within_the_connect_limit_is_a_504_naming_the_limit()
+    {
+        // A listener that never accepts: once its accept queue is full the kernel drops further SYNs, so a connect hangs.
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(0);
+        var endpoint = (IPEndPoint)listener.LocalEndPoint!;
+        var fillers = new List<Socket>();
+        try
+        {
+            var full = false;
+            for (var i = 0; i < 16 && !full; i++)
+            {
+                var filler = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                fillers.Add(filler);
+                using var wait = new CancellationTokenSource(300);
+                try
+                {
+                    await filler.ConnectAsync(endpoint, wait.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    full = true;
+                }
+            }
+
+            Assert.True(full, "the listener's accept queue should fill up");
+            var catalog = new ModelCatalog([new ModelOptions
+            {
+                Name = "slow-accept",
+                Provider = "openai",
+                BaseUrl = $"http://127.0.0.1:{endpoint.Port}/v1",
+                ConnectTimeoutMs = 300,
+                MaxAttempts = 1,
+            }]);
+
+            var ex = await Assert.ThrowsAsync<ChatException>(() => UpstreamKit.CollectAsync(catalog.Models[0].Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest)));
+            Assert.Equal(504, ex.StatusCode);
+            Assert.Equal("upstream_connect_timeout", ex.Error.Code);
+            Assert.Equal(ErrorTypes.Timeout, ex.Error.Type);
+            Assert.Contains("did not accept a connection within 300 ms (ConnectTimeoutMs of model \"slow-accept\")", ex.Error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var filler in fillers)
+            {
+                filler.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task No_first_token_within_the_limit_is_a_504_before_any_event()
     {
         await using var upstream = await ReplayUpstream.StartAsync(async context =>
