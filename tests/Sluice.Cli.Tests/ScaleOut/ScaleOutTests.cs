@@ -46,7 +46,10 @@ public sealed partial class ScaleOutTests(ClusterFixture cluster) : IClassFixtur
         var content = events.Where(e => !e.Event.IsComment && !e.Event.IsDone).ToList();
         Assert.True(content.Count >= 10, $"{content.Count} events");
         Assert.True(content[^1].At - content[0].At > TimeSpan.FromMilliseconds(300), $"all events within {(content[^1].At - content[0].At).TotalMilliseconds} ms: buffered");
-        Assert.True(content.Select(e => (long)e.At.TotalMilliseconds / 20).Distinct().Count() >= 8, "events arrived in too few moments: buffered");
+        // A buffering proxy delivers in one or two moments; a loaded machine (CI runs beside other work) can clump a
+        // paced stream into a handful, so ask for several, not one per token.
+        var moments = content.Select(e => (long)e.At.TotalMilliseconds / 20).Distinct().Count();
+        Assert.True(moments >= 4, $"events arrived in {moments} moments of 20 ms: buffered");
         Assert.True(events[^1].Event.IsDone);
     }
 
