@@ -65,6 +65,26 @@ internal static unsafe partial class QuantGemm
         }
     }
 
+    /// <summary>A token's plain quants and its lane of the block scales and sums (stride <see cref="Activations.Group"/>).</summary>
+    private readonly struct TokenRow(sbyte* quants, float* scales, int* sums)
+    {
+        public sbyte* Quants { get; } = quants;
+
+        public float* Scales { get; } = scales;
+
+        public int* Sums { get; } = sums;
+    }
+
+    /// <summary>The tokens' pointers, once per call rather than per tile (the accessors divide).</summary>
+    private static void TokenRows(Activations x, TokenRow* tokens)
+    {
+        for (var t = 0; t < x.Rows; t++)
+        {
+            var lane = t % Activations.Group;
+            tokens[t] = new TokenRow(x.PlainQuants(t), x.GroupScales(t / Activations.Group) + lane, x.GroupSums(t / Activations.Group) + lane);
+        }
+    }
+
     /// <summary>
     /// Byte offsets of rows r0..r0+7 from row r0; rows past <paramref name="end"/> repeat the last real row (computed,
     /// never stored), so a tile never reads outside the matrix.
@@ -76,6 +96,31 @@ internal static unsafe partial class QuantGemm
         {
             offsets[i] = (nint)(Math.Min(r0 + i, end - 1) - r0) * (nint)w.RowBytes;
         }
+    }
+
+    /// <summary>
+    /// Where prefetching of the tile after r0's starts, and how far it should have got after each of
+    /// <paramref name="steps"/> steps. The 8 rows of a tile are read as 8 interleaved streams, each only as long as a row:
+    /// for short rows (896 values: under 1 KiB) the hardware prefetcher never ramps up and the loop waits on DRAM; the
+    /// next tile is contiguous, so it is fetched ahead line by line, spread over the current tile's loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (nint Start, nint Step) NextTile(WeightMatrix w, int r0, int end, int steps)
+    {
+        var rows = Math.Max(0, Math.Min(LaneRows, end - (r0 + LaneRows)));
+        return ((nint)(w.Data + ((long)(r0 + LaneRows) * w.RowBytes)), (nint)(((rows * w.RowBytes) + steps - 1) / steps));
+    }
+
+    /// <summary>Prefetches the cache lines from <paramref name="from"/> up to <paramref name="to"/>; returns where it stopped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static byte* PrefetchTo(byte* from, byte* to)
+    {
+        for (; from < to; from += 64)
+        {
+            Sse.Prefetch0(from);
+        }
+
+        return from;
     }
 
     /// <summary>Gather indices (int32 byte offsets) of the 8 rows; a tile spans far less than 2 GiB.</summary>
@@ -139,6 +184,9 @@ internal static unsafe partial class QuantGemm
         var blocks = w.Columns / 32;
         var bb = TB.BlockBytes;
         var offsets = stackalloc nint[LaneRows];
+        var count = x.Rows;
+        var tokens = stackalloc TokenRow[Activations.MaxPlainRows];
+        TokenRows(x, tokens);
         for (var r0 = start; r0 < end; r0 += LaneRows)
         {
             RowOffsets(w, r0, end, offsets);
@@ -146,15 +194,19 @@ internal static unsafe partial class QuantGemm
             var row = w.Row(r0);
             nint o0 = offsets[0], o1 = offsets[1], o2 = offsets[2], o3 = offsets[3];
             nint o4 = offsets[4], o5 = offsets[5], o6 = offsets[6], o7 = offsets[7];
-            for (var t = 0; t < x.Rows; t++)
+            var (nextTile, step) = NextTile(w, r0, end, blocks);
+            var next = (byte*)nextTile;
+            var fetched = next;
+            for (var t = 0; t < count; t++)
             {
-                var xq = x.PlainQuants(t);
-                var xs = x.GroupScales(t / Activations.Group) + (t % Activations.Group);
-                var xm = x.GroupSums(t / Activations.Group) + (t % Activations.Group);
+                var xq = tokens[t].Quants;
+                var xs = tokens[t].Scales;
+                var xm = tokens[t].Sums;
                 var acc = Vector256<float>.Zero;
                 for (var b = 0; b < blocks; b++)
                 {
                     var p = row + (b * bb);
+                    fetched = PrefetchTo(fetched, next + ((b + 1) * step));
                     var xv = Vector256.Load(xq + (32 * b));
                     var zero = Vector256<int>.Zero;
                     var sum = Sum8(
@@ -186,6 +238,9 @@ internal static unsafe partial class QuantGemm
     {
         var superBlocks = w.Columns / 256;
         var offsets = stackalloc nint[LaneRows];
+        var count = x.Rows;
+        var tokens = stackalloc TokenRow[Activations.MaxPlainRows];
+        TokenRows(x, tokens);
         var partial = stackalloc int[2 * 8 * LaneRows];
         var pairs = stackalloc int[8];
         var low = Vector256.Create((byte)0x0F);
@@ -194,11 +249,14 @@ internal static unsafe partial class QuantGemm
             RowOffsets(w, r0, end, offsets);
             var gather = GatherOffsets(offsets);
             var row = w.Row(r0);
-            for (var t = 0; t < x.Rows; t++)
+            var (nextTile, step) = NextTile(w, r0, end, superBlocks);
+            var next = (byte*)nextTile;
+            var fetched = next;
+            for (var t = 0; t < count; t++)
             {
-                var xq = x.PlainQuants(t);
-                var xs = x.GroupScales(t / Activations.Group) + (t % Activations.Group);
-                var xm = x.GroupSums(t / Activations.Group) + (t % Activations.Group);
+                var xq = tokens[t].Quants;
+                var xs = tokens[t].Scales;
+                var xm = tokens[t].Sums;
                 var acc = Vector256<float>.Zero;
                 for (var sb = 0; sb < superBlocks; sb++)
                 {
@@ -211,6 +269,7 @@ internal static unsafe partial class QuantGemm
 
                     var bsums = Vector256.Load(pairs);
                     var block0 = row + (144 * sb);
+                    fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
                     for (var i = 0; i < LaneRows; i++)
                     {
                         var block = block0 + offsets[i];
@@ -256,6 +315,9 @@ internal static unsafe partial class QuantGemm
     {
         var superBlocks = w.Columns / 256;
         var offsets = stackalloc nint[LaneRows];
+        var count = x.Rows;
+        var tokens = stackalloc TokenRow[Activations.MaxPlainRows];
+        TokenRows(x, tokens);
         var partial = stackalloc int[8 * LaneRows];
         var sums = stackalloc int[16];
         var low = Vector256.Create((byte)0x0F);
@@ -265,11 +327,14 @@ internal static unsafe partial class QuantGemm
             RowOffsets(w, r0, end, offsets);
             var gather = GatherOffsets(offsets);
             var row = w.Row(r0);
-            for (var t = 0; t < x.Rows; t++)
+            var (nextTile, step) = NextTile(w, r0, end, superBlocks);
+            var next = (byte*)nextTile;
+            var fetched = next;
+            for (var t = 0; t < count; t++)
             {
-                var xq = x.PlainQuants(t);
-                var xs = x.GroupScales(t / Activations.Group) + (t % Activations.Group);
-                var xm = x.GroupSums(t / Activations.Group) + (t % Activations.Group);
+                var xq = tokens[t].Quants;
+                var xs = tokens[t].Scales;
+                var xm = tokens[t].Sums;
                 var acc = Vector256<float>.Zero;
                 for (var sb = 0; sb < superBlocks; sb++)
                 {
@@ -282,6 +347,7 @@ internal static unsafe partial class QuantGemm
                     var bs0 = Vector256.Load(sums);
                     var bs1 = Vector256.Load(sums + 8);
                     var block0 = row + (210 * sb);
+                    fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
                     for (var i = 0; i < LaneRows; i++)
                     {
                         var block = block0 + offsets[i];
