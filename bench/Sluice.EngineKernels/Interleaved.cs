@@ -14,7 +14,7 @@ public static class Interleaved
 {
     /// <summary>Runs <paramref name="rounds"/> rounds per (type, shape); writes a markdown table.</summary>
     /// <param name="memoryBytes">Bytes of the stream read: far past the last-level cache (256 MiB) except in the smoke run.</param>
-    public static void Run(TextWriter output, int rounds, IReadOnlyList<GgmlType> types, IReadOnlyList<KernelShape> shapes, long memoryBytes = 256L << 20)
+    public static void Run(TextWriter output, int rounds, IReadOnlyList<GgmlType> types, IReadOnlyList<KernelShape> shapes, IReadOnlyList<int>? tokenCounts = null, long memoryBytes = 256L << 20)
     {
         ArgumentNullException.ThrowIfNull(output);
         output.WriteLine($"load average at start: {LoadAverage()}");
@@ -32,7 +32,7 @@ public static class Interleaved
             {
                 foreach (var type in types)
                 {
-                    var cases = (from tokens in new[] { 1, 128 }
+                    var cases = (from tokens in tokenCounts ?? [1, 128]
                                  from threads in new[] { 1, 2 }
                                  select new MatMulBenchmarks { Type = type, Shape = shape, Tokens = tokens, Threads = threads }).ToArray();
                     var seconds = cases.Select(_ => new List<double>()).ToArray();

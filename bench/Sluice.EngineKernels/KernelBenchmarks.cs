@@ -14,6 +14,9 @@ public enum KernelShape
     /// <summary>TinyLlama-1.1B <c>ffn_up</c>/<c>ffn_gate</c>: 2048 → 5632.</summary>
     TinyLlamaUp,
 
+    /// <summary>Qwen2.5-0.5B <c>ffn_up</c>/<c>ffn_gate</c>: 896 → 4864 (its common 896-wide input).</summary>
+    Qwen05Up,
+
     /// <summary>A small matrix for the smoke run only (512 → 64).</summary>
     Smoke,
 }
@@ -25,6 +28,7 @@ public static class KernelShapes
     {
         KernelShape.Qwen05Down => (4864, 896),
         KernelShape.TinyLlamaUp => (2048, 5632),
+        KernelShape.Qwen05Up => (896, 4864),
         KernelShape.Smoke => (512, 64),
         _ => throw new ArgumentOutOfRangeException(nameof(shape)),
     };

@@ -11,7 +11,7 @@ using Sluice.EngineKernels;
 // machine's memory bandwidth as the reference, in one run.
 //   dotnet run -c Release --project bench/Sluice.EngineKernels -- --filter '*'
 //   dotnet run -c Release --project bench/Sluice.EngineKernels -- --smoke      (each benchmark once, checked; no BDN)
-//   dotnet run -c Release --project bench/Sluice.EngineKernels -- --interleaved [--rounds 5] [--types Q8_0,F16] [--shapes TinyLlamaUp]
+//   dotnet run -c Release --project bench/Sluice.EngineKernels -- --interleaved [--rounds 5] [--types Q8_0,F16] [--shapes TinyLlamaUp] [--tokens 1,2,4]
 //       (no BDN: products and the memory read round-robin, shares of the read bandwidth taken within a round — for
 //       shared machines whose load moves more between cases than the cases differ)
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -27,7 +27,8 @@ if (args.Contains("--interleaved"))
     var rounds = int.Parse(Value("--rounds") ?? "5", CultureInfo.InvariantCulture);
     GgmlType[] types = Value("--types") is { } t ? [.. t.Split(',').Select(Enum.Parse<GgmlType>)] : [GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.F16];
     KernelShape[] shapes = Value("--shapes") is { } s ? [.. s.Split(',').Select(Enum.Parse<KernelShape>)] : [KernelShape.Qwen05Down, KernelShape.TinyLlamaUp];
-    Interleaved.Run(Console.Out, rounds, types, shapes);
+    int[]? tokenCounts = Value("--tokens") is { } n ? [.. n.Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture))] : null;
+    Interleaved.Run(Console.Out, rounds, types, shapes, tokenCounts);
     return 0;
 }
 

@@ -24,14 +24,22 @@ internal static unsafe class MatMul
         }
 
         var output = (nint)y;
-        var tiles = (w.Rows + 3) / 4;
-        pool.ForRange(tiles, RowGrain / 4, (start, end) => MultiplyRows(w, x, (float*)output, yStride, 4 * start, Math.Min(w.Rows, 4 * end)));
+
+        // Split on the kernel's row tile (8 rows for the matrix-vector path, 4 for the GEMMs) so no chunk ends mid-tile.
+        var tile = x.HasPlainRows ? QuantGemm.LaneRows : 4;
+        var tiles = (w.Rows + tile - 1) / tile;
+        pool.ForRange(tiles, Math.Max(1, RowGrain / tile), (start, end) => MultiplyRows(w, x, (float*)output, yStride, tile * start, Math.Min(w.Rows, tile * end)));
     }
 
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) on the calling thread.</summary>
     public static void MultiplyRows(WeightMatrix w, Activations x, float* y, int yStride, int start, int end)
     {
-        if (w.ActivationKind is ActivationKind.Q8_0 or ActivationKind.Q8_K)
+        if (x.HasPlainRows)
+        {
+            // Decode (a few tokens): rows dotted directly, no unpacking (see QuantGemm.FewRows).
+            QuantGemm.MultiplyFewRows(w, x, y, yStride, start, end);
+        }
+        else if (w.ActivationKind is ActivationKind.Q8_0 or ActivationKind.Q8_K)
         {
             QuantGemm.MultiplyRows(w, x, y, yStride, start, end);
         }

@@ -20,7 +20,7 @@ namespace Sluice.Engine.Kernels;
 /// sum saturates; Q8_0 then keeps signed weights), and without AVX2 every product falls back to the definition.
 /// </para>
 /// </summary>
-internal static unsafe class QuantGemm
+internal static unsafe partial class QuantGemm
 {
     private const int RowTile = 4;
 
@@ -149,6 +149,9 @@ internal static unsafe class QuantGemm
 
         /// <summary>Writes the block's 32 values (+ Offset) as bytes in order and returns its scale.</summary>
         static abstract float Unpack(byte* block, byte* destination);
+
+        /// <summary>The block's 32 values (+ Offset) as bytes in order, in a register.</summary>
+        static abstract Vector256<byte> Values(byte* block);
     }
 
     private readonly struct Q8_0Unsigned : IBlock32
@@ -160,9 +163,12 @@ internal static unsafe class QuantGemm
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Unpack(byte* block, byte* destination)
         {
-            (Vector256.Load(block + 2) ^ Vector256.Create((byte)0x80)).Store(destination);
+            Values(block).Store(destination);
             return VecDot.HalfAt(block);
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Values(byte* block) => Vector256.Load(block + 2) ^ Vector256.Create((byte)0x80);
     }
 
     private readonly struct Q8_0Signed : IBlock32
@@ -174,9 +180,12 @@ internal static unsafe class QuantGemm
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Unpack(byte* block, byte* destination)
         {
-            Vector256.Load(block + 2).Store(destination);
+            Values(block).Store(destination);
             return VecDot.HalfAt(block);
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Values(byte* block) => Vector256.Load(block + 2);
     }
 
     private readonly struct Q4_0Values : IBlock32
@@ -188,9 +197,12 @@ internal static unsafe class QuantGemm
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Unpack(byte* block, byte* destination)
         {
-            Nibbles(block + 2).Store(destination);
+            Values(block).Store(destination);
             return VecDot.HalfAt(block);
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Values(byte* block) => Nibbles(block + 2);
     }
 
     private readonly struct Q5_0Values : IBlock32
@@ -202,6 +214,13 @@ internal static unsafe class QuantGemm
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Unpack(byte* block, byte* destination)
         {
+            Values(block).Store(destination);
+            return VecDot.HalfAt(block);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Values(byte* block)
+        {
             // Byte i gets bit i of qh: broadcast qh, move byte i/8 to position i, keep bit i%8, widen to 0x10.
             var qh = Vector256.Create(*(uint*)(block + 2)).AsByte();
             var spread = Avx2.Shuffle(qh, Vector256.Create(
@@ -210,8 +229,7 @@ internal static unsafe class QuantGemm
             var bit = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128,
                 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
             var high = Vector256.Equals(spread & bit, bit) & Vector256.Create((byte)0x10);
-            (Nibbles(block + 6) | high).Store(destination);
-            return VecDot.HalfAt(block);
+            return Nibbles(block + 6) | high;
         }
     }
 

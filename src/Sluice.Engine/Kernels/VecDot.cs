@@ -290,7 +290,8 @@ internal static unsafe class VecDot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float HalfAt(byte* p) => HalfTable[*(ushort*)p];
 
-    private static readonly float* HalfTable = BuildHalfTable();
+    /// <summary>f32 value of every f16 bit pattern (gathered by the matrix-vector kernels).</summary>
+    internal static readonly float* HalfTable = BuildHalfTable();
 
     private static float* BuildHalfTable()
     {
