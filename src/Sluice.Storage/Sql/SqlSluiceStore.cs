@@ -734,20 +734,11 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             return;
         }
 
-        foreach (var entry in entries)
-        {
-            ArgumentNullException.ThrowIfNull(entry, nameof(entries));
-            RequireName(entry.Model, nameof(entries));
-        }
-
+        RequireUsageEntries(entries);
         await WriteAsync(
             async (c, tx) =>
             {
-                foreach (var teamId in entries.Select(e => e.TeamId).Distinct(StringComparer.Ordinal))
-                {
-                    await RequireTeamAsync(c, tx, teamId, cancellationToken);
-                }
-
+                await RequireUsageTeamsAsync(c, tx, entries, cancellationToken);
                 var now = Now;
                 for (var start = 0; start < entries.Count; start += UsageRowsPerInsert)
                 {
@@ -756,12 +747,12 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     for (var i = 0; i < rows; i++)
                     {
                         var entry = entries[start + i];
-                        var n = i.ToString(CultureInfo.InvariantCulture);
-                        insert.With("@team" + n, entry.TeamId).With("@key" + n, entry.KeyId).With("@job" + n, entry.JobId)
-                            .With("@request" + n, entry.RequestId).With("@model" + n, entry.Model)
-                            .With("@prompt" + n, (long?)entry.PromptTokens).With("@completion" + n, (long?)entry.CompletionTokens)
-                            .With("@ttft" + n, entry.TimeToFirstToken?.TotalMilliseconds).With("@duration" + n, (double?)entry.Duration.TotalMilliseconds)
-                            .With("@status" + n, Codes.Of(entry.Status)).With("@at" + n, (long?)Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt));
+                        var p = UsageParameterNames[i];
+                        insert.With(p[0], entry.TeamId).With(p[1], entry.KeyId).With(p[2], entry.JobId)
+                            .With(p[3], entry.RequestId).With(p[4], entry.Model)
+                            .With(p[5], (long?)entry.PromptTokens).With(p[6], (long?)entry.CompletionTokens)
+                            .With(p[7], entry.TimeToFirstToken?.TotalMilliseconds).With(p[8], (double?)entry.Duration.TotalMilliseconds)
+                            .With(p[9], Codes.Of(entry.Status)).With(p[10], (long?)Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt));
                     }
 
                     await insert.ExecuteNonQueryAsync(cancellationToken);
@@ -802,22 +793,35 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
 
     private static string? s_fullUsageInsert;
 
-    private Task<List<UsageEntry>> AppendUsageCoreAsync(IReadOnlyList<UsageEntry> entries, CancellationToken cancellationToken)
+    // The parameter names of row i of a multi-row insert, built once (the ledger writes in the background, but per row).
+    private static readonly string[][] UsageParameterNames = [.. Enumerable.Range(0, UsageRowsPerInsert).Select(i =>
+        new[] { "@team", "@key", "@job", "@request", "@model", "@prompt", "@completion", "@ttft", "@duration", "@status", "@at" }
+            .Select(name => name + i.ToString(CultureInfo.InvariantCulture)).ToArray())];
+
+    private static void RequireUsageEntries(IReadOnlyList<UsageEntry> entries)
     {
         foreach (var entry in entries)
         {
             ArgumentNullException.ThrowIfNull(entry, nameof(entries));
             RequireName(entry.Model, nameof(entries));
         }
+    }
 
+    private static async Task RequireUsageTeamsAsync(DbConnection c, DbTransaction? tx, IReadOnlyList<UsageEntry> entries, CancellationToken cancellationToken)
+    {
+        foreach (var teamId in entries.Select(e => e.TeamId).Distinct(StringComparer.Ordinal))
+        {
+            await RequireTeamAsync(c, tx, teamId, cancellationToken);
+        }
+    }
+
+    private Task<List<UsageEntry>> AppendUsageCoreAsync(IReadOnlyList<UsageEntry> entries, CancellationToken cancellationToken)
+    {
+        RequireUsageEntries(entries);
         return WriteAsync(
             async (c, tx) =>
             {
-                foreach (var teamId in entries.Select(e => e.TeamId).Distinct(StringComparer.Ordinal))
-                {
-                    await RequireTeamAsync(c, tx, teamId, cancellationToken);
-                }
-
+                await RequireUsageTeamsAsync(c, tx, entries, cancellationToken);
                 var now = Now;
                 var stored = new List<UsageEntry>(entries.Count);
                 await using var insert = Db.Command(

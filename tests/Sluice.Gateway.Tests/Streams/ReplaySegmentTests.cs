@@ -189,7 +189,7 @@ public sealed class ReplaySegmentTests
                     }
                 }
             });
-            go.Wait();
+            Assert.True(go.Wait(TimeSpan.FromSeconds(30)), "the reader started");
             registry.Remove(stream);
             var next = Create(registry, "team_b");
             next.Append(theirs, 1, 1);

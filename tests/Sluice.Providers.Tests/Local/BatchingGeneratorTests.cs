@@ -343,7 +343,7 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
         {
             // Holds its sequence (the loop parks it once its buffer is full) until the generator is gone.
             started.TrySetResult();
-            resume.Wait();
+            resume.Wait(Patience);
         }));
         await started.Task.WaitAsync(Patience);
         var queued = Task.Run(() => CollectAsync(generator, Request(Prompts[1], 5)));
