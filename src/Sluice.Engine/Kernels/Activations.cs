@@ -92,10 +92,10 @@ internal sealed unsafe class Activations
     /// <summary>
     /// Batches of at most this many tokens (integer kinds) also keep each token's quants as one plain row, for the
     /// matrix-vector kernels (<see cref="QuantGemm.MultiplyFewRows"/>): decode reads them contiguously instead of 4 bytes
-    /// out of every 32 of a mostly empty token group. Their cost grows with each token while the token-lane GEMM's is the
-    /// same for 1–8 tokens: measured (Qwen 0.5B ffn_down, 1 thread) 3 tokens still win or tie, 4 lose to the GEMM.
+    /// out of every 32 of a mostly empty token group. Their cost grows with each token; from 2 tokens on, the quad kernels
+    /// (<see cref="QuantGemm.MultiplyTokenQuads"/>, 2–8 tokens, reading the token-group layout) cost less per token.
     /// </summary>
-    public const int MaxPlainRows = 3;
+    public const int MaxPlainRows = 1;
 
     /// <summary>True when <see cref="PlainQuants"/> holds every token (integer kinds, at most <see cref="MaxPlainRows"/> tokens).</summary>
     public bool HasPlainRows => (Kind is ActivationKind.Q8_0 or ActivationKind.Q8_K) && Rows <= MaxPlainRows;

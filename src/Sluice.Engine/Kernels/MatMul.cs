@@ -26,7 +26,7 @@ internal static unsafe class MatMul
         var output = (nint)y;
 
         // Split on the kernel's row tile (8 rows for the matrix-vector path, 4 for the GEMMs) so no chunk ends mid-tile.
-        var tile = x.HasPlainRows ? QuantGemm.LaneRows : 4;
+        var tile = x.HasPlainRows || QuantGemm.TakesQuads(w, x) ? QuantGemm.LaneRows : 4;
         var tiles = (w.Rows + tile - 1) / tile;
         pool.ForRange(tiles, Math.Max(1, RowGrain / tile), (start, end) => MultiplyRows(w, x, (float*)output, yStride, tile * start, Math.Min(w.Rows, tile * end)));
     }
@@ -34,7 +34,12 @@ internal static unsafe class MatMul
     /// <summary>Rows [<paramref name="start"/>, <paramref name="end"/>) on the calling thread.</summary>
     public static void MultiplyRows(WeightMatrix w, Activations x, float* y, int yStride, int start, int end)
     {
-        if (x.HasPlainRows)
+        if (QuantGemm.TakesQuads(w, x))
+        {
+            // A few tokens (concurrent decode steps) with blocks of 32: 2 rows × 4 tokens per vector (see QuantGemm.Quads).
+            QuantGemm.MultiplyTokenQuads(w, x, y, yStride, start, end);
+        }
+        else if (x.HasPlainRows)
         {
             // Decode (a few tokens): rows dotted directly, no unpacking (see QuantGemm.FewRows).
             QuantGemm.MultiplyFewRows(w, x, y, yStride, start, end);

@@ -83,7 +83,7 @@ public sealed unsafe class DotProductTests
         const int rows = 70;
         var columns = type is GgmlType.Q4_K or GgmlType.Q6_K ? 512 : type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? 200 : 224;
         using var pool = new WorkerPool(3);
-        foreach (var tokens in new[] { 1, 3, 8, 9, 17, 37 })
+        foreach (var tokens in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 17, 37 })
         {
             var (bytes, x) = RandomProblem(type, columns, rows, tokens, 7 + tokens, spikes: false);
             var y = new float[tokens * (rows + 3)];
