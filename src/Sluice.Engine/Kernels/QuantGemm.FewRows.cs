@@ -276,13 +276,17 @@ internal static unsafe partial class QuantGemm
                         var (scales, mins) = VecDot.ScalesMinsK4(block + 4);
                         var qs = block + 16;
                         var s = Vector256<int>.Zero;
+                        var sc = Vector256.Create(scales).AsByte();
                         for (var jj = 0; jj < 4; jj++)
                         {
                             var raw = Vector256.Load(qs + (32 * jj));
                             var lo = TD.Dot(Vector256<int>.Zero, raw & low, Vector256.Load(y0 + (64 * jj)));
                             var hi = TD.Dot(Vector256<int>.Zero, ShiftRight(raw, 4) & low, Vector256.Load(y0 + (64 * jj) + 32));
-                            s += Avx2.MultiplyLow(lo, Vector256.Create((int)(byte)(scales >> (16 * jj))));
-                            s += Avx2.MultiplyLow(hi, Vector256.Create((int)(byte)(scales >> ((16 * jj) + 8))));
+
+                            // Each lane's dot is within ±4·15·128, so 16 bits hold it: pack the two sub-blocks' lanes and
+                            // let one vpmaddwd scale and pair them (the lanes are summed across later, so pairing is free).
+                            var pairScales = Avx2.Shuffle(sc, Vector256.Load(PickQ4KScales + (32 * jj))).AsInt16();
+                            s += Avx2.MultiplyAddAdjacent(Avx2.PackSignedSaturate(lo, hi), pairScales);
                         }
 
                         s.Store(partial + (8 * i));
@@ -301,6 +305,27 @@ internal static unsafe partial class QuantGemm
                 StoreRows(acc, y + ((long)t * ldy) + r0, Math.Min(LaneRows, end - r0));
             }
         }
+    }
+
+    /// <summary>
+    /// <c>pshufb</c> controls, per 64-value chunk jj, turning the 8 scale bytes (repeated in every qword) into 16-bit lanes
+    /// that match <c>vpackssdw(lo, hi)</c>: in each 128-bit half, 4 lanes of scale 2jj then 4 of scale 2jj+1.
+    /// </summary>
+    private static readonly byte* PickQ4KScales = BuildPickQ4KScales();
+
+    private static byte* BuildPickQ4KScales()
+    {
+        var p = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4 * 32, 32);
+        for (var jj = 0; jj < 4; jj++)
+        {
+            for (var b = 0; b < 32; b++)
+            {
+                var lane = (b % 16) / 2;
+                p[(32 * jj) + b] = b % 2 == 1 ? (byte)0x80 : (byte)((2 * jj) + (lane < 4 ? 0 : 1));
+            }
+        }
+
+        return p;
     }
 
     // ----- Q6_K -----
