@@ -43,6 +43,11 @@ internal static unsafe class MatMul
         {
             QuantGemm.MultiplyRows(w, x, y, yStride, start, end);
         }
+        else if (x.Rows <= Activations.MaxPlainRows)
+        {
+            // Decode with float weights: the matrix-vector path (see FloatGemm.FewRows).
+            FloatGemm.MultiplyFewRows(w, x, y, yStride, start, end);
+        }
         else
         {
             FloatGemm.MultiplyRows(w, x, y, yStride, start, end);
