@@ -13,12 +13,12 @@ namespace Sluice.Engine.Kernels;
 /// the fixed fold), so results equal <see cref="VecDot"/> and the prompt GEMM bit for bit. What makes it faster than the
 /// GEMM's one-token tile: the next tile is prefetched (4 rows of 896 f16 are 4 streams of 1.8 KiB, too short for the
 /// hardware prefetcher — the same finding as <see cref="QuantGemm.MultiplyFewRows"/>), 2–3 tokens share one pass over
-/// the weights, and the activations are copied once per call into a zero-padded buffer so the loop has no tail of its
-/// own beyond 16 weights per row.
+/// the weights, and f16 weights skip the conversion's final multiply (see <see cref="F16ScaledWeights"/>). The
+/// activations are copied once per call into rows zero-padded to 16 values, so only the weights need a gathered tail.
 /// </summary>
 internal static unsafe partial class FloatGemm
 {
-    /// <summary>Rows per tile of the matrix-vector path (the split unit of <see cref="MatMul"/> for float weights).</summary>
+    /// <summary>Rows per tile of the matrix-vector path (as in the GEMM: <see cref="MatMul"/> splits float products on 4 rows).</summary>
     public const int FewRowsTile = 4;
 
     /// <summary>Per-thread activation copy: tokens × columns padded to <see cref="Lanes"/>, zeros after each row.</summary>
@@ -32,6 +32,11 @@ internal static unsafe partial class FloatGemm
     /// </summary>
     public static void MultiplyFewRows(WeightMatrix w, Activations x, float* y, int ldy, int start, int end)
     {
+        if (x.Rows == 0 || start >= end)
+        {
+            return;
+        }
+
         if (x.Rows > Activations.MaxPlainRows || (w.Type == GgmlType.F16 && w.HasNonFiniteValues))
         {
             MultiplyRows(w, x, y, ldy, start, end);
@@ -65,7 +70,7 @@ internal static unsafe partial class FloatGemm
     {
         public static Vector512<float> Load16(byte* row, int k) => FloatConversions.FiniteHalfToScaledSingle16((ushort*)row + k);
 
-        public static float Load1(byte* row, int k) => throw new NotSupportedException();
+        public static float Load1(byte* row, int k) => FloatConversions.HalfBitsToSingle(((ushort*)row)[k]) * (1f / FloatConversions.HalfRescale);
     }
 
     /// <summary>The factor activations are multiplied by for weights <typeparamref name="TW"/> (exact; see <see cref="F16ScaledWeights"/>).</summary>
@@ -80,7 +85,6 @@ internal static unsafe partial class FloatGemm
         var count = x.Rows;
         float* xs;
         int stride;
-        float[]? buffer = null;
         if (scale == 1f && n % Lanes == 0)
         {
             // Rows already padded (no tail) and unscaled: read them in place.
@@ -90,7 +94,7 @@ internal static unsafe partial class FloatGemm
         else
         {
             stride = (n + Lanes - 1) / Lanes * Lanes;
-            buffer = _fewRowsX;
+            var buffer = _fewRowsX;
             if (buffer is null || buffer.Length < count * stride)
             {
                 buffer = _fewRowsX = GC.AllocateUninitializedArray<float>(Math.Max(count * stride, 1024), pinned: true);
@@ -115,8 +119,6 @@ internal static unsafe partial class FloatGemm
                 Tiles<TW, Three>(w, xs, stride, y, ldy, start, end);
                 break;
         }
-
-        GC.KeepAlive(buffer);
     }
 
     /// <summary><paramref name="n"/> values times <paramref name="scale"/> (exact: a power of two), then zeros up to <paramref name="padded"/>.</summary>
