@@ -11,7 +11,7 @@ internal static class FloatConversions
     // right value, subnormals included. A constant, not a static readonly: kernels compiled with
     // AggressiveOptimization before this class is initialized would otherwise keep an initialization check whose helper
     // call made the JIT keep their accumulators in stack slots for the whole loop.
-    private const float HalfRescale = 5.192296858534828e33f;
+    internal const float HalfRescale = 5.192296858534828e33f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HalfBitsToSingle(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
@@ -75,6 +75,32 @@ internal static class FloatConversions
         }
 
         return Vector512.Create(FiniteHalfToSingle8(source), FiniteHalfToSingle8(source + 8));
+    }
+
+    /// <summary>
+    /// <see cref="FiniteHalfToSingle16"/> without the final multiply: each value times 2^-112, exactly (an f16 below
+    /// 2^-14 becomes an f32 subnormal). For kernels that put the 2^112 on the other factor instead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> FiniteHalfToScaledSingle16(ushort* source)
+    {
+        if (Avx512F.IsSupported)
+        {
+            var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)source));
+            return (Avx512F.ShiftLeftLogical(h, 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
+        }
+
+        return Vector512.Create(FiniteHalfToScaledSingle8(source), FiniteHalfToScaledSingle8(source + 8));
+    }
+
+    /// <summary>The eight-value form of <see cref="FiniteHalfToScaledSingle16"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> FiniteHalfToScaledSingle8(ushort* source)
+    {
+        var h = Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32((short*)source)
+            : Vector256.WidenLower(Vector256.Create(Vector128.Load((short*)source), Vector128<short>.Zero));
+        return ((h << 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
     }
 
     /// <summary>The eight-value form of <see cref="FiniteHalfToSingle16"/>.</summary>

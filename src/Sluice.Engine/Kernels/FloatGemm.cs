@@ -11,7 +11,7 @@ namespace Sluice.Engine.Kernels;
 /// is the definition). A tile converts each 16 weights once and uses them for 4 tokens; decode (one token) runs 4 rows ×
 /// 1 token. Without AVX-512 the 512-bit operations run as two 256-bit halves, with the same results.
 /// </summary>
-internal static unsafe class FloatGemm
+internal static unsafe partial class FloatGemm
 {
     private const int Lanes = VecDot.FloatLanes;
 

@@ -48,6 +48,11 @@ internal static unsafe class MatMul
         {
             QuantGemm.MultiplyRows(w, x, y, yStride, start, end);
         }
+        else if (x.Rows <= FloatGemm.MaxFewRows)
+        {
+            // Decode with float weights: the matrix-vector path (see FloatGemm.FewRows).
+            FloatGemm.MultiplyFewRows(w, x, y, yStride, start, end);
+        }
         else
         {
             FloatGemm.MultiplyRows(w, x, y, yStride, start, end);

@@ -151,6 +151,130 @@ public sealed unsafe class DotProductTests
         }
     }
 
+    public static TheoryData<GgmlType> FloatTypes => [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+
+    /// <summary>
+    /// The float matrix-vector path (<see cref="FloatGemm.MultiplyFewRows"/>, 1–3 tokens) equals the definition and the
+    /// prompt GEMM for every (row, token) bit for bit: columns below, at and past the 16-lane step (tails of 1–15 values),
+    /// row ranges that start and end mid-tile, and no write outside the range.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FloatTypes))]
+    public void Float_decode_path_equals_the_definition_for_1_to_3_tokens(GgmlType type)
+    {
+        const int rows = 23;
+        foreach (var columns in new[] { 1, 7, 16, 17, 40, 200, 896 })
+        {
+            foreach (var tokens in new[] { 1, 2, 3 })
+            {
+                var (bytes, x) = RandomProblem(type, columns, rows, tokens, (31 * columns) + tokens, spikes: true);
+                fixed (byte* w = bytes)
+                fixed (float* xp = x)
+                {
+                    var matrix = new WeightMatrix("w", type, columns, rows, w);
+                    var act = new Activations();
+                    act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
+                    foreach (var (start, end) in new[] { (0, rows), (1, 6), (5, 6), (2, 21), (20, 23) })
+                    {
+                        CheckFewRows(matrix, act, start, end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// F16 weights across the whole finite range (subnormals, ±65504, signed zeros) against activations at the ends of
+    /// theirs (±65504 and infinities after f16 rounding, f16 subnormals): the matrix-vector path moves the f16 rebias
+    /// (×2^112) from the weights onto the activations, which must stay exact at these extremes.
+    /// </summary>
+    [Fact]
+    public void F16_decode_path_is_exact_at_the_ends_of_the_f16_range()
+    {
+        const int columns = 96;
+        const int rows = 9;
+        var rng = new Random(5);
+        var halves = new ushort[columns * rows];
+        for (var i = 0; i < halves.Length; i++)
+        {
+            halves[i] = (i % 6) switch
+            {
+                0 => (ushort)rng.Next(0x0001, 0x0400), // subnormal
+                1 => (ushort)(0x8000 | rng.Next(0x0001, 0x0400)), // negative subnormal
+                2 => i % 12 == 2 ? (ushort)0x7BFF : (ushort)0xFBFF, // ±65504
+                3 => i % 12 == 3 ? (ushort)0x0000 : (ushort)0x8000, // ±0
+                _ => (ushort)(rng.Next(0, 0x7C00) | (rng.Next(2) << 15)), // any finite value
+            };
+        }
+
+        var bytes = new byte[halves.Length * 2];
+        Buffer.BlockCopy(halves, 0, bytes, 0, bytes.Length);
+        foreach (var tokens in new[] { 1, 2, 3 })
+        {
+            var x = new float[columns * tokens];
+            for (var i = 0; i < x.Length; i++)
+            {
+                x[i] = (i % 5) switch
+                {
+                    0 => i % 10 == 0 ? 65504f : -65504f,
+                    1 => (float)QuantizationTests.Gaussian(rng) * 1e-6f, // f16 subnormal range
+                    2 => (float)QuantizationTests.Gaussian(rng) * 1e-3f,
+                    _ => (float)QuantizationTests.Gaussian(rng),
+                };
+            }
+
+            if (tokens == 3)
+            {
+                x[(2 * columns) + 11] = 70000f; // rounds to +inf: infinities and NaN in that token's sums
+            }
+
+            fixed (byte* w = bytes)
+            fixed (float* xp = x)
+            {
+                var matrix = new WeightMatrix("w", GgmlType.F16, columns, rows, w);
+                Assert.False(matrix.HasNonFiniteValues);
+                var act = new Activations();
+                act.Load(ActivationKind.F16, xp, tokens, columns, columns);
+                CheckFewRows(matrix, act, 0, rows);
+            }
+        }
+    }
+
+    /// <summary>Runs the matrix-vector path on rows [start, end) and compares with the definition and the GEMM.</summary>
+    private static void CheckFewRows(WeightMatrix matrix, Activations act, int start, int end)
+    {
+        var rows = matrix.Rows;
+        var tokens = act.Rows;
+        var y = new float[tokens * rows];
+        var gemm = new float[tokens * rows];
+        y.AsSpan().Fill(float.NaN);
+        fixed (float* yp = y)
+        fixed (float* gp = gemm)
+        {
+            FloatGemm.MultiplyFewRows(matrix, act, yp, rows, start, end);
+            FloatGemm.MultiplyRows(matrix, act, gp, rows, start, end);
+        }
+
+        for (var t = 0; t < tokens; t++)
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                var actual = y[(t * rows) + r];
+                if (r < start || r >= end)
+                {
+                    Assert.True(float.IsNaN(actual), $"{matrix.Type} row {r} token {t} outside [{start}, {end}) was written");
+                    continue;
+                }
+
+                var expected = VecDot.Reference(matrix, r, act, t);
+                var same = BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual));
+                Assert.True(same, $"{matrix.Type} {matrix.Columns} columns, {tokens} tokens, row {r} token {t}: {actual} vs definition {expected}");
+                var g = gemm[(t * rows) + r];
+                Assert.True(BitConverter.SingleToInt32Bits(g) == BitConverter.SingleToInt32Bits(actual) || (float.IsNaN(g) && float.IsNaN(actual)), $"{matrix.Type} row {r} token {t}: {actual} vs GEMM {g}");
+            }
+        }
+    }
+
     [Fact]
     public void Q8_K_activations_match_ggml_bit_for_bit()
     {
