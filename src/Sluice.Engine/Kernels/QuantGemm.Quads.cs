@@ -7,8 +7,8 @@ using Sluice.Engine.Gguf;
 namespace Sluice.Engine.Kernels;
 
 /// <summary>
-/// Products for small batches (2–<see cref="MaxQuadTokens"/> tokens: the decode steps of concurrent sequences) with
-/// weights in blocks of 32 (Q8_0, Q4_0, Q5_0). The 8 lanes of a vector are 2 weight rows × 4 tokens (a token quad), so
+/// Products for small batches (2–<see cref="MaxQuadTokens"/> tokens: the decode steps of concurrent sequences) for every
+/// integer weight type (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K). The 8 lanes of a vector are 2 weight rows × 4 tokens (a token quad), so
 /// each lane accumulates a whole (row, token) block sum by itself: no cross-lane sums (what the 1-token path pays per
 /// block and row) and no unpacking into a buffer (what the token-lane GEMM pays per tile).
 /// <para>
@@ -17,7 +17,8 @@ namespace Sluice.Engine.Kernels;
 /// and one integer dot per quad takes them against the quad's 4 bytes of that step, which the token-group layout of
 /// <see cref="Activations"/> already holds side by side (16 bytes, broadcast to both halves). A second quad reuses the
 /// same spread weights. Each lane's integer sum is exact and its float step is the scalar definition's
-/// (<c>acc = fma(Σ, d_w·d_x, acc)</c>, blocks in order), so results equal <see cref="VecDot"/> bit for bit.
+/// (<c>acc = fma(Σ, d_w·d_x, acc)</c>, blocks in order), so results equal <see cref="VecDot"/> bit for bit. K-quants do the
+/// same per sub-block and multiply each sub-block's sum by its scale (integer, exact) before the super-block's float step.
 /// </para>
 /// </summary>
 internal static unsafe partial class QuantGemm
