@@ -12,17 +12,17 @@ namespace Sluice.Engine.Kernels;
 /// token, and each (row, token) sees exactly the definition's operations in its order (16 lanes, the zero-padded tail,
 /// the fixed fold), so results equal <see cref="VecDot"/> and the prompt GEMM bit for bit. What makes it faster than the
 /// GEMM's one-token tile: the next tile is prefetched (4 rows of 896 f16 are 4 streams of 1.8 KiB, too short for the
-/// hardware prefetcher — the same finding as <see cref="QuantGemm.MultiplyFewRows"/>), 2–3 tokens share one pass over
+/// hardware prefetcher — the same finding as <see cref="QuantGemm.MultiplyFewRows"/>), 2–4 tokens share one pass over
 /// the weights, and f16 weights skip the conversion's final multiply (see <see cref="F16ScaledWeights"/>). The
 /// activations are copied once per call into rows zero-padded to 16 values, so only the weights need a gathered tail.
 /// </summary>
 internal static unsafe partial class FloatGemm
 {
     /// <summary>
-    /// Most tokens the matrix-vector path takes: 2–3 tokens share its pass over the weights; from 4 the GEMM's 4-token
-    /// tiles do the same with their register blocking.
+    /// Most tokens the matrix-vector path takes: 2–4 tokens share its pass over the weights (4 rows × 4 tokens are 16
+    /// accumulators, within AVX-512's 32 registers); larger batches go to the GEMM's tiles.
     /// </summary>
-    public const int MaxFewRows = 3;
+    public const int MaxFewRows = 4;
 
     /// <summary>Rows per tile of the matrix-vector path (as in the GEMM: <see cref="MatMul"/> splits float products on 4 rows).</summary>
     public const int FewRowsTile = 4;
@@ -121,8 +121,11 @@ internal static unsafe partial class FloatGemm
             case 2:
                 Tiles<TW, Two>(w, xs, stride, y, ldy, start, end);
                 break;
-            default:
+            case 3:
                 Tiles<TW, Three>(w, xs, stride, y, ldy, start, end);
+                break;
+            default:
+                Tiles<TW, Four>(w, xs, stride, y, ldy, start, end);
                 break;
         }
     }
@@ -169,6 +172,11 @@ internal static unsafe partial class FloatGemm
         public static int Count => 3;
     }
 
+    private readonly struct Four : ITokenCount
+    {
+        public static int Count => 4;
+    }
+
     /// <summary>
     /// Hot loop: per 16 columns, 4 row loads converted to f32, then per token one activation load and 4 fused adds. The
     /// weight tail (fewer than 16 values per row) is gathered zero-padded before the accumulators exist (see
@@ -187,6 +195,7 @@ internal static unsafe partial class FloatGemm
         var x0 = xs;
         var x1 = xs + stride;
         var x2 = xs + (2 * stride);
+        var x3 = xs + (3 * stride);
         var steps = Math.Max(1, full / Lanes);
         for (var r0 = start; r0 < end; r0 += FewRowsTile)
         {
@@ -214,6 +223,7 @@ internal static unsafe partial class FloatGemm
             Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default;
             Vector512<float> c01 = default, c11 = default, c21 = default, c31 = default;
             Vector512<float> c02 = default, c12 = default, c22 = default, c32 = default;
+            Vector512<float> c03 = default, c13 = default, c23 = default, c33 = default;
             var ahead = next;
             for (var k = 0; k < full; k += Lanes)
             {
@@ -249,6 +259,15 @@ internal static unsafe partial class FloatGemm
                     c22 = Fma(a2, b, c22);
                     c32 = Fma(a3, b, c32);
                 }
+
+                if (TN.Count >= 4)
+                {
+                    b = Vector512.Load(x3 + k);
+                    c03 = Fma(a0, b, c03);
+                    c13 = Fma(a1, b, c13);
+                    c23 = Fma(a2, b, c23);
+                    c33 = Fma(a3, b, c33);
+                }
             }
 
             if (full < n)
@@ -279,6 +298,15 @@ internal static unsafe partial class FloatGemm
                     c22 = Fma(a2, b, c22);
                     c32 = Fma(a3, b, c32);
                 }
+
+                if (TN.Count >= 4)
+                {
+                    b = Vector512.Load(x3 + full);
+                    c03 = Fma(a0, b, c03);
+                    c13 = Fma(a1, b, c13);
+                    c23 = Fma(a2, b, c23);
+                    c33 = Fma(a3, b, c33);
+                }
             }
 
             Store(y + r0, rows, c00, c10, c20, c30);
@@ -290,6 +318,11 @@ internal static unsafe partial class FloatGemm
             if (TN.Count >= 3)
             {
                 Store(y + (2L * ldy) + r0, rows, c02, c12, c22, c32);
+            }
+
+            if (TN.Count >= 4)
+            {
+                Store(y + (3L * ldy) + r0, rows, c03, c13, c23, c33);
             }
         }
     }
