@@ -58,9 +58,12 @@ public sealed class TracingAndAccessLogTests
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Contains("[DONE]", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
-        // Spans are exported when they stop, the gateway's just after the last byte.
+        // Spans are exported when they stop: the call span just after the last byte, the server span after the
+        // response completes, which can be later than the client has read the body. Wait for both.
         var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
-        while (!spans.Any(s => s.TraceId == traceId && s.OperationName == "gateway.call") && Stopwatch.GetTimestamp() < deadline)
+        while (!(spans.Any(s => s.TraceId == traceId && s.OperationName == "gateway.call")
+                 && spans.Any(s => s.TraceId == traceId && s.Kind == ActivityKind.Server && s.DisplayName == "POST /v1/chat/completions"))
+               && Stopwatch.GetTimestamp() < deadline)
         {
             await Task.Delay(20);
         }
