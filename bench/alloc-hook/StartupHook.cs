@@ -5,8 +5,8 @@ using System.Text;
 
 /// <summary>
 /// Loaded by the runtime before Main when DOTNET_STARTUP_HOOKS names this assembly. Listens to the runtime's
-/// allocation sampling event (one event per ~100 KB allocated, naming the type that crossed the mark) and writes the
-/// sampled bytes per type to SLUICE_ALLOC_OUT every SLUICE_ALLOC_INTERVAL seconds (default 5), so a run's allocation
+/// randomized allocation sampling (.NET 9+ <c>AllocationSampled</c>: on average one sampled object per 100 KB, every
+/// byte equally likely, so each type's share is unbiased) and writes the estimated bytes per type to SLUICE_ALLOC_OUT every SLUICE_ALLOC_INTERVAL seconds (default 5), so a run's allocation
 /// profile can be read without a profiler. Reset with SIGUSR-free means: the file always holds the totals since
 /// SLUICE_ALLOC_START seconds after start (default 0), so a warm-up can be left out.
 /// </summary>
@@ -27,7 +27,12 @@ internal static class StartupHook
 
 internal sealed class AllocListener : EventListener
 {
+    // AllocationSamplingKeyword. The older GCAllocationTick (keyword 0x1) charges ~100 KB to whichever object needs a
+    // new allocation context, which over-counts objects of a KB or more many times over: it is only a fallback.
+    private const long SamplingKeyword = 0x80000000000;
     private const long GcKeyword = 0x1;
+    private const double MeanSamplingDistance = 102_400;
+    private volatile bool _sampled;
     private readonly ConcurrentDictionary<string, long> _bytes = new();
     private readonly string? _out = Environment.GetEnvironmentVariable("SLUICE_ALLOC_OUT");
     private readonly DateTime _start = DateTime.UtcNow.AddSeconds(double.Parse(Environment.GetEnvironmentVariable("SLUICE_ALLOC_START") ?? "0", CultureInfo.InvariantCulture));
@@ -44,28 +49,53 @@ internal sealed class AllocListener : EventListener
     {
         if (source.Name == "Microsoft-Windows-DotNETRuntime")
         {
-            EnableEvents(source, EventLevel.Verbose, (EventKeywords)GcKeyword);
+            EnableEvents(source, EventLevel.Verbose, (EventKeywords)(GcKeyword | SamplingKeyword));
         }
     }
 
     protected override void OnEventWritten(EventWrittenEventArgs e)
     {
-        // GCAllocationTick: AllocationAmount (≈100 KB since the last event) charged to the type that crossed the mark.
-        if (e.EventId != 10 || e.Payload is null || DateTime.UtcNow < _start)
+        if (e.Payload is null || DateTime.UtcNow < _start)
         {
             return;
         }
 
-        var nameIndex = e.PayloadNames!.IndexOf("TypeName");
-        var amountIndex = e.PayloadNames.IndexOf("AllocationAmount64");
-        if (nameIndex < 0 || amountIndex < 0)
+        var names = e.PayloadNames!;
+        var nameIndex = names.IndexOf("TypeName");
+        if (nameIndex < 0)
         {
             return;
         }
 
-        var amount = Convert.ToInt64(e.Payload[amountIndex], CultureInfo.InvariantCulture);
-        _bytes.AddOrUpdate((string?)e.Payload[nameIndex] ?? "?", amount, (_, v) => v + amount);
-        Interlocked.Add(ref _total, amount);
+        double amount;
+        if (e.EventName == "AllocationSampled")
+        {
+            // A sampled object of size s stands for s / (1 - e^(-s/d)) bytes (d the mean distance between samples):
+            // about d for small objects, s itself for objects much larger than d.
+            _sampled = true;
+            var size = Convert.ToDouble(e.Payload[names.IndexOf("ObjectSize")], CultureInfo.InvariantCulture);
+            amount = size / (1 - Math.Exp(-size / MeanSamplingDistance));
+        }
+        else if (e.EventId == 10 && !_sampled && names.IndexOf("AllocationAmount64") is var amountIndex and >= 0)
+        {
+            amount = Convert.ToDouble(e.Payload[amountIndex], CultureInfo.InvariantCulture);
+        }
+        else
+        {
+            return;
+        }
+
+        var bytes = (long)amount;
+        var type = (string?)e.Payload[nameIndex] ?? "?";
+        _bytes.AddOrUpdate(type, bytes, (_, v) => v + bytes);
+        if (_sampled && type is "System.Byte[]" or "System.String" or "System.Char[]")
+        {
+            // Arrays by size too: the size usually names the buffer (a 16 KB replay segment, a 4 KB read buffer).
+            var size = Convert.ToInt64(e.Payload[names.IndexOf("ObjectSize")], CultureInfo.InvariantCulture);
+            _bytes.AddOrUpdate($"  {type} of {size:N0} B", bytes, (_, v) => v + bytes);
+        }
+
+        Interlocked.Add(ref _total, bytes);
     }
 
     private void Write()
@@ -77,8 +107,8 @@ internal sealed class AllocListener : EventListener
 
         var total = Math.Max(1, Interlocked.Read(ref _total));
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"sampled bytes {total:N0}\n");
-        foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(60))
+        text.Append(CultureInfo.InvariantCulture, $"estimated bytes {total:N0} ({(_sampled ? "AllocationSampled, unbiased" : "GCAllocationTick, biased towards larger objects")})\n");
+        foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(80))
         {
             text.Append(CultureInfo.InvariantCulture, $"{100.0 * bytes / total,6:F2} %  {bytes,14:N0}  {type}\n");
         }

@@ -379,51 +379,60 @@ internal sealed class ResumableStream
             return;
         }
 
-        if (_current is null || _current.Length - _currentUsed < bytes.Length)
-        {
-            // A new segment: the budget is taken a segment at a time (one interlocked add per segment, not per frame).
-            var size = Math.Max(bytes.Length, _registry.SegmentBytes);
-            if (!_registry.TryReserve(size))
-            {
-                Overflow();
-                return;
-            }
-
-            Interlocked.Add(ref _reserved, size);
-            var segment = size == _registry.SegmentBytes ? _registry.RentSegment() : GC.AllocateUninitializedArray<byte>(size);
-            if (_segments is null || _segmentCount == _segments.Length)
-            {
-                Array.Resize(ref _segments, Math.Max(2, _segmentCount * 2));
-            }
-
-            _segments[_segmentCount++] = segment;
-            _current = segment;
-            _currentUsed = 0;
-        }
-
         _bytes += bytes.Length;
         var now = Stopwatch.GetTimestamp();
         var sequence = lastSequence - frameCount + 1;
 
-        // One copy per call (a whole upstream read's frames), which the frames share as slices of the segment.
-        bytes.CopyTo(_current.AsSpan(_currentUsed));
-        ReadOnlyMemory<byte> copy = new(_current, _currentUsed, bytes.Length);
-        _currentUsed += bytes.Length;
-        while (frameCount > 1)
+        // Frame by frame: a frame is one slice of one segment (what readers copy out), but a call's frames may spread
+        // over several pooled segments. Copying the whole call into one segment instead gave every call bigger than a
+        // segment (a fast upstream's whole answer in one read) an odd-sized array the pool cannot take back.
+        var rest = bytes;
+        for (var left = frameCount; !rest.IsEmpty; left--)
         {
-            var end = copy.Span.IndexOf("\n\n"u8);
-            if (end < 0 || end + 2 >= copy.Length)
+            var length = rest.Length;
+            if (left > 1 && rest.IndexOf("\n\n"u8) is var end and >= 0 && end + 2 < rest.Length)
             {
-                break;
+                length = end + 2;
             }
 
-            Add(new Frame(sequence++, copy[..(end + 2)], now));
-            copy = copy[(end + 2)..];
-            frameCount--;
+            if ((_current is null || _current.Length - _currentUsed < length) && !TakeSegment(length))
+            {
+                return;
+            }
+
+            rest[..length].CopyTo(_current.AsSpan(_currentUsed));
+            Add(new Frame(length == rest.Length ? lastSequence : sequence++, new ReadOnlyMemory<byte>(_current, _currentUsed, length), now));
+            _currentUsed += length;
+            rest = rest[length..];
         }
 
-        Add(new Frame(lastSequence, copy, now));
         Signal();
+    }
+
+    // A new current segment with room for `length` bytes; false (and the stream overflowed) when the budget is spent.
+    [MemberNotNullWhen(true, nameof(_current))]
+    private bool TakeSegment(int length)
+    {
+        // The budget is taken a segment at a time (one interlocked add per segment, not per frame). Only a single
+        // frame bigger than a segment gets an array of its own size, which goes to the GC afterwards.
+        var size = Math.Max(length, _registry.SegmentBytes);
+        if (!_registry.TryReserve(size))
+        {
+            Overflow();
+            return false;
+        }
+
+        Interlocked.Add(ref _reserved, size);
+        var segment = size == _registry.SegmentBytes ? _registry.RentSegment() : GC.AllocateUninitializedArray<byte>(size);
+        if (_segments is null || _segmentCount == _segments.Length)
+        {
+            Array.Resize(ref _segments, Math.Max(2, _segmentCount * 2));
+        }
+
+        _segments[_segmentCount++] = segment;
+        _current = segment;
+        _currentUsed = 0;
+        return true;
     }
 
     /// <summary>Marks the end of the stream: followers finish, the replay time to live starts.</summary>

@@ -121,6 +121,33 @@ public sealed class ReplaySegmentTests
     }
 
     [Fact]
+    public void A_call_of_many_frames_larger_than_a_segment_spreads_over_pooled_segments_and_keeps_every_frame_and_id()
+    {
+        // A fast upstream's whole answer in one read: 120 frames of ~300 bytes (~36 KB) in one call.
+        var registry = Registry();
+        var stream = Create(registry);
+        var expected = new List<string>();
+        var batch = new List<byte>();
+        for (var i = 0; i < 120; i++)
+        {
+            var text = $"{{\"i\":{i},\"pad\":\"{new string('p', 280)}\"}}";
+            expected.Add($"data: {text}\n\n");
+            batch.AddRange(FrameBytes(text));
+        }
+
+        stream.Append(batch.ToArray(), 500, 120);
+
+        Assert.Equal(expected, ReadAll(stream));
+        Assert.Equal(500, stream.LastSequence);
+        Assert.Equal(20, stream.IndexAfter(400));
+        // Three whole segments (no odd-sized array), all of which go back to the pool.
+        Assert.Equal(3L * StreamRegistry.MaxSegmentBytes, registry.TotalBytes);
+        stream.Complete();
+        registry.Remove(stream);
+        Assert.Equal(3, registry.PooledSegments);
+    }
+
+    [Fact]
     public void A_stream_that_outgrows_its_buffer_hands_its_segments_back()
     {
         var options = new GatewayOptions();
