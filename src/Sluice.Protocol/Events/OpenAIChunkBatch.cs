@@ -22,7 +22,8 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
 
     private byte[] _buffer;
     private int _written;
-    private Entry[] _entries = new Entry[16];
+    // Pooled like the bytes: a 64-chunk answer in one read would otherwise allocate and discard 16, 32, 64 and 128 entries.
+    private Entry[] _entries = ArrayPool<Entry>.Shared.Rent(16);
     private int _count;
     private bool _disposed;
 
@@ -59,7 +60,10 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
 
         if (_count == _entries.Length)
         {
-            Array.Resize(ref _entries, _entries.Length * 2);
+            var more = ArrayPool<Entry>.Shared.Rent(_entries.Length * 2);
+            _entries.AsSpan(0, _count).CopyTo(more);
+            ArrayPool<Entry>.Shared.Return(_entries, clearArray: true);
+            _entries = more;
         }
 
         json.CopyTo(_buffer.AsSpan(_written));
@@ -92,13 +96,21 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
     public void Dispose()
     {
         var buffer = _buffer;
+        var entries = _entries;
         _disposed = true;
         _buffer = [];
+        _entries = [];
         _written = 0;
         _count = 0;
         if (buffer.Length > 0)
         {
             ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        if (entries.Length > 0)
+        {
+            // Cleared: the entries hold decoded events, which must not outlive the batch in the pool.
+            ArrayPool<Entry>.Shared.Return(entries, clearArray: true);
         }
     }
 

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Sluice.Providers.Upstream;
 
 /// <summary>
@@ -15,6 +17,7 @@ internal sealed class UpstreamResponse : IDisposable
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(2);
     private const int MaxDrainBytes = 64 * 1024;
+    private const int DrainBufferBytes = 512;
 
     private bool _complete;
     private bool _disposed;
@@ -46,7 +49,8 @@ internal sealed class UpstreamResponse : IDisposable
             return;
         }
 
-        var buffer = new byte[512];
+        // Pooled: nearly every call ends here with the body already over, and the read below finishes at once.
+        var buffer = ArrayPool<byte>.Shared.Rent(DrainBufferBytes);
         ValueTask<int> read;
         try
         {
@@ -55,6 +59,7 @@ internal sealed class UpstreamResponse : IDisposable
         catch (Exception ex) when (ex is IOException or HttpRequestException or ObjectDisposedException or InvalidOperationException)
         {
             Close();
+            ArrayPool<byte>.Shared.Return(buffer);
             return;
         }
 
@@ -62,6 +67,7 @@ internal sealed class UpstreamResponse : IDisposable
         {
             // The usual case: the body had already ended and the connection is back in the pool.
             Close();
+            ArrayPool<byte>.Shared.Return(buffer);
             return;
         }
 
@@ -70,6 +76,8 @@ internal sealed class UpstreamResponse : IDisposable
 
     private async Task DrainAsync(Task<int> pending, byte[] buffer)
     {
+        // The buffer goes back to the pool only once no read can still write into it (not after a timed-out read).
+        var settled = true;
         try
         {
             var drained = 0;
@@ -83,6 +91,7 @@ internal sealed class UpstreamResponse : IDisposable
                 catch (TimeoutException)
                 {
                     // Closing below fails the pending read; observe that so it is not reported as unobserved.
+                    settled = false;
                     _ = pending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
                     return;
                 }
@@ -103,6 +112,10 @@ internal sealed class UpstreamResponse : IDisposable
         finally
         {
             Close();
+            if (settled)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
     }
 

@@ -740,6 +740,12 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             {
                 await RequireUsageTeamsAsync(c, tx, entries, cancellationToken);
                 var now = Now;
+                if (InsertsRowsOneByOne)
+                {
+                    await InsertUsageRowsOneByOneAsync(c, tx, entries, now, cancellationToken);
+                    return true;
+                }
+
                 for (var start = 0; start < entries.Count; start += UsageRowsPerInsert)
                 {
                     var rows = Math.Min(UsageRowsPerInsert, entries.Count - start);
@@ -761,6 +767,40 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                 return true;
             },
             cancellationToken);
+    }
+
+    /// <summary>
+    /// Whether a batch of rows goes in as one prepared single-row statement executed per row (an in-process database,
+    /// where a statement costs no round trip) instead of multi-row inserts (a server, where each statement is one).
+    /// </summary>
+    protected virtual bool InsertsRowsOneByOne => false;
+
+    // One statement prepared once and its 11 parameters created once for the whole batch: the multi-row form built
+    // its SQL text for every odd-sized batch, had SQLite compile it, and created 11 parameter objects per row.
+    private static async Task InsertUsageRowsOneByOneAsync(
+        DbConnection c, DbTransaction tx, IReadOnlyList<UsageEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var insert = Db.Command(c, tx, UsageInsertSql(1));
+        var p = UsageParameterNames[0];
+        insert.With(p[0], (string?)null).With(p[1], (string?)null).With(p[2], (string?)null).With(p[3], (string?)null)
+            .With(p[4], (string?)null).With(p[5], (long?)null).With(p[6], (long?)null).With(p[7], (double?)null)
+            .With(p[8], (double?)null).With(p[9], (string?)null).With(p[10], (long?)null);
+        var parameters = insert.Parameters;
+        foreach (var entry in entries)
+        {
+            parameters[0].Value = entry.TeamId;
+            parameters[1].Value = (object?)entry.KeyId ?? DBNull.Value;
+            parameters[2].Value = (object?)entry.JobId ?? DBNull.Value;
+            parameters[3].Value = (object?)entry.RequestId ?? DBNull.Value;
+            parameters[4].Value = entry.Model;
+            parameters[5].Value = entry.PromptTokens;
+            parameters[6].Value = entry.CompletionTokens;
+            parameters[7].Value = (object?)entry.TimeToFirstToken?.TotalMilliseconds ?? DBNull.Value;
+            parameters[8].Value = entry.Duration.TotalMilliseconds;
+            parameters[9].Value = Codes.Of(entry.Status);
+            parameters[10].Value = Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt);
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
     }
 
     /// <summary>Rows per multi-row usage insert: 11 parameters each stays far below SQLite's and PostgreSQL's limits.</summary>

@@ -180,6 +180,9 @@ internal sealed class SqliteSluiceStore : SqlSluiceStore
         }
     }
 
+    /// <inheritdoc />
+    protected override bool InsertsRowsOneByOne => true;
+
     protected override Task LockConcurrencyKeyAsync(DbConnection connection, DbTransaction transaction, string key, CancellationToken cancellationToken) =>
         Task.CompletedTask; // BEGIN IMMEDIATE already made this the only writer.
 
