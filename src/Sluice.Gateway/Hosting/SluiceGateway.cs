@@ -41,7 +41,14 @@ public static class SluiceGateway
         var retryLog = new RetryLog();
         var catalog = new ModelCatalog(options.Models, options.ModelGroups, options.Retry, retryLog.Write);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice" });
+        // No configuration reload: Sluice reads its own options once, and the host's default reload of appsettings.json
+        // watches the whole working directory tree — with the data directory inside it, every SQLite write woke a file
+        // watcher thread that stat'ed the changed file (bench/cpu-per-stream.sh: ~1 lstat per 4 streams).
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "Sluice",
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Logging.AddSluiceLogging(configureLogging, options.Observability);
 
         builder.WebHost.ConfigureKestrel(kestrel =>

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Sluice.Gateway.Accounting;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Cluster;
@@ -108,7 +109,7 @@ internal static class SluiceServices
 
     /// <summary>
     /// Single-line console logs (Microsoft's own at warnings only), or one JSON object per line
-    /// (<c>Observability:LogFormat</c> <c>json</c>), unless the host configures its own. The access log
+    /// (<c>Observability:LogFormat</c> <c>json</c>), written to standard output in batches, unless the host configures its own. The access log
     /// (<c>Sluice.AccessLog</c>) is silenced when <c>Observability:AccessLog:Enabled</c> is false.
     /// </summary>
     public static void AddSluiceLogging(this ILoggingBuilder logging, Action<ILoggingBuilder>? configure, ObservabilityOptions? observability = null)
@@ -142,6 +143,14 @@ internal static class SluiceServices
             });
         }
 
+        // Microsoft's formatters and their options, written in batches by Sluice's own console provider (one system
+        // call per batch instead of per line, and no thread wake per line): see BatchingConsoleLoggerProvider.
+        foreach (var console in logging.Services.Where(d => d.ServiceType == typeof(ILoggerProvider) && d.ImplementationType == typeof(ConsoleLoggerProvider)).ToList())
+        {
+            logging.Services.Remove(console);
+        }
+
+        logging.Services.AddSingleton<ILoggerProvider, BatchingConsoleLoggerProvider>();
         logging.SetMinimumLevel(LogLevel.Information);
         logging.AddFilter("Microsoft", LogLevel.Warning);
     }

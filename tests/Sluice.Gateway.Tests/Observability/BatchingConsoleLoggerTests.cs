@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Observability;
+using Xunit;
+
+namespace Sluice.Gateway.Tests.Observability;
+
+/// <summary>
+/// The batching console log: Microsoft's formatter output unchanged, every line whole and in order per thread, far
+/// fewer writes than lines under load, a lone line written at once, and a bounded queue that counts what it drops.
+/// </summary>
+public sealed class BatchingConsoleLoggerTests
+{
+    // The formatters exactly as the gateway registers them (simple single-line, or JSON).
+    private static ConsoleFormatter Formatter(string format)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.AddSluiceLogging(null, new ObservabilityOptions { LogFormat = format }));
+        var provider = services.BuildServiceProvider();
+        Assert.DoesNotContain(provider.GetServices<ILoggerProvider>(), p => p is ConsoleLoggerProvider);
+        Assert.Single(provider.GetServices<ILoggerProvider>(), p => p is BatchingConsoleLoggerProvider);
+        return provider.GetServices<ConsoleFormatter>().Single(f => f.Name == (format == "json" ? ConsoleFormatterNames.Json : ConsoleFormatterNames.Simple));
+    }
+
+    [Fact]
+    public async Task Lines_from_many_threads_arrive_whole_and_in_order_in_far_fewer_writes_than_lines()
+    {
+        var output = new RecordingStream();
+        var provider = new BatchingConsoleLoggerProvider(Formatter("simple"), output);
+        const int threads = 4, perThread = 2_000;
+        await Task.WhenAll(Enumerable.Range(0, threads).Select(t => Task.Run(() =>
+        {
+            var log = provider.CreateLogger("Sluice.AccessLog");
+            for (var i = 0; i < perThread; i++)
+            {
+                log.LogInformation(1, "thread {Thread} line {Line} ünïcode", t, i);
+            }
+        })));
+        provider.Dispose();
+
+        var lines = output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(threads * perThread, lines.Length);
+        for (var t = 0; t < threads; t++)
+        {
+            var mine = lines.Where(l => l.Contains($"thread {t} line ", StringComparison.Ordinal)).ToList();
+            Assert.Equal(perThread, mine.Count);
+            for (var i = 0; i < perThread; i++)
+            {
+                // Microsoft's simple single-line format, unchanged: "HH:mm:ss info: Category[id] message".
+                Assert.Matches(@"^\d\d:\d\d:\d\d info: Sluice\.AccessLog\[1\] thread \d line \d+ ünïcode$", mine[i]);
+                Assert.EndsWith($"thread {t} line {i} ünïcode", mine[i], StringComparison.Ordinal);
+            }
+        }
+
+        Assert.InRange(output.Writes, 1, (threads * perThread) / 20);
+    }
+
+    [Fact]
+    public void A_lone_line_is_written_without_waiting_for_more_or_for_disposal()
+    {
+        var output = new RecordingStream();
+        using var provider = new BatchingConsoleLoggerProvider(Formatter("json"), output);
+        provider.CreateLogger("Sluice").LogWarning(7, "the only line {Value}", 42);
+
+        var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
+        while (output.Writes == 0 && Stopwatch.GetTimestamp() < deadline)
+        {
+            Thread.Sleep(5);
+        }
+
+        var line = Assert.Single(output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var json = System.Text.Json.JsonDocument.Parse(line);
+        Assert.Equal("Warning", json.RootElement.GetProperty("LogLevel").GetString());
+        Assert.Equal("the only line 42", json.RootElement.GetProperty("Message").GetString());
+        Assert.Equal(42, json.RootElement.GetProperty("State").GetProperty("Value").GetInt32());
+    }
+
+    [Fact]
+    public void A_blocked_output_holds_a_bounded_queue_and_the_dropped_lines_are_counted_once_it_moves()
+    {
+        using var gate = new ManualResetEventSlim();
+        var output = new RecordingStream(gate);
+        var provider = new BatchingConsoleLoggerProvider(Formatter("simple"), output, maxPendingChars: 10_000);
+        var log = provider.CreateLogger("Sluice");
+
+        // The first line wakes the writer, which then blocks in its write; ~100-char lines fill 10,000 chars quickly.
+        log.LogInformation("first");
+        Assert.True(SpinWait.SpinUntil(() => output.Blocked, TimeSpan.FromSeconds(10)), "the writer reached the blocked output");
+        for (var i = 0; i < 1_000; i++)
+        {
+            log.LogInformation("queued line {Index} {Padding}", i, new string('x', 60));
+        }
+
+        gate.Set();
+        provider.Dispose();
+        var lines = output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var kept = lines.Count(l => l.Contains("queued line", StringComparison.Ordinal));
+        Assert.InRange(kept, 1, 200);
+        var note = Assert.Single(lines, l => l.Contains("log line(s) dropped", StringComparison.Ordinal));
+        Assert.Contains($"Sluice.Logging {1_000 - kept} log line(s) dropped", note, StringComparison.Ordinal);
+    }
+
+    /// <summary>Records what is written and how many writes it took; optionally blocks writes until a gate opens.</summary>
+    private sealed class RecordingStream(ManualResetEventSlim? gate = null) : Stream
+    {
+        private readonly MemoryStream _bytes = new();
+        private int _writes;
+        private volatile bool _blocked;
+
+        public int Writes => Volatile.Read(ref _writes);
+
+        public bool Blocked => _blocked;
+
+        public string Text
+        {
+            get
+            {
+                lock (_bytes)
+                {
+                    return Encoding.UTF8.GetString(_bytes.ToArray());
+                }
+            }
+        }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (gate is not null && !gate.IsSet)
+            {
+                _blocked = true;
+                gate.Wait(TimeSpan.FromSeconds(30));
+            }
+
+            lock (_bytes)
+            {
+                _bytes.Write(buffer, offset, count);
+            }
+
+            Interlocked.Increment(ref _writes);
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
