@@ -80,7 +80,7 @@ internal sealed class StreamRegistry
     {
         ArgumentNullException.ThrowIfNull(format);
         Sweep();
-        var stream = new ResumableStream(this, "strm_" + Guid.CreateVersion7().ToString("N") + _node.StreamIdSuffix, format, ownerId)
+        var stream = new ResumableStream(this, "strm_" + Calls.RequestIds.Next() + _node.StreamIdSuffix, format, ownerId)
         {
             KeepsGeneratingWithoutReaders = keepsGenerating,
         };
