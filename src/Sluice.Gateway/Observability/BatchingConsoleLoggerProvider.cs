@@ -61,6 +61,9 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
         _maxPendingChars = maxPendingChars;
         _thread = new Thread(WriteLoop) { IsBackground = true, Name = "sluice-log" };
         _thread.Start();
+
+        // A process that ends without disposing the host (a failed start returning from Main) still writes its last lines.
+        AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
     }
 
     /// <inheritdoc />
@@ -78,9 +81,12 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
         }
 
         _disposed = true;
+        AppDomain.CurrentDomain.ProcessExit -= OnProcessExit;
         _wake.Release();
         _thread.Join(TimeSpan.FromSeconds(5));
     }
+
+    private void OnProcessExit(object? sender, EventArgs e) => Dispose();
 
     private static ConsoleFormatter Pick(string? name, IEnumerable<ConsoleFormatter> formatters)
     {
