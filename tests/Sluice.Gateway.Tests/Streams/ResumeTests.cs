@@ -263,13 +263,14 @@ public sealed class ResumeTests
     [Fact]
     public async Task A_client_that_leaves_before_the_headers_gets_no_grace_it_could_never_resume()
     {
-        // The model takes 5 s to its first token and no ping goes out meanwhile, so the client leaves without ever
-        // having seen the stream id: keeping the generation for the 30 s grace would only burn the model.
+        // The model takes 20 s to its first token and no ping goes out meanwhile, so the client leaves without ever
+        // having seen the stream id: keeping the generation for the 30 s grace would only burn the model. (The bounds
+        // leave room for a loaded CI machine: 3 s once proved too tight there; 10 s is still far from 20 s and 30 s.)
         await using var gateway = await StartAsync(o =>
         {
             o.Streaming.ResumeGraceSeconds = 30;
             o.Streaming.PingIntervalSeconds = 60;
-            o.Models.Add(new ModelOptions { Name = "sim-slowstart", Provider = "sim", TimeToFirstTokenMs = 5_000 });
+            o.Models.Add(new ModelOptions { Name = "sim-slowstart", Provider = "sim", TimeToFirstTokenMs = 20_000 });
         });
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = gateway.BaseAddress };
         using var leave = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
@@ -280,12 +281,12 @@ public sealed class ResumeTests
             leave.Token));
         var leftAt = Stopwatch.GetTimestamp();
 
-        await gateway.Usage.WaitForCountAsync(1, TimeSpan.FromSeconds(3));
+        await gateway.Usage.WaitForCountAsync(1, TimeSpan.FromSeconds(10));
         var record = Assert.Single(gateway.Usage.Records);
         Assert.Equal("sim-slowstart", record.Model);
         Assert.Equal(UsageStatus.Abandoned, record.Status);
         Assert.Equal(0, record.CompletionTokens);
-        Assert.True(Stopwatch.GetElapsedTime(leftAt) < TimeSpan.FromSeconds(3));
+        Assert.True(Stopwatch.GetElapsedTime(leftAt) < TimeSpan.FromSeconds(10));
     }
 
     [Fact]
