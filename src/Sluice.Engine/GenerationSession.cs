@@ -110,6 +110,9 @@ public sealed class GenerationSession
         LastSeed = sampler.Seed;
         var stops = options.StopTokens ?? (_model.Info.EosTokenId is { } eos ? [eos] : []);
         var finished = false;
+
+        // One logits buffer for the whole generation: each token is sampled before the next pass overwrites it.
+        var logitsBuffer = new float[_model.Info.VocabularySize];
         try
         {
             float[] logits;
@@ -124,7 +127,7 @@ public sealed class GenerationSession
                 var before = Sequence.Length;
                 try
                 {
-                    logits = _model.Evaluate(Sequence, tokens, cancellationToken);
+                    logits = _model.Evaluate(Sequence, tokens, logitsBuffer, cancellationToken);
                 }
                 catch
                 {
@@ -140,7 +143,7 @@ public sealed class GenerationSession
                 // Continue from the history: re-evaluate its last token to get fresh logits.
                 var last = _history[^1];
                 Sequence.Truncate(Sequence.Length - 1);
-                logits = _model.Evaluate(Sequence, new[] { last }, cancellationToken);
+                logits = _model.Evaluate(Sequence, new[] { last }, logitsBuffer, cancellationToken);
             }
 
             for (var produced = 0; ; produced++)
@@ -168,7 +171,7 @@ public sealed class GenerationSession
                 }
 
                 cancellationToken.ThrowIfCancellationRequested();
-                logits = _model.Evaluate(Sequence, new[] { token }, cancellationToken);
+                logits = _model.Evaluate(Sequence, new[] { token }, logitsBuffer, cancellationToken);
                 _history.Add(token);
             }
 

@@ -171,7 +171,15 @@ public sealed class LocalModel : IDisposable
     /// Evaluates <paramref name="tokens"/> for one sequence (in passes of at most <see cref="LocalModelOptions.MaxBatchTokens"/>)
     /// and returns the logits of its last token. A cancelled call keeps the chunks already evaluated.
     /// </summary>
-    public float[] Evaluate(InferenceSequence sequence, ReadOnlyMemory<int> tokens, CancellationToken cancellationToken = default)
+    public float[] Evaluate(InferenceSequence sequence, ReadOnlyMemory<int> tokens, CancellationToken cancellationToken = default) =>
+        Evaluate(sequence, tokens, null, cancellationToken);
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> for one sequence and writes the logits of its last token into
+    /// <paramref name="into"/> when it has <see cref="ModelInfo.VocabularySize"/> elements (and returns it), so a
+    /// generation loop can reuse one buffer; otherwise returns a new array.
+    /// </summary>
+    public float[] Evaluate(InferenceSequence sequence, ReadOnlyMemory<int> tokens, float[]? into, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sequence);
         if (sequence.Length + tokens.Length > sequence.ContextSize)
@@ -187,7 +195,7 @@ public sealed class LocalModel : IDisposable
             tokens = tokens[chunk..];
         }
 
-        return Evaluate([new BatchEntry(sequence, tokens, LogitsRequest.Last)], cancellationToken)[0];
+        return Evaluate([new BatchEntry(sequence, tokens, LogitsRequest.Last, into)], cancellationToken)[0];
     }
 
     /// <summary>Unmaps the model and stops its threads; waits for a running forward pass to finish.</summary>

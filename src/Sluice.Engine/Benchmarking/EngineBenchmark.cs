@@ -292,7 +292,9 @@ public static class EngineBenchmark
     {
         var sampler = new TokenSampler(SamplingOptions.Greedy);
         var start = Stopwatch.GetTimestamp();
-        var logits = model.Evaluate([new BatchEntry(sequence, prompt, LogitsRequest.Last)], cancellationToken)[0];
+        // One logits buffer, as the generators use (GenerationSession, BatchingGenerator).
+        var buffer = new float[model.Info.VocabularySize];
+        var logits = model.Evaluate([new BatchEntry(sequence, prompt, LogitsRequest.Last, buffer)], cancellationToken)[0];
         var promptDone = Stopwatch.GetTimestamp();
         var token = sampler.Sample(logits, []);
         var first = Stopwatch.GetTimestamp();
@@ -301,7 +303,7 @@ public static class EngineBenchmark
         for (var i = 0; i < generate; i++)
         {
             one[0] = token;
-            logits = model.Evaluate([new BatchEntry(sequence, one, LogitsRequest.Last)], cancellationToken)[0];
+            logits = model.Evaluate([new BatchEntry(sequence, one, LogitsRequest.Last, buffer)], cancellationToken)[0];
             token = sampler.Sample(logits, []);
         }
 

@@ -22,7 +22,13 @@ public enum LogitsRequest
 /// <param name="Sequence">The sequence the tokens extend.</param>
 /// <param name="Tokens">Token ids, appended at the sequence's current length.</param>
 /// <param name="Logits">Which logits to return.</param>
-public readonly record struct BatchEntry(InferenceSequence Sequence, ReadOnlyMemory<int> Tokens, LogitsRequest Logits = LogitsRequest.Last);
+/// <param name="Into">
+/// Where to write the logits when it has exactly their length (<see cref="ModelInfo.VocabularySize"/> for
+/// <see cref="LogitsRequest.Last"/>): it is then this entry's result, overwritten by the next pass given it. Otherwise
+/// the result is a new array. A generator passes one buffer per sequence: a new vocabulary-sized array per token is a
+/// large-object-heap allocation (600 KB for a 152k vocabulary) and, at tens of tokens a second, full collections.
+/// </param>
+public readonly record struct BatchEntry(InferenceSequence Sequence, ReadOnlyMemory<int> Tokens, LogitsRequest Logits = LogitsRequest.Last, float[]? Into = null);
 
 /// <summary>
 /// The forward pass of a decoder-only transformer (llama, qwen2, qwen3) over a batch of tokens from one or more
@@ -165,7 +171,17 @@ internal sealed unsafe class ForwardPass
                     LogitsRequest.Last => 1,
                     _ => 0,
                 };
-                results[e] = _logitRows.AsSpan(r0 * vocab, count * vocab).ToArray();
+                var rowsOf = _logitRows.AsSpan(r0 * vocab, count * vocab);
+                if (batch[e].Into is { } into && into.Length == rowsOf.Length)
+                {
+                    rowsOf.CopyTo(into);
+                    results[e] = into;
+                }
+                else
+                {
+                    results[e] = rowsOf.ToArray();
+                }
+
                 r0 += count;
             }
         }

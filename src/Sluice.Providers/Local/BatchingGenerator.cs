@@ -347,7 +347,7 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
                     }
 
                     Volatile.Write(ref generation.Parked, 0);
-                    batch.Add(new BatchEntry(generation.Slot.Sequence, generation.Next, LogitsRequest.Last));
+                    batch.Add(new BatchEntry(generation.Slot.Sequence, generation.Next, LogitsRequest.Last, generation.Slot.Logits));
                     members.Add(generation);
                 }
                 else if (budget > 0)
@@ -360,7 +360,7 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
                         generation.PromptStarted = Stopwatch.GetTimestamp();
                     }
 
-                    batch.Add(new BatchEntry(generation.Slot.Sequence, generation.Prompt.AsMemory(generation.Evaluated, n), last ? LogitsRequest.Last : LogitsRequest.None));
+                    batch.Add(new BatchEntry(generation.Slot.Sequence, generation.Prompt.AsMemory(generation.Evaluated, n), last ? LogitsRequest.Last : LogitsRequest.None, generation.Slot.Logits));
                     members.Add(generation);
                 }
             }
@@ -544,7 +544,7 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
         try
         {
             // Allocated outside the lock: a sequence's cache can be hundreds of megabytes.
-            return new Slot(_model.CreateSequence(ContextSize));
+            return new Slot(_model.CreateSequence(ContextSize), _model.Info.VocabularySize);
         }
         catch
         {
@@ -572,12 +572,18 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
     }
 
     /// <summary>A sequence and the tokens its cache holds, kept in step.</summary>
-    private sealed class Slot(InferenceSequence sequence)
+    private sealed class Slot(InferenceSequence sequence, int vocabulary)
     {
         public InferenceSequence Sequence { get; } = sequence;
 
         /// <summary>The tokens in the cache, in order (also the sampler's history for repetition penalties).</summary>
         public List<int> Tokens { get; } = [];
+
+        /// <summary>
+        /// Where each pass writes this slot's logits (sampled before the next pass): a new vocabulary-sized array per
+        /// token would be a large-object-heap allocation per token and per stream.
+        /// </summary>
+        public float[] Logits { get; } = new float[vocabulary];
 
         public void Truncate(int length)
         {

@@ -101,6 +101,33 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
     }
 
     [Fact]
+    public void Logits_go_into_a_given_buffer_of_the_right_length_and_a_wrong_length_gets_a_new_array()
+    {
+        using var model = Load(models.LlamaQ8);
+        var vocab = model.Info.VocabularySize;
+        var expected = model.Evaluate(model.CreateSequence(), Prompt);
+
+        var buffer = new float[vocab];
+        var a = model.CreateSequence();
+        var first = model.Evaluate(a, Prompt, buffer);
+        Assert.Same(buffer, first);
+        Assert.Equal(expected, first);
+
+        // The next pass overwrites the same buffer with the next step's logits.
+        var next = model.Evaluate(a, new[] { 7 }, buffer);
+        Assert.Same(buffer, next);
+        Assert.Equal(model.Evaluate(model.CreateSequence(), (int[])[.. Prompt, 7]), next);
+
+        // A buffer that does not fit (or several rows asked for) is left alone.
+        var small = new float[vocab - 1];
+        var other = model.Evaluate([new BatchEntry(model.CreateSequence(), Prompt, LogitsRequest.All, buffer)])[0];
+        Assert.NotSame(buffer, other);
+        Assert.Equal(Prompt.Length * vocab, other.Length);
+        Assert.NotSame(small, model.Evaluate(model.CreateSequence(), Prompt, small));
+        Assert.All(small, v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
     public void Long_prompts_are_evaluated_in_chunks_with_the_same_result()
     {
         using var whole = Load(models.LlamaQ8);
