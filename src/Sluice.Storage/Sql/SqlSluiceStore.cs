@@ -752,13 +752,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
                     await using var insert = Db.Command(c, tx, UsageInsertSql(rows));
                     for (var i = 0; i < rows; i++)
                     {
-                        var entry = entries[start + i];
-                        var p = UsageParameterNames[i];
-                        insert.With(p[0], entry.TeamId).With(p[1], entry.KeyId).With(p[2], entry.JobId)
-                            .With(p[3], entry.RequestId).With(p[4], entry.Model)
-                            .With(p[5], (long?)entry.PromptTokens).With(p[6], (long?)entry.CompletionTokens)
-                            .With(p[7], entry.TimeToFirstToken?.TotalMilliseconds).With(p[8], (double?)entry.Duration.TotalMilliseconds)
-                            .With(p[9], Codes.Of(entry.Status)).With(p[10], (long?)Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt));
+                        AddUsageParameters(insert, i);
+                        SetUsageValues(insert.Parameters, i, entries[start + i], now);
                     }
 
                     await insert.ExecuteNonQueryAsync(cancellationToken);
@@ -781,27 +776,40 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
         DbConnection c, DbTransaction tx, IReadOnlyList<UsageEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var insert = Db.Command(c, tx, UsageInsertSql(1));
-        var p = UsageParameterNames[0];
-        insert.With(p[0], (string?)null).With(p[1], (string?)null).With(p[2], (string?)null).With(p[3], (string?)null)
-            .With(p[4], (string?)null).With(p[5], (long?)null).With(p[6], (long?)null).With(p[7], (double?)null)
-            .With(p[8], (double?)null).With(p[9], (string?)null).With(p[10], (long?)null);
-        var parameters = insert.Parameters;
+        AddUsageParameters(insert, 0);
         foreach (var entry in entries)
         {
-            parameters[0].Value = entry.TeamId;
-            parameters[1].Value = (object?)entry.KeyId ?? DBNull.Value;
-            parameters[2].Value = (object?)entry.JobId ?? DBNull.Value;
-            parameters[3].Value = (object?)entry.RequestId ?? DBNull.Value;
-            parameters[4].Value = entry.Model;
-            parameters[5].Value = entry.PromptTokens;
-            parameters[6].Value = entry.CompletionTokens;
-            parameters[7].Value = (object?)entry.TimeToFirstToken?.TotalMilliseconds ?? DBNull.Value;
-            parameters[8].Value = entry.Duration.TotalMilliseconds;
-            parameters[9].Value = Codes.Of(entry.Status);
-            parameters[10].Value = Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt);
+            SetUsageValues(insert.Parameters, 0, entry, now);
             await insert.ExecuteNonQueryAsync(cancellationToken);
         }
     }
+
+    // Row `row`'s 11 parameters, typed (PostgreSQL cannot infer the type of an untyped NULL), values set separately.
+    private static void AddUsageParameters(DbCommand insert, int row)
+    {
+        var p = UsageParameterNames[row];
+        insert.With(p[0], (string?)null).With(p[1], (string?)null).With(p[2], (string?)null).With(p[3], (string?)null)
+            .With(p[4], (string?)null).With(p[5], (long?)null).With(p[6], (long?)null).With(p[7], (double?)null)
+            .With(p[8], (double?)null).With(p[9], (string?)null).With(p[10], (long?)null);
+    }
+
+    private static void SetUsageValues(DbParameterCollection parameters, int row, UsageEntry entry, DateTimeOffset now)
+    {
+        var first = row * UsageInsertColumns;
+        parameters[first].Value = entry.TeamId;
+        parameters[first + 1].Value = (object?)entry.KeyId ?? DBNull.Value;
+        parameters[first + 2].Value = (object?)entry.JobId ?? DBNull.Value;
+        parameters[first + 3].Value = (object?)entry.RequestId ?? DBNull.Value;
+        parameters[first + 4].Value = entry.Model;
+        parameters[first + 5].Value = entry.PromptTokens;
+        parameters[first + 6].Value = entry.CompletionTokens;
+        parameters[first + 7].Value = (object?)entry.TimeToFirstToken?.TotalMilliseconds ?? DBNull.Value;
+        parameters[first + 8].Value = entry.Duration.TotalMilliseconds;
+        parameters[first + 9].Value = Codes.Of(entry.Status);
+        parameters[first + 10].Value = Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt);
+    }
+
+    private const int UsageInsertColumns = 11;
 
     /// <summary>Rows per multi-row usage insert: 11 parameters each stays far below SQLite's and PostgreSQL's limits.</summary>
     internal const int UsageRowsPerInsert = 100;
