@@ -1,7 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Sluice.Testing;
-
 namespace Sluice.Cli.Tests.Bench;
 
 /// <summary>
@@ -15,26 +11,16 @@ public sealed class AllocHookSmokeTests
     [Fact]
     public async Task The_startup_hook_writes_allocations_by_type_for_the_named_command()
     {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-        var hook = Path.Combine(Fixtures.RepositoryRoot, "bench", "alloc-hook", "bin", configuration, "net10.0", "Sluice.AllocHook.dll");
-        Assert.True(File.Exists(hook), $"{hook} is built with the test project");
+        var hook = BenchTools.Built("alloc-hook", "Sluice.AllocHook.dll");
         var output = Path.Combine(Path.GetTempPath(), $"sluice-alloc-{Guid.NewGuid():N}.txt");
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        var (started, baseAddress) = BenchTools.StartMock(4, new Dictionary<string, string>
         {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-
-        await using var mock = CliProcess.Start(
-            ["mock-upstream", "--host", "127.0.0.1", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--chunks", "4", "--model", "m"],
-            environment: new Dictionary<string, string>
-            {
-                ["DOTNET_STARTUP_HOOKS"] = hook,
-                ["SLUICE_ALLOC_OUT"] = output,
-                ["SLUICE_ALLOC_COMMAND"] = "mock-upstream",
-                ["SLUICE_ALLOC_INTERVAL"] = "0.2",
-            });
+            ["DOTNET_STARTUP_HOOKS"] = hook,
+            ["SLUICE_ALLOC_OUT"] = output,
+            ["SLUICE_ALLOC_COMMAND"] = "mock-upstream",
+            ["SLUICE_ALLOC_INTERVAL"] = "0.2",
+        });
+        await using var mock = started;
         try
         {
             var text = string.Empty;
@@ -43,7 +29,7 @@ public sealed class AllocHookSmokeTests
             {
                 try
                 {
-                    (await Http.GetAsync(new Uri($"http://127.0.0.1:{port}/v1/models"))).Dispose();
+                    (await Http.GetAsync(new Uri(baseAddress, "v1/models"))).Dispose();
                 }
                 catch (HttpRequestException)
                 {

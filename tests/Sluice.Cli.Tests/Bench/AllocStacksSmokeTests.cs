@@ -1,9 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Tracing;
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Diagnostics.NETCore.Client;
-using Sluice.Testing;
 
 namespace Sluice.Cli.Tests.Bench;
 
@@ -19,21 +16,13 @@ public sealed class AllocStacksSmokeTests
     [Fact]
     public async Task The_reader_prints_the_allocating_stacks_of_a_recorded_sluice_process()
     {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-        var tool = Path.Combine(Fixtures.RepositoryRoot, "bench", "alloc-stacks", "bin", configuration, "net10.0", "Sluice.AllocStacks.dll");
-        Assert.True(File.Exists(tool), $"{tool} is built with the test project");
+        var tool = BenchTools.Built("alloc-stacks", "Sluice.AllocStacks.dll");
         var trace = Path.Combine(Path.GetTempPath(), $"sluice-alloc-{Guid.NewGuid():N}.nettrace");
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-
-        await using var mock = CliProcess.Start(["mock-upstream", "--host", "127.0.0.1", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--chunks", "16", "--model", "m"]);
+        var (started, baseAddress) = BenchTools.StartMock(16);
+        await using var mock = started;
         try
         {
-            var models = new Uri($"http://127.0.0.1:{port}/v1/models");
+            var models = new Uri(baseAddress, "v1/models");
             var ready = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             while (true)
             {
@@ -64,7 +53,7 @@ public sealed class AllocStacksSmokeTests
                 while (Stopwatch.GetTimestamp() < until)
                 {
                     using var body = new StringContent("""{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}""", System.Text.Encoding.UTF8, "application/json");
-                    (await Http.PostAsync(new Uri($"http://127.0.0.1:{port}/v1/chat/completions"), body)).Dispose();
+                    (await Http.PostAsync(new Uri(baseAddress, "v1/chat/completions"), body)).Dispose();
                 }
 
                 await session.StopAsync(CancellationToken.None);

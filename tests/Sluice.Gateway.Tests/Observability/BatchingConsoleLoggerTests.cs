@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -66,11 +65,7 @@ public sealed class BatchingConsoleLoggerTests
         using var provider = new BatchingConsoleLoggerProvider(Formatter("json"), output);
         provider.CreateLogger("Sluice").LogWarning(7, "the only line {Value}", 42);
 
-        var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
-        while (output.Writes == 0 && Stopwatch.GetTimestamp() < deadline)
-        {
-            Thread.Sleep(5);
-        }
+        Assert.True(SpinWait.SpinUntil(() => output.Writes > 0, TimeSpan.FromSeconds(10)), "the line was written without more lines or disposal");
 
         var line = Assert.Single(output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         using var json = System.Text.Json.JsonDocument.Parse(line);

@@ -1,0 +1,28 @@
+using System.Globalization;
+using Sluice.Cli.Tests.ScaleOut;
+using Sluice.Testing;
+
+namespace Sluice.Cli.Tests.Bench;
+
+/// <summary>What the bench tools' smoke tests share: a tool built with this test project, and a mock upstream to load.</summary>
+internal static class BenchTools
+{
+    /// <summary>The path of <paramref name="dll"/> built under bench/<paramref name="folder"/> in this test run's configuration.</summary>
+    public static string Built(string folder, string dll)
+    {
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
+        var path = Path.Combine(Fixtures.RepositoryRoot, "bench", folder, "bin", configuration, "net10.0", dll);
+        Assert.True(File.Exists(path), $"{path} is built with the test project");
+        return path;
+    }
+
+    /// <summary>Starts <c>sluice mock-upstream</c> on a free loopback port (with <paramref name="environment"/>); returns it and its base URL.</summary>
+    public static (CliProcess Mock, Uri BaseAddress) StartMock(int chunks, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var port = NginxProcess.FreePort().ToString(CultureInfo.InvariantCulture);
+        var mock = CliProcess.Start(
+            ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", chunks.ToString(CultureInfo.InvariantCulture), "--model", "m"],
+            environment: environment);
+        return (mock, new Uri($"http://127.0.0.1:{port}/"));
+    }
+}
