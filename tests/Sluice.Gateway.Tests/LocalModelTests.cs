@@ -139,7 +139,7 @@ public sealed class LocalModelTests(LocalGatewayFixture fixture) : IClassFixture
         }
 
         Assert.Equal(0, pool.Running);
-        Assert.Equal(UsageStatus.Abandoned, record.Status);
+        Assert.True(record.Status == UsageStatus.Abandoned, $"recorded {record.Status} with {record.CompletionTokens} tokens, {Stopwatch.GetElapsedTime(left).TotalMilliseconds:F0} ms after the client left");
         Assert.InRange(record.CompletionTokens, 1, 1999);
         Assert.True(Stopwatch.GetElapsedTime(left) < TimeSpan.FromSeconds(2), $"the generation ran on {Stopwatch.GetElapsedTime(left).TotalMilliseconds:F0} ms after the client left");
     }

@@ -246,6 +246,15 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
 
                 if (!more)
                 {
+                    // A generation the loop retired because the caller cancelled is a cancellation, not an end: the
+                    // channel's completion can wake this wait before the token's registration does, and ending normally
+                    // then made an abandoned call look completed (a usage record "completed" with a cut answer).
+                    if (generation.StopReason == GenerationStopReason.Cancelled)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        ObjectDisposedException.ThrowIf(_stopping.IsCancellationRequested, this);
+                    }
+
                     break;
                 }
 
