@@ -119,7 +119,12 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
         using var model = Load();
         int[] late = [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
         BatchingGenerator? generator = null;
-        var log = new StepLog();
+        var log = new StepLog
+        {
+            // Hold the first pass until the three hold a sequence: on a loaded machine the second and third once
+            // started 16 steps behind the first, which then ended too early for the three to decode on together.
+            BeforeFirst = () => SpinWait.SpinUntil(() => generator!.Running == 3, Patience),
+        };
         log.Before = steps =>
         {
             // At the first step where the three decode together, wait for the late request to hold a sequence.
