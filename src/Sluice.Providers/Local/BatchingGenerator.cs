@@ -123,6 +123,9 @@ public sealed class BatchingGenerator : ILocalGenerator, IDisposable
     /// <summary>Generations holding a sequence now (running, or finished but not yet retired by the loop).</summary>
     public int Running => MaxSequences - _free.CurrentCount;
 
+    /// <summary>Generations that hold a sequence and wait for the loop to admit them at its next step (tests hold a pass on it).</summary>
+    internal int Joining => _joining.Count;
+
     /// <summary>Forward passes run so far (one per step).</summary>
     public long Steps => Interlocked.Read(ref _steps);
 

@@ -94,8 +94,9 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
         BatchingGenerator? generator = null;
         var log = new StepLog
         {
-            // Hold the first pass until all four hold a sequence, so the rest of the run has all of them decoding.
-            BeforeFirst = () => SpinWait.SpinUntil(() => generator!.Running == 4, Patience),
+            // Hold the first pass until the others are in it or wait to be admitted, so the rest of the run has all of them decoding.
+            // (Holding a sequence is not enough: on a loaded machine one was preempted before it queued and joined 20 steps late.)
+            BeforeFirst = first => SpinWait.SpinUntil(() => first.Count + generator!.Joining == 4, Patience),
         };
         generator = new BatchingGenerator(model, 4, null, null, log.Wrap(model), 64);
         using (generator)
@@ -121,17 +122,18 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
         BatchingGenerator? generator = null;
         var log = new StepLog
         {
-            // Hold the first pass until the three hold a sequence: on a loaded machine the second and third once
-            // started 16 steps behind the first, which then ended too early for the three to decode on together.
-            BeforeFirst = () => SpinWait.SpinUntil(() => generator!.Running == 3, Patience),
+            // Hold the first pass until the others are in it or wait to be admitted: on a loaded machine the third once joined 20
+            // steps behind the first (it held a sequence, but was preempted before it queued), which then ended too
+            // early for the three to decode on together.
+            BeforeFirst = first => SpinWait.SpinUntil(() => first.Count + generator!.Joining == 3, Patience),
         };
         log.Before = steps =>
         {
-            // At the first step where the three decode together, wait for the late request to hold a sequence.
+            // At the first step where the three decode together, wait for the late request to queue for the next step.
             if (!log.Held && steps.Count == 3 && steps.All(e => e.Tokens == 1))
             {
                 log.Held = true;
-                SpinWait.SpinUntil(() => generator!.Running == 4, Patience);
+                SpinWait.SpinUntil(() => generator!.Joining == 1, Patience);
             }
         };
         generator = new BatchingGenerator(model, 4, null, null, log.Wrap(model), 64);
@@ -404,7 +406,7 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
     {
         private readonly List<List<EntryRecord>> _steps = [];
 
-        public Action? BeforeFirst { get; init; }
+        public Action<List<EntryRecord>>? BeforeFirst { get; init; }
 
         public Action<List<EntryRecord>>? Before { get; set; }
 
@@ -435,7 +437,7 @@ public sealed class BatchingGeneratorTests(BatchingModels models) : IClassFixtur
 
             if (first)
             {
-                BeforeFirst?.Invoke();
+                BeforeFirst?.Invoke(entries);
             }
 
             Before?.Invoke(entries);
