@@ -4,9 +4,12 @@
 # the mock) each run as their own process on free loopback ports; wrk streams chat completions to each in
 # alternating order (ABBA) and the script prints streams/s per round and the ratios to direct.
 #
-# Usage: bench/overhead-wrk.sh [--auth] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--threads N]
+# Usage: bench/overhead-wrk.sh [--auth] [--upstream sluice|node] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--threads N]
 #   --auth        gateway with a master key, called with a team's virtual key created through the admin API
 #                 (authentication, admission and the usage ledger on) — what the performance budget asks for
+#   --upstream U  the mock behind every target: sluice (default: `sluice mock-upstream`, C#, as cheap as it gets, so
+#                 the ratios show the gateway's own cost) or node (bench/node-mock.mjs: node:http with JSON.stringify
+#                 per chunk, one event loop — the "Node.js-speed mock" the budget's ≥ 75 % of direct is stated against)
 #   --no-resume   gateway with Streaming:Resumable false
 #   --no-access-log  gateway with Observability:AccessLog:Enabled false (the access log is on by default)
 #   --store S     the gateway's Store (default: a throwaway SQLite file), e.g. a PostgreSQL connection string
@@ -20,10 +23,11 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-auth=0; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1; access_log=true; store=""
+auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1; access_log=true; store=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --auth) auth=1 ;;
+    --upstream) upstream="$2"; shift ;;
     --no-resume) resumable=false ;;
     --no-access-log) access_log=false ;;
     --store) store="$2"; shift ;;
@@ -32,11 +36,17 @@ while [[ $# -gt 0 ]]; do
     --duration) duration="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
     --threads) threads="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
   esac
   shift
 done
+
+case "$upstream" in
+  sluice) ;;
+  node) command -v node >/dev/null || { echo "overhead-wrk.sh: --upstream node needs Node.js (apt-get install nodejs); install it and run again." >&2; exit 3; } ;;
+  *) echo "overhead-wrk.sh: --upstream must be sluice or node, not '$upstream'." >&2; exit 2 ;;
+esac
 
 if ! command -v wrk >/dev/null; then
   echo "wrk not found; installing it (apt-get install -y wrk)…" >&2
@@ -81,12 +91,14 @@ for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 mock="http://127.0.0.1:$mock_port"; proxy="http://127.0.0.1:$proxy_port"; gateway="http://127.0.0.1:$gateway_port"
 
-start() { # name, readiness URL, sluice arguments…
+start() { # name, readiness URL, sluice arguments… (or: node, then node's arguments)
   local name="$1" probe="$2"; shift 2
-  (cd "$work" && exec dotnet "$dll" "$@" >"$work/$name.log" 2>&1) &
+  local program=(dotnet "$dll")
+  if [[ "$1" == node ]]; then program=(node); shift; fi
+  (cd "$work" && exec "${program[@]}" "$@" >"$work/$name.log" 2>&1) &
   local pid=$!
   pids+=("$pid")
-  echo "starting $name (pid $pid): sluice $*" >&2
+  echo "starting $name (pid $pid): ${program[*]##*/} $*" >&2
   for _ in $(seq 600); do
     if curl -fsS -o /dev/null "$probe" 2>/dev/null; then echo "$name ready" >&2; return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -113,7 +125,11 @@ if store:
 json.dump(config, open(path, "w"), indent=2)
 EOF
 
-start mock-upstream "$mock/v1/models" mock-upstream --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
+if [[ $upstream == node ]]; then
+  start mock-upstream "$mock/v1/models" node "$root/bench/node-mock.mjs" --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
+else
+  start mock-upstream "$mock/v1/models" mock-upstream --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
+fi
 mock_pid="${pids[-1]}"
 start bare-proxy "$proxy/health" bench proxy --upstream "$mock/" --port "$proxy_port"
 proxy_pid="${pids[-1]}"
@@ -193,7 +209,7 @@ done
 
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
-echo "Gateway overhead with wrk — $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
+echo "Gateway overhead with wrk — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
 python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
