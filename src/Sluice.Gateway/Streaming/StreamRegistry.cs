@@ -220,7 +220,8 @@ internal sealed class ResumableStream
     private static readonly Frame[][] NoFrames = [];
 
     // Frames live in blocks of 32 that are never copied: growing a single array copied and discarded every smaller
-    // one, and a finished stream keeps its frames for the replay time (gen-2 memory per stream).
+    // one, and a finished stream keeps its frames for the replay time (gen-2 memory per stream). A frame is 16 bytes
+    // without references (see Frame), so the blocks cost the GC neither write barriers nor tracing.
     private const int FrameBlockShift = 5;
     private const int FrameBlockSize = 1 << FrameBlockShift;
 
@@ -280,7 +281,7 @@ internal sealed class ResumableStream
         get
         {
             var count = Count;
-            return count > 0 && TryGetFrame(count - 1, out var last) ? last.Sequence : 0;
+            return count > 0 && TryGetFrame(count - 1, out var last) ? last.Sequence : 0L;
         }
     }
 
@@ -312,14 +313,15 @@ internal sealed class ResumableStream
     {
         ArgumentNullException.ThrowIfNull(into);
         timestamp = 0;
-        if (!Resumable || !TryGetFrame(index, out var frame) || frame.Bytes.IsEmpty)
+        if (!Resumable || !TryGetFrame(index, out var frame) || frame.Length == 0
+            || Volatile.Read(ref _segments) is not { } segments || (uint)frame.Segment >= (uint)segments.Length || segments[frame.Segment] is not { } segment)
         {
             return false;
         }
 
         into.ResetWrittenCount();
-        frame.Bytes.Span.CopyTo(into.GetSpan(frame.Bytes.Length));
-        into.Advance(frame.Bytes.Length);
+        segment.AsSpan(frame.Offset, frame.Length).CopyTo(into.GetSpan(frame.Length));
+        into.Advance(frame.Length);
 
         // The release that hands the segments back sets the flags first; reading them after a full fence means a copy
         // that could have seen another stream's bytes is never used.
@@ -330,7 +332,7 @@ internal sealed class ResumableStream
             return false;
         }
 
-        timestamp = frame.Timestamp;
+        timestamp = StartTimestamp + (long)(frame.Micros * (Stopwatch.Frequency / 1e6));
         return true;
     }
 
@@ -373,15 +375,15 @@ internal sealed class ResumableStream
             return;
         }
 
-        if (_bytes + bytes.Length > _registry.Options.MaxStreamBufferBytes)
+        if (_bytes + bytes.Length > _registry.Options.MaxStreamBufferBytes || lastSequence > int.MaxValue)
         {
             Overflow();
             return;
         }
 
         _bytes += bytes.Length;
-        var now = Stopwatch.GetTimestamp();
-        var sequence = lastSequence - frameCount + 1;
+        var micros = Frame.MicrosSince(StartTimestamp, Stopwatch.GetTimestamp());
+        var sequence = (int)(lastSequence - frameCount + 1);
 
         // Frame by frame: a frame is one slice of one segment (what readers copy out), but a call's frames may spread
         // over several pooled segments. Copying the whole call into one segment instead gave every call bigger than a
@@ -401,7 +403,7 @@ internal sealed class ResumableStream
             }
 
             rest[..length].CopyTo(_current.AsSpan(_currentUsed));
-            Add(new Frame(length == rest.Length ? lastSequence : sequence++, new ReadOnlyMemory<byte>(_current, _currentUsed, length), now));
+            Add(new Frame(length == rest.Length ? (int)lastSequence : sequence++, _segmentCount - 1, _currentUsed, length, micros));
             _currentUsed += length;
             rest = rest[length..];
         }
@@ -416,7 +418,7 @@ internal sealed class ResumableStream
         // The budget is taken a segment at a time (one interlocked add per segment, not per frame). Only a single
         // frame bigger than a segment gets an array of its own size, which goes to the GC afterwards.
         var size = Math.Max(length, _registry.SegmentBytes);
-        if (!_registry.TryReserve(size))
+        if (_segmentCount == Frame.MaxSegments || !_registry.TryReserve(size))
         {
             Overflow();
             return false;
@@ -634,5 +636,49 @@ internal sealed class ResumableStream
     private void Signal() => Interlocked.Exchange(ref _signal, null)?.TrySetResult();
 }
 
-/// <summary>One stored frame: its bytes, the highest event id in it, and when it was written.</summary>
-internal readonly record struct Frame(long Sequence, ReadOnlyMemory<byte> Bytes, long Timestamp);
+/// <summary>
+/// One stored frame in 16 bytes and no references: the highest event id in it, where its bytes are (segment index and
+/// offset, packed), their length, and when it was written (microseconds after the stream started).
+/// </summary>
+/// <remarks>
+/// Offsets fit in 14 bits because segments are at most <see cref="StreamRegistry.MaxSegmentBytes"/> (a frame bigger
+/// than a segment gets an array of its own, at offset 0), leaving 18 bits for the segment index (a stream that would
+/// need more overflows, like one past its byte limit). The time saturates after ~71 minutes: frames written later
+/// replay unpaced.
+/// </remarks>
+internal readonly struct Frame
+{
+    /// <summary>Segments one stream may use (the index's 18 bits).</summary>
+    public const int MaxSegments = 1 << 18;
+
+    private const int OffsetBits = 14;
+    private readonly int _location;
+
+    public Frame(int sequence, int segment, int offset, int length, uint micros)
+    {
+        Debug.Assert(offset < 1 << OffsetBits && (uint)segment < MaxSegments, "offset within a segment, segment within a stream");
+        Sequence = sequence;
+        _location = (segment << OffsetBits) | offset;
+        Length = length;
+        Micros = micros;
+    }
+
+    /// <summary>The highest event id in the frame.</summary>
+    public int Sequence { get; }
+
+    /// <summary>The frame's bytes.</summary>
+    public int Length { get; }
+
+    /// <summary>When it was written: microseconds after the stream started (saturating).</summary>
+    public uint Micros { get; }
+
+    public int Segment => _location >>> OffsetBits;
+
+    public int Offset => _location & ((1 << OffsetBits) - 1);
+
+    public static uint MicrosSince(long start, long now)
+    {
+        var micros = (now - start) * 1e6 / Stopwatch.Frequency;
+        return micros <= 0 ? 0 : micros >= uint.MaxValue ? uint.MaxValue : (uint)micros;
+    }
+}

@@ -71,6 +71,56 @@ public sealed class ReplaySegmentTests
     }
 
     [Fact]
+    public void Each_frame_keeps_when_it_was_written_for_timed_replay()
+    {
+        var stream = Create(Registry());
+        var before = System.Diagnostics.Stopwatch.GetTimestamp();
+        stream.Append(FrameBytes("one"), 1, 1);
+        Thread.Sleep(30);
+        var middle = System.Diagnostics.Stopwatch.GetTimestamp();
+        stream.Append([.. FrameBytes("two"), .. FrameBytes("three")], 3, 2);
+        var after = System.Diagnostics.Stopwatch.GetTimestamp();
+
+        var copy = new ArrayBufferWriter<byte>();
+        var times = new long[3];
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(stream.TryCopyFrame(i, copy, out times[i]));
+        }
+
+        // Kept to the microsecond: each within a microsecond of the window it was appended in.
+        var micro = System.Diagnostics.Stopwatch.Frequency / 1_000_000 + 1;
+        Assert.InRange(times[0], before - micro, middle);
+        Assert.InRange(times[1], middle - micro, after + micro);
+        Assert.Equal(times[1], times[2]);
+        Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(times[0], times[1]) >= TimeSpan.FromMilliseconds(29));
+    }
+
+    [Fact]
+    public void A_frame_packs_segment_offset_and_time_and_saturates_late_times()
+    {
+        var frame = new Frame(int.MaxValue, Frame.MaxSegments - 1, StreamRegistry.MaxSegmentBytes - 1, 123_456, 42);
+        Assert.Equal((int.MaxValue, Frame.MaxSegments - 1, StreamRegistry.MaxSegmentBytes - 1, 123_456, 42u), (frame.Sequence, frame.Segment, frame.Offset, frame.Length, frame.Micros));
+        Assert.Equal(16, System.Runtime.CompilerServices.Unsafe.SizeOf<Frame>());
+
+        var start = 1_000L;
+        Assert.Equal(0u, Frame.MicrosSince(start, start - 5));
+        Assert.Equal(2_000_000u, Frame.MicrosSince(start, start + (2 * System.Diagnostics.Stopwatch.Frequency)));
+        Assert.Equal(uint.MaxValue, Frame.MicrosSince(start, start + (3 * 3600 * System.Diagnostics.Stopwatch.Frequency)));
+    }
+
+    [Fact]
+    public void An_event_id_past_the_frame_index_range_stops_keeping_the_stream_instead_of_wrapping()
+    {
+        var stream = Create(Registry());
+        stream.Append(FrameBytes("one"), 1, 1);
+        stream.Append(FrameBytes("far"), (long)int.MaxValue + 1, 1);
+
+        Assert.True(stream.Overflowed);
+        Assert.False(stream.TryCopyFrame(0, new ArrayBufferWriter<byte>(), out _));
+    }
+
+    [Fact]
     public void A_released_finished_stream_gives_its_segments_to_the_next_stream_and_its_readers_get_nothing()
     {
         var registry = Registry();
