@@ -125,7 +125,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
 
                 if (!await stream.WaitAsync(position, _pingInterval, aborted))
                 {
-                    output.Write(stream.PingFrame.Span);
+                    stream.WritePing(output);
                     await output.FlushAsync(aborted);
                 }
             }

@@ -256,9 +256,6 @@ internal sealed class ResumableStream
         Id = id;
         Format = format;
         OwnerId = ownerId;
-        var ping = new System.Buffers.ArrayBufferWriter<byte>(16);
-        format.WritePing(ping);
-        PingFrame = ping.WrittenMemory;
         StartTimestamp = Stopwatch.GetTimestamp();
         _generation = new CancellationTokenSource();
     }
@@ -273,7 +270,8 @@ internal sealed class ResumableStream
     /// <summary>Who may resume, replay or cancel it: a team id, or the operator.</summary>
     public string OwnerId { get; }
 
-    public ReadOnlyMemory<byte> PingFrame { get; }
+    /// <summary>Writes the format's keep-alive frame (made when a reader waits, not kept with every stream for its replay time).</summary>
+    public void WritePing(System.Buffers.IBufferWriter<byte> output) => Format.WritePing(output);
 
     /// <summary>The id of the last frame written (0 before the first).</summary>
     public long LastSequence
