@@ -4,7 +4,7 @@
 # the mock) each run as their own process on free loopback ports; wrk streams chat completions to each in
 # alternating order (ABBA) and the script prints streams/s per round and the ratios to direct.
 #
-# Usage: bench/overhead-wrk.sh [--auth] [--upstream sluice|node] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--threads N]
+# Usage: bench/overhead-wrk.sh [--auth] [--upstream sluice|node] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--warmup S] [--threads N]
 #   --auth        gateway with a master key, called with a team's virtual key created through the admin API
 #                 (authentication, admission and the usage ledger on) — what the performance budget asks for
 #   --upstream U  the mock behind every target: sluice (default: `sluice mock-upstream`, C#, as cheap as it gets, so
@@ -17,13 +17,15 @@
 #   -c N          connections (= streams open at once) for the throughput runs (default 32)
 #   --duration S  seconds per target per round (default 10); the C=1 runs take half of it
 #   --rounds N    rounds (default 2)
+#   --warmup S    seconds of load per target before the rounds (default 5; .NET targets keep compiling for ~20 s
+#                 under load on 2 cores, so use 25+ for steady-state figures)
 #   --threads N   wrk threads (default 1: the load generator should take as little of the CPU as it can)
 # Environment: SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll; built when missing).
 # The children are killed on exit, on failure and on Ctrl+C.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; threads=1; access_log=true; store=""
+auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; warmup=5; threads=1; access_log=true; store=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --auth) auth=1 ;;
@@ -35,8 +37,9 @@ while [[ $# -gt 0 ]]; do
     -c|--concurrency) connections="$2"; shift ;;
     --duration) duration="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
+    --warmup) warmup="$2"; shift ;;
     --threads) threads="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
   esac
   shift
@@ -185,8 +188,8 @@ run_wrk() { # name, connections, seconds
        END { printf "%.1f %.3f %.1f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0) }' <<<"$out"
 }
 
-echo "warming up each target (5 s)…" >&2
-for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" 5)"; done
+echo "warming up each target (${warmup} s)…" >&2
+for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup")"; done
 
 declare -A rps single cpu
 for (( round = 1; round <= rounds; round++ )); do
@@ -209,7 +212,7 @@ done
 
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
-echo "Gateway overhead with wrk — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
+echo "Gateway overhead with wrk — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
 python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
