@@ -226,6 +226,38 @@ internal static unsafe partial class QuantGemm
         }
     }
 
+    // ----- K-quants: the activation's 16-value sums, contiguous per token and super-block -----
+
+    // Gathered once per call: read from the token-group layout (stride Activations.Group) they cost a dozen scalar
+    // instructions per super-block of every 8-row tile. A call's columns are a model's hidden sizes (a few thousand), so
+    // count · columns / 8 bytes sit well within a stack frame.
+
+    /// <summary>Per token and super-block, the 8 sums of 32 values (pairs of 16-value sums; Q4_K's sub-blocks).</summary>
+    private static void PairSums(TokenRow* tokens, int count, int superBlocks, int* into)
+    {
+        for (var t = 0; t < count; t++)
+        {
+            var m = tokens[t].Sums;
+            for (var j = 0; j < superBlocks * 8; j++)
+            {
+                *into++ = m[Activations.Group * 2 * j] + m[Activations.Group * ((2 * j) + 1)];
+            }
+        }
+    }
+
+    /// <summary>Per token and super-block, the 16 sums of 16 values (Q6_K's sub-blocks).</summary>
+    private static void BlockSums(TokenRow* tokens, int count, int superBlocks, int* into)
+    {
+        for (var t = 0; t < count; t++)
+        {
+            var m = tokens[t].Sums;
+            for (var j = 0; j < superBlocks * 16; j++)
+            {
+                *into++ = m[Activations.Group * j];
+            }
+        }
+    }
+
     // ----- Q4_K -----
 
     /// <summary>
@@ -242,7 +274,8 @@ internal static unsafe partial class QuantGemm
         var tokens = stackalloc TokenRow[Activations.MaxPlainRows];
         TokenRows(x, tokens);
         var partial = stackalloc int[2 * 8 * LaneRows];
-        var pairs = stackalloc int[8];
+        var pairSums = stackalloc int[count * superBlocks * 8];
+        PairSums(tokens, count, superBlocks, pairSums);
         var low = Vector256.Create((byte)0x0F);
         for (var r0 = start; r0 < end; r0 += LaneRows)
         {
@@ -256,27 +289,20 @@ internal static unsafe partial class QuantGemm
             {
                 var xq = tokens[t].Quants;
                 var xs = tokens[t].Scales;
-                var xm = tokens[t].Sums;
                 var acc = Vector256<float>.Zero;
                 for (var sb = 0; sb < superBlocks; sb++)
                 {
                     var y0 = xq + (256 * sb);
-                    var m = xm + (Activations.Group * 16 * sb);
-                    for (var j = 0; j < 8; j++)
-                    {
-                        pairs[j] = m[Activations.Group * 2 * j] + m[Activations.Group * ((2 * j) + 1)];
-                    }
-
-                    var bsums = Vector256.Load(pairs);
+                    var bsums = Vector256.Load(pairSums + (((t * superBlocks) + sb) * 8));
                     var block0 = row + (144 * sb);
                     fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
                     for (var i = 0; i < LaneRows; i++)
                     {
                         var block = block0 + offsets[i];
-                        var (scales, mins) = VecDot.ScalesMinsK4(block + 4);
+                        var scalesMins = VecDot.ScalesMinsK4Vector(block + 4);
                         var qs = block + 16;
                         var s = Vector256<int>.Zero;
-                        var sc = Vector256.Create(scales).AsByte();
+                        var sc = Avx2.BroadcastScalarToVector256(scalesMins.AsUInt64()).AsByte();
                         for (var jj = 0; jj < 4; jj++)
                         {
                             var raw = Vector256.Load(qs + (32 * jj));
@@ -290,7 +316,7 @@ internal static unsafe partial class QuantGemm
                         }
 
                         s.Store(partial + (8 * i));
-                        var minsWide = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mins).AsByte());
+                        var minsWide = Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scalesMins, 8));
                         Avx2.MultiplyLow(minsWide, bsums).Store(partial + 64 + (8 * i));
                     }
 
@@ -344,7 +370,8 @@ internal static unsafe partial class QuantGemm
         var tokens = stackalloc TokenRow[Activations.MaxPlainRows];
         TokenRows(x, tokens);
         var partial = stackalloc int[8 * LaneRows];
-        var sums = stackalloc int[16];
+        var blockSums = stackalloc int[count * superBlocks * 16];
+        BlockSums(tokens, count, superBlocks, blockSums);
         var low = Vector256.Create((byte)0x0F);
         var three = Vector256.Create((byte)3);
         for (var r0 = start; r0 < end; r0 += LaneRows)
@@ -359,16 +386,11 @@ internal static unsafe partial class QuantGemm
             {
                 var xq = tokens[t].Quants;
                 var xs = tokens[t].Scales;
-                var xm = tokens[t].Sums;
                 var acc = Vector256<float>.Zero;
                 for (var sb = 0; sb < superBlocks; sb++)
                 {
                     var y0 = xq + (256 * sb);
-                    for (var j = 0; j < 16; j++)
-                    {
-                        sums[j] = xm[Activations.Group * ((16 * sb) + j)];
-                    }
-
+                    var sums = blockSums + (((t * superBlocks) + sb) * 16);
                     var bs0 = Vector256.Load(sums);
                     var bs1 = Vector256.Load(sums + 8);
                     var block0 = row + (210 * sb);

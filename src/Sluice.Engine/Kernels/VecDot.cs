@@ -284,6 +284,23 @@ internal static unsafe class VecDot
     }
 
     /// <summary>
+    /// <see cref="ScalesMinsK4"/> in one vector: the scales in bytes 0–7, the mins in bytes 8–15. Reads 16 bytes from
+    /// <paramref name="q"/> (the 12 packed bytes and the first 4 of the quants that follow them in a block).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<byte> ScalesMinsK4Vector(byte* q)
+    {
+        // Lanes (u0, u2, u1, u2) give each result dword its low 6 or 4 bits; (u0, u0, u1, u1) its top 2 bits of scales
+        // 4–7 and mins 4–7 (bits 6–7 of bytes 0–3 and 4–7): ((u >> 6) & 0x03..) << 4 is (u >> 2) & 0x30...
+        var v = Vector128.Load((uint*)q);
+        var a = Sse2.Shuffle(v, 0b_10_01_10_00);
+        var b = Sse2.Shuffle(v, 0b_01_01_00_00);
+        var low = Avx2.ShiftRightLogicalVariable(a, Vector128.Create(0u, 0u, 0u, 4u)) & Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0fu, 0x3f3f3f3fu, 0x0f0f0f0fu);
+        var high = Sse2.ShiftRightLogical(b, 2) & Vector128.Create(0u, 0x30303030u, 0u, 0x30303030u);
+        return (low | high).AsByte();
+    }
+
+    /// <summary>
     /// The f16 at <paramref name="p"/> as f32, from a 256 KiB table: .NET exposes no F16C conversion, and block
     /// scales cluster in a few cache lines of the table, so one load beats a bit-manipulation sequence per block.
     /// </summary>

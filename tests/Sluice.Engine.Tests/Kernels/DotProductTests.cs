@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Security.Cryptography;
 using Sluice.Engine.Gguf;
 using Sluice.Engine.Kernels;
@@ -119,6 +120,42 @@ public sealed unsafe class DotProductTests
                 {
                     Assert.Equal(y[((tokens - 1) * (rows + 3)) + r], single[r]);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The vector unpacking of Q4_K's 12 bytes of 6-bit scales and mins equals the scalar one for random bytes and for
+    /// every single set bit (a wrong shift or mask moves one bit into the wrong scale).
+    /// </summary>
+    [Fact]
+    public void Q4K_scales_and_mins_unpack_the_same_in_a_vector()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            return; // the vector form is only called behind the AVX2 kernels
+        }
+
+        var rng = new Random(11);
+        var bytes = new byte[16];
+        for (var round = 0; round < 2000 + (12 * 8); round++)
+        {
+            if (round < 12 * 8)
+            {
+                Array.Clear(bytes);
+                bytes[round / 8] = (byte)(1 << (round % 8));
+            }
+            else
+            {
+                rng.NextBytes(bytes);
+            }
+
+            fixed (byte* q = bytes)
+            {
+                var (scales, mins) = VecDot.ScalesMinsK4(q);
+                var vector = VecDot.ScalesMinsK4Vector(q).AsUInt64();
+                Assert.Equal(scales, vector.GetElement(0));
+                Assert.Equal(mins, vector.GetElement(1));
             }
         }
     }
