@@ -259,10 +259,51 @@ internal static unsafe partial class QuantGemm
         var superBlocks = w.Columns / 256;
         var q = x.GroupQuants(0);
         var s = x.GroupScales(0);
-        var m = x.GroupSums(0);
         var offsets = stackalloc nint[LaneRows];
         var tile = stackalloc float[2 * 4 * 8];
         var acc = (Vector256<float>*)tile;
+        var pairSumsLength = superBlocks * 2 * 4 * 8;
+        Span<int> pairSumsBuffer = pairSumsLength <= 4096 ? stackalloc int[pairSumsLength] : GC.AllocateUninitializedArray<int>(pairSumsLength, pinned: true);
+        fixed (int* pairSums = pairSumsBuffer)
+        {
+            QuadPairSums(x.GroupSums(0), superBlocks, pairSums);
+            QuadsQ4K<TD, TQ>(w, q, s, pairSums, offsets, tile, acc, superBlocks, x.Rows, y, ldy, start, end);
+        }
+    }
+
+    /// <summary>
+    /// Per super-block, quad and pair of sub-blocks p (0–3): the quad's Σx over 32-value sub-blocks 2p and 2p+1 as two
+    /// 16-bit halves of each dword (lanes 0–3 the quad's tokens, repeated in 4–7), for one <c>vpmaddwd</c> against a pair
+    /// of mins. |Σx| ≤ 32·128 fits 16 bits; the products and their sums are exact.
+    /// </summary>
+    private static void QuadPairSums(int* m, int superBlocks, int* into)
+    {
+        for (var sb = 0; sb < superBlocks; sb++)
+        {
+            for (var quad = 0; quad < 2; quad++)
+            {
+                for (var p = 0; p < 4; p++)
+                {
+                    for (var lane = 0; lane < 8; lane++)
+                    {
+                        var token = (4 * quad) + (lane % 4);
+                        var j = (16 * sb) + (4 * p);
+                        var first = m[(Activations.Group * j) + token] + m[(Activations.Group * (j + 1)) + token];
+                        var second = m[(Activations.Group * (j + 2)) + token] + m[(Activations.Group * (j + 3)) + token];
+                        *into++ = (ushort)(short)first | (second << 16);
+                    }
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuadsQ4K<TD, TQ>(
+        WeightMatrix w, sbyte* q, float* s, int* pairSums, nint* offsets, float* tile, Vector256<float>* acc,
+        int superBlocks, int tokens, float* y, int ldy, int start, int end)
+        where TD : IDot
+        where TQ : IGroups
+    {
         var low = Vector256.Create((byte)0x0F);
         for (var r0 = start; r0 < end; r0 += LaneRows)
         {
@@ -291,10 +332,19 @@ internal static unsafe partial class QuantGemm
                 {
                     var blockA = block0 + offsets[2 * pair];
                     var blockB = block0 + offsets[(2 * pair) + 1];
-                    var (scA, minA) = VecDot.ScalesMinsK4(blockA + 4);
-                    var (scB, minB) = VecDot.ScalesMinsK4(blockB + 4);
-                    var sm = Vector256.Create(Vector128.Create(scA, minA), Vector128.Create(scB, minB)).AsByte();
+                    var sm = Vector256.Create(VecDot.ScalesMinsK4Vector(blockA + 4), VecDot.ScalesMinsK4Vector(blockB + 4));
                     Vector256<int> sum0 = default, mins0 = default, sum1 = default, mins1 = default;
+                    var sums = pairSums + (sb * 2 * 4 * 8);
+                    for (var p = 0; p < 4; p++)
+                    {
+                        var minPair = Avx2.Shuffle(sm, Vector256.Load(PickK4MinPairs + (32 * p))).AsInt16();
+                        mins0 += Avx2.MultiplyAddAdjacent(minPair, Vector256.Load(sums + (8 * p)).AsInt16());
+                        if (TQ.Two)
+                        {
+                            mins1 += Avx2.MultiplyAddAdjacent(minPair, Vector256.Load(sums + 32 + (8 * p)).AsInt16());
+                        }
+                    }
+
                     for (var jj = 0; jj < 4; jj++)
                     {
                         var rawA = Vector256.Load(blockA + 16 + (32 * jj));
@@ -308,16 +358,13 @@ internal static unsafe partial class QuantGemm
                             var lo = Avx2.Permute2x128(va, vb, 0x20).AsInt32();
                             var hi = Avx2.Permute2x128(va, vb, 0x31).AsInt32();
                             var scale = Avx2.Shuffle(sm, Vector256.Load(PickK4 + (32 * j))).AsInt32();
-                            var min = Avx2.Shuffle(sm, Vector256.Load(PickK4 + (32 * (8 + j)))).AsInt32();
                             var xs = xq + (256 * j);
                             var t = Dot16<TD>(Dot16<TD>(Vector256<int>.Zero, lo, xs), hi, xs + 128);
                             sum0 += Avx2.MultiplyLow(t, scale);
-                            mins0 += Avx2.MultiplyLow(min, QuadSums(m, (16 * sb) + (2 * j), 0) + QuadSums(m, (16 * sb) + (2 * j) + 1, 0));
                             if (TQ.Two)
                             {
                                 t = Dot16<TD>(Dot16<TD>(Vector256<int>.Zero, lo, xs + 16), hi, xs + 144);
                                 sum1 += Avx2.MultiplyLow(t, scale);
-                                mins1 += Avx2.MultiplyLow(min, QuadSums(m, (16 * sb) + (2 * j), 1) + QuadSums(m, (16 * sb) + (2 * j) + 1, 1));
                             }
                         }
                     }
@@ -335,7 +382,7 @@ internal static unsafe partial class QuantGemm
                 }
             }
 
-            StorePairs(tile, x.Rows, y, ldy, r0, Math.Min(LaneRows, end - r0));
+            StorePairs(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0));
         }
     }
 
@@ -449,10 +496,35 @@ internal static unsafe partial class QuantGemm
         Avx2.ShiftRightLogical(v.AsUInt16(), Vector128.CreateScalar((ushort)bits)).AsByte();
 
     /// <summary>
-    /// <c>pshufb</c> controls for Q4_K's pair vector: j = 0–7 puts scale j, 8–15 min j−8, zero-extended, in every dword
-    /// of each half (the halves hold rows A and B at the same byte positions).
+    /// <c>pshufb</c> controls for Q4_K's pair vector: j = 0–7 puts scale j, zero-extended, in every dword of each half
+    /// (the halves hold rows A and B at the same byte positions).
     /// </summary>
-    private static readonly byte* PickK4 = BuildPicks(16, j => j, signed: false);
+    private static readonly byte* PickK4 = BuildPicks(8, j => j, signed: false);
+
+    /// <summary>
+    /// <c>pshufb</c> controls for Q4_K's pair vector, p = 0–3: mins 2p and 2p+1 zero-extended into the two 16-bit halves of
+    /// every dword of each half (for <c>vpmaddwd</c> against <see cref="QuadPairSums"/>).
+    /// </summary>
+    private static readonly byte* PickK4MinPairs = BuildMinPairPicks();
+
+    private static byte* BuildMinPairPicks()
+    {
+        var p = (byte*)NativeMemory.AlignedAlloc(32 * 4, 32);
+        for (var pair = 0; pair < 4; pair++)
+        {
+            for (var b = 0; b < 32; b++)
+            {
+                p[(32 * pair) + b] = (b % 4) switch
+                {
+                    0 => (byte)(8 + (2 * pair)),
+                    2 => (byte)(8 + (2 * pair) + 1),
+                    _ => 0x80,
+                };
+            }
+        }
+
+        return p;
+    }
 
     /// <summary><c>pshufb</c> controls for Q6_K: scale j in each dword's top byte (an arithmetic shift by 24 sign-extends it).</summary>
     private static readonly byte* PickK6 = BuildPicks(16, j => j, signed: true);

@@ -160,6 +160,68 @@ public sealed unsafe class DotProductTests
         }
     }
 
+    /// <summary>
+    /// K-quant products at the ends of their integer ranges: every activation quantized to ±127 (so every 16- and 32-value
+    /// sum is at its largest, with either sign per token) against blocks whose bytes are all 0xFF or random (6-bit scales
+    /// and mins of 63, nibbles of 15). The decode kernels pack sums and mins into 16-bit lanes; an overflow there would
+    /// show as a difference from the definition. 1 token (matrix-vector path) and 2–8 (quad path).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void K_quant_products_are_exact_at_the_ends_of_their_ranges(GgmlType type)
+    {
+        const int columns = 768;
+        const int rows = 11;
+        var blockBytes = type == GgmlType.Q4_K ? 144 : 210;
+        var bytes = new byte[rows * (columns / 256) * blockBytes];
+        new Random(3).NextBytes(bytes);
+        for (var r = 0; r < rows; r += 2)
+        {
+            // Even rows all ones, except each block's f16 scales (0x3C00 = 1.0: 0xFFFF would be NaN).
+            var row = bytes.AsSpan(r * (columns / 256) * blockBytes, (columns / 256) * blockBytes);
+            row.Fill(0xFF);
+            for (var b = 0; b < columns / 256; b++)
+            {
+                var d = type == GgmlType.Q4_K ? b * blockBytes : (b * blockBytes) + 208;
+                BitConverter.TryWriteBytes(row[d..], (ushort)0x3C00);
+                if (type == GgmlType.Q4_K)
+                {
+                    BitConverter.TryWriteBytes(row[(d + 2)..], (ushort)0x3C00);
+                }
+            }
+        }
+
+        using var pool = new WorkerPool(2);
+        foreach (var tokens in new[] { 1, 2, 4, 5, 8 })
+        {
+            var x = new float[tokens * columns];
+            for (var t = 0; t < tokens; t++)
+            {
+                x.AsSpan(t * columns, columns).Fill(t % 2 == 0 ? 3.5f : -3.5f);
+            }
+
+            var y = new float[tokens * rows];
+            fixed (byte* w = bytes)
+            fixed (float* xp = x)
+            fixed (float* yp = y)
+            {
+                var matrix = new WeightMatrix("w", type, columns, rows, w);
+                var act = new Activations();
+                act.Load(matrix.ActivationKind, xp, tokens, columns, columns, pool);
+                Assert.Equal(127, Math.Abs((int)act.Quant(0, 5)));
+                MatMul.Multiply(matrix, act, yp, rows, pool);
+                for (var t = 0; t < tokens; t++)
+                {
+                    for (var r = 0; r < rows; r++)
+                    {
+                        Assert.Equal(VecDot.Reference(matrix, r, act, t), y[(t * rows) + r]);
+                    }
+                }
+            }
+        }
+    }
+
     /// <summary>f16 weights holding infinities or NaN take the exact conversion (the fast one assumes finite values).</summary>
     [Fact]
     public void F16_weights_with_infinities_and_nan_follow_the_definition()
