@@ -58,6 +58,12 @@ internal static unsafe partial class QuantGemm
             case GgmlType.Q5_0:
                 Quads32<Q5_0Values, MaddDot>(w, x, y, ldy, start, end, two);
                 break;
+            case GgmlType.Q4_K when UseWideQuads && two:
+                QuadsQ4K<VnniDot, TwoGroups>(w, x, y, ldy, start, end, wide: true);
+                break;
+            case GgmlType.Q4_K when UseWideQuads:
+                QuadsQ4K<VnniDot, OneGroup>(w, x, y, ldy, start, end, wide: true);
+                break;
             case GgmlType.Q4_K when UseVnni && two:
                 QuadsQ4K<VnniDot, TwoGroups>(w, x, y, ldy, start, end);
                 break;
@@ -252,7 +258,7 @@ internal static unsafe partial class QuantGemm
     /// <c>fma(−Σmins, dmin·d_x, acc)</c>. Float accumulators live in a small stack array (touched once per super-block).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void QuadsQ4K<TD, TQ>(WeightMatrix w, Activations x, float* y, int ldy, int start, int end)
+    private static void QuadsQ4K<TD, TQ>(WeightMatrix w, Activations x, float* y, int ldy, int start, int end, bool wide = false)
         where TD : IDot
         where TQ : IGroups
     {
@@ -262,21 +268,30 @@ internal static unsafe partial class QuantGemm
         var offsets = stackalloc nint[LaneRows];
         var tile = stackalloc float[2 * 4 * 8];
         var acc = (Vector256<float>*)tile;
-        var pairSumsLength = superBlocks * 2 * 4 * 8;
+        var lanes = wide ? 16 : 8;
+        var pairSumsLength = superBlocks * 2 * 4 * lanes;
         Span<int> pairSumsBuffer = pairSumsLength <= 4096 ? stackalloc int[pairSumsLength] : GC.AllocateUninitializedArray<int>(pairSumsLength, pinned: true);
         fixed (int* pairSums = pairSumsBuffer)
         {
-            QuadPairSums(x.GroupSums(0), superBlocks, pairSums);
-            QuadsQ4K<TD, TQ>(w, q, s, pairSums, offsets, tile, acc, superBlocks, x.Rows, y, ldy, start, end);
+            QuadPairSums(x.GroupSums(0), superBlocks, lanes, pairSums);
+            if (wide)
+            {
+                QuadsQ4KWide<TQ>(w, q, s, pairSums, offsets, superBlocks, x.Rows, y, ldy, start, end);
+            }
+            else
+            {
+                QuadsQ4K<TD, TQ>(w, q, s, pairSums, offsets, tile, acc, superBlocks, x.Rows, y, ldy, start, end);
+            }
         }
     }
 
     /// <summary>
     /// Per super-block, quad and pair of sub-blocks p (0–3): the quad's Σx over 32-value sub-blocks 2p and 2p+1 as two
-    /// 16-bit halves of each dword (lanes 0–3 the quad's tokens, repeated in 4–7), for one <c>vpmaddwd</c> against a pair
-    /// of mins. |Σx| ≤ 32·128 fits 16 bits; the products and their sums are exact.
+    /// 16-bit halves of each dword (lanes 0–3 the quad's tokens, repeated up to <paramref name="lanes"/>: 8 for 256-bit
+    /// kernels, 16 for 512-bit ones), for one <c>vpmaddwd</c> against a pair of mins. |Σx| ≤ 32·128 fits 16 bits; the
+    /// products and their sums are exact.
     /// </summary>
-    private static void QuadPairSums(int* m, int superBlocks, int* into)
+    private static void QuadPairSums(int* m, int superBlocks, int lanes, int* into)
     {
         for (var sb = 0; sb < superBlocks; sb++)
         {
@@ -284,7 +299,7 @@ internal static unsafe partial class QuantGemm
             {
                 for (var p = 0; p < 4; p++)
                 {
-                    for (var lane = 0; lane < 8; lane++)
+                    for (var lane = 0; lane < lanes; lane++)
                     {
                         var token = (4 * quad) + (lane % 4);
                         var j = (16 * sb) + (4 * p);

@@ -222,6 +222,72 @@ public sealed unsafe class DotProductTests
         }
     }
 
+    /// <summary>
+    /// Q4_K's quad products (2–8 tokens) equal the definition in both kernel widths — the 512-bit one where AVX-512 is
+    /// present and the 256-bit one every AVX2 machine runs — over row ranges that start and end mid-tile.
+    /// </summary>
+    [Fact]
+    public void Q4K_quad_products_equal_the_definition_in_both_kernel_widths()
+    {
+        const int columns = 768;
+        const int rows = 21;
+        var saved = QuantGemm.UseWideQuads;
+        try
+        {
+            foreach (var wide in new[] { false, true })
+            {
+                if (wide && !saved)
+                {
+                    continue; // no AVX-512 here: the default already ran the 256-bit kernel
+                }
+
+                QuantGemm.UseWideQuads = wide;
+                foreach (var tokens in new[] { 2, 3, 4, 5, 6, 8 })
+                {
+                    var (bytes, x) = RandomProblem(GgmlType.Q4_K, columns, rows, tokens, 100 + tokens, spikes: true);
+                    fixed (byte* w = bytes)
+                    fixed (float* xp = x)
+                    {
+                        var matrix = new WeightMatrix("w", GgmlType.Q4_K, columns, rows, w);
+                        var act = new Activations();
+                        act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
+                        Assert.True(QuantGemm.TakesQuads(matrix, act));
+                        foreach (var (start, end) in new[] { (0, rows), (3, 14), (16, 21) })
+                        {
+                            var y = new float[tokens * rows];
+                            y.AsSpan().Fill(float.NaN);
+                            fixed (float* yp = y)
+                            {
+                                QuantGemm.MultiplyTokenQuads(matrix, act, yp, rows, start, end);
+                            }
+
+                            for (var t = 0; t < tokens; t++)
+                            {
+                                for (var r = 0; r < rows; r++)
+                                {
+                                    var actual = y[(t * rows) + r];
+                                    if (r < start || r >= end)
+                                    {
+                                        Assert.True(float.IsNaN(actual), $"row {r} outside [{start}, {end}) was written");
+                                        continue;
+                                    }
+
+                                    Assert.True(
+                                        BitConverter.SingleToInt32Bits(VecDot.Reference(matrix, r, act, t)) == BitConverter.SingleToInt32Bits(actual),
+                                        $"{(wide ? 512 : 256)}-bit, {tokens} tokens, row {r} token {t}: {actual} vs definition {VecDot.Reference(matrix, r, act, t)}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            QuantGemm.UseWideQuads = saved;
+        }
+    }
+
     /// <summary>f16 weights holding infinities or NaN take the exact conversion (the fast one assumes finite values).</summary>
     [Fact]
     public void F16_weights_with_infinities_and_nan_follow_the_definition()

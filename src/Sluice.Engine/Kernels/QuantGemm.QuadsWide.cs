@@ -1,0 +1,195 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sluice.Engine.Kernels;
+
+/// <summary>
+/// The Q4_K quad product in 512-bit vectors: 16 lanes are 4 weight rows × 4 tokens, so every shuffle, broadcast and
+/// multiply serves twice the rows of the 256-bit kernel. .NET has no 512-bit <c>vpdpbusd</c>, so the 4-value dots are
+/// <c>vpmaddubsw</c> pairs summed in 16 bits over a sub-block (≤ 8 · 2 · 15 · 128 = 30,720: exact) and scaled by
+/// <c>vpmaddwd</c> against the sub-block's scale, as ggml's AVX2 kernel does per row. Integer sums are exact and the float
+/// step per (row, token) lane is the definition's, so results equal <see cref="VecDot"/> and the 256-bit kernel bit for bit.
+/// </summary>
+internal static unsafe partial class QuantGemm
+{
+    /// <summary>
+    /// Whether Q4_K quads take the 512-bit kernel (AVX-512 F/BW). Internal and settable so tests run both kernels on one
+    /// machine; both give the same bits, so a test switching it does not disturb others running at the time.
+    /// </summary>
+    internal static bool UseWideQuads { get; set; } = Avx512F.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+
+    /// <summary>
+    /// Hot loop, per 8-row tile and super-block: (1) the 8 rows' d and dmin gathered once; per group of 4 rows, (2) their
+    /// scales and mins into one vector (a 128-bit lane per row), the mins against the quads' pair sums by 4 <c>vpmaddwd</c>;
+    /// (3) per 64 values the 4 rows' nibbles expanded into two vectors <c>[A | B | C | D]</c> (values 0–15, 16–31 of a
+    /// sub-block), per 4-value step one <c>pshufd</c> and one <c>vpmaddubsw</c> per quad against its 16 bytes (broadcast),
+    /// and per sub-block one <c>vpmaddwd</c> by the scale; (4) two fused adds per group and quad.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuadsQ4KWide<TQ>(
+        WeightMatrix w, sbyte* q, float* s, int* pairSums, nint* offsets, int superBlocks, int tokens, float* y, int ldy, int start, int end)
+        where TQ : IGroups
+    {
+        var low = Vector512.Create((byte)0x0F);
+        var tile = stackalloc float[2 * 2 * 16];
+        var acc = (Vector512<float>*)tile;
+        for (var r0 = start; r0 < end; r0 += LaneRows)
+        {
+            RowOffsets(w, r0, end, offsets);
+            var gather = GatherOffsets(offsets);
+            var row = w.Row(r0);
+            var (nextTile, step) = NextTile(w, r0, end, superBlocks);
+            var next = (byte*)nextTile;
+            var fetched = next;
+            acc[0] = Vector512<float>.Zero;
+            acc[1] = Vector512<float>.Zero;
+            acc[2] = Vector512<float>.Zero;
+            acc[3] = Vector512<float>.Zero;
+            for (var sb = 0; sb < superBlocks; sb++)
+            {
+                var block0 = row + (144 * sb);
+                fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
+                var dd = Avx2.GatherVector256((int*)block0, gather, 1);
+                var d8 = Vector512.Create(Halves(dd, high: false), Vector256<float>.Zero);
+                var dmin8 = Vector512.Create(Halves(dd, high: true), Vector256<float>.Zero);
+                var sx0 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb));
+                var sx1 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb) + 4);
+                var xq = q + (2048 * sb);
+                var sums = pairSums + (sb * 2 * 4 * 16);
+                for (var g = 0; g < 2; g++)
+                {
+                    var bA = block0 + offsets[4 * g];
+                    var bB = block0 + offsets[(4 * g) + 1];
+                    var bC = block0 + offsets[(4 * g) + 2];
+                    var bD = block0 + offsets[(4 * g) + 3];
+                    var sm = Vector512.Create(
+                        Vector256.Create(VecDot.ScalesMinsK4Vector(bA + 4), VecDot.ScalesMinsK4Vector(bB + 4)),
+                        Vector256.Create(VecDot.ScalesMinsK4Vector(bC + 4), VecDot.ScalesMinsK4Vector(bD + 4)));
+                    Vector512<int> sum0 = default, mins0 = default, sum1 = default, mins1 = default;
+                    for (var p = 0; p < 4; p++)
+                    {
+                        var minPair = Avx512BW.Shuffle(sm, Vector512.Load(PickK4MinPairsWide + (64 * p))).AsInt16();
+                        mins0 += Avx512BW.MultiplyAddAdjacent(minPair, Vector512.Load(sums + (16 * p)).AsInt16());
+                        if (TQ.Two)
+                        {
+                            mins1 += Avx512BW.MultiplyAddAdjacent(minPair, Vector512.Load(sums + 64 + (16 * p)).AsInt16());
+                        }
+                    }
+
+                    for (var jj = 0; jj < 4; jj++)
+                    {
+                        var r01 = Vector512.Create(Vector256.Load(bA + 16 + (32 * jj)), Vector256.Load(bB + 16 + (32 * jj)));
+                        var r23 = Vector512.Create(Vector256.Load(bC + 16 + (32 * jj)), Vector256.Load(bD + 16 + (32 * jj)));
+                        for (var h = 0; h < 2; h++)
+                        {
+                            // Low nibbles are sub-block 2jj, high nibbles 2jj+1; 128-bit lanes 0, 2 of each pair of rows
+                            // hold values 0–15, lanes 1, 3 values 16–31.
+                            var j = (2 * jj) + h;
+                            var v01 = (h == 0 ? r01 : Avx512BW.ShiftRightLogical(r01.AsUInt16(), 4).AsByte()) & low;
+                            var v23 = (h == 0 ? r23 : Avx512BW.ShiftRightLogical(r23.AsUInt16(), 4).AsByte()) & low;
+                            var lo = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b10_00_10_00).AsInt32();
+                            var hi = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b11_01_11_01).AsInt32();
+                            var scale = Avx512BW.Shuffle(sm, Vector512.Load(PickK4Scale16 + (64 * j))).AsInt16();
+                            var xs = xq + (256 * j);
+                            sum0 += Avx512BW.MultiplyAddAdjacent(Steps16(lo, xs) + Steps16(hi, xs + 128), scale);
+                            if (TQ.Two)
+                            {
+                                sum1 += Avx512BW.MultiplyAddAdjacent(Steps16(lo, xs + 16) + Steps16(hi, xs + 144), scale);
+                            }
+                        }
+                    }
+
+                    var spread = Vector512.Load(QuadPick + (16 * g));
+                    var d = Avx512F.PermuteVar16x32(d8, spread);
+                    var dmin = Avx512F.PermuteVar16x32(dmin8, spread);
+                    var f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum0), d * sx0, acc[2 * g]);
+                    acc[2 * g] = Avx512F.FusedMultiplyAddNegated(dmin * sx0, Avx512F.ConvertToVector512Single(mins0), f);
+                    if (TQ.Two)
+                    {
+                        f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum1), d * sx1, acc[(2 * g) + 1]);
+                        acc[(2 * g) + 1] = Avx512F.FusedMultiplyAddNegated(dmin * sx1, Avx512F.ConvertToVector512Single(mins1), f);
+                    }
+                }
+            }
+
+            StoreQuadGroups(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0));
+        }
+    }
+
+    /// <summary>
+    /// The 16-bit pair sums of 16 values of 4 rows (one 128-bit lane each) against a quad's 4 tokens: per 4-value step
+    /// the step's 4 bytes of each row spread over its lane, times the quad's 16 bytes of that step (32 apart).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Steps16(Vector512<int> rows, sbyte* x) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0x00).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)x).AsSByte()) +
+        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0x55).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 32)).AsSByte()) +
+        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xAA).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 64)).AsSByte()) +
+        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xFF).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 96)).AsSByte());
+
+    /// <summary>
+    /// Writes the wide kernel's tile (<c>tile[16·(2·group + quad) + 4·(row % 4) + token % 4]</c>, group = row / 4) for the
+    /// real tokens and rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreQuadGroups(float* tile, int tokens, float* y, int ldy, int r0, int rows)
+    {
+        for (var t = 0; t < tokens; t++)
+        {
+            var yt = y + ((long)t * ldy) + r0;
+            var lane = tile + (16 * (t / 4)) + (t % 4);
+            for (var i = 0; i < rows; i++)
+            {
+                yt[i] = lane[(32 * (i / 4)) + (4 * (i % 4))];
+            }
+        }
+    }
+
+    // The tables below are full 64-byte vectors rather than 32-byte ones broadcast with vbroadcasti64x4: .NET 10's JIT
+    // scaled that instruction's compressed displacement as if it read 16 bytes (sums + 8·p read the sums of 2·p), which
+    // the exactness tests caught; plain 512-bit loads have no such case.
+
+    /// <summary><c>pshufb</c> controls, j = 0–7: scale j zero-extended into both 16-bit halves of every dword.</summary>
+    private static readonly byte* PickK4Scale16 = BuildWidePicks(8, (j, b) => b % 2 == 0 ? (byte)j : (byte)0x80);
+
+    /// <summary><c>pshufb</c> controls, p = 0–3: mins 2p and 2p+1 zero-extended into the two 16-bit halves of every dword.</summary>
+    private static readonly byte* PickK4MinPairsWide = BuildWidePicks(4, (p, b) => (b % 4) switch
+    {
+        0 => (byte)(8 + (2 * p)),
+        2 => (byte)(8 + (2 * p) + 1),
+        _ => 0x80,
+    });
+
+    /// <summary><c>vpermps</c> indices spreading 8 rows' values over group g: lanes 4i–4i+3 row 4g+i.</summary>
+    private static readonly int* QuadPick = BuildQuadPick();
+
+    private static byte* BuildWidePicks(int count, Func<int, int, byte> pick)
+    {
+        var p = (byte*)NativeMemory.AlignedAlloc((nuint)(64 * count), 64);
+        for (var j = 0; j < count; j++)
+        {
+            for (var b = 0; b < 64; b++)
+            {
+                p[(64 * j) + b] = pick(j, b);
+            }
+        }
+
+        return p;
+    }
+
+    private static int* BuildQuadPick()
+    {
+        var p = (int*)NativeMemory.AlignedAlloc(2 * 16 * sizeof(int), 64);
+        for (var g = 0; g < 2; g++)
+        {
+            for (var lane = 0; lane < 16; lane++)
+            {
+                p[(16 * g) + lane] = (4 * g) + (lane / 4);
+            }
+        }
+
+        return p;
+    }
+}
