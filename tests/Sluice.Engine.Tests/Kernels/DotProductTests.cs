@@ -161,29 +161,38 @@ public sealed unsafe class DotProductTests
     }
 
     /// <summary>
-    /// K-quant products at the ends of their integer ranges: every activation quantized to ±127 (so every 16- and 32-value
-    /// sum is at its largest, with either sign per token) against blocks whose bytes are all 0xFF or random (6-bit scales
-    /// and mins of 63, nibbles of 15). The decode kernels pack sums and mins into 16-bit lanes; an overflow there would
-    /// show as a difference from the definition. 1 token (matrix-vector path) and 2–8 (quad path).
+    /// Integer products at the ends of their ranges: every activation quantized to ±127 (so every 16- and 32-value sum is
+    /// at its largest, with either sign per token) against blocks whose bytes are all 0xFF (largest values, and for
+    /// K-quants 6-bit scales and mins of 63) or random. The decode kernels pack sums into 16-bit lanes; an overflow there
+    /// would show as a difference from the definition. 1 token (matrix-vector path) and 2–8 (quad paths).
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
-    public void K_quant_products_are_exact_at_the_ends_of_their_ranges(GgmlType type)
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    public void Integer_products_are_exact_at_the_ends_of_their_ranges(GgmlType type)
     {
         const int columns = 768;
         const int rows = 11;
-        var blockBytes = type == GgmlType.Q4_K ? 144 : 210;
-        var bytes = new byte[rows * (columns / 256) * blockBytes];
+        var (blockValues, blockBytes, scaleAt) = type switch
+        {
+            GgmlType.Q4_K => (256, 144, 0),
+            GgmlType.Q6_K => (256, 210, 208),
+            GgmlType.Q4_0 => (32, 18, 0),
+            _ => (32, 22, 0),
+        };
+        var blocks = columns / blockValues;
+        var bytes = new byte[rows * blocks * blockBytes];
         new Random(3).NextBytes(bytes);
         for (var r = 0; r < rows; r += 2)
         {
             // Even rows all ones, except each block's f16 scales (0x3C00 = 1.0: 0xFFFF would be NaN).
-            var row = bytes.AsSpan(r * (columns / 256) * blockBytes, (columns / 256) * blockBytes);
+            var row = bytes.AsSpan(r * blocks * blockBytes, blocks * blockBytes);
             row.Fill(0xFF);
-            for (var b = 0; b < columns / 256; b++)
+            for (var b = 0; b < blocks; b++)
             {
-                var d = type == GgmlType.Q4_K ? b * blockBytes : (b * blockBytes) + 208;
+                var d = (b * blockBytes) + scaleAt;
                 BitConverter.TryWriteBytes(row[d..], (ushort)0x3C00);
                 if (type == GgmlType.Q4_K)
                 {
@@ -223,11 +232,16 @@ public sealed unsafe class DotProductTests
     }
 
     /// <summary>
-    /// Q4_K's quad products (2–8 tokens) equal the definition in both kernel widths — the 512-bit one where AVX-512 is
-    /// present and the 256-bit one every AVX2 machine runs — over row ranges that start and end mid-tile.
+    /// Quad products (2–8 tokens) equal the definition in both kernel widths — the 512-bit one where AVX-512 is present
+    /// (Q4_K; the other types have one kernel, checked here all the same) and the 256-bit one every AVX2 machine runs —
+    /// over row ranges that start and end mid-tile.
     /// </summary>
-    [Fact]
-    public void Q4K_quad_products_equal_the_definition_in_both_kernel_widths()
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void Quad_products_equal_the_definition_in_both_kernel_widths(GgmlType type)
     {
         const int columns = 768;
         const int rows = 21;
@@ -244,11 +258,11 @@ public sealed unsafe class DotProductTests
                 QuantGemm.UseWideQuads = wide;
                 foreach (var tokens in new[] { 2, 3, 4, 5, 6, 8 })
                 {
-                    var (bytes, x) = RandomProblem(GgmlType.Q4_K, columns, rows, tokens, 100 + tokens, spikes: true);
+                    var (bytes, x) = RandomProblem(type, columns, rows, tokens, 100 + tokens, spikes: true);
                     fixed (byte* w = bytes)
                     fixed (float* xp = x)
                     {
-                        var matrix = new WeightMatrix("w", GgmlType.Q4_K, columns, rows, w);
+                        var matrix = new WeightMatrix("w", type, columns, rows, w);
                         var act = new Activations();
                         act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
                         Assert.True(QuantGemm.TakesQuads(matrix, act));
