@@ -19,6 +19,12 @@ public enum KernelShape
 
     /// <summary>A small matrix for the smoke run only (512 → 64).</summary>
     Smoke,
+
+    /// <summary>TinyLlama-1.1B <c>ffn_down</c>: 5632 → 2048 (rows of 22 K-quant super-blocks).</summary>
+    TinyLlamaDown,
+
+    /// <summary>TinyLlama-1.1B <c>attn_q</c>/<c>attn_output</c>: 2048 → 2048.</summary>
+    TinyLlamaAttention,
 }
 
 /// <summary>Sizes of the shapes and of the weights in bytes.</summary>
@@ -30,6 +36,8 @@ public static class KernelShapes
         KernelShape.TinyLlamaUp => (2048, 5632),
         KernelShape.Qwen05Up => (896, 4864),
         KernelShape.Smoke => (512, 64),
+        KernelShape.TinyLlamaDown => (5632, 2048),
+        KernelShape.TinyLlamaAttention => (2048, 2048),
         _ => throw new ArgumentOutOfRangeException(nameof(shape)),
     };
 
