@@ -276,6 +276,12 @@ internal static unsafe partial class QuantGemm
         var partial = stackalloc int[2 * 8 * LaneRows];
         var pairSums = stackalloc int[count * superBlocks * 8];
         PairSums(tokens, count, superBlocks, pairSums);
+        if (UseWideKernels)
+        {
+            RowsQ4KWide(w, y, ldy, start, end, tokens, count, pairSums, offsets, partial);
+            return;
+        }
+
         var low = Vector256.Create((byte)0x0F);
         for (var r0 = start; r0 < end; r0 += LaneRows)
         {

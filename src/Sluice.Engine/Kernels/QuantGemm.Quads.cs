@@ -58,10 +58,10 @@ internal static unsafe partial class QuantGemm
             case GgmlType.Q5_0:
                 Quads32<Q5_0Values, MaddDot>(w, x, y, ldy, start, end, two);
                 break;
-            case GgmlType.Q4_K when UseWideQuads && two:
+            case GgmlType.Q4_K when UseWideKernels && two:
                 QuadsQ4K<VnniDot, TwoGroups>(w, x, y, ldy, start, end, wide: true);
                 break;
-            case GgmlType.Q4_K when UseWideQuads:
+            case GgmlType.Q4_K when UseWideKernels:
                 QuadsQ4K<VnniDot, OneGroup>(w, x, y, ldy, start, end, wide: true);
                 break;
             case GgmlType.Q4_K when UseVnni && two:

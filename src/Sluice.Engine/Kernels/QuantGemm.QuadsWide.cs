@@ -15,10 +15,11 @@ namespace Sluice.Engine.Kernels;
 internal static unsafe partial class QuantGemm
 {
     /// <summary>
-    /// Whether Q4_K quads take the 512-bit kernel (AVX-512 F/BW). Internal and settable so tests run both kernels on one
-    /// machine; both give the same bits, so a test switching it does not disturb others running at the time.
+    /// Whether Q4_K products (1 token and quads) take the 512-bit kernels (AVX-512 F/BW). Internal and settable so tests
+    /// run both widths on one machine; both give the same bits, so a test switching it does not disturb others running at
+    /// the time.
     /// </summary>
-    internal static bool UseWideQuads { get; set; } = Avx512F.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+    internal static bool UseWideKernels { get; set; } = Avx512F.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>
     /// Hot loop, per 8-row tile and super-block: (1) the 8 rows' d and dmin gathered once; per group of 4 rows, (2) their
@@ -52,8 +53,8 @@ internal static unsafe partial class QuantGemm
                 var block0 = row + (144 * sb);
                 fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
                 var dd = Avx2.GatherVector256((int*)block0, gather, 1);
-                var d8 = Vector512.Create(Halves(dd, high: false), Vector256<float>.Zero);
-                var dmin8 = Vector512.Create(Halves(dd, high: true), Vector256<float>.Zero);
+                var d8 = Halves(dd, high: false).ToVector512Unsafe();
+                var dmin8 = Halves(dd, high: true).ToVector512Unsafe();
                 var sx0 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb));
                 var sx1 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb) + 4);
                 var xq = q + (2048 * sb);
@@ -64,7 +65,7 @@ internal static unsafe partial class QuantGemm
                     var bB = block0 + offsets[(4 * g) + 1];
                     var bC = block0 + offsets[(4 * g) + 2];
                     var bD = block0 + offsets[(4 * g) + 3];
-                    var sm = Vector512.Create(
+                    var sm = Join(
                         Vector256.Create(VecDot.ScalesMinsK4Vector(bA + 4), VecDot.ScalesMinsK4Vector(bB + 4)),
                         Vector256.Create(VecDot.ScalesMinsK4Vector(bC + 4), VecDot.ScalesMinsK4Vector(bD + 4)));
                     Vector512<int> sum0 = default, mins0 = default, sum1 = default, mins1 = default;
@@ -80,8 +81,8 @@ internal static unsafe partial class QuantGemm
 
                     for (var jj = 0; jj < 4; jj++)
                     {
-                        var r01 = Vector512.Create(Vector256.Load(bA + 16 + (32 * jj)), Vector256.Load(bB + 16 + (32 * jj)));
-                        var r23 = Vector512.Create(Vector256.Load(bC + 16 + (32 * jj)), Vector256.Load(bD + 16 + (32 * jj)));
+                        var r01 = Join(Vector256.Load(bA + 16 + (32 * jj)), Vector256.Load(bB + 16 + (32 * jj)));
+                        var r23 = Join(Vector256.Load(bC + 16 + (32 * jj)), Vector256.Load(bD + 16 + (32 * jj)));
                         for (var h = 0; h < 2; h++)
                         {
                             // Low nibbles are sub-block 2jj, high nibbles 2jj+1; 128-bit lanes 0, 2 of each pair of rows
@@ -116,6 +117,104 @@ internal static unsafe partial class QuantGemm
 
             StoreQuadGroups(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0));
         }
+    }
+
+    /// <summary>
+    /// Q4_K for one token in 512-bit vectors: <see cref="RowsQ4K{TD}"/> with two rows per vector (a 256-bit half each).
+    /// Hot loop, per 8-row tile and super-block: (1) the token's 8 activation vectors, each duplicated into both halves;
+    /// per pair of rows, (2) their scales and mins unpacked, per 64 values one load of both rows' nibbles, two
+    /// <c>vpmaddubsw</c> (a sub-block each, pair sums ≤ 2 · 15 · 128: exact) and two <c>vpmaddwd</c> by the sub-blocks'
+    /// scales (picked per half by <c>pshufb</c>); (3) the mins against the 32-value sums per row; then, as the 256-bit
+    /// kernel, cross-lane sums and two fused adds per row (lane).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsQ4KWide(WeightMatrix w, float* y, int ldy, int start, int end, TokenRow* tokens, int count, int* pairSums, nint* offsets, int* partial)
+    {
+        var superBlocks = w.Columns / 256;
+        var low = Vector512.Create((byte)0x0F);
+        for (var r0 = start; r0 < end; r0 += LaneRows)
+        {
+            RowOffsets(w, r0, end, offsets);
+            var gather = GatherOffsets(offsets);
+            var row = w.Row(r0);
+            var (nextTile, step) = NextTile(w, r0, end, superBlocks);
+            var next = (byte*)nextTile;
+            var fetched = next;
+            for (var t = 0; t < count; t++)
+            {
+                var xq = tokens[t].Quants;
+                var xs = tokens[t].Scales;
+                var acc = Vector256<float>.Zero;
+                for (var sb = 0; sb < superBlocks; sb++)
+                {
+                    var y0 = xq + (256 * sb);
+                    var x0 = Twice(Vector256.Load(y0));
+                    var x1 = Twice(Vector256.Load(y0 + 32));
+                    var x2 = Twice(Vector256.Load(y0 + 64));
+                    var x3 = Twice(Vector256.Load(y0 + 96));
+                    var x4 = Twice(Vector256.Load(y0 + 128));
+                    var x5 = Twice(Vector256.Load(y0 + 160));
+                    var x6 = Twice(Vector256.Load(y0 + 192));
+                    var x7 = Twice(Vector256.Load(y0 + 224));
+                    var bsums = Vector256.Load(pairSums + (((t * superBlocks) + sb) * 8));
+                    var block0 = row + (144 * sb);
+                    fetched = PrefetchTo(fetched, next + ((sb + 1) * step));
+                    for (var i = 0; i < LaneRows; i += 2)
+                    {
+                        var blockA = block0 + offsets[i];
+                        var blockB = block0 + offsets[i + 1];
+                        var smA = VecDot.ScalesMinsK4Vector(blockA + 4);
+                        var smB = VecDot.ScalesMinsK4Vector(blockB + 4);
+                        var sc = Join(Avx2.BroadcastScalarToVector256(smA.AsUInt64()), Avx2.BroadcastScalarToVector256(smB.AsUInt64())).AsByte();
+                        var s = Avx512BW.MultiplyAddAdjacent(Nibbles64(blockA, blockB, 0, low, x0, x1, out var hi), Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 0))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(hi, Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 1))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(Nibbles64(blockA, blockB, 1, low, x2, x3, out hi), Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 2))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(hi, Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 3))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(Nibbles64(blockA, blockB, 2, low, x4, x5, out hi), Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 4))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(hi, Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 5))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(Nibbles64(blockA, blockB, 3, low, x6, x7, out hi), Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 6))).AsInt16());
+                        s += Avx512BW.MultiplyAddAdjacent(hi, Avx512BW.Shuffle(sc, Vector512.Load(PickK4Scale16 + (64 * 7))).AsInt16());
+                        s.Store(partial + (8 * i));
+                        Avx2.MultiplyLow(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(smA, 8)), bsums).Store(partial + 64 + (8 * i));
+                        Avx2.MultiplyLow(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(smB, 8)), bsums).Store(partial + 64 + (8 * (i + 1)));
+                    }
+
+                    var sumScaled = Sum8(partial);
+                    var sumMins = Sum8(partial + 64);
+                    var dd = Avx2.GatherVector256((int*)block0, gather, 1);
+                    var sx = Vector256.Create(xs[Activations.Group * sb]);
+                    acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumScaled), Halves(dd, high: false) * sx, acc);
+                    acc = Fma.MultiplyAddNegated(Halves(dd, high: true) * sx, Avx.ConvertToVector256Single(sumMins), acc);
+                }
+
+                StoreRows(acc, y + ((long)t * ldy) + r0, Math.Min(LaneRows, end - r0));
+            }
+        }
+    }
+
+    /// <summary>A 256-bit vector in both halves of a 512-bit one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Twice(Vector256<sbyte> v) => Join(v, v);
+
+    /// <summary>
+    /// <paramref name="lower"/> and <paramref name="upper"/> as one vector, in registers (one <c>vinserti64x4</c>):
+    /// <c>Vector512.Create(lower, upper)</c> went through a stack slot in .NET 10, reloaded whole after two narrower
+    /// stores — a store-forwarding stall on every use in these loops.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Join<T>(Vector256<T> lower, Vector256<T> upper) =>
+        Avx512F.InsertVector256(lower.AsInt64().ToVector512Unsafe(), upper.AsInt64(), 1).As<long, T>();
+
+    /// <summary>
+    /// Chunk <paramref name="jj"/> (64 values) of two rows' nibbles against the token: the low nibbles' pair sums (sub-block
+    /// 2jj; row A in the low half, B in the high half), and in <paramref name="hi"/> the high nibbles' (sub-block 2jj+1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Nibbles64(byte* blockA, byte* blockB, int jj, Vector512<byte> low, Vector512<sbyte> xLow, Vector512<sbyte> xHigh, out Vector512<short> hi)
+    {
+        var raw = Join(Vector256.Load(blockA + 16 + (32 * jj)), Vector256.Load(blockB + 16 + (32 * jj)));
+        hi = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & low, xHigh);
+        return Avx512BW.MultiplyAddAdjacent(raw & low, xLow);
     }
 
     /// <summary>

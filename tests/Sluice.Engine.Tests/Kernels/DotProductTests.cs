@@ -232,20 +232,20 @@ public sealed unsafe class DotProductTests
     }
 
     /// <summary>
-    /// Quad products (2–8 tokens) equal the definition in both kernel widths — the 512-bit one where AVX-512 is present
-    /// (Q4_K; the other types have one kernel, checked here all the same) and the 256-bit one every AVX2 machine runs —
-    /// over row ranges that start and end mid-tile.
+    /// Decode products (1 token, and quads of 2–8) equal the definition in both kernel widths — the 512-bit one where
+    /// AVX-512 is present (Q4_K; the other types have one kernel, checked here all the same) and the 256-bit one every AVX2
+    /// machine runs — over row ranges that start and end mid-tile.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
     [InlineData(GgmlType.Q8_0)]
-    public void Quad_products_equal_the_definition_in_both_kernel_widths(GgmlType type)
+    public void Decode_products_equal_the_definition_in_both_kernel_widths(GgmlType type)
     {
         const int columns = 768;
         const int rows = 21;
-        var saved = QuantGemm.UseWideQuads;
+        var saved = QuantGemm.UseWideKernels;
         try
         {
             foreach (var wide in new[] { false, true })
@@ -255,8 +255,8 @@ public sealed unsafe class DotProductTests
                     continue; // no AVX-512 here: the default already ran the 256-bit kernel
                 }
 
-                QuantGemm.UseWideQuads = wide;
-                foreach (var tokens in new[] { 2, 3, 4, 5, 6, 8 })
+                QuantGemm.UseWideKernels = wide;
+                foreach (var tokens in new[] { 1, 2, 3, 4, 5, 6, 8 })
                 {
                     var (bytes, x) = RandomProblem(type, columns, rows, tokens, 100 + tokens, spikes: true);
                     fixed (byte* w = bytes)
@@ -265,14 +265,21 @@ public sealed unsafe class DotProductTests
                         var matrix = new WeightMatrix("w", type, columns, rows, w);
                         var act = new Activations();
                         act.Load(matrix.ActivationKind, xp, tokens, columns, columns);
-                        Assert.True(QuantGemm.TakesQuads(matrix, act));
+                        Assert.True(tokens == 1 ? act.HasPlainRows : QuantGemm.TakesQuads(matrix, act));
                         foreach (var (start, end) in new[] { (0, rows), (3, 14), (16, 21) })
                         {
                             var y = new float[tokens * rows];
                             y.AsSpan().Fill(float.NaN);
                             fixed (float* yp = y)
                             {
-                                QuantGemm.MultiplyTokenQuads(matrix, act, yp, rows, start, end);
+                                if (tokens == 1)
+                                {
+                                    QuantGemm.MultiplyFewRows(matrix, act, yp, rows, start, end);
+                                }
+                                else
+                                {
+                                    QuantGemm.MultiplyTokenQuads(matrix, act, yp, rows, start, end);
+                                }
                             }
 
                             for (var t = 0; t < tokens; t++)
@@ -298,7 +305,7 @@ public sealed unsafe class DotProductTests
         }
         finally
         {
-            QuantGemm.UseWideQuads = saved;
+            QuantGemm.UseWideKernels = saved;
         }
     }
 
