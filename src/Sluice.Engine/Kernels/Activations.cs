@@ -516,17 +516,23 @@ internal sealed unsafe class Activations
         }
     }
 
+    /// <summary>Bytes every buffer's first element is aligned to: a cache line, so vector loads split lines the same way in every process.</summary>
+    private const int Alignment = 64;
+
+    // Pinned arrays start 8- or 16-byte aligned, wherever allocation order put them; a buffer's usable part starts at
+    // the next cache line instead (Pointer), so it holds Alignment extra bytes.
     private static void Ensure<T>(ref T[] buffer, long length)
         where T : unmanaged
     {
-        if (buffer.Length < length)
+        var slack = Alignment / sizeof(T);
+        if (buffer.Length - slack < length)
         {
-            buffer = GC.AllocateUninitializedArray<T>(checked((int)length), pinned: true);
+            buffer = GC.AllocateUninitializedArray<T>(checked((int)length + slack), pinned: true);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static T* Pointer<T>(T[] array)
         where T : unmanaged =>
-        (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+        (T*)(((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)) + (Alignment - 1)) & ~(nint)(Alignment - 1));
 }

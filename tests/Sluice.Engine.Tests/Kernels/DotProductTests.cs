@@ -309,6 +309,38 @@ public sealed unsafe class DotProductTests
         }
     }
 
+    /// <summary>
+    /// Every activation buffer starts on a cache line, whatever address the allocator gave its array: the kernels' vector
+    /// loads then split lines the same way in every process (with 8-byte-aligned arrays the prompt speed moved ~7 %
+    /// between otherwise identical runs).
+    /// </summary>
+    [Fact]
+    public void Activation_buffers_start_on_a_cache_line()
+    {
+        foreach (var (kind, tokens) in new[] { (ActivationKind.Q8_K, 1), (ActivationKind.Q8_K, 5), (ActivationKind.Q8_0, 1), (ActivationKind.F32, 3) })
+        {
+            var x = new float[tokens * 512];
+            fixed (float* xp = x)
+            {
+                var act = new Activations();
+                act.Load(kind, xp, tokens, 512, 512);
+                if (kind == ActivationKind.F32)
+                {
+                    Assert.Equal(0, (nint)act.Values(0) % 64);
+                    continue;
+                }
+
+                Assert.Equal(0, (nint)act.GroupQuants(0) % 64);
+                Assert.Equal(0, (nint)act.GroupScales(0) % 64);
+                Assert.Equal(0, (nint)act.GroupSums(0) % 64);
+                if (act.HasPlainRows)
+                {
+                    Assert.Equal(0, (nint)act.PlainQuants(0) % 64);
+                }
+            }
+        }
+    }
+
     /// <summary>f16 weights holding infinities or NaN take the exact conversion (the fast one assumes finite values).</summary>
     [Fact]
     public void F16_weights_with_infinities_and_nan_follow_the_definition()
