@@ -27,7 +27,7 @@ internal static unsafe partial class QuantGemm
     public const int MaxQuadTokens = 8;
 
     /// <summary><c>vpermd</c> indices spreading the 8 rows' scales over pair p: lanes 0–3 row 2p, lanes 4–7 row 2p+1.</summary>
-    private static readonly int* PairPick = BuildPairPick();
+    private static readonly int* PairPick = BuildSpread(rowsPerVector: 2);
 
     /// <summary>True when <see cref="MultiplyTokenQuads"/> takes this product.</summary>
     public static bool TakesQuads(WeightMatrix w, Activations x) =>
@@ -225,7 +225,7 @@ internal static unsafe partial class QuantGemm
                 h3.Store(tile + 56);
             }
 
-            StorePairs(tile, x.Rows, y, ldy, r0, Math.Min(LaneRows, end - r0));
+            StoreTile(tile, x.Rows, y, ldy, r0, Math.Min(LaneRows, end - r0), rowsPerVector: 2, vectorStride: 8, quadStride: 32);
         }
     }
 
@@ -352,7 +352,7 @@ internal static unsafe partial class QuantGemm
                     var sums = pairSums + (sb * 2 * 4 * 8);
                     for (var p = 0; p < 4; p++)
                     {
-                        var minPair = Avx2.Shuffle(sm, Vector256.Load(PickK4MinPairs + (32 * p))).AsInt16();
+                        var minPair = Avx2.Shuffle(sm, Vector256.Load(PickK4MinPairs + (64 * p))).AsInt16();
                         mins0 += Avx2.MultiplyAddAdjacent(minPair, Vector256.Load(sums + (8 * p)).AsInt16());
                         if (TQ.Two)
                         {
@@ -397,7 +397,7 @@ internal static unsafe partial class QuantGemm
                 }
             }
 
-            StorePairs(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0));
+            StoreTile(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0), rowsPerVector: 2, vectorStride: 8, quadStride: 32);
         }
     }
 
@@ -483,7 +483,7 @@ internal static unsafe partial class QuantGemm
                 }
             }
 
-            StorePairs(tile, x.Rows, y, ldy, r0, Math.Min(LaneRows, end - r0));
+            StoreTile(tile, x.Rows, y, ldy, r0, Math.Min(LaneRows, end - r0), rowsPerVector: 2, vectorStride: 8, quadStride: 32);
         }
     }
 
@@ -514,44 +514,32 @@ internal static unsafe partial class QuantGemm
     /// <c>pshufb</c> controls for Q4_K's pair vector: j = 0–7 puts scale j, zero-extended, in every dword of each half
     /// (the halves hold rows A and B at the same byte positions).
     /// </summary>
-    private static readonly byte* PickK4 = BuildPicks(8, j => j, signed: false);
+    private static readonly byte* PickK4 = BuildControls(8, 32, (j, b) => b % 4 == 0 ? (byte)j : (byte)0x80);
 
     /// <summary>
-    /// <c>pshufb</c> controls for Q4_K's pair vector, p = 0–3: mins 2p and 2p+1 zero-extended into the two 16-bit halves of
-    /// every dword of each half (for <c>vpmaddwd</c> against <see cref="QuadPairSums"/>).
+    /// <c>pshufb</c> controls, p = 0–3: mins 2p and 2p+1 of every 128-bit lane's row zero-extended into the two 16-bit
+    /// halves of each dword (for <c>vpmaddwd</c> against <see cref="QuadPairSums"/>). 64 bytes per p, so both the 256-bit
+    /// and the 512-bit kernels load their width from the same entry.
     /// </summary>
-    private static readonly byte* PickK4MinPairs = BuildMinPairPicks();
-
-    private static byte* BuildMinPairPicks()
+    private static readonly byte* PickK4MinPairs = BuildControls(4, 64, (p, b) => (b % 4) switch
     {
-        var p = (byte*)NativeMemory.AlignedAlloc(32 * 4, 32);
-        for (var pair = 0; pair < 4; pair++)
-        {
-            for (var b = 0; b < 32; b++)
-            {
-                p[(32 * pair) + b] = (b % 4) switch
-                {
-                    0 => (byte)(8 + (2 * pair)),
-                    2 => (byte)(8 + (2 * pair) + 1),
-                    _ => 0x80,
-                };
-            }
-        }
-
-        return p;
-    }
+        0 => (byte)(8 + (2 * p)),
+        2 => (byte)(8 + (2 * p) + 1),
+        _ => 0x80,
+    });
 
     /// <summary><c>pshufb</c> controls for Q6_K: scale j in each dword's top byte (an arithmetic shift by 24 sign-extends it).</summary>
-    private static readonly byte* PickK6 = BuildPicks(16, j => j, signed: true);
+    private static readonly byte* PickK6 = BuildControls(16, 32, (j, b) => b % 4 == 3 ? (byte)j : (byte)0x80);
 
-    private static byte* BuildPicks(int count, Func<int, int> source, bool signed)
+    /// <summary><paramref name="count"/> shuffle controls of <paramref name="bytes"/> bytes each, byte b of control j being <c>pick(j, b)</c>.</summary>
+    private static byte* BuildControls(int count, int bytes, Func<int, int, byte> pick)
     {
-        var p = (byte*)NativeMemory.AlignedAlloc((nuint)(32 * count), 32);
+        var p = (byte*)NativeMemory.AlignedAlloc((nuint)(bytes * count), 64);
         for (var j = 0; j < count; j++)
         {
-            for (var b = 0; b < 32; b++)
+            for (var b = 0; b < bytes; b++)
             {
-                p[(32 * j) + b] = (b % 4) == (signed ? 3 : 0) ? (byte)source(j) : (byte)0x80;
+                p[(bytes * j) + b] = pick(j, b);
             }
         }
 
@@ -559,30 +547,37 @@ internal static unsafe partial class QuantGemm
     }
 
     /// <summary>
-    /// Writes a quad tile (<c>tile[32·quad + 8·pair + 4·(row % 2) + token % 4]</c>) for the real tokens and rows.
+    /// Writes a quad kernel's float tile for the real tokens and rows: lane <c>4·(row % rowsPerVector) + token % 4</c> of
+    /// vector <c>row / rowsPerVector</c>, vectors <paramref name="vectorStride"/> floats apart and quads
+    /// <paramref name="quadStride"/> (256-bit pairs: 2, 8, 32; 512-bit groups of 4 rows: 4, 32, 16).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StorePairs(float* tile, int tokens, float* y, int ldy, int r0, int rows)
+    private static void StoreTile(float* tile, int tokens, float* y, int ldy, int r0, int rows, int rowsPerVector, int vectorStride, int quadStride)
     {
         for (var t = 0; t < tokens; t++)
         {
             var yt = y + ((long)t * ldy) + r0;
-            var lane = tile + (32 * (t / 4)) + (t % 4);
+            var lane = tile + (quadStride * (t / 4)) + (t % 4);
             for (var i = 0; i < rows; i++)
             {
-                yt[i] = lane[(8 * (i / 2)) + (4 * (i % 2))];
+                yt[i] = lane[(vectorStride * (i / rowsPerVector)) + (4 * (i % rowsPerVector))];
             }
         }
     }
 
-    private static int* BuildPairPick()
+    /// <summary>
+    /// <c>vpermd</c>/<c>vpermps</c> indices spreading the 8 rows' values over vectors of <paramref name="rowsPerVector"/>
+    /// rows × 4 tokens: vector g's lanes 4i–4i+3 take row <c>rowsPerVector·g + i</c>.
+    /// </summary>
+    private static int* BuildSpread(int rowsPerVector)
     {
-        var p = (int*)NativeMemory.AlignedAlloc(8 * 4 * sizeof(int), 32);
-        for (var pair = 0; pair < 4; pair++)
+        var lanes = 4 * rowsPerVector;
+        var p = (int*)NativeMemory.AlignedAlloc((nuint)(LaneRows * 4 * sizeof(int)), 64);
+        for (var g = 0; g < LaneRows / rowsPerVector; g++)
         {
-            for (var lane = 0; lane < 8; lane++)
+            for (var lane = 0; lane < lanes; lane++)
             {
-                p[(8 * pair) + lane] = (2 * pair) + (lane / 4);
+                p[(lanes * g) + lane] = (rowsPerVector * g) + (lane / 4);
             }
         }
 

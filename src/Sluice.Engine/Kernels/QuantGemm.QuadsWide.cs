@@ -71,7 +71,7 @@ internal static unsafe partial class QuantGemm
                     Vector512<int> sum0 = default, mins0 = default, sum1 = default, mins1 = default;
                     for (var p = 0; p < 4; p++)
                     {
-                        var minPair = Avx512BW.Shuffle(sm, Vector512.Load(PickK4MinPairsWide + (64 * p))).AsInt16();
+                        var minPair = Avx512BW.Shuffle(sm, Vector512.Load(PickK4MinPairs + (64 * p))).AsInt16();
                         mins0 += Avx512BW.MultiplyAddAdjacent(minPair, Vector512.Load(sums + (16 * p)).AsInt16());
                         if (TQ.Two)
                         {
@@ -115,7 +115,7 @@ internal static unsafe partial class QuantGemm
                 }
             }
 
-            StoreQuadGroups(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0));
+            StoreTile(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0), rowsPerVector: 4, vectorStride: 32, quadStride: 16);
         }
     }
 
@@ -228,67 +228,13 @@ internal static unsafe partial class QuantGemm
         Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xAA).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 64)).AsSByte()) +
         Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xFF).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 96)).AsSByte());
 
-    /// <summary>
-    /// Writes the wide kernel's tile (<c>tile[16·(2·group + quad) + 4·(row % 4) + token % 4]</c>, group = row / 4) for the
-    /// real tokens and rows.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreQuadGroups(float* tile, int tokens, float* y, int ldy, int r0, int rows)
-    {
-        for (var t = 0; t < tokens; t++)
-        {
-            var yt = y + ((long)t * ldy) + r0;
-            var lane = tile + (16 * (t / 4)) + (t % 4);
-            for (var i = 0; i < rows; i++)
-            {
-                yt[i] = lane[(32 * (i / 4)) + (4 * (i % 4))];
-            }
-        }
-    }
-
-    // The tables below are full 64-byte vectors rather than 32-byte ones broadcast with vbroadcasti64x4: .NET 10's JIT
+    // These tables (and PickK4MinPairs, shared with the 256-bit kernel) are full 64-byte vectors rather than 32-byte ones broadcast with vbroadcasti64x4: .NET 10's JIT
     // scaled that instruction's compressed displacement as if it read 16 bytes (sums + 8·p read the sums of 2·p), which
     // the exactness tests caught; plain 512-bit loads have no such case.
 
     /// <summary><c>pshufb</c> controls, j = 0–7: scale j zero-extended into both 16-bit halves of every dword.</summary>
-    private static readonly byte* PickK4Scale16 = BuildWidePicks(8, (j, b) => b % 2 == 0 ? (byte)j : (byte)0x80);
-
-    /// <summary><c>pshufb</c> controls, p = 0–3: mins 2p and 2p+1 zero-extended into the two 16-bit halves of every dword.</summary>
-    private static readonly byte* PickK4MinPairsWide = BuildWidePicks(4, (p, b) => (b % 4) switch
-    {
-        0 => (byte)(8 + (2 * p)),
-        2 => (byte)(8 + (2 * p) + 1),
-        _ => 0x80,
-    });
+    private static readonly byte* PickK4Scale16 = BuildControls(8, 64, (j, b) => b % 2 == 0 ? (byte)j : (byte)0x80);
 
     /// <summary><c>vpermps</c> indices spreading 8 rows' values over group g: lanes 4i–4i+3 row 4g+i.</summary>
-    private static readonly int* QuadPick = BuildQuadPick();
-
-    private static byte* BuildWidePicks(int count, Func<int, int, byte> pick)
-    {
-        var p = (byte*)NativeMemory.AlignedAlloc((nuint)(64 * count), 64);
-        for (var j = 0; j < count; j++)
-        {
-            for (var b = 0; b < 64; b++)
-            {
-                p[(64 * j) + b] = pick(j, b);
-            }
-        }
-
-        return p;
-    }
-
-    private static int* BuildQuadPick()
-    {
-        var p = (int*)NativeMemory.AlignedAlloc(2 * 16 * sizeof(int), 64);
-        for (var g = 0; g < 2; g++)
-        {
-            for (var lane = 0; lane < 16; lane++)
-            {
-                p[(16 * g) + lane] = (4 * g) + (lane / 4);
-            }
-        }
-
-        return p;
-    }
+    private static readonly int* QuadPick = BuildSpread(rowsPerVector: 4);
 }

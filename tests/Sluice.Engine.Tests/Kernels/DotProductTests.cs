@@ -268,36 +268,7 @@ public sealed unsafe class DotProductTests
                         Assert.True(tokens == 1 ? act.HasPlainRows : QuantGemm.TakesQuads(matrix, act));
                         foreach (var (start, end) in new[] { (0, rows), (3, 14), (16, 21) })
                         {
-                            var y = new float[tokens * rows];
-                            y.AsSpan().Fill(float.NaN);
-                            fixed (float* yp = y)
-                            {
-                                if (tokens == 1)
-                                {
-                                    QuantGemm.MultiplyFewRows(matrix, act, yp, rows, start, end);
-                                }
-                                else
-                                {
-                                    QuantGemm.MultiplyTokenQuads(matrix, act, yp, rows, start, end);
-                                }
-                            }
-
-                            for (var t = 0; t < tokens; t++)
-                            {
-                                for (var r = 0; r < rows; r++)
-                                {
-                                    var actual = y[(t * rows) + r];
-                                    if (r < start || r >= end)
-                                    {
-                                        Assert.True(float.IsNaN(actual), $"row {r} outside [{start}, {end}) was written");
-                                        continue;
-                                    }
-
-                                    Assert.True(
-                                        BitConverter.SingleToInt32Bits(VecDot.Reference(matrix, r, act, t)) == BitConverter.SingleToInt32Bits(actual),
-                                        $"{(wide ? 512 : 256)}-bit, {tokens} tokens, row {r} token {t}: {actual} vs definition {VecDot.Reference(matrix, r, act, t)}");
-                                }
-                            }
+                            CheckRange(matrix, act, start, end, tokens == 1 ? &QuantGemm.MultiplyFewRows : &QuantGemm.MultiplyTokenQuads, null, $"{(wide ? 512 : 256)}-bit");
                         }
                     }
                 }
@@ -458,21 +429,36 @@ public sealed unsafe class DotProductTests
         }
     }
 
-    /// <summary>Runs the matrix-vector path on rows [start, end) and compares with the definition and the GEMM.</summary>
-    private static void CheckFewRows(WeightMatrix matrix, Activations act, int start, int end)
+    /// <summary>Runs the float matrix-vector path on rows [start, end) and compares with the definition and the GEMM.</summary>
+    private static void CheckFewRows(WeightMatrix matrix, Activations act, int start, int end) =>
+        CheckRange(matrix, act, start, end, &FloatGemm.MultiplyFewRows, &FloatGemm.MultiplyRows, "float");
+
+    /// <summary>
+    /// Runs <paramref name="product"/> on rows [start, end): nothing outside them is written, and each (row, token) inside
+    /// equals the definition bit for bit — and <paramref name="alsoEqualTo"/>'s result when given (NaN equals NaN).
+    /// </summary>
+    private static void CheckRange(
+        WeightMatrix matrix, Activations act, int start, int end,
+        delegate*<WeightMatrix, Activations, float*, int, int, int, void> product,
+        delegate*<WeightMatrix, Activations, float*, int, int, int, void> alsoEqualTo,
+        string label)
     {
         var rows = matrix.Rows;
         var tokens = act.Rows;
         var y = new float[tokens * rows];
-        var gemm = new float[tokens * rows];
+        var other = new float[tokens * rows];
         y.AsSpan().Fill(float.NaN);
         fixed (float* yp = y)
-        fixed (float* gp = gemm)
+        fixed (float* op = other)
         {
-            FloatGemm.MultiplyFewRows(matrix, act, yp, rows, start, end);
-            FloatGemm.MultiplyRows(matrix, act, gp, rows, start, end);
+            product(matrix, act, yp, rows, start, end);
+            if (alsoEqualTo != null)
+            {
+                alsoEqualTo(matrix, act, op, rows, start, end);
+            }
         }
 
+        static bool Same(float a, float b) => BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b) || (float.IsNaN(a) && float.IsNaN(b));
         for (var t = 0; t < tokens; t++)
         {
             for (var r = 0; r < rows; r++)
@@ -480,15 +466,16 @@ public sealed unsafe class DotProductTests
                 var actual = y[(t * rows) + r];
                 if (r < start || r >= end)
                 {
-                    Assert.True(float.IsNaN(actual), $"{matrix.Type} row {r} token {t} outside [{start}, {end}) was written");
+                    Assert.True(float.IsNaN(actual), $"{label} {matrix.Type} row {r} token {t} outside [{start}, {end}) was written");
                     continue;
                 }
 
                 var expected = VecDot.Reference(matrix, r, act, t);
-                var same = BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual));
-                Assert.True(same, $"{matrix.Type} {matrix.Columns} columns, {tokens} tokens, row {r} token {t}: {actual} vs definition {expected}");
-                var g = gemm[(t * rows) + r];
-                Assert.True(BitConverter.SingleToInt32Bits(g) == BitConverter.SingleToInt32Bits(actual) || (float.IsNaN(g) && float.IsNaN(actual)), $"{matrix.Type} row {r} token {t}: {actual} vs GEMM {g}");
+                Assert.True(Same(expected, actual), $"{label} {matrix.Type} {matrix.Columns} columns, {tokens} tokens, row {r} token {t}: {actual} vs definition {expected}");
+                if (alsoEqualTo != null)
+                {
+                    Assert.True(Same(other[(t * rows) + r], actual), $"{label} {matrix.Type} row {r} token {t}: {actual} vs {other[(t * rows) + r]}");
+                }
             }
         }
     }
