@@ -76,7 +76,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             if (context.Request.Headers.ContainsKey(StreamForwarder.ForwardedHeader))
             {
                 // The forwarding instance writes an error frame in this format if this instance dies mid-stream.
-                response.Headers[StreamForwarder.FormatHeader] = stream.Format is PortalStreamFormat ? "portal" : "openai";
+                response.Headers[StreamForwarder.FormatHeader] = stream.Frames.Name;
             }
 
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
@@ -113,7 +113,7 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
                 if (!stream.Resumable)
                 {
                     // Evicted or outgrown while being read: say so, in the stream's own format, instead of ending as if complete.
-                    stream.Format.WriteError(output, stream.LastSequence + 1, SluiceErrors.StreamLost(stream.Overflowed));
+                    stream.Frames.WriteError(output, stream.LastSequence + 1, SluiceErrors.StreamLost(stream.Overflowed));
                     await output.FlushAsync(aborted);
                     return;
                 }

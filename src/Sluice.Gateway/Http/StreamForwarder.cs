@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Cluster;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 using Sluice.Protocol.OpenAI;
 using Sluice.Protocol.Portal;
@@ -248,17 +249,8 @@ internal sealed partial class StreamForwarder : IDisposable
         }
     }
 
-    private static void WriteError(IBufferWriter<byte> output, string format, long sequence, ErrorInfo error)
-    {
-        if (string.Equals(format, "portal", StringComparison.Ordinal))
-        {
-            new PortalStreamWriter().WriteError(output, sequence, error);
-        }
-        else
-        {
-            new OpenAIChunkWriter(string.Empty, 0, string.Empty).WriteError(output, sequence, error);
-        }
-    }
+    private static void WriteError(IBufferWriter<byte> output, string format, long sequence, ErrorInfo error) =>
+        ReplayFrames.ForName(format).WriteError(output, sequence, error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cluster: instance {Owner} at {Url} is unreachable ({Reason}); its streams answer 404 here. It stopped or its Cluster:InternalUrl is wrong.")]
     private static partial void LogUnreachable(ILogger logger, string owner, Uri url, string reason);

@@ -14,6 +14,8 @@ internal sealed class AnthropicStreamFormat(AnthropicStreamWriter writer) : IStr
 
     public ErrorDialect Errors => ErrorDialect.Anthropic;
 
+    public ReplayFrames? Replay => null;
+
     public void OnAnswerStart(AnswerStartEvent start) => _start = start;
 
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage)

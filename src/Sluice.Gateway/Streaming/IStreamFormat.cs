@@ -18,6 +18,12 @@ internal interface IStreamFormat
     ErrorDialect Errors { get; }
 
     /// <summary>
+    /// What a resumable stream in this format keeps for its readers (keep-alive and error frames, without this format's
+    /// per-stream state); null for a format whose streams are not kept for resume.
+    /// </summary>
+    ReplayFrames? Replay { get; }
+
+    /// <summary>
     /// Writes the frames that open the stream, right after the headers (Anthropic's <c>message_start</c>);
     /// <paramref name="usage"/> holds the backend's counts if it reported any yet, else estimates.
     /// </summary>

@@ -12,6 +12,8 @@ internal sealed class OllamaStreamFormat(OllamaStreamWriter writer) : IStreamFor
 
     public ErrorDialect Errors => ErrorDialect.Ollama;
 
+    public ReplayFrames? Replay => null;
+
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage) => 0;
 
     public void WritePing(IBufferWriter<byte> output) => writer.WritePing(output);

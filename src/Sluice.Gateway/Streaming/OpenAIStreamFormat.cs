@@ -16,6 +16,8 @@ internal sealed class OpenAIStreamFormat(IOpenAIStreamWriter writer, bool includ
 
     public ErrorDialect Errors => ErrorDialect.OpenAI;
 
+    public ReplayFrames? Replay => ReplayFrames.OpenAI;
+
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage) => 0;
 
     public void WritePing(IBufferWriter<byte> output) => output.Write(SseWriter.PingFrame);

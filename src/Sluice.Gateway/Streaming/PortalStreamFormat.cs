@@ -13,6 +13,8 @@ internal sealed class PortalStreamFormat(PortalStreamWriter writer) : IStreamFor
 
     public ErrorDialect Errors => ErrorDialect.OpenAI;
 
+    public ReplayFrames? Replay => ReplayFrames.Portal(writer.Session);
+
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage) => 0;
 
     public void WritePing(IBufferWriter<byte> output) => output.Write(SseWriter.PingFrame);

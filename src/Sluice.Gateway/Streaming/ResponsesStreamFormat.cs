@@ -17,6 +17,8 @@ internal sealed class ResponsesStreamFormat(ResponsesStreamWriter writer) : IStr
 
     public ErrorDialect Errors => ErrorDialect.OpenAI;
 
+    public ReplayFrames? Replay => null;
+
     public int WriteStart(IBufferWriter<byte> output, long sequence, ChatUsage usage) => 0;
 
     public void WritePing(IBufferWriter<byte> output) => output.Write(SseWriter.PingFrame);

@@ -24,7 +24,10 @@ namespace Sluice.Gateway.Streaming;
 /// streams under load, ~50 µs of GC pause per stream). A released stream gives its segments back to a pool holding at
 /// most the budget's worth. Because a reused segment then carries another stream's bytes, readers never send a
 /// segment's bytes directly: <see cref="ResumableStream.TryCopyFrame"/> copies a frame out and only then checks, after a
-/// full fence, that the stream was not released meanwhile.
+/// full fence, that the stream was not released meanwhile. Frame index blocks are pooled the same way, and a finished
+/// stream drops what only its writer needed (its format and generation source, see <see cref="ReplayFrames"/>): a kept
+/// stream is then five small objects, so collections copy little of it (measured: 2.5 → 1.2 ms per collection, p99 of
+/// a whole stream at one client 3–10 → 1.7–2.3 ms).
 /// </para>
 /// </remarks>
 internal sealed class StreamRegistry
@@ -35,8 +38,10 @@ internal sealed class StreamRegistry
     private readonly TimeProvider _time;
     private readonly ClusterNode _node;
     private readonly ConcurrentQueue<byte[]> _segmentPool = new();
+    private readonly ConcurrentQueue<Frame[]> _frameBlockPool = new();
     private readonly int _poolLimit;
     private int _pooled;
+    private int _pooledFrameBlocks;
     private long _totalBytes;
 
     /// <param name="options">The streaming options.</param>
@@ -79,8 +84,9 @@ internal sealed class StreamRegistry
     public ResumableStream Create(IStreamFormat format, string ownerId, bool keepsGenerating)
     {
         ArgumentNullException.ThrowIfNull(format);
+        var frames = format.Replay ?? throw new ArgumentException($"{format.GetType().Name} streams cannot be kept for resume.", nameof(format));
         Sweep();
-        var stream = new ResumableStream(this, "strm_" + Calls.RequestIds.Next() + _node.StreamIdSuffix, format, ownerId)
+        var stream = new ResumableStream(this, "strm_" + Calls.RequestIds.Next() + _node.StreamIdSuffix, frames, ownerId)
         {
             KeepsGeneratingWithoutReaders = keepsGenerating,
         };
@@ -158,6 +164,34 @@ internal sealed class StreamRegistry
         return GC.AllocateUninitializedArray<byte>(SegmentBytes);
     }
 
+    /// <summary>A block of <see cref="ResumableStream.FrameBlockSize"/> frames, reused when one is free.</summary>
+    internal Frame[] RentFrameBlock()
+    {
+        if (_frameBlockPool.TryDequeue(out var block))
+        {
+            Interlocked.Decrement(ref _pooledFrameBlocks);
+            return block;
+        }
+
+        return new Frame[ResumableStream.FrameBlockSize];
+    }
+
+    /// <summary>Frame blocks in the pool (for tests).</summary>
+    internal int PooledFrameBlocks => Volatile.Read(ref _pooledFrameBlocks);
+
+    /// <summary>Takes back a frame block nobody writes to any more (readers check the stream, as for segments).</summary>
+    internal void ReturnFrameBlock(Frame[] block)
+    {
+        // As many as segments: a kept stream has about one block per segment.
+        if (Interlocked.Increment(ref _pooledFrameBlocks) > _poolLimit)
+        {
+            Interlocked.Decrement(ref _pooledFrameBlocks);
+            return;
+        }
+
+        _frameBlockPool.Enqueue(block);
+    }
+
     /// <summary>Takes back a segment nobody writes to any more (readers check the stream before using what they copied).</summary>
     internal void ReturnSegment(byte[] segment)
     {
@@ -223,7 +257,9 @@ internal sealed class ResumableStream
     // one, and a finished stream keeps its frames for the replay time (gen-2 memory per stream). A frame is 16 bytes
     // without references (see Frame), so the blocks cost the GC neither write barriers nor tracing.
     private const int FrameBlockShift = 5;
-    private const int FrameBlockSize = 1 << FrameBlockShift;
+
+    /// <summary>Frames per block.</summary>
+    internal const int FrameBlockSize = 1 << FrameBlockShift;
 
     private long _reserved;
 
@@ -231,8 +267,13 @@ internal sealed class ResumableStream
     public bool KeepsGeneratingWithoutReaders { get; set; }
 
     private readonly StreamRegistry _registry;
-    private readonly CancellationTokenSource _generation;
-    private readonly Lock _readersLock = new();
+
+    // Dropped when the stream finishes (nothing generates any more): a kept stream would otherwise keep it, and the
+    // registration objects the relay's linked source left in it, for the replay time.
+    private CancellationTokenSource? _generation;
+
+    // Reader bookkeeping (grace timer, reader count) locks on the stream itself, which nothing else locks: a lock
+    // object would be one more object every kept stream holds.
     private Frame[][] _frames = NoFrames;
     private int _count;
 
@@ -250,11 +291,11 @@ internal sealed class ResumableStream
     private int _readers = 1;
     private ITimer? _graceTimer;
 
-    internal ResumableStream(StreamRegistry registry, string id, IStreamFormat format, string ownerId)
+    internal ResumableStream(StreamRegistry registry, string id, ReplayFrames frames, string ownerId)
     {
         _registry = registry;
         Id = id;
-        Format = format;
+        Frames = frames;
         OwnerId = ownerId;
         StartTimestamp = Stopwatch.GetTimestamp();
         _generation = new CancellationTokenSource();
@@ -262,16 +303,16 @@ internal sealed class ResumableStream
 
     public string Id { get; }
 
-    /// <summary>The stream's wire format (its error frame ends a replay that cannot go on).</summary>
-    public IStreamFormat Format { get; }
+    /// <summary>The frames readers write in the stream's format (its error frame ends a replay that cannot go on).</summary>
+    public ReplayFrames Frames { get; }
 
-    public string ContentType => Format.ContentType;
+    public string ContentType => Frames.ContentType;
 
     /// <summary>Who may resume, replay or cancel it: a team id, or the operator.</summary>
     public string OwnerId { get; }
 
     /// <summary>Writes the format's keep-alive frame (made when a reader waits, not kept with every stream for its replay time).</summary>
-    public void WritePing(System.Buffers.IBufferWriter<byte> output) => Format.WritePing(output);
+    public void WritePing(System.Buffers.IBufferWriter<byte> output) => Frames.WritePing(output);
 
     /// <summary>The id of the last frame written (0 before the first).</summary>
     public long LastSequence
@@ -286,7 +327,7 @@ internal sealed class ResumableStream
     public long StartTimestamp { get; }
 
     /// <summary>Cancelled when nobody is reading any more (after the grace period) or on DELETE (the relay adds the shutdown deadline).</summary>
-    public CancellationToken Generation => _generation.Token;
+    public CancellationToken Generation => Volatile.Read(ref _generation)?.Token ?? CancellationToken.None;
 
     public bool Finished => _finished;
 
@@ -311,8 +352,12 @@ internal sealed class ResumableStream
     {
         ArgumentNullException.ThrowIfNull(into);
         timestamp = 0;
+        // Blocks are handed back after the segment list is cleared, so a reader that sees another stream's frame
+        // normally finds no segments; but the frame is a plain read that a weaker memory model may order after the
+        // list's, so its bounds are checked before the copy too (what it copied is discarded below either way).
         if (!Resumable || !TryGetFrame(index, out var frame) || frame.Length == 0
-            || Volatile.Read(ref _segments) is not { } segments || (uint)frame.Segment >= (uint)segments.Length || segments[frame.Segment] is not { } segment)
+            || Volatile.Read(ref _segments) is not { } segments || (uint)frame.Segment >= (uint)segments.Length || segments[frame.Segment] is not { } segment
+            || (long)frame.Offset + frame.Length > segment.Length)
         {
             return false;
         }
@@ -443,7 +488,7 @@ internal sealed class ResumableStream
             return;
         }
 
-        lock (_readersLock)
+        lock (this)
         {
             _graceTimer?.Dispose();
             _graceTimer = null;
@@ -451,6 +496,7 @@ internal sealed class ResumableStream
 
         FinishedTimestamp = _registry.Now;
         _finished = true;
+        Volatile.Write(ref _generation, null);
         Signal();
         if (!_released)
         {
@@ -495,9 +541,9 @@ internal sealed class ResumableStream
     /// <summary>A reader (a resuming client) attaches: a pending grace cancellation is called off.</summary>
     public bool TryAttachReader()
     {
-        lock (_readersLock)
+        lock (this)
         {
-            if (!Resumable || _generation.IsCancellationRequested && !_finished)
+            if (!Resumable || Volatile.Read(ref _generation) is { IsCancellationRequested: true } && !_finished)
             {
                 return false;
             }
@@ -519,7 +565,7 @@ internal sealed class ResumableStream
     public void DetachReader()
     {
         var cancelNow = false;
-        lock (_readersLock)
+        lock (this)
         {
             if (--_readers > 0 || _finished)
             {
@@ -550,7 +596,8 @@ internal sealed class ResumableStream
     {
         try
         {
-            _generation.Cancel();
+            // Null once finished: nothing to stop.
+            Volatile.Read(ref _generation)?.Cancel();
         }
         catch (ObjectDisposedException)
         {
@@ -579,7 +626,7 @@ internal sealed class ResumableStream
     {
         Interlocked.Exchange(ref _bytes, 0);
         var reserved = Interlocked.Exchange(ref _reserved, 0);
-        Volatile.Write(ref _frames, NoFrames);
+        var blocks = Interlocked.Exchange(ref _frames, NoFrames);
         Volatile.Write(ref _count, 0);
         _registry.Unreserve(reserved);
 
@@ -594,6 +641,15 @@ internal sealed class ResumableStream
         for (var i = 0; i < count; i++)
         {
             _registry.ReturnSegment(segments[i]);
+        }
+
+        // Frame blocks like segments: a reader may still look at one, and checks the stream before using what it read.
+        foreach (var block in blocks)
+        {
+            if (block is not null)
+            {
+                _registry.ReturnFrameBlock(block);
+            }
         }
     }
 
@@ -626,7 +682,7 @@ internal sealed class ResumableStream
             Volatile.Write(ref _frames, blocks);
         }
 
-        var block = blocks[b] ??= new Frame[FrameBlockSize];
+        var block = blocks[b] ??= _registry.RentFrameBlock();
         block[count & (FrameBlockSize - 1)] = frame;
         Volatile.Write(ref _count, count + 1);
     }

@@ -240,6 +240,9 @@ public sealed class PortalStreamWriter
         _session = session;
     }
 
+    /// <summary>The session the done and error frames name, if any.</summary>
+    public PortalSession? Session => _session;
+
     /// <summary>
     /// Writes a <c>content</c> frame for text or a <c>tool_calls</c> frame for tool-call fragments; remembers the finish
     /// reason and the calls (assembled into the done frame). False when there is nothing to send.

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Gateway.Cluster;
@@ -245,6 +246,10 @@ public sealed class ReplaySegmentTests
         var registry = Registry();
         var mine = Encoding.UTF8.GetBytes("data: " + new string('A', 200) + "\n\n");
         var theirs = Encoding.UTF8.GetBytes("data: " + new string('B', 200) + "\n\n");
+
+        // Every other round the next stream's frame is longer than a segment: through a reused frame block, the old
+        // stream's reader would see a frame pointing past the end of its own 16 KiB segment.
+        var theirsLong = Encoding.UTF8.GetBytes("data: " + new string('C', 40_000) + "\n\n");
         var copy = new ArrayBufferWriter<byte>();
         var reads = 0;
         for (var round = 0; round < 2_000; round++)
@@ -269,12 +274,85 @@ public sealed class ReplaySegmentTests
             Assert.True(go.Wait(TimeSpan.FromSeconds(30)), "the reader started");
             registry.Remove(stream);
             var next = Create(registry, "team_b");
-            next.Append(theirs, 1, 1);
+            next.Append(round % 2 == 0 ? theirs : theirsLong, 1, 1);
             await reader;
             next.Complete();
             registry.Remove(next);
         }
 
         Assert.True(reads > 0);
+    }
+
+    [Fact]
+    public void A_released_finished_stream_gives_its_frame_blocks_to_the_next_stream_and_a_live_one_does_not()
+    {
+        var registry = Registry();
+        var first = Create(registry);
+        for (var i = 1; i <= ResumableStream.FrameBlockSize + 1; i++)
+        {
+            first.Append(FrameBytes($"frame {i}"), i, 1);
+        }
+
+        first.Complete();
+        registry.Remove(first);
+        Assert.Equal(2, registry.PooledFrameBlocks);
+
+        var second = Create(registry, "team_b");
+        second.Append(FrameBytes("second"), 1, 1);
+        Assert.Equal(1, registry.PooledFrameBlocks);
+        Assert.Equal(["data: second\n\n"], ReadAll(second));
+        Assert.False(first.TryCopyFrame(0, new ArrayBufferWriter<byte>(), out _));
+
+        // Its writer may still be appending: a live stream's block goes to the GC.
+        registry.Remove(second);
+        Assert.Equal(1, registry.PooledFrameBlocks);
+    }
+
+    [Fact]
+    public void A_finished_stream_keeps_neither_its_format_nor_its_generation_source()
+    {
+        var registry = Registry();
+        var (stream, format) = CreateWithWeakFormat(registry);
+        var generation = stream.Generation;
+        Assert.True(generation.CanBeCanceled);
+        stream.Append(FrameBytes("kept for replay"), 1, 1);
+        stream.Complete();
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+
+        // The stream is kept for replay with its frames, its content type and the frames readers write...
+        Assert.True(registry.TryGet(stream.Id, "team_a", out _));
+        Assert.Equal(["data: kept for replay\n\n"], ReadAll(stream));
+        Assert.Equal("text/event-stream", stream.ContentType);
+        Assert.Equal("portal", stream.Frames.Name);
+        var error = new ArrayBufferWriter<byte>();
+        stream.Frames.WriteError(error, 2, new Sluice.Protocol.ErrorInfo("lost", "server_error", null, "stream_lost"));
+        Assert.StartsWith("id: 2\ndata: {", Encoding.UTF8.GetString(error.WrittenSpan), StringComparison.Ordinal);
+
+        // ...but not the format (its writer and buffers), and nothing to cancel any more.
+        Assert.False(format.IsAlive, "the finished stream still holds its format");
+        Assert.False(stream.Generation.CanBeCanceled);
+        stream.CancelGeneration();
+        Assert.False(generation.IsCancellationRequested);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (ResumableStream Stream, WeakReference Format) CreateWithWeakFormat(StreamRegistry registry)
+    {
+        var format = new PortalStreamFormat(new PortalStreamWriter());
+        return (registry.Create(format, "team_a", keepsGenerating: false), new WeakReference(format));
+    }
+
+    [Fact]
+    public void Only_formats_with_replay_frames_can_be_kept()
+    {
+        var registry = Registry();
+        var format = new OllamaStreamFormat(new Sluice.Protocol.Ollama.OllamaStreamWriter("m", Sluice.Protocol.Ollama.OllamaApi.Chat, 0));
+        Assert.Throws<ArgumentException>(() => registry.Create(format, "team_a", keepsGenerating: false));
+        Assert.Same(ReplayFrames.OpenAI, ReplayFrames.ForName("openai"));
+        Assert.Same(ReplayFrames.OpenAI, ReplayFrames.ForName(null));
+        Assert.Equal("portal", ReplayFrames.ForName("portal").Name);
     }
 }
