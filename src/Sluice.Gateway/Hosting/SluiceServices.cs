@@ -153,7 +153,15 @@ internal static class SluiceServices
         logging.Services.AddSingleton<ILoggerProvider, BatchingConsoleLoggerProvider>();
         logging.SetMinimumLevel(LogLevel.Information);
         logging.AddFilter("Microsoft", LogLevel.Warning);
+
+        // ASP.NET Core starts an Activity for every request while this category is enabled at any level (for log
+        // scopes), and HttpClient then starts one of its own under it and writes trace headers upstream: ~1 KB and a
+        // few µs per call for nothing, since Sluice's access log replaces its lines and startup errors reach the
+        // console through the serve command. With OpenTelemetry tracing on, its listeners start them as before.
+        logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
     }
+
+    private const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
 
     /// <summary>
     /// Opens the store (migrations), loads the model groups created through the API and the local models' weights (with
