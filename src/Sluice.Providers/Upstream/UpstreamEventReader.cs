@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Sluice.Protocol.Sse;
 
 namespace Sluice.Providers.Upstream;
@@ -28,6 +30,9 @@ internal enum UpstreamFraming
 /// Gemini writes a plain JSON error object into the middle of an SSE stream, and a server that ignored
 /// <c>stream: true</c> answers with plain JSON.</item>
 /// </list>
+/// A record of one line (nearly every chunk: one <c>data:</c> line, or one NDJSON line) is handed out as a slice of the
+/// read buffer, not copied; only a record of several lines, or one whose line must move before it completes (the
+/// buffer is compacted or grown for the next read), is gathered into a buffer of its own.
 /// One instance per response; not thread-safe.
 /// </remarks>
 internal sealed class UpstreamEventReader
@@ -38,8 +43,9 @@ internal sealed class UpstreamEventReader
 
     private readonly Stream _stream;
     private readonly UpstreamFraming _framing;
-    private readonly ArrayBufferWriter<byte> _data = new(1024);
-    private readonly ArrayBufferWriter<byte> _eventType = new(32);
+    // Made on first use: most streams never need them (one-line records are slices; only Anthropic names events).
+    private ArrayBufferWriter<byte>? _data;
+    private ArrayBufferWriter<byte>? _eventType;
     private ArrayBufferWriter<byte>? _stray;
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
     private int _start;
@@ -49,6 +55,11 @@ internal sealed class UpstreamEventReader
     private bool _skipLineFeed;
     private bool _hasData;
 
+    // The current record is _buffer[_sliceStart.._sliceStart + _sliceLength] rather than _data.
+    private bool _inSlice;
+    private int _sliceStart;
+    private int _sliceLength;
+
     public UpstreamEventReader(Stream stream, UpstreamFraming framing)
     {
         _stream = stream;
@@ -56,10 +67,11 @@ internal sealed class UpstreamEventReader
     }
 
     /// <summary>The current record: an SSE event's data, or one NDJSON line. Valid until the next read.</summary>
-    public ReadOnlySpan<byte> Data => _data.WrittenSpan;
+    public ReadOnlySpan<byte> Data =>
+        _inSlice ? _buffer.AsSpan(_sliceStart, _sliceLength) : _data is null ? default : _data.WrittenSpan;
 
     /// <summary>The current SSE event's <c>event:</c> type, empty for the default type.</summary>
-    public ReadOnlySpan<byte> EventType => _eventType.WrittenSpan;
+    public ReadOnlySpan<byte> EventType => _eventType is null ? default : _eventType.WrittenSpan;
 
     /// <summary>Lines seen so far that were not SSE fields, joined with <c>\n</c> (at most 64 KiB).</summary>
     public ReadOnlySpan<byte> StrayText => _stray is null ? default : _stray.WrittenSpan;
@@ -72,6 +84,7 @@ internal sealed class UpstreamEventReader
     {
         var buffer = _buffer;
         _buffer = [];
+        _inSlice = false;
         _start = _end = 0;
         _endOfBody = true;
         if (buffer.Length > 0)
@@ -103,7 +116,9 @@ internal sealed class UpstreamEventReader
 
             if (_start > 0)
             {
-                // Keep the unfinished line at the front so the next read can extend it.
+                // Keep the unfinished line at the front so the next read can extend it; a record read so far (its
+                // blank line still to come) goes into its own buffer first, as its bytes are about to be overwritten.
+                GatherSlice();
                 Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
                 _end -= _start;
                 _start = 0;
@@ -116,6 +131,7 @@ internal sealed class UpstreamEventReader
                     throw new UpstreamFormatException($"the upstream sent a line longer than {MaxLineBytes / (1024 * 1024)} MiB");
                 }
 
+                GatherSlice();
                 var larger = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
                 _buffer.AsSpan(0, _end).CopyTo(larger);
                 ArrayPool<byte>.Shared.Return(_buffer);
@@ -221,7 +237,7 @@ internal sealed class UpstreamEventReader
                 return false;
             }
 
-            _data.Write(line);
+            Slice(line);
             _hasData = true;
             return true;
         }
@@ -233,7 +249,7 @@ internal sealed class UpstreamEventReader
                 return true;
             }
 
-            _eventType.ResetWrittenCount();
+            _eventType?.ResetWrittenCount();
             return false;
         }
 
@@ -244,10 +260,20 @@ internal sealed class UpstreamEventReader
 
         if (field.SequenceEqual("data"u8))
         {
-            SseLine.AppendData(_data, ref _hasData, value);
+            if (!_hasData)
+            {
+                Slice(value);
+                _hasData = true;
+            }
+            else
+            {
+                GatherSlice();
+                SseLine.AppendData(_data ??= new ArrayBufferWriter<byte>(256), ref _hasData, value);
+            }
         }
         else if (field.SequenceEqual("event"u8))
         {
+            _eventType ??= new ArrayBufferWriter<byte>(32);
             _eventType.ResetWrittenCount();
             _eventType.Write(value);
         }
@@ -269,11 +295,33 @@ internal sealed class UpstreamEventReader
         }
     }
 
+    /// <summary>Makes <paramref name="part"/> (a slice of the read buffer) the current record, without copying it.</summary>
+    private void Slice(ReadOnlySpan<byte> part)
+    {
+        _sliceStart = part.IsEmpty ? 0 : (int)Unsafe.ByteOffset(ref MemoryMarshal.GetArrayDataReference(_buffer), ref MemoryMarshal.GetReference(part));
+        _sliceLength = part.Length;
+        _inSlice = true;
+    }
+
+    /// <summary>Copies a record held as a slice into its own buffer (the read buffer is about to change, or a line joins it).</summary>
+    private void GatherSlice()
+    {
+        if (!_inSlice)
+        {
+            return;
+        }
+
+        _data ??= new ArrayBufferWriter<byte>(256);
+        _data.Write(_buffer.AsSpan(_sliceStart, _sliceLength));
+        _inSlice = false;
+    }
+
     private void ResetEvent()
     {
         // ResetWrittenCount, not Clear: Clear zeroes the bytes, once per record for nothing.
-        _data.ResetWrittenCount();
-        _eventType.ResetWrittenCount();
+        _data?.ResetWrittenCount();
+        _eventType?.ResetWrittenCount();
+        _inSlice = false;
         _hasData = false;
     }
 }
