@@ -169,7 +169,7 @@ echo "checked: each target streams $chunks chunks and [DONE]" >&2
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ticks_per_second="$(getconf CLK_TCK)"
 
-# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream" (p50 of whole-stream latency; CPU of the target's own process
+# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream p99_ms" (whole-stream latency; CPU of the target's own process
 # per stream — the proxy's or the gateway's, the mock's for direct). Fails on socket errors or non-2xx answers.
 run_wrk() { # name, connections, seconds
   local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after
@@ -183,15 +183,17 @@ run_wrk() { # name, connections, seconds
   awk -v ticks="$(( after - before ))" -v hz="$ticks_per_second" '
        /requests in/ { total = $1 }
        /Requests\/sec:/ { rps = $2 }
-       /^ +50%/ { v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-                  p50 = (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
-       END { printf "%.1f %.3f %.1f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0) }' <<<"$out"
+       function ms(v,  unit) { unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+                               return (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
+       /^ +50%/ { p50 = ms($2) }
+       /^ +99%/ { p99 = ms($2) }
+       END { printf "%.1f %.3f %.1f %.3f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99 }' <<<"$out"
 }
 
 echo "warming up each target (${warmup} s)…" >&2
 for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup")"; done
 
-declare -A rps single cpu
+declare -A rps single tail cpu
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
   (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
@@ -204,31 +206,35 @@ for (( round = 1; round <= rounds; round++ )); do
   done
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, 1 connection, $(( (duration + 1) / 2 )) s" >&2
-    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; read -r _ p _ <<<"$result"
+    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; read -r _ p _ p99 <<<"$result"
     single[$name]+="$p "
-    echo "  stream latency p50 $p ms" >&2
+    tail[$name]+="$p99 "
+    echo "  stream latency p50 $p ms, p99 $p99 ms" >&2
   done
 done
 
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
 echo "Gateway overhead with wrk — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
-python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" <<'EOF'
+python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
 rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
 lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[5:8])}
 cpu = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[8:11])}
-print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'C=1 p50 ms':>12}")
+p99 = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[11:14])}
+print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'C=1 p50 ms':>12}{'C=1 p99 ms':>12}")
 direct = statistics.mean(rps["direct"])
 for n in rps:
     m = statistics.mean(rps[n])
-    print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):12.3f}")
+    print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):12.3f}{statistics.median(p99[n]):12.3f}")
 bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
 print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%} (budget >= 85 %)")
 print("CPU per stream in the target's own process (median of rounds, min-max): "
       + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in cpu)
       + " (budget: gateway <= 100 µs)")
 print(f"added whole-stream latency at C=1 (p50): bare proxy {statistics.median(lat['bare-proxy']) - statistics.median(lat['direct']):.3f} ms, "
-      f"gateway {statistics.median(lat['gateway']) - statistics.median(lat['direct']):.3f} ms (wrk times whole streams, not the first byte)")
+      f"gateway {statistics.median(lat['gateway']) - statistics.median(lat['direct']):.3f} ms; p99: bare proxy "
+      f"{statistics.median(p99['bare-proxy']) - statistics.median(p99['direct']):.3f} ms, gateway {statistics.median(p99['gateway']) - statistics.median(p99['direct']):.3f} ms "
+      "(wrk times whole streams, not the first byte)")
 EOF
