@@ -687,6 +687,33 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_usage_batch_keeps_every_field_exactly_whatever_its_text()
+    {
+        var created = await NewTeamAsync(1);
+        var teamId = created.Team.Id;
+        var job = await Store.CreateJobAsync(teamId, null, None);
+
+        // Null and set optional fields, every status, non-ASCII and long text (longer than any stack buffer a store
+        // may encode into), an explicit creation time and the store's clock.
+        var batch = new List<UsageEntry>
+        {
+            Usage(teamId, "modèle-é-✓") with { KeyId = created.FirstKey.Key.Id, JobId = job.Id, RequestId = "req-" + new string('ü', 300) },
+            Usage(teamId, new string('m', 200), CallStatus.Failed) with { RequestId = "req-2", TimeToFirstToken = null, CreatedAt = Clock.GetUtcNow().AddMinutes(-5) },
+            Usage(teamId, "sim-fast", CallStatus.Abandoned) with { PromptTokens = long.MaxValue / 2, CompletionTokens = 0, Duration = TimeSpan.FromMilliseconds(0.5) },
+        };
+        await Store.AppendUsageBatchAsync(batch, None);
+
+        var listed = await Store.ListUsageAsync(teamId, 10, 0, None);
+        Assert.Equal(3, listed.Count);
+        foreach (var stored in listed)
+        {
+            var sent = batch.Single(b => b.RequestId == stored.RequestId);
+            var expected = sent with { Id = stored.Id, CreatedAt = sent.CreatedAt == default ? Clock.GetUtcNow() : sent.CreatedAt };
+            Assert.Equal(expected, stored);
+        }
+    }
+
+    [Fact]
     public async Task Usage_batch_with_an_unknown_team_stores_nothing()
     {
         var teamId = (await NewTeamAsync(1)).Team.Id;

@@ -772,7 +772,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
 
     // One statement prepared once and its 11 parameters created once for the whole batch: the multi-row form built
     // its SQL text for every odd-sized batch, had SQLite compile it, and created 11 parameter objects per row.
-    private static async Task InsertUsageRowsOneByOneAsync(
+    // The SQLite store binds the same statement through SQLite's own API instead (see its override).
+    private protected virtual async Task InsertUsageRowsOneByOneAsync(
         DbConnection c, DbTransaction tx, IReadOnlyList<UsageEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var insert = Db.Command(c, tx, UsageInsertSql(1));
@@ -814,7 +815,7 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
     /// <summary>Rows per multi-row usage insert: 11 parameters each stays far below SQLite's and PostgreSQL's limits.</summary>
     internal const int UsageRowsPerInsert = 100;
 
-    private static string UsageInsertSql(int rows)
+    private protected static string UsageInsertSql(int rows)
     {
         if (rows == UsageRowsPerInsert && s_fullUsageInsert is { } cached)
         {

@@ -1,6 +1,9 @@
+using System.Buffers;
 using System.Data.Common;
 using System.Globalization;
+using System.Text;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 using Sluice.Storage.Sql;
 
 namespace Sluice.Storage.Sqlite;
@@ -44,6 +47,91 @@ internal sealed class SqliteSluiceStore : SqlSluiceStore
 
     /// <summary>The database file.</summary>
     public string Path { get; }
+
+    /// <summary>
+    /// The usage ledger's rows (one per call) through SQLite's own API: the same prepared single-row statement, bound by
+    /// index in the connection's transaction. Microsoft.Data.Sqlite made a binder object per parameter and boxed every
+    /// number, per row: 11 binders and ~0.6 KB per call in the gateway's busiest background write.
+    /// </summary>
+    private protected override Task InsertUsageRowsOneByOneAsync(
+        DbConnection c, DbTransaction tx, IReadOnlyList<UsageEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var db = ((SqliteConnection)c).Handle!;
+        Check(db, raw.sqlite3_prepare_v2(db, UsageInsertSql(1), out var insert));
+        using (insert)
+        {
+            Span<byte> scratch = stackalloc byte[256];
+            foreach (var entry in entries)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+
+                // Indexes follow the columns of UsageInsertSql: team, key, job, request, model, prompt, completion,
+                // ttft, duration, status, created at.
+                BindText(insert, 1, entry.TeamId, scratch);
+                BindText(insert, 2, entry.KeyId, scratch);
+                BindText(insert, 3, entry.JobId, scratch);
+                BindText(insert, 4, entry.RequestId, scratch);
+                BindText(insert, 5, entry.Model, scratch);
+                raw.sqlite3_bind_int64(insert, 6, entry.PromptTokens);
+                raw.sqlite3_bind_int64(insert, 7, entry.CompletionTokens);
+                if (entry.TimeToFirstToken is { } ttft)
+                {
+                    raw.sqlite3_bind_double(insert, 8, ttft.TotalMilliseconds);
+                }
+                else
+                {
+                    raw.sqlite3_bind_null(insert, 8);
+                }
+
+                raw.sqlite3_bind_double(insert, 9, entry.Duration.TotalMilliseconds);
+                BindText(insert, 10, Codes.Of(entry.Status), scratch);
+                raw.sqlite3_bind_int64(insert, 11, Db.ToMs(entry.CreatedAt == default ? now : entry.CreatedAt));
+                var step = raw.sqlite3_step(insert);
+                raw.sqlite3_reset(insert);
+                if (step != raw.SQLITE_DONE)
+                {
+                    Check(db, step);
+                }
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private static void BindText(sqlite3_stmt statement, int index, string? value, Span<byte> scratch)
+    {
+        if (value is null)
+        {
+            raw.sqlite3_bind_null(statement, index);
+            return;
+        }
+
+        // SQLite copies the bytes (SQLITE_TRANSIENT), so a scratch buffer serves every parameter.
+        var length = Encoding.UTF8.GetMaxByteCount(value.Length) <= scratch.Length ? Encoding.UTF8.GetBytes(value, scratch) : -1;
+        if (length >= 0)
+        {
+            raw.sqlite3_bind_text(statement, index, scratch[..length]);
+            return;
+        }
+
+        var rented = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetByteCount(value));
+        try
+        {
+            raw.sqlite3_bind_text(statement, index, rented.AsSpan(0, Encoding.UTF8.GetBytes(value, rented)));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private static void Check(sqlite3 db, int result)
+    {
+        if (result is not raw.SQLITE_OK and not raw.SQLITE_DONE and not raw.SQLITE_ROW)
+        {
+            throw new SqliteException(raw.sqlite3_errmsg(db).utf8_to_string(), result);
+        }
+    }
 
     /// <inheritdoc />
     public override string Description => "sqlite:" + Path;
