@@ -199,7 +199,7 @@ for (( round = 1; round <= rounds; round++ )); do
   (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
-    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u <<<"$result"
+    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ <<<"$result"
     rps[$name]+="$r "
     cpu[$name]+="$u "
     echo "  $r streams/s, $u µs CPU per stream in its own process" >&2
