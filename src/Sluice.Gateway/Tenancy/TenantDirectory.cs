@@ -20,17 +20,48 @@ namespace Sluice.Gateway.Tenancy;
 /// </remarks>
 internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions options)
 {
-    private readonly Cache<VirtualKey> _keys = new(options.Tenancy.KeyCacheSeconds);
+    private const int HashChars = 2 * SHA256.HashSizeInBytes;
+
+    // Keys are cached by their secret's hash and also found by id (the ledger's token counting asks by id).
+    private readonly Cache<VirtualKey> _keys = new(options.Tenancy.KeyCacheSeconds, key => key.Id);
     private readonly Cache<Team> _teams = new(options.Tenancy.KeyCacheSeconds);
 
     /// <summary>The active key with this secret, or <see langword="null"/> (unknown, revoked or expired).</summary>
-    public async ValueTask<VirtualKey?> FindKeyAsync(string secret, CancellationToken cancellationToken)
+    public ValueTask<VirtualKey?> FindKeyAsync(string secret, CancellationToken cancellationToken)
     {
-        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
-        var key = await _keys.GetAsync(hash, () => runtime.Store.FindKeyBySecretAsync(secret, CancellationToken.None), cancellationToken);
+        // The secret's hash in hex is made on the stack: a warm lookup (nearly every request) allocates nothing.
+        Span<char> hash = stackalloc char[HashChars];
+        HashOf(secret, hash);
+        return _keys.TryGetFresh(hash, out var cached)
+            ? ValueTask.FromResult(ActiveOrNull(cached))
+            : LoadKeyAsync(secret, new string(hash), cancellationToken);
+    }
 
-        // Expiry is checked on every use, so a cached key stops at its expiry time, not up to a cache period later.
-        return key is not null && key.IsActiveAt(runtime.Time.GetUtcNow()) ? key : null;
+    private async ValueTask<VirtualKey?> LoadKeyAsync(string secret, string hash, CancellationToken cancellationToken) =>
+        ActiveOrNull(await _keys.GetAsync(hash, () => runtime.Store.FindKeyBySecretAsync(secret, CancellationToken.None), cancellationToken));
+
+    // Expiry is checked on every use, so a cached key stops at its expiry time, not up to a cache period later.
+    private VirtualKey? ActiveOrNull(VirtualKey? key) => key is not null && key.IsActiveAt(runtime.Time.GetUtcNow()) ? key : null;
+
+    private static void HashOf(string secret, Span<char> hex)
+    {
+        var length = Encoding.UTF8.GetByteCount(secret);
+        var rented = length > 256 ? System.Buffers.ArrayPool<byte>.Shared.Rent(length) : null;
+        try
+        {
+            Span<byte> utf8 = rented ?? stackalloc byte[256];
+            Encoding.UTF8.GetBytes(secret, utf8);
+            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(utf8[..length], digest);
+            Convert.TryToHexString(digest, hex, out _);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
     }
 
     /// <summary>The team (possibly up to the cache time old), or <see langword="null"/>.</summary>
@@ -40,8 +71,8 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
     /// <summary>The cached team, if any, without a database read.</summary>
     public Team? PeekTeam(string teamId) => _teams.Peek(teamId);
 
-    /// <summary>The cached key with this id, if any, without a database read.</summary>
-    public VirtualKey? PeekKey(string keyId) => _keys.Find(k => k.Id == keyId);
+    /// <summary>The cached key with this id, if any, without a database read (an index lookup, not a scan of the cache).</summary>
+    public VirtualKey? PeekKey(string keyId) => _keys.PeekById(keyId);
 
     /// <summary>Drops every cached copy of a key (after revoking it here).</summary>
     public void ForgetKey(string keyId) => _keys.RemoveWhere(k => k.Id == keyId);
@@ -63,7 +94,9 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
     public void SetBalance(string teamId, long balance) => _teams.Update(teamId, team => team with { CreditsRemaining = balance });
 
     /// <summary>A time-limited cache of store reads; concurrent misses for one id share a single read.</summary>
-    private sealed class Cache<T>(double seconds)
+    /// <param name="seconds">How long an entry is used.</param>
+    /// <param name="idOf">A cached value's own id, for <see cref="PeekById"/> (null: not indexed).</param>
+    private sealed class Cache<T>(double seconds, Func<T, string>? idOf = null)
         where T : class
     {
         // Misses (unknown keys) are cached too, so junk keys do not each cost a query — while the cache is modest.
@@ -71,6 +104,10 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
 
         private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
         private readonly ConcurrentDictionary<string, Task<T?>> _loading = new(StringComparer.Ordinal);
+
+        // A value's own id → its cache id. Only found values are indexed (never misses, which callers can make up), so
+        // it holds at most one entry per real key; a stale entry points at nothing and is checked on use.
+        private readonly ConcurrentDictionary<string, string> _byValueId = new(StringComparer.Ordinal);
         private readonly long _ttlMs = (long)(seconds * 1000);
 
         // Bumped by every removal: a read that started before it does not store its answer.
@@ -88,20 +125,24 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
             return new ValueTask<T?>(loading.WaitAsync(cancellationToken));
         }
 
-        public T? Peek(string id) => _entries.TryGetValue(id, out var entry) ? entry.Value : null;
-
-        public T? Find(Func<T, bool> match)
+        /// <summary>The cached answer (a value, or null for a known miss) while it is fresh, looked up without a string.</summary>
+        public bool TryGetFresh(ReadOnlySpan<char> id, out T? value)
         {
-            foreach (var entry in _entries.Values)
+            if (_ttlMs > 0 && _entries.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(id, out var cached) && cached.ExpiresAtMs > Environment.TickCount64)
             {
-                if (entry.Value is { } value && match(value))
-                {
-                    return value;
-                }
+                value = cached.Value;
+                return true;
             }
 
-            return null;
+            value = null;
+            return false;
         }
+
+        public T? Peek(string id) => _entries.TryGetValue(id, out var entry) ? entry.Value : null;
+
+        public T? PeekById(string valueId) =>
+            idOf is not null && _byValueId.TryGetValue(valueId, out var id) && _entries.TryGetValue(id, out var entry)
+            && entry.Value is { } value && idOf(value) == valueId ? value : null;
 
         public void Remove(string id)
         {
@@ -117,6 +158,10 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
                 if (pair.Value.Value is { } value && match(value))
                 {
                     _entries.TryRemove(pair);
+                    if (idOf is not null)
+                    {
+                        _byValueId.TryRemove(new KeyValuePair<string, string>(idOf(value), pair.Key));
+                    }
                 }
             }
         }
@@ -137,6 +182,7 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
         {
             Interlocked.Increment(ref _version);
             _entries.Clear();
+            _byValueId.Clear();
         }
 
         public void Update(string id, Func<T, T> change)
@@ -163,6 +209,10 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
                     }
 
                     _entries[id] = new Entry(value, Environment.TickCount64 + _ttlMs);
+                    if (value is not null && idOf is not null)
+                    {
+                        _byValueId[idOf(value)] = id;
+                    }
                 }
 
                 return value;

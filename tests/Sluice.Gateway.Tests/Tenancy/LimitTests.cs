@@ -107,6 +107,61 @@ public abstract class LimitTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task Completion_tokens_reach_the_right_keys_window_among_many_cached_keys_and_unknown_secrets()
+    {
+        var (teamId, _) = await Host.NewTeamAsync(50);
+        var others = new List<HttpClient>();
+        for (var i = 0; i < 3; i++)
+        {
+            var other = (await PostAsync(Host.Admin, $"api/teams/{teamId}/keys", """{"tpm_limit": 100000}""")).Json.GetProperty("virtual_key").GetString();
+            others.Add(Host.NewClient(other));
+        }
+
+        // Unknown secrets are cached as misses, and other keys as hits: the ledger must still find this key by its id.
+        for (var i = 0; i < 30; i++)
+        {
+            using var junk = Host.NewClient("sk-sluice-unknown-" + i.ToString(CultureInfo.InvariantCulture));
+            (await ChatAsync(junk)).AssertError(HttpStatusCode.Unauthorized, "authentication_error");
+        }
+
+        var key = (await PostAsync(Host.Admin, $"api/teams/{teamId}/keys", """{"tpm_limit": 60}""")).Json.GetProperty("virtual_key").GetString();
+        using var client = Host.NewClient(key);
+        foreach (var other in others)
+        {
+            (await ChatAsync(other)).AssertStatus(HttpStatusCode.OK);
+        }
+
+        var first = (await ChatAsync(client)).AssertStatus(HttpStatusCode.OK);
+        var promptTokens = first.Json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        var admitted = 1;
+        ApiResponse? refused = null;
+        for (var i = 0; i < 20 && refused is null; i++)
+        {
+            await Host.DrainLedgerAsync();
+            var answer = await ChatAsync(client);
+            if (answer.Status == HttpStatusCode.OK)
+            {
+                admitted++;
+            }
+            else
+            {
+                refused = answer.AssertError(HttpStatusCode.TooManyRequests, "rate_limit_error");
+            }
+        }
+
+        // Call n is admitted while the n - 1 before it (prompt and completion of 8 each) and its own prompt fit in 60;
+        // had the completions not reached this key's window, prompts alone would have admitted more.
+        Assert.NotNull(refused);
+        var expected = ((60 - promptTokens) / (promptTokens + 8)) + 1;
+        Assert.NotEqual(60 / promptTokens, expected);
+        Assert.Equal(expected, admitted);
+        foreach (var other in others)
+        {
+            other.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task Embeddings_are_limited_and_billed_on_their_input_tokens()
     {
         var (teamId, _) = await Host.NewTeamAsync(50);
