@@ -794,6 +794,8 @@ internal abstract partial class SqlSluiceStore : ISluiceStore
             .With(p[8], (double?)null).With(p[9], (string?)null).With(p[10], (long?)null);
     }
 
+    // The SQLite store binds the same 11 columns in the same order through SQLite's API (its InsertUsageRowsOneByOneAsync):
+    // a change here is a change there.
     private static void SetUsageValues(DbParameterCollection parameters, int row, UsageEntry entry, DateTimeOffset now)
     {
         var first = row * UsageInsertColumns;
