@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
@@ -26,9 +27,16 @@ internal readonly record struct DecodedEvent<T>(T? Item, bool End = false, bool 
 /// </summary>
 internal sealed class SluiceTransport : IDisposable
 {
+    /// <summary>How long disposing waits for "stop generating" requests still under way.</summary>
+    internal static readonly TimeSpan CancelWaitOnDispose = TimeSpan.FromSeconds(2);
+
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
     private readonly ISluiceTrace? _trace;
+
+    // "Stop generating" requests still under way: disposing waits for them (briefly), so a client disposed right after
+    // its caller left a stream still tells the server (disposing the HttpClient would cut the request).
+    private readonly ConcurrentDictionary<Task, byte> _pendingCancels = new();
 
     public SluiceTransport(SluiceClientOptions options, HttpClient? httpClient)
     {
@@ -63,6 +71,13 @@ internal sealed class SluiceTransport : IDisposable
 
     public void Dispose()
     {
+        var pending = _pendingCancels.Keys.ToArray();
+        if (pending.Length > 0)
+        {
+            // Bounded, and the requests never throw (best effort); they do not need this thread to finish.
+            Task.WaitAll(pending, CancelWaitOnDispose);
+        }
+
         if (_ownsHttp)
         {
             _http.Dispose();
@@ -195,8 +210,15 @@ internal sealed class SluiceTransport : IDisposable
             {
                 // Left before [DONE] (the caller cancelled or stopped reading, or resuming failed): a resumable stream
                 // would keep generating on the server for its grace period, so tell it to stop now. Best effort,
-                // without delaying the caller.
-                _ = CancelServerStreamAsync(streamId);
+                // without delaying the caller; Dispose waits for it briefly.
+                var cancel = CancelServerStreamAsync(streamId);
+                _pendingCancels.TryAdd(cancel, 0);
+                _ = cancel.ContinueWith(
+                    static (done, pending) => ((ConcurrentDictionary<Task, byte>)pending!).TryRemove(done, out _),
+                    _pendingCancels,
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
             }
         }
     }
@@ -208,6 +230,7 @@ internal sealed class SluiceTransport : IDisposable
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             using var request = NewRequest(HttpMethod.Delete, Endpoints.Stream(streamId), null, "application/json");
             using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            _trace?.ResponseReceived((int)response.StatusCode, response.Content.Headers.ContentType?.MediaType);
         }
 #pragma warning disable CA1031 // Best effort: the stream ends on the server after its grace period anyway.
         catch (Exception)
