@@ -85,21 +85,7 @@ public abstract class LimitTests : TenancyTestBase
         Assert.Equal((60 - promptTokens).ToString(CultureInfo.InvariantCulture), first.Header("x-ratelimit-remaining-tokens"));
 
         // Each call uses its prompt at once and its completion (8) a moment later: the window fills and refuses.
-        var admitted = 1;
-        ApiResponse? refused = null;
-        for (var i = 0; i < 20 && refused is null; i++)
-        {
-            await Host.DrainLedgerAsync();
-            var answer = await ChatAsync(client);
-            if (answer.Status == HttpStatusCode.OK)
-            {
-                admitted++;
-            }
-            else
-            {
-                refused = answer.AssertError(HttpStatusCode.TooManyRequests, "rate_limit_error");
-            }
-        }
+        var (admitted, refused) = await CallUntilRefusedAsync(client, admittedBefore: 1);
 
         Assert.NotNull(refused);
         Assert.Equal("60", refused.Header("x-ratelimit-limit-tokens"));
@@ -133,21 +119,7 @@ public abstract class LimitTests : TenancyTestBase
 
         var first = (await ChatAsync(client)).AssertStatus(HttpStatusCode.OK);
         var promptTokens = first.Json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
-        var admitted = 1;
-        ApiResponse? refused = null;
-        for (var i = 0; i < 20 && refused is null; i++)
-        {
-            await Host.DrainLedgerAsync();
-            var answer = await ChatAsync(client);
-            if (answer.Status == HttpStatusCode.OK)
-            {
-                admitted++;
-            }
-            else
-            {
-                refused = answer.AssertError(HttpStatusCode.TooManyRequests, "rate_limit_error");
-            }
-        }
+        var (admitted, refused) = await CallUntilRefusedAsync(client, admittedBefore: 1);
 
         // Call n is admitted while the n - 1 before it (prompt and completion of 8 each) and its own prompt fit in 60;
         // had the completions not reached this key's window, prompts alone would have admitted more.
@@ -159,6 +131,28 @@ public abstract class LimitTests : TenancyTestBase
         {
             other.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Calls until a tokens-per-minute refusal (at most 20 more calls), letting the ledger count each answer's
+    /// completion first; returns how many calls were admitted in all and the refusal (null if none came).
+    /// </summary>
+    private async Task<(int Admitted, ApiResponse? Refused)> CallUntilRefusedAsync(HttpClient client, int admittedBefore)
+    {
+        var admitted = admittedBefore;
+        for (var i = 0; i < 20; i++)
+        {
+            await Host.DrainLedgerAsync();
+            var answer = await ChatAsync(client);
+            if (answer.Status != HttpStatusCode.OK)
+            {
+                return (admitted, answer.AssertError(HttpStatusCode.TooManyRequests, "rate_limit_error"));
+            }
+
+            admitted++;
+        }
+
+        return (admitted, null);
     }
 
     [Fact]
