@@ -208,10 +208,18 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
                         Sweep();
                     }
 
-                    _entries[id] = new Entry(value, Environment.TickCount64 + _ttlMs);
+                    var entry = new Entry(value, Environment.TickCount64 + _ttlMs);
+                    _entries[id] = entry;
                     if (value is not null && idOf is not null)
                     {
                         _byValueId[idOf(value)] = id;
+                    }
+
+                    // A removal (a revoked key) between the check above and the store would have missed this entry:
+                    // removals bump the version before they look, so checking again after the store closes the gap.
+                    if (version != Volatile.Read(ref _version))
+                    {
+                        _entries.TryRemove(new KeyValuePair<string, Entry>(id, entry));
                     }
                 }
 
