@@ -23,7 +23,7 @@ if (options is null)
 
 Directory.CreateDirectory(options.Directory);
 var report = new Report(options);
-Console.WriteLine($"# Sluice engine vs llama.cpp — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {options.Threads} threads, {options.Repetitions} repetitions");
+Console.WriteLine($"# Sluice engine vs llama.cpp — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {options.Threads} threads, {options.Repetitions} repetitions, weights {(options.MemoryMap ? "memory-mapped" : "read into memory (--no-mmap)")}");
 Console.WriteLine($"load average at start: {Machine.LoadAverage()}");
 
 using var reference = options.Reference ? LlamaReference.Start() : null;
@@ -53,7 +53,7 @@ Row Measure(Shape shape, GgmlType type, string path)
     Console.WriteLine();
     Console.WriteLine($"## {shape.Name} {type} ({new FileInfo(path).Length / (1 << 20)} MiB) — load {Machine.LoadAverage()}");
     var context = options.PromptTokens + options.GenerateTokens + 16;
-    using var model = LocalModel.Load(path, new LocalModelOptions { ThreadCount = options.Threads, ContextSize = context });
+    using var model = LocalModel.Load(path, new LocalModelOptions { ThreadCount = options.Threads, ContextSize = context, MemoryMap = options.MemoryMap });
     var prompt = EngineBenchmark.RandomPrompt(model.Info, options.PromptTokens, 1);
     var bench = new EngineBenchmarkOptions { PromptTokens = options.PromptTokens, GenerateTokens = options.GenerateTokens, Repetitions = 1, Warmup = 0 };
     var row = new Row(shape.Name, type.ToString(), new FileInfo(path).Length);
@@ -64,7 +64,7 @@ Row Measure(Shape shape, GgmlType type, string path)
 
     if (reference is not null)
     {
-        reference.Load(path, options.Threads, context);
+        reference.Load(path, options.Threads, context, options.MemoryMap);
         reference.Run(prompt, options.GenerateTokens); // warm-up
     }
 
@@ -117,6 +117,7 @@ internal sealed record Options
           --pp N --tg N     prompt and generated tokens (default 128 and 64)
           --streams N       concurrent streams for the scheduler measurement (default 4; 1 skips it)
           --no-ref          engine only        --no-engine   llama.cpp only
+          --no-mmap         both engines read the file into memory instead of mapping it
           --json PATH       also write the results as JSON
         llama.cpp comes from SLUICE_LLAMA_REF (bash scripts/test-llama-ref.sh).
         """;
@@ -141,6 +142,9 @@ internal sealed record Options
 
     public bool Engine { get; init; } = true;
 
+    /// <summary>False: both engines read the file into memory (llama.cpp's --no-mmap) instead of mapping it.</summary>
+    public bool MemoryMap { get; init; } = true;
+
     public string? JsonPath { get; init; }
 
     public static Options? Parse(string[] args)
@@ -163,6 +167,7 @@ internal sealed record Options
                 case "--streams": o = o with { Streams = int.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 case "--no-ref": o = o with { Reference = false }; break;
                 case "--no-engine": o = o with { Engine = false }; break;
+                case "--no-mmap": o = o with { MemoryMap = false }; break;
                 case "--json": o = o with { JsonPath = Next() }; break;
                 default: return null;
             }
@@ -263,6 +268,7 @@ internal sealed class Report(Options options)
         var root = new JsonObject
         {
             ["threads"] = options.Threads,
+            ["mmap"] = options.MemoryMap,
             ["prompt_tokens"] = options.PromptTokens,
             ["generate_tokens"] = options.GenerateTokens,
             ["load_start"] = _loadStart,
@@ -370,8 +376,8 @@ internal sealed class LlamaReference : IDisposable
         return new LlamaReference(Process.Start(psi) ?? throw new InvalidOperationException("could not start node"));
     }
 
-    public void Load(string model, int threads, int contextSize) =>
-        Call(new JsonObject { ["cmd"] = "load", ["model"] = Path.GetFullPath(model), ["threads"] = threads, ["contextSize"] = contextSize });
+    public void Load(string model, int threads, int contextSize, bool memoryMap) =>
+        Call(new JsonObject { ["cmd"] = "load", ["model"] = Path.GetFullPath(model), ["threads"] = threads, ["contextSize"] = contextSize, ["mmap"] = memoryMap });
 
     public Sample Run(int[] prompt, int generate)
     {

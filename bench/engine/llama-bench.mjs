@@ -2,7 +2,7 @@
 // A small line protocol so the .NET driver (bench/Sluice.EngineBench) can interleave llama.cpp and engine runs:
 //   SLUICE_LLAMA_REF=<folder with node_modules/node-llama-cpp> node llama-bench.mjs
 //   stdin, one JSON object per line:
-//     {"cmd":"load","model":path,"threads":n,"contextSize":n}  -> {"ok":true,"load_ms":…}
+//     {"cmd":"load","model":path,"threads":n,"contextSize":n[,"mmap":false]}  -> {"ok":true,"load_ms":…}
 //     {"cmd":"run","prompt":[ids],"generate":n}                  -> {"pp_tok_s":…,"tg_tok_s":…,"ttft_ms":…}
 //     {"cmd":"unload"}                                           -> {"ok":true}
 //   stdout: one JSON object per command; errors as {"error":"…"}.
@@ -34,7 +34,7 @@ async function handle(req) {
     case "load": {
       await unload();
       const t0 = performance.now();
-      model = await llama.loadModel({ modelPath: req.model, gpuLayers: 0, useMmap: true });
+      model = await llama.loadModel({ modelPath: req.model, gpuLayers: 0, useMmap: req.mmap !== false });
       context = await model.createContext({
         contextSize: req.contextSize ?? 512,
         batchSize: req.batchSize ?? 512,

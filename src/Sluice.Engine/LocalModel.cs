@@ -20,6 +20,14 @@ public sealed record LocalModelOptions
     public bool PrefetchWeights { get; init; } = true;
 
     /// <summary>
+    /// True (the default) maps the file: no copy, pages shared with other processes and kept by the system's page
+    /// cache. False reads the whole file into process memory at load (llama.cpp's <c>--no-mmap</c>): its size in
+    /// resident memory, but weights that stay at memory speed where reads through a mapping do not (docs/engine.md,
+    /// "Memory-mapped or in memory").
+    /// </summary>
+    public bool MemoryMap { get; init; } = true;
+
+    /// <summary>
     /// Most tokens one forward pass takes when a single sequence's prompt is evaluated (longer prompts go in chunks of
     /// this size); bounds the work buffers, which grow with the batch (about 4 × (3·d + 2·ff) bytes per token).
     /// </summary>
@@ -40,6 +48,9 @@ public enum ModelLoadStage
 
     /// <summary>The model is ready.</summary>
     Ready,
+
+    /// <summary>Reading the whole file into process memory (<see cref="LocalModelOptions.MemoryMap"/> false).</summary>
+    Reading,
 }
 
 /// <summary>Progress of <see cref="LocalModel.Load"/>.</summary>
@@ -49,7 +60,8 @@ public enum ModelLoadStage
 public readonly record struct ModelLoadProgress(ModelLoadStage Stage, double Fraction, string Message);
 
 /// <summary>
-/// A GGUF model (llama, qwen2, qwen3) loaded for inference in pure C#: weights memory-mapped, never copied.
+/// A GGUF model (llama, qwen2, qwen3) loaded for inference in pure C#: weights memory-mapped and never copied, or
+/// read once into process memory when <see cref="LocalModelOptions.MemoryMap"/> is false.
 /// Evaluate token batches for one or more <see cref="InferenceSequence"/>s with <see cref="Evaluate(IReadOnlyList{BatchEntry}, CancellationToken)"/>, or use a
 /// <see cref="GenerationSession"/> for prompt-then-sample generation. Forward passes are serialized: calls from
 /// several threads take turns (batch sequences into one <see cref="Evaluate(IReadOnlyList{BatchEntry}, CancellationToken)"/> call to share a pass over the weights).
@@ -82,6 +94,9 @@ public sealed class LocalModel : IDisposable
     /// <summary>Threads used by forward passes.</summary>
     public int ThreadCount { get; }
 
+    /// <summary>True when the weights were read into process memory, false when they are memory-mapped.</summary>
+    public bool WeightsInMemory => _file.IsInMemory;
+
     /// <summary>Context size of new sequences when none is given.</summary>
     public int DefaultContextSize { get; }
 
@@ -99,10 +114,12 @@ public sealed class LocalModel : IDisposable
         var threads = options.ThreadCount ?? Environment.ProcessorCount;
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1, nameof(options));
         progress?.Report(new ModelLoadProgress(ModelLoadStage.Opening, 0, $"opening {path}"));
-        var file = GgufFile.Open(path);
+        var file = options.MemoryMap
+            ? GgufFile.Open(path)
+            : GgufFile.OpenInMemory(path, progress is null ? null : ReadProgress(progress));
         try
         {
-            progress?.Report(new ModelLoadProgress(ModelLoadStage.Validating, 0.02, "checking architecture and tensors"));
+            progress?.Report(new ModelLoadProgress(ModelLoadStage.Validating, file.IsInMemory ? 0.95 : 0.02, "checking architecture and tensors"));
             var weights = TransformerWeights.Load(file);
             var contextSize = options.ContextSize ?? Math.Min(weights.Info.TrainingContextLength, 4096);
             if (contextSize < 1)
@@ -110,13 +127,14 @@ public sealed class LocalModel : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(options), contextSize, "the context size must be positive");
             }
 
-            if (options.PrefetchWeights)
+            if (options.PrefetchWeights && !file.IsInMemory)
             {
                 Prefetch(file, progress);
             }
 
             var model = new LocalModel(file, weights, options, threads, contextSize);
-            progress?.Report(new ModelLoadProgress(ModelLoadStage.Ready, 1, $"{weights.Info.Architecture} ready: {weights.Info.BlockCount} layers, {weights.Info.ParameterCount:N0} parameters, {threads} threads"));
+            var storage = file.IsInMemory ? $"weights in memory ({file.FileLength >> 20} MiB)" : "weights memory-mapped";
+            progress?.Report(new ModelLoadProgress(ModelLoadStage.Ready, 1, $"{weights.Info.Architecture} ready: {weights.Info.BlockCount} layers, {weights.Info.ParameterCount:N0} parameters, {storage}, {threads} threads"));
             return model;
         }
         catch
@@ -212,6 +230,19 @@ public sealed class LocalModel : IDisposable
             _pool.Dispose();
             _file.Dispose();
         }
+    }
+
+    private static Action<long, long> ReadProgress(IProgress<ModelLoadProgress> progress)
+    {
+        var lastReport = 0L;
+        return (done, total) =>
+        {
+            if (done - lastReport > (64L << 20) || done == total)
+            {
+                lastReport = done;
+                progress.Report(new ModelLoadProgress(ModelLoadStage.Reading, 0.9 * done / Math.Max(1, total), $"read {done >> 20} of {total >> 20} MiB into memory"));
+            }
+        };
     }
 
     private static unsafe void Prefetch(GgufFile file, IProgress<ModelLoadProgress>? progress)

@@ -96,6 +96,13 @@ public sealed class ModelOptions
     /// <summary>Local: a Jinja chat template that replaces the one in the model file (<c>tokenizer.chat_template</c>).</summary>
     public string? ChatTemplate { get; set; }
 
+    /// <summary>
+    /// Local: false reads the model file into process memory at start instead of memory-mapping it (llama.cpp's
+    /// <c>--no-mmap</c>): the file's size in resident memory, weights at memory speed where reads through a mapping
+    /// are slow (some virtual machines). Default (null): mapped.
+    /// </summary>
+    public bool? MemoryMap { get; set; }
+
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
 

@@ -127,15 +127,20 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         Assert.Equal(3, runs.Count);
         Assert.Equal(runs.Max(r => r.GetProperty("tg_tok_s").GetDouble()), root.GetProperty("tg_tok_s").GetDouble());
         Assert.Contains(result.StderrLines, l => l.Contains("run 3/3", StringComparison.Ordinal));
+        Assert.True(root.GetProperty("mmap").GetBoolean());
+        Assert.Contains(result.StderrLines, l => l.StartsWith("Loaded ", StringComparison.Ordinal) && l.Contains("of weights (memory-mapped)", StringComparison.Ordinal));
     }
 
-    /// <summary><c>--bench --parallel 4</c> adds the aggregate speed of four generations at once through the batching scheduler.</summary>
+    /// <summary>
+    /// <c>--bench --parallel 4</c> adds the aggregate speed of four generations at once through the batching scheduler
+    /// (here with <c>--no-mmap</c>: the weights read into memory, and the output says so).
+    /// </summary>
     [Fact]
     public async Task Bench_with_parallel_adds_the_concurrent_generation_figure()
     {
         var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
 
-        var result = await CliProcess.RunAsync(["run", path, "--bench", "--parallel", "4", "--threads", "1", "--json"], timeout: TimeSpan.FromMinutes(3));
+        var result = await CliProcess.RunAsync(["run", path, "--bench", "--parallel", "4", "--threads", "1", "--json", "--no-mmap"], timeout: TimeSpan.FromMinutes(3));
 
         Assert.True(result.ExitCode == 0, result.ToString());
         using var json = JsonDocument.Parse(result.Stdout);
@@ -147,6 +152,8 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         var runs = root.GetProperty("runs").EnumerateArray().ToList();
         Assert.Equal(tg4, runs.Max(r => r.GetProperty("tg4_tok_s").GetDouble()));
         Assert.Contains(result.StderrLines, l => l.Contains("tg ×4 streams", StringComparison.Ordinal));
+        Assert.False(root.GetProperty("mmap").GetBoolean());
+        Assert.Contains(result.StderrLines, l => l.StartsWith("Loaded ", StringComparison.Ordinal) && l.Contains("of weights (in memory)", StringComparison.Ordinal));
     }
 
     [Fact]

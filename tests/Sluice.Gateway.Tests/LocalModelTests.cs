@@ -297,7 +297,8 @@ public sealed class LocalGatewayFixture : IAsyncLifetime
         Gateway = await TestGateway.StartAsync(options => options.Models =
         [
             new ModelOptions { Name = Long, Provider = "local", ModelPath = longPath, ContextSize = ContextSize, Threads = 1 },
-            new ModelOptions { Name = Short, Provider = "local", ModelPath = shortPath, ContextSize = ContextSize, Threads = 1 },
+            // Read into memory rather than mapped: its answers are still checked against the mapped model loaded above.
+            new ModelOptions { Name = Short, Provider = "local", ModelPath = shortPath, ContextSize = ContextSize, Threads = 1, MemoryMap = false },
             new ModelOptions { Name = FromVariable, Provider = "local", ModelPathEnv = PathVariable },
         ]);
     }

@@ -68,6 +68,7 @@ internal static class RunCommand
         var context = new Option<int?>("--context", "-c") { Description = "Context size, prompt plus answer, in tokens (default: the model's, at most 4096)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per answer (token ids as fed and generated, text, timings) instead of the text." };
         var bench = new Option<bool>("--bench") { Description = "Measure instead of chatting, like llama-bench: a random 128-token prompt as one batch, then 64 generated tokens, 1 warm-up and 3 repetitions; prints the best tokens/s (with --json: {\"pp_tok_s\",\"tg_tok_s\",\"ttft_ms\",…,\"runs\"})." };
+        var noMmap = new Option<bool>("--no-mmap") { Description = "Read the model file into memory instead of mapping it (its size in resident memory; faster where reads through a file mapping are slow, e.g. some virtual machines)." };
         var parallel = new Option<int?>("--parallel") { Description = "With --bench: also run N generations at once through the batching scheduler each repetition and report their aggregate generation speed and its ratio to one stream (--json: \"tgN_tok_s\", \"tgN_ratio\")." };
 
         var command = new Command("run", Help)
@@ -88,6 +89,7 @@ internal static class RunCommand
             json,
             bench,
             parallel,
+            noMmap,
         };
 
         // Ctrl+C is handled by InterruptHandler (stop the current answer; at the interactive prompt, exit).
@@ -107,7 +109,8 @@ internal static class RunCommand
             parse.GetValue(context),
             parse.GetValue(json),
             parse.GetValue(bench),
-            parse.GetValue(parallel))));
+            parse.GetValue(parallel),
+            parse.GetValue(noMmap))));
         return command;
     }
 
@@ -128,7 +131,7 @@ internal static class RunCommand
             using var progress = new LoadProgress(error);
             model = await Task.Run(() => LocalChatModel.Load(
                 invocation.ModelPath,
-                new LocalChatModelOptions { ContextSize = invocation.Context, Threads = invocation.Threads },
+                new LocalChatModelOptions { ContextSize = invocation.Context, Threads = invocation.Threads, MemoryMap = !invocation.NoMmap },
                 progress));
         }
         catch (LocalModelLoadException ex)
@@ -251,7 +254,8 @@ internal static class RunCommand
         int? Context,
         bool Json,
         bool Bench,
-        int? Parallel);
+        int? Parallel,
+        bool NoMmap);
 
     /// <summary>How one answer went.</summary>
     private readonly record struct TurnResult(int ExitCode, string Answer, bool Failed);
@@ -535,7 +539,7 @@ internal static class RunCommand
             }
 
             // Redirected: only the weights' reading, which comes after the checks, so a file that fails them gets one line.
-            if (value.Stage == ModelLoadStage.Prefetching && (value.Stage != _stage || value.Fraction - _reported >= 0.1))
+            if (value.Stage is ModelLoadStage.Prefetching or ModelLoadStage.Reading && (value.Stage != _stage || value.Fraction - _reported >= 0.1))
             {
                 _stage = value.Stage;
                 _reported = value.Fraction;

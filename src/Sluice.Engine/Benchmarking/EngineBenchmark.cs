@@ -68,6 +68,9 @@ public sealed record EngineBenchmarkResult
     /// <summary>Threads of the model's forward passes.</summary>
     public required int Threads { get; init; }
 
+    /// <summary>True when the weights were memory-mapped, false when read into memory (<see cref="LocalModelOptions.MemoryMap"/>).</summary>
+    public bool MemoryMapped { get; init; } = true;
+
     /// <summary>Best prompt-processing speed, tokens per second.</summary>
     public double PromptTokensPerSecond => Samples.Max(s => s.PromptTokensPerSecond);
 
@@ -126,6 +129,7 @@ public sealed record EngineBenchmarkResult
             json.WriteNumber("pp_tokens", Options.PromptTokens);
             json.WriteNumber("tg_tokens", Options.GenerateTokens);
             json.WriteNumber("threads", Threads);
+            json.WriteBoolean("mmap", MemoryMapped);
             json.WriteNumber("repetitions", Samples.Count);
             if (model is not null)
             {
@@ -226,7 +230,7 @@ public static class EngineBenchmark
             }
         }
 
-        return new EngineBenchmarkResult { Samples = samples, Options = options, Threads = model.ThreadCount };
+        return new EngineBenchmarkResult { Samples = samples, Options = options, Threads = model.ThreadCount, MemoryMapped = !model.WeightsInMemory };
     }
 
     /// <summary>Prompt token ids drawn from the vocabulary above the first 3 (specials in most vocabularies).</summary>

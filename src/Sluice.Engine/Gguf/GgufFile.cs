@@ -1,15 +1,17 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Sluice.Engine.Gguf;
 
 /// <summary>
-/// A GGUF file (version 2 or 3, little-endian) opened read-only and memory-mapped. The header, metadata and
-/// tensor descriptions are parsed at <see cref="Open"/>; tensor data stays in the mapping and is handed out as
-/// spans over it, never copied. Spans and pointers obtained from the file are valid until it is disposed.
+/// A GGUF file (version 2 or 3, little-endian) opened read-only: memory-mapped by <see cref="Open"/>, or read whole
+/// into process memory by <see cref="OpenInMemory"/>. The header, metadata and tensor descriptions are parsed when it
+/// opens; tensor data is handed out as spans over the mapping (or the memory), never copied again. Spans and pointers
+/// obtained from the file are valid until it is disposed.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe partial class GgufFile : IDisposable
 {
     /// <summary>The alignment of tensor data when <c>general.alignment</c> is absent.</summary>
     public const int DefaultAlignment = 32;
@@ -20,19 +22,27 @@ public sealed unsafe class GgufFile : IDisposable
     private const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
     private const int MaxDimensions = 4;
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    // Huge pages for the in-memory copy: weights are streamed whole every token, and 2 MiB pages take ~500× fewer
+    // TLB entries than 4 KiB ones. Also the alignment of the copy.
+    private const int HugePageBytes = 2 << 20;
+    private const int ReadChunkBytes = 64 << 20;
+    private const int MadvHugePage = 14; // MADV_HUGEPAGE, Linux
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly bool _ownsMemory;
     private readonly Dictionary<string, GgufValue> _metadata;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
     private byte* _base;
     private int _disposed;
 
-    private GgufFile(string path, long length, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer)
+    private GgufFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePointer)
     {
         FilePath = path;
         FileLength = length;
         _map = map;
         _view = view;
+        _ownsMemory = map is null;
         _base = basePointer;
         _metadata = new Dictionary<string, GgufValue>(StringComparer.Ordinal);
         _tensorsByName = new Dictionary<string, GgufTensorInfo>(StringComparer.Ordinal);
@@ -45,6 +55,9 @@ public sealed unsafe class GgufFile : IDisposable
 
     /// <summary>Size of the file in bytes.</summary>
     public long FileLength { get; }
+
+    /// <summary>True when the file was read into process memory (<see cref="OpenInMemory"/>), false when it is mapped.</summary>
+    public bool IsInMemory => _ownsMemory;
 
     /// <summary>GGUF format version (2 or 3; both have the same layout).</summary>
     public uint Version { get; private set; }
@@ -86,21 +99,7 @@ public sealed unsafe class GgufFile : IDisposable
         GgufFile? file = null;
         try
         {
-            var length = stream.Length;
-            Span<byte> head = stackalloc byte[4];
-            var headLength = stream.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            if (!"GGUF"u8.StartsWith(head[..headLength]) || headLength == 0)
-            {
-                throw new GgufFormatException(fullPath, headLength == 0
-                    ? "not a GGUF file: the file is empty"
-                    : $"not a GGUF file: it starts with {Convert.ToHexString(head[..headLength])}, expected 47475546 (\"GGUF\")");
-            }
-
-            if (length < 24)
-            {
-                throw new GgufFormatException(fullPath, $"truncated: the file is {length} bytes, shorter than the 24-byte GGUF header");
-            }
-
+            var length = CheckHead(stream, fullPath);
             stream.Position = 0;
             map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
@@ -127,6 +126,101 @@ public sealed unsafe class GgufFile : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Like <see cref="Open"/>, but reads the whole file into process memory (2 MiB-aligned; huge pages asked for on
+    /// Linux) instead of mapping it, as llama.cpp's <c>--no-mmap</c>. Costs the file's size in resident memory that
+    /// the system cannot page back to the file, and a read at open; in return the weights do not depend on the page
+    /// cache staying mapped — on some virtual machines reads through a file mapping run at a fraction of memory
+    /// speed (docs/engine.md, "Memory-mapped or in memory").
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="progress">Called after each chunk read with (bytes read, file length).</param>
+    /// <param name="cancellationToken">Stops the read; the memory is freed.</param>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="OutOfMemoryException">The file does not fit in memory.</exception>
+    public static GgufFile OpenInMemory(string path, Action<long, long>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!BitConverter.IsLittleEndian)
+        {
+            throw new PlatformNotSupportedException("GGUF files are read in place and need a little-endian machine");
+        }
+
+        var fullPath = Path.GetFullPath(path);
+        byte* memory = null;
+        GgufFile? file = null;
+        try
+        {
+            long length;
+            using (var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.SequentialScan))
+            {
+                length = CheckHead(stream, fullPath);
+                memory = (byte*)NativeMemory.AlignedAlloc((nuint)length, HugePageBytes);
+                if (OperatingSystem.IsLinux())
+                {
+                    // Advice only: without transparent huge pages (or with them off) the copy uses normal pages.
+                    _ = Madvise(memory, (nuint)length, MadvHugePage);
+                }
+
+                long done = 0;
+                while (done < length)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var chunk = (int)Math.Min(ReadChunkBytes, length - done);
+                    var read = RandomAccess.Read(stream.SafeFileHandle, new Span<byte>(memory + done, chunk), done);
+                    if (read <= 0)
+                    {
+                        throw new GgufFormatException(fullPath, $"the file ended at {done} bytes while reading {length}; was it changed while loading?");
+                    }
+
+                    done += read;
+                    progress?.Invoke(done, length);
+                }
+            }
+
+            file = new GgufFile(fullPath, length, null, null, memory);
+            file.Parse();
+            return file;
+        }
+        catch
+        {
+            if (file is not null)
+            {
+                file.Dispose();
+            }
+            else if (memory != null)
+            {
+                NativeMemory.AlignedFree(memory);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Checks the magic and the minimal length; returns the file's length.</summary>
+    private static long CheckHead(FileStream stream, string fullPath)
+    {
+        var length = stream.Length;
+        Span<byte> head = stackalloc byte[4];
+        var headLength = stream.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+        if (!"GGUF"u8.StartsWith(head[..headLength]) || headLength == 0)
+        {
+            throw new GgufFormatException(fullPath, headLength == 0
+                ? "not a GGUF file: the file is empty"
+                : $"not a GGUF file: it starts with {Convert.ToHexString(head[..headLength])}, expected 47475546 (\"GGUF\")");
+        }
+
+        if (length < 24)
+        {
+            throw new GgufFormatException(fullPath, $"truncated: the file is {length} bytes, shorter than the 24-byte GGUF header");
+        }
+
+        return length;
+    }
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
 
     /// <summary>True when the file has a tensor called <paramref name="name"/>.</summary>
     public bool TryGetTensor(string name, out GgufTensorInfo tensor) =>
@@ -287,7 +381,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
-    /// <summary>Unmaps the file. Spans and pointers into it must not be used afterwards.</summary>
+    /// <summary>Unmaps the file (or frees its copy). Spans and pointers into it must not be used afterwards.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -295,14 +389,22 @@ public sealed unsafe class GgufFile : IDisposable
             return;
         }
 
+        if (_ownsMemory)
+        {
+            var memory = _base;
+            _base = null;
+            NativeMemory.AlignedFree(memory);
+            return;
+        }
+
         if (_base != null)
         {
             _base = null;
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         }
 
-        _view.Dispose();
-        _map.Dispose();
+        _view!.Dispose();
+        _map!.Dispose();
     }
 
     private GgufFormatException Missing(string key) => new(FilePath, $"metadata key '{key}' is missing");

@@ -260,7 +260,7 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
         LocalChatModel model;
         try
         {
-            model = LocalChatModel.Load(_path, new LocalChatModelOptions { ContextSize = Options.ContextWindow, Threads = Options.Threads, ChatTemplate = Options.ChatTemplate }, progress);
+            model = LocalChatModel.Load(_path, new LocalChatModelOptions { ContextSize = Options.ContextWindow, Threads = Options.Threads, ChatTemplate = Options.ChatTemplate, MemoryMap = Options.MemoryMap ?? true }, progress);
         }
         catch (LocalModelLoadException ex)
         {

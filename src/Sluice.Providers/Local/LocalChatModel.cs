@@ -17,6 +17,9 @@ public sealed record LocalChatModelOptions
 
     /// <summary>A Jinja chat template replacing the file's <c>tokenizer.chat_template</c>.</summary>
     public string? ChatTemplate { get; init; }
+
+    /// <summary>False reads the file into process memory instead of mapping it (<see cref="LocalModelOptions.MemoryMap"/>).</summary>
+    public bool MemoryMap { get; init; } = true;
 }
 
 /// <summary>
@@ -93,7 +96,7 @@ public sealed class LocalChatModel : IDisposable
         LocalModel model;
         try
         {
-            model = LocalModel.Load(full, new LocalModelOptions { ContextSize = options.ContextSize, ThreadCount = options.Threads }, progress);
+            model = LocalModel.Load(full, new LocalModelOptions { ContextSize = options.ContextSize, ThreadCount = options.Threads, MemoryMap = options.MemoryMap }, progress);
         }
         catch (Exception ex) when (Describe(full, ex) is { } problem)
         {
@@ -230,7 +233,8 @@ public sealed class LocalChatModel : IDisposable
             ChatTemplateSource.Options => "the configured chat template",
             _ => "ChatML (the file has no chat template)",
         };
-        return $"{info.Architecture}, {FormatCount(info.ParameterCount)} parameters, {FormatBytes(info.WeightBytes)} of weights, "
+        var storage = Model.WeightsInMemory ? "in memory" : "memory-mapped";
+        return $"{info.Architecture}, {FormatCount(info.ParameterCount)} parameters, {FormatBytes(info.WeightBytes)} of weights ({storage}), "
             + $"context {ContextSize}, {Model.ThreadCount} threads, {template}";
     }
 

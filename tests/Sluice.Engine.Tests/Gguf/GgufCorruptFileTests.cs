@@ -33,6 +33,10 @@ public sealed class GgufCorruptFileTests : IDisposable
         var ex = Assert.Throws<GgufFormatException>(() => GgufFile.Open(path));
         Assert.StartsWith(path + ": ", ex.Message, StringComparison.Ordinal);
         Assert.Equal(path, ex.Path);
+
+        // Read into memory instead of mapped: the same checks, the same words.
+        var inMemory = Assert.Throws<GgufFormatException>(() => GgufFile.OpenInMemory(path));
+        Assert.Equal(ex.Message, inMemory.Message);
         return ex;
     }
 

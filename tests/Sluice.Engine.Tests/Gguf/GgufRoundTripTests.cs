@@ -101,6 +101,54 @@ public sealed class GgufRoundTripTests
     }
 
     [Fact]
+    public unsafe void A_file_read_into_memory_has_the_metadata_and_tensor_bytes_of_the_mapped_file()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("copy.gguf");
+        var writer = new GgufWriter(alignment: 64);
+        writer.AddString("general.architecture", "llama");
+        writer.AddArray("tokens", new[] { "a", "b" });
+        writer.AddTensor("a.f32", GgmlType.F32, [3, 5], RandomBytes(60, 4));
+        writer.AddTensor("b.q4k", GgmlType.Q4_K, [256, 3], RandomBytes(144 * 3, 5));
+        writer.AddTensor("c.q8", GgmlType.Q8_0, [64, 2], RandomBytes(34 * 4, 6));
+        writer.WriteTo(path);
+
+        var reads = new List<(long Done, long Total)>();
+        using var mapped = GgufFile.Open(path);
+        using var copy = GgufFile.OpenInMemory(path, (done, total) => reads.Add((done, total)));
+        Assert.False(mapped.IsInMemory);
+        Assert.True(copy.IsInMemory);
+        Assert.Equal(mapped.MetadataKeys, copy.MetadataKeys);
+        Assert.Equal(mapped.GetStringArray("tokens"), copy.GetStringArray("tokens"));
+        Assert.Equal(mapped.DataOffset, copy.DataOffset);
+        Assert.Equal(mapped.Tensors.Select(t => (t.Name, t.Offset, t.ByteSize)), copy.Tensors.Select(t => (t.Name, t.Offset, t.ByteSize)));
+        foreach (var t in copy.Tensors)
+        {
+            Assert.Equal(mapped.GetTensorData(mapped.GetTensor(t.Name)).ToArray(), copy.GetTensorData(t).ToArray());
+
+            // The kernels' aligned loads need the file's alignment in memory too.
+            Assert.Equal(0, (long)copy.GetTensorPointer(t) % 64);
+        }
+
+        var length = new FileInfo(path).Length;
+        Assert.Equal((length, length), reads[^1]);
+    }
+
+    [Fact]
+    public void Reading_into_memory_stops_when_cancelled()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("cancel.gguf");
+        var writer = new GgufWriter();
+        writer.AddTensor("t", GgmlType.F32, [4], new byte[16]);
+        writer.WriteTo(path);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => GgufFile.OpenInMemory(path, cancellationToken: cancelled.Token));
+        Assert.Throws<FileNotFoundException>(() => GgufFile.OpenInMemory(dir.File("absent.gguf")));
+    }
+
+    [Fact]
     public void Typed_accessors_convert_compatible_types_and_name_the_key_on_mismatch()
     {
         using var dir = new TempDirectory();

@@ -174,6 +174,32 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
         Assert.Equal(0, sequence.Length);
     }
 
+    [Theory]
+    [InlineData(nameof(ModelFixture.LlamaQ8))]
+    [InlineData(nameof(ModelFixture.Qwen3K))]
+    [InlineData(nameof(ModelFixture.Qwen2F16))]
+    public void Weights_read_into_memory_give_the_logits_of_mapped_weights_and_say_so(string which)
+    {
+        var path = (string)typeof(ModelFixture).GetProperty(which)!.GetValue(models)!;
+        using var mapped = Load(path);
+        var reports = new List<ModelLoadProgress>();
+        using var inMemory = LocalModel.Load(path, new LocalModelOptions { ThreadCount = 1, ContextSize = 128, MemoryMap = false }, new SyncProgress(reports));
+        Assert.False(mapped.WeightsInMemory);
+        Assert.True(inMemory.WeightsInMemory);
+
+        // Read with progress (the whole file, in order), no page-cache prefetch, and the load line names the storage.
+        var reading = reports.Where(r => r.Stage == ModelLoadStage.Reading).ToList();
+        Assert.NotEmpty(reading);
+        Assert.Contains($"read {new FileInfo(path).Length >> 20} of", reading[^1].Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(reports, r => r.Stage == ModelLoadStage.Prefetching);
+        Assert.Contains("weights in memory", reports[^1].Message, StringComparison.Ordinal);
+        Assert.True(reports.Zip(reports.Skip(1)).All(p => p.First.Fraction <= p.Second.Fraction));
+
+        var a = mapped.Evaluate([new BatchEntry(mapped.CreateSequence(), Prompt, LogitsRequest.All)])[0];
+        var b = inMemory.Evaluate([new BatchEntry(inMemory.CreateSequence(), Prompt, LogitsRequest.All)])[0];
+        Assert.Equal(a, b);
+    }
+
     [Fact]
     public void Loading_reports_progress_and_prefetches()
     {
