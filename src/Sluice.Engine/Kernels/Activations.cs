@@ -90,17 +90,24 @@ internal sealed unsafe class Activations
     public int* GroupSums(int group) => Pointer(_sums) + ((long)group * (Length / SumBlock) * Group);
 
     /// <summary>
-    /// Batches of at most this many tokens (integer kinds) also keep each token's quants as one plain row, for the
-    /// matrix-vector kernels (<see cref="QuantGemm.MultiplyFewRows"/>): decode reads them contiguously instead of 4 bytes
-    /// out of every 32 of a mostly empty token group. Their cost grows with each token; from 2 tokens on, the quad kernels
-    /// (<see cref="QuantGemm.MultiplyTokenQuads"/>, 2–8 tokens, reading the token-group layout) cost less per token.
+    /// Batches of at most this many tokens (integer kinds) go to the matrix-vector kernels
+    /// (<see cref="QuantGemm.MultiplyFewRows"/>), which read each token's plain row contiguously instead of 4 bytes out of
+    /// every 32 of a mostly empty token group. Their cost grows with each token; from 2 tokens on, the quad kernels
+    /// (<see cref="QuantGemm.MultiplyTokenQuads"/>, 2–8 tokens) cost less per token.
     /// </summary>
     public const int MaxPlainRows = 1;
 
     /// <summary>True when <see cref="PlainQuants"/> holds every token (integer kinds, at most <see cref="MaxPlainRows"/> tokens).</summary>
     public bool HasPlainRows => (Kind is ActivationKind.Q8_0 or ActivationKind.Q8_K) && Rows <= MaxPlainRows;
 
-    /// <summary>Token <paramref name="row"/>'s quants in ggml's plain order (only when <see cref="HasPlainRows"/>).</summary>
+    /// <summary>
+    /// True when <see cref="PlainQuants"/> holds every token: integer kinds and at most <see cref="QuantGemm.MaxQuadTokens"/>
+    /// tokens (the wide Q4_K quad kernel reads whole plain rows too; <see cref="HasPlainRows"/> says which kernel takes the
+    /// product).
+    /// </summary>
+    public bool KeepsPlainRows => (Kind is ActivationKind.Q8_0 or ActivationKind.Q8_K) && Rows <= QuantGemm.MaxQuadTokens;
+
+    /// <summary>Token <paramref name="row"/>'s quants in ggml's plain order (only when <see cref="KeepsPlainRows"/>).</summary>
     public sbyte* PlainQuants(int row) => Pointer(_plainQuants) + ((long)row * Length);
 
     /// <summary>Token <paramref name="row"/>'s value <paramref name="k"/> (integer kinds), for references and tests.</summary>
@@ -186,7 +193,7 @@ internal sealed unsafe class Activations
 
     private void EnsurePlain()
     {
-        if (HasPlainRows)
+        if (KeepsPlainRows)
         {
             Ensure(ref _plainQuants, (long)Rows * Length);
         }
@@ -235,7 +242,7 @@ internal sealed unsafe class Activations
                     fixed (float* dp = d)
                     {
                         // Few tokens: quantize straight into the plain row the matrix-vector kernels read.
-                        var qp = HasPlainRows ? PlainQuants(r) : scratch;
+                        var qp = KeepsPlainRows ? PlainQuants(r) : scratch;
                         QuantizeQ8_0Fast(src, qp, dp, length);
                         Scatter(r, qp, dp, null);
                     }
@@ -250,7 +257,7 @@ internal sealed unsafe class Activations
                     fixed (float* dp = d)
                     fixed (short* sp = s)
                     {
-                        var qp = HasPlainRows ? PlainQuants(r) : scratch;
+                        var qp = KeepsPlainRows ? PlainQuants(r) : scratch;
                         QuantizeQ8_KFast(src, qp, dp, sp, length);
                         Scatter(r, qp, dp, sp);
                     }

@@ -276,7 +276,14 @@ internal static unsafe partial class QuantGemm
             QuadPairSums(x.GroupSums(0), superBlocks, lanes, pairSums);
             if (wide)
             {
-                QuadsQ4KWide<TQ>(w, q, s, pairSums, offsets, superBlocks, x.Rows, y, ldy, start, end);
+                // Tokens past the last read token 0's row: their lanes are computed and never stored.
+                var plain = stackalloc sbyte*[MaxQuadTokens];
+                for (var t = 0; t < MaxQuadTokens; t++)
+                {
+                    plain[t] = x.PlainQuants(t < x.Rows ? t : 0);
+                }
+
+                QuadsQ4KWide<TQ>(w, plain, s, pairSums, offsets, superBlocks, x.Rows, y, ldy, start, end);
             }
             else
             {

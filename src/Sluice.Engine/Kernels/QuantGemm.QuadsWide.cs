@@ -6,11 +6,13 @@ using System.Runtime.Intrinsics.X86;
 namespace Sluice.Engine.Kernels;
 
 /// <summary>
-/// The Q4_K quad product in 512-bit vectors: 16 lanes are 4 weight rows × 4 tokens, so every shuffle, broadcast and
-/// multiply serves twice the rows of the 256-bit kernel. .NET has no 512-bit <c>vpdpbusd</c>, so the 4-value dots are
-/// <c>vpmaddubsw</c> pairs summed in 16 bits over a sub-block (≤ 8 · 2 · 15 · 128 = 30,720: exact) and scaled by
-/// <c>vpmaddwd</c> against the sub-block's scale, as ggml's AVX2 kernel does per row. Integer sums are exact and the float
-/// step per (row, token) lane is the definition's, so results equal <see cref="VecDot"/> and the 256-bit kernel bit for bit.
+/// The Q4_K quad product in 512-bit vectors: a 128-bit lane per weight row, its sub-block values in their natural order,
+/// multiplied by each token's values broadcast to every lane (the token's plain row), so no weight byte is shuffled per
+/// token; the 4 partial sums per (row, token) are transposed into 16 lanes of 4 rows × 4 tokens once per super-block.
+/// .NET has no 512-bit <c>vpdpbusd</c>, so the dots are <c>vpmaddubsw</c> pair sums (two added: ≤ 2 · 2 · 15 · 128 =
+/// 7,680, exact in 16 bits) scaled by <c>vpmaddwd</c> against the sub-block's scale, as ggml's AVX2 kernel does per row.
+/// Integer sums are exact and the float step per (row, token) lane is the definition's, so results equal
+/// <see cref="VecDot"/> and the 256-bit kernel bit for bit.
 /// </summary>
 internal static unsafe partial class QuantGemm
 {
@@ -22,15 +24,18 @@ internal static unsafe partial class QuantGemm
     internal static bool UseWideKernels { get; set; } = Avx512F.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>
-    /// Hot loop, per 8-row tile and super-block: (1) the 8 rows' d and dmin gathered once; per group of 4 rows, (2) their
-    /// scales and mins into one vector (a 128-bit lane per row), the mins against the quads' pair sums by 4 <c>vpmaddwd</c>;
-    /// (3) per 64 values the 4 rows' nibbles expanded into two vectors <c>[A | B | C | D]</c> (values 0–15, 16–31 of a
-    /// sub-block), per 4-value step one <c>pshufd</c> and one <c>vpmaddubsw</c> per quad against its 16 bytes (broadcast),
-    /// and per sub-block one <c>vpmaddwd</c> by the scale; (4) two fused adds per group and quad.
+    /// Hot loop, per 8-row tile and super-block: (1) the 8 rows' d and dmin gathered once, their scales and mins into two
+    /// vectors (4 rows each, a 128-bit lane per row); per quad of tokens, (2) the mins against the quad's pair sums by 4
+    /// <c>vpmaddwd</c> per group of 4 rows; (3) per sub-block, each group's 32 nibbles per row as two vectors of 16 values
+    /// (values 0–15, then 16–31), and per token its two 16-value halves broadcast once and taken against both groups: two
+    /// <c>vpmaddubsw</c>, their sum and one <c>vpmaddwd</c> by the sub-block's scales into the (group, token) accumulator
+    /// (4 partial sums per row); (4) per group the 4 tokens' accumulators transposed and added into one vector of
+    /// (row, token) sums, then two fused adds. Sharing the broadcasts between the two groups is what made this form
+    /// faster than spreading the weights per token (BENCHMARKS.md, tenth session).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuadsQ4KWide<TQ>(
-        WeightMatrix w, sbyte* q, float* s, int* pairSums, nint* offsets, int superBlocks, int tokens, float* y, int ldy, int start, int end)
+        WeightMatrix w, sbyte** plain, float* s, int* pairSums, nint* offsets, int superBlocks, int tokens, float* y, int ldy, int start, int end)
         where TQ : IGroups
     {
         var low = Vector512.Create((byte)0x0F);
@@ -55,34 +60,47 @@ internal static unsafe partial class QuantGemm
                 var dd = Avx2.GatherVector256((int*)block0, gather, 1);
                 var d8 = Halves(dd, high: false).ToVector512Unsafe();
                 var dmin8 = Halves(dd, high: true).ToVector512Unsafe();
-                var sx0 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb));
-                var sx1 = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb) + 4);
-                var xq = q + (2048 * sb);
                 var sums = pairSums + (sb * 2 * 4 * 16);
-                for (var g = 0; g < 2; g++)
+                var b0 = block0 + offsets[0];
+                var b1 = block0 + offsets[1];
+                var b2 = block0 + offsets[2];
+                var b3 = block0 + offsets[3];
+                var b4 = block0 + offsets[4];
+                var b5 = block0 + offsets[5];
+                var b6 = block0 + offsets[6];
+                var b7 = block0 + offsets[7];
+                var sm0 = Join(
+                    Vector256.Create(VecDot.ScalesMinsK4Vector(b0 + 4), VecDot.ScalesMinsK4Vector(b1 + 4)),
+                    Vector256.Create(VecDot.ScalesMinsK4Vector(b2 + 4), VecDot.ScalesMinsK4Vector(b3 + 4)));
+                var sm1 = Join(
+                    Vector256.Create(VecDot.ScalesMinsK4Vector(b4 + 4), VecDot.ScalesMinsK4Vector(b5 + 4)),
+                    Vector256.Create(VecDot.ScalesMinsK4Vector(b6 + 4), VecDot.ScalesMinsK4Vector(b7 + 4)));
+                var spread0 = Vector512.Load(QuadPick);
+                var spread1 = Vector512.Load(QuadPick + 16);
+                for (var quad = 0; quad < (TQ.Two ? 2 : 1); quad++)
                 {
-                    var bA = block0 + offsets[4 * g];
-                    var bB = block0 + offsets[(4 * g) + 1];
-                    var bC = block0 + offsets[(4 * g) + 2];
-                    var bD = block0 + offsets[(4 * g) + 3];
-                    var sm = Join(
-                        Vector256.Create(VecDot.ScalesMinsK4Vector(bA + 4), VecDot.ScalesMinsK4Vector(bB + 4)),
-                        Vector256.Create(VecDot.ScalesMinsK4Vector(bC + 4), VecDot.ScalesMinsK4Vector(bD + 4)));
-                    Vector512<int> sum0 = default, mins0 = default, sum1 = default, mins1 = default;
+                    Vector512<int> mins0 = default, mins1 = default;
                     for (var p = 0; p < 4; p++)
                     {
-                        var minPair = Avx512BW.Shuffle(sm, Vector512.Load(PickK4MinPairs + (64 * p))).AsInt16();
-                        mins0 += Avx512BW.MultiplyAddAdjacent(minPair, Vector512.Load(sums + (16 * p)).AsInt16());
-                        if (TQ.Two)
-                        {
-                            mins1 += Avx512BW.MultiplyAddAdjacent(minPair, Vector512.Load(sums + 64 + (16 * p)).AsInt16());
-                        }
+                        var pairSum = Vector512.Load(sums + (64 * quad) + (16 * p)).AsInt16();
+                        var pick = Vector512.Load(PickK4MinPairs + (64 * p));
+                        mins0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(sm0, pick).AsInt16(), pairSum);
+                        mins1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(sm1, pick).AsInt16(), pairSum);
                     }
 
+                    // Per (row group, token): 4 partial sums per row (a 128-bit lane each), added up after the super-block.
+                    var x0 = plain[(4 * quad) + 0] + (256 * sb);
+                    var x1 = plain[(4 * quad) + 1] + (256 * sb);
+                    var x2 = plain[(4 * quad) + 2] + (256 * sb);
+                    var x3 = plain[(4 * quad) + 3] + (256 * sb);
+                    Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+                    Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default;
                     for (var jj = 0; jj < 4; jj++)
                     {
-                        var r01 = Join(Vector256.Load(bA + 16 + (32 * jj)), Vector256.Load(bB + 16 + (32 * jj)));
-                        var r23 = Join(Vector256.Load(bC + 16 + (32 * jj)), Vector256.Load(bD + 16 + (32 * jj)));
+                        var r01 = Join(Vector256.Load(b0 + 16 + (32 * jj)), Vector256.Load(b1 + 16 + (32 * jj)));
+                        var r23 = Join(Vector256.Load(b2 + 16 + (32 * jj)), Vector256.Load(b3 + 16 + (32 * jj)));
+                        var r45 = Join(Vector256.Load(b4 + 16 + (32 * jj)), Vector256.Load(b5 + 16 + (32 * jj)));
+                        var r67 = Join(Vector256.Load(b6 + 16 + (32 * jj)), Vector256.Load(b7 + 16 + (32 * jj)));
                         for (var h = 0; h < 2; h++)
                         {
                             // Low nibbles are sub-block 2jj, high nibbles 2jj+1; 128-bit lanes 0, 2 of each pair of rows
@@ -90,33 +108,73 @@ internal static unsafe partial class QuantGemm
                             var j = (2 * jj) + h;
                             var v01 = (h == 0 ? r01 : Avx512BW.ShiftRightLogical(r01.AsUInt16(), 4).AsByte()) & low;
                             var v23 = (h == 0 ? r23 : Avx512BW.ShiftRightLogical(r23.AsUInt16(), 4).AsByte()) & low;
-                            var lo = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b10_00_10_00).AsInt32();
-                            var hi = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b11_01_11_01).AsInt32();
-                            var scale = Avx512BW.Shuffle(sm, Vector512.Load(PickK4Scale16 + (64 * j))).AsInt16();
-                            var xs = xq + (256 * j);
-                            sum0 += Avx512BW.MultiplyAddAdjacent(Steps16(lo, xs) + Steps16(hi, xs + 128), scale);
-                            if (TQ.Two)
-                            {
-                                sum1 += Avx512BW.MultiplyAddAdjacent(Steps16(lo, xs + 16) + Steps16(hi, xs + 144), scale);
-                            }
+                            var v45 = (h == 0 ? r45 : Avx512BW.ShiftRightLogical(r45.AsUInt16(), 4).AsByte()) & low;
+                            var v67 = (h == 0 ? r67 : Avx512BW.ShiftRightLogical(r67.AsUInt16(), 4).AsByte()) & low;
+                            var lo0 = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b10_00_10_00).AsByte();
+                            var hi0 = Avx512F.Shuffle4x128(v01.AsInt64(), v23.AsInt64(), 0b11_01_11_01).AsByte();
+                            var lo1 = Avx512F.Shuffle4x128(v45.AsInt64(), v67.AsInt64(), 0b10_00_10_00).AsByte();
+                            var hi1 = Avx512F.Shuffle4x128(v45.AsInt64(), v67.AsInt64(), 0b11_01_11_01).AsByte();
+                            var pickScale = Vector512.Load(PickK4Scale16 + (64 * j));
+                            var scale0 = Avx512BW.Shuffle(sm0, pickScale).AsInt16();
+                            var scale1 = Avx512BW.Shuffle(sm1, pickScale).AsInt16();
+                            var o = 32 * j;
+                            SubBlocks(lo0, hi0, lo1, hi1, x0 + o, scale0, scale1, ref a0, ref c0);
+                            SubBlocks(lo0, hi0, lo1, hi1, x1 + o, scale0, scale1, ref a1, ref c1);
+                            SubBlocks(lo0, hi0, lo1, hi1, x2 + o, scale0, scale1, ref a2, ref c2);
+                            SubBlocks(lo0, hi0, lo1, hi1, x3 + o, scale0, scale1, ref a3, ref c3);
                         }
                     }
 
-                    var spread = Vector512.Load(QuadPick + (16 * g));
-                    var d = Avx512F.PermuteVar16x32(d8, spread);
-                    var dmin = Avx512F.PermuteVar16x32(dmin8, spread);
-                    var f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum0), d * sx0, acc[2 * g]);
-                    acc[2 * g] = Avx512F.FusedMultiplyAddNegated(dmin * sx0, Avx512F.ConvertToVector512Single(mins0), f);
-                    if (TQ.Two)
-                    {
-                        f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum1), d * sx1, acc[(2 * g) + 1]);
-                        acc[(2 * g) + 1] = Avx512F.FusedMultiplyAddNegated(dmin * sx1, Avx512F.ConvertToVector512Single(mins1), f);
-                    }
+                    var sx = Avx512F.BroadcastVector128ToVector512(s + (Activations.Group * sb) + (4 * quad));
+                    var d = Avx512F.PermuteVar16x32(d8, spread0);
+                    var dmin = Avx512F.PermuteVar16x32(dmin8, spread0);
+                    var f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Transpose4(a0, a1, a2, a3)), d * sx, acc[quad]);
+                    acc[quad] = Avx512F.FusedMultiplyAddNegated(dmin * sx, Avx512F.ConvertToVector512Single(mins0), f);
+                    d = Avx512F.PermuteVar16x32(d8, spread1);
+                    dmin = Avx512F.PermuteVar16x32(dmin8, spread1);
+                    f = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Transpose4(c0, c1, c2, c3)), d * sx, acc[2 + quad]);
+                    acc[2 + quad] = Avx512F.FusedMultiplyAddNegated(dmin * sx, Avx512F.ConvertToVector512Single(mins1), f);
                 }
             }
 
             StoreTile(tile, tokens, y, ldy, r0, Math.Min(LaneRows, end - r0), rowsPerVector: 4, vectorStride: 32, quadStride: 16);
         }
+    }
+
+    /// <summary>
+    /// One sub-block of 4 rows (a 128-bit lane each; <paramref name="lo"/> values 0–15, <paramref name="hi"/> 16–31)
+    /// against one token's 32 values (broadcast to every lane), times the rows' scales: per row 4 dword partial sums.
+    /// Pair sums ≤ 2 · 15 · 128, two of them ≤ 7,680: exact in 16 bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> SubBlock(Vector512<byte> lo, Vector512<byte> hi, sbyte* x, Vector512<short> scale) =>
+        Avx512BW.MultiplyAddAdjacent(
+            Avx512BW.MultiplyAddAdjacent(lo, Avx512F.BroadcastVector128ToVector512((int*)x).AsSByte()) +
+            Avx512BW.MultiplyAddAdjacent(hi, Avx512F.BroadcastVector128ToVector512((int*)(x + 16)).AsSByte()),
+            scale);
+
+    /// <summary>Both row groups' sub-block against one token (its two 16-value halves loaded once).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SubBlocks(
+        Vector512<byte> lo0, Vector512<byte> hi0, Vector512<byte> lo1, Vector512<byte> hi1, sbyte* x, Vector512<short> scale0, Vector512<short> scale1,
+        ref Vector512<int> group0, ref Vector512<int> group1)
+    {
+        var xl = Avx512F.BroadcastVector128ToVector512((int*)x).AsSByte();
+        var xh = Avx512F.BroadcastVector128ToVector512((int*)(x + 16)).AsSByte();
+        group0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo0, xl) + Avx512BW.MultiplyAddAdjacent(hi0, xh), scale0);
+        group1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo1, xl) + Avx512BW.MultiplyAddAdjacent(hi1, xh), scale1);
+    }
+
+    /// <summary>
+    /// Four tokens' accumulators (per 128-bit lane, one row's 4 partial sums) as one vector of (row, token) sums: lane
+    /// 4i + t holds row i's total for token t, the quad kernels' layout. Integer adds: any order is exact.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Transpose4(Vector512<int> a, Vector512<int> b, Vector512<int> c, Vector512<int> d)
+    {
+        var ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);   // a0+a2 b0+b2 a1+a3 b1+b3
+        var cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);
+        return Avx512F.UnpackLow(ab.AsInt64(), cd.AsInt64()).AsInt32() + Avx512F.UnpackHigh(ab.AsInt64(), cd.AsInt64()).AsInt32();
     }
 
     /// <summary>
@@ -216,17 +274,6 @@ internal static unsafe partial class QuantGemm
         hi = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & low, xHigh);
         return Avx512BW.MultiplyAddAdjacent(raw & low, xLow);
     }
-
-    /// <summary>
-    /// The 16-bit pair sums of 16 values of 4 rows (one 128-bit lane each) against a quad's 4 tokens: per 4-value step
-    /// the step's 4 bytes of each row spread over its lane, times the quad's 16 bytes of that step (32 apart).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Steps16(Vector512<int> rows, sbyte* x) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0x00).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)x).AsSByte()) +
-        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0x55).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 32)).AsSByte()) +
-        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xAA).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 64)).AsSByte()) +
-        Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(rows, 0xFF).AsByte(), Avx512F.BroadcastVector128ToVector512((int*)(x + 96)).AsSByte());
 
     // These tables (and PickK4MinPairs, shared with the 256-bit kernel) are full 64-byte vectors rather than 32-byte ones broadcast with vbroadcasti64x4: .NET 10's JIT
     // scaled that instruction's compressed displacement as if it read 16 bytes (sums + 8·p read the sums of 2·p), which
