@@ -42,6 +42,8 @@ internal sealed unsafe class Activations
     private float[] _scales = [];
     private int[] _sums = [];
     private sbyte[] _plainQuants = [];
+    private int[] _quadPairSums = [];
+    private bool _hasQuadPairSums;
     [ThreadStatic]
     private static sbyte[]? _threadQuants;
     [ThreadStatic]
@@ -185,10 +187,36 @@ internal sealed unsafe class Activations
         if (pool is null || pool.ThreadCount == 1 || total < 1 << 15)
         {
             LoadRows((float*)src, stride, 0, rows);
-            return;
+        }
+        else
+        {
+            pool.ForRange(rows, 4, (start, end) => LoadRows((float*)src, stride, start, end));
         }
 
-        pool.ForRange(rows, 4, (start, end) => LoadRows((float*)src, stride, start, end));
+        // Every Q4_K product of this input (Q, K and V; gate and up) needs the same pair sums: made once here, not per call.
+        _hasQuadPairSums = kind == ActivationKind.Q8_K && rows >= 2 && rows <= QuantGemm.MaxQuadTokens;
+        if (_hasQuadPairSums)
+        {
+            var perLanes = QuantGemm.QuadPairSumsLength(length / 256, 8);
+            Ensure(ref _quadPairSums, 3L * perLanes);
+            QuantGemm.QuadPairSums(GroupSums(0), length / 256, 8, Pointer(_quadPairSums));
+            QuantGemm.QuadPairSums(GroupSums(0), length / 256, 16, Pointer(_quadPairSums) + perLanes);
+        }
+    }
+
+    /// <summary>
+    /// The quad kernels' pairs of sub-block sums for <paramref name="lanes"/> (8 or 16) lanes per vector, made at
+    /// <see cref="Load"/> for Q8_K inputs of 2–<see cref="QuantGemm.MaxQuadTokens"/> tokens; null otherwise.
+    /// </summary>
+    public int* QuadPairSums(int lanes)
+    {
+        if (!_hasQuadPairSums)
+        {
+            return null;
+        }
+
+        var perLanes = QuantGemm.QuadPairSumsLength(Length / 256, 8);
+        return lanes == 8 ? Pointer(_quadPairSums) : Pointer(_quadPairSums) + perLanes;
     }
 
     private void EnsurePlain()

@@ -268,29 +268,26 @@ internal static unsafe partial class QuantGemm
         var offsets = stackalloc nint[LaneRows];
         var tile = stackalloc float[2 * 4 * 8];
         var acc = (Vector256<float>*)tile;
-        var lanes = wide ? 16 : 8;
-        var pairSumsLength = superBlocks * 2 * 4 * lanes;
-        Span<int> pairSumsBuffer = pairSumsLength <= 4096 ? stackalloc int[pairSumsLength] : GC.AllocateUninitializedArray<int>(pairSumsLength, pinned: true);
-        fixed (int* pairSums = pairSumsBuffer)
+        var pairSums = x.QuadPairSums(wide ? 16 : 8);
+        if (wide)
         {
-            QuadPairSums(x.GroupSums(0), superBlocks, lanes, pairSums);
-            if (wide)
+            // Tokens past the last read token 0's row: their lanes are computed and never stored.
+            var plain = stackalloc sbyte*[MaxQuadTokens];
+            for (var t = 0; t < MaxQuadTokens; t++)
             {
-                // Tokens past the last read token 0's row: their lanes are computed and never stored.
-                var plain = stackalloc sbyte*[MaxQuadTokens];
-                for (var t = 0; t < MaxQuadTokens; t++)
-                {
-                    plain[t] = x.PlainQuants(t < x.Rows ? t : 0);
-                }
+                plain[t] = x.PlainQuants(t < x.Rows ? t : 0);
+            }
 
-                QuadsQ4KWide<TQ>(w, plain, s, pairSums, offsets, superBlocks, x.Rows, y, ldy, start, end);
-            }
-            else
-            {
-                QuadsQ4K<TD, TQ>(w, q, s, pairSums, offsets, tile, acc, superBlocks, x.Rows, y, ldy, start, end);
-            }
+            QuadsQ4KWide<TQ>(w, plain, s, pairSums, offsets, superBlocks, x.Rows, y, ldy, start, end);
+        }
+        else
+        {
+            QuadsQ4K<TD, TQ>(w, q, s, pairSums, offsets, tile, acc, superBlocks, x.Rows, y, ldy, start, end);
         }
     }
+
+    /// <summary>Ints of <see cref="QuadPairSums(int*, int, int, int*)"/>'s output for <paramref name="lanes"/> lanes.</summary>
+    internal static int QuadPairSumsLength(int superBlocks, int lanes) => superBlocks * 2 * 4 * lanes;
 
     /// <summary>
     /// Per super-block, quad and pair of sub-blocks p (0–3): the quad's Σx over 32-value sub-blocks 2p and 2p+1 as two
@@ -298,7 +295,7 @@ internal static unsafe partial class QuantGemm
     /// kernels, 16 for 512-bit ones), for one <c>vpmaddwd</c> against a pair of mins. |Σx| ≤ 32·128 fits 16 bits; the
     /// products and their sums are exact.
     /// </summary>
-    private static void QuadPairSums(int* m, int superBlocks, int lanes, int* into)
+    internal static void QuadPairSums(int* m, int superBlocks, int lanes, int* into)
     {
         for (var sb = 0; sb < superBlocks; sb++)
         {

@@ -237,7 +237,8 @@ internal static unsafe class VecDot
     }
 
     /// <summary>f32 dot product (attention scores): two 8-lane running sums; not part of the weight-product definition.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <remarks>Inlined: attention calls it once per (position, head), for 64–128 values.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float F32(float* w, float* x, int n)
     {
         var i = 0;
