@@ -285,9 +285,166 @@ internal sealed unsafe class ForwardPass
         });
     }
 
-    /// <summary>Attention for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted values.</summary>
+    /// <summary>
+    /// Whether attention takes the straightforward loops (<see cref="AttendRangeReference"/>) instead of the blocked ones.
+    /// Both compute the same operations in the same order per (token, head, position), so the same bits; tests switch it
+    /// to check that.
+    /// </summary>
+    internal static bool UseReferenceAttention { get; set; }
+
+    /// <summary>
+    /// Attention for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted values. Hot loop, per
+    /// item: (1) the scores of 4 positions at a time — four independent dot products in flight, each with
+    /// <see cref="VecDot.F32"/>'s two running sums and final sum, so the same bits as one at a time without waiting on
+    /// one chain of fused adds; (2) the exponentials and their f64 sum in position order; (3) the weighted values summed
+    /// position by position into accumulators kept in registers for heads of 64 or 128 values (the output row was loaded
+    /// and stored once per position) — the same element-wise multiply and add in the same order.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AttendRange(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    {
+        var info = Info;
+        var headDim = info.HeadDimension;
+        if (UseReferenceAttention || !Vector256.IsHardwareAccelerated || headDim % 16 != 0)
+        {
+            AttendRangeReference(layerIndex, batch, start, end, q, output, s, scale, group);
+            return;
+        }
+
+        var heads = info.HeadCount;
+        var kvDim = info.KvLength;
+        var qDim = info.QueryLength;
+        for (var item = start; item < end; item++)
+        {
+            var t = item / heads;
+            var head = item % heads;
+            var sequence = batch[_sequenceIndex[t]].Sequence;
+            var count = _positions[t] + 1;
+            var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
+            var values = sequence.Values(layerIndex) + ((head / group) * headDim);
+            var query = q + (t * qDim) + (head * headDim);
+            var max = float.NegativeInfinity;
+            var j = 0;
+            for (; j + 4 <= count; j += 4)
+            {
+                var k0 = keys + (j * kvDim);
+                Dot4(k0, k0 + kvDim, k0 + (2 * kvDim), k0 + (3 * kvDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
+                var s0 = d0 * scale;
+                var s1 = d1 * scale;
+                var s2 = d2 * scale;
+                var s3 = d3 * scale;
+                s[j] = s0;
+                s[j + 1] = s1;
+                s[j + 2] = s2;
+                s[j + 3] = s3;
+                max = Math.Max(max, s0);
+                max = Math.Max(max, s1);
+                max = Math.Max(max, s2);
+                max = Math.Max(max, s3);
+            }
+
+            for (; j < count; j++)
+            {
+                var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
+                s[j] = score;
+                max = Math.Max(max, score);
+            }
+
+            double sum = 0;
+            for (j = 0; j < count; j++)
+            {
+                var e = MathF.Exp(s[j] - max);
+                s[j] = e;
+                sum += e;
+            }
+
+            var inv = (float)(1.0 / sum);
+            var o = output + (t * qDim) + (head * headDim);
+            if (headDim == 64)
+            {
+                WeightedSum64(s, inv, values, kvDim, count, o);
+            }
+            else if (headDim == 128)
+            {
+                WeightedSum64(s, inv, values, kvDim, count, o);
+                WeightedSum64(s, inv, values + 64, kvDim, count, o + 64);
+            }
+            else
+            {
+                new Span<float>(o, headDim).Clear();
+                for (j = 0; j < count; j++)
+                {
+                    Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Four <see cref="VecDot.F32"/> dot products of <paramref name="n"/> (a multiple of 16) values against one query,
+    /// interleaved: each keeps F32's two 8-lane running sums and ends with its <c>Vector256.Sum(a0 + a1)</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Dot4(float* k0, float* k1, float* k2, float* k3, float* x, int n, out float d0, out float d1, out float d2, out float d3)
+    {
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
+        Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
+        for (var i = 0; i < n; i += 16)
+        {
+            var xl = Vector256.Load(x + i);
+            var xh = Vector256.Load(x + i + 8);
+            a00 = Vector256.FusedMultiplyAdd(Vector256.Load(k0 + i), xl, a00);
+            a01 = Vector256.FusedMultiplyAdd(Vector256.Load(k0 + i + 8), xh, a01);
+            a10 = Vector256.FusedMultiplyAdd(Vector256.Load(k1 + i), xl, a10);
+            a11 = Vector256.FusedMultiplyAdd(Vector256.Load(k1 + i + 8), xh, a11);
+            a20 = Vector256.FusedMultiplyAdd(Vector256.Load(k2 + i), xl, a20);
+            a21 = Vector256.FusedMultiplyAdd(Vector256.Load(k2 + i + 8), xh, a21);
+            a30 = Vector256.FusedMultiplyAdd(Vector256.Load(k3 + i), xl, a30);
+            a31 = Vector256.FusedMultiplyAdd(Vector256.Load(k3 + i + 8), xh, a31);
+        }
+
+        d0 = Vector256.Sum(a00 + a01);
+        d1 = Vector256.Sum(a10 + a11);
+        d2 = Vector256.Sum(a20 + a21);
+        d3 = Vector256.Sum(a30 + a31);
+    }
+
+    /// <summary>
+    /// <c>o[0..64) = Σ_j (p[j]·inv)·v_j</c> in position order, from zero, the running sums in registers: per element the
+    /// reference's <c>o + (a·v)</c> (a multiply, then an add; never fused), so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WeightedSum64(float* p, float inv, float* values, int stride, int count, float* o)
+    {
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        Vector256<float> o4 = default, o5 = default, o6 = default, o7 = default;
+        for (var j = 0; j < count; j++)
+        {
+            var a = Vector256.Create(p[j] * inv);
+            var v = values + (j * stride);
+            o0 += a * Vector256.Load(v);
+            o1 += a * Vector256.Load(v + 8);
+            o2 += a * Vector256.Load(v + 16);
+            o3 += a * Vector256.Load(v + 24);
+            o4 += a * Vector256.Load(v + 32);
+            o5 += a * Vector256.Load(v + 40);
+            o6 += a * Vector256.Load(v + 48);
+            o7 += a * Vector256.Load(v + 56);
+        }
+
+        o0.Store(o);
+        o1.Store(o + 8);
+        o2.Store(o + 16);
+        o3.Store(o + 24);
+        o4.Store(o + 32);
+        o5.Store(o + 40);
+        o6.Store(o + 48);
+        o7.Store(o + 56);
+    }
+
+    /// <summary>Attention, one position at a time: the definition the blocked <see cref="AttendRange"/> must match bit for bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AttendRangeReference(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
     {
         var info = Info;
         var heads = info.HeadCount;

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Sluice.Engine.Gguf;
 using Sluice.Engine.Models;
 using Sluice.Engine.Sampling;
@@ -172,6 +173,54 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
         cts.Cancel();
         Assert.ThrowsAny<OperationCanceledException>(() => model.Evaluate(sequence, Prompt, cts.Token));
         Assert.Equal(0, sequence.Length);
+    }
+
+    /// <summary>
+    /// The blocked attention (4 scores at a time, weighted sums in registers for heads of 64 and 128) gives the bits of
+    /// the one-position-at-a-time definition, for every position count from 1 to 30 (blocks of 4 and their tails). F32
+    /// weights: their activations are not rounded, so any difference in attention reaches the logits.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", 64)]
+    [InlineData("qwen3", 128)]
+    [InlineData("llama", 48)]
+    public void Blocked_attention_gives_the_bits_of_the_reference_loops(string architecture, int headDimension)
+    {
+        var path = models.Write($"attention-{architecture}-{headDimension}", new SyntheticModelSpec
+        {
+            Architecture = architecture, WeightType = GgmlType.F32, HeadDimension = headDimension, Seed = 21,
+        });
+        using var model = Load(path);
+        var prompt = Enumerable.Range(0, 24).Select(i => Prompt[i % Prompt.Length] + i).ToArray();
+        float[][] Run()
+        {
+            var sequence = model.CreateSequence();
+            var logits = new List<float[]> { model.Evaluate([new BatchEntry(sequence, prompt, LogitsRequest.All)])[0] };
+            for (var i = 0; i < 6; i++)
+            {
+                logits.Add(model.Evaluate(sequence, new[] { 5 + i }));
+            }
+
+            return [.. logits];
+        }
+
+        var saved = ForwardPass.UseReferenceAttention;
+        try
+        {
+            ForwardPass.UseReferenceAttention = false;
+            var blocked = Run();
+            ForwardPass.UseReferenceAttention = true;
+            var reference = Run();
+            Assert.Equal(reference.Length, blocked.Length);
+            for (var i = 0; i < reference.Length; i++)
+            {
+                Assert.True(MemoryMarshal.AsBytes(reference[i].AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(blocked[i].AsSpan())), $"logits of pass {i} differ");
+            }
+        }
+        finally
+        {
+            ForwardPass.UseReferenceAttention = saved;
+        }
     }
 
     [Theory]
