@@ -157,11 +157,7 @@ public sealed unsafe partial class GgufFile : IDisposable
             {
                 length = CheckHead(stream, fullPath);
                 memory = (byte*)NativeMemory.AlignedAlloc((nuint)length, HugePageBytes);
-                if (OperatingSystem.IsLinux())
-                {
-                    // Advice only: without transparent huge pages (or with them off) the copy uses normal pages.
-                    _ = Madvise(memory, (nuint)length, MadvHugePage);
-                }
+                AdviseHugePages(memory, length);
 
                 long done = 0;
                 while (done < length)
@@ -195,6 +191,27 @@ public sealed unsafe partial class GgufFile : IDisposable
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Asks Linux for transparent huge pages on the copy. Advice only: without them (switched off, another system, a C
+    /// library that cannot be loaded) the copy uses normal pages and works the same.
+    /// </summary>
+    private static void AdviseHugePages(byte* memory, long length)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            _ = Madvise(memory, (nuint)length, MadvHugePage);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // Normal pages, then.
         }
     }
 
