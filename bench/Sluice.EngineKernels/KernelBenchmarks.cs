@@ -25,6 +25,12 @@ public enum KernelShape
 
     /// <summary>TinyLlama-1.1B <c>attn_q</c>/<c>attn_output</c>: 2048 → 2048.</summary>
     TinyLlamaAttention,
+
+    /// <summary>Qwen2.5-0.5B <c>attn_q</c>/<c>attn_output</c>: 896 → 896.</summary>
+    Qwen05Attention,
+
+    /// <summary>Qwen2.5-0.5B <c>attn_k</c>/<c>attn_v</c>: 896 → 128 (16 tiles of 8 rows).</summary>
+    Qwen05KeyValue,
 }
 
 /// <summary>Sizes of the shapes and of the weights in bytes.</summary>
@@ -38,6 +44,8 @@ public static class KernelShapes
         KernelShape.Smoke => (512, 64),
         KernelShape.TinyLlamaDown => (5632, 2048),
         KernelShape.TinyLlamaAttention => (2048, 2048),
+        KernelShape.Qwen05Attention => (896, 896),
+        KernelShape.Qwen05KeyValue => (896, 128),
         _ => throw new ArgumentOutOfRangeException(nameof(shape)),
     };
 
