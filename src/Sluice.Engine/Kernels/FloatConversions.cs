@@ -44,11 +44,15 @@ internal static class FloatConversions
 
     /// <summary>Eight f16 values at <paramref name="source"/> widened to f32 (exact, subnormals, infinities and NaN included).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector256<float> HalfToSingle8(ushort* source)
-    {
-        var h = Avx2.IsSupported
+    public static unsafe Vector256<float> HalfToSingle8(ushort* source) =>
+        HalfToSingle8(Avx2.IsSupported
             ? Avx2.ConvertToVector256Int32(source).AsUInt32()
-            : Vector256.WidenLower(Vector256.Create(Vector128.Load(source), Vector128<ushort>.Zero));
+            : Vector256.WidenLower(Vector256.Create(Vector128.Load(source), Vector128<ushort>.Zero)));
+
+    /// <summary>The f16 in the low 16 bits of each lane of <paramref name="h"/> (upper bits zero) widened to f32, exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> HalfToSingle8(Vector256<uint> h)
+    {
         var sign = (h & Vector256.Create(0x8000u)) << 16;
         var magnitude = h & Vector256.Create(0x7FFFu);
         var shifted = magnitude << 13;
