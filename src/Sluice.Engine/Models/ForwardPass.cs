@@ -253,7 +253,11 @@ internal sealed unsafe class ForwardPass
         var up = Ptr(_up);
         MatMulInto(w.Gate, h, n, gate, ff);
         MatMulInto(w.Up, h, n, up, ff);
-        SwiGlu(gate, up, n * ff);
+        // Element-wise, but ~22,000 exponentials per layer for four streams: on one thread it was 3 % of a 2-thread
+        // four-stream step. Split like the products; each element's arithmetic is unchanged, so the bits are too.
+        var gates = (nint)gate;
+        var ups = (nint)up;
+        _pool.ForRange(n * ff, SwiGluGrain, (start, end) => SwiGlu((float*)gates + start, (float*)ups + start, end - start));
         NewSource();
         MatMulInto(w.Down, gate, n, h, d, ff);
         AddInPlace(x, h, n * d);
@@ -646,6 +650,9 @@ internal sealed unsafe class ForwardPass
             x[i] += y[i];
         }
     }
+
+    /// <summary>Elements per parallel SwiGLU chunk at least: one token's worth keeps a single stream's step on few chunks.</summary>
+    private const int SwiGluGrain = 2048;
 
     /// <summary>gate ← silu(gate) · up.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
