@@ -6,7 +6,7 @@
 # keeps compiling for ~20 s on 2 cores, which would otherwise be counted per stream) then 12 s measured with wrk -c32; prints streams/s and the gateway process's CPU
 # (user + system) per stream. Alternate builds and repeat: single runs vary by ±20 % on a shared 2-core machine.
 #   bash bench/cpu-per-stream.sh [SLUICE_DLL]   (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll)
-# Environment: ACCESS_LOG=false turns the access log off; EXTRA_CONFIG adds top-level config entries (e.g.
+# Environment: ACCESS_LOG=false turns the access log off; CONNECTIONS sets wrk's connections (default 32); EXTRA_CONFIG adds top-level config entries (e.g.
 # EXTRA_CONFIG='"Streaming":{"ReplayTtlSeconds":0},'); WARMUP sets the warm-up seconds; DOTNET_* variables reach every process.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,11 +27,11 @@ for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$mp/v1/models 2>
 admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$gp/$1"; }
 admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
 key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
-SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c32 -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
+SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
 rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0))'; }
 r0=$(rt)
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
-out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c32 -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
+out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 r1=$(rt)
 n=$(echo "$out" | awk '/requests in/ {print $1}')

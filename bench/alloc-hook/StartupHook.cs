@@ -13,6 +13,7 @@ using System.Text;
 internal static class StartupHook
 {
     private static AllocListener? s_listener;
+    private static GcPhaseListener? s_gcPhases;
 
     public static void Initialize()
     {
@@ -20,7 +21,14 @@ internal static class StartupHook
         var command = Environment.GetEnvironmentVariable("SLUICE_ALLOC_COMMAND") ?? "serve";
         if (Environment.GetCommandLineArgs().Contains(command))
         {
-            s_listener = new AllocListener();
+            if (Environment.GetEnvironmentVariable("SLUICE_GC_OUT") is { Length: > 0 } gcOut)
+            {
+                s_gcPhases = new GcPhaseListener(gcOut);
+            }
+            else
+            {
+                s_listener = new AllocListener();
+            }
         }
     }
 }
