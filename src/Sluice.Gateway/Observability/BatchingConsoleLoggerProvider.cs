@@ -33,13 +33,25 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
     private const int DefaultMaxPendingChars = 4 * 1024 * 1024;
     private const int MaxKeptBuilderChars = 16 * 1024;
 
+    /// <summary>Characters per pooled line buffer: an access-log line is ~200–300; longer lines get their own array.</summary>
+    internal const int PooledLineChars = 1024;
+
+    /// <summary>Pooled line buffers kept at most (2 MiB of characters).</summary>
+    private const int MaxPooledLines = 1024;
+
     [ThreadStatic]
     private static StringWriter? t_writer;
 
     private readonly ConsoleFormatter _formatter;
     private readonly Stream _output;
     private readonly int _maxPendingChars;
-    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly ConcurrentQueue<PendingLine> _lines = new();
+
+    // Line buffers go back and forth between the callers and the writer thread. A line used to be a new string per call
+    // (~0.5 KB per access-log line); queued lines that a collection met then survived it through the queue, a long-lived
+    // object. Pooled buffers are long-lived themselves, so neither costs the collector anything.
+    private readonly ConcurrentQueue<char[]> _freeLines = new();
+    private int _freeLineCount;
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
     private IExternalScopeProvider? _scopes;
@@ -107,30 +119,78 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
             return;
         }
 
-        var line = text.ToString();
+        var length = text.Length;
+        if (!Reserve(length))
+        {
+            return;
+        }
+
+        var buffer = RentLine(length);
+        text.CopyTo(0, buffer, 0, length);
         if (text.Capacity > MaxKeptBuilderChars)
         {
             // One huge message must not pin a huge builder to this thread for good.
             t_writer = null;
         }
 
-        Enqueue(line);
+        Enqueue(new PendingLine(buffer, length));
     }
 
+    /// <summary>Queues a line already made (tests and callers outside a formatter).</summary>
     internal void Enqueue(string line)
+    {
+        if (Reserve(line.Length))
+        {
+            var buffer = RentLine(line.Length);
+            line.CopyTo(0, buffer, 0, line.Length);
+            Enqueue(new PendingLine(buffer, line.Length));
+        }
+    }
+
+    /// <summary>Counts <paramref name="chars"/> against the bound; false (and the line counted as dropped) past it.</summary>
+    private bool Reserve(int chars)
     {
         if (_disposed)
         {
-            return;
+            return false;
         }
 
-        if (Interlocked.Add(ref _pendingChars, line.Length) > _maxPendingChars)
+        if (Interlocked.Add(ref _pendingChars, chars) > _maxPendingChars)
         {
-            Interlocked.Add(ref _pendingChars, -line.Length);
+            Interlocked.Add(ref _pendingChars, -chars);
             Interlocked.Increment(ref _dropped);
-            return;
+            return false;
         }
 
+        return true;
+    }
+
+    private char[] RentLine(int length)
+    {
+        if (length <= PooledLineChars && _freeLines.TryDequeue(out var pooled))
+        {
+            Interlocked.Decrement(ref _freeLineCount);
+            return pooled;
+        }
+
+        return new char[Math.Max(length, PooledLineChars)];
+    }
+
+    private void ReturnLine(char[] buffer)
+    {
+        // Only standard-size buffers, and a bounded number of them: a burst's worth is not kept for good.
+        if (buffer.Length == PooledLineChars && Interlocked.Increment(ref _freeLineCount) <= MaxPooledLines)
+        {
+            _freeLines.Enqueue(buffer);
+        }
+        else if (buffer.Length == PooledLineChars)
+        {
+            Interlocked.Decrement(ref _freeLineCount);
+        }
+    }
+
+    private void Enqueue(PendingLine line)
+    {
         _lines.Enqueue(line);
 
         // Only the first line after the writer went idle wakes it; the rest ride along.
@@ -174,7 +234,8 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
         {
             any = true;
             Interlocked.Add(ref _pendingChars, -line.Length);
-            Append(ref buffer, ref used, line);
+            Append(ref buffer, ref used, line.Buffer.AsSpan(0, line.Length));
+            ReturnLine(line.Buffer);
         }
 
         var dropped = Interlocked.Exchange(ref _dropped, 0);
@@ -193,7 +254,7 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
         return any;
     }
 
-    private void Append(ref byte[] buffer, ref int used, string line)
+    private void Append(ref byte[] buffer, ref int used, ReadOnlySpan<char> line)
     {
         var bytes = Encoding.UTF8.GetMaxByteCount(line.Length);
         if (used + bytes > buffer.Length)
@@ -222,6 +283,9 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
 
         used = 0;
     }
+
+    /// <summary>A queued line: the first <see cref="Length"/> characters of a pooled (or, for a long line, its own) buffer.</summary>
+    private readonly record struct PendingLine(char[] Buffer, int Length);
 
     private sealed class Logger(string category, BatchingConsoleLoggerProvider provider) : ILogger
     {

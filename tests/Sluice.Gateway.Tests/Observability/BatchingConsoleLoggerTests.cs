@@ -59,6 +59,40 @@ public sealed class BatchingConsoleLoggerTests
     }
 
     [Fact]
+    public async Task Reused_line_buffers_never_mix_lines_and_lines_longer_than_a_buffer_arrive_whole()
+    {
+        // Lines are copied into pooled buffers that the writer hands back once written: a buffer reused too early, or a
+        // long line cut to the pooled size, would show up here as a line with another's text or a missing tail.
+        var output = new RecordingStream();
+        var provider = new BatchingConsoleLoggerProvider(Formatter("simple"), output);
+        const int threads = 3, perThread = 1_500;
+        await Task.WhenAll(Enumerable.Range(0, threads).Select(t => Task.Run(() =>
+        {
+            var log = provider.CreateLogger("Sluice.AccessLog");
+            for (var i = 0; i < perThread; i++)
+            {
+                // Every 7th line is longer than a pooled buffer; the others vary in length so reused buffers hold stale tails.
+                var padding = new string((char)('a' + t), i % 7 == 0 ? BatchingConsoleLoggerProvider.PooledLineChars + 300 + i : i % 50);
+                log.LogInformation(1, "t{Thread} n{Line} {Padding} end", t, i, padding);
+            }
+        })));
+        provider.Dispose();
+
+        var lines = output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(threads * perThread, lines.Length);
+        for (var t = 0; t < threads; t++)
+        {
+            var mine = lines.Where(l => l.Contains($" t{t} n", StringComparison.Ordinal)).ToList();
+            Assert.Equal(perThread, mine.Count);
+            for (var i = 0; i < perThread; i++)
+            {
+                var padding = new string((char)('a' + t), i % 7 == 0 ? BatchingConsoleLoggerProvider.PooledLineChars + 300 + i : i % 50);
+                Assert.EndsWith($"[1] t{t} n{i} {padding} end", mine[i], StringComparison.Ordinal);
+            }
+        }
+    }
+
+    [Fact]
     public void A_lone_line_is_written_without_waiting_for_more_or_for_disposal()
     {
         var output = new RecordingStream();
