@@ -79,8 +79,8 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     /// <summary>The Messages API request for <paramref name="request"/>.</summary>
     internal override byte[] BuildBody(ChatRequest request)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(1024);
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, Transport.UpstreamModel);
@@ -132,7 +132,8 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     private void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages) =>

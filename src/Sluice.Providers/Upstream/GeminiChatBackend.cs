@@ -121,8 +121,8 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <summary>The <c>streamGenerateContent</c> request for <paramref name="request"/>.</summary>
     internal override byte[] BuildBody(ChatRequest request)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(1024);
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             WriteContents(json, request.Messages);
@@ -145,7 +145,8 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     private void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)

@@ -113,8 +113,8 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
     internal override byte[] BuildBody(ChatRequest request)
     {
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(1024);
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, Transport.UpstreamModel);
@@ -172,7 +172,8 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     /// <summary>

@@ -74,8 +74,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
     private byte[] BuildEmbeddingBody(EmbeddingRequest request)
     {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(256);
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, _upstreamModel);
@@ -112,7 +112,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
@@ -170,8 +171,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// </summary>
     private byte[] BuildCompletionBody(ChatRequest request, LegacyCompletion completion)
     {
-        var buffer = new ArrayBufferWriter<byte>(Math.Max(256, completion.RawBody.Length + 128));
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(Math.Max(256, completion.RawBody.Length + 128));
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, _upstreamModel);
@@ -232,7 +233,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     /// <summary>
@@ -372,8 +374,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             return BuildCompletionBody(request, completion);
         }
 
-        var buffer = new ArrayBufferWriter<byte>(Math.Max(256, request.RawBody.Length + 128));
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(Math.Max(256, request.RawBody.Length + 128));
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, _upstreamModel);
@@ -395,7 +397,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     /// <summary>Copies every top-level field of the client's body except the ones Sluice sets; true if it had <c>messages</c>.</summary>

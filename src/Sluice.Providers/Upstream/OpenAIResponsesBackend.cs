@@ -52,8 +52,8 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
     /// <summary>The <c>/responses</c> request body for <paramref name="request"/>.</summary>
     internal override byte[] BuildBody(ChatRequest request)
     {
-        var buffer = new ArrayBufferWriter<byte>(Math.Max(512, request.ResponsesBody.Length + 256));
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using var lease = PooledJsonWriter.Rent(Math.Max(512, request.ResponsesBody.Length + 256));
+        var json = lease.Writer;
         {
             json.WriteStartObject();
             json.WriteString("model"u8, Transport.UpstreamModel);
@@ -75,7 +75,8 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
             json.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        json.Flush();
+        return lease.Written.ToArray();
     }
 
     private static void CopyClientFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw, bool replaceInput)
