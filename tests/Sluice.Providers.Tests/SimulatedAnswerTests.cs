@@ -112,6 +112,23 @@ public sealed class SimulatedAnswerTests
     }
 
     [Fact]
+    public async Task An_answer_cut_by_the_model_limit_always_says_length_even_when_its_last_sentence_ends_there()
+    {
+        // Sentences are composed up to the limit and now and then end exactly on it; the answer still wanted more
+        // (the default length is far above the limit), so its finish reason is "length" every time, never "stop".
+        for (var limit = 4; limit <= 40; limit++)
+        {
+            var backend = Backend(o => { o.DefaultAnswerTokens = 500; o.MaxOutputTokens = limit; o.TokensPerSecond = 100_000; });
+            for (var seed = 0; seed < 40; seed++)
+            {
+                var events = await CollectAsync(backend, Request("Tell me about owls", seed: seed));
+                Assert.Equal(limit, Deltas(events).Count);
+                Assert.True(Finish(events) == FinishReasons.Length, $"limit {limit}, seed {seed}: finish {Finish(events)}");
+            }
+        }
+    }
+
+    [Fact]
     public async Task Max_tokens_above_model_limit_is_a_400_before_any_event()
     {
         var (events, error) = await CollectUntilErrorAsync(Backend(o => o.MaxOutputTokens = 100), Request("Hi", 101));

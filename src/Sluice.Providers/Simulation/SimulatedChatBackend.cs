@@ -181,7 +181,13 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
     /// 1.6 times that, fixed per prompt (the same question always gets an answer of the same length, different questions
     /// differ). The default is the floor, so an answer without <c>max_tokens</c> is never shorter than it promises.
     /// </summary>
-    public int NaturalAnswerTokens(ChatRequest request)
+    public int NaturalAnswerTokens(ChatRequest request) => Math.Max(1, Math.Min(_options.MaxOutputTokens, WantedAnswerTokens(request)));
+
+    /// <summary>
+    /// The answer's length before the model's output limit: when it is above <see cref="ModelOptions.MaxOutputTokens"/>
+    /// the answer is composed up to the limit and ends there cut (finish reason <c>length</c>), as a real model's would.
+    /// </summary>
+    private int WantedAnswerTokens(ChatRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         var basis = Math.Min(_options.DefaultAnswerTokens, _options.MaxOutputTokens);
@@ -194,7 +200,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
 
         hash = unchecked((hash ^ (uint)request.Messages.Count) * 16777619u);
         var factor = 1.0 + ((hash % 61) / 100.0);
-        return Math.Max(1, Math.Min(_options.MaxOutputTokens, (int)Math.Round(basis * factor)));
+        return (int)Math.Round(basis * factor);
     }
 
     private ChoicePlan Plan(ChatRequest request, int choice, int natural, Random random, int? seeded)
@@ -217,6 +223,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         }
 
         List<string> tokens;
+        var composedToModelLimit = false;
         if (request.ResponseFormat is { IsJson: true } format)
         {
             // A structured answer is as long as its JSON: a max_tokens below that cuts it (finish_reason "length"), as on OpenAI.
@@ -232,6 +239,9 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
                 SimulatedAnswerComposer.AppendTokens(lead, tokens);
             }
 
+            // Sentences are composed to the natural length and may end exactly on it: when that length is the model's
+            // limit, the answer wanted more and was cut, whatever the last sentence happened to do.
+            composedToModelLimit = WantedAnswerTokens(request) > _options.MaxOutputTokens;
             var composed = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), Math.Max(1, natural - tokens.Count), random);
             if (tokens.Count > 0)
             {
@@ -245,6 +255,10 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         if (Math.Min(request.MaxTokens ?? int.MaxValue, _options.MaxOutputTokens) is var max && max < tokens.Count)
         {
             tokens.RemoveRange(max, tokens.Count - max);
+            finish = FinishReasons.Length;
+        }
+        else if (composedToModelLimit && tokens.Count >= _options.MaxOutputTokens)
+        {
             finish = FinishReasons.Length;
         }
 
