@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Anthropic;
@@ -27,8 +25,6 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
 
     /// <summary>The API version sent as <c>anthropic-version</c>.</summary>
     public const string ApiVersion = "2023-06-01";
-
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
 
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.anthropic.com/v1</c>).</param>
@@ -81,59 +77,56 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     {
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, Transport.UpstreamModel);
+        json.WriteNumber("max_tokens"u8, request.MaxTokens ?? Transport.Options.MaxOutputTokens);
+        var system = string.Join("\n\n", request.Messages
+            .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
+            .Select(m => m.Content));
+        if (system.Length > 0)
         {
-            json.WriteStartObject();
-            json.WriteString("model"u8, Transport.UpstreamModel);
-            json.WriteNumber("max_tokens"u8, request.MaxTokens ?? Transport.Options.MaxOutputTokens);
-            var system = string.Join("\n\n", request.Messages
-                .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
-                .Select(m => m.Content));
-            if (system.Length > 0)
+            json.WriteString("system"u8, system);
+        }
+
+        WriteMessages(json, request.Messages);
+        if (request.Temperature is { } temperature)
+        {
+            json.WriteNumber("temperature"u8, temperature);
+        }
+
+        if (request.TopP is { } topP)
+        {
+            json.WriteNumber("top_p"u8, topP);
+        }
+
+        if (request.TopK is { } topK)
+        {
+            json.WriteNumber("top_k"u8, topK);
+        }
+
+        if (request.Stop is { Count: > 0 } stop)
+        {
+            json.WriteStartArray("stop_sequences"u8);
+            foreach (var sequence in stop)
             {
-                json.WriteString("system"u8, system);
+                json.WriteStringValue(sequence);
             }
 
-            WriteMessages(json, request.Messages);
-            if (request.Temperature is { } temperature)
-            {
-                json.WriteNumber("temperature"u8, temperature);
-            }
+            json.WriteEndArray();
+        }
 
-            if (request.TopP is { } topP)
-            {
-                json.WriteNumber("top_p"u8, topP);
-            }
-
-            if (request.TopK is { } topK)
-            {
-                json.WriteNumber("top_k"u8, topK);
-            }
-
-            if (request.Stop is { Count: > 0 } stop)
-            {
-                json.WriteStartArray("stop_sequences"u8);
-                foreach (var sequence in stop)
-                {
-                    json.WriteStringValue(sequence);
-                }
-
-                json.WriteEndArray();
-            }
-
-            WriteTools(json, request);
-            if (request.User is not null)
-            {
-                json.WriteStartObject("metadata"u8);
-                json.WriteString("user_id"u8, request.User);
-                json.WriteEndObject();
-            }
-
-            json.WriteBoolean("stream"u8, true);
+        WriteTools(json, request);
+        if (request.User is not null)
+        {
+            json.WriteStartObject("metadata"u8);
+            json.WriteString("user_id"u8, request.User);
             json.WriteEndObject();
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        json.WriteBoolean("stream"u8, true);
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     private void WriteMessages(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages) =>

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -27,8 +26,6 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "gemini";
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://generativelanguage.googleapis.com/v1beta</c>).</param>
     /// <param name="apiKey">The API key, or null when a proxy adds credentials.</param>
@@ -54,7 +51,7 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
         EmbeddingAnswers.RequireText(request, Transport);
         var model = "models/" + Transport.UpstreamModel;
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using (var json = new Utf8JsonWriter(buffer, PooledJsonWriter.Options))
         {
             json.WriteStartObject();
             json.WriteStartArray("requests"u8);
@@ -123,30 +120,27 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     {
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
+        json.WriteStartObject();
+        WriteContents(json, request.Messages);
+        var system = string.Join("\n\n", request.Messages
+            .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
+            .Select(m => m.Content));
+        if (system.Length > 0)
         {
+            json.WriteStartObject("systemInstruction"u8);
+            json.WriteStartArray("parts"u8);
             json.WriteStartObject();
-            WriteContents(json, request.Messages);
-            var system = string.Join("\n\n", request.Messages
-                .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
-                .Select(m => m.Content));
-            if (system.Length > 0)
-            {
-                json.WriteStartObject("systemInstruction"u8);
-                json.WriteStartArray("parts"u8);
-                json.WriteStartObject();
-                json.WriteString("text"u8, system);
-                json.WriteEndObject();
-                json.WriteEndArray();
-                json.WriteEndObject();
-            }
-
-            WriteGenerationConfig(json, request);
-            WriteTools(json, request);
+            json.WriteString("text"u8, system);
+            json.WriteEndObject();
+            json.WriteEndArray();
             json.WriteEndObject();
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        WriteGenerationConfig(json, request);
+        WriteTools(json, request);
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     private void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)

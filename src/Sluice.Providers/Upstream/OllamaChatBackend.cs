@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -24,8 +23,6 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "ollama";
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>http://127.0.0.1:11434</c>).</param>
     /// <param name="apiKey">A Bearer key, or null for a local Ollama.</param>
@@ -47,7 +44,7 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
         ArgumentNullException.ThrowIfNull(request);
         EmbeddingAnswers.RequireText(request, Transport);
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        using (var json = new Utf8JsonWriter(buffer, PooledJsonWriter.Options))
         {
             json.WriteStartObject();
             json.WriteString("model"u8, Transport.UpstreamModel);
@@ -115,65 +112,62 @@ public sealed class OllamaChatBackend : UpstreamChatBackend, IEmbeddingBackend
         var callNames = new Dictionary<string, string>(StringComparer.Ordinal);
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, Transport.UpstreamModel);
+        json.WriteStartArray("messages"u8);
+        for (var i = 0; i < request.Messages.Count; i++)
         {
+            var message = request.Messages[i];
             json.WriteStartObject();
-            json.WriteString("model"u8, Transport.UpstreamModel);
-            json.WriteStartArray("messages"u8);
-            for (var i = 0; i < request.Messages.Count; i++)
+            json.WriteString("role"u8, message.Role == ChatRoles.Developer ? ChatRoles.System : message.Role);
+            if (message.Parts is { } parts)
             {
-                var message = request.Messages[i];
-                json.WriteStartObject();
-                json.WriteString("role"u8, message.Role == ChatRoles.Developer ? ChatRoles.System : message.Role);
-                if (message.Parts is { } parts)
-                {
-                    WriteParts(json, parts);
-                }
-                else
-                {
-                    json.WriteString("content"u8, message.Content ?? string.Empty);
-                }
-
-                if (message.Role == ChatRoles.Tool && message.ToolCallId is { } id && callNames.TryGetValue(id, out var toolName))
-                {
-                    json.WriteString("tool_name"u8, toolName);
-                }
-
-                if (message.ToolCalls is { Count: > 0 } calls)
-                {
-                    json.WriteStartArray("tool_calls"u8);
-                    for (var c = 0; c < calls.Count; c++)
-                    {
-                        callNames[calls[c].Id] = calls[c].Name;
-                        json.WriteStartObject();
-                        json.WriteStartObject("function"u8);
-                        json.WriteString("name"u8, calls[c].Name);
-                        json.WritePropertyName("arguments"u8);
-                        AnthropicChatBackend.WriteArgumentsObject(json, calls[c].Arguments, $"messages[{i}].tool_calls[{c}].function.arguments");
-                        json.WriteEndObject();
-                        json.WriteEndObject();
-                    }
-
-                    json.WriteEndArray();
-                }
-
-                json.WriteEndObject();
+                WriteParts(json, parts);
+            }
+            else
+            {
+                json.WriteString("content"u8, message.Content ?? string.Empty);
             }
 
-            json.WriteEndArray();
-            if (request.ToolsJson is { } tools)
+            if (message.Role == ChatRoles.Tool && message.ToolCallId is { } id && callNames.TryGetValue(id, out var toolName))
             {
-                // Ollama takes tool definitions in OpenAI's shape.
-                json.WritePropertyName("tools"u8);
-                tools.WriteTo(json);
+                json.WriteString("tool_name"u8, toolName);
             }
 
-            WriteOptions(json, request);
-            json.WriteBoolean("stream"u8, true);
+            if (message.ToolCalls is { Count: > 0 } calls)
+            {
+                json.WriteStartArray("tool_calls"u8);
+                for (var c = 0; c < calls.Count; c++)
+                {
+                    callNames[calls[c].Id] = calls[c].Name;
+                    json.WriteStartObject();
+                    json.WriteStartObject("function"u8);
+                    json.WriteString("name"u8, calls[c].Name);
+                    json.WritePropertyName("arguments"u8);
+                    AnthropicChatBackend.WriteArgumentsObject(json, calls[c].Arguments, $"messages[{i}].tool_calls[{c}].function.arguments");
+                    json.WriteEndObject();
+                    json.WriteEndObject();
+                }
+
+                json.WriteEndArray();
+            }
+
             json.WriteEndObject();
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        json.WriteEndArray();
+        if (request.ToolsJson is { } tools)
+        {
+            // Ollama takes tool definitions in OpenAI's shape.
+            json.WritePropertyName("tools"u8);
+            tools.WriteTo(json);
+        }
+
+        WriteOptions(json, request);
+        json.WriteBoolean("stream"u8, true);
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     /// <summary>

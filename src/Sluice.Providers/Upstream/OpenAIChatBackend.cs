@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -33,8 +31,6 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "openai";
-
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
 
     private readonly JsonEncodedText _upstreamModel;
 
@@ -76,44 +72,41 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
     {
         using var lease = PooledJsonWriter.Rent(256);
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, _upstreamModel);
+        json.WriteStartArray("input"u8);
+        foreach (var input in request.Inputs)
         {
-            json.WriteStartObject();
-            json.WriteString("model"u8, _upstreamModel);
-            json.WriteStartArray("input"u8);
-            foreach (var input in request.Inputs)
+            if (input.Text is not null)
             {
-                if (input.Text is not null)
-                {
-                    json.WriteStringValue(input.Text);
-                    continue;
-                }
+                json.WriteStringValue(input.Text);
+                continue;
+            }
 
-                json.WriteStartArray();
-                foreach (var token in input.Tokens!)
-                {
-                    json.WriteNumberValue(token);
-                }
-
-                json.WriteEndArray();
+            json.WriteStartArray();
+            foreach (var token in input.Tokens!)
+            {
+                json.WriteNumberValue(token);
             }
 
             json.WriteEndArray();
-            json.WriteString("encoding_format"u8, "base64"u8);
-            if (request.Dimensions is { } dimensions)
-            {
-                json.WriteNumber("dimensions"u8, dimensions);
-            }
-
-            if (request.User is not null)
-            {
-                json.WriteString("user"u8, request.User);
-            }
-
-            json.WriteEndObject();
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        json.WriteEndArray();
+        json.WriteString("encoding_format"u8, "base64"u8);
+        if (request.Dimensions is { } dimensions)
+        {
+            json.WriteNumber("dimensions"u8, dimensions);
+        }
+
+        if (request.User is not null)
+        {
+            json.WriteString("user"u8, request.User);
+        }
+
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
@@ -173,68 +166,65 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
     {
         using var lease = PooledJsonWriter.Rent(Math.Max(256, completion.RawBody.Length + 128));
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, _upstreamModel);
+        if (!completion.RawBody.IsEmpty)
         {
-            json.WriteStartObject();
-            json.WriteString("model"u8, _upstreamModel);
-            if (!completion.RawBody.IsEmpty)
+            CopyClientFields(json, completion.RawBody.Span, promptIsShorthand: false);
+        }
+        else
+        {
+            json.WriteStartArray("prompt"u8);
+            foreach (var prompt in completion.Prompts)
             {
-                CopyClientFields(json, completion.RawBody.Span, promptIsShorthand: false);
-            }
-            else
-            {
-                json.WriteStartArray("prompt"u8);
-                foreach (var prompt in completion.Prompts)
+                if (prompt.Text is not null)
                 {
-                    if (prompt.Text is not null)
-                    {
-                        json.WriteStringValue(prompt.Text);
-                        continue;
-                    }
+                    json.WriteStringValue(prompt.Text);
+                    continue;
+                }
 
-                    json.WriteStartArray();
-                    foreach (var token in prompt.Tokens!)
-                    {
-                        json.WriteNumberValue(token);
-                    }
-
-                    json.WriteEndArray();
+                json.WriteStartArray();
+                foreach (var token in prompt.Tokens!)
+                {
+                    json.WriteNumberValue(token);
                 }
 
                 json.WriteEndArray();
-                json.WriteNumber("max_tokens"u8, completion.MaxTokens);
-                if (completion.Suffix is not null)
-                {
-                    json.WriteString("suffix"u8, completion.Suffix);
-                }
-
-                if (completion.Echo)
-                {
-                    json.WriteBoolean("echo"u8, true);
-                }
-
-                if (completion.Logprobs is { } logprobs)
-                {
-                    json.WriteNumber("logprobs"u8, logprobs);
-                }
-
-                if (completion.BestOf is { } bestOf)
-                {
-                    json.WriteNumber("best_of"u8, bestOf);
-                }
-
-                // Completions have logprobs of their own (a count, written above), not chat's boolean.
-                WriteParsedFields(json, request with { MaxTokens = null, Logprobs = false, TopLogprobs = null });
             }
 
-            json.WriteBoolean("stream"u8, true);
-            json.WriteStartObject("stream_options"u8);
-            json.WriteBoolean("include_usage"u8, true);
-            json.WriteEndObject();
-            json.WriteEndObject();
+            json.WriteEndArray();
+            json.WriteNumber("max_tokens"u8, completion.MaxTokens);
+            if (completion.Suffix is not null)
+            {
+                json.WriteString("suffix"u8, completion.Suffix);
+            }
+
+            if (completion.Echo)
+            {
+                json.WriteBoolean("echo"u8, true);
+            }
+
+            if (completion.Logprobs is { } logprobs)
+            {
+                json.WriteNumber("logprobs"u8, logprobs);
+            }
+
+            if (completion.BestOf is { } bestOf)
+            {
+                json.WriteNumber("best_of"u8, bestOf);
+            }
+
+            // Completions have logprobs of their own (a count, written above), not chat's boolean.
+            WriteParsedFields(json, request with { MaxTokens = null, Logprobs = false, TopLogprobs = null });
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        json.WriteBoolean("stream"u8, true);
+        json.WriteStartObject("stream_options"u8);
+        json.WriteBoolean("include_usage"u8, true);
+        json.WriteEndObject();
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     /// <summary>
@@ -376,29 +366,26 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
         using var lease = PooledJsonWriter.Rent(Math.Max(256, request.RawBody.Length + 128));
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, _upstreamModel);
+        var wroteMessages = !request.RawBody.IsEmpty && CopyClientFields(json, request.RawBody.Span);
+        if (!wroteMessages)
         {
-            json.WriteStartObject();
-            json.WriteString("model"u8, _upstreamModel);
-            var wroteMessages = !request.RawBody.IsEmpty && CopyClientFields(json, request.RawBody.Span);
-            if (!wroteMessages)
-            {
-                WriteMessages(json, request.Messages);
-            }
-
-            if (request.RawBody.IsEmpty)
-            {
-                WriteParsedFields(json, request);
-            }
-
-            json.WriteBoolean("stream"u8, true);
-            json.WriteStartObject("stream_options"u8);
-            json.WriteBoolean("include_usage"u8, true);
-            json.WriteEndObject();
-            json.WriteEndObject();
+            WriteMessages(json, request.Messages);
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        if (request.RawBody.IsEmpty)
+        {
+            WriteParsedFields(json, request);
+        }
+
+        json.WriteBoolean("stream"u8, true);
+        json.WriteStartObject("stream_options"u8);
+        json.WriteBoolean("include_usage"u8, true);
+        json.WriteEndObject();
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     /// <summary>Copies every top-level field of the client's body except the ones Sluice sets; true if it had <c>messages</c>.</summary>

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using Sluice.Protocol;
 using Sluice.Protocol.Chat;
@@ -31,8 +29,6 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
     /// <summary>The <c>Api</c> value that selects this adapter.</summary>
     public const string ApiName = "responses";
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
-
     /// <summary>Creates the adapter and its connection pool.</summary>
     /// <param name="options">The model entry (BaseUrl required, e.g. <c>https://api.openai.com/v1</c>).</param>
     /// <param name="apiKey">The API key, or null for keyless servers.</param>
@@ -54,29 +50,26 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
     {
         using var lease = PooledJsonWriter.Rent(Math.Max(512, request.ResponsesBody.Length + 256));
         var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, Transport.UpstreamModel);
+        if (!request.ResponsesBody.IsEmpty)
         {
-            json.WriteStartObject();
-            json.WriteString("model"u8, Transport.UpstreamModel);
-            if (!request.ResponsesBody.IsEmpty)
+            CopyClientFields(json, request.ResponsesBody.Span, replaceInput: request.ResponsesInput is not null);
+            if (request.ResponsesInput is { } input)
             {
-                CopyClientFields(json, request.ResponsesBody.Span, replaceInput: request.ResponsesInput is not null);
-                if (request.ResponsesInput is { } input)
-                {
-                    json.WritePropertyName("input"u8);
-                    input.WriteTo(json);
-                }
+                json.WritePropertyName("input"u8);
+                input.WriteTo(json);
             }
-            else
-            {
-                WriteParsed(json, request);
-            }
-
-            json.WriteBoolean("stream"u8, true);
-            json.WriteEndObject();
+        }
+        else
+        {
+            WriteParsed(json, request);
         }
 
-        json.Flush();
-        return lease.Written.ToArray();
+        json.WriteBoolean("stream"u8, true);
+        json.WriteEndObject();
+
+        return lease.ToArray();
     }
 
     private static void CopyClientFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw, bool replaceInput)

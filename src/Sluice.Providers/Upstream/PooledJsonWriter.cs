@@ -41,6 +41,13 @@ internal ref struct PooledJsonWriter
     /// <summary>What was written (call <see cref="Utf8JsonWriter.Flush"/> first).</summary>
     public readonly ReadOnlySpan<byte> Written => _buffer!.WrittenSpan;
 
+    /// <summary>The body: flushes the writer and copies what was written.</summary>
+    public readonly byte[] ToArray()
+    {
+        Writer.Flush();
+        return _buffer!.WrittenSpan.ToArray();
+    }
+
     /// <summary>Takes this thread's buffer and writer (or new ones), emptied.</summary>
     /// <param name="sizeHint">The expected body size, for a new buffer.</param>
     public static PooledJsonWriter Rent(int sizeHint)
