@@ -119,7 +119,10 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
 
         var faults = SimulationFaults.From(_options, request.Metadata);
         var promptTokens = CountPromptTokens(request);
-        var natural = NaturalAnswerTokens(request);
+        // An answer that wants more than the model writes is composed one token past the limit, so the cut below ends it
+        // with "length" even when its last sentence would have ended exactly at the limit.
+        var wanted = WantedAnswerTokens(request);
+        var composeTo = wanted > _options.MaxOutputTokens ? _options.MaxOutputTokens + 1 : Math.Max(1, wanted);
 
         var seeded = request.Seed is { } seed ? unchecked((int)seed ^ (int)(seed >> 32)) : (int?)null;
         var random = seeded is { } s ? new Random(s) : new Random();
@@ -144,7 +147,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         for (var i = 0; i < request.N; i++)
         {
             var choiceRandom = i == 0 ? random : seeded is { } baseSeed ? new Random(HashCode.Combine(baseSeed, i)) : new Random();
-            plans.Add(Plan(request, i, natural, choiceRandom, seeded));
+            plans.Add(Plan(request, i, composeTo, choiceRandom, seeded));
         }
 
         var emitted = 0;
@@ -185,7 +188,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
 
     /// <summary>
     /// The answer's length before the model's output limit: when it is above <see cref="ModelOptions.MaxOutputTokens"/>
-    /// the answer is composed up to the limit and ends there cut (finish reason <c>length</c>), as a real model's would.
+    /// the answer is cut at the limit (finish reason <c>length</c>), as a real model's would.
     /// </summary>
     private int WantedAnswerTokens(ChatRequest request)
     {
@@ -203,7 +206,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         return (int)Math.Round(basis * factor);
     }
 
-    private ChoicePlan Plan(ChatRequest request, int choice, int natural, Random random, int? seeded)
+    private ChoicePlan Plan(ChatRequest request, int choice, int composeTo, Random random, int? seeded)
     {
         var tools = ChooseTools(request);
         if (tools.Count > 0)
@@ -223,7 +226,6 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         }
 
         List<string> tokens;
-        var composedToModelLimit = false;
         if (request.ResponseFormat is { IsJson: true } format)
         {
             // A structured answer is as long as its JSON: a max_tokens below that cuts it (finish_reason "length"), as on OpenAI.
@@ -239,10 +241,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
                 SimulatedAnswerComposer.AppendTokens(lead, tokens);
             }
 
-            // Sentences are composed to the natural length and may end exactly on it: when that length is the model's
-            // limit, the answer wanted more and was cut, whatever the last sentence happened to do.
-            composedToModelLimit = WantedAnswerTokens(request) > _options.MaxOutputTokens;
-            var composed = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), Math.Max(1, natural - tokens.Count), random);
+            var composed = SimulatedAnswerComposer.ComposeSentences(TopicSource(request), Math.Max(1, composeTo - tokens.Count), random);
             if (tokens.Count > 0)
             {
                 composed[0] = " " + composed[0];
@@ -255,10 +254,6 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         if (Math.Min(request.MaxTokens ?? int.MaxValue, _options.MaxOutputTokens) is var max && max < tokens.Count)
         {
             tokens.RemoveRange(max, tokens.Count - max);
-            finish = FinishReasons.Length;
-        }
-        else if (composedToModelLimit && tokens.Count >= _options.MaxOutputTokens)
-        {
             finish = FinishReasons.Length;
         }
 
