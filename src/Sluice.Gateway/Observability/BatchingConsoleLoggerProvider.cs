@@ -136,17 +136,6 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
         Enqueue(new PendingLine(buffer, length));
     }
 
-    /// <summary>Queues a line already made (tests and callers outside a formatter).</summary>
-    internal void Enqueue(string line)
-    {
-        if (Reserve(line.Length))
-        {
-            var buffer = RentLine(line.Length);
-            line.CopyTo(0, buffer, 0, line.Length);
-            Enqueue(new PendingLine(buffer, line.Length));
-        }
-    }
-
     /// <summary>Counts <paramref name="chars"/> against the bound; false (and the line counted as dropped) past it.</summary>
     private bool Reserve(int chars)
     {
@@ -179,11 +168,16 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
     private void ReturnLine(char[] buffer)
     {
         // Only standard-size buffers, and a bounded number of them: a burst's worth is not kept for good.
-        if (buffer.Length == PooledLineChars && Interlocked.Increment(ref _freeLineCount) <= MaxPooledLines)
+        if (buffer.Length != PooledLineChars)
+        {
+            return;
+        }
+
+        if (Interlocked.Increment(ref _freeLineCount) <= MaxPooledLines)
         {
             _freeLines.Enqueue(buffer);
         }
-        else if (buffer.Length == PooledLineChars)
+        else
         {
             Interlocked.Decrement(ref _freeLineCount);
         }
