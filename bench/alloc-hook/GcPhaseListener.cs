@@ -102,6 +102,8 @@ internal sealed class GcPhaseListener : EventListener
             }
         }
 
-        File.WriteAllText(_out, text.ToString());
+        // Written beside and renamed over, so a reader never sees a half-written file.
+        File.WriteAllText(_out + ".tmp", text.ToString());
+        File.Move(_out + ".tmp", _out, overwrite: true);
     }
 }

@@ -40,12 +40,13 @@ internal sealed class AllocListener : EventListener
     private const long SamplingKeyword = 0x80000000000;
     private const long GcKeyword = 0x1;
     private const double MeanSamplingDistance = 102_400;
-    private volatile bool _sampled;
-    private readonly ConcurrentDictionary<string, long> _bytes = new();
+    // Two tallies: the tick fallback can fire before the first sampled event, and mixing the two would bias the
+    // unbiased one, so the file shows the sampled tally as soon as it has anything.
+    private readonly Tally _sampled = new();
+    private readonly Tally _ticks = new();
     private readonly string? _out = Environment.GetEnvironmentVariable("SLUICE_ALLOC_OUT");
     private readonly DateTime _start = DateTime.UtcNow.AddSeconds(double.Parse(Environment.GetEnvironmentVariable("SLUICE_ALLOC_START") ?? "0", CultureInfo.InvariantCulture));
     private readonly Timer _timer;
-    private long _total;
 
     public AllocListener()
     {
@@ -76,17 +77,19 @@ internal sealed class AllocListener : EventListener
         }
 
         double amount;
+        Tally tally;
         if (e.EventName == "AllocationSampled")
         {
             // A sampled object of size s stands for s / (1 - e^(-s/d)) bytes (d the mean distance between samples):
             // about d for small objects, s itself for objects much larger than d.
-            _sampled = true;
             var size = Convert.ToDouble(e.Payload[names.IndexOf("ObjectSize")], CultureInfo.InvariantCulture);
             amount = size / (1 - Math.Exp(-size / MeanSamplingDistance));
+            tally = _sampled;
         }
-        else if (e.EventId == 10 && !_sampled && names.IndexOf("AllocationAmount64") is var amountIndex and >= 0)
+        else if (e.EventId == 10 && names.IndexOf("AllocationAmount64") is var amountIndex and >= 0)
         {
             amount = Convert.ToDouble(e.Payload[amountIndex], CultureInfo.InvariantCulture);
+            tally = _ticks;
         }
         else
         {
@@ -95,15 +98,16 @@ internal sealed class AllocListener : EventListener
 
         var bytes = (long)amount;
         var type = (string?)e.Payload[nameIndex] ?? "?";
-        _bytes.AddOrUpdate(type, bytes, (_, v) => v + bytes);
-        if (_sampled && type is "System.Byte[]" or "System.String" or "System.Char[]")
+        if (tally == _sampled && type is "System.Byte[]" or "System.String" or "System.Char[]")
         {
             // Arrays by size too: the size usually names the buffer (a 16 KB replay segment, a 4 KB read buffer).
             var size = Convert.ToInt64(e.Payload[names.IndexOf("ObjectSize")], CultureInfo.InvariantCulture);
-            _bytes.AddOrUpdate($"  {type} of {size:N0} B", bytes, (_, v) => v + bytes);
+            tally.Bytes.AddOrUpdate($"  {type} of {size:N0} B", bytes, (_, v) => v + bytes);
         }
 
-        Interlocked.Add(ref _total, bytes);
+        // The total first: a write racing this event then never shows a type above 100 %.
+        Interlocked.Add(ref tally.Total, bytes);
+        tally.Bytes.AddOrUpdate(type, bytes, (_, v) => v + bytes);
     }
 
     private void Write()
@@ -113,14 +117,24 @@ internal sealed class AllocListener : EventListener
             return;
         }
 
-        var total = Math.Max(1, Interlocked.Read(ref _total));
+        var sampled = Interlocked.Read(ref _sampled.Total) > 0;
+        var tally = sampled ? _sampled : _ticks;
+        var total = Math.Max(1, Interlocked.Read(ref tally.Total));
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"estimated bytes {total:N0} ({(_sampled ? "AllocationSampled, unbiased" : "GCAllocationTick, biased towards larger objects")})\n");
-        foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(80))
+        text.Append(CultureInfo.InvariantCulture, $"estimated bytes {total:N0} ({(sampled ? "AllocationSampled, unbiased" : "GCAllocationTick, biased towards larger objects")})\n");
+        foreach (var (type, bytes) in tally.Bytes.OrderByDescending(p => p.Value).Take(80))
         {
             text.Append(CultureInfo.InvariantCulture, $"{100.0 * bytes / total,6:F2} %  {bytes,14:N0}  {type}\n");
         }
 
-        File.WriteAllText(_out, text.ToString());
+        // Written beside and renamed over, so a reader never sees a half-written file.
+        File.WriteAllText(_out + ".tmp", text.ToString());
+        File.Move(_out + ".tmp", _out, overwrite: true);
+    }
+
+    private sealed class Tally
+    {
+        public readonly ConcurrentDictionary<string, long> Bytes = new();
+        public long Total;
     }
 }

@@ -25,7 +25,9 @@ public sealed class AllocHookSmokeTests
         {
             var text = string.Empty;
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            while (DateTime.UtcNow < deadline && !text.Contains("System.", StringComparison.Ordinal))
+            // The tick fallback may be what the first write shows (it can fire before the first sampled event).
+            while (DateTime.UtcNow < deadline
+                && !(text.Contains("System.", StringComparison.Ordinal) && text.Contains("(AllocationSampled", StringComparison.Ordinal)))
             {
                 try
                 {
@@ -49,6 +51,7 @@ public sealed class AllocHookSmokeTests
         finally
         {
             File.Delete(output);
+            File.Delete(output + ".tmp");
         }
     }
 }

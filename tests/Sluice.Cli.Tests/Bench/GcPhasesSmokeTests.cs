@@ -56,6 +56,7 @@ public sealed class GcPhasesSmokeTests
         finally
         {
             File.Delete(output);
+            File.Delete(output + ".tmp");
         }
     }
 }
