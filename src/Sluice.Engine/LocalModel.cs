@@ -150,7 +150,7 @@ public sealed class LocalModel : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var size = contextSize ?? DefaultContextSize;
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1, nameof(contextSize));
-        return new InferenceSequence(this, size, Info.BlockCount, Info.KvLength);
+        return new InferenceSequence(this, size, Info.BlockCount, Info.KvLength, Info.KvHeadCount);
     }
 
     /// <summary>A generation session over a new sequence.</summary>

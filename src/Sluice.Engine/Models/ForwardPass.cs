@@ -234,8 +234,12 @@ internal sealed unsafe class ForwardPass
         {
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var pos = _positions[t];
-            new ReadOnlySpan<float>(k + (t * kvDim), kvDim).CopyTo(new Span<float>(sequence.Keys(layerIndex) + (pos * kvDim), kvDim));
-            new ReadOnlySpan<float>(v + (t * kvDim), kvDim).CopyTo(new Span<float>(sequence.Values(layerIndex) + (pos * kvDim), kvDim));
+            for (var g = 0; g < info.KvHeadCount; g++)
+            {
+                var from = (t * kvDim) + (g * headDim);
+                new ReadOnlySpan<float>(k + from, headDim).CopyTo(new Span<float>(sequence.Keys(layerIndex, g) + (pos * headDim), headDim));
+                new ReadOnlySpan<float>(v + from, headDim).CopyTo(new Span<float>(sequence.Values(layerIndex, g) + (pos * headDim), headDim));
+            }
         }
 
         Attention(layerIndex, batch, n);
@@ -316,7 +320,6 @@ internal sealed unsafe class ForwardPass
         }
 
         var heads = info.HeadCount;
-        var kvDim = info.KvLength;
         var qDim = info.QueryLength;
         for (var item = start; item < end; item++)
         {
@@ -324,15 +327,15 @@ internal sealed unsafe class ForwardPass
             var head = item % heads;
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var count = _positions[t] + 1;
-            var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
-            var values = sequence.Values(layerIndex) + ((head / group) * headDim);
+            var keys = sequence.Keys(layerIndex, head / group);
+            var values = sequence.Values(layerIndex, head / group);
             var query = q + (t * qDim) + (head * headDim);
             var max = float.NegativeInfinity;
             var j = 0;
             for (; j + 4 <= count; j += 4)
             {
-                var k0 = keys + (j * kvDim);
-                Dot4(k0, k0 + kvDim, k0 + (2 * kvDim), k0 + (3 * kvDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
+                var k0 = keys + (j * headDim);
+                Dot4(k0, k0 + headDim, k0 + (2 * headDim), k0 + (3 * headDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
                 var s0 = d0 * scale;
                 var s1 = d1 * scale;
                 var s2 = d2 * scale;
@@ -349,7 +352,7 @@ internal sealed unsafe class ForwardPass
 
             for (; j < count; j++)
             {
-                var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
+                var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
                 s[j] = score;
                 max = Math.Max(max, score);
             }
@@ -366,19 +369,19 @@ internal sealed unsafe class ForwardPass
             var o = output + (t * qDim) + (head * headDim);
             if (headDim == 64)
             {
-                WeightedSum64(s, inv, values, kvDim, count, o);
+                WeightedSum64(s, inv, values, headDim, count, o);
             }
             else if (headDim == 128)
             {
-                WeightedSum64(s, inv, values, kvDim, count, o);
-                WeightedSum64(s, inv, values + 64, kvDim, count, o + 64);
+                WeightedSum64(s, inv, values, headDim, count, o);
+                WeightedSum64(s, inv, values + 64, headDim, count, o + 64);
             }
             else
             {
                 new Span<float>(o, headDim).Clear();
                 for (j = 0; j < count; j++)
                 {
-                    Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
+                    Axpy(s[j] * inv, values + (j * headDim), o, headDim);
                 }
             }
         }
@@ -453,7 +456,6 @@ internal sealed unsafe class ForwardPass
         var info = Info;
         var heads = info.HeadCount;
         var headDim = info.HeadDimension;
-        var kvDim = info.KvLength;
         var qDim = info.QueryLength;
         for (var item = start; item < end; item++)
         {
@@ -461,13 +463,13 @@ internal sealed unsafe class ForwardPass
             var head = item % heads;
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var count = _positions[t] + 1;
-            var keys = sequence.Keys(layerIndex) + ((head / group) * headDim);
-            var values = sequence.Values(layerIndex) + ((head / group) * headDim);
+            var keys = sequence.Keys(layerIndex, head / group);
+            var values = sequence.Values(layerIndex, head / group);
             var query = q + (t * qDim) + (head * headDim);
             var max = float.NegativeInfinity;
             for (var j = 0; j < count; j++)
             {
-                var score = VecDot.F32(keys + (j * kvDim), query, headDim) * scale;
+                var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
                 s[j] = score;
                 max = Math.Max(max, score);
             }
@@ -485,7 +487,7 @@ internal sealed unsafe class ForwardPass
             new Span<float>(o, headDim).Clear();
             for (var j = 0; j < count; j++)
             {
-                Axpy(s[j] * inv, values + (j * kvDim), o, headDim);
+                Axpy(s[j] * inv, values + (j * headDim), o, headDim);
             }
         }
     }

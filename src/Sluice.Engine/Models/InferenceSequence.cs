@@ -5,19 +5,23 @@ namespace Sluice.Engine.Models;
 
 /// <summary>
 /// One token sequence being evaluated by a model: its F32 key/value cache (every layer, every position up to
-/// <see cref="ContextSize"/>, allocated up front) and how many positions are filled. Several sequences can be
+/// <see cref="ContextSize"/>, allocated up front) and how many positions are filled. Each layer's cache is stored head
+/// by head (<c>[kv head][position][head dimension]</c>): attention reads one head's keys and values for every position,
+/// and as one contiguous run they stream from memory faster than rows strided by the whole key length. Several sequences can be
 /// evaluated in one batch by <see cref="LocalModel.Evaluate(IReadOnlyList{BatchEntry}, CancellationToken)"/>. Not thread-safe; a sequence belongs to one model.
 /// </summary>
 public sealed unsafe class InferenceSequence
 {
     private readonly float[][] _keys;
     private readonly float[][] _values;
+    private readonly int _headStride;
 
-    internal InferenceSequence(LocalModel owner, int contextSize, int layers, int kvLength)
+    internal InferenceSequence(LocalModel owner, int contextSize, int layers, int kvLength, int kvHeads)
     {
         Owner = owner;
         ContextSize = contextSize;
         KvLength = kvLength;
+        _headStride = checked(contextSize * (kvLength / kvHeads));
         _keys = new float[layers][];
         _values = new float[layers][];
         for (var l = 0; l < layers; l++)
@@ -49,7 +53,9 @@ public sealed unsafe class InferenceSequence
         Length = length;
     }
 
-    internal float* Keys(int layer) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer]));
+    /// <summary>Keys of <paramref name="kvHead"/> in <paramref name="layer"/>: position p at <c>p · head dimension</c>.</summary>
+    internal float* Keys(int layer, int kvHead) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer])) + ((long)kvHead * _headStride);
 
-    internal float* Values(int layer) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values[layer]));
+    /// <summary>Values of <paramref name="kvHead"/> in <paramref name="layer"/>: position p at <c>p · head dimension</c>.</summary>
+    internal float* Values(int layer, int kvHead) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values[layer])) + ((long)kvHead * _headStride);
 }
