@@ -103,9 +103,12 @@ public static class ProviderTelemetry
             case OpenAIChunkBatch batch:
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    if (batch.DecodedAt(i) is { } decoded)
+                    if (batch.EventsAt(i) is { } decoded)
                     {
-                        Observe(activity, decoded);
+                        foreach (var inner in decoded)
+                        {
+                            Observe(activity, inner);
+                        }
                     }
                 }
 

@@ -19,9 +19,10 @@ public sealed class OpenAIChunkBatchTests
     public void Holds_chunks_side_by_side_with_their_decoded_events_and_counts_the_undecoded_ones()
     {
         using var batch = new OpenAIChunkBatch();
-        var decoded = new OpenAIChunkEvent("{\"a\":1}"u8.ToArray(), [new FinishEvent("stop")], new OpenAIChunkIdentity("id", 1, "m", null));
+        ChatStreamEvent[] meaning = [new FinishEvent("stop")];
+        var identity = new OpenAIChunkIdentity("id", 1, "m", null);
         batch.Add("{\"x\":1}"u8, null);
-        batch.Add("{\"a\":1}"u8, decoded);
+        batch.Add("{\"a\":1}"u8, meaning, identity);
         batch.Add("{\"y\":2}"u8, null, estimatedTokens: 3);
 
         Assert.Equal(3, batch.Count);
@@ -29,10 +30,18 @@ public sealed class OpenAIChunkBatchTests
         Assert.Equal(4, batch.EstimatedTokens);
         Assert.True(batch.HasUndecoded);
         Assert.Equal("{\"y\":2}", Encoding.UTF8.GetString(batch.JsonAt(2)));
-        Assert.Null(batch.DecodedAt(0));
-        Assert.Same(decoded, batch.DecodedAt(1));
-        Assert.Same(decoded, batch.ChunkAt(1));
-        Assert.Throws<ArgumentOutOfRangeException>(() => batch.DecodedAt(3));
+        Assert.Null(batch.EventsAt(0));
+        Assert.Null(batch.IdentityAt(0));
+        Assert.Same(meaning, batch.EventsAt(1));
+        Assert.Same(identity, batch.IdentityAt(1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => batch.EventsAt(3));
+
+        // A decoded chunk taken out on its own: its bytes copied out of the shared buffer, its meaning as decoded.
+        var chunk = batch.ChunkAt(1);
+        Assert.Equal("{\"a\":1}", Encoding.UTF8.GetString(chunk.Json.Span));
+        Assert.True(chunk.IsDecoded);
+        Assert.Same(meaning, chunk.Events);
+        Assert.Same(identity, chunk.Identity);
     }
 
     [Fact]
@@ -83,7 +92,7 @@ public sealed class OpenAIChunkBatchTests
         {
             var chunk = id == 1 ? new OpenAIChunkEvent(payload, [], identity) : new OpenAIChunkEvent(payload, null);
             Assert.True(singleWriter.WriteEvent(single, id++, chunk));
-            batch.Add(payload, chunk.IsDecoded ? chunk : null);
+            batch.Add(payload, chunk.IsDecoded ? chunk.Events : null, chunk.Identity);
         }
 
         singleWriter.WriteUsage(single, id, new ChatUsage(1, 2));

@@ -57,9 +57,12 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
 
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    if (batch.DecodedAt(i) is { } decoded)
+                    if (batch.EventsAt(i) is { } decoded)
                     {
-                        Observe(decoded);
+                        foreach (var inner in decoded)
+                        {
+                            Observe(inner);
+                        }
                     }
                 }
 

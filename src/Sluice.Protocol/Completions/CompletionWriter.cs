@@ -58,7 +58,7 @@ public sealed class CompletionStreamWriter : Sluice.Protocol.OpenAI.IOpenAIStrea
         ArgumentNullException.ThrowIfNull(batch);
         for (var i = 0; i < batch.Count; i++)
         {
-            Adopt(batch.DecodedAt(i)?.Identity);
+            Adopt(batch.IdentityAt(i));
             SseWriter.WriteEvent(output, firstSseId + i, batch.JsonAt(i));
         }
 

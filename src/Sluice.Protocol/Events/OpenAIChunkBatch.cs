@@ -12,8 +12,9 @@ namespace Sluice.Protocol.Events;
 /// for it (the backend call's <c>ChatCallOptions.AcceptsChunkBatches</c>) receive batches; everyone else keeps getting one
 /// <see cref="OpenAIChunkEvent"/> per chunk.</para>
 /// <para>Chunks the upstream adapter had to decode (the first of a stream, finishes, usage, every chunk when several
-/// choices are asked for) keep their <see cref="OpenAIChunkEvent"/> (<see cref="DecodedAt"/>); the others are only
-/// counted (<see cref="EstimatedTokens"/>). The consumer owns the batch and disposes it once written, which returns
+/// choices are asked for) keep what they mean (<see cref="EventsAt"/>, <see cref="IdentityAt"/>) next to their bytes in
+/// the shared buffer — no copy of their own unless a consumer asks for a stand-alone event (<see cref="ChunkAt"/>); the
+/// others are only counted (<see cref="EstimatedTokens"/>). The consumer owns the batch and disposes it once written, which returns
 /// the buffer to the pool; nothing read from it may be kept after that (copy what must be kept).</para>
 /// </remarks>
 public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
@@ -43,11 +44,15 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
     /// <summary>Whether any chunk was not decoded: such a chunk is a plain content delta, i.e. answer tokens.</summary>
     public bool HasUndecoded { get; private set; }
 
-    /// <summary>Appends a chunk: its JSON (copied) and, if the adapter decoded it, its decoded event.</summary>
+    /// <summary>Appends a chunk: its JSON (copied) and, if the adapter decoded it, what it means.</summary>
     /// <param name="json">The chunk's JSON, exactly as received.</param>
-    /// <param name="decoded">The decoded chunk, or null for a plain delta that was only checked and counted.</param>
+    /// <param name="events">
+    /// The chunk's answer events if the adapter decoded it (an empty list for a decoded chunk that carries none), or
+    /// null for a plain delta that was only checked and counted.
+    /// </param>
+    /// <param name="identity">The stream's identity, on the chunk that carried it (the first).</param>
     /// <param name="estimatedTokens">For an undecoded chunk: the tokens it is assumed to carry.</param>
-    public void Add(ReadOnlySpan<byte> json, OpenAIChunkEvent? decoded, int estimatedTokens = 1)
+    public void Add(ReadOnlySpan<byte> json, IReadOnlyList<ChatStreamEvent>? events, OpenAIChunkIdentity? identity = null, int estimatedTokens = 1)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_written + json.Length > _buffer.Length)
@@ -67,9 +72,9 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
         }
 
         json.CopyTo(_buffer.AsSpan(_written));
-        _entries[_count++] = new Entry(_written, json.Length, decoded);
+        _entries[_count++] = new Entry(_written, json.Length, events, identity);
         _written += json.Length;
-        if (decoded is null)
+        if (events is null)
         {
             HasUndecoded = true;
             EstimatedTokens += estimatedTokens;
@@ -83,14 +88,24 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
         return _buffer.AsSpan(entry.Offset, entry.Length);
     }
 
-    /// <summary>The decoded event of chunk <paramref name="index"/>, or null if the adapter did not need to decode it.</summary>
-    public OpenAIChunkEvent? DecodedAt(int index) => EntryAt(index).Decoded;
+    /// <summary>
+    /// The answer events of chunk <paramref name="index"/> if the adapter decoded it (text, refusal and tool-call deltas,
+    /// finishes, usage; possibly none), or null for a plain delta it only counted.
+    /// </summary>
+    public IReadOnlyList<ChatStreamEvent>? EventsAt(int index) => EntryAt(index).Events;
+
+    /// <summary>The stream's identity if chunk <paramref name="index"/> carried it (the first decoded chunk), else null.</summary>
+    public OpenAIChunkIdentity? IdentityAt(int index) => EntryAt(index).Identity;
 
     /// <summary>
     /// Chunk <paramref name="index"/> as a stand-alone <see cref="OpenAIChunkEvent"/> (its JSON copied, so it outlives
     /// the batch), for consumers that handle chunks one at a time.
     /// </summary>
-    public OpenAIChunkEvent ChunkAt(int index) => DecodedAt(index) ?? new OpenAIChunkEvent(JsonAt(index).ToArray(), null);
+    public OpenAIChunkEvent ChunkAt(int index)
+    {
+        var entry = EntryAt(index);
+        return new OpenAIChunkEvent(_buffer.AsSpan(entry.Offset, entry.Length).ToArray(), entry.Events, entry.Identity);
+    }
 
     /// <summary>Returns the buffer to the pool. The batch is empty afterwards.</summary>
     public void Dispose()
@@ -121,5 +136,5 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
         return _entries[index];
     }
 
-    private readonly record struct Entry(int Offset, int Length, OpenAIChunkEvent? Decoded);
+    private readonly record struct Entry(int Offset, int Length, IReadOnlyList<ChatStreamEvent>? Events, OpenAIChunkIdentity? Identity);
 }

@@ -87,7 +87,7 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
         ArgumentNullException.ThrowIfNull(batch);
         for (var i = 0; i < batch.Count; i++)
         {
-            if (!_identityAdopted && batch.DecodedAt(i)?.Identity is { } identity)
+            if (!_identityAdopted && batch.IdentityAt(i) is { } identity)
             {
                 Adopt(identity);
             }

@@ -292,15 +292,16 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
                 _scratch.Add(new UsageEvent(usage));
             }
 
-            var chunk = new OpenAIChunkEvent(data.ToArray(), _scratch.Count == 0 ? [] : _scratch.ToArray(), info.Identity);
+            IReadOnlyList<ChatStreamEvent> meaning = _scratch.Count == 0 ? [] : _scratch.ToArray();
             _captureIdentity &= info.Identity is null;
             if (batching)
             {
-                (_batch ??= new OpenAIChunkBatch()).Add(data, chunk);
+                // The batch keeps the bytes once; an event of its own (and a second copy) only if a consumer asks.
+                (_batch ??= new OpenAIChunkBatch()).Add(data, meaning, info.Identity);
             }
             else
             {
-                events.Add(chunk);
+                events.Add(new OpenAIChunkEvent(data.ToArray(), meaning, info.Identity));
             }
 
             return UpstreamRecord.Continue;

@@ -70,13 +70,15 @@ public sealed class OpenAIBatchTests
         Assert.True(batches.Count < 8, $"{batches.Count} batches for 22 chunks in one read");
 
         // The role chunk (first of the stream) and the finish chunk were decoded; the plain deltas were only counted.
-        var first = batches[0].DecodedAt(0);
-        Assert.NotNull(first?.Identity);
-        Assert.Equal("chatcmpl-b", first.Identity.Id);
+        Assert.NotNull(batches[0].EventsAt(0));
+        var identity = batches[0].IdentityAt(0);
+        Assert.NotNull(identity);
+        Assert.Equal("chatcmpl-b", identity.Id);
         var last = batches[^1];
-        var finish = last.DecodedAt(last.Count - 1);
+        var finish = last.EventsAt(last.Count - 1);
         Assert.NotNull(finish);
-        Assert.Contains(finish.Events, e => e is FinishEvent { Reason: "stop" });
+        Assert.Contains(finish, e => e is FinishEvent { Reason: "stop" });
+        Assert.Null(last.IdentityAt(last.Count - 1));
         Assert.Equal(20, batches.Sum(b => b.EstimatedTokens));
 
         // The upstream's usage chunk is not a frame to forward: it follows the batches as a UsageEvent.
@@ -178,7 +180,7 @@ public sealed class OpenAIBatchTests
         var batched = await UpstreamKit.CollectAsync(rig.Backend, request, ChatCallOptions.ChunkBatches);
 
         var batches = batched.OfType<OpenAIChunkBatch>().ToList();
-        Assert.All(batches, b => Assert.All(Enumerable.Range(0, b.Count), i => Assert.NotNull(b.DecodedAt(i))));
+        Assert.All(batches, b => Assert.All(Enumerable.Range(0, b.Count), i => Assert.NotNull(b.EventsAt(i))));
         Assert.Equal(0, batches.Sum(b => b.EstimatedTokens));
         Assert.Equal(Describe(single), Describe(Flatten(batched)));
     }
