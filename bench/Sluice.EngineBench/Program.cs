@@ -53,7 +53,7 @@ Row Measure(Shape shape, GgmlType type, string path)
     Console.WriteLine();
     Console.WriteLine($"## {shape.Name} {type} ({new FileInfo(path).Length / (1 << 20)} MiB) — load {Machine.LoadAverage()}");
     var context = options.PromptTokens + options.GenerateTokens + 16;
-    using var model = LocalModel.Load(path, new LocalModelOptions { ThreadCount = options.Threads, ContextSize = context, MemoryMap = options.MemoryMap });
+    using var model = LocalModel.Load(path, new LocalModelOptions { ThreadCount = options.Threads, ContextSize = context, MemoryMap = options.MemoryMap, KvCache = options.KvCache ?? KvCacheType.F32 });
     var prompt = EngineBenchmark.RandomPrompt(model.Info, options.PromptTokens, 1);
     var bench = new EngineBenchmarkOptions { PromptTokens = options.PromptTokens, GenerateTokens = options.GenerateTokens, Repetitions = 1, Warmup = 0 };
     var row = new Row(shape.Name, type.ToString(), new FileInfo(path).Length);
@@ -64,7 +64,7 @@ Row Measure(Shape shape, GgmlType type, string path)
 
     if (reference is not null)
     {
-        reference.Load(path, options.Threads, context, options.MemoryMap);
+        reference.Load(path, options.Threads, context, options.MemoryMap, options.KvCache);
         reference.Run(prompt, options.GenerateTokens); // warm-up
     }
 
@@ -118,6 +118,7 @@ internal sealed record Options
           --streams N       concurrent streams for the scheduler measurement (default 4; 1 skips it)
           --no-ref          engine only        --no-engine   llama.cpp only
           --no-mmap         both engines read the file into memory instead of mapping it
+          --kv-cache f32|f16  both engines' KV cache (default: the engine's f32, llama.cpp's own f16)
           --json PATH       also write the results as JSON
         llama.cpp comes from SLUICE_LLAMA_REF (bash scripts/test-llama-ref.sh).
         """;
@@ -145,6 +146,9 @@ internal sealed record Options
     /// <summary>False: both engines read the file into memory (llama.cpp's --no-mmap) instead of mapping it.</summary>
     public bool MemoryMap { get; init; } = true;
 
+    /// <summary>Both engines' KV cache type; null: the engine's f32 and llama.cpp's own default (f16).</summary>
+    public KvCacheType? KvCache { get; init; }
+
     public string? JsonPath { get; init; }
 
     public static Options? Parse(string[] args)
@@ -168,6 +172,7 @@ internal sealed record Options
                 case "--no-ref": o = o with { Reference = false }; break;
                 case "--no-engine": o = o with { Engine = false }; break;
                 case "--no-mmap": o = o with { MemoryMap = false }; break;
+                case "--kv-cache": o = o with { KvCache = Enum.Parse<KvCacheType>(Next(), ignoreCase: true) }; break;
                 case "--json": o = o with { JsonPath = Next() }; break;
                 default: return null;
             }
@@ -376,8 +381,16 @@ internal sealed class LlamaReference : IDisposable
         return new LlamaReference(Process.Start(psi) ?? throw new InvalidOperationException("could not start node"));
     }
 
-    public void Load(string model, int threads, int contextSize, bool memoryMap) =>
-        Call(new JsonObject { ["cmd"] = "load", ["model"] = Path.GetFullPath(model), ["threads"] = threads, ["contextSize"] = contextSize, ["mmap"] = memoryMap });
+    public void Load(string model, int threads, int contextSize, bool memoryMap, KvCacheType? cache)
+    {
+        var command = new JsonObject { ["cmd"] = "load", ["model"] = Path.GetFullPath(model), ["threads"] = threads, ["contextSize"] = contextSize, ["mmap"] = memoryMap };
+        if (cache is { } type)
+        {
+            command["kvCache"] = type.ToString();
+        }
+
+        Call(command);
+    }
 
     public Sample Run(int[] prompt, int generate)
     {

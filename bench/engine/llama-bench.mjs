@@ -2,7 +2,7 @@
 // A small line protocol so the .NET driver (bench/Sluice.EngineBench) can interleave llama.cpp and engine runs:
 //   SLUICE_LLAMA_REF=<folder with node_modules/node-llama-cpp> node llama-bench.mjs
 //   stdin, one JSON object per line:
-//     {"cmd":"load","model":path,"threads":n,"contextSize":n[,"mmap":false]}  -> {"ok":true,"load_ms":…}
+//     {"cmd":"load","model":path,"threads":n,"contextSize":n[,"mmap":false][,"kvCache":"F16"|"F32"]}  -> {"ok":true,"load_ms":…}
 //     {"cmd":"run","prompt":[ids],"generate":n}                  -> {"pp_tok_s":…,"tg_tok_s":…,"ttft_ms":…}
 //     {"cmd":"unload"}                                           -> {"ok":true}
 //   stdout: one JSON object per command; errors as {"error":"…"}.
@@ -40,6 +40,7 @@ async function handle(req) {
         batchSize: req.batchSize ?? 512,
         sequences: 1,
         threads: req.threads,
+        ...(req.kvCache ? { experimentalKvCacheKeyType: req.kvCache, experimentalKvCacheValueType: req.kvCache } : {}),
       });
       sequence = context.getSequence();
       return { ok: true, load_ms: performance.now() - t0, system_info: llama.systemInfo };

@@ -32,6 +32,26 @@ public sealed record LocalModelOptions
     /// this size); bounds the work buffers, which grow with the batch (about 4 × (3·d + 2·ff) bytes per token).
     /// </summary>
     public int MaxBatchTokens { get; init; } = 512;
+
+    /// <summary>
+    /// Element type of each sequence's key/value cache. <see cref="KvCacheType.F32"/> (the default) keeps attention
+    /// exact against llama.cpp run with an f32 cache; <see cref="KvCacheType.F16"/> halves the cache (twice the context or
+    /// streams in the same memory, and half the bytes attention streams per token), as llama.cpp's default does.
+    /// </summary>
+    public KvCacheType KvCache { get; init; } = KvCacheType.F32;
+}
+
+/// <summary>Element type of a sequence's key/value cache (<see cref="LocalModelOptions.KvCache"/>).</summary>
+public enum KvCacheType
+{
+    /// <summary>32-bit floats: keys and values exactly as computed.</summary>
+    F32,
+
+    /// <summary>
+    /// 16-bit floats (IEEE half, rounded to nearest even; values beyond ±65,504 stored as ±65,504): half the memory,
+    /// arithmetic still in f32.
+    /// </summary>
+    F16,
 }
 
 /// <summary>Stages of <see cref="LocalModel.Load"/>.</summary>
@@ -101,7 +121,7 @@ public sealed class LocalModel : IDisposable
     public int DefaultContextSize { get; }
 
     /// <summary>Bytes of key/value cache one sequence of <paramref name="contextSize"/> positions takes.</summary>
-    public long KvCacheBytes(int contextSize) => 2L * Info.BlockCount * contextSize * Info.KvLength * sizeof(float);
+    public long KvCacheBytes(int contextSize) => 2L * Info.BlockCount * contextSize * Info.KvLength * InferenceSequence.ElementSize(Options.KvCache);
 
     /// <summary>
     /// Opens <paramref name="path"/>, checks it is a supported model and maps its weights.
@@ -134,6 +154,7 @@ public sealed class LocalModel : IDisposable
 
             var model = new LocalModel(file, weights, options, threads, contextSize);
             var storage = file.IsInMemory ? $"weights in memory ({file.FileLength >> 20} MiB)" : "weights memory-mapped";
+            storage += $", {options.KvCache.ToString().ToLowerInvariant()} KV cache {model.KvCacheBytes(contextSize) >> 20} MiB per {contextSize}-position sequence";
             progress?.Report(new ModelLoadProgress(ModelLoadStage.Ready, 1, $"{weights.Info.Architecture} ready: {weights.Info.BlockCount} layers, {weights.Info.ParameterCount:N0} parameters, {storage}, {threads} threads"));
             return model;
         }
@@ -150,7 +171,7 @@ public sealed class LocalModel : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var size = contextSize ?? DefaultContextSize;
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1, nameof(contextSize));
-        return new InferenceSequence(this, size, Info.BlockCount, Info.KvLength, Info.KvHeadCount);
+        return new InferenceSequence(this, size, Info.BlockCount, Info.KvLength, Info.KvHeadCount, Options.KvCache);
     }
 
     /// <summary>A generation session over a new sequence.</summary>

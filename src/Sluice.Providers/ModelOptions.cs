@@ -103,6 +103,13 @@ public sealed class ModelOptions
     /// </summary>
     public bool? MemoryMap { get; set; }
 
+    /// <summary>
+    /// Local: the element type of each request's key/value cache, <c>f32</c> (the default: attention exact against
+    /// llama.cpp with an f32 cache) or <c>f16</c> (half the memory per position, as llama.cpp's and Ollama's default:
+    /// twice the context or <c>Parallel</c> in the same memory).
+    /// </summary>
+    public string? KvCache { get; set; }
+
     /// <summary>A sentence shown in <c>/v1/models</c>.</summary>
     public string? Description { get; set; }
 

@@ -128,19 +128,20 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         Assert.Equal(runs.Max(r => r.GetProperty("tg_tok_s").GetDouble()), root.GetProperty("tg_tok_s").GetDouble());
         Assert.Contains(result.StderrLines, l => l.Contains("run 3/3", StringComparison.Ordinal));
         Assert.True(root.GetProperty("mmap").GetBoolean());
+        Assert.Equal("f32", root.GetProperty("kv_cache").GetString());
         Assert.Contains(result.StderrLines, l => l.StartsWith("Loaded ", StringComparison.Ordinal) && l.Contains("of weights (memory-mapped)", StringComparison.Ordinal));
     }
 
     /// <summary>
     /// <c>--bench --parallel 4</c> adds the aggregate speed of four generations at once through the batching scheduler
-    /// (here with <c>--no-mmap</c>: the weights read into memory, and the output says so).
+    /// (here with <c>--no-mmap</c>: the weights read into memory, and the output says so; and an f16 KV cache).
     /// </summary>
     [Fact]
     public async Task Bench_with_parallel_adds_the_concurrent_generation_figure()
     {
         var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);
 
-        var result = await CliProcess.RunAsync(["run", path, "--bench", "--parallel", "4", "--threads", "1", "--json", "--no-mmap"], timeout: TimeSpan.FromMinutes(3));
+        var result = await CliProcess.RunAsync(["run", path, "--bench", "--parallel", "4", "--threads", "1", "--json", "--no-mmap", "--kv-cache", "F16"], timeout: TimeSpan.FromMinutes(3));
 
         Assert.True(result.ExitCode == 0, result.ToString());
         using var json = JsonDocument.Parse(result.Stdout);
@@ -153,6 +154,7 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
         Assert.Equal(tg4, runs.Max(r => r.GetProperty("tg4_tok_s").GetDouble()));
         Assert.Contains(result.StderrLines, l => l.Contains("tg ×4 streams", StringComparison.Ordinal));
         Assert.False(root.GetProperty("mmap").GetBoolean());
+        Assert.Equal("f16", root.GetProperty("kv_cache").GetString());
         Assert.Contains(result.StderrLines, l => l.StartsWith("Loaded ", StringComparison.Ordinal) && l.Contains("of weights (in memory)", StringComparison.Ordinal));
     }
 
@@ -182,6 +184,7 @@ public sealed class RunCommandTests(RunModelsFixture models, ITestOutputHelper o
     [InlineData("--top-p", "1.5", "sluice run: --top-p must be above 0 and at most 1 (got 1.5).")]
     [InlineData("--temperature", "-1", "sluice run: --temperature must be 0 or more (got -1); 0 is greedy.")]
     [InlineData("--max-tokens", "0", "sluice run: --max-tokens must be at least 1 (got 0).")]
+    [InlineData("--kv-cache", "f8", "sluice run: --kv-cache must be f32 or f16 (got \"f8\"); f16 halves the cache's memory.")]
     public async Task Bad_option_values_exit_2_with_one_line(string option, string value, string expected)
     {
         var (_, path) = models.Get(RunModelsFixture.Cases[0].Name);

@@ -68,6 +68,7 @@ internal static class RunCommand
         var context = new Option<int?>("--context", "-c") { Description = "Context size, prompt plus answer, in tokens (default: the model's, at most 4096)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per answer (token ids as fed and generated, text, timings) instead of the text." };
         var bench = new Option<bool>("--bench") { Description = "Measure instead of chatting, like llama-bench: a random 128-token prompt as one batch, then 64 generated tokens, 1 warm-up and 3 repetitions; prints the best tokens/s (with --json: {\"pp_tok_s\",\"tg_tok_s\",\"ttft_ms\",…,\"runs\"})." };
+        var kvCache = new Option<string?>("--kv-cache") { Description = "Element type of the key/value cache: f32 (default; exact against llama.cpp with an f32 cache) or f16 (half the memory per position, llama.cpp's default).", HelpName = "f32|f16" };
         var noMmap = new Option<bool>("--no-mmap") { Description = "Read the model file into memory instead of mapping it (its size in resident memory; faster where reads through a file mapping are slow, e.g. some virtual machines)." };
         var parallel = new Option<int?>("--parallel") { Description = "With --bench: also run N generations at once through the batching scheduler each repetition and report their aggregate generation speed and its ratio to one stream (--json: \"tgN_tok_s\", \"tgN_ratio\")." };
 
@@ -90,6 +91,7 @@ internal static class RunCommand
             bench,
             parallel,
             noMmap,
+            kvCache,
         };
 
         // Ctrl+C is handled by InterruptHandler (stop the current answer; at the interactive prompt, exit).
@@ -110,7 +112,8 @@ internal static class RunCommand
             parse.GetValue(json),
             parse.GetValue(bench),
             parse.GetValue(parallel),
-            parse.GetValue(noMmap))));
+            parse.GetValue(noMmap),
+            parse.GetValue(kvCache))));
         return command;
     }
 
@@ -131,7 +134,7 @@ internal static class RunCommand
             using var progress = new LoadProgress(error);
             model = await Task.Run(() => LocalChatModel.Load(
                 invocation.ModelPath,
-                new LocalChatModelOptions { ContextSize = invocation.Context, Threads = invocation.Threads, MemoryMap = !invocation.NoMmap },
+                new LocalChatModelOptions { ContextSize = invocation.Context, Threads = invocation.Threads, MemoryMap = !invocation.NoMmap, KvCache = LocalChatBackend.ParseKvCache(invocation.KvCache) ?? KvCacheType.F32 },
                 progress));
         }
         catch (LocalModelLoadException ex)
@@ -234,6 +237,7 @@ internal static class RunCommand
             { MaxTokens: < 1 } => $"--max-tokens must be at least 1 (got {o.MaxTokens}).",
             { Threads: < 1 } => $"--threads must be at least 1 (got {o.Threads}).",
             { Context: < 2 } => $"--context must be at least 2 tokens (got {o.Context}); 4096 suits most uses.",
+            { KvCache: { } cache } when LocalChatBackend.ParseKvCache(cache) is null => $"--kv-cache must be f32 or f16 (got \"{cache}\"); f16 halves the cache's memory.",
             _ => null,
         };
     }
@@ -255,7 +259,8 @@ internal static class RunCommand
         bool Json,
         bool Bench,
         int? Parallel,
-        bool NoMmap);
+        bool NoMmap,
+        string? KvCache);
 
     /// <summary>How one answer went.</summary>
     private readonly record struct TurnResult(int ExitCode, string Answer, bool Failed);

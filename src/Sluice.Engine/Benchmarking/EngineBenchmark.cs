@@ -71,6 +71,9 @@ public sealed record EngineBenchmarkResult
     /// <summary>True when the weights were memory-mapped, false when read into memory (<see cref="LocalModelOptions.MemoryMap"/>).</summary>
     public bool MemoryMapped { get; init; } = true;
 
+    /// <summary>The KV cache's element type (<see cref="LocalModelOptions.KvCache"/>).</summary>
+    public KvCacheType KvCache { get; init; } = KvCacheType.F32;
+
     /// <summary>Best prompt-processing speed, tokens per second.</summary>
     public double PromptTokensPerSecond => Samples.Max(s => s.PromptTokensPerSecond);
 
@@ -130,6 +133,7 @@ public sealed record EngineBenchmarkResult
             json.WriteNumber("tg_tokens", Options.GenerateTokens);
             json.WriteNumber("threads", Threads);
             json.WriteBoolean("mmap", MemoryMapped);
+            json.WriteString("kv_cache", KvCache == KvCacheType.F16 ? "f16" : "f32");
             json.WriteNumber("repetitions", Samples.Count);
             if (model is not null)
             {
@@ -230,7 +234,7 @@ public static class EngineBenchmark
             }
         }
 
-        return new EngineBenchmarkResult { Samples = samples, Options = options, Threads = model.ThreadCount, MemoryMapped = !model.WeightsInMemory };
+        return new EngineBenchmarkResult { Samples = samples, Options = options, Threads = model.ThreadCount, MemoryMapped = !model.WeightsInMemory, KvCache = model.Options.KvCache };
     }
 
     /// <summary>Prompt token ids drawn from the vocabulary above the first 3 (specials in most vocabularies).</summary>

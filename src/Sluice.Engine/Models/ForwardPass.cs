@@ -52,6 +52,9 @@ internal sealed unsafe class ForwardPass
     private float[] _gate = [];
     private float[] _up = [];
     private float[] _scores = [];
+
+    [ThreadStatic]
+    private static float[]? t_widening;
     private float[] _logitRows = [];
     private int[] _positions = [];
     private int[] _sequenceIndex = [];
@@ -237,8 +240,16 @@ internal sealed unsafe class ForwardPass
             for (var g = 0; g < info.KvHeadCount; g++)
             {
                 var from = (t * kvDim) + (g * headDim);
-                new ReadOnlySpan<float>(k + from, headDim).CopyTo(new Span<float>(sequence.Keys(layerIndex, g) + (pos * headDim), headDim));
-                new ReadOnlySpan<float>(v + from, headDim).CopyTo(new Span<float>(sequence.Values(layerIndex, g) + (pos * headDim), headDim));
+                if (sequence.CacheType == KvCacheType.F16)
+                {
+                    ToHalf(k + from, (ushort*)sequence.Keys(layerIndex, g) + (pos * headDim), headDim);
+                    ToHalf(v + from, (ushort*)sequence.Values(layerIndex, g) + (pos * headDim), headDim);
+                }
+                else
+                {
+                    new ReadOnlySpan<float>(k + from, headDim).CopyTo(new Span<float>((float*)sequence.Keys(layerIndex, g) + (pos * headDim), headDim));
+                    new ReadOnlySpan<float>(v + from, headDim).CopyTo(new Span<float>((float*)sequence.Values(layerIndex, g) + (pos * headDim), headDim));
+                }
             }
         }
 
@@ -279,47 +290,139 @@ internal sealed unsafe class ForwardPass
             maxPositions = Math.Max(maxPositions, _positions[t] + 1);
         }
 
+        // Each chunk gets its own scratch row of scores; chunks never outnumber 4 × threads.
+        var f16 = batch[0].Sequence.CacheType == KvCacheType.F16;
         var workers = _pool.ThreadCount;
-        Grow(ref _scores, workers * 4 * maxPositions);
+        var perChunk = maxPositions;
+        Grow(ref _scores, workers * 4 * perChunk);
         var q = (nint)Ptr(_q);
         var output = (nint)Ptr(_attention);
         var scores = (nint)Ptr(_scores);
         var slot = -1;
+        if (f16)
+        {
+            _pool.ForRange(n * info.KvHeadCount, 1, (start, end) =>
+            {
+                var mine = Interlocked.Increment(ref slot) % (workers * 4);
+                AttendGroupsF16(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
+            });
+            return;
+        }
+
         _pool.ForRange(n * heads, 1, (start, end) =>
         {
-            // Each chunk gets its own scratch row; chunks never outnumber 4 × threads.
             var mine = Interlocked.Increment(ref slot) % (workers * 4);
-            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
+            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
         });
     }
 
     /// <summary>
-    /// Whether attention takes the straightforward loops (<see cref="AttendRangeReference"/>) instead of the blocked ones.
+    /// Attention over an f16 cache for (token, KV head) items [start, end): the head's keys and values for the token's
+    /// positions widened to f32 once (exact) into the thread's scratch, then each query head of the group attends over
+    /// them as over an f32 cache (<see cref="AttendOne"/>) — widening per query head would cost more than the halved
+    /// reads save.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AttendGroupsF16(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    {
+        var info = Info;
+        var kvHeads = info.KvHeadCount;
+        var headDim = info.HeadDimension;
+        var qDim = info.QueryLength;
+        for (var item = start; item < end; item++)
+        {
+            var t = item / kvHeads;
+            var g = item % kvHeads;
+            var sequence = batch[_sequenceIndex[t]].Sequence;
+            var count = _positions[t] + 1;
+            var keys = WideningScratch(2 * count * headDim);
+            var values = keys + (count * headDim);
+            FromHalf((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
+            FromHalf((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
+            for (var head = g * group; head < (g + 1) * group; head++)
+            {
+                var query = q + (t * qDim) + (head * headDim);
+                var o = output + (t * qDim) + (head * headDim);
+                if (UseReferenceAttention)
+                {
+                    AttendOneReference(keys, values, count, query, o, s, scale, headDim);
+                }
+                else
+                {
+                    AttendOne(keys, values, count, query, o, s, scale, headDim);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The calling thread's scratch for widened keys and values (pinned, grown on demand): per thread, not per chunk, so
+    /// it is bounded by the threads running passes (2 × context × head dimension floats each), whatever the batch.
+    /// </summary>
+    private static float* WideningScratch(int length)
+    {
+        var scratch = t_widening;
+        if (scratch is null || scratch.Length < length)
+        {
+            scratch = GC.AllocateUninitializedArray<float>(length, pinned: true);
+            t_widening = scratch;
+        }
+
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scratch));
+    }
+
+    /// <summary>f32 to f16 bits, rounded to nearest even; beyond ±65,504 (and infinities) saturated there, so the cache holds only finite values.</summary>
+    private static void ToHalf(float* source, ushort* destination, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            destination[i] = BitConverter.HalfToUInt16Bits((Half)Math.Clamp(source[i], -65504f, 65504f));
+        }
+    }
+
+    /// <summary>f16 bits (finite: <see cref="ToHalf"/> stores no infinity) to f32, exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FromHalf(ushort* source, float* destination, int count)
+    {
+        var i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= count; i += 16)
+            {
+                FloatConversions.FiniteHalfToSingle16(source + i).Store(destination + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                FloatConversions.FiniteHalfToSingle8(source + i).Store(destination + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            destination[i] = FloatConversions.HalfBitsToSingle(source[i]);
+        }
+    }
+
+    /// <summary>
+    /// Whether attention takes the straightforward loops (<see cref="AttendOneReference"/>) instead of the blocked ones.
     /// Both compute the same operations in the same order per (token, head, position), so the same bits; tests switch it
     /// to check that.
     /// </summary>
     internal static bool UseReferenceAttention { get; set; }
 
     /// <summary>
-    /// Attention for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted values. Hot loop, per
-    /// item: (1) the scores of 4 positions at a time — four independent dot products in flight, each with
-    /// <see cref="VecDot.F32"/>'s two running sums and final sum, so the same bits as one at a time without waiting on
-    /// one chain of fused adds; (2) the exponentials and their f64 sum in position order; (3) the weighted values summed
-    /// position by position into accumulators kept in registers for heads of 64 or 128 values (the output row was loaded
-    /// and stored once per position) — the same element-wise multiply and add in the same order.
+    /// Attention over an f32 cache for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted
+    /// values (<see cref="AttendOne"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AttendRange(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
     {
         var info = Info;
-        var headDim = info.HeadDimension;
-        if (UseReferenceAttention || !Vector256.IsHardwareAccelerated || headDim % 16 != 0)
-        {
-            AttendRangeReference(layerIndex, batch, start, end, q, output, s, scale, group);
-            return;
-        }
-
         var heads = info.HeadCount;
+        var headDim = info.HeadDimension;
         var qDim = info.QueryLength;
         for (var item = start; item < end; item++)
         {
@@ -327,62 +430,90 @@ internal sealed unsafe class ForwardPass
             var head = item % heads;
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var count = _positions[t] + 1;
-            var keys = sequence.Keys(layerIndex, head / group);
-            var values = sequence.Values(layerIndex, head / group);
+            var keys = (float*)sequence.Keys(layerIndex, head / group);
+            var values = (float*)sequence.Values(layerIndex, head / group);
             var query = q + (t * qDim) + (head * headDim);
-            var max = float.NegativeInfinity;
-            var j = 0;
-            for (; j + 4 <= count; j += 4)
-            {
-                var k0 = keys + (j * headDim);
-                Dot4(k0, k0 + headDim, k0 + (2 * headDim), k0 + (3 * headDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
-                var s0 = d0 * scale;
-                var s1 = d1 * scale;
-                var s2 = d2 * scale;
-                var s3 = d3 * scale;
-                s[j] = s0;
-                s[j + 1] = s1;
-                s[j + 2] = s2;
-                s[j + 3] = s3;
-                max = Math.Max(max, s0);
-                max = Math.Max(max, s1);
-                max = Math.Max(max, s2);
-                max = Math.Max(max, s3);
-            }
-
-            for (; j < count; j++)
-            {
-                var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
-                s[j] = score;
-                max = Math.Max(max, score);
-            }
-
-            double sum = 0;
-            for (j = 0; j < count; j++)
-            {
-                var e = MathF.Exp(s[j] - max);
-                s[j] = e;
-                sum += e;
-            }
-
-            var inv = (float)(1.0 / sum);
             var o = output + (t * qDim) + (head * headDim);
-            if (headDim == 64)
+            if (UseReferenceAttention)
             {
-                WeightedSum64(s, inv, values, headDim, count, o);
-            }
-            else if (headDim == 128)
-            {
-                WeightedSum64(s, inv, values, headDim, count, o);
-                WeightedSum64(s, inv, values + 64, headDim, count, o + 64);
+                AttendOneReference(keys, values, count, query, o, s, scale, headDim);
             }
             else
             {
-                new Span<float>(o, headDim).Clear();
-                for (j = 0; j < count; j++)
-                {
-                    Axpy(s[j] * inv, values + (j * headDim), o, headDim);
-                }
+                AttendOne(keys, values, count, query, o, s, scale, headDim);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One (token, head): scores against <paramref name="count"/> f32 keys (position j at <c>keys + j · headDim</c>),
+    /// softmax, weighted values into <paramref name="o"/>. Hot loop: (1) the scores of 4 positions at a time — four
+    /// independent dot products in flight, each with <see cref="VecDot.F32"/>'s two running sums and final sum, so the
+    /// same bits as one at a time without waiting on one chain of fused adds; (2) the exponentials and their f64 sum in
+    /// position order; (3) the weighted values summed position by position into accumulators kept in registers for heads
+    /// of 64 or 128 values (the output row was loaded and stored once per position) — the same element-wise multiply and
+    /// add in the same order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendOne(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
+    {
+        if (!Vector256.IsHardwareAccelerated || headDim % 16 != 0)
+        {
+            AttendOneReference(keys, values, count, query, o, s, scale, headDim);
+            return;
+        }
+
+        var max = float.NegativeInfinity;
+        var j = 0;
+        for (; j + 4 <= count; j += 4)
+        {
+            var k0 = keys + (j * headDim);
+            Dot4(k0, k0 + headDim, k0 + (2 * headDim), k0 + (3 * headDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
+            var s0 = d0 * scale;
+            var s1 = d1 * scale;
+            var s2 = d2 * scale;
+            var s3 = d3 * scale;
+            s[j] = s0;
+            s[j + 1] = s1;
+            s[j + 2] = s2;
+            s[j + 3] = s3;
+            max = Math.Max(max, s0);
+            max = Math.Max(max, s1);
+            max = Math.Max(max, s2);
+            max = Math.Max(max, s3);
+        }
+
+        for (; j < count; j++)
+        {
+            var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
+            s[j] = score;
+            max = Math.Max(max, score);
+        }
+
+        double sum = 0;
+        for (j = 0; j < count; j++)
+        {
+            var e = MathF.Exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
+
+        var inv = (float)(1.0 / sum);
+        if (headDim == 64)
+        {
+            WeightedSum64(s, inv, values, headDim, count, o);
+        }
+        else if (headDim == 128)
+        {
+            WeightedSum64(s, inv, values, headDim, count, o);
+            WeightedSum64(s, inv, values + 64, headDim, count, o + 64);
+        }
+        else
+        {
+            new Span<float>(o, headDim).Clear();
+            for (j = 0; j < count; j++)
+            {
+                Axpy(s[j] * inv, values + (j * headDim), o, headDim);
             }
         }
     }
@@ -449,46 +580,31 @@ internal sealed unsafe class ForwardPass
         o7.Store(o + 56);
     }
 
-    /// <summary>Attention, one position at a time: the definition the blocked <see cref="AttendRange"/> must match bit for bit.</summary>
+    /// <summary>Attention, one position at a time: the definition the blocked <see cref="AttendOne"/> must match bit for bit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttendRangeReference(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    private static void AttendOneReference(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
     {
-        var info = Info;
-        var heads = info.HeadCount;
-        var headDim = info.HeadDimension;
-        var qDim = info.QueryLength;
-        for (var item = start; item < end; item++)
+        var max = float.NegativeInfinity;
+        for (var j = 0; j < count; j++)
         {
-            var t = item / heads;
-            var head = item % heads;
-            var sequence = batch[_sequenceIndex[t]].Sequence;
-            var count = _positions[t] + 1;
-            var keys = sequence.Keys(layerIndex, head / group);
-            var values = sequence.Values(layerIndex, head / group);
-            var query = q + (t * qDim) + (head * headDim);
-            var max = float.NegativeInfinity;
-            for (var j = 0; j < count; j++)
-            {
-                var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
-                s[j] = score;
-                max = Math.Max(max, score);
-            }
+            var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
+            s[j] = score;
+            max = Math.Max(max, score);
+        }
 
-            double sum = 0;
-            for (var j = 0; j < count; j++)
-            {
-                var e = MathF.Exp(s[j] - max);
-                s[j] = e;
-                sum += e;
-            }
+        double sum = 0;
+        for (var j = 0; j < count; j++)
+        {
+            var e = MathF.Exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
 
-            var inv = (float)(1.0 / sum);
-            var o = output + (t * qDim) + (head * headDim);
-            new Span<float>(o, headDim).Clear();
-            for (var j = 0; j < count; j++)
-            {
-                Axpy(s[j] * inv, values + (j * headDim), o, headDim);
-            }
+        var inv = (float)(1.0 / sum);
+        new Span<float>(o, headDim).Clear();
+        for (var j = 0; j < count; j++)
+        {
+            Axpy(s[j] * inv, values + (j * headDim), o, headDim);
         }
     }
 

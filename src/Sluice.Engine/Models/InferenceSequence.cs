@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace Sluice.Engine.Models;
 
 /// <summary>
-/// One token sequence being evaluated by a model: its F32 key/value cache (every layer, every position up to
+/// One token sequence being evaluated by a model: its key/value cache (f32, or f16 with <see cref="KvCacheType.F16"/>) (every layer, every position up to
 /// <see cref="ContextSize"/>, allocated up front) and how many positions are filled. Each layer's cache is stored head
 /// by head (<c>[kv head][position][head dimension]</c>): attention reads one head's keys and values for every position,
 /// and as one contiguous run they stream from memory faster than rows strided by the whole key length. Several sequences can be
@@ -12,23 +12,25 @@ namespace Sluice.Engine.Models;
 /// </summary>
 public sealed unsafe class InferenceSequence
 {
-    private readonly float[][] _keys;
-    private readonly float[][] _values;
-    private readonly int _headStride;
+    private readonly byte[][] _keys;
+    private readonly byte[][] _values;
+    private readonly long _headBytes;
 
-    internal InferenceSequence(LocalModel owner, int contextSize, int layers, int kvLength, int kvHeads)
+    internal InferenceSequence(LocalModel owner, int contextSize, int layers, int kvLength, int kvHeads, KvCacheType type)
     {
         Owner = owner;
         ContextSize = contextSize;
         KvLength = kvLength;
-        _headStride = checked(contextSize * (kvLength / kvHeads));
-        _keys = new float[layers][];
-        _values = new float[layers][];
+        CacheType = type;
+        var size = ElementSize(type);
+        _headBytes = (long)contextSize * (kvLength / kvHeads) * size;
+        _keys = new byte[layers][];
+        _values = new byte[layers][];
         for (var l = 0; l < layers; l++)
         {
             // Pinned: the forward pass addresses the cache through pointers.
-            _keys[l] = GC.AllocateUninitializedArray<float>(checked(contextSize * kvLength), pinned: true);
-            _values[l] = GC.AllocateUninitializedArray<float>(checked(contextSize * kvLength), pinned: true);
+            _keys[l] = GC.AllocateUninitializedArray<byte>(checked(contextSize * kvLength * size), pinned: true);
+            _values[l] = GC.AllocateUninitializedArray<byte>(checked(contextSize * kvLength * size), pinned: true);
         }
     }
 
@@ -39,7 +41,10 @@ public sealed unsafe class InferenceSequence
     public int Length { get; internal set; }
 
     /// <summary>Bytes of the key/value cache.</summary>
-    public long KvCacheBytes => 2L * _keys.Length * ContextSize * KvLength * sizeof(float);
+    public long KvCacheBytes => 2L * _keys.Length * ContextSize * KvLength * ElementSize(CacheType);
+
+    /// <summary>Element type of the cache.</summary>
+    public KvCacheType CacheType { get; }
 
     internal LocalModel Owner { get; }
 
@@ -53,9 +58,12 @@ public sealed unsafe class InferenceSequence
         Length = length;
     }
 
-    /// <summary>Keys of <paramref name="kvHead"/> in <paramref name="layer"/>: position p at <c>p · head dimension</c>.</summary>
-    internal float* Keys(int layer, int kvHead) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer])) + ((long)kvHead * _headStride);
+    /// <summary>Bytes per cached value of a cache of <paramref name="type"/>.</summary>
+    internal static int ElementSize(KvCacheType type) => type == KvCacheType.F16 ? sizeof(ushort) : sizeof(float);
 
-    /// <summary>Values of <paramref name="kvHead"/> in <paramref name="layer"/>: position p at <c>p · head dimension</c>.</summary>
-    internal float* Values(int layer, int kvHead) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values[layer])) + ((long)kvHead * _headStride);
+    /// <summary>Keys of <paramref name="kvHead"/> in <paramref name="layer"/> (f32 or f16 per <see cref="CacheType"/>): position p at element <c>p · head dimension</c>.</summary>
+    internal byte* Keys(int layer, int kvHead) => (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer])) + (kvHead * _headBytes);
+
+    /// <summary>Values of <paramref name="kvHead"/> in <paramref name="layer"/> (f32 or f16 per <see cref="CacheType"/>): position p at element <c>p · head dimension</c>.</summary>
+    internal byte* Values(int layer, int kvHead) => (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values[layer])) + (kvHead * _headBytes);
 }

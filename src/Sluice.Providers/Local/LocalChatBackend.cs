@@ -68,6 +68,14 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
     /// <summary>What generates the tokens (a <see cref="BatchingGenerator"/> when this backend loaded the model), or null before loading.</summary>
     public ILocalGenerator? Generator => Volatile.Read(ref _generator);
 
+    /// <summary><c>f32</c> or <c>f16</c> (any case) as a cache type; null for null or anything else.</summary>
+    public static KvCacheType? ParseKvCache(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        "f32" => KvCacheType.F32,
+        "f16" => KvCacheType.F16,
+        _ => null,
+    };
+
     /// <summary>
     /// Checks a <c>local</c> model entry and its file (exists, readable, GGUF, a supported architecture) without loading
     /// the weights; <see cref="PreloadAsync"/> loads them.
@@ -92,6 +100,11 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
         if (options.Threads is < 1)
         {
             throw new ModelConfigurationException($"{where} has Threads {options.Threads}: give 1 or more, or leave it out to use every core.");
+        }
+
+        if (options.KvCache is { } cache && ParseKvCache(cache) is null)
+        {
+            throw new ModelConfigurationException($"{where} has KvCache \"{cache}\": give \"f32\" or \"f16\" (half the memory per position), or leave it out for f32.");
         }
 
         try
@@ -260,7 +273,7 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
         LocalChatModel model;
         try
         {
-            model = LocalChatModel.Load(_path, new LocalChatModelOptions { ContextSize = Options.ContextWindow, Threads = Options.Threads, ChatTemplate = Options.ChatTemplate, MemoryMap = Options.MemoryMap ?? true }, progress);
+            model = LocalChatModel.Load(_path, new LocalChatModelOptions { ContextSize = Options.ContextWindow, Threads = Options.Threads, ChatTemplate = Options.ChatTemplate, MemoryMap = Options.MemoryMap ?? true, KvCache = ParseKvCache(Options.KvCache) ?? KvCacheType.F32 }, progress);
         }
         catch (LocalModelLoadException ex)
         {

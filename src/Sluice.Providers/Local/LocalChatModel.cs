@@ -20,6 +20,9 @@ public sealed record LocalChatModelOptions
 
     /// <summary>False reads the file into process memory instead of mapping it (<see cref="LocalModelOptions.MemoryMap"/>).</summary>
     public bool MemoryMap { get; init; } = true;
+
+    /// <summary>Element type of each sequence's key/value cache (<see cref="LocalModelOptions.KvCache"/>).</summary>
+    public KvCacheType KvCache { get; init; } = KvCacheType.F32;
 }
 
 /// <summary>
@@ -96,7 +99,7 @@ public sealed class LocalChatModel : IDisposable
         LocalModel model;
         try
         {
-            model = LocalModel.Load(full, new LocalModelOptions { ContextSize = options.ContextSize, ThreadCount = options.Threads, MemoryMap = options.MemoryMap }, progress);
+            model = LocalModel.Load(full, new LocalModelOptions { ContextSize = options.ContextSize, ThreadCount = options.Threads, MemoryMap = options.MemoryMap, KvCache = options.KvCache }, progress);
         }
         catch (Exception ex) when (Describe(full, ex) is { } problem)
         {

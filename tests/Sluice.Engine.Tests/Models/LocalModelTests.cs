@@ -9,8 +9,8 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
 {
     private static readonly int[] Prompt = [1, 40, 290, 7, 99, 260, 3, 17, 42, 200, 201, 5];
 
-    private static LocalModel Load(string path, int threads = 1, int context = 128) =>
-        LocalModel.Load(path, new LocalModelOptions { ThreadCount = threads, ContextSize = context, PrefetchWeights = false });
+    private static LocalModel Load(string path, int threads = 1, int context = 128, KvCacheType cache = KvCacheType.F32) =>
+        LocalModel.Load(path, new LocalModelOptions { ThreadCount = threads, ContextSize = context, PrefetchWeights = false, KvCache = cache });
 
     [Fact]
     public void Info_comes_from_the_metadata_and_tensors()
@@ -178,19 +178,23 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
     /// <summary>
     /// The blocked attention (4 scores at a time, weighted sums in registers for heads of 64 and 128) gives the bits of
     /// the one-position-at-a-time definition, for every position count from 1 to 30 (blocks of 4 and their tails). F32
-    /// weights: their activations are not rounded, so any difference in attention reaches the logits.
+    /// weights: their activations are not rounded, so any difference in attention reaches the logits. With an f16 cache
+    /// too (widened once per KV head, then the same loops), with 2 threads so items split across them.
     /// </summary>
     [Theory]
-    [InlineData("llama", 64)]
-    [InlineData("qwen3", 128)]
-    [InlineData("llama", 48)]
-    public void Blocked_attention_gives_the_bits_of_the_reference_loops(string architecture, int headDimension)
+    [InlineData("llama", 64, KvCacheType.F32)]
+    [InlineData("qwen3", 128, KvCacheType.F32)]
+    [InlineData("llama", 48, KvCacheType.F32)]
+    [InlineData("llama", 64, KvCacheType.F16)]
+    [InlineData("qwen3", 128, KvCacheType.F16)]
+    [InlineData("llama", 48, KvCacheType.F16)]
+    public void Blocked_attention_gives_the_bits_of_the_reference_loops(string architecture, int headDimension, KvCacheType cache)
     {
         var path = models.Write($"attention-{architecture}-{headDimension}", new SyntheticModelSpec
         {
             Architecture = architecture, WeightType = GgmlType.F32, HeadDimension = headDimension, Seed = 21,
         });
-        using var model = Load(path);
+        using var model = Load(path, threads: cache == KvCacheType.F16 ? 2 : 1, cache: cache);
         var prompt = Enumerable.Range(0, 24).Select(i => Prompt[i % Prompt.Length] + i).ToArray();
         float[][] Run()
         {
@@ -221,6 +225,72 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
         {
             ForwardPass.UseReferenceAttention = saved;
         }
+    }
+
+    /// <summary>
+    /// An f16 cache: half the bytes (reported at load), logits within f16's rounding of the f32 cache's over a prompt
+    /// and generated tokens (keys and values are rounded once, to 11 significant bits), the same greedy tokens, and a
+    /// batch of several sequences giving each the logits it gets alone.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(ModelFixture.LlamaQ8))]
+    [InlineData(nameof(ModelFixture.Qwen3K))]
+    public void An_f16_cache_takes_half_the_bytes_and_stays_within_its_rounding_of_the_f32_cache(string which)
+    {
+        var path = (string)typeof(ModelFixture).GetProperty(which)!.GetValue(models)!;
+        using var exact = Load(path);
+        var reports = new List<ModelLoadProgress>();
+        using var half = LocalModel.Load(path, new LocalModelOptions { ThreadCount = 2, ContextSize = 128, PrefetchWeights = false, KvCache = KvCacheType.F16 }, new SyncProgress(reports));
+        Assert.Equal(exact.KvCacheBytes(128) / 2, half.KvCacheBytes(128));
+        Assert.Equal(half.KvCacheBytes(128), half.CreateSequence().KvCacheBytes);
+        Assert.Equal(KvCacheType.F16, half.CreateSequence().CacheType);
+        Assert.Contains($"f16 KV cache {half.KvCacheBytes(128) >> 20} MiB per 128-position sequence", reports[^1].Message, StringComparison.Ordinal);
+
+        var a = exact.CreateSequence();
+        var b = half.CreateSequence();
+        var la = exact.Evaluate([new BatchEntry(a, Prompt, LogitsRequest.All)])[0];
+        var lb = half.Evaluate([new BatchEntry(b, Prompt, LogitsRequest.All)])[0];
+        var vocab = exact.Info.VocabularySize;
+        var worst = 0.0;
+        var changed = false;
+        for (var step = 0; step < 12; step++)
+        {
+            var spread = la.Max() - la.Min();
+            for (var i = 0; i < la.Length; i++)
+            {
+                worst = Math.Max(worst, Math.Abs(la[i] - lb[i]) / spread);
+                changed |= la[i] != lb[i];
+            }
+
+            var next = ArgMax(la.AsSpan(la.Length - vocab));
+            Assert.Equal(next, ArgMax(lb.AsSpan(lb.Length - vocab)));
+            la = exact.Evaluate(a, new[] { next });
+            lb = half.Evaluate(b, new[] { next });
+        }
+
+        Assert.True(changed, "the f16 cache changed no logit: is it used?");
+        Assert.True(worst < 0.05, $"logits moved by {worst:P3} of their spread");
+
+        // Batched with another sequence, each gets what it gets alone.
+        var c = half.CreateSequence();
+        var d = half.CreateSequence();
+        var alone = half.Evaluate([new BatchEntry(half.CreateSequence(), Prompt)])[0];
+        var together = half.Evaluate([new BatchEntry(c, Prompt), new BatchEntry(d, Prompt[..5])]);
+        Assert.Equal(alone, together[0]);
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+        {
+            if (values[i] > values[best])
+            {
+                best = i;
+            }
+        }
+
+        return best;
     }
 
     [Theory]
