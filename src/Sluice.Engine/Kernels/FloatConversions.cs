@@ -232,4 +232,39 @@ internal static class FloatConversions
             : Vector256.WidenLower(Vector256.Create(Vector128.Load(source), Vector128<ushort>.Zero));
         return (h << 16).AsSingle();
     }
+
+    /// <summary>f32 to f16 bits, rounded to nearest even; beyond ±65,504 (and infinities) saturated there, so the cache holds only finite values.</summary>
+    public static unsafe void ToSaturatedHalves(float* source, ushort* destination, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            destination[i] = BitConverter.HalfToUInt16Bits((Half)Math.Clamp(source[i], -65504f, 65504f));
+        }
+    }
+
+    /// <summary>f16 bits (finite: <see cref="ToSaturatedHalves"/> stores no infinity) to f32, exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void FiniteHalvesToSingles(ushort* source, float* destination, int count)
+    {
+        var i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= count; i += 16)
+            {
+                FiniteHalfToSingle16(source + i).Store(destination + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                FiniteHalfToSingle8(source + i).Store(destination + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            destination[i] = HalfBitsToSingle(source[i]);
+        }
+    }
 }

@@ -242,8 +242,8 @@ internal sealed unsafe class ForwardPass
                 var from = (t * kvDim) + (g * headDim);
                 if (sequence.CacheType == KvCacheType.F16)
                 {
-                    ToHalf(k + from, (ushort*)sequence.Keys(layerIndex, g) + (pos * headDim), headDim);
-                    ToHalf(v + from, (ushort*)sequence.Values(layerIndex, g) + (pos * headDim), headDim);
+                    FloatConversions.ToSaturatedHalves(k + from, (ushort*)sequence.Keys(layerIndex, g) + (pos * headDim), headDim);
+                    FloatConversions.ToSaturatedHalves(v + from, (ushort*)sequence.Values(layerIndex, g) + (pos * headDim), headDim);
                 }
                 else
                 {
@@ -337,20 +337,13 @@ internal sealed unsafe class ForwardPass
             var count = _positions[t] + 1;
             var keys = WideningScratch(2 * count * headDim);
             var values = keys + (count * headDim);
-            FromHalf((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
-            FromHalf((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
+            FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
+            FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
             for (var head = g * group; head < (g + 1) * group; head++)
             {
                 var query = q + (t * qDim) + (head * headDim);
                 var o = output + (t * qDim) + (head * headDim);
-                if (UseReferenceAttention)
-                {
-                    AttendOneReference(keys, values, count, query, o, s, scale, headDim);
-                }
-                else
-                {
-                    AttendOne(keys, values, count, query, o, s, scale, headDim);
-                }
+                AttendHead(keys, values, count, query, o, s, scale, headDim);
             }
         }
     }
@@ -369,41 +362,6 @@ internal sealed unsafe class ForwardPass
         }
 
         return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scratch));
-    }
-
-    /// <summary>f32 to f16 bits, rounded to nearest even; beyond ±65,504 (and infinities) saturated there, so the cache holds only finite values.</summary>
-    private static void ToHalf(float* source, ushort* destination, int count)
-    {
-        for (var i = 0; i < count; i++)
-        {
-            destination[i] = BitConverter.HalfToUInt16Bits((Half)Math.Clamp(source[i], -65504f, 65504f));
-        }
-    }
-
-    /// <summary>f16 bits (finite: <see cref="ToHalf"/> stores no infinity) to f32, exactly.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FromHalf(ushort* source, float* destination, int count)
-    {
-        var i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= count; i += 16)
-            {
-                FloatConversions.FiniteHalfToSingle16(source + i).Store(destination + i);
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 8 <= count; i += 8)
-            {
-                FloatConversions.FiniteHalfToSingle8(source + i).Store(destination + i);
-            }
-        }
-
-        for (; i < count; i++)
-        {
-            destination[i] = FloatConversions.HalfBitsToSingle(source[i]);
-        }
     }
 
     /// <summary>
@@ -433,15 +391,20 @@ internal sealed unsafe class ForwardPass
             var keys = (float*)sequence.Keys(layerIndex, head / group);
             var values = (float*)sequence.Values(layerIndex, head / group);
             var query = q + (t * qDim) + (head * headDim);
-            var o = output + (t * qDim) + (head * headDim);
-            if (UseReferenceAttention)
-            {
-                AttendOneReference(keys, values, count, query, o, s, scale, headDim);
-            }
-            else
-            {
-                AttendOne(keys, values, count, query, o, s, scale, headDim);
-            }
+            AttendHead(keys, values, count, query, output + (t * qDim) + (head * headDim), s, scale, headDim);
+        }
+    }
+
+    /// <summary>One (token, head) over f32 keys and values: the blocked loops, or the reference ones when tests ask.</summary>
+    private static void AttendHead(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
+    {
+        if (UseReferenceAttention)
+        {
+            AttendOneReference(keys, values, count, query, o, s, scale, headDim);
+        }
+        else
+        {
+            AttendOne(keys, values, count, query, o, s, scale, headDim);
         }
     }
 
