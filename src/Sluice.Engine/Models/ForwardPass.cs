@@ -301,10 +301,15 @@ internal sealed unsafe class ForwardPass
         var slot = -1;
         if (f16)
         {
-            _pool.ForRange(n * info.KvHeadCount, 1, (start, end) =>
+            // Items are (token, KV head, part of its query heads): whole groups when there are enough to keep every
+            // thread busy, else each group split in parts that widen their own copy (a single stream of a model with
+            // 2 KV heads would otherwise use 2 threads for attention).
+            var groups = n * info.KvHeadCount;
+            var parts = Math.Clamp(((2 * workers) + groups - 1) / groups, 1, group);
+            _pool.ForRange(groups * parts, 1, (start, end) =>
             {
                 var mine = Interlocked.Increment(ref slot) % (workers * 4);
-                AttendGroupsF16(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
+                AttendGroupsF16(layerIndex, batch, start, end, parts, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
             });
             return;
         }
@@ -317,29 +322,38 @@ internal sealed unsafe class ForwardPass
     }
 
     /// <summary>
-    /// Attention over an f16 cache for (token, KV head) items [start, end): the head's keys and values for the token's
-    /// positions widened to f32 once (exact) into the thread's scratch, then each query head of the group attends over
+    /// Attention over an f16 cache for (token, KV head, part) items [start, end): the head's keys and values for the token's
+    /// positions widened to f32 once (exact) into the thread's scratch, then each query head of the item attends over
     /// them as over an f32 cache (<see cref="AttendOne"/>) — widening per query head would cost more than the halved
     /// reads save.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttendGroupsF16(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    private void AttendGroupsF16(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, int parts, float* q, float* output, float* s, float scale, int group)
     {
         var info = Info;
         var kvHeads = info.KvHeadCount;
         var headDim = info.HeadDimension;
         var qDim = info.QueryLength;
+        var perPart = (group + parts - 1) / parts;
         for (var item = start; item < end; item++)
         {
-            var t = item / kvHeads;
-            var g = item % kvHeads;
+            var t = item / (kvHeads * parts);
+            var g = item % (kvHeads * parts) / parts;
+            var part = item % parts;
+            var first = (g * group) + (part * perPart);
+            var last = Math.Min((g + 1) * group, first + perPart);
+            if (first >= last)
+            {
+                continue;
+            }
+
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var count = _positions[t] + 1;
             var keys = WideningScratch(2 * count * headDim);
             var values = keys + (count * headDim);
             FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
             FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
-            for (var head = g * group; head < (g + 1) * group; head++)
+            for (var head = first; head < last; head++)
             {
                 var query = q + (t * qDim) + (head * headDim);
                 var o = output + (t * qDim) + (head * headDim);
