@@ -293,8 +293,7 @@ internal sealed unsafe class ForwardPass
         // Each chunk gets its own scratch row of scores; chunks never outnumber 4 × threads.
         var f16 = batch[0].Sequence.CacheType == KvCacheType.F16;
         var workers = _pool.ThreadCount;
-        var perChunk = maxPositions;
-        Grow(ref _scores, workers * 4 * perChunk);
+        Grow(ref _scores, workers * 4 * maxPositions);
         var q = (nint)Ptr(_q);
         var output = (nint)Ptr(_attention);
         var scores = (nint)Ptr(_scores);
@@ -309,7 +308,7 @@ internal sealed unsafe class ForwardPass
             _pool.ForRange(groups * parts, 1, (start, end) =>
             {
                 var mine = Interlocked.Increment(ref slot) % (workers * 4);
-                AttendGroupsF16(layerIndex, batch, start, end, parts, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
+                AttendGroupsF16(layerIndex, batch, start, end, parts, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
             });
             return;
         }
@@ -317,7 +316,7 @@ internal sealed unsafe class ForwardPass
         _pool.ForRange(n * heads, 1, (start, end) =>
         {
             var mine = Interlocked.Increment(ref slot) % (workers * 4);
-            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * perChunk), scale, group);
+            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
         });
     }
 

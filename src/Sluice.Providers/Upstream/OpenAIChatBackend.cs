@@ -77,19 +77,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
         json.WriteStartArray("input"u8);
         foreach (var input in request.Inputs)
         {
-            if (input.Text is not null)
-            {
-                json.WriteStringValue(input.Text);
-                continue;
-            }
-
-            json.WriteStartArray();
-            foreach (var token in input.Tokens!)
-            {
-                json.WriteNumberValue(token);
-            }
-
-            json.WriteEndArray();
+            WriteTextOrTokens(json, input.Text, input.Tokens);
         }
 
         json.WriteEndArray();
@@ -177,19 +165,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             json.WriteStartArray("prompt"u8);
             foreach (var prompt in completion.Prompts)
             {
-                if (prompt.Text is not null)
-                {
-                    json.WriteStringValue(prompt.Text);
-                    continue;
-                }
-
-                json.WriteStartArray();
-                foreach (var token in prompt.Tokens!)
-                {
-                    json.WriteNumberValue(token);
-                }
-
-                json.WriteEndArray();
+                WriteTextOrTokens(json, prompt.Text, prompt.Tokens);
             }
 
             json.WriteEndArray();
@@ -534,6 +510,24 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             }
 
             json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    }
+
+    /// <summary>One embedding input or completion prompt: its text as a string, or its token ids as an array.</summary>
+    private static void WriteTextOrTokens(Utf8JsonWriter json, string? text, IReadOnlyList<int>? tokens)
+    {
+        if (text is not null)
+        {
+            json.WriteStringValue(text);
+            return;
+        }
+
+        json.WriteStartArray();
+        foreach (var token in tokens!)
+        {
+            json.WriteNumberValue(token);
         }
 
         json.WriteEndArray();
