@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -316,9 +317,15 @@ internal sealed unsafe class Activations
         var lane = row % Group;
         var group = row / Group;
         var gq = GroupQuants(group) + (lane * 4);
-        for (var k = 0; k < Length; k += 4)
+        for (var b = 0; b < Length / 32; b++)
         {
-            *(int*)(gq + ((k / 32) * 256) + (((k % 32) / 4) * 32)) = *(int*)(q + k);
+            // Values 4i–4i+3 of a block of 32 go to the group's step i (32 bytes apart: 8 lanes of 4).
+            var from = (int*)(q + (32 * b));
+            var to = gq + (256 * b);
+            for (var i = 0; i < 8; i++)
+            {
+                *(int*)(to + (32 * i)) = from[i];
+            }
         }
 
         var gd = GroupScales(group) + lane;
@@ -492,13 +499,16 @@ internal sealed unsafe class Activations
                 continue;
             }
 
-            // The first value of largest magnitude, with its sign (the scalar loop's strict '>').
+            // The first value of largest magnitude, with its sign (the scalar loop's strict '>'): the first lane whose
+            // magnitude equals the maximum, 8 at a time.
             var max = 0f;
-            for (var j = 0; j < 256; j++)
+            var target = Vector256.Create(amax);
+            for (var j = 0; j < 256; j += 8)
             {
-                if (MathF.Abs(block[j]) == amax)
+                var hits = Avx.CompareEqual(Avx.LoadVector256(block + j) & absMask, target).ExtractMostSignificantBits();
+                if (hits != 0)
                 {
-                    max = block[j];
+                    max = block[j + BitOperations.TrailingZeroCount(hits)];
                     break;
                 }
             }
@@ -516,16 +526,14 @@ internal sealed unsafe class Activations
                 Store32(qb + j, i0, i1, i2, i3);
             }
 
-            for (var j = 0; j < 16; j++)
+            // Sums of 16: the bytes offset to unsigned (+128), summed 8 at a time by psadbw, the offset taken back off.
+            var bias = Vector256.Create((byte)0x80);
+            for (var j = 0; j < 256; j += 32)
             {
-                var sum = 0;
-                var qj = qb + (16 * j);
-                for (var i = 0; i < 16; i++)
-                {
-                    sum += qj[i];
-                }
-
-                sums[(16 * b) + j] = (short)sum;
+                var eights = Avx2.SumAbsoluteDifferences(Vector256.Load((byte*)qb + j) ^ bias, Vector256<byte>.Zero).AsInt64();
+                var sb = sums + (16 * b) + (j / 16);
+                sb[0] = (short)(eights.GetElement(0) + eights.GetElement(1) - (16 * 128));
+                sb[1] = (short)(eights.GetElement(2) + eights.GetElement(3) - (16 * 128));
             }
 
             d[b] = 1 / iscale;

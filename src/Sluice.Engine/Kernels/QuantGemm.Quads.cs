@@ -299,20 +299,27 @@ internal static unsafe partial class QuantGemm
     /// </summary>
     internal static void QuadPairSums(int* m, int superBlocks, int lanes, int* into)
     {
+        // A quad's 4 tokens are side by side in the token-group layout: one 4-lane vector per sum block, stored once
+        // per 4 lanes (a scalar loop per lane was most of a 4-token step's activation conversion).
+        var repeats = lanes / 4;
+        var low = Vector128.Create(0xFFFF);
         for (var sb = 0; sb < superBlocks; sb++)
         {
             for (var quad = 0; quad < 2; quad++)
             {
+                var quadSums = m + (4 * quad);
                 for (var p = 0; p < 4; p++)
                 {
-                    for (var lane = 0; lane < lanes; lane++)
+                    var j = (16 * sb) + (4 * p);
+                    var first = Vector128.Load(quadSums + (Activations.Group * j)) + Vector128.Load(quadSums + (Activations.Group * (j + 1)));
+                    var second = Vector128.Load(quadSums + (Activations.Group * (j + 2))) + Vector128.Load(quadSums + (Activations.Group * (j + 3)));
+                    var packed = (first & low) | (second << 16);
+                    for (var r = 0; r < repeats; r++)
                     {
-                        var token = (4 * quad) + (lane % 4);
-                        var j = (16 * sb) + (4 * p);
-                        var first = m[(Activations.Group * j) + token] + m[(Activations.Group * (j + 1)) + token];
-                        var second = m[(Activations.Group * (j + 2)) + token] + m[(Activations.Group * (j + 3)) + token];
-                        *into++ = (ushort)(short)first | (second << 16);
+                        packed.Store(into + (4 * r));
                     }
+
+                    into += lanes;
                 }
             }
         }

@@ -530,6 +530,51 @@ public sealed unsafe class DotProductTests
         Assert.Equal(127 + 2 - 4 - 127, act.Sum(0, 0));
     }
 
+    /// <summary>
+    /// Q8_K's scale comes from the first value of largest magnitude, with its sign: the vectorized search finds the same
+    /// one as the scalar loop when the magnitude appears twice with opposite signs (in one 8-value step or several
+    /// apart, first and last lanes), and its sums of 16 match (the unsigned offset taken back off exactly).
+    /// </summary>
+    [Theory]
+    [InlineData(0, 255)]
+    [InlineData(255, 0)]
+    [InlineData(7, 8)]
+    [InlineData(8, 7)]
+    [InlineData(3, 4)]
+    [InlineData(100, 37)]
+    public void Q8_K_takes_the_sign_of_the_first_largest_value_like_the_definition(int negative, int positive)
+    {
+        var x = new float[512];
+        for (var i = 0; i < x.Length; i++)
+        {
+            x[i] = ((i * 37) % 101 / 25f) - 2f;
+        }
+
+        x[negative] = -9.5f;
+        x[positive] = 9.5f;
+        x[256 + positive] = -3.25f;
+        x[256 + negative] = 3.25f;
+        var q1 = new sbyte[512];
+        var q2 = new sbyte[512];
+        var d1 = new float[16];
+        var d2 = new float[16];
+        var s1 = new short[32];
+        var s2 = new short[32];
+        fixed (float* xp = x)
+        fixed (sbyte* q1p = q1, q2p = q2)
+        fixed (float* d1p = d1, d2p = d2)
+        fixed (short* s1p = s1, s2p = s2)
+        {
+            Activations.QuantizeQ8_K(xp, q1p, d1p, s1p, x.Length);
+            Activations.QuantizeQ8_KFast(xp, q2p, d2p, s2p, x.Length);
+        }
+
+        Assert.Equal(q1, q2);
+        Assert.Equal(d1[..2], d2[..2]);
+        Assert.Equal(s1, s2);
+        Assert.Equal(negative < positive ? 127 : -127, q2[negative] * -1);
+    }
+
     /// <summary>The vectorized activation quantizers and roundings equal the scalar definitions bit for bit.</summary>
     [Fact]
     public void Vectorized_activation_conversions_equal_the_scalar_ones()
