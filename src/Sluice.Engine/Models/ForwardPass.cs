@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sluice.Engine.Kernels;
 
 namespace Sluice.Engine.Models;
@@ -290,44 +291,36 @@ internal sealed unsafe class ForwardPass
             maxPositions = Math.Max(maxPositions, _positions[t] + 1);
         }
 
-        // Each chunk gets its own scratch row of scores; chunks never outnumber 4 × threads.
+        // Items are (token, KV head, part of its query heads): whole groups when there are enough to keep every thread
+        // busy, else each group split in parts (a single stream of a model with 2 KV heads would otherwise use 2 threads
+        // for attention). A group's query heads go together so each block of keys and values is read once for all of them.
         var f16 = batch[0].Sequence.CacheType == KvCacheType.F16;
         var workers = _pool.ThreadCount;
-        Grow(ref _scores, workers * 4 * maxPositions);
+        var groups = n * info.KvHeadCount;
+        var parts = Math.Clamp(((2 * workers) + groups - 1) / groups, 1, group);
+        var perPart = (group + parts - 1) / parts;
+
+        // Each chunk gets its own scratch rows of scores (one per query head of an item); chunks never outnumber 4 × threads.
+        var rows = perPart * maxPositions;
+        Grow(ref _scores, workers * 4 * rows);
         var q = (nint)Ptr(_q);
         var output = (nint)Ptr(_attention);
         var scores = (nint)Ptr(_scores);
         var slot = -1;
-        if (f16)
-        {
-            // Items are (token, KV head, part of its query heads): whole groups when there are enough to keep every
-            // thread busy, else each group split in parts that widen their own copy (a single stream of a model with
-            // 2 KV heads would otherwise use 2 threads for attention).
-            var groups = n * info.KvHeadCount;
-            var parts = Math.Clamp(((2 * workers) + groups - 1) / groups, 1, group);
-            _pool.ForRange(groups * parts, 1, (start, end) =>
-            {
-                var mine = Interlocked.Increment(ref slot) % (workers * 4);
-                AttendGroupsF16(layerIndex, batch, start, end, parts, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
-            });
-            return;
-        }
-
-        _pool.ForRange(n * heads, 1, (start, end) =>
+        _pool.ForRange(groups * parts, 1, (start, end) =>
         {
             var mine = Interlocked.Increment(ref slot) % (workers * 4);
-            AttendRange(layerIndex, batch, start, end, (float*)q, (float*)output, (float*)scores + (mine * maxPositions), scale, group);
+            AttendGroups(layerIndex, batch, start, end, parts, f16, (float*)q, (float*)output, (float*)scores + (mine * rows), scale, group);
         });
     }
 
     /// <summary>
-    /// Attention over an f16 cache for (token, KV head, part) items [start, end): the head's keys and values for the token's
-    /// positions widened to f32 once (exact) into the thread's scratch, then each query head of the item attends over
-    /// them as over an f32 cache (<see cref="AttendOne"/>) — widening per query head would cost more than the halved
-    /// reads save.
+    /// Attention for (token, KV head, part) items [start, end): the part's query heads over the KV head's keys and values
+    /// for the token's positions (<see cref="AttendHeads"/>). An f16 cache is widened to f32 once per item (exact) into the
+    /// thread's scratch, then read as an f32 cache — widening per query head would cost more than the halved reads save.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttendGroupsF16(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, int parts, float* q, float* output, float* s, float scale, int group)
+    private void AttendGroups(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, int parts, bool f16, float* q, float* output, float* s, float scale, int group)
     {
         var info = Info;
         var kvHeads = info.KvHeadCount;
@@ -348,16 +341,22 @@ internal sealed unsafe class ForwardPass
 
             var sequence = batch[_sequenceIndex[t]].Sequence;
             var count = _positions[t] + 1;
-            var keys = WideningScratch(2 * count * headDim);
-            var values = keys + (count * headDim);
-            FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
-            FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
-            for (var head = first; head < last; head++)
+            float* keys, values;
+            if (f16)
             {
-                var query = q + (t * qDim) + (head * headDim);
-                var o = output + (t * qDim) + (head * headDim);
-                AttendHead(keys, values, count, query, o, s, scale, headDim);
+                keys = WideningScratch(2 * count * headDim);
+                values = keys + (count * headDim);
+                FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
+                FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
             }
+            else
+            {
+                keys = (float*)sequence.Keys(layerIndex, g);
+                values = (float*)sequence.Values(layerIndex, g);
+            }
+
+            var at = (t * qDim) + (first * headDim);
+            AttendHeads(keys, values, count, q + at, output + at, last - first, s, scale, headDim);
         }
     }
 
@@ -385,121 +384,194 @@ internal sealed unsafe class ForwardPass
     internal static bool UseReferenceAttention { get; set; }
 
     /// <summary>
-    /// Attention over an f32 cache for (token, head) items [start, end): scores, softmax (f64 sum, as ggml), weighted
-    /// values (<see cref="AttendOne"/>).
+    /// <paramref name="heads"/> consecutive query heads (<paramref name="queries"/>, outputs likewise) over the same
+    /// <paramref name="count"/> f32 keys and values (position j at <c>keys + j · headDim</c>): scores, softmax (f64 sum, as
+    /// ggml), weighted values; <paramref name="s"/> holds a row of <paramref name="count"/> scores per head. Hot loop, per
+    /// block of positions whose keys (then values) stay in the first-level cache while every head takes them — one
+    /// read from further out per group instead of one per head: (1) the scores of 4 positions at a time, four independent
+    /// dot products in flight, each with <see cref="VecDot.F32"/>'s two running sums and final reduction, then the
+    /// block's maximum 8 at a time (a maximum does not depend on its order); (2) per head the exponentials 8 at a time
+    /// (<see cref="Exponential"/>) and their f64 sum in position order, two heads' sums interleaved; (3) the weighted
+    /// values summed position by position, for heads of 64 or 128 values in registers within a block. Every
+    /// (head, position) gets the reference's operations in the reference's order (<see cref="AttendOneReference"/>), so
+    /// the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttendRange(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, float* q, float* output, float* s, float scale, int group)
+    private static void AttendHeads(float* keys, float* values, int count, float* queries, float* outputs, int heads, float* s, float scale, int headDim)
     {
-        var info = Info;
-        var heads = info.HeadCount;
-        var headDim = info.HeadDimension;
-        var qDim = info.QueryLength;
-        for (var item = start; item < end; item++)
+        if (UseReferenceAttention || !Vector256.IsHardwareAccelerated || headDim % 16 != 0)
         {
-            var t = item / heads;
-            var head = item % heads;
-            var sequence = batch[_sequenceIndex[t]].Sequence;
-            var count = _positions[t] + 1;
-            var keys = (float*)sequence.Keys(layerIndex, head / group);
-            var values = (float*)sequence.Values(layerIndex, head / group);
-            var query = q + (t * qDim) + (head * headDim);
-            AttendHead(keys, values, count, query, output + (t * qDim) + (head * headDim), s, scale, headDim);
-        }
-    }
+            for (var h = 0; h < heads; h++)
+            {
+                AttendOneReference(keys, values, count, queries + (h * headDim), outputs + (h * headDim), s, scale, headDim);
+            }
 
-    /// <summary>One (token, head) over f32 keys and values: the blocked loops, or the reference ones when tests ask.</summary>
-    private static void AttendHead(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
-    {
-        if (UseReferenceAttention)
-        {
-            AttendOneReference(keys, values, count, query, o, s, scale, headDim);
-        }
-        else
-        {
-            AttendOne(keys, values, count, query, o, s, scale, headDim);
-        }
-    }
-
-    /// <summary>
-    /// One (token, head): scores against <paramref name="count"/> f32 keys (position j at <c>keys + j · headDim</c>),
-    /// softmax, weighted values into <paramref name="o"/>. Hot loop: (1) the scores of 4 positions at a time — four
-    /// independent dot products in flight, each with <see cref="VecDot.F32"/>'s two running sums and final sum, so the
-    /// same bits as one at a time without waiting on one chain of fused adds; (2) the exponentials and their f64 sum in
-    /// position order; (3) the weighted values summed position by position into accumulators kept in registers for heads
-    /// of 64 or 128 values (the output row was loaded and stored once per position) — the same element-wise multiply and
-    /// add in the same order.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AttendOne(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
-    {
-        if (!Vector256.IsHardwareAccelerated || headDim % 16 != 0)
-        {
-            AttendOneReference(keys, values, count, query, o, s, scale, headDim);
             return;
         }
 
-        var max = float.NegativeInfinity;
-        var j = 0;
-        for (; j + 4 <= count; j += 4)
+        // 16 KiB of keys or values per block (64 positions of 64 values).
+        var block = Math.Max(4, (4096 / headDim) & ~3);
+        var maxes = stackalloc float[heads];
+        var inverses = stackalloc float[heads];
+        for (var h = 0; h < heads; h++)
         {
-            var k0 = keys + (j * headDim);
-            Dot4(k0, k0 + headDim, k0 + (2 * headDim), k0 + (3 * headDim), query, headDim, out var d0, out var d1, out var d2, out var d3);
-            var s0 = d0 * scale;
-            var s1 = d1 * scale;
-            var s2 = d2 * scale;
-            var s3 = d3 * scale;
-            s[j] = s0;
-            s[j + 1] = s1;
-            s[j + 2] = s2;
-            s[j + 3] = s3;
-            max = Math.Max(max, s0);
-            max = Math.Max(max, s1);
-            max = Math.Max(max, s2);
-            max = Math.Max(max, s3);
+            maxes[h] = float.NegativeInfinity;
         }
 
-        for (; j < count; j++)
+        for (var j0 = 0; j0 < count; j0 += block)
         {
-            var score = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
-            s[j] = score;
-            max = Math.Max(max, score);
-        }
-
-        double sum = 0;
-        for (j = 0; j < count; j++)
-        {
-            var e = MathF.Exp(s[j] - max);
-            s[j] = e;
-            sum += e;
-        }
-
-        var inv = (float)(1.0 / sum);
-        if (headDim == 64)
-        {
-            WeightedSum64(s, inv, values, headDim, count, o);
-        }
-        else if (headDim == 128)
-        {
-            WeightedSum64(s, inv, values, headDim, count, o);
-            WeightedSum64(s, inv, values + 64, headDim, count, o + 64);
-        }
-        else
-        {
-            new Span<float>(o, headDim).Clear();
-            for (j = 0; j < count; j++)
+            var j1 = Math.Min(count, j0 + block);
+            for (var h = 0; h < heads; h++)
             {
-                Axpy(s[j] * inv, values + (j * headDim), o, headDim);
+                var query = queries + (h * headDim);
+                var sh = s + (h * count);
+                var j = j0;
+                for (; j + 4 <= j1; j += 4)
+                {
+                    var k0 = keys + (j * headDim);
+                    (Dot4(k0, k0 + headDim, k0 + (2 * headDim), k0 + (3 * headDim), query, headDim) * Vector128.Create(scale)).Store(sh + j);
+                }
+
+                for (; j < j1; j++)
+                {
+                    sh[j] = VecDot.F32(keys + (j * headDim), query, headDim) * scale;
+                }
+
+                // The maximum does not depend on the order it is taken in (Math.Max's order on ±0 and NaN included).
+                var max = maxes[h];
+                var most = Vector256.Create(float.NegativeInfinity);
+                j = j0;
+                for (; j + 8 <= j1; j += 8)
+                {
+                    most = Vector256.Max(most, Vector256.Load(sh + j));
+                }
+
+                for (; j < j1; j++)
+                {
+                    max = Math.Max(max, sh[j]);
+                }
+
+                for (var i = 0; i < 8; i++)
+                {
+                    max = Math.Max(max, most.GetElement(i));
+                }
+
+                maxes[h] = max;
+            }
+        }
+
+        // Two heads at a time: each f64 sum is a chain of dependent adds in position order, and two chains overlap.
+        var h2 = 0;
+        for (; h2 + 2 <= heads; h2 += 2)
+        {
+            Exponentials(s + (h2 * count), maxes[h2], s + ((h2 + 1) * count), maxes[h2 + 1], count, out var sum0, out var sum1);
+            inverses[h2] = (float)(1.0 / sum0);
+            inverses[h2 + 1] = (float)(1.0 / sum1);
+        }
+
+        if (h2 < heads)
+        {
+            Exponentials(s + (h2 * count), maxes[h2], null, 0, count, out var sum0, out _);
+            inverses[h2] = (float)(1.0 / sum0);
+        }
+
+        for (var j0 = 0; j0 < count; j0 += block)
+        {
+            var j1 = Math.Min(count, j0 + block);
+            for (var h = 0; h < heads; h++)
+            {
+                var sh = s + (h * count);
+                var inv = inverses[h];
+                var o = outputs + (h * headDim);
+                if (headDim == 64)
+                {
+                    WeightedSum64(sh, inv, values, headDim, j0, j1, o);
+                }
+                else if (headDim == 128)
+                {
+                    WeightedSum64(sh, inv, values, headDim, j0, j1, o);
+                    WeightedSum64(sh, inv, values + 64, headDim, j0, j1, o + 64);
+                }
+                else
+                {
+                    if (j0 == 0)
+                    {
+                        new Span<float>(o, headDim).Clear();
+                    }
+
+                    for (var j = j0; j < j1; j++)
+                    {
+                        Axpy(sh[j] * inv, values + (j * headDim), o, headDim);
+                    }
+                }
             }
         }
     }
 
     /// <summary>
-    /// Four <see cref="VecDot.F32"/> dot products of <paramref name="n"/> (a multiple of 16) values against one query,
-    /// interleaved: each keeps F32's two 8-lane running sums and ends with its <c>Vector256.Sum(a0 + a1)</c>.
+    /// Two heads' scores in place to <c>e^(s − max)</c> (<see cref="Exponential"/>), each with the f64 sum of its values in
+    /// position order; <paramref name="b"/> null for one head.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Dot4(float* k0, float* k1, float* k2, float* k3, float* x, int n, out float d0, out float d1, out float d2, out float d3)
+    private static void Exponentials(float* a, float maxA, float* b, float maxB, int count, out double sumA, out double sumB)
+    {
+        double sa = 0, sb = 0;
+        var j = 0;
+        if (b is not null)
+        {
+            for (; j + 8 <= count; j += 8)
+            {
+                sa = AddInOrder(sa, ExpInPlace(a + j, maxA));
+                sb = AddInOrder(sb, ExpInPlace(b + j, maxB));
+            }
+
+            sb = ExpTail(b, maxB, j, count, sb);
+        }
+
+        for (; j + 8 <= count; j += 8)
+        {
+            sa = AddInOrder(sa, ExpInPlace(a + j, maxA));
+        }
+
+        sumA = ExpTail(a, maxA, j, count, sa);
+        sumB = sb;
+    }
+
+    /// <summary>8 scores in place to <c>e^(s − max)</c>; returns them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpInPlace(float* s, float max)
+    {
+        var e = Exponential.Exp(Vector256.Load(s) - Vector256.Create(max));
+        e.Store(s);
+        return e;
+    }
+
+    /// <summary>Scores [<paramref name="from"/>, <paramref name="count"/>) one at a time; returns the sum carried on.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double ExpTail(float* s, float max, int from, int count, double sum)
+    {
+        for (var j = from; j < count; j++)
+        {
+            var e = Exponential.Exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
+
+        return sum;
+    }
+
+    /// <summary><paramref name="sum"/> + e₀ + e₁ + … + e₇ in that order (in f64), as a position-by-position loop adds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double AddInOrder(double sum, Vector256<float> e) =>
+        sum + e.GetElement(0) + e.GetElement(1) + e.GetElement(2) + e.GetElement(3) + e.GetElement(4) + e.GetElement(5) + e.GetElement(6) + e.GetElement(7);
+
+    /// <summary>
+    /// Four <see cref="VecDot.F32"/> dot products of <paramref name="n"/> (a multiple of 16) values against one query,
+    /// interleaved: each keeps F32's two 8-lane running sums and ends with their sum reduced as <c>Vector256.Sum</c>
+    /// reduces it (pairs within each 128-bit half, then the halves) — for the four at once by three horizontal adds.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Dot4(float* k0, float* k1, float* k2, float* k3, float* x, int n)
     {
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
         Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
@@ -517,22 +589,39 @@ internal sealed unsafe class ForwardPass
             a31 = Vector256.FusedMultiplyAdd(Vector256.Load(k3 + i + 8), xh, a31);
         }
 
-        d0 = Vector256.Sum(a00 + a01);
-        d1 = Vector256.Sum(a10 + a11);
-        d2 = Vector256.Sum(a20 + a21);
-        d3 = Vector256.Sum(a30 + a31);
+        if (Avx.IsSupported)
+        {
+            // [d0 01, d0 23, d1 01, d1 23 | d0 45, d0 67, d1 45, d1 67], then the pairs of pairs, then the halves added.
+            var sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a00 + a01, a10 + a11), Avx.HorizontalAdd(a20 + a21, a30 + a31));
+            return sums.GetLower() + sums.GetUpper();
+        }
+
+        return Vector128.Create(Vector256.Sum(a00 + a01), Vector256.Sum(a10 + a11), Vector256.Sum(a20 + a21), Vector256.Sum(a30 + a31));
     }
 
     /// <summary>
-    /// <c>o[0..64) = Σ_j (p[j]·inv)·v_j</c> in position order, from zero, the running sums in registers: per element the
-    /// reference's <c>o + (a·v)</c> (a multiply, then an add; never fused), so the same bits.
+    /// <c>o[0..64) += Σ_j (p[j]·inv)·v_j</c> for positions [<paramref name="from"/>, <paramref name="to"/>) in order,
+    /// from zero when <paramref name="from"/> is 0 (else from what <paramref name="o"/> holds), the running sums in
+    /// registers: per element the reference's <c>o + (a·v)</c> (a multiply, then an add; never fused), so the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void WeightedSum64(float* p, float inv, float* values, int stride, int count, float* o)
+    private static void WeightedSum64(float* p, float inv, float* values, int stride, int from, int to, float* o)
     {
         Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
         Vector256<float> o4 = default, o5 = default, o6 = default, o7 = default;
-        for (var j = 0; j < count; j++)
+        if (from > 0)
+        {
+            o0 = Vector256.Load(o);
+            o1 = Vector256.Load(o + 8);
+            o2 = Vector256.Load(o + 16);
+            o3 = Vector256.Load(o + 24);
+            o4 = Vector256.Load(o + 32);
+            o5 = Vector256.Load(o + 40);
+            o6 = Vector256.Load(o + 48);
+            o7 = Vector256.Load(o + 56);
+        }
+
+        for (var j = from; j < to; j++)
         {
             var a = Vector256.Create(p[j] * inv);
             var v = values + (j * stride);
@@ -556,7 +645,7 @@ internal sealed unsafe class ForwardPass
         o7.Store(o + 56);
     }
 
-    /// <summary>Attention, one position at a time: the definition the blocked <see cref="AttendOne"/> must match bit for bit.</summary>
+    /// <summary>Attention, one position at a time: the definition the blocked <see cref="AttendHeads"/> must match bit for bit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AttendOneReference(float* keys, float* values, int count, float* query, float* o, float* s, float scale, int headDim)
     {
@@ -571,7 +660,7 @@ internal sealed unsafe class ForwardPass
         double sum = 0;
         for (var j = 0; j < count; j++)
         {
-            var e = MathF.Exp(s[j] - max);
+            var e = Exponential.Exp(s[j] - max);
             s[j] = e;
             sum += e;
         }
@@ -752,10 +841,20 @@ internal sealed unsafe class ForwardPass
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwiGlu(float* gate, float* up, int count)
     {
-        for (var i = 0; i < count; i++)
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                var g = Vector256.Load(gate + i);
+                (g / (Vector256<float>.One + Exponential.Exp(-g)) * Vector256.Load(up + i)).Store(gate + i);
+            }
+        }
+
+        for (; i < count; i++)
         {
             var g = gate[i];
-            gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
+            gate[i] = g / (1.0f + Exponential.Exp(-g)) * up[i];
         }
     }
 

@@ -176,10 +176,11 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
     }
 
     /// <summary>
-    /// The blocked attention (4 scores at a time, weighted sums in registers for heads of 64 and 128) gives the bits of
-    /// the one-position-at-a-time definition, for every position count from 1 to 30 (blocks of 4 and their tails). F32
-    /// weights: their activations are not rounded, so any difference in attention reaches the logits. With an f16 cache
-    /// too (widened once per KV head, then the same loops), with 2 threads so items split across them.
+    /// The blocked attention (a KV head's query heads together over blocks of positions, 4 scores at a time, vector
+    /// exponentials, weighted sums in registers for heads of 64 and 128) gives the bits of the one-position-at-a-time
+    /// definition, for every position count from 1 to 106 (several blocks of positions, blocks of 4 and of 8 and their
+    /// tails). F32 weights: their activations are not rounded, so any difference in attention reaches the logits. With an
+    /// f16 cache too (widened once per KV head, then the same loops), with 2 threads so items split across them.
     /// </summary>
     [Theory]
     [InlineData("llama", 64, KvCacheType.F32)]
@@ -195,7 +196,7 @@ public sealed class LocalModelTests(ModelFixture models) : IClassFixture<ModelFi
             Architecture = architecture, WeightType = GgmlType.F32, HeadDimension = headDimension, Seed = 21,
         });
         using var model = Load(path, threads: cache == KvCacheType.F16 ? 2 : 1, cache: cache);
-        var prompt = Enumerable.Range(0, 24).Select(i => Prompt[i % Prompt.Length] + i).ToArray();
+        var prompt = Enumerable.Range(0, 100).Select(i => (Prompt[i % Prompt.Length] + i) % 300).ToArray();
         float[][] Run()
         {
             var sequence = model.CreateSequence();
