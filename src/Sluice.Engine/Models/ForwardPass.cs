@@ -52,10 +52,12 @@ internal sealed unsafe class ForwardPass
     private float[] _attention = [];
     private float[] _gate = [];
     private float[] _up = [];
-    private float[] _scores = [];
 
     [ThreadStatic]
     private static float[]? t_widening;
+
+    [ThreadStatic]
+    private static float[]? t_scores;
     private float[] _logitRows = [];
     private int[] _positions = [];
     private int[] _sequenceIndex = [];
@@ -285,11 +287,6 @@ internal sealed unsafe class ForwardPass
         var heads = info.HeadCount;
         var group = heads / info.KvHeadCount;
         var scale = 1.0f / MathF.Sqrt(info.HeadDimension);
-        var maxPositions = 0;
-        for (var t = 0; t < n; t++)
-        {
-            maxPositions = Math.Max(maxPositions, _positions[t] + 1);
-        }
 
         // Items are (token, KV head, part of its query heads): whole groups when there are enough to keep every thread
         // busy, else each group split in parts (a single stream of a model with 2 KV heads would otherwise use 2 threads
@@ -298,20 +295,10 @@ internal sealed unsafe class ForwardPass
         var workers = _pool.ThreadCount;
         var groups = n * info.KvHeadCount;
         var parts = Math.Clamp(((2 * workers) + groups - 1) / groups, 1, group);
-        var perPart = (group + parts - 1) / parts;
-
-        // Each chunk gets its own scratch rows of scores (one per query head of an item); chunks never outnumber 4 × threads.
-        var rows = perPart * maxPositions;
-        Grow(ref _scores, workers * 4 * rows);
         var q = (nint)Ptr(_q);
         var output = (nint)Ptr(_attention);
-        var scores = (nint)Ptr(_scores);
-        var slot = -1;
         _pool.ForRange(groups * parts, 1, (start, end) =>
-        {
-            var mine = Interlocked.Increment(ref slot) % (workers * 4);
-            AttendGroups(layerIndex, batch, start, end, parts, f16, (float*)q, (float*)output, (float*)scores + (mine * rows), scale, group);
-        });
+            AttendGroups(layerIndex, batch, start, end, parts, f16, (float*)q, (float*)output, scale, group));
     }
 
     /// <summary>
@@ -320,7 +307,7 @@ internal sealed unsafe class ForwardPass
     /// thread's scratch, then read as an f32 cache — widening per query head would cost more than the halved reads save.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttendGroups(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, int parts, bool f16, float* q, float* output, float* s, float scale, int group)
+    private void AttendGroups(int layerIndex, IReadOnlyList<BatchEntry> batch, int start, int end, int parts, bool f16, float* q, float* output, float scale, int group)
     {
         var info = Info;
         var kvHeads = info.KvHeadCount;
@@ -344,7 +331,7 @@ internal sealed unsafe class ForwardPass
             float* keys, values;
             if (f16)
             {
-                keys = WideningScratch(2 * count * headDim);
+                keys = ThreadScratch(ref t_widening, 2 * count * headDim);
                 values = keys + (count * headDim);
                 FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Keys(layerIndex, g), keys, count * headDim);
                 FloatConversions.FiniteHalvesToSingles((ushort*)sequence.Values(layerIndex, g), values, count * headDim);
@@ -356,21 +343,23 @@ internal sealed unsafe class ForwardPass
             }
 
             var at = (t * qDim) + (first * headDim);
-            AttendHeads(keys, values, count, q + at, output + at, last - first, s, scale, headDim);
+            AttendHeads(keys, values, count, q + at, output + at, last - first, ThreadScratch(ref t_scores, (last - first) * count), scale, headDim);
         }
     }
 
     /// <summary>
-    /// The calling thread's scratch for widened keys and values (pinned, grown on demand): per thread, not per chunk, so
-    /// it is bounded by the threads running passes (2 × context × head dimension floats each), whatever the batch.
+    /// The calling thread's scratch in <paramref name="slot"/> (a thread-static field: widened keys and values, or a row
+    /// of scores per query head), pinned and grown on demand: per thread, not per chunk or batch, so it is bounded by the
+    /// threads running passes (2 × context × head dimension floats, and context × query heads of a KV head, each).
     /// </summary>
-    private static float* WideningScratch(int length)
+    private static float* ThreadScratch(ref float[]? slot, int length)
     {
-        var scratch = t_widening;
+        var scratch = slot;
         if (scratch is null || scratch.Length < length)
         {
-            scratch = GC.AllocateUninitializedArray<float>(length, pinned: true);
-            t_widening = scratch;
+            // At least double: the length grows by a position per decode step, and a new array per step was the cost.
+            scratch = GC.AllocateUninitializedArray<float>(Math.Max(length, 2 * (scratch?.Length ?? 0)), pinned: true);
+            slot = scratch;
         }
 
         return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scratch));
