@@ -70,7 +70,10 @@ public static class JsonInput
     public static void Validate(ReadOnlySpan<byte> utf8Json, int maxDepth = 64)
     {
         var reader = new Utf8JsonReader(utf8Json, new JsonReaderOptions { MaxDepth = maxDepth });
-        var path = new PathStack();
+
+        // The thread's own path stack: Validate runs to its end without awaiting, and every request body passes here.
+        var path = t_path ??= new PathStack();
+        path.Clear();
         char[]? scratch = null;
         try
         {
@@ -161,11 +164,19 @@ public static class JsonInput
         }
     }
 
-    /// <summary>Where the reader is, kept cheaply (offsets and counters) and turned into <c>messages[1].content</c> only on error.</summary>
+    [ThreadStatic]
+    private static PathStack? t_path;
+
+    /// <summary>
+    /// Where the reader is, kept cheaply (offsets and counters) and turned into <c>messages[1].content</c> only on error.
+    /// One per thread, reused (its frames grow at most to the depth limit).
+    /// </summary>
     private sealed class PathStack
     {
         private Frame[] _frames = new Frame[16];
         private int _depth;
+
+        public void Clear() => _depth = 0;
 
         public void Push(bool isArray)
         {

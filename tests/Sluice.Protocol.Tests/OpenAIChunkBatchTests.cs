@@ -137,7 +137,7 @@ public sealed class OpenAIChunkBatchTests
     [InlineData("raw\nnewline", false)]
     public void A_learned_shape_accepts_exactly_the_chunks_a_full_check_accepts_as_plain(string body, bool expected)
     {
-        var shape = new OpenAIDeltaShape();
+        using var shape = new OpenAIDeltaShape();
         var learned = Delta("first");
         Assert.False(OpenAIChunkScanner.NeedsDecode(learned));
         Assert.True(shape.Learn(learned));
@@ -150,7 +150,7 @@ public sealed class OpenAIChunkBatchTests
     [Fact]
     public void Invalid_utf8_in_the_text_does_not_match()
     {
-        var shape = new OpenAIDeltaShape();
+        using var shape = new OpenAIDeltaShape();
         shape.Learn(Delta("first"));
         byte[] json = [.. Encoding.UTF8.GetBytes(Prefix), 0xC3, 0x28, .. Encoding.UTF8.GetBytes(Suffix)];
 
@@ -165,7 +165,7 @@ public sealed class OpenAIChunkBatchTests
     [InlineData("""{"id":"chatcmpl-s","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":1}}""")]
     public void Chunks_that_differ_outside_the_text_do_not_match(string json)
     {
-        var shape = new OpenAIDeltaShape();
+        using var shape = new OpenAIDeltaShape();
         shape.Learn(Delta("first"));
 
         Assert.False(shape.Matches(Encoding.UTF8.GetBytes(json)));
@@ -174,7 +174,7 @@ public sealed class OpenAIChunkBatchTests
     [Fact]
     public void Learns_only_chunks_with_a_content_string_and_gives_up_on_shapes_that_never_repeat()
     {
-        var shape = new OpenAIDeltaShape();
+        using var shape = new OpenAIDeltaShape();
         Assert.False(shape.Learn("""{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[]},"finish_reason":null}]}"""u8));
         Assert.False(shape.IsKnown);
         Assert.False(shape.Matches(Delta("x")));
@@ -189,7 +189,7 @@ public sealed class OpenAIChunkBatchTests
         Assert.False(shape.IsKnown);
 
         // A shape that keeps matching keeps being used.
-        var steady = new OpenAIDeltaShape();
+        using var steady = new OpenAIDeltaShape();
         Assert.True(steady.Learn(Delta("a")));
         for (var i = 0; i < 20; i++)
         {
@@ -197,12 +197,36 @@ public sealed class OpenAIChunkBatchTests
         }
     }
 
+    /// <summary>
+    /// The learned bytes live in a pooled buffer: a longer shape learned later replaces a shorter one whole (no bytes of
+    /// the old one left behind, a shorter one reuses the buffer), and a disposed shape matches nothing.
+    /// </summary>
+    [Fact]
+    public void A_relearned_shape_replaces_the_old_one_and_a_disposed_shape_matches_nothing()
+    {
+        var shape = new OpenAIDeltaShape();
+        Assert.True(shape.Learn(Delta("a")));
+        var longer = Encoding.UTF8.GetBytes(Prefix.Replace("chatcmpl-", "chatcmpl-a-much-longer-stream-identifier-that-outgrows-the-first-buffer-", StringComparison.Ordinal) + "b" + Suffix);
+        var longerWith = (string text) => Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(longer).Replace("\"content\":\"b\"", $"\"content\":\"{text}\"", StringComparison.Ordinal));
+        Assert.True(shape.Learn(longer));
+        Assert.True(shape.Matches(longerWith("next words")));
+        Assert.False(shape.Matches(Delta("next words")));
+        Assert.True(shape.Learn(Delta("short again")));
+        Assert.True(shape.Matches(Delta("other")));
+        Assert.False(shape.Matches(longerWith("other")));
+
+        shape.Dispose();
+        Assert.False(shape.IsKnown);
+        Assert.False(shape.Matches(Delta("other")));
+        shape.Dispose();
+    }
+
     [Fact]
     public void Random_texts_match_exactly_when_the_full_check_passes()
     {
         var random = new Random(1234);
         const string Alphabet = "ab \"\\/unrt0F\u0001é漢";
-        var shape = new OpenAIDeltaShape();
+        using var shape = new OpenAIDeltaShape();
         shape.Learn(Delta("seed"));
         for (var n = 0; n < 2000; n++)
         {

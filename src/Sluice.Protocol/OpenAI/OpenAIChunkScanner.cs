@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 
 namespace Sluice.Protocol.OpenAI;
@@ -73,18 +74,25 @@ public static class OpenAIChunkScanner
 /// (<see cref="OpenAIChunkScanner.NeedsDecode"/> false, <see cref="OpenAIChunkScanner.IsWellFormedObject"/> true), a chunk
 /// with the same bytes before and after its text and a valid JSON string body in between is well-formed and needs no
 /// decode either: the only part that differs lies inside a string, which cannot hold an unescaped quote, so it cannot
-/// add a property or end the object. Anything else falls back to the full check. One instance per stream.
+/// add a property or end the object. Anything else falls back to the full check. One instance per stream; dispose it
+/// when the stream ends (the learned bytes live in a pooled buffer).
 /// </summary>
-public sealed class OpenAIDeltaShape
+public sealed class OpenAIDeltaShape : IDisposable
 {
     private static ReadOnlySpan<byte> ContentMarker => "\"content\":\""u8;
 
     /// <summary>Relearning stops after this many shapes in a row that no chunk matched (an upstream whose chunks all differ).</summary>
     private const int MaxUnusedShapes = 8;
 
-    private byte[] _prefix = [];
-    private byte[] _suffix = [];
+    // The learned bytes before the text, then those after it, in one buffer rented from the shared pool.
+    private byte[] _shape = [];
+    private int _prefixLength;
+    private int _suffixLength;
     private int _unusedShapes;
+
+    private ReadOnlySpan<byte> Prefix => _shape.AsSpan(0, _prefixLength);
+
+    private ReadOnlySpan<byte> Suffix => _shape.AsSpan(_prefixLength, _suffixLength);
 
     /// <summary>Whether a shape has been learned.</summary>
     public bool IsKnown { get; private set; }
@@ -95,13 +103,13 @@ public sealed class OpenAIDeltaShape
     /// </summary>
     public bool Matches(ReadOnlySpan<byte> json)
     {
-        if (!IsKnown || json.Length < _prefix.Length + _suffix.Length
-            || !json.StartsWith(_prefix) || !json.EndsWith(_suffix))
+        if (!IsKnown || json.Length < _prefixLength + _suffixLength
+            || !json.StartsWith(Prefix) || !json.EndsWith(Suffix))
         {
             return false;
         }
 
-        if (!IsStringBody(json[_prefix.Length..^_suffix.Length]))
+        if (!IsStringBody(json[_prefixLength..^_suffixLength]))
         {
             return false;
         }
@@ -137,11 +145,36 @@ public sealed class OpenAIDeltaShape
             return false;
         }
 
-        _prefix = json[..start].ToArray();
-        _suffix = json[end..].ToArray();
+        var length = start + (json.Length - end);
+        if (_shape.Length < length)
+        {
+            Release();
+            _shape = ArrayPool<byte>.Shared.Rent(length);
+        }
+
+        json[..start].CopyTo(_shape);
+        json[end..].CopyTo(_shape.AsSpan(start));
+        _prefixLength = start;
+        _suffixLength = json.Length - end;
         IsKnown = true;
         _unusedShapes++;
         return true;
+    }
+
+    /// <summary>Forgets the shape and returns its buffer to the pool.</summary>
+    public void Dispose()
+    {
+        IsKnown = false;
+        Release();
+    }
+
+    private void Release()
+    {
+        if (_shape.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_shape);
+            _shape = [];
+        }
     }
 
     /// <summary>The index of the quote that ends the string whose body starts at <paramref name="start"/>, or -1.</summary>

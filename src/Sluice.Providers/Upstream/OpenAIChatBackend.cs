@@ -300,7 +300,11 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
         /// <summary>A clean close after every choice finished is an acceptable end (some servers send no [DONE]).</summary>
         public override bool Finish(List<ChatStreamEvent> events) => _choices.AllFinished;
 
-        public override void Dispose() => _batch?.Dispose();
+        public override void Dispose()
+        {
+            _batch?.Dispose();
+            _shape.Dispose();
+        }
 
         private void Release(List<ChatStreamEvent> events)
         {
