@@ -4,7 +4,7 @@
 # (AllocationSampled, .NET 9+, with stacks; the JIT and loader keywords make the rundown name the methods) for DURATION seconds after the warm-up, and bench/alloc-stacks prints the
 # heaviest stacks. Pair it with bench/alloc-profile.sh, which names the types and sizes.
 #   bash bench/alloc-stacks.sh [TYPE] [SIZE] [SLUICE_DLL]    e.g. bash bench/alloc-stacks.sh System.Byte[] 16584
-# Environment: WARMUP (s, default 20), DURATION (s, default 6), FRAMES (default 14).
+# Environment: WARMUP (s, default 20), DURATION (s, default 6), FRAMES (default 14), TOP (stacks shown, default 12).
 # Needs dotnet-trace ('dotnet tool install -g dotnet-trace'; it restores from the NuGet mirror).
 set -eu
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -59,7 +59,7 @@ foreach (var e in log.Events)
 }
 
 Console.WriteLine($"estimated bytes {total:N0}; matching '{typeFilter}'{(sizeFilter > 0 ? $" of {sizeFilter} B" : "")}: {matched:N0} ({100 * matched / Math.Max(1, total):F1} %)");
-foreach (var (stack, bytes) in stacks.OrderByDescending(p => p.Value).Take(12))
+foreach (var (stack, bytes) in stacks.OrderByDescending(p => p.Value).Take(int.TryParse(Environment.GetEnvironmentVariable("TOP"), out var top) ? top : 12))
 {
     Console.WriteLine($"{100 * bytes / Math.Max(1, total),6:F2} %  {bytes,14:N0}  {stack}");
 }

@@ -202,7 +202,12 @@ internal sealed partial class HttpStreamSink : IAnswerSink
         if (_resumable is not null)
         {
             // A comment: SSE clients (OpenAI SDKs, EventSource) ignore it; the header carries the same id.
-            SseWriter.WriteComment(_output, Encoding.ASCII.GetBytes(StreamIdComment + _resumable.Id));
+            // Ids are short ("strm_", a request id, a node suffix): written through the stack, not two new arrays per stream.
+            var id = _resumable.Id;
+            Span<byte> comment = id.Length <= 256 ? stackalloc byte[StreamIdComment.Length + id.Length] : new byte[StreamIdComment.Length + id.Length];
+            var written = Encoding.ASCII.GetBytes(StreamIdComment, comment);
+            written += Encoding.ASCII.GetBytes(id, comment[written..]);
+            SseWriter.WriteComment(_output, comment[..written]);
             _resumable.MarkAnnounced();
         }
 

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using System.Buffers;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -23,6 +25,10 @@ namespace Sluice.Gateway.Observability;
 /// <see cref="GatherTime"/> and go to (1); otherwise wait for the next signal. A lone line is written at once; under
 /// load a line waits at most about <see cref="GatherTime"/>. Queued text is bounded (<c>maxPendingChars</c>): past it
 /// lines are dropped and counted, never buffered without limit. Disposal (the host's stop) writes what is queued.</para>
+/// <para>Access-log lines (<see cref="AccessLogLine"/>) under Microsoft's simple formatter skip the message string: the
+/// formatter writes its line around a placeholder message, and the placeholder is replaced by the message formatted
+/// straight into the line's buffer. Same text, one 432-byte string per call fewer. A message with a line break (which
+/// the formatter would rewrite) and every other formatter take the ordinary path.</para>
 /// </remarks>
 [ProviderAlias("Console")]
 internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportExternalScope
@@ -39,10 +45,20 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
     /// <summary>Pooled line buffers kept at most (2 MiB of characters).</summary>
     private const int MaxPooledLines = 1024;
 
+    // What Microsoft's simple formatter is given as an access-log line's message; replaced by the real one afterwards.
+    // Control characters no id, name or number in that message contains.
+    private const string Placeholder = "\u001e\u001fsluice-message\u001f\u001e";
+
+    private static readonly Func<AccessLogLine, Exception?, string> PlaceholderMessage = static (_, _) => Placeholder;
+
     [ThreadStatic]
     private static StringWriter? t_writer;
 
     private readonly ConsoleFormatter _formatter;
+
+    // Microsoft's simple formatter writes the message it is given unchanged when it has no line break; nothing else is
+    // assumed of other formatters (the JSON one escapes it, and asks the state for its text again).
+    private readonly bool _placesMessages;
     private readonly Stream _output;
     private readonly int _maxPendingChars;
     private readonly ConcurrentQueue<PendingLine> _lines = new();
@@ -69,6 +85,7 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
     internal BatchingConsoleLoggerProvider(ConsoleFormatter formatter, Stream output, int maxPendingChars = DefaultMaxPendingChars)
     {
         _formatter = formatter;
+        _placesMessages = formatter.GetType().FullName == "Microsoft.Extensions.Logging.Console.SimpleConsoleFormatter";
         _output = output;
         _maxPendingChars = maxPendingChars;
         _thread = new Thread(WriteLoop) { IsBackground = true, Name = "sluice-log" };
@@ -110,6 +127,16 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
 
     private void Write<TState>(in LogEntry<TState> entry)
     {
+        // A type test on a struct type argument: decided when the method is compiled for it, no boxing.
+        if (typeof(TState) == typeof(AccessLogLine) && _placesMessages)
+        {
+            var state = entry.State;
+            if (TryWritePlaced(in entry, Unsafe.As<TState, AccessLogLine>(ref state)))
+            {
+                return;
+            }
+        }
+
         var writer = t_writer ??= new StringWriter(CultureInfo.InvariantCulture);
         var text = writer.GetStringBuilder();
         text.Clear();
@@ -127,13 +154,70 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
 
         var buffer = RentLine(length);
         text.CopyTo(0, buffer, 0, length);
+        ReleaseHugeBuilder(text);
+        Enqueue(new PendingLine(buffer, length));
+    }
+
+    /// <summary>
+    /// Writes an access-log line with its message formatted into the line's buffer (no message string): (1) the message
+    /// into a stack buffer, (2) the formatter's line around the placeholder, (3) the line's buffer filled with the text
+    /// before the placeholder, the message and the text after it. False (nothing written or counted) when the message
+    /// has a line break or does not fit, or the placeholder is not found: the caller then takes the ordinary path.
+    /// </summary>
+    private bool TryWritePlaced<TState>(in LogEntry<TState> entry, in AccessLogLine line)
+    {
+        Span<char> message = stackalloc char[512];
+        if (!line.TryFormat(message, out var messageLength) || message[..messageLength].ContainsAny('\r', '\n'))
+        {
+            return false;
+        }
+
+        message = message[..messageLength];
+        var writer = t_writer ??= new StringWriter(CultureInfo.InvariantCulture);
+        var text = writer.GetStringBuilder();
+        text.Clear();
+        _formatter.Write(new LogEntry<AccessLogLine>(entry.LogLevel, entry.Category, entry.EventId, line, entry.Exception, PlaceholderMessage), _scopes, writer);
+
+        var formatted = text.Length;
+        var copy = ArrayPool<char>.Shared.Rent(formatted);
+        try
+        {
+            text.CopyTo(0, copy, 0, formatted);
+            ReleaseHugeBuilder(text);
+            var around = copy.AsSpan(0, formatted);
+            var at = around.IndexOf(Placeholder);
+            if (at < 0)
+            {
+                return false;
+            }
+
+            var length = formatted - Placeholder.Length + message.Length;
+            if (!Reserve(length))
+            {
+                // Counted as dropped: the ordinary path would drop it too.
+                return true;
+            }
+
+            var buffer = RentLine(length);
+            around[..at].CopyTo(buffer);
+            message.CopyTo(buffer.AsSpan(at));
+            around[(at + Placeholder.Length)..].CopyTo(buffer.AsSpan(at + message.Length));
+            Enqueue(new PendingLine(buffer, length));
+            return true;
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(copy);
+        }
+    }
+
+    private static void ReleaseHugeBuilder(StringBuilder text)
+    {
         if (text.Capacity > MaxKeptBuilderChars)
         {
             // One huge message must not pin a huge builder to this thread for good.
             t_writer = null;
         }
-
-        Enqueue(new PendingLine(buffer, length));
     }
 
     /// <summary>Counts <paramref name="chars"/> against the bound; false (and the line counted as dropped) past it.</summary>

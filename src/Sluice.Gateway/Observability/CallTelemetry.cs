@@ -265,17 +265,13 @@ internal sealed partial class CallTelemetry
         }
         else
         {
-            LogCall(_accessLog, call.RequestId, call.Dialect.Name, model, status, outcome, team, key, ttft, durationMs,
-                record?.PromptTokens ?? 0, record?.CompletionTokens ?? 0, errorCode);
+            // Not a [LoggerMessage] method: AccessLogLine lets the console log write the message without a string per call.
+            _accessLog.Log(LogLevel.Information, AccessLogLine.Event, new AccessLogLine(call.RequestId, call.Dialect.Name, model, status, outcome,
+                team, key, ttft, durationMs, record?.PromptTokens ?? 0, record?.CompletionTokens ?? 0, errorCode), null, AccessLogLine.Format);
         }
     }
 
     private static string Cut(string text, int length) => text.Length <= length ? text : text[..length];
-
-    [LoggerMessage(EventId = 1, EventName = "Call", Level = LogLevel.Information,
-        Message = "{RequestId} {Dialect} model={Model} status={Status} outcome={Outcome} team={TeamId} key={KeyId} ttft_ms={TtftMs} duration_ms={DurationMs} tokens_in={TokensIn} tokens_out={TokensOut} error={ErrorCode}")]
-    private static partial void LogCall(ILogger logger, string requestId, string dialect, string model, int status, string outcome, string? teamId, string? keyId,
-        double? ttftMs, double durationMs, int tokensIn, int tokensOut, string? errorCode);
 
     [LoggerMessage(EventId = 2, EventName = "CallWithPrompt", Level = LogLevel.Information,
         Message = "{RequestId} {Dialect} model={Model} status={Status} outcome={Outcome} team={TeamId} key={KeyId} ttft_ms={TtftMs} duration_ms={DurationMs} tokens_in={TokensIn} tokens_out={TokensOut} error={ErrorCode} prompt={Prompt}")]

@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Observability;
@@ -134,6 +135,95 @@ public sealed class BatchingConsoleLoggerTests
     }
 
     /// <summary>Records what is written and how many writes it took; optionally blocks writes until a gate opens.</summary>
+    public static TheoryData<string, string> AccessLines => new()
+    {
+        // format, model: an ordinary line, one with a line break (the formatter rewrites it: the ordinary path), one too
+        // long for the placed message's stack buffer (the ordinary path again).
+        { "simple", "gpt-4o" },
+        { "simple", "two\nlines" },
+        { "simple", new string('m', 600) },
+        { "json", "gpt-4o" },
+    };
+
+    [Theory]
+    [MemberData(nameof(AccessLines))]
+    public void Access_log_lines_are_written_exactly_as_the_formatter_writes_them_with_their_message_string(string format, string model)
+    {
+        var formatter = Formatter(format);
+        var output = new RecordingStream();
+        var provider = new BatchingConsoleLoggerProvider(formatter, output);
+        var lines = new[]
+        {
+            new AccessLogLine("req_1", "openai", model, 200, "completed", "team_a", "key_b", 12.345, 250.5, 7, 64, null),
+            new AccessLogLine("req_2", "anthropic", model, 404, "rejected", null, null, null, 0.125, 0, 0, "model_not_found"),
+        };
+        var log = provider.CreateLogger("Sluice.AccessLog");
+        foreach (var line in lines)
+        {
+            log.Log(LogLevel.Information, AccessLogLine.Event, line, null, AccessLogLine.Format);
+        }
+
+        provider.Dispose();
+
+        // What Microsoft's formatter writes when handed the message string (the path every other line takes).
+        var expected = new StringWriter();
+        foreach (var line in lines)
+        {
+            formatter.Write(new LogEntry<AccessLogLine>(LogLevel.Information, "Sluice.AccessLog", AccessLogLine.Event, line, null, AccessLogLine.Format), null, expected);
+        }
+
+        // The timestamps may differ by a second: compared without them.
+        static string[] Untimed(string text, string format) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => format == "json" ? System.Text.RegularExpressions.Regex.Replace(l, "\"Timestamp\":\"[^\"]*\"", "") : l[9..]).ToArray();
+        var written = Untimed(output.Text, format);
+        Assert.Equal(Untimed(expected.ToString(), format), written);
+        Assert.Equal(2, written.Length);
+        Assert.Contains(lines[0].ToString().Replace("\n", format == "json" ? "\\n" : " ", StringComparison.Ordinal)[..60], written[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_access_log_line_gives_the_generated_message_and_fields_and_costs_no_message_string_on_the_console()
+    {
+        var line = new AccessLogLine("req_1", "openai", "gpt-4o", 200, "completed", "team_a", null, 12.5, 250.25, 7, 64, null);
+        Assert.Equal("req_1 openai model=gpt-4o status=200 outcome=completed team=team_a key= ttft_ms=12.5 duration_ms=250.25 tokens_in=7 tokens_out=64 error=",
+            line.ToString());
+        var fields = line.ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.Equal(13, fields.Count);
+        Assert.Equal(200, fields["Status"]);
+        Assert.Equal(12.5, fields["TtftMs"]);
+        Assert.Null(fields["KeyId"]);
+        Assert.Equal(AccessLogLine.Template, fields["{OriginalFormat}"]);
+
+        // Measured on the logging calls only, in batches the writer drains in between (so line buffers come back to the
+        // pool, as they do under a steady load); the first batch warms the thread's writer and the pool. The message
+        // string alone would be ~300 bytes a line.
+        var output = new RecordingStream();
+        var provider = new BatchingConsoleLoggerProvider(Formatter("simple"), output);
+        var log = provider.CreateLogger("Sluice.AccessLog");
+        const int Batch = 100, Batches = 11;
+        long allocated = 0;
+        for (var b = 0; b < Batches; b++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < Batch; i++)
+            {
+                log.Log(LogLevel.Information, AccessLogLine.Event, line, null, AccessLogLine.Format);
+            }
+
+            allocated += b == 0 ? 0 : GC.GetAllocatedBytesForCurrentThread() - before;
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (output.Text.Count(c => c == '\n') < (b + 1) * Batch && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(5);
+            }
+        }
+
+        var perLine = allocated / (double)((Batches - 1) * Batch);
+        provider.Dispose();
+        Assert.InRange(perLine, 0, 150);
+        Assert.EndsWith(" info: Sluice.AccessLog[1] " + line.ToString(), output.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1], StringComparison.Ordinal);
+    }
+
     private sealed class RecordingStream(ManualResetEventSlim? gate = null) : Stream
     {
         private readonly MemoryStream _bytes = new();
