@@ -76,7 +76,57 @@ internal static partial class EndpointPolicies
     /// Middleware (after routing): establishes the caller for endpoints that need a key, answers 401 in the endpoint's
     /// dialect itself, refuses endpoints without a declared policy.
     /// </summary>
-    public static async Task AuthenticateAsync(HttpContext context, RequestDelegate next)
+    public static Task AuthenticateAsync(HttpContext context, RequestDelegate next)
+    {
+        // The common case (a key found in the cache, or an endpoint that needs none) hands the request on without an
+        // async state machine of its own: that was an object per request, alive for the whole stream.
+        if (context.GetEndpoint()?.Metadata.GetMetadata<EndpointPolicy>() is { IsScrape: false } policy)
+        {
+            if (!policy.RequiresKey)
+            {
+                return next(context);
+            }
+
+            var authenticating = context.RequestServices.GetRequiredService<KeyAuthenticator>().AuthenticateAsync(TokenOf(context.Request), context.RequestAborted);
+            if (!authenticating.IsCompletedSuccessfully)
+            {
+                return AuthenticatedAsync(context, next, policy, authenticating);
+            }
+
+            var (caller, error) = authenticating.Result;
+            if (error is not null)
+            {
+                return RefuseAsync(context, policy, error);
+            }
+
+            context.Features.Set(caller);
+            return next(context);
+        }
+
+        return AuthenticateSlowAsync(context, next);
+    }
+
+    private static async Task AuthenticatedAsync(HttpContext context, RequestDelegate next, EndpointPolicy policy, ValueTask<(Caller? Caller, ChatException? Error)> authenticating)
+    {
+        var (caller, error) = await authenticating;
+        if (error is not null)
+        {
+            await RefuseAsync(context, policy, error);
+            return;
+        }
+
+        context.Features.Set(caller);
+        await next(context);
+    }
+
+    private static Task RefuseAsync(HttpContext context, EndpointPolicy policy, ChatException error)
+    {
+        context.RequestServices.GetRequiredService<CallTelemetry>().AuthFailed(error.StatusCode);
+        return ErrorResponses.WriteAsync(context, error, policy.Errors);
+    }
+
+    // No route, no policy, or a scrape.
+    private static async Task AuthenticateSlowAsync(HttpContext context, RequestDelegate next)
     {
         var endpoint = context.GetEndpoint();
         if (endpoint is null)
@@ -97,31 +147,13 @@ internal static partial class EndpointPolicies
             return;
         }
 
-        if (policy.IsScrape)
+        if (ScrapeRefusal(context) is { } refusal)
         {
-            if (ScrapeRefusal(context) is { } refusal)
-            {
-                context.RequestServices.GetRequiredService<CallTelemetry>().AuthFailed(refusal.StatusCode);
-                await ErrorResponses.WriteAsync(context, refusal, policy.Errors);
-                return;
-            }
-
-            context.Features.Set(Caller.Operator);
-        }
-        else if (policy.RequiresKey)
-        {
-            var authenticator = context.RequestServices.GetRequiredService<KeyAuthenticator>();
-            var (caller, error) = await authenticator.AuthenticateAsync(TokenOf(context.Request), context.RequestAborted);
-            if (error is not null)
-            {
-                context.RequestServices.GetRequiredService<CallTelemetry>().AuthFailed(error.StatusCode);
-                await ErrorResponses.WriteAsync(context, error, policy.Errors);
-                return;
-            }
-
-            context.Features.Set(caller);
+            await RefuseAsync(context, policy, refusal);
+            return;
         }
 
+        context.Features.Set(Caller.Operator);
         await next(context);
     }
 
@@ -136,12 +168,12 @@ internal static partial class EndpointPolicies
         }
 
         var token = TokenOf(context.Request);
-        if (token is null)
+        if (token.IsEmpty)
         {
             return SluiceErrors.MissingKey();
         }
 
-        var presented = Encoding.UTF8.GetBytes(token);
+        var presented = Encoding.UTF8.GetBytes(token.ToArray());
         foreach (var accepted in (ReadOnlySpan<string?>)[options.MasterKey, scrapeToken])
         {
             if (accepted is not null && CryptographicOperations.FixedTimeEquals(presented, Encoding.UTF8.GetBytes(accepted)))
@@ -153,22 +185,23 @@ internal static partial class EndpointPolicies
         return SluiceErrors.InvalidKey();
     }
 
-    /// <summary>The key from <c>Authorization: Bearer …</c> or <c>x-api-key</c>.</summary>
-    public static string? TokenOf(HttpRequest request)
+    /// <summary>
+    /// The key from <c>Authorization: Bearer …</c> or <c>x-api-key</c>, as a slice of the header's value (empty: none).
+    /// A slice, not a new string: every authenticated request reads it.
+    /// </summary>
+    public static ReadOnlyMemory<char> TokenOf(HttpRequest request)
     {
         var authorization = request.Headers.Authorization;
         if (!StringValues.IsNullOrEmpty(authorization))
         {
-            var value = authorization.ToString().Trim();
-            if (value.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            var value = authorization.ToString().AsMemory().Trim();
+            if (value.Span.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
             {
-                var token = value["Bearer ".Length..].Trim();
-                return token.Length == 0 ? null : token;
+                return value["Bearer ".Length..].Trim();
             }
         }
 
-        var apiKey = request.Headers["x-api-key"].ToString().Trim();
-        return apiKey.Length == 0 ? null : apiKey;
+        return request.Headers["x-api-key"].ToString().AsMemory().Trim();
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Refused a request to {Endpoint}: the endpoint declares no key policy")]

@@ -23,19 +23,23 @@ internal sealed class KeyAuthenticator(GatewayOptions options, TenantDirectory d
     public bool RequiresKeys => _masterKey is not null;
 
     /// <summary>The caller presenting <paramref name="token"/> (null or empty: no key), or the 401/503 to answer.</summary>
-    public async ValueTask<(Caller? Caller, ChatException? Error)> AuthenticateAsync(string? token, CancellationToken cancellationToken)
+    public ValueTask<(Caller? Caller, ChatException? Error)> AuthenticateAsync(string? token, CancellationToken cancellationToken) =>
+        AuthenticateAsync(token.AsMemory(), cancellationToken);
+
+    /// <summary>The caller presenting <paramref name="token"/> (empty: no key), or the 401/503 to answer.</summary>
+    public async ValueTask<(Caller? Caller, ChatException? Error)> AuthenticateAsync(ReadOnlyMemory<char> token, CancellationToken cancellationToken)
     {
-        if (string.IsNullOrEmpty(token))
+        if (token.IsEmpty)
         {
             return _masterKey is null ? (Caller.Open, null) : (null, SluiceErrors.MissingKey());
         }
 
-        if (_masterKey is not null && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(token), _masterKey))
+        if (_masterKey is not null && IsMasterKey(token.Span))
         {
             return (Caller.Operator, null);
         }
 
-        if (!token.StartsWith(VirtualKeyScheme, StringComparison.Ordinal))
+        if (!token.Span.StartsWith(VirtualKeyScheme, StringComparison.Ordinal))
         {
             // Open mode: clients that must send some key (SDKs) may send anything that is not a Sluice key.
             return _masterKey is null ? (Caller.Open, null) : (null, SluiceErrors.InvalidKey());
@@ -50,5 +54,21 @@ internal sealed class KeyAuthenticator(GatewayOptions options, TenantDirectory d
         {
             return (null, SluiceErrors.StoreUnavailable(ex));
         }
+    }
+
+    // Compared in constant time (for keys of the master key's length, as FixedTimeEquals does); the presented key is
+    // encoded on the stack, since every request presents one.
+    private bool IsMasterKey(ReadOnlySpan<char> token)
+    {
+        var master = _masterKey!;
+        var count = Encoding.UTF8.GetByteCount(token);
+        if (count != master.Length)
+        {
+            return false;
+        }
+
+        Span<byte> presented = count <= 512 ? stackalloc byte[count] : new byte[count];
+        Encoding.UTF8.GetBytes(token, presented);
+        return CryptographicOperations.FixedTimeEquals(presented, master);
     }
 }

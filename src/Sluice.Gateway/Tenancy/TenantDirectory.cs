@@ -27,14 +27,14 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
     private readonly Cache<Team> _teams = new(options.Tenancy.KeyCacheSeconds);
 
     /// <summary>The active key with this secret, or <see langword="null"/> (unknown, revoked or expired).</summary>
-    public ValueTask<VirtualKey?> FindKeyAsync(string secret, CancellationToken cancellationToken)
+    public ValueTask<VirtualKey?> FindKeyAsync(ReadOnlyMemory<char> secret, CancellationToken cancellationToken)
     {
         // The secret's hash in hex is made on the stack: a warm lookup (nearly every request) allocates nothing.
         Span<char> hash = stackalloc char[HashChars];
-        HashOf(secret, hash);
+        HashOf(secret.Span, hash);
         return _keys.TryGetFresh(hash, out var cached)
             ? ValueTask.FromResult(ActiveOrNull(cached))
-            : LoadKeyAsync(secret, new string(hash), cancellationToken);
+            : LoadKeyAsync(secret.ToString(), new string(hash), cancellationToken);
     }
 
     private async ValueTask<VirtualKey?> LoadKeyAsync(string secret, string hash, CancellationToken cancellationToken) =>
@@ -43,7 +43,7 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
     // Expiry is checked on every use, so a cached key stops at its expiry time, not up to a cache period later.
     private VirtualKey? ActiveOrNull(VirtualKey? key) => key is not null && key.IsActiveAt(runtime.Time.GetUtcNow()) ? key : null;
 
-    private static void HashOf(string secret, Span<char> hex)
+    private static void HashOf(ReadOnlySpan<char> secret, Span<char> hex)
     {
         var length = Encoding.UTF8.GetByteCount(secret);
         var rented = length > 256 ? System.Buffers.ArrayPool<byte>.Shared.Rent(length) : null;
