@@ -192,7 +192,7 @@ internal static class SluiceServices
             app.UseCors();
         }
 
-        app.Use(EndpointPolicies.AuthenticateAsync);
+        app.Use(next => EndpointPolicies.Authenticate(next, app.Services));
         app.UseWebSockets();
     }
 

@@ -76,7 +76,13 @@ internal static partial class EndpointPolicies
     /// Middleware (after routing): establishes the caller for endpoints that need a key, answers 401 in the endpoint's
     /// dialect itself, refuses endpoints without a declared policy.
     /// </summary>
-    public static Task AuthenticateAsync(HttpContext context, RequestDelegate next)
+    /// <param name="next">The rest of the pipeline.</param>
+    /// <param name="services">The application's (root) services: the authenticator is a singleton, and asking the
+    /// request's services for it made every request create its DI scope.</param>
+    public static RequestDelegate Authenticate(RequestDelegate next, IServiceProvider services) =>
+        context => AuthenticateAsync(context, next, services);
+
+    private static Task AuthenticateAsync(HttpContext context, RequestDelegate next, IServiceProvider services)
     {
         // The common case (a key found in the cache, or an endpoint that needs none) hands the request on without an
         // async state machine of its own: that was an object per request, alive for the whole stream.
@@ -87,7 +93,7 @@ internal static partial class EndpointPolicies
                 return next(context);
             }
 
-            var authenticating = context.RequestServices.GetRequiredService<KeyAuthenticator>().AuthenticateAsync(TokenOf(context.Request), context.RequestAborted);
+            var authenticating = services.GetRequiredService<KeyAuthenticator>().AuthenticateAsync(TokenOf(context.Request), context.RequestAborted);
             if (!authenticating.IsCompletedSuccessfully)
             {
                 return AuthenticatedAsync(context, next, policy, authenticating);

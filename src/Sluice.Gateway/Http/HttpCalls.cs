@@ -50,7 +50,7 @@ internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, G
     /// The first stage alone: the call with its body read, or null when the request was answered already (body too
     /// large or unreadable, in the dialect's shape) or the client left. For endpoints that look at the request first.
     /// </summary>
-    public async Task<ChatCall?> BeginAsync(HttpContext context, CallDialect dialect)
+    public async ValueTask<ChatCall?> BeginAsync(HttpContext context, CallDialect dialect)
     {
         var call = pipeline.Begin(context.GetRequestId(), context.GetCaller(), dialect, context.RequestAborted);
         try
@@ -103,9 +103,11 @@ internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, G
                 return;
             }
 
-            foreach (var (name, value) in call.RateLimitFacts)
+            // By index: a foreach over the interface boxes the list's enumerator on every call.
+            var facts = call.RateLimitFacts;
+            for (var i = 0; i < facts.Count; i++)
             {
-                context.Response.Headers[name] = value;
+                context.Response.Headers[facts[i].Key] = facts[i].Value;
             }
         }
 

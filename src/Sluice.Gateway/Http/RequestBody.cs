@@ -8,7 +8,7 @@ namespace Sluice.Gateway.Http;
 /// <summary>Reads a request body into memory, refusing bodies over the configured limit with a 413.</summary>
 internal static class RequestBody
 {
-    public static async Task<ReadOnlyMemory<byte>> ReadAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
+    public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
     {
         if (request.ContentLength > limit)
         {

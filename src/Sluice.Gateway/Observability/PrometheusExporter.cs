@@ -436,11 +436,13 @@ internal sealed class PrometheusExporter : IDisposable
                 }
 
                 var overflow = new SeriesKey(names, values);
-                return _series.GetOrAdd(overflow, k => new Series(k, buckets));
+                return _series.GetOrAdd(overflow, static (k, b) => new Series(k, b), buckets);
             }
 
+            // Static factories with the bucket count as an argument: a lambda capturing it made a closure on every
+            // measurement, found or not (the closure is created where the captured local's scope begins).
             var key = KeyComparer.Instance.Create(tags);
-            return _series.GetOrAdd(key, k => new Series(k, buckets));
+            return _series.GetOrAdd(key, static (k, b) => new Series(k, b), buckets);
         }
     }
 }

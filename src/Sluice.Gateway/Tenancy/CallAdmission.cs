@@ -62,11 +62,9 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             return null;
         }
 
-        var facts = new List<KeyValuePair<string, string>>(6);
-        call.RateLimitFacts = facts;
         try
         {
-            call.Lease = await AdmitCoreAsync(call.Caller, teamId, call.Model.Name, call.Request, facts, cancellationToken);
+            call.Lease = await AdmitCoreAsync(call, teamId, cancellationToken);
             call.Owner = new UsageOwner(teamId, call.Caller.Key?.Id, call.JobId);
             return null;
         }
@@ -80,9 +78,11 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
         }
     }
 
-    private async Task<CallLease> AdmitCoreAsync(
-        Caller caller, string teamId, string model, ChatRequest request, List<KeyValuePair<string, string>> facts, CancellationToken cancellationToken)
+    // A ValueTask, and nothing allocated before it is known that a limit applies: most teams and keys have none, and
+    // then admission completes at once without a task, a scope list or a facts list.
+    private async ValueTask<CallLease> AdmitCoreAsync(ChatCall call, string teamId, CancellationToken cancellationToken)
     {
+        var (caller, model, request) = (call.Caller, call.Model.Name, call.Request);
         var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw SluiceErrors.NotFound("team", teamId);
         if (caller.Key is { } key && !MayUse(key, team, model))
         {
@@ -94,10 +94,16 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             throw SluiceErrors.InsufficientCredits(teamId, team.CreditsRemaining);
         }
 
-        var scopes = new List<(string Scope, RateLimits Limits)>(2);
-        if (caller.Key is { } k && k.Limits != RateLimits.None)
+        var keyLimited = caller.Key is { } k && k.Limits != RateLimits.None;
+        if (!keyLimited && team.Limits == RateLimits.None)
         {
-            scopes.Add(("key:" + k.Id, k.Limits));
+            return CallLease.None;
+        }
+
+        var scopes = new List<(string Scope, RateLimits Limits)>(2);
+        if (keyLimited)
+        {
+            scopes.Add(("key:" + caller.Key!.Id, caller.Key.Limits));
         }
 
         if (team.Limits != RateLimits.None)
@@ -105,10 +111,9 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             scopes.Add(("team:" + team.Id, team.Limits));
         }
 
-        if (scopes.Count == 0)
-        {
-            return CallLease.None;
-        }
+        // Set before any refusal, so a 429 carries the facts that explain it.
+        var facts = new List<KeyValuePair<string, string>>(6);
+        call.RateLimitFacts = facts;
 
         IRateLimitStore store = runtime.Store;
         RateLimitDecision? tightest = null;

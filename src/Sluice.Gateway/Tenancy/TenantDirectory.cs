@@ -66,6 +66,11 @@ internal sealed class TenantDirectory(TenancyRuntime runtime, GatewayOptions opt
 
     /// <summary>The team (possibly up to the cache time old), or <see langword="null"/>.</summary>
     public ValueTask<Team?> GetTeamAsync(string teamId, CancellationToken cancellationToken) =>
+        // A fresh entry is answered before the loader (a closure and a delegate, made on entry to the method that
+        // captures) exists: nearly every call is one.
+        _teams.TryGetFresh(teamId, out var cached) ? ValueTask.FromResult(cached) : LoadTeamAsync(teamId, cancellationToken);
+
+    private ValueTask<Team?> LoadTeamAsync(string teamId, CancellationToken cancellationToken) =>
         _teams.GetAsync(teamId, () => runtime.Store.GetTeamAsync(teamId, CancellationToken.None), cancellationToken);
 
     /// <summary>The cached team, if any, without a database read.</summary>

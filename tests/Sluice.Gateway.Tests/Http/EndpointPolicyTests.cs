@@ -58,7 +58,7 @@ public sealed class EndpointPolicyTests
         await using var app = builder.Build();
         app.UseRouting();
         app.Use(HttpCallContext.AssignRequestIdAsync);
-        app.Use(EndpointPolicies.AuthenticateAsync);
+        app.Use(next => EndpointPolicies.Authenticate(next, app.Services));
         var reached = false;
         app.MapGet("/forgotten", context =>
         {
