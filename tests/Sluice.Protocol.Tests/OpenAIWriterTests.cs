@@ -260,6 +260,38 @@ public sealed class OpenAIWriterTests
     }
 
     [Fact]
+    public async Task Writers_of_different_streams_share_a_threads_json_writer_without_mixing_their_frames()
+    {
+        // Frames are written with one JSON writer per thread: interleaved streams on one thread, and one stream moving
+        // between threads (as a relay does across awaits), must each get whole frames with their own identity.
+        var first = new OpenAIChunkWriter("chatcmpl-one", 1, "model-one");
+        var second = new OpenAIChunkWriter("chatcmpl-two", 2, "model-two") { WritesUsageNull = true };
+        var one = new ArrayBufferWriter<byte>();
+        var two = new ArrayBufferWriter<byte>();
+        for (var i = 0; i < 3; i++)
+        {
+            first.WriteEvent(one, i, new TextDeltaEvent($"a{i}"));
+            second.WriteEvent(two, i, new TextDeltaEvent($"b{i}"));
+        }
+
+        await Task.Run(() => first.WriteEvent(one, 3, new FinishEvent("stop")));
+        second.WriteUsage(two, 3, new ChatUsage(5, 7));
+        first.WriteError(one, 4, new ErrorInfo("gone", ErrorTypes.Server));
+
+        var ones = Frames(one);
+        var twos = Frames(two);
+        Assert.Equal(5, ones.Count);
+        Assert.Equal(4, twos.Count);
+        Assert.All(ones.Take(4), f => Assert.Equal(("chatcmpl-one", "model-one"), (f.Json.GetProperty("id").GetString(), f.Json.GetProperty("model").GetString())));
+        Assert.All(twos, f => Assert.Equal(("chatcmpl-two", "model-two"), (f.Json.GetProperty("id").GetString(), f.Json.GetProperty("model").GetString())));
+        Assert.Equal(["a0", "a1", "a2"], ones.Take(3).Select(f => Delta(f).GetProperty("content").GetString()));
+        Assert.Equal(["b0", "b1", "b2"], twos.Take(3).Select(f => Delta(f).GetProperty("content").GetString()));
+        Assert.Equal("stop", ones[3].Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(7, twos[3].Json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal("gone", ones[4].Json.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    [Fact]
     public void No_system_fingerprint_unless_given()
     {
         var root = WriteStream(new TextDeltaEvent("x"))[0].Json;

@@ -29,7 +29,7 @@ namespace Sluice.Gateway.Http;
 /// connection with a logged reason: a plain stream fails with <c>client_too_slow</c>; a resumable one goes on into its
 /// bounded buffer as if the client had left, for a client that resumes.
 /// </remarks>
-internal sealed partial class HttpStreamSink : IAnswerSink
+internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 {
     /// <summary>The SSE comment that names a resumable stream, right after the headers: <c>: sluice-stream-id strm_…</c>.</summary>
     public const string StreamIdComment = "sluice-stream-id ";
@@ -47,7 +47,6 @@ internal sealed partial class HttpStreamSink : IAnswerSink
     private readonly TimeProvider _time;
     private readonly CancellationToken _aborted;
     private readonly HttpStreamLimits _limits;
-    private readonly Func<ValueTask> _flushForPing;
     private ChatException? _dropped;
 
     // Resumable streams write each format call into a scratch buffer first, so whole frames can be kept as well as
@@ -64,7 +63,6 @@ internal sealed partial class HttpStreamSink : IAnswerSink
         HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, TimeProvider time, HttpStreamLimits? limits = null)
     {
         _limits = limits ?? HttpStreamLimits.None;
-        _flushForPing = FlushForPingAsync;
         _context = context;
         _output = context.Response.BodyWriter;
         _format = format;
@@ -98,7 +96,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink
             _leaving = _aborted.Register(static s => ((ResumableStream)s!).DetachReader(), _resumable);
         }
 
-        _keepAlive = new KeepAlive(_flushForPing, _pingInterval, WritePing, Start, _aborted, _time);
+        _keepAlive = new KeepAlive(this, _pingInterval, _time);
     }
 
     public ValueTask<bool> WriteAsync(ChatStreamEvent streamEvent)
@@ -191,6 +189,12 @@ internal sealed partial class HttpStreamSink : IAnswerSink
 
     // Headers, then the format's opening frame: sent with the first event, keep-alive or end, whichever comes first.
     // Called only by the holder of the keep-alive gate, so the relay and a ping never race on it.
+    void IPingTarget.StartResponse() => Start();
+
+    void IPingTarget.WritePing() => WritePing();
+
+    ValueTask IPingTarget.FlushForPingAsync() => FlushForPingAsync();
+
     private void Start()
     {
         var response = _context.Response;

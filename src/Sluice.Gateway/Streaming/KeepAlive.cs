@@ -16,11 +16,9 @@ internal sealed class KeepAlive : IAsyncDisposable
     private const int Relaying = 1;
     private const int Pinging = 2;
 
-    private readonly Func<ValueTask> _flush;
+    // The stream itself, not three delegates to its methods: those were three objects per stream.
+    private readonly IPingTarget _target;
     private readonly TimeSpan _interval;
-    private readonly Action _startResponse;
-    private readonly Action _writePing;
-    private readonly CancellationToken _aborted;
     private readonly TimeProvider _time;
     private ITimer? _timer;
     private Task _ping = Task.CompletedTask;
@@ -28,24 +26,14 @@ internal sealed class KeepAlive : IAsyncDisposable
     private int _state = Relaying;
     private volatile bool _stopped;
 
-    /// <param name="flush">Sends what is written (the sink's own flush, which bounds how long a slow client may hold it).</param>
-    /// <param name="interval">Silence that triggers a ping.</param>
-    /// <param name="writePing">Writes one whole keep-alive frame (the format's own).</param>
-    /// <param name="startResponse">Sends the status line and headers; called once, by whoever writes first.</param>
-    /// <param name="aborted">The client's disconnect.</param>
-    /// <param name="time">The clock (a test steps it).</param>
-    public KeepAlive(Func<ValueTask> flush, TimeSpan interval, Action writePing, Action startResponse, CancellationToken aborted, TimeProvider time)
+    public KeepAlive(IPingTarget target, TimeSpan interval, TimeProvider time)
     {
         _time = time;
         _lastWrite = time.GetTimestamp();
-        _flush = flush;
+        _target = target;
         _interval = interval;
-        _writePing = writePing;
-        _startResponse = startResponse;
-        _aborted = aborted;
     }
 
-    /// <summary>Whether the response has started (headers sent). Read and written only by the gate holder.</summary>
     public bool Started { get; private set; }
 
     /// <summary>Starts the response if nobody has yet. Call while holding the gate.</summary>
@@ -54,7 +42,7 @@ internal sealed class KeepAlive : IAsyncDisposable
         if (!Started)
         {
             Started = true;
-            _startResponse();
+            _target.StartResponse();
         }
     }
 
@@ -142,8 +130,8 @@ internal sealed class KeepAlive : IAsyncDisposable
         try
         {
             EnsureStarted();
-            _writePing();
-            await _flush();
+            _target.WritePing();
+            await _target.FlushForPingAsync();
         }
 #pragma warning disable CA1031 // A failed ping means the client left; the relay sees that through its own cancellation.
         catch (Exception)
@@ -156,4 +144,17 @@ internal sealed class KeepAlive : IAsyncDisposable
             Volatile.Write(ref _state, Idle);
         }
     }
+}
+
+/// <summary>What a <see cref="KeepAlive"/> pings: the stream's response.</summary>
+internal interface IPingTarget
+{
+    /// <summary>Writes the response's start (headers, opening frame) if nothing was written yet; called once.</summary>
+    void StartResponse();
+
+    /// <summary>Writes one keep-alive frame.</summary>
+    void WritePing();
+
+    /// <summary>Sends what was written.</summary>
+    ValueTask FlushForPingAsync();
 }

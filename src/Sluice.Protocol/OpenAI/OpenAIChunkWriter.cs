@@ -12,10 +12,15 @@ namespace Sluice.Protocol.OpenAI;
 /// </summary>
 public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
 {
-    private readonly Utf8JsonWriter _json;
-    private JsonEncodedText _id;
+    // One JSON writer per thread, not per stream: every frame is written in one synchronous call that resets it first,
+    // and a forwarded stream writes few frames of its own (often none before its usage chunk) — the writer and the
+    // encoded id and model were ~560 bytes per stream, made up front and again when the upstream's identity arrived.
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_json;
+
+    private string _id;
     private long _created;
-    private JsonEncodedText _model;
+    private string _model;
     private string? _systemFingerprint;
     private bool _identityAdopted;
     private ulong _roleSentMask;
@@ -23,11 +28,10 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
     /// <summary>Creates a writer for one stream.</summary>
     public OpenAIChunkWriter(string id, long created, string model, string? systemFingerprint = null)
     {
-        _id = JsonEncodedText.Encode(id);
+        _id = id;
         _created = created;
-        _model = JsonEncodedText.Encode(model);
+        _model = model;
         _systemFingerprint = systemFingerprint;
-        _json = new Utf8JsonWriter(Stream.Null, OpenAIJson.WriterOptions);
     }
 
     /// <summary>
@@ -102,9 +106,9 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
     public void Adopt(OpenAIChunkIdentity identity)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        _id = JsonEncodedText.Encode(identity.Id);
+        _id = identity.Id;
         _created = identity.Created;
-        _model = JsonEncodedText.Encode(identity.Model);
+        _model = identity.Model;
         _systemFingerprint = identity.SystemFingerprint;
         _identityAdopted = true;
     }
@@ -115,13 +119,14 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
         ArgumentNullException.ThrowIfNull(usage);
         SseWriter.WriteId(output, sseId);
         WriteDataPrefix(output);
-        _json.Reset(output);
-        WriteChunkHeader();
-        _json.WriteStartArray(OpenAIJson.Choices);
-        _json.WriteEndArray();
-        WriteUsageObject(_json, usage);
-        _json.WriteEndObject();
-        _json.Flush();
+        var json = RentJson(output);
+        WriteChunkHeader(json);
+        json.WriteStartArray(OpenAIJson.Choices);
+        json.WriteEndArray();
+        WriteUsageObject(json, usage);
+        json.WriteEndObject();
+        json.Flush();
+        ReturnJson(json);
         WriteFrameEnd(output);
     }
 
@@ -130,9 +135,10 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
     {
         SseWriter.WriteId(output, sseId);
         WriteDataPrefix(output);
-        _json.Reset(output);
-        OpenAIErrorWriter.Write(_json, error);
-        _json.Flush();
+        var json = RentJson(output);
+        OpenAIErrorWriter.Write(json, error);
+        json.Flush();
+        ReturnJson(json);
         WriteFrameEnd(output);
     }
 
@@ -202,18 +208,28 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
         output.Advance(2);
     }
 
-    private void WriteChunkHeader()
+    private void WriteChunkHeader(Utf8JsonWriter json)
     {
-        _json.WriteStartObject();
-        _json.WriteString(OpenAIJson.Id, _id);
-        _json.WriteString(OpenAIJson.Object, OpenAIJson.ChunkObject);
-        _json.WriteNumber(OpenAIJson.Created, _created);
-        _json.WriteString(OpenAIJson.Model, _model);
+        json.WriteStartObject();
+        json.WriteString(OpenAIJson.Id, _id);
+        json.WriteString(OpenAIJson.Object, OpenAIJson.ChunkObject);
+        json.WriteNumber(OpenAIJson.Created, _created);
+        json.WriteString(OpenAIJson.Model, _model);
         if (_systemFingerprint is not null)
         {
-            _json.WriteString(OpenAIJson.SystemFingerprint, _systemFingerprint);
+            json.WriteString(OpenAIJson.SystemFingerprint, _systemFingerprint);
         }
     }
+
+    private static Utf8JsonWriter RentJson(IBufferWriter<byte> output)
+    {
+        var json = t_json ??= new Utf8JsonWriter(Stream.Null, OpenAIJson.WriterOptions);
+        json.Reset(output);
+        return json;
+    }
+
+    // The thread's writer lets go of the stream's output (it would otherwise keep it alive until the next frame).
+    private static void ReturnJson(Utf8JsonWriter json) => json.Reset(Stream.Null);
 
     private void WriteFrame(
         IBufferWriter<byte> output,
@@ -225,38 +241,39 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
     {
         SseWriter.WriteId(output, sseId);
         WriteDataPrefix(output);
-        _json.Reset(output);
-        WriteChunkHeader();
-        _json.WriteStartArray(OpenAIJson.Choices);
-        _json.WriteStartObject();
-        _json.WriteNumber(OpenAIJson.Index, choiceIndex);
-        _json.WriteStartObject(OpenAIJson.Delta);
+        var json = RentJson(output);
+        WriteChunkHeader(json);
+        json.WriteStartArray(OpenAIJson.Choices);
+        json.WriteStartObject();
+        json.WriteNumber(OpenAIJson.Index, choiceIndex);
+        json.WriteStartObject(OpenAIJson.Delta);
         if (writeDelta is not null && MarkRoleSent(choiceIndex))
         {
-            _json.WriteString(OpenAIJson.Role, OpenAIJson.Assistant);
+            json.WriteString(OpenAIJson.Role, OpenAIJson.Assistant);
         }
 
-        writeDelta?.Invoke(_json, streamEvent);
-        _json.WriteEndObject();
-        OpenAILogprobs.Write(_json, (streamEvent as TextDeltaEvent)?.Logprobs);
+        writeDelta?.Invoke(json, streamEvent);
+        json.WriteEndObject();
+        OpenAILogprobs.Write(json, (streamEvent as TextDeltaEvent)?.Logprobs);
         if (finishReason is null)
         {
-            _json.WriteNull(OpenAIJson.FinishReason);
+            json.WriteNull(OpenAIJson.FinishReason);
         }
         else
         {
-            _json.WriteString(OpenAIJson.FinishReason, finishReason);
+            json.WriteString(OpenAIJson.FinishReason, finishReason);
         }
 
-        _json.WriteEndObject();
-        _json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndArray();
         if (WritesUsageNull)
         {
-            _json.WriteNull(OpenAIJson.Usage);
+            json.WriteNull(OpenAIJson.Usage);
         }
 
-        _json.WriteEndObject();
-        _json.Flush();
+        json.WriteEndObject();
+        json.Flush();
+        ReturnJson(json);
         WriteFrameEnd(output);
     }
 

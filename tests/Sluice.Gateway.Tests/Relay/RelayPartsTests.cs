@@ -44,19 +44,19 @@ public sealed class RelayPartsTests
     {
         var time = new FakeTimeProvider();
         var pipe = new Pipe();
-        var started = 0;
-        var keepAlive = new KeepAlive(async () => await pipe.Writer.FlushAsync(), TimeSpan.FromSeconds(15), () => pipe.Writer.Write(": ping\n\n"u8), () => started++, CancellationToken.None, time);
+        var target = new PipePing(pipe.Writer);
+        var keepAlive = new KeepAlive(target, TimeSpan.FromSeconds(15), time);
 
         // The relay holds the gate: no ping, however long the silence.
         time.Advance(TimeSpan.FromSeconds(40));
-        Assert.Equal(0, started);
+        Assert.Equal(0, target.Started);
 
         keepAlive.Release();
         time.Advance(TimeSpan.FromSeconds(14));
-        Assert.Equal(0, started);
+        Assert.Equal(0, target.Started);
         time.Advance(TimeSpan.FromSeconds(1));
         await keepAlive.AcquireAsync();
-        Assert.Equal(1, started);
+        Assert.Equal(1, target.Started);
         Assert.Equal(": ping\n\n", await ReadAvailableAsync(pipe.Reader));
 
         // Stopped: no ping ever again.
@@ -64,6 +64,17 @@ public sealed class RelayPartsTests
         time.Advance(TimeSpan.FromMinutes(5));
         pipe.Writer.Complete();
         Assert.Equal(string.Empty, await ReadAvailableAsync(pipe.Reader));
+    }
+
+    private sealed class PipePing(PipeWriter writer) : IPingTarget
+    {
+        public int Started { get; private set; }
+
+        public void StartResponse() => Started++;
+
+        public void WritePing() => writer.Write(": ping\n\n"u8);
+
+        public async ValueTask FlushForPingAsync() => await writer.FlushAsync();
     }
 
     private static async Task<string> ReadAvailableAsync(PipeReader reader)
