@@ -21,10 +21,33 @@ internal static class RequestIds
     [ThreadStatic]
     private static int t_used;
 
+    private const int HexChars = 32;
+
     /// <summary>A new id, e.g. <c>019aef6c3b2a7c41b2d95e0f6a1c3d7e</c>.</summary>
     public static string Next()
     {
         Span<byte> id = stackalloc byte[16];
+        Fill(id);
+        return Convert.ToHexStringLower(id);
+    }
+
+    /// <summary>A new id between <paramref name="prefix"/> and <paramref name="suffix"/>, made as one string.</summary>
+    public static string Next(string prefix, string suffix)
+    {
+        Span<byte> id = stackalloc byte[16];
+        Fill(id);
+        return string.Create(prefix.Length + HexChars + suffix.Length, (Id: new Guid(id), Prefix: prefix, Suffix: suffix), static (chars, state) =>
+        {
+            Span<byte> bytes = stackalloc byte[16];
+            state.Id.TryWriteBytes(bytes);
+            state.Prefix.CopyTo(chars);
+            Convert.TryToHexStringLower(bytes, chars.Slice(state.Prefix.Length, HexChars), out _);
+            state.Suffix.CopyTo(chars[(state.Prefix.Length + HexChars)..]);
+        });
+    }
+
+    private static void Fill(Span<byte> id)
+    {
         TakeRandom(id[6..]);
 
         // RFC 9562 layout: unix_ts_ms (48 bits) | ver (4) = 7 | rand_a (12) | var (2) = 0b10 | rand_b (62).
@@ -33,7 +56,6 @@ internal static class RequestIds
         time[2..].CopyTo(id);
         id[6] = (byte)(0x70 | (id[6] & 0x0F));
         id[8] = (byte)(0x80 | (id[8] & 0x3F));
-        return Convert.ToHexStringLower(id);
     }
 
     private static void TakeRandom(Span<byte> into)

@@ -86,7 +86,7 @@ internal sealed class StreamRegistry
         ArgumentNullException.ThrowIfNull(format);
         var frames = format.Replay ?? throw new ArgumentException($"{format.GetType().Name} streams cannot be kept for resume.", nameof(format));
         Sweep();
-        var stream = new ResumableStream(this, "strm_" + Calls.RequestIds.Next() + _node.StreamIdSuffix, frames, ownerId)
+        var stream = new ResumableStream(this, Calls.RequestIds.Next("strm_", _node.StreamIdSuffix), frames, ownerId)
         {
             KeepsGeneratingWithoutReaders = keepsGenerating,
         };

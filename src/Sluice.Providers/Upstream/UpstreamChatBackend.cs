@@ -123,7 +123,7 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
         using var call = new UpstreamCall(Transport, cancellationToken);
 
         // :: Step 2
-        using var upstream = await UpstreamStreaming.OpenAsync(Transport, EndpointFor(request), body, call).ConfigureAwait(false);
+        using var upstream = UpstreamStreaming.Open(await Transport.SendAsync(EndpointFor(request), body, call).ConfigureAwait(false), call, Transport);
         var reader = new UpstreamEventReader(upstream.Body, _framing);
         using var decoder = CreateDecoder(request, options ?? ChatCallOptions.Default);
         var events = new List<ChatStreamEvent>(4);

@@ -8,13 +8,16 @@ namespace Sluice.Providers.Upstream;
 /// <summary>Reading helpers shared by the provider adapters.</summary>
 internal static class UpstreamStreaming
 {
-    /// <summary>Sends the request and opens the response body for streaming (see <see cref="UpstreamTransport.SendAsync"/>).</summary>
-    public static async Task<UpstreamResponse> OpenAsync(UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call)
+    /// <summary>
+    /// Opens the body of a response from <see cref="UpstreamTransport.SendAsync"/> for streaming. Synchronous: the
+    /// handler's response content already holds its stream, and an async step here was one more state machine and a
+    /// task per call (the caller awaits the send itself).
+    /// </summary>
+    public static UpstreamResponse Open(HttpResponseMessage response, UpstreamCall call, UpstreamTransport transport)
     {
-        var response = await transport.SendAsync(uri, body, call).ConfigureAwait(false);
         try
         {
-            return new UpstreamResponse(response, await response.Content.ReadAsStreamAsync(call.Token).ConfigureAwait(false));
+            return new UpstreamResponse(response, response.Content.ReadAsStream(call.Token));
         }
         catch (Exception ex) when (IsTransportFailure(ex, call))
         {

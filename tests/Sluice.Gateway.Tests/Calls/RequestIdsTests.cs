@@ -23,6 +23,26 @@ public sealed class RequestIdsTests
     }
 
     [Fact]
+    public void An_id_with_a_prefix_and_suffix_is_the_same_kind_of_id_made_as_one_string()
+    {
+        var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var ids = Enumerable.Range(0, 1_000).Select(_ => RequestIds.Next("strm_", "-n7")).ToList();
+        var after = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        Assert.Equal(ids.Count, ids.Distinct(StringComparer.Ordinal).Count());
+        foreach (var id in ids)
+        {
+            Assert.Matches("^strm_[0-9a-f]{32}-n7$", id);
+            var guid = Guid.ParseExact(id[5..37], "N");
+            Assert.Equal(7, guid.Version);
+            Assert.Contains(id[5 + 16], "89ab");
+            Assert.InRange(Convert.ToInt64(id[5..17], 16), before, after);
+        }
+
+        Assert.Matches("^[0-9a-f]{32}$", RequestIds.Next(string.Empty, string.Empty));
+    }
+
+    [Fact]
     public async Task Ids_are_unique_across_threads_and_many_refills_of_the_random_buffer()
     {
         // 4 threads x 5,000 ids: each thread's 4 KiB random buffer refills about twenty times.
