@@ -36,14 +36,9 @@ internal static class RequestIds
     {
         Span<byte> id = stackalloc byte[16];
         Fill(id);
-        return string.Create(prefix.Length + HexChars + suffix.Length, (Id: new Guid(id), Prefix: prefix, Suffix: suffix), static (chars, state) =>
-        {
-            Span<byte> bytes = stackalloc byte[16];
-            state.Id.TryWriteBytes(bytes);
-            state.Prefix.CopyTo(chars);
-            Convert.TryToHexStringLower(bytes, chars.Slice(state.Prefix.Length, HexChars), out _);
-            state.Suffix.CopyTo(chars[(state.Prefix.Length + HexChars)..]);
-        });
+        Span<char> hex = stackalloc char[HexChars];
+        Convert.TryToHexStringLower(id, hex, out _);
+        return string.Concat(prefix, hex, suffix);
     }
 
     private static void Fill(Span<byte> id)

@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
-using System.Security.Cryptography;
 using System.Text;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
@@ -179,10 +178,9 @@ internal static partial class EndpointPolicies
             return SluiceErrors.MissingKey();
         }
 
-        var presented = Encoding.UTF8.GetBytes(token.ToArray());
         foreach (var accepted in (ReadOnlySpan<string?>)[options.MasterKey, scrapeToken])
         {
-            if (accepted is not null && CryptographicOperations.FixedTimeEquals(presented, Encoding.UTF8.GetBytes(accepted)))
+            if (accepted is not null && KeyAuthenticator.FixedTimeMatches(token.Span, Encoding.UTF8.GetBytes(accepted)))
             {
                 return null;
             }

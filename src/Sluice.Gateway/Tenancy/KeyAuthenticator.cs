@@ -56,19 +56,23 @@ internal sealed class KeyAuthenticator(GatewayOptions options, TenantDirectory d
         }
     }
 
-    // Compared in constant time (for keys of the master key's length, as FixedTimeEquals does); the presented key is
-    // encoded on the stack, since every request presents one.
-    private bool IsMasterKey(ReadOnlySpan<char> token)
+    private bool IsMasterKey(ReadOnlySpan<char> token) => FixedTimeMatches(token, _masterKey);
+
+    /// <summary>
+    /// Whether <paramref name="presented"/> is the secret whose UTF-8 bytes are <paramref name="accepted"/>, compared in
+    /// constant time for secrets of its length (as <see cref="CryptographicOperations.FixedTimeEquals"/> does). The
+    /// presented key is encoded on the stack: every request presents one.
+    /// </summary>
+    internal static bool FixedTimeMatches(ReadOnlySpan<char> presented, ReadOnlySpan<byte> accepted)
     {
-        var master = _masterKey!;
-        var count = Encoding.UTF8.GetByteCount(token);
-        if (count != master.Length)
+        var count = Encoding.UTF8.GetByteCount(presented);
+        if (count != accepted.Length)
         {
             return false;
         }
 
-        Span<byte> presented = count <= 512 ? stackalloc byte[count] : new byte[count];
-        Encoding.UTF8.GetBytes(token, presented);
-        return CryptographicOperations.FixedTimeEquals(presented, master);
+        Span<byte> bytes = count <= 512 ? stackalloc byte[count] : new byte[count];
+        Encoding.UTF8.GetBytes(presented, bytes);
+        return CryptographicOperations.FixedTimeEquals(bytes, accepted);
     }
 }
