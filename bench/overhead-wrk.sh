@@ -2,9 +2,11 @@
 # Gateway overhead measured with wrk, an independent load generator: the mock upstream (sluice mock-upstream),
 # a bare ASP.NET Core pass-through (sluice bench proxy) and the gateway (sluice serve, an openai model pointing at
 # the mock) each run as their own process on free loopback ports; wrk streams chat completions to each in
-# alternating order (ABBA) and the script prints streams/s per round and the ratios to direct.
+# alternating order (ABBA) and the script prints streams/s per round and the ratios to direct. Time to first token at
+# concurrency 1 comes from bench/ttfb-probe.c (built here with cc): one connection, requests one after another, timed
+# to the first "data:" frame — a C loop, so the client adds no GC pause or event-loop wake of its own to the tail.
 #
-# Usage: bench/overhead-wrk.sh [--auth] [--upstream sluice|node] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--warmup S] [--threads N]
+# Usage: bench/overhead-wrk.sh [--auth] [--upstream sluice|node] [--no-resume] [--chunks N] [-c N] [--duration S] [--rounds N] [--warmup S] [--threads N] [--requests N]
 #   --auth        gateway with a master key, called with a team's virtual key created through the admin API
 #                 (authentication, admission and the usage ledger on) — what the performance budget asks for
 #   --upstream U  the mock behind every target: sluice (default: `sluice mock-upstream`, C#, as cheap as it gets, so
@@ -15,7 +17,8 @@
 #   --store S     the gateway's Store (default: a throwaway SQLite file), e.g. a PostgreSQL connection string
 #   --chunks N    content chunks per answer from the mock (default 64)
 #   -c N          connections (= streams open at once) for the throughput runs (default 32)
-#   --duration S  seconds per target per round (default 10); the C=1 runs take half of it
+#   --duration S  seconds per target per round of the throughput runs (default 10)
+#   --requests N  requests per target per round of the concurrency-1 runs (default 5000, after 200 unmeasured)
 #   --rounds N    rounds (default 2)
 #   --warmup S    seconds of load per target before the rounds (default 5; .NET targets keep compiling for ~20 s
 #                 under load on 2 cores, so use 25+ for steady-state figures)
@@ -25,7 +28,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; warmup=5; threads=1; access_log=true; store=""
+auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; warmup=5; threads=1; access_log=true; store=""; requests=5000
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --auth) auth=1 ;;
@@ -39,7 +42,8 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds="$2"; shift ;;
     --warmup) warmup="$2"; shift ;;
     --threads) threads="$2"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --requests) requests="$2"; shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
   esac
   shift
@@ -55,6 +59,11 @@ if ! command -v wrk >/dev/null; then
   echo "wrk not found; installing it (apt-get install -y wrk)…" >&2
   apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; } \
     || { echo "overhead-wrk.sh: could not install wrk; install it yourself (apt-get install wrk) and run again." >&2; exit 3; }
+fi
+if ! command -v cc >/dev/null; then
+  echo "cc not found; installing gcc (apt-get install -y gcc) for bench/ttfb-probe.c…" >&2
+  apt-get install -y gcc >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y gcc >/dev/null; } \
+    || { echo "overhead-wrk.sh: could not install a C compiler; install one (apt-get install gcc) and run again." >&2; exit 3; }
 fi
 for tool in curl python3; do
   command -v "$tool" >/dev/null || { echo "overhead-wrk.sh: $tool is needed; install it and run again." >&2; exit 3; }
@@ -86,6 +95,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
+cc -O2 -o "$work/ttfb-probe" "$root/bench/ttfb-probe.c"
 
 read -r mock_port proxy_port gateway_port < <(python3 -c '
 import socket
@@ -190,10 +200,18 @@ run_wrk() { # name, connections, seconds
        END { printf "%.1f %.3f %.1f %.3f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99 }' <<<"$out"
 }
 
+# Runs the concurrency-1 probe; prints "ttfb_p50_ms ttfb_p99_ms whole_stream_p99_ms".
+run_probe() { # name
+  local name="$1" port="${url[$1]##*:}" out
+  out="$("$work/ttfb-probe" 127.0.0.1 "$port" "$requests" --max-tokens "$chunks" --warmup 200 ${auth_key[$name]:+--key "${auth_key[$name]}"})" \
+    || { echo "overhead-wrk.sh: the concurrency-1 probe failed against $name (see above)." >&2; exit 1; }
+  awk '/^first data/ { p50 = $4; p99 = $8 } /^whole stream/ { w99 = $8 } END { print p50, p99, w99 }' <<<"$out"
+}
+
 echo "warming up each target (${warmup} s)…" >&2
 for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup")"; done
 
-declare -A rps single tail cpu
+declare -A rps single tail cpu whole
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
   (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
@@ -205,36 +223,41 @@ for (( round = 1; round <= rounds; round++ )); do
     echo "  $r streams/s, $u µs CPU per stream in its own process" >&2
   done
   for name in "${order[@]}"; do
-    echo "round $round/$rounds: $name, 1 connection, $(( (duration + 1) / 2 )) s" >&2
-    result="$(run_wrk "$name" 1 $(( (duration + 1) / 2 )))"; read -r _ p _ p99 <<<"$result"
+    echo "round $round/$rounds: $name, 1 connection, $requests requests one after another" >&2
+    read -r p p99 w99 <<<"$(run_probe "$name")"
     single[$name]+="$p "
     tail[$name]+="$p99 "
-    echo "  stream latency p50 $p ms, p99 $p99 ms" >&2
+    whole[$name]+="$w99 "
+    echo "  time to first token p50 $p ms, p99 $p99 ms; whole stream p99 $w99 ms" >&2
   done
 done
 
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
-echo "Gateway overhead with wrk — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
-python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" <<'EOF'
+echo "Gateway overhead with wrk and ttfb-probe — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
+python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" "${whole[direct]}" "${whole[bare-proxy]}" "${whole[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
 rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
 lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[5:8])}
 cpu = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[8:11])}
 p99 = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[11:14])}
-print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'C=1 p50 ms':>12}{'C=1 p99 ms':>12}")
+whole = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[14:17])}
+print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'whole p99':>11}")
 direct = statistics.mean(rps["direct"])
 for n in rps:
     m = statistics.mean(rps[n])
-    print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):12.3f}{statistics.median(p99[n]):12.3f}")
+    print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):10.3f}{statistics.median(p99[n]):10.3f}{statistics.median(whole[n]):11.3f}")
 bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
 print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%} (budget >= 85 %)")
 print("CPU per stream in the target's own process (median of rounds, min-max): "
       + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in cpu)
       + " (budget: gateway <= 100 µs)")
-print(f"added whole-stream latency at C=1 (p50): bare proxy {statistics.median(lat['bare-proxy']) - statistics.median(lat['direct']):.3f} ms, "
-      f"gateway {statistics.median(lat['gateway']) - statistics.median(lat['direct']):.3f} ms; p99: bare proxy "
-      f"{statistics.median(p99['bare-proxy']) - statistics.median(p99['direct']):.3f} ms, gateway {statistics.median(p99['gateway']) - statistics.median(p99['direct']):.3f} ms "
-      "(wrk times whole streams, not the first byte)")
+def added(n, d): return statistics.median(d[n]) - statistics.median(d["direct"])
+def span(n, d): return f"{min(d[n]):.3f}-{max(d[n]):.3f}"
+print(f"added time to first token at C=1 (ms, median of rounds; the gateway's own per-round values in brackets): "
+      f"p50 bare proxy {added('bare-proxy', lat):.3f}, gateway {added('gateway', lat):.3f} [{span('gateway', lat)}] (budget <= 0.3); "
+      f"p99 bare proxy {added('bare-proxy', p99):.3f}, gateway {added('gateway', p99):.3f} [{span('gateway', p99)}] (budget <= 1); "
+      f"whole-stream p99 gateway {added('gateway', whole):.3f}")
+print("(times in ms from the request's first byte sent; TTFT = the first data: frame, measured by bench/ttfb-probe.c)")
 EOF

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -40,7 +41,60 @@ public sealed partial class NodeMockSmokeTests : IDisposable
         AssertWholeAnswer(await StreamAsync(new Uri(gateway.Address, "v1/chat/completions")), "mock");
     }
 
+    /// <summary>
+    /// <c>bench/ttfb-probe.c</c>, the concurrency-1 client of <c>overhead-wrk.sh</c>: built with cc, it times answers
+    /// straight from the mock and through the gateway (first data frame no later than the stream's end, percentiles in
+    /// order), and a refused request stops it with the status named.
+    /// </summary>
+    [Fact]
+    public async Task The_first_token_probe_times_answers_directly_and_through_the_gateway()
+    {
+        var probe = Path.Combine(_root.FullName, "ttfb-probe");
+        var build = await CliProcess.RunAsync(
+            ["-O2", "-Wall", "-Werror", "-o", probe, Path.Combine(Fixtures.RepositoryRoot, "bench", "ttfb-probe.c")],
+            timeout: TimeSpan.FromSeconds(60),
+            executable: "cc");
+        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+
+        await using var mock = CliProcess.Start([Path.Combine(Fixtures.RepositoryRoot, "bench", "node-mock.mjs"), "--port", "0", "--chunks", "5", "--model", "mock"], executable: "node");
+        await mock.WaitForOutputAsync((stdout, _) => Listening().IsMatch(stdout), TimeSpan.FromSeconds(30));
+        var upstream = new Uri(Listening().Match(mock.Stdout).Groups[1].Value);
+        var config = Path.Combine(_root.FullName, "sluice.json");
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        {
+            Models = new[] { new { Name = "mock", Provider = "openai", BaseUrl = upstream + "v1", MaxAttempts = 1 } },
+        }));
+        await using var gateway = await ServeProcess.StartAsync(["--config", config, "--data", Directory.CreateDirectory(Path.Combine(_root.FullName, "data")).FullName]);
+
+        foreach (var port in new[] { upstream.Port, gateway.Address.Port })
+        {
+            var run = await CliProcess.RunAsync(
+                ["127.0.0.1", port.ToString(CultureInfo.InvariantCulture), "30", "--max-tokens", "5", "--warmup", "3"], executable: probe);
+            Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
+            Assert.Contains("30 requests one after another", run.Stdout, StringComparison.Ordinal);
+            var firstData = Percentiles(run.Stdout, "first data");
+            var whole = Percentiles(run.Stdout, "whole stream");
+            Assert.True(firstData[0] > 0 && firstData[0] <= whole[0], run.Stdout);
+            Assert.True(firstData.Zip(firstData.Skip(1)).All(pair => pair.First <= pair.Second), run.Stdout);
+        }
+
+        var refused = await CliProcess.RunAsync(
+            ["127.0.0.1", gateway.Address.Port.ToString(CultureInfo.InvariantCulture), "5", "--model", "no-such-model", "--warmup", "0"], executable: probe);
+        Assert.Equal(12, refused.ExitCode);
+        Assert.Contains("answer 1 has status 404", refused.Stderr, StringComparison.Ordinal);
+    }
+
     public void Dispose() => _root.Delete(recursive: true);
+
+    /// <summary>p50, p90, p99, p99.9 and max (ms) of one line of the probe's report.</summary>
+    private static double[] Percentiles(string report, string what)
+    {
+        var line = report.Split('\n').Single(l => l.StartsWith(what, StringComparison.Ordinal));
+        return [.. ProbeNumber().Matches(line[what.Length..]).Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture))];
+    }
+
+    [GeneratedRegex(@"(?:p50|p90|p99|p99\.9|max) ([0-9.]+)")]
+    private static partial Regex ProbeNumber();
 
     private static async Task<string> StreamAsync(Uri url)
     {
