@@ -215,7 +215,7 @@ public sealed class WebSocketMemoryTests(ITestOutputHelper output)
 
             Interlocked.Increment(ref aborted);
         });
-        const double SlowClientSeconds = 4;
+        const double SlowClientSeconds = 6;
         await using var gateway = await TestGateway.StartAsync(o =>
         {
             o.Models.Add(new ModelOptions { Name = "endless", Provider = "openai", BaseUrl = upstream.BaseUrl + "/v1" });
@@ -239,10 +239,19 @@ public sealed class WebSocketMemoryTests(ITestOutputHelper output)
             await WebSocketBoundsTests.SendAsync(socket, $$"""{"type": "chat", "id": "r{{i}}", "model": "endless", "messages": [{"role": "user", "content": "go on"}]}""");
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(SlowClientSeconds / 2));
+        // The buffers fill within a second on a quiet machine, later on a loaded one: wait (before the slow-client
+        // timeout) for a second in which the upstream could write less than the bound below, or fail with what it wrote.
+        await Task.Delay(TimeSpan.FromSeconds(1));
         var writtenEarly = Interlocked.Read(ref written);
         await Task.Delay(TimeSpan.FromSeconds(1));
         var writtenLater = Interlocked.Read(ref written);
+        while (writtenLater - writtenEarly >= 256 * 1024 && DateTime.UtcNow - started < TimeSpan.FromSeconds(SlowClientSeconds - 1.5))
+        {
+            writtenEarly = writtenLater;
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            writtenLater = Interlocked.Read(ref written);
+        }
+
         var during = WebSocketBoundsTests.ManagedHeap();
         output.WriteLine(
             $"managed heap: baseline {baseline / 1e6:F1} MB, stalled {during / 1e6:F1} MB (+{(during - baseline) / 1e6:F1} MB); " +
