@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Many slow streams held open at once through one gateway, proxied to a paced mock upstream.
 #
-#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct]
+#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node]
 #
 # Starts `sluice mock-upstream --timestamp-chunks` (--chunks content chunks, --pace-ms apart, each carrying its send
 # time) and `sluice serve` with a master key (SQLite in a temp folder), creates a team and its virtual key, warms the
 # gateway up with 2,000 fast streams (a second, unpaced mock), samples its resident memory, open file descriptors and
-# threads (the baseline), then opens --streams streams at once with bench/hold-streams.mjs (Node.js; --ramp new
-# connections per second) and holds them to the end. Samples the gateway every second; prints errors, the peak RSS
+# threads (the baseline), then opens --streams streams at once with bench/hold-streams.c (one epoll loop in C, built
+# here with cc; --client node uses bench/hold-streams.mjs instead, whose own event loop adds hundreds of ms per chunk
+# at thousands of streams on two cores; --ramp new connections per second) and holds them to the end. Samples the gateway every second; prints errors, the peak RSS
 # (target ≤ 1.5 GB for 8,000), peak fds and threads, the delay the gateway adds per chunk (receive time minus the
 # mock's send time: target p99 ≤ 5 ms) and RSS/fds/threads 5 s, 30 s and 90 s after the streams end against the
 # baseline (idle upstream connections close after 60 s). --no-replay runs the gateway with Streaming:Resumable false
@@ -18,7 +19,7 @@
 # Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) streams="$2"; shift 2 ;;
@@ -27,13 +28,18 @@ while [ $# -gt 0 ]; do
     --ramp) ramp="$2"; shift 2 ;;
     --no-replay) resumable=false; shift ;;
     --direct) direct=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --client) client="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
 dll="${SLUICE_DLL:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"
 [ -f "$dll" ] || { echo "proxied-streams.sh: $dll not found; build with 'dotnet build src/Sluice.Cli -c Release'." >&2; exit 2; }
-command -v node >/dev/null || { echo "proxied-streams.sh: node not found (the client is bench/hold-streams.mjs); install Node.js 18 or later, e.g. 'apt-get install -y nodejs'." >&2; exit 2; }
+case "$client" in
+  c) command -v cc >/dev/null || { echo "proxied-streams.sh: cc not found (the client is bench/hold-streams.c); install a C compiler ('apt-get install -y gcc') or pass --client node." >&2; exit 2; } ;;
+  node) command -v node >/dev/null || { echo "proxied-streams.sh: node not found (--client node is bench/hold-streams.mjs); install Node.js 18 or later, e.g. 'apt-get install -y nodejs'." >&2; exit 2; } ;;
+  *) echo "proxied-streams.sh: --client must be c or node, not '$client'." >&2; exit 2 ;;
+esac
 command -v python3 >/dev/null || { echo "proxied-streams.sh: python3 not found; install it with 'apt-get install -y python3'." >&2; exit 2; }
 
 need=$((2 * streams + 300))
@@ -55,6 +61,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+hold=(node "$root/bench/hold-streams.mjs")
+if [ "$client" = c ]; then
+  cc -O2 -o "$work/hold-streams" "$root/bench/hold-streams.c" || { echo "proxied-streams.sh: building bench/hold-streams.c failed (see above)." >&2; exit 2; }
+  hold=("$work/hold-streams")
+fi
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 mp=$(port); fp=$(port); gp=$(port)
 master="sk-held-master-0123456789abcdef0123456789abcdef"
@@ -78,13 +89,13 @@ key="$(admin api/teams/create '{"organization_id":"org_held","team_id":"team_hel
 
 if [ "$direct" = 1 ]; then
   echo "proxied-streams: --direct: $streams streams straight to the mock, $ramp/s, $chunks chunks $pace ms apart"
-  node "$root/bench/hold-streams.mjs" --url "http://127.0.0.1:$mp" --streams "$streams" --ramp "$ramp" --max-tokens "$chunks" \
+  "${hold[@]}" --url "http://127.0.0.1:$mp" --streams "$streams" --ramp "$ramp" --max-tokens "$chunks" \
     --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/direct.json" || true
   [ -s "$work/direct.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
-  python3 - "$work/direct.json" <<'PY'
+  python3 - "$work/direct.json" "$client" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); d = r["added_delay_ms"] or {}; g = r["gap_ms"] or {}
-print(f"\nproxied-streams --direct ({r['streams']} streams, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
+print(f"\nproxied-streams --direct (client {sys.argv[2]}, {r['streams']} streams, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
 print(f"  delay per chunk, mock to client (ms, {d.get('count', 0)} chunks): p50 {d.get('p50')}, p90 {d.get('p90')}, p99 {d.get('p99')}, p99.9 {d.get('p999')}, max {d.get('max')}; gap p50 {g.get('p50')}, p99 {g.get('p99')}")
 PY
   exit 0
@@ -98,7 +109,7 @@ read -r rss0 fd0 th0 <<< "$(sample)"
 echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
 cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS
-node "$root/bench/hold-streams.mjs" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
+"${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
   --max-tokens "$chunks" --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/result.json"
 [ -s "$work/result.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
 cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)

@@ -1,0 +1,86 @@
+using System.Globalization;
+using System.Text.Json;
+using Sluice.Cli.Tests.ScaleOut;
+using Sluice.Testing;
+
+namespace Sluice.Cli.Tests.Bench;
+
+/// <summary>
+/// <c>bench/hold-streams.c</c>, the many-streams client of <c>bench/proxied-streams.sh</c>: built with cc, it holds
+/// streams from <c>sluice mock-upstream --timestamp-chunks</c> to their end and reports every stamped chunk's delay and
+/// the gaps between them; a refused connection is counted by kind, not lost.
+/// </summary>
+public sealed class HoldStreamsSmokeTests : IDisposable
+{
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+    private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("sluice-hold-streams-");
+
+    [Fact]
+    public async Task Holds_streams_to_their_end_and_times_every_stamped_chunk()
+    {
+        var client = Path.Combine(_root.FullName, "hold-streams");
+        var build = await CliProcess.RunAsync(
+            ["-O2", "-Wall", "-Werror", "-o", client, Path.Combine(Fixtures.RepositoryRoot, "bench", "hold-streams.c")],
+            timeout: TimeSpan.FromSeconds(60),
+            executable: "cc");
+        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+
+        var port = NginxProcess.FreePort().ToString(CultureInfo.InvariantCulture);
+        await using var mock = CliProcess.Start(
+            ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", "3", "--chunk-delay-ms", "20", "--timestamp-chunks", "--model", "mock"]);
+        await WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
+
+        var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--max-tokens", "3"], executable: client);
+        Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
+        using (var result = JsonDocument.Parse(run.Stdout))
+        {
+            var r = result.RootElement;
+            Assert.Equal((20, 0, 60), (r.GetProperty("ok").GetInt32(), r.GetProperty("failed").GetInt32(), r.GetProperty("chunks").GetInt32()));
+            var delay = r.GetProperty("added_delay_ms");
+            Assert.Equal(60, delay.GetProperty("count").GetInt32());
+            Assert.InRange(delay.GetProperty("p50").GetDouble(), 0, 1_000);
+            Assert.True(delay.GetProperty("p50").GetDouble() <= delay.GetProperty("max").GetDouble(), run.Stdout);
+
+            // Three chunks 20 ms apart: two gaps per stream, each about the pacing.
+            var gap = r.GetProperty("gap_ms");
+            Assert.Equal(40, gap.GetProperty("count").GetInt32());
+            Assert.InRange(gap.GetProperty("p50").GetDouble(), 15, 1_000);
+            Assert.Equal(20, r.GetProperty("ttfb_ms").GetProperty("count").GetInt32());
+        }
+
+        // Nothing listens: every stream fails as a refused connection.
+        var refused = await CliProcess.RunAsync(
+            ["--url", $"http://127.0.0.1:{NginxProcess.FreePort()}", "--streams", "5", "--ramp", "100", "--max-tokens", "3"], executable: client);
+        Assert.Equal(0, refused.ExitCode);
+        using (var result = JsonDocument.Parse(refused.Stdout))
+        {
+            Assert.Equal(0, result.RootElement.GetProperty("ok").GetInt32());
+            Assert.Equal(5, result.RootElement.GetProperty("errors").GetProperty("connect_ECONNREFUSED").GetInt32());
+        }
+    }
+
+    public void Dispose() => _root.Delete(recursive: true);
+
+    private static async Task WaitUntilAnswersAsync(Uri url, CliProcess process)
+    {
+        for (var i = 0; i < 300; i++)
+        {
+            try
+            {
+                using var response = await Http.GetAsync(url);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            Assert.False(process.HasExited, "the mock upstream exited: " + process.Stderr);
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"nothing answered at {url}: {process.Stderr}");
+    }
+}
