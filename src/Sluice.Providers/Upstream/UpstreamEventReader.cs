@@ -95,6 +95,8 @@ internal sealed class UpstreamEventReader
 
     /// <summary>Reads the next record; false when the body has ended.</summary>
     /// <exception cref="UpstreamFormatException">A line is longer than 8 MiB.</exception>
+    /// <remarks>Pooled, as <see cref="UpstreamStreaming.NextAsync"/>: the read waits for the upstream's next chunk.</remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken)
     {
         if (_hasData)
