@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
   series_t delays = {0}, gaps = {0}, ttfb = {0};
   long started = 0, open_now = 0, max_open = 0, finished = 0, ok = 0, chunks = 0;
   int ep = epoll_create1(0);
-  static char buf[1 << 16], scan[(1 << 16) + CARRY];
+  static char buf[1 << 16], scan[(1 << 16) + CARRY + 1];
   double t0 = wall_ms(), next_batch = t0, next_progress = t0 + 5000, deadline = t0 + timeout_s * 1000.0;
   long batch = ramp / 20 > 0 ? ramp / 20 : 1;
   struct epoll_event events[512];
@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
     double now = wall_ms();
     if (now > deadline) {
       for (long i = 0; i < streams; i++) if (conns[i].state) { close(conns[i].fd); conns[i].state = 0; fail("timeout"); finished++; open_now--; }
+      for (; started < streams; started++, finished++) fail("not_started");
       break;
     }
     // Open the next batch (ramp per second, in 20 steps).
@@ -195,6 +196,7 @@ int main(int argc, char **argv) {
           memcpy(scan, c->carry, c->carry_len);
           memcpy(scan + c->carry_len, buf + off, got - off);
           size_t total = c->carry_len + (got - off), consumed = 0;
+          scan[total] = 0; // strtod below must stop at the end of what was read
           static const char pat[] = "\"content\":\"t=";
           for (char *p = scan; (p = memmem(p, scan + total - p, pat, sizeof pat - 1)); ) {
             char *num = p + sizeof pat - 1, *stop;
