@@ -71,8 +71,8 @@ internal static class UpstreamStreaming
     /// </summary>
     /// <remarks>
     /// Pooled: a paced stream's read waits for the next chunk (up to a second or more), so a fresh box per read lived
-    /// long enough to be promoted at every collection — with thousands of streams open, megabytes per gen-0 collection
-    /// and tens of milliseconds of pause for every stream.
+    /// long enough to be promoted at every collection (with 8,000 streams open, this method's and the reader's boxes
+    /// were half of the ~3 MB each gen-0 collection promoted).
     /// </remarks>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<bool> NextAsync(UpstreamEventReader reader, UpstreamCall call, UpstreamTransport transport)
