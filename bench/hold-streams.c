@@ -10,7 +10,9 @@
 // first byte, inter-chunk gap and the added delay per chunk (p50/p90/p99/p99.9/max, ms).
 //
 // Build: cc -O2 -o hold-streams bench/hold-streams.c   (bench/proxied-streams.sh builds it with --client c)
-// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S]
+// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S] [--unstamped 1]
+// --unstamped 1: any non-empty content chunk counts (for models without stamps, e.g. a simulated one at 1 token/s): the
+// gaps between chunks are measured, there is no per-chunk delay.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,7 +77,7 @@ static void fail(const char *kind) {
 
 int main(int argc, char **argv) {
   const char *url = "http://127.0.0.1:8080", *key = "", *model = "mock";
-  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300;
+  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300, unstamped = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--url")) url = argv[i + 1];
     else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
@@ -84,6 +86,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--ramp")) ramp = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--timeout-s")) timeout_s = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--unstamped")) unstamped = atol(argv[i + 1]);
     else { fprintf(stderr, "hold-streams: unknown option '%s'.\n", argv[i]); return 2; }
   }
   char host[64]; int port;
@@ -197,12 +200,20 @@ int main(int argc, char **argv) {
           memcpy(scan + c->carry_len, buf + off, got - off);
           size_t total = c->carry_len + (got - off), consumed = 0;
           scan[total] = 0; // strtod below must stop at the end of what was read
-          static const char pat[] = "\"content\":\"t=";
-          for (char *p = scan; (p = memmem(p, scan + total - p, pat, sizeof pat - 1)); ) {
-            char *num = p + sizeof pat - 1, *stop;
-            double stamp = strtod(num, &stop);
-            if (stop == num || stop >= scan + total || *stop != ';') break; // cut off: the next read completes it
-            push(&delays, at - stamp); chunks++;
+          const char *pat = unstamped ? "\"content\":\"" : "\"content\":\"t=";
+          size_t pat_len = strlen(pat);
+          for (char *p = scan; (p = memmem(p, scan + total - p, pat, pat_len)); ) {
+            char *num = p + pat_len, *stop;
+            if (unstamped) {
+              if (num >= scan + total) break; // cut off: the next read completes it
+              stop = num;
+              if (*num == '"') { p = num; consumed = num - scan; continue; } // an empty content (the role chunk)
+            } else {
+              double stamp = strtod(num, &stop);
+              if (stop == num || stop >= scan + total || *stop != ';') break; // cut off: the next read completes it
+              push(&delays, at - stamp);
+            }
+            chunks++;
             if (c->last) push(&gaps, at - c->last);
             c->last = at;
             p = stop; consumed = stop - scan;

@@ -48,6 +48,18 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             Assert.Equal(20, r.GetProperty("ttfb_ms").GetProperty("count").GetInt32());
         }
 
+        // Unstamped (a model without stamps): every non-empty content chunk counts for the gaps, no delay is computed.
+        var unstamped = await CliProcess.RunAsync(
+            ["--url", $"http://127.0.0.1:{port}", "--streams", "5", "--ramp", "100", "--max-tokens", "3", "--unstamped", "1"], executable: client);
+        Assert.True(unstamped.ExitCode == 0, unstamped.Stdout + unstamped.Stderr);
+        using (var result = JsonDocument.Parse(unstamped.Stdout))
+        {
+            var r = result.RootElement;
+            Assert.Equal((5, 15), (r.GetProperty("ok").GetInt32(), r.GetProperty("chunks").GetInt32()));
+            Assert.Equal(10, r.GetProperty("gap_ms").GetProperty("count").GetInt32());
+            Assert.Equal(JsonValueKind.Null, r.GetProperty("added_delay_ms").ValueKind);
+        }
+
         // Nothing listens: every stream fails as a refused connection.
         var refused = await CliProcess.RunAsync(
             ["--url", $"http://127.0.0.1:{NginxProcess.FreePort()}", "--streams", "5", "--ramp", "100", "--max-tokens", "3"], executable: client);
