@@ -16,6 +16,21 @@ internal static class BenchTools
         return path;
     }
 
+    /// <summary>
+    /// Builds bench/<paramref name="source"/> (one C file) with <c>cc -O2 -Wall -Werror</c> into
+    /// <paramref name="directory"/>, as its script does; returns the executable's path.
+    /// </summary>
+    public static async Task<string> BuildCAsync(string source, string directory)
+    {
+        var executable = Path.Combine(directory, Path.GetFileNameWithoutExtension(source));
+        var build = await CliProcess.RunAsync(
+            ["-O2", "-Wall", "-Werror", "-o", executable, Path.Combine(Fixtures.RepositoryRoot, "bench", source)],
+            timeout: TimeSpan.FromSeconds(60),
+            executable: "cc");
+        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+        return executable;
+    }
+
     /// <summary>Starts <c>sluice mock-upstream</c> on a free loopback port (with <paramref name="environment"/>); returns it and its base URL.</summary>
     public static (CliProcess Mock, Uri BaseAddress) StartMock(int chunks, IReadOnlyDictionary<string, string>? environment = null)
     {

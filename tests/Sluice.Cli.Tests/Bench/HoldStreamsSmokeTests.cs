@@ -18,12 +18,7 @@ public sealed class HoldStreamsSmokeTests : IDisposable
     [Fact]
     public async Task Holds_streams_to_their_end_and_times_every_stamped_chunk()
     {
-        var client = Path.Combine(_root.FullName, "hold-streams");
-        var build = await CliProcess.RunAsync(
-            ["-O2", "-Wall", "-Werror", "-o", client, Path.Combine(Fixtures.RepositoryRoot, "bench", "hold-streams.c")],
-            timeout: TimeSpan.FromSeconds(60),
-            executable: "cc");
-        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+        var client = await BenchTools.BuildCAsync("hold-streams.c", _root.FullName);
 
         var port = NginxProcess.FreePort().ToString(CultureInfo.InvariantCulture);
         await using var mock = CliProcess.Start(

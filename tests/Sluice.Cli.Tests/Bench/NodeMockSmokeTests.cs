@@ -49,12 +49,7 @@ public sealed partial class NodeMockSmokeTests : IDisposable
     [Fact]
     public async Task The_first_token_probe_times_answers_directly_and_through_the_gateway()
     {
-        var probe = Path.Combine(_root.FullName, "ttfb-probe");
-        var build = await CliProcess.RunAsync(
-            ["-O2", "-Wall", "-Werror", "-o", probe, Path.Combine(Fixtures.RepositoryRoot, "bench", "ttfb-probe.c")],
-            timeout: TimeSpan.FromSeconds(60),
-            executable: "cc");
-        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+        var probe = await BenchTools.BuildCAsync("ttfb-probe.c", _root.FullName);
 
         await using var mock = CliProcess.Start([Path.Combine(Fixtures.RepositoryRoot, "bench", "node-mock.mjs"), "--port", "0", "--chunks", "5", "--model", "mock"], executable: "node");
         await mock.WaitForOutputAsync((stdout, _) => Listening().IsMatch(stdout), TimeSpan.FromSeconds(30));
