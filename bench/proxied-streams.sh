@@ -16,10 +16,12 @@
 # gateway: the delay the client and the mock add on their own on this machine, to subtract.
 # A proxied stream holds two sockets in the gateway, so it needs ~2 × streams + 300 open files: the script raises
 # `ulimit -n` to the hard limit and stops with a message if that is not enough.
-# Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process.
+# --quick skips the 30 s and 90 s samples after the streams end and the heap dump (for comparing latency only).
+# Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process;
+# GATEWAY_ENV='NAME=VALUE …' reaches the gateway only (to compare runtime settings without changing the mocks).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) streams="$2"; shift 2 ;;
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
     --no-replay) resumable=false; shift ;;
     --direct) direct=1; shift ;;
     --client) client="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
@@ -76,7 +79,7 @@ cat > "$work/sluice.json" <<J
 J
 (cd "$work" && exec dotnet "$dll" mock-upstream --port "$mp" --chunks "$chunks" --chunk-delay-ms "$pace" --timestamp-chunks --model mock > "$work/mock.log" 2>&1) & mpid=$!
 (cd "$work" && exec dotnet "$dll" mock-upstream --port "$fp" --chunks 32 --model mock-fast > "$work/fast.log" 2>&1) & fpid=$!
-(cd "$work" && exec dotnet "$dll" serve --config "$work/sluice.json" > "$work/gw.log" 2>&1) & gpid=$!
+(cd "$work" && exec env ${GATEWAY_ENV:-} dotnet "$dll" serve --config "$work/sluice.json" > "$work/gw.log" 2>&1) & gpid=$!
 for url in "http://127.0.0.1:$gp/health" "http://127.0.0.1:$mp/v1/models" "http://127.0.0.1:$fp/v1/models"; do
   for _ in $(seq 300); do curl -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
   curl -fsS -o /dev/null "$url" || { echo "proxied-streams.sh: nothing answers $url; logs:" >&2; tail -n 20 "$work"/*.log >&2; exit 2; }
@@ -116,6 +119,10 @@ cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 python3 -c "import json; r=json.load(open('$work/result.json')); s=($cpu1-$cpu0)/$(getconf CLK_TCK); w=max(1,$SECONDS-$wall0)
 print(f'proxied-streams: gateway CPU {s:.1f} s over {w} s ({s/w*100:.0f} % of one core; load average {open(\"/proc/loadavg\").read().split()[0]}), {s*1e6/max(1,r[\"chunks\"]):.0f} µs per chunk relayed')"
 sleep 5; read -r rss5 fd5 th5 <<< "$(sample)"
+if [ "$quick" = 1 ]; then
+  read -r rss30 fd30 th30 <<< "$rss5 $fd5 $th5"; read -r rss90 fd90 th90 <<< "$rss5 $fd5 $th5"
+  echo "proxied-streams: --quick: no 30 s / 90 s samples or heap dump (the 'after' figures below are the 5 s ones)"
+else
 sleep 25; read -r rss30 fd30 th30 <<< "$(sample)"
 sleep 60; read -r rss90 fd90 th90 <<< "$(sample)"
 heap() { curl -s -H "Authorization: Bearer $master" "http://127.0.0.1:$gp/health" | sed -n 's/.*"heap_bytes": *\([0-9]*\).*/\1/p' | awk '{printf "%.0f", $1/1048576}'; }
@@ -128,6 +135,7 @@ if command -v dotnet-gcdump >/dev/null; then
   echo "proxied-streams: after a forced full GC (dotnet-gcdump): managed heap $(heap) MB, RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) MB (the heap now is what is live)"
 else
   echo "proxied-streams: (install dotnet-gcdump, 'dotnet tool install -g dotnet-gcdump', to see the live heap after a forced full GC)"
+fi
 fi
 kill "$spid" 2>/dev/null; spid=""
 hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$gpid/status)
