@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 
 /// <summary>
-/// Where a gen-0 collection's pause goes, from the runtime's own GC events (keyword GC, informational): suspending the
+/// Where a blocking collection's pause goes (gen 0, gen 1 and blocking gen 2 each on their own), from the runtime's own GC events (keyword GC, informational): suspending the
 /// threads, the collection itself, restarting them; and the collection's marking by root kind (<c>GCMarkWithType</c>:
 /// stacks, finalization queue, handles, older generations through the card table, …) with the bytes each kind kept
 /// alive and the time until its event. Written to SLUICE_GC_OUT every 2 s, counting collections from SLUICE_ALLOC_START
@@ -18,14 +18,18 @@ internal sealed class GcPhaseListener : EventListener
     private readonly Lock _gate = new();
     private readonly string _out;
     private readonly DateTime _start = DateTime.UtcNow.AddSeconds(double.Parse(Environment.GetEnvironmentVariable("SLUICE_ALLOC_START") ?? "0", CultureInfo.InvariantCulture));
-    private readonly List<double> _pauses = [];
-    private readonly double[] _markBytes = new double[RootKinds.Length];
-    private readonly double[] _markMs = new double[RootKinds.Length];
+    // Per generation collected (0, 1, 2 blocking): gen-1 collections also pause every thread, and with many streams
+    // open they can be what a tail is made of.
+    private readonly List<double>[] _pauses = [[], [], []];
+    private readonly double[][] _markBytes = [new double[RootKinds.Length], new double[RootKinds.Length], new double[RootKinds.Length]];
+    private readonly double[][] _markMs = [new double[RootKinds.Length], new double[RootKinds.Length], new double[RootKinds.Length]];
+    private readonly int[] _count = new int[3];
+    private readonly double[] _suspendMs = new double[3], _gcMs = new double[3], _restartMs = new double[3], _promoted = new double[3];
     private readonly Timer _timer;
     private DateTime _suspendBegin, _suspendEnd, _gcStart, _gcEnd, _restartBegin, _lastMark;
     private int _depth = -1;
-    private int _count;
-    private double _suspendMs, _gcMs, _restartMs, _promoted;
+    private bool _background;
+    private DateTime _firstCounted, _lastCounted;
 
     public GcPhaseListener(string output)
     {
@@ -53,51 +57,66 @@ internal sealed class GcPhaseListener : EventListener
                 case "GCStart_V2":
                     _gcStart = _lastMark = at;
                     _depth = Convert.ToInt32(e.Payload![e.PayloadNames!.IndexOf("Depth")], CultureInfo.InvariantCulture);
+                    // Type 1 is a background collection: its marking runs beside the program, not in a pause.
+                    _background = Convert.ToInt32(e.Payload[e.PayloadNames.IndexOf("Type")], CultureInfo.InvariantCulture) == 1;
                     break;
                 case "GCMarkWithType" when Counted(at):
                     var kind = Math.Min(RootKinds.Length - 1, Convert.ToInt32(e.Payload![e.PayloadNames!.IndexOf("Type")], CultureInfo.InvariantCulture));
-                    _markBytes[kind] += Convert.ToDouble(e.Payload[e.PayloadNames.IndexOf("Bytes")], CultureInfo.InvariantCulture);
-                    _markMs[kind] += (at - _lastMark).TotalMilliseconds;
+                    _markBytes[_depth][kind] += Convert.ToDouble(e.Payload[e.PayloadNames.IndexOf("Bytes")], CultureInfo.InvariantCulture);
+                    _markMs[_depth][kind] += (at - _lastMark).TotalMilliseconds;
                     _lastMark = at;
                     break;
                 case "GCHeapStats_V2" when Counted(at):
-                    _promoted += Convert.ToDouble(e.Payload![e.PayloadNames!.IndexOf("TotalPromotedSize0")], CultureInfo.InvariantCulture);
+                    _promoted[_depth] += Convert.ToDouble(e.Payload![e.PayloadNames!.IndexOf("TotalPromotedSize" + _depth)], CultureInfo.InvariantCulture);
                     break;
                 case "GCEnd_V1": _gcEnd = at; break;
                 case "GCRestartEEBegin_V1": _restartBegin = at; break;
                 case "GCRestartEEEnd_V1" when Counted(at) && _suspendBegin <= _gcStart:
-                    _count++;
-                    _suspendMs += (_suspendEnd - _suspendBegin).TotalMilliseconds;
-                    _gcMs += (_gcEnd - _gcStart).TotalMilliseconds;
-                    _restartMs += (at - _restartBegin).TotalMilliseconds;
-                    _pauses.Add((at - _suspendBegin).TotalMilliseconds);
+                    _count[_depth]++;
+                    _suspendMs[_depth] += (_suspendEnd - _suspendBegin).TotalMilliseconds;
+                    _gcMs[_depth] += (_gcEnd - _gcStart).TotalMilliseconds;
+                    _restartMs[_depth] += (at - _restartBegin).TotalMilliseconds;
+                    _pauses[_depth].Add((at - _suspendBegin).TotalMilliseconds);
+                    _firstCounted = _firstCounted == default ? at : _firstCounted;
+                    _lastCounted = at;
                     _depth = -1;
                     break;
             }
         }
     }
 
-    /// <summary>A gen-0 collection after the warm-up (background gen-2 work has other pauses and is not the question).</summary>
-    private bool Counted(DateTime at) => _depth == 0 && at >= _start;
+    /// <summary>A blocking collection after the warm-up (background gen-2 work has other pauses and is not the question).</summary>
+    private bool Counted(DateTime at) => _depth is >= 0 and <= 2 && !_background && at >= _start;
 
     private void Write()
     {
         var text = new StringBuilder();
         lock (_gate)
         {
-            if (_count == 0)
+            if (_count.Sum() == 0)
             {
                 return;
             }
 
-            var sorted = _pauses.Order().ToArray();
-            text.Append(CultureInfo.InvariantCulture, $"gen-0 collections {_count}: pause p50 {sorted[sorted.Length / 2]:F3} ms, p90 {sorted[sorted.Length * 9 / 10]:F3}, max {sorted[^1]:F3}\n");
-            text.Append(CultureInfo.InvariantCulture, $"  mean per collection: suspending threads {_suspendMs / _count:F3} ms, collecting {_gcMs / _count:F3} ms, restarting {_restartMs / _count:F3} ms; survivors promoted {_promoted / _count / 1024:F0} KB\n");
-            for (var kind = 0; kind < RootKinds.Length; kind++)
+            var span = (_lastCounted - _firstCounted).TotalSeconds;
+            text.Append(CultureInfo.InvariantCulture, $"blocking collections over {span:F0} s (first to last counted): gen 0 {_count[0]}, gen 1 {_count[1]}, gen 2 {_count[2]}\n");
+            for (var depth = 0; depth < 3; depth++)
             {
-                if (_markBytes[kind] > 0 || _markMs[kind] >= 0.005 * _count)
+                var count = _count[depth];
+                if (count == 0)
                 {
-                    text.Append(CultureInfo.InvariantCulture, $"  marked from {RootKinds[kind]}: {_markBytes[kind] / _count / 1024:F0} KB, {_markMs[kind] / _count:F3} ms\n");
+                    continue;
+                }
+
+                var sorted = _pauses[depth].Order().ToArray();
+                text.Append(CultureInfo.InvariantCulture, $"gen-{depth} collections {count}: pause p50 {sorted[sorted.Length / 2]:F3} ms, p90 {sorted[sorted.Length * 9 / 10]:F3}, max {sorted[^1]:F3}\n");
+                text.Append(CultureInfo.InvariantCulture, $"  mean per collection: suspending threads {_suspendMs[depth] / count:F3} ms, collecting {_gcMs[depth] / count:F3} ms, restarting {_restartMs[depth] / count:F3} ms; survivors promoted {_promoted[depth] / count / 1024:F0} KB\n");
+                for (var kind = 0; kind < RootKinds.Length; kind++)
+                {
+                    if (_markBytes[depth][kind] > 0 || _markMs[depth][kind] >= 0.005 * count)
+                    {
+                        text.Append(CultureInfo.InvariantCulture, $"  marked from {RootKinds[kind]}: {_markBytes[depth][kind] / count / 1024:F0} KB, {_markMs[depth][kind] / count:F3} ms\n");
+                    }
                 }
             }
         }
