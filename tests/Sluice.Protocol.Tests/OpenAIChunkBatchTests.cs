@@ -71,6 +71,43 @@ public sealed class OpenAIChunkBatchTests
         Assert.Throws<ObjectDisposedException>(() => batch.Add("{}"u8, null));
     }
 
+    [Fact]
+    public void Only_a_disposed_batch_reopens_and_then_it_is_empty_and_usable_again()
+    {
+        var batch = new OpenAIChunkBatch();
+        batch.Add(Delta("first"), null, estimatedTokens: 2);
+        batch.Add("{\"a\":1}"u8, [new FinishEvent("stop")]);
+
+        // In use: reopening changes nothing.
+        Assert.False(batch.TryReopen());
+        Assert.Equal(2, batch.Count);
+        Assert.Equal(2, batch.EstimatedTokens);
+
+        batch.Dispose();
+        batch.Dispose();
+        Assert.True(batch.TryReopen());
+        Assert.False(batch.TryReopen());
+
+        Assert.Equal(0, batch.Count);
+        Assert.Equal(0, batch.ByteCount);
+        Assert.Equal(0, batch.EstimatedTokens);
+        Assert.False(batch.HasUndecoded);
+        Assert.Throws<ArgumentOutOfRangeException>(() => batch.EventsAt(0));
+
+        var chunks = Enumerable.Range(0, 200).Select(i => Delta("again " + i)).ToList();
+        foreach (var chunk in chunks)
+        {
+            batch.Add(chunk, null);
+        }
+
+        Assert.Equal(200, batch.Count);
+        Assert.Equal(200, batch.EstimatedTokens);
+        Assert.True(batch.HasUndecoded);
+        Assert.Equal(chunks[199], batch.JsonAt(199).ToArray());
+        Assert.Null(batch.EventsAt(1));
+        batch.Dispose();
+    }
+
     [Theory]
     [InlineData("openai/text-a.sse")]
     [InlineData("openai/tool-calls-parallel.sse")]

@@ -107,12 +107,42 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
         return new OpenAIChunkEvent(_buffer.AsSpan(entry.Offset, entry.Length).ToArray(), entry.Events, entry.Identity);
     }
 
+    /// <summary>
+    /// Makes a disposed batch an empty, usable one again (fresh pooled buffers), so the producer that made it can pass
+    /// the same object on for its next read. Returns false, changing nothing, while the batch is in use (not disposed).
+    /// </summary>
+    /// <remarks>
+    /// Why: a paced stream's batch is new when the read delivers it and is then stored in the stream's long-lived objects
+    /// (the iterators' current event, the relay's state) — each such store of a new object into an old one dirties a card
+    /// that the next gen-0 collection scans, and with thousands of streams open that scanning is most of the pause. A
+    /// reused batch is old itself. Only the producer may call this, and only for a batch its consumer has disposed (the
+    /// contract: nothing read from a batch is kept after its disposal).
+    /// </remarks>
+    public bool TryReopen()
+    {
+        if (!Volatile.Read(ref _disposed))
+        {
+            return false;
+        }
+
+        _buffer = ArrayPool<byte>.Shared.Rent(InitialBytes);
+        _entries = ArrayPool<Entry>.Shared.Rent(16);
+        EstimatedTokens = 0;
+        HasUndecoded = false;
+        Volatile.Write(ref _disposed, false);
+        return true;
+    }
+
     /// <summary>Returns the buffer to the pool. The batch is empty afterwards.</summary>
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
         var buffer = _buffer;
         var entries = _entries;
-        _disposed = true;
         _buffer = [];
         _entries = [];
         _written = 0;
@@ -127,6 +157,9 @@ public sealed class OpenAIChunkBatch : ChatStreamEvent, IDisposable
             // Cleared: the entries hold decoded events, which must not outlive the batch in the pool.
             ArrayPool<Entry>.Shared.Return(entries, clearArray: true);
         }
+
+        // Last: a producer that sees the batch disposed may reopen it (TryReopen).
+        Volatile.Write(ref _disposed, true);
     }
 
     private Entry EntryAt(int index)

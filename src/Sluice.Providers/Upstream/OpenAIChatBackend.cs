@@ -217,6 +217,9 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
         private readonly OpenAIDeltaShape _shape = new();
         private ChoiceTracker _choices;
         private OpenAIChunkBatch? _batch;
+
+        // The last batch passed on: once its consumer has disposed it, the next read reuses the object (see TryReopen).
+        private OpenAIChunkBatch? _passedOn;
         private bool _captureIdentity = true;
 
         // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
@@ -237,7 +240,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             {
                 if (batching)
                 {
-                    (_batch ??= new OpenAIChunkBatch()).Add(data, null);
+                    (_batch ??= NewBatch()).Add(data, null);
                 }
                 else
                 {
@@ -273,7 +276,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             if (batching)
             {
                 // The batch keeps the bytes once; an event of its own (and a second copy) only if a consumer asks.
-                (_batch ??= new OpenAIChunkBatch()).Add(data, meaning, info.Identity);
+                (_batch ??= NewBatch()).Add(data, meaning, info.Identity);
             }
             else
             {
@@ -294,6 +297,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             _eager = Math.Max(0, _eager - 1);
             var ready = _batch;
             _batch = null;
+            _passedOn = ready;
             return ready;
         }
 
@@ -311,9 +315,13 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             if (_batch is not null)
             {
                 events.Add(_batch);
+                _passedOn = _batch;
                 _batch = null;
             }
         }
+
+        private OpenAIChunkBatch NewBatch() =>
+            _passedOn is { } spare && spare.TryReopen() ? spare : new OpenAIChunkBatch();
 
         /// <summary>
         /// True for a well-formed chunk that needs no decode: recognised by its shape (same bytes as the stream's last

@@ -185,6 +185,49 @@ public sealed class OpenAIBatchTests
         Assert.Equal(Describe(single), Describe(Flatten(batched)));
     }
 
+    [Fact]
+    public async Task A_consumer_that_disposes_each_batch_gets_the_same_object_back_with_the_next_reads_chunks()
+    {
+        // One chunk per read, like a paced upstream: every read is a batch of its own.
+        string[] frames = [Role, .. Enumerable.Range(0, 12).Select(i => Content("t" + i)), Finish, Usage, "data: [DONE]\n\n"];
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            foreach (var frame in frames)
+            {
+                await WriteAsync(context, frame);
+                await Task.Delay(20, context.RequestAborted);
+            }
+        });
+        await using var rig = await UpstreamRig.StartAsync("openai", upstream);
+
+        var objects = new List<OpenAIChunkBatch>();
+        var texts = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await foreach (var e in rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), ChatCallOptions.ChunkBatches, timeout.Token))
+        {
+            if (e is not OpenAIChunkBatch batch)
+            {
+                continue;
+            }
+
+            // What a relay does: read it, write it, dispose it before asking for the next event.
+            objects.Add(batch);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                texts.Add(Encoding.UTF8.GetString(batch.JsonAt(i)));
+            }
+
+            batch.Dispose();
+        }
+
+        // Every chunk arrived once, in order, although the batches shared one object.
+        var expected = frames[..^2].Select(frame => frame["data: ".Length..^2]).ToList();
+        Assert.Equal(expected, texts);
+        Assert.True(objects.Count >= 10, $"{objects.Count} batches");
+        Assert.True(objects.Distinct().Count() <= 2, $"{objects.Distinct().Count()} batch objects for {objects.Count} batches");
+    }
+
     private static Task<List<ChatStreamEvent>> CollectAsync(IChatBackend backend, bool batches)
     {
         var request = UpstreamKit.Request(UpstreamKit.SimpleRequest);
