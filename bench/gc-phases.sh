@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a gen-0 collection's pause is made of in the gateway under the load of bench/cpu-per-stream.sh (virtual key,
+# What a blocking collection's pause (gen 0, gen 1, blocking gen 2, each on its own) is made of in the gateway under the load of bench/cpu-per-stream.sh (virtual key,
 # ledger, 64-chunk mock upstream): suspending threads, collecting, restarting, and the marking by root kind (stacks,
 # handles, older generations through the card table, …) with the bytes each kept alive — from the runtime's own GC
 # events, read in-process by the startup hook in bench/alloc-hook after the warm-up.
