@@ -507,6 +507,13 @@ public sealed class ModelCatalog : IDisposable
                 $"{where} has a negative timeout. ConnectTimeoutMs, FirstTokenTimeoutMs, IdleTimeoutMs and TotalTimeoutMs are milliseconds; use 0 to disable one.");
         }
 
+        if (model.HttpVersion is not (null or "1.1" or "2"))
+        {
+            throw new ModelConfigurationException(
+                $"{where} has HttpVersion \"{model.HttpVersion}\". Use \"1.1\" (the default) or \"2\" (HTTP/2: negotiated over https, "
+                + "spoken without TLS over http, which the server must support).");
+        }
+
         string? apiKey = null;
         if (!string.IsNullOrWhiteSpace(model.ApiKeyEnv))
         {

@@ -40,6 +40,13 @@ public sealed class ModelOptions
     /// <summary>Upstream: extra HTTP headers sent with every request (e.g. an organization or project header).</summary>
     public Dictionary<string, string>? Headers { get; set; }
 
+    /// <summary>
+    /// Upstream: the HTTP version spoken to it — <c>1.1</c> (the default: one connection per stream in flight) or <c>2</c>
+    /// (many streams share a connection: over <c>https</c> HTTP/2 is negotiated and HTTP/1.1 used if the server does not
+    /// offer it; over <c>http</c> the server must speak HTTP/2 without TLS, "prior knowledge").
+    /// </summary>
+    public string? HttpVersion { get; set; }
+
     /// <summary>Upstream: time allowed to open the TCP/TLS connection, in milliseconds (default 10 000).</summary>
     public int ConnectTimeoutMs { get; set; } = 10_000;
 

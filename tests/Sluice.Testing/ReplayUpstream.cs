@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -69,7 +70,17 @@ public sealed class ReplayUpstream : IAsyncDisposable
     public IReadOnlyList<RecordedRequest> Requests => [.. _requests];
 
     /// <summary>Starts a server that answers every request with <paramref name="handler"/> (after recording it).</summary>
-    public static async Task<ReplayUpstream> StartAsync(Func<HttpContext, Task> handler, CancellationToken cancellationToken = default)
+    public static Task<ReplayUpstream> StartAsync(Func<HttpContext, Task> handler, CancellationToken cancellationToken = default) =>
+        StartAsync(handler, HttpProtocols.Http1AndHttp2, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="StartAsync(Func{HttpContext, Task}, CancellationToken)"/>, speaking only HTTP/2 without TLS (what a
+    /// client with "prior knowledge" expects; an HTTP/1.1 client is refused).
+    /// </summary>
+    public static Task<ReplayUpstream> StartHttp2OnlyAsync(Func<HttpContext, Task> handler, CancellationToken cancellationToken = default) =>
+        StartAsync(handler, HttpProtocols.Http2, cancellationToken);
+
+    private static async Task<ReplayUpstream> StartAsync(Func<HttpContext, Task> handler, HttpProtocols protocols, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(handler);
         var builder = WebApplication.CreateSlimBuilder();
@@ -77,7 +88,7 @@ public sealed class ReplayUpstream : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(IPAddress.Loopback, 0);
+            kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = protocols);
         });
         var app = builder.Build();
         ReplayUpstream? upstream = null;

@@ -23,6 +23,9 @@ internal sealed class UpstreamTransport : IDisposable
 
     private readonly HttpClient _client;
     private readonly string? _apiKey;
+    private readonly Version _version = System.Net.HttpVersion.Version11;
+    private readonly HttpVersionPolicy _versionPolicy = HttpVersionPolicy.RequestVersionOrLower;
+    private readonly bool _priorKnowledge;
 
     /// <summary>
     /// A transport whose key goes in <paramref name="keyHeader"/> (as <paramref name="keyPrefix"/> + key) when a key is
@@ -58,6 +61,15 @@ internal sealed class UpstreamTransport : IDisposable
         _apiKey = string.IsNullOrEmpty(apiKey) ? null : apiKey;
         BaseUrl = options.BaseUrl!.TrimEnd('/');
         UpstreamModel = string.IsNullOrWhiteSpace(options.UpstreamModel) ? options.Name : options.UpstreamModel;
+        if (options.HttpVersion == "2")
+        {
+            // Over TLS the version is negotiated (ALPN) and falls back to 1.1; without TLS there is nothing to negotiate
+            // with, so HTTP/2 is spoken from the first byte ("prior knowledge") and only to a server that speaks it.
+            _version = System.Net.HttpVersion.Version20;
+            _priorKnowledge = BaseUrl.StartsWith("http:", StringComparison.OrdinalIgnoreCase);
+            _versionPolicy = _priorKnowledge ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower;
+        }
+
         var handler = new SocketsHttpHandler
         {
             ConnectTimeout = options.ConnectTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.ConnectTimeoutMs) : Timeout.InfiniteTimeSpan,
@@ -132,7 +144,7 @@ internal sealed class UpstreamTransport : IDisposable
     /// <param name="accept">An Accept header for this request instead of the transport's (a JSON answer rather than a stream).</param>
     public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call, string? accept = null)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, uri);
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Version = _version, VersionPolicy = _versionPolicy };
         request.Content = new ReadOnlyMemoryContent(body);
         request.Content.Headers.ContentType = JsonContentType;
         if (accept is not null)
@@ -162,7 +174,10 @@ internal sealed class UpstreamTransport : IDisposable
         {
             throw new ChatException(502, new ErrorInfo(
                 $"Cannot reach the {Describe()} at {uri.GetLeftPart(UriPartial.Authority)} ({Redact(ex.Message)}). "
-                + "Check that the server is running and that BaseUrl is right, then retry.",
+                + "Check that the server is running and that BaseUrl is right, then retry."
+                + (_priorKnowledge
+                    ? $" Model \"{Options.Name}\" has HttpVersion \"2\" over http://, which needs a server that speaks HTTP/2 without TLS (h2c); if this one does not, remove HttpVersion (HTTP/1.1)."
+                    : string.Empty),
                 ErrorTypes.Upstream, null, "upstream_unreachable"), inner: ex);
         }
 
