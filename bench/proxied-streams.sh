@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many slow streams held open at once through one gateway, proxied to a paced mock upstream.
 #
-#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node]
+#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node] [--upstream-http2]
 #
 # Starts `sluice mock-upstream --timestamp-chunks` (--chunks content chunks, --pace-ms apart, each carrying its send
 # time) and `sluice serve` with a master key (SQLite in a temp folder), creates a team and its virtual key, warms the
@@ -16,12 +16,14 @@
 # gateway: the delay the client and the mock add on their own on this machine, to subtract.
 # A proxied stream holds two sockets in the gateway, so it needs ~2 × streams + 300 open files: the script raises
 # `ulimit -n` to the hard limit and stops with a message if that is not enough.
+# --upstream-http2 runs the mocks HTTP/2-only and the gateway's models with "HttpVersion": "2" (streams share upstream
+# connections: one socket per stream in the gateway instead of two).
 # --quick skips the 30 s and 90 s samples after the streams end and the heap dump (for comparing latency only).
 # Environment: KEEP_LOGS=DIR keeps the gateway's and the mocks' logs; SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll); DOTNET_* reach every process;
 # GATEWAY_ENV='NAME=VALUE …' reaches the gateway only (to compare runtime settings without changing the mocks).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0; h2=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) streams="$2"; shift 2 ;;
@@ -32,10 +34,14 @@ while [ $# -gt 0 ]; do
     --direct) direct=1; shift ;;
     --client) client="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --upstream-http2) h2=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
+if [ "$h2" = 1 ] && [ "$direct" = 1 ]; then
+  echo "proxied-streams.sh: --direct and --upstream-http2 do not go together (the client speaks HTTP/1.1; the HTTP/2-only mock refuses it)." >&2; exit 2
+fi
 dll="${SLUICE_DLL:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"
 [ -f "$dll" ] || { echo "proxied-streams.sh: $dll not found; build with 'dotnet build src/Sluice.Cli -c Release'." >&2; exit 2; }
 case "$client" in
@@ -72,17 +78,20 @@ fi
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 mp=$(port); fp=$(port); gp=$(port)
 master="sk-held-master-0123456789abcdef0123456789abcdef"
+version=1.1; mockh2=(); curlh2=()
+[ "$h2" = 1 ] && { version=2; mockh2=(--http2); curlh2=(--http2-prior-knowledge); }
 cat > "$work/sluice.json" <<J
 {"Host":"127.0.0.1","Port":$gp,"DataDirectory":"$work/data","MasterKey":"$master","Streaming":{"Resumable":$resumable},
- "Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1},
-           {"Name":"mock-fast","Provider":"openai","BaseUrl":"http://127.0.0.1:$fp/v1","MaxAttempts":1}]}
+ "Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1,"HttpVersion":"$version"},
+           {"Name":"mock-fast","Provider":"openai","BaseUrl":"http://127.0.0.1:$fp/v1","MaxAttempts":1,"HttpVersion":"$version"}]}
 J
-(cd "$work" && exec dotnet "$dll" mock-upstream --port "$mp" --chunks "$chunks" --chunk-delay-ms "$pace" --timestamp-chunks --model mock > "$work/mock.log" 2>&1) & mpid=$!
-(cd "$work" && exec dotnet "$dll" mock-upstream --port "$fp" --chunks 32 --model mock-fast > "$work/fast.log" 2>&1) & fpid=$!
+(cd "$work" && exec dotnet "$dll" mock-upstream --port "$mp" --chunks "$chunks" --chunk-delay-ms "$pace" --timestamp-chunks --model mock "${mockh2[@]}" > "$work/mock.log" 2>&1) & mpid=$!
+(cd "$work" && exec dotnet "$dll" mock-upstream --port "$fp" --chunks 32 --model mock-fast "${mockh2[@]}" > "$work/fast.log" 2>&1) & fpid=$!
 (cd "$work" && exec env ${GATEWAY_ENV:-} dotnet "$dll" serve --config "$work/sluice.json" > "$work/gw.log" 2>&1) & gpid=$!
 for url in "http://127.0.0.1:$gp/health" "http://127.0.0.1:$mp/v1/models" "http://127.0.0.1:$fp/v1/models"; do
-  for _ in $(seq 300); do curl -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
-  curl -fsS -o /dev/null "$url" || { echo "proxied-streams.sh: nothing answers $url; logs:" >&2; tail -n 20 "$work"/*.log >&2; exit 2; }
+  h=(); case "$url" in *":$gp/"*) ;; *) h=("${curlh2[@]}") ;; esac
+  for _ in $(seq 300); do curl "${h[@]}" -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
+  curl "${h[@]}" -fsS -o /dev/null "$url" || { echo "proxied-streams.sh: nothing answers $url; logs:" >&2; tail -n 20 "$work"/*.log >&2; exit 2; }
 done
 admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$gp/$1"; }
 admin api/organizations/create '{"organization_id":"org_held","name":"Held"}' >/dev/null
@@ -109,7 +118,7 @@ dotnet "$dll" bench --url "http://127.0.0.1:$gp" --model mock-fast --api-key "$k
   || { echo "proxied-streams.sh: the warm-up streams failed; gateway log:" >&2; tail -n 20 "$work/gw.log" >&2; exit 2; }
 sleep 3
 read -r rss0 fd0 th0 <<< "$(sample)"
-echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
+echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable, upstream HTTP/$version); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
 cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS
 "${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Sluice.Protocol;
@@ -43,6 +44,12 @@ public sealed class MockUpstreamOptions
     /// <see cref="ChunkText"/>), so a client behind a proxy can measure the delay the proxy adds per chunk.
     /// </summary>
     public bool TimestampChunks { get; set; }
+
+    /// <summary>
+    /// Speak HTTP/2 only, without TLS ("prior knowledge"), as the upstream of a gateway model with <c>"HttpVersion": "2"</c>;
+    /// HTTP/1.1 clients are refused.
+    /// </summary>
+    public bool Http2Only { get; set; }
 
     /// <summary>The model name reported in answers and <c>/v1/models</c> (any requested model is accepted).</summary>
     public string Model { get; set; } = "mock";
@@ -125,7 +132,7 @@ public sealed class MockUpstream : IAsyncDisposable
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-            kestrel.Listen(address, options.Port);
+            kestrel.Listen(address, options.Port, listen => listen.Protocols = options.Http2Only ? HttpProtocols.Http2 : HttpProtocols.Http1AndHttp2);
         });
         var app = builder.Build();
         var mock = new MockUpstream(app, options);
