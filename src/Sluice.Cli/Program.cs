@@ -3,6 +3,9 @@ using Sluice.Cli;
 using Sluice.Cli.Commands;
 using Sluice.Cli.Commands.Admin;
 
+// Before anything rents a buffer: the shared array pool reads its size once.
+RuntimeTuning.Apply();
+
 var root = new RootCommand("Sluice — a streaming LLM gateway. Run 'sluice serve' to start the server, 'sluice chat \"Hello\"' to talk to it, 'sluice models' to list its models, 'sluice admin' to manage teams, keys and credits, 'sluice run MODEL.gguf' to run a local model in this process.")
 {
     ServeCommand.Create(),
