@@ -174,6 +174,31 @@ public sealed class BenchMockUpstreamTests
         Assert.Contains("JSON", error.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Http2Only_answers_HTTP2_without_TLS_and_refuses_HTTP11()
+    {
+        await using var mock = await MockUpstream.StartAsync(new MockUpstreamOptions { Port = 0, Chunks = 3, ChunkText = " h2", Http2Only = true });
+        var body = """{"model":"mock","stream":true,"messages":[{"role":"user","content":"hi"}]}""";
+
+        using var h2 = new HttpRequestMessage(HttpMethod.Post, new Uri(mock.BaseAddress, "v1/chat/completions"))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
+        };
+        using var answer = await Http.SendAsync(h2);
+        var text = await answer.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal(HttpVersion.Version20, answer.Version);
+        Assert.Equal(3, text.Split("\" h2\"").Length - 1);
+        Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
+
+        // An HTTP/1.1 request on the same endpoint is not served.
+        using var h11 = await PostAsync(mock, body);
+        Assert.False(h11.IsSuccessStatusCode, $"HTTP/1.1 answered {(int)h11.StatusCode} {h11.Version}");
+    }
+
     private static Task<HttpResponseMessage> PostAsync(MockUpstream mock, string body) =>
         Http.PostAsync(new Uri(mock.BaseAddress, "v1/chat/completions"), new StringContent(body, Encoding.UTF8, "application/json"));
 }
