@@ -16,6 +16,8 @@
 # gateway: the delay the client and the mock add on their own on this machine, to subtract.
 # A proxied stream holds two sockets in the gateway, so it needs ~2 × streams + 300 open files: the script raises
 # `ulimit -n` to the hard limit and stops with a message if that is not enough.
+# Also prints what the kernel's TCP counters did during the streams (loss probes, retransmission time-outs, dropped SYNs,
+# accept-queue overflows, pruned queues), so a run the kernel slowed down shows as one.
 # --upstream-http2 runs the mocks HTTP/2-only and the gateway's models with "HttpVersion": "2" (streams share upstream
 # connections: one socket per stream in the gateway instead of two).
 # --quick skips the 30 s and 90 s samples after the streams end and the heap dump (for comparing latency only).
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
     --client) client="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --upstream-http2) h2=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
@@ -112,6 +114,37 @@ print(f"  delay per chunk, mock to client (ms, {d.get('count', 0)} chunks): p50 
 PY
   exit 0
 fi
+# Kernel TCP counters (all sockets of the machine; here that is these processes on loopback), to tell a run the kernel
+# slowed down (dropped SYNs, retransmission time-outs, pruned queues) from one the gateway did.
+tcpcounters() {
+  python3 - "$@" <<'PY'
+import json, sys
+def read(path):
+    lines, out = open(path).read().split("\n"), {}
+    for i in range(0, len(lines) - 1, 2):
+        if lines[i]:
+            names, values = lines[i].split(), lines[i + 1].split()
+            out.update({names[0][:-1] + "." + n: int(v) for n, v in zip(names[1:], values[1:])})
+    return out
+now = read("/proc/net/snmp"); now.update(read("/proc/net/netstat"))
+keys = ["Tcp.RetransSegs", "TcpExt.TCPLossProbes", "TcpExt.TCPTimeouts", "TcpExt.TCPSynRetrans", "TcpExt.ListenOverflows",
+        "TcpExt.ListenDrops", "TcpExt.TCPMemoryPressures", "TcpExt.PruneCalled", "TcpExt.TCPRcvQDrop", "TcpExt.TCPBacklogDrop",
+        "TcpExt.TCPZeroWindowDrop", "TcpExt.TCPSpuriousRTOs"]
+if len(sys.argv) == 1:
+    print(json.dumps({k: now.get(k, 0) for k in keys}))
+else:
+    before = json.loads(sys.argv[1])
+    moved = {k.split(".")[1]: now.get(k, 0) - v for k, v in before.items() if now.get(k, 0) != v}
+    harmful = {k: v for k, v in moved.items() if k not in ("RetransSegs", "TCPLossProbes", "TCPSpuriousRTOs")}
+    print("proxied-streams: kernel TCP counters during the streams: "
+          + (", ".join(f"{k} {v:,}" for k, v in moved.items()) if moved else "no retransmissions, drops or overflows"))
+    if moved and not harmful:
+        print("  (loss probes only: ACKs came late and segments were sent twice; no data waited for them)")
+    if harmful:
+        print("  (the kernel dropped or timed out segments: a dropped SYN is sent again after 1 s, which is time to first byte;"
+              " a retransmission time-out holds a chunk 200 ms or more — whatever the gateway does)")
+PY
+}
 sample() { echo "$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) $(ls /proc/$gpid/fd | wc -l) $(awk '/Threads/ {print $2}' /proc/$gpid/status)"; }
 echo "proxied-streams: warm-up, 2,000 fast streams"
 dotnet "$dll" bench --url "http://127.0.0.1:$gp" --model mock-fast --api-key "$key" -c 32 -n 2000 --max-tokens 32 >/dev/null 2>&1 \
@@ -120,11 +153,12 @@ sleep 3
 read -r rss0 fd0 th0 <<< "$(sample)"
 echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable, upstream HTTP/$version); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
-cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS
+cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS; tcp0=$(tcpcounters)
 "${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
   --max-tokens "$chunks" --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/result.json"
 [ -s "$work/result.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
 cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)
+tcpcounters "$tcp0"
 python3 -c "import json; r=json.load(open('$work/result.json')); s=($cpu1-$cpu0)/$(getconf CLK_TCK); w=max(1,$SECONDS-$wall0)
 print(f'proxied-streams: gateway CPU {s:.1f} s over {w} s ({s/w*100:.0f} % of one core; load average {open(\"/proc/loadavg\").read().split()[0]}), {s*1e6/max(1,r[\"chunks\"]):.0f} µs per chunk relayed')"
 sleep 5; read -r rss5 fd5 th5 <<< "$(sample)"
