@@ -514,6 +514,13 @@ public sealed class ModelCatalog : IDisposable
                 + "spoken without TLS over http, which the server must support).");
         }
 
+        if (model.UpstreamClient is not (null or "sluice" or "dotnet"))
+        {
+            throw new ModelConfigurationException(
+                $"{where} has UpstreamClient \"{model.UpstreamClient}\". Use \"sluice\" (the default: Sluice's own HTTP/1.1 client for http:// "
+                + "upstreams without a proxy) or \"dotnet\" (.NET's HttpClient for every upstream).");
+        }
+
         string? apiKey = null;
         if (!string.IsNullOrWhiteSpace(model.ApiKeyEnv))
         {

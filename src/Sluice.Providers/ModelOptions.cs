@@ -47,6 +47,13 @@ public sealed class ModelOptions
     /// </summary>
     public string? HttpVersion { get; set; }
 
+    /// <summary>
+    /// Upstream: which HTTP client talks to it — <c>sluice</c> (the default: for <c>http://</c> upstreams without a proxy
+    /// and <see cref="HttpVersion"/> 1.1, Sluice's own HTTP/1.1 client, which allocates nothing per streamed chunk; every
+    /// other upstream uses .NET's) or <c>dotnet</c> (always .NET's <see cref="System.Net.Http.SocketsHttpHandler"/>).
+    /// </summary>
+    public string? UpstreamClient { get; set; }
+
     /// <summary>Upstream: time allowed to open the TCP/TLS connection, in milliseconds (default 10 000).</summary>
     public int ConnectTimeoutMs { get; set; } = 10_000;
 

@@ -38,7 +38,7 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     }
 
     /// <summary>The connection pool, limits and error texts of this upstream.</summary>
-    private protected UpstreamTransport Transport { get; }
+    internal UpstreamTransport Transport { get; }
 
     /// <summary>Whether the provider answers <c>n</c> &gt; 1 in one request (only OpenAI-compatible servers do).</summary>
     private protected virtual bool SupportsSeveralChoices => false;

@@ -70,9 +70,18 @@ internal sealed class UpstreamTransport : IDisposable
             _versionPolicy = _priorKnowledge ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower;
         }
 
-        var handler = new SocketsHttpHandler
+        var connectTimeout = options.ConnectTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.ConnectTimeoutMs) : Timeout.InfiniteTimeSpan;
+        var baseUri = new Uri(BaseUrl);
+        // Plain-text HTTP/1.1 upstreams (local model servers above all) get Sluice's own client: HttpClient's response
+        // stream allocates two async boxes per read that waits, which at thousands of paced streams is most of what the
+        // gateway allocates and keeps every collection a gen-1 one. TLS, proxies and HTTP/2 stay with .NET's handler.
+        UsesOwnClient = options.UpstreamClient != "dotnet" && _version == System.Net.HttpVersion.Version11
+            && baseUri.Scheme == Uri.UriSchemeHttp && HttpClient.DefaultProxy.IsBypassed(baseUri);
+        HttpMessageHandler handler = UsesOwnClient
+            ? new Http11Handler(connectTimeout, TimeSpan.FromSeconds(60))
+            : new SocketsHttpHandler
         {
-            ConnectTimeout = options.ConnectTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.ConnectTimeoutMs) : Timeout.InfiniteTimeSpan,
+            ConnectTimeout = connectTimeout,
             // Streams are long-lived; recycle pooled connections now and then so DNS changes are seen.
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
@@ -111,6 +120,9 @@ internal sealed class UpstreamTransport : IDisposable
 
     /// <summary>The model entry.</summary>
     public ModelOptions Options { get; }
+
+    /// <summary>Whether requests go through Sluice's own HTTP/1.1 client (<see cref="Http11Handler"/>) rather than .NET's.</summary>
+    public bool UsesOwnClient { get; }
 
     /// <summary>How messages name the provider.</summary>
     public string ProviderLabel { get; }

@@ -23,8 +23,10 @@ public sealed class TracingAndAccessLogTests
         + "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n"
         + "data: [DONE]\n\n");
 
-    [Fact]
-    public async Task A_call_is_a_gateway_span_under_the_callers_traceparent_with_an_upstream_client_span_whose_context_reaches_the_upstream()
+    [Theory]
+    [InlineData("sluice")]
+    [InlineData("dotnet")]
+    public async Task A_call_is_a_gateway_span_under_the_callers_traceparent_with_an_upstream_client_span_whose_context_reaches_the_upstream(string upstreamClient)
     {
         await using var upstream = await ReplayUpstream.StartAsync(UpstreamAnswer);
         var spans = new ConcurrentQueue<Activity>();
@@ -33,7 +35,7 @@ public sealed class TracingAndAccessLogTests
         {
             Port = 0,
             DataDirectory = dataDirectory,
-            Models = [new ModelOptions { Name = "up", Provider = "openai", BaseUrl = upstream.BaseUrl + "/v1", UpstreamModel = "gpt-up" }],
+            Models = [new ModelOptions { Name = "up", Provider = "openai", BaseUrl = upstream.BaseUrl + "/v1", UpstreamModel = "gpt-up", UpstreamClient = upstreamClient }],
         };
         await using var gateway = await SluiceGateway.StartAsync(
             options,
@@ -95,11 +97,20 @@ public sealed class TracingAndAccessLogTests
         Assert.Equal("127.0.0.1", upstreamSpan.GetTagItem("server.address"));
         Assert.Equal(new[] { "stop" }, upstreamSpan.GetTagItem("gen_ai.response.finish_reasons"));
 
-        // HttpClient's span sits under the upstream span, and its context is what the upstream received.
-        var http = Assert.Single(trace, s => s.Kind == ActivityKind.Client && s.ParentSpanId == upstreamSpan.SpanId);
-        Assert.StartsWith("System.Net.Http", http.Source.Name, StringComparison.Ordinal);
         var sent = Assert.Single(upstream.Requests).Headers["traceparent"];
-        Assert.Equal($"00-{traceId}-{http.SpanId}-01", sent);
+        if (upstreamClient == "dotnet")
+        {
+            // HttpClient's span sits under the upstream span, and its context is what the upstream received.
+            var http = Assert.Single(trace, s => s.Kind == ActivityKind.Client && s.ParentSpanId == upstreamSpan.SpanId);
+            Assert.StartsWith("System.Net.Http", http.Source.Name, StringComparison.Ordinal);
+            Assert.Equal($"00-{traceId}-{http.SpanId}-01", sent);
+        }
+        else
+        {
+            // Sluice's own HTTP/1.1 client makes no span of its own: the upstream span is the client span the upstream sees.
+            Assert.DoesNotContain(trace, s => s.Kind == ActivityKind.Client && s.ParentSpanId == upstreamSpan.SpanId);
+            Assert.Equal($"00-{traceId}-{upstreamSpan.SpanId}-01", sent);
+        }
     }
 
     [Fact]
