@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many slow streams held open at once through one gateway, proxied to a paced mock upstream.
 #
-#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node] [--upstream-http2]
+#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node] [--upstream-http2] [--upstream-client sluice|dotnet]
 #
 # Starts `sluice mock-upstream --timestamp-chunks` (--chunks content chunks, --pace-ms apart, each carrying its send
 # time) and `sluice serve` with a master key (SQLite in a temp folder), creates a team and its virtual key, warms the
@@ -18,6 +18,8 @@
 # `ulimit -n` to the hard limit and stops with a message if that is not enough.
 # Also prints what the kernel's TCP counters did during the streams (loss probes, retransmission time-outs, dropped SYNs,
 # accept-queue overflows, pruned queues), so a run the kernel slowed down shows as one.
+# --upstream-client dotnet makes the gateway talk to the mocks through .NET's HttpClient instead of Sluice's own
+# HTTP/1.1 client (the default for http:// upstreams), to compare the two.
 # --upstream-http2 runs the mocks HTTP/2-only and the gateway's models with "HttpVersion": "2" (streams share upstream
 # connections: one socket per stream in the gateway instead of two).
 # --quick skips the 30 s and 90 s samples after the streams end and the heap dump (for comparing latency only).
@@ -25,7 +27,7 @@
 # GATEWAY_ENV='NAME=VALUE …' reaches the gateway only (to compare runtime settings without changing the mocks).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0; h2=0
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0; h2=0; uclient=sluice
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) streams="$2"; shift 2 ;;
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
     --client) client="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --upstream-http2) h2=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --upstream-client) uclient="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
@@ -84,8 +87,8 @@ version=1.1; mockh2=(); curlh2=()
 [ "$h2" = 1 ] && { version=2; mockh2=(--http2); curlh2=(--http2-prior-knowledge); }
 cat > "$work/sluice.json" <<J
 {"Host":"127.0.0.1","Port":$gp,"DataDirectory":"$work/data","MasterKey":"$master","Streaming":{"Resumable":$resumable},
- "Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1,"HttpVersion":"$version"},
-           {"Name":"mock-fast","Provider":"openai","BaseUrl":"http://127.0.0.1:$fp/v1","MaxAttempts":1,"HttpVersion":"$version"}]}
+ "Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1,"HttpVersion":"$version","UpstreamClient":"$uclient"},
+           {"Name":"mock-fast","Provider":"openai","BaseUrl":"http://127.0.0.1:$fp/v1","MaxAttempts":1,"HttpVersion":"$version","UpstreamClient":"$uclient"}]}
 J
 (cd "$work" && exec dotnet "$dll" mock-upstream --port "$mp" --chunks "$chunks" --chunk-delay-ms "$pace" --timestamp-chunks --model mock "${mockh2[@]}" > "$work/mock.log" 2>&1) & mpid=$!
 (cd "$work" && exec dotnet "$dll" mock-upstream --port "$fp" --chunks 32 --model mock-fast "${mockh2[@]}" > "$work/fast.log" 2>&1) & fpid=$!
@@ -151,7 +154,7 @@ dotnet "$dll" bench --url "http://127.0.0.1:$gp" --model mock-fast --api-key "$k
   || { echo "proxied-streams.sh: the warm-up streams failed; gateway log:" >&2; tail -n 20 "$work/gw.log" >&2; exit 2; }
 sleep 3
 read -r rss0 fd0 th0 <<< "$(sample)"
-echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable, upstream HTTP/$version); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
+echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable, upstream HTTP/$version, UpstreamClient $uclient); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
 cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS; tcp0=$(tcpcounters)
 "${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
