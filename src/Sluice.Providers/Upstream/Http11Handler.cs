@@ -22,8 +22,11 @@ namespace Sluice.Providers.Upstream;
 /// </remarks>
 internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeout) : HttpMessageHandler
 {
-    private const int BufferBytes = 16 * 1024;
-    private const int MaxHeadBytes = 64 * 1024;
+    /// <summary>A connection's read buffer (it grows only for a larger response head).</summary>
+    internal const int BufferBytes = 16 * 1024;
+
+    /// <summary>Largest response head accepted.</summary>
+    internal const int MaxHeadBytes = 64 * 1024;
 
     private readonly ConcurrentDictionary<string, ConcurrentStack<Http11Connection>> _idle = new(StringComparer.Ordinal);
     private volatile bool _disposed;
@@ -194,7 +197,7 @@ internal sealed class Http11Connection : IDisposable
     private readonly Socket _socket;
     // Not from the pool: a connection closed from another thread may still have a receive landing in it, and a pooled
     // buffer would by then belong to someone else.
-    private byte[] _buffer = GC.AllocateUninitializedArray<byte>(16 * 1024);
+    private byte[] _buffer = GC.AllocateUninitializedArray<byte>(Http11Handler.BufferBytes);
     private int _start;
     private int _end;
 
@@ -252,9 +255,9 @@ internal sealed class Http11Connection : IDisposable
             var headEnd = IndexOfHeadEnd();
             while (headEnd < 0)
             {
-                if (_end - _start >= 64 * 1024)
+                if (_end - _start >= Http11Handler.MaxHeadBytes)
                 {
-                    throw new HttpRequestException(HttpRequestError.InvalidResponse, "The upstream's response head is larger than 64 KB.");
+                    throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream's response head is larger than {Http11Handler.MaxHeadBytes / 1024} KB.");
                 }
 
                 if (await FillAsync(cancellationToken).ConfigureAwait(false) == 0)
@@ -297,6 +300,12 @@ internal sealed class Http11Connection : IDisposable
         }
         else if (_start == 0 && _end == _buffer.Length)
         {
+            if (_buffer.Length >= Http11Handler.MaxHeadBytes)
+            {
+                // Only a head or a chunk-size or trailer line fills the buffer unconsumed: bounded, whatever the upstream sends.
+                throw new IOException($"The upstream sent a line longer than {Http11Handler.MaxHeadBytes / 1024} KB in its answer.");
+            }
+
             var larger = GC.AllocateUninitializedArray<byte>(_buffer.Length * 2);
             _buffer.AsSpan(0, _end).CopyTo(larger);
             _buffer = larger;

@@ -164,6 +164,19 @@ public sealed class Http11HandlerTests
     }
 
     [Fact]
+    public async Task An_endless_chunk_size_line_is_an_error_not_an_ever_larger_buffer()
+    {
+        var endless = new string('0', 100 * 1024);
+        await using var server = await RawServer.StartAsync(_ => [Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + endless)], holdOpen: true);
+        using var client = Client();
+        using var response = await PostHeadersAsync(client, server.Url);
+
+        var error = await Assert.ThrowsAsync<IOException>(() => ReadToEndAsync(response));
+
+        Assert.Contains("longer than 64 KB", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_zero_byte_read_waits_for_the_next_bytes_and_is_not_the_end()
     {
         await using var server = await RawServer.StartAsync(
