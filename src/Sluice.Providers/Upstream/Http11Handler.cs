@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -38,7 +39,19 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         var uri = request.RequestUri ?? throw new InvalidOperationException("The request has no URI.");
         InjectTraceContext(request);
         var body = request.Content is null ? ReadOnlyMemory<byte>.Empty : await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-        var head = RequestHead(request, uri, body.Length);
+        var (head, headLength) = RequestHead(request, uri, body.Length);
+        try
+        {
+            return await SendAsync(request, uri, head.AsMemory(0, headLength), body, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(head);
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, Uri uri, ReadOnlyMemory<byte> head, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    {
         while (true)
         {
             var connection = RentIdle(uri.Authority);
@@ -147,16 +160,18 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         }
     }
 
-    private static byte[] RequestHead(HttpRequestMessage request, Uri uri, int bodyLength)
+    /// <summary>The request line and headers as bytes, in a pooled buffer (return it with <see cref="ArrayPool{T}"/>).</summary>
+    /// <remarks>Written straight to bytes: a string builder and its string were most of what a request allocated here.</remarks>
+    private static (byte[] Buffer, int Length) RequestHead(HttpRequestMessage request, Uri uri, int bodyLength)
     {
-        var text = new StringBuilder(512);
-        text.Append(request.Method.Method).Append(' ').Append(uri.PathAndQuery).Append(" HTTP/1.1\r\nHost: ").Append(uri.Authority).Append("\r\n");
+        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024));
+        writer.Append(request.Method.Method).Append(" ").Append(uri.PathAndQuery).Append(" HTTP/1.1\r\nHost: ").Append(uri.Authority).Append("\r\n");
         foreach (var (name, values) in request.Headers.NonValidated)
         {
             if (!name.Equals("Host", StringComparison.OrdinalIgnoreCase) && !name.Equals("Connection", StringComparison.OrdinalIgnoreCase)
                 && !name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
             {
-                text.Append(name).Append(": ").AppendJoin(", ", values).Append("\r\n");
+                writer.Header(name, values);
             }
         }
 
@@ -166,18 +181,65 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
             {
                 if (!name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
                 {
-                    text.Append(name).Append(": ").AppendJoin(", ", values).Append("\r\n");
+                    writer.Header(name, values);
                 }
             }
         }
 
         if (request.Content is not null || request.Method == HttpMethod.Post)
         {
-            text.Append("Content-Length: ").Append(bodyLength.ToString(CultureInfo.InvariantCulture)).Append("\r\n");
+            writer.Append("Content-Length: ").Append(bodyLength).Append("\r\n");
         }
 
-        text.Append("\r\n");
-        return Encoding.Latin1.GetBytes(text.ToString());
+        writer.Append("\r\n");
+        return (writer.Buffer, writer.Length);
+    }
+
+    /// <summary>Appends Latin-1 text to a pooled buffer, growing it (through the pool) as needed.</summary>
+    private sealed class HeadWriter(byte[] buffer)
+    {
+        public byte[] Buffer { get; private set; } = buffer;
+
+        public int Length { get; private set; }
+
+        public HeadWriter Append(string text)
+        {
+            Ensure(text.Length);
+            Length += Encoding.Latin1.GetBytes(text, Buffer.AsSpan(Length));
+            return this;
+        }
+
+        public HeadWriter Append(int value)
+        {
+            Ensure(11);
+            value.TryFormat(Buffer.AsSpan(Length), out var written, default, CultureInfo.InvariantCulture);
+            Length += written;
+            return this;
+        }
+
+        public void Header(string name, System.Net.Http.Headers.HeaderStringValues values)
+        {
+            Append(name).Append(": ");
+            var first = true;
+            foreach (var value in values)
+            {
+                (first ? this : Append(", ")).Append(value);
+                first = false;
+            }
+
+            Append("\r\n");
+        }
+
+        private void Ensure(int more)
+        {
+            if (Length + more > Buffer.Length)
+            {
+                var larger = ArrayPool<byte>.Shared.Rent(Math.Max(Buffer.Length * 2, Length + more));
+                Buffer.AsSpan(0, Length).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(Buffer);
+                Buffer = larger;
+            }
+        }
     }
 
     private static void InjectTraceContext(HttpRequestMessage request)
@@ -283,7 +345,7 @@ internal sealed class Http11Connection : IDisposable
                 length = 0;
             }
 
-            response.Content = new Http11Content(new Http11BodyStream(this, framing, length, keepAlive), response.Content.Headers);
+            ((Http11Content)response.Content).Body = new Http11BodyStream(this, framing, length, keepAlive);
             return response;
         }
     }
@@ -353,55 +415,71 @@ internal sealed class Http11Connection : IDisposable
         return index < 0 ? -1 : _start + index;
     }
 
+    private static readonly string[] KnownNames =
+    [
+        "Content-Type", "Content-Length", "Transfer-Encoding", "Connection", "Date", "Server", "Cache-Control", "Keep-Alive",
+        "Retry-After", "X-Request-Id", "Vary", "Access-Control-Allow-Origin", "X-Accel-Buffering",
+    ];
+
+    private static readonly string[] KnownValues = ["chunked", "text/event-stream", "keep-alive", "close", "no-cache", "application/json", "application/x-ndjson"];
+
     private static HttpResponseMessage ParseHead(HttpRequestMessage request, ReadOnlySpan<byte> head, out Http11Framing framing, out long length, out bool keepAlive)
     {
-        var text = Encoding.Latin1.GetString(head);
-        var lines = text.Split("\r\n");
-        var status = lines[0].Split(' ', 3);
-        if (status.Length < 2 || !status[0].StartsWith("HTTP/1.", StringComparison.Ordinal)
-            || !int.TryParse(status[1], NumberStyles.None, CultureInfo.InvariantCulture, out var code) || code is < 100 or > 999)
+        // One string for the whole head, then spans over it: names and common values come from the tables above.
+        var text = Encoding.Latin1.GetString(head).AsSpan();
+        var eol = text.IndexOf("\r\n", StringComparison.Ordinal);
+        var statusLine = eol < 0 ? text : text[..eol];
+        var rest = eol < 0 ? [] : text[(eol + 2)..];
+        if (statusLine.Length < 12 || !statusLine.StartsWith("HTTP/1.", StringComparison.Ordinal) || statusLine[8] != ' '
+            || !int.TryParse(statusLine.Slice(9, 3), NumberStyles.None, CultureInfo.InvariantCulture, out var code) || code < 100)
         {
-            throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream's answer does not start with an HTTP/1.x status line (\"{lines[0][..Math.Min(lines[0].Length, 80)]}\").");
+            throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream's answer does not start with an HTTP/1.x status line (\"{statusLine[..Math.Min(statusLine.Length, 80)]}\").");
         }
 
+        var reason = statusLine.Length > 13 ? statusLine[13..] : [];
+        var content = new Http11Content();
         var response = new HttpResponseMessage((HttpStatusCode)code)
         {
             RequestMessage = request,
-            Version = status[0] == "HTTP/1.0" ? HttpVersion.Version10 : HttpVersion.Version11,
-            ReasonPhrase = status.Length > 2 ? status[2] : null,
-            Content = new ByteArrayContent([]),
+            Version = statusLine[7] == '0' ? HttpVersion.Version10 : HttpVersion.Version11,
+            ReasonPhrase = reason.IsEmpty ? null : reason.SequenceEqual("OK") ? "OK" : reason.ToString(),
+            Content = content,
         };
-        response.Content.Headers.Clear();
         framing = Http11Framing.Close;
         length = -1;
         keepAlive = response.Version == HttpVersion.Version11;
-        for (var i = 1; i < lines.Length; i++)
+        while (!rest.IsEmpty)
         {
-            var colon = lines[i].IndexOf(':', StringComparison.Ordinal);
+            eol = rest.IndexOf("\r\n", StringComparison.Ordinal);
+            var line = eol < 0 ? rest : rest[..eol];
+            rest = eol < 0 ? [] : rest[(eol + 2)..];
+            var colon = line.IndexOf(':');
             if (colon <= 0)
             {
-                throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream sent a malformed header line (\"{lines[i][..Math.Min(lines[i].Length, 80)]}\").");
+                throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream sent a malformed header line (\"{line[..Math.Min(line.Length, 80)]}\").");
             }
 
-            var name = lines[i][..colon].Trim();
-            var value = lines[i][(colon + 1)..].Trim();
-            if (name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            var nameSpan = line[..colon].Trim();
+            var valueSpan = line[(colon + 1)..].Trim();
+            var name = Known(KnownNames, nameSpan, StringComparison.OrdinalIgnoreCase) ?? nameSpan.ToString();
+            var value = Known(KnownValues, valueSpan, StringComparison.Ordinal) ?? valueSpan.ToString();
+            if (ReferenceEquals(name, "Transfer-Encoding"))
             {
                 if (value.Contains("chunked", StringComparison.OrdinalIgnoreCase))
                 {
                     framing = Http11Framing.Chunked;
                 }
             }
-            else if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+            else if (ReferenceEquals(name, "Content-Length"))
             {
                 if (!long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out length))
                 {
                     throw new HttpRequestException(HttpRequestError.InvalidResponse, $"The upstream sent Content-Length \"{value}\", which is not a length.");
                 }
 
-                response.Content.Headers.TryAddWithoutValidation(name, value);
+                content.Headers.TryAddWithoutValidation(name, value);
             }
-            else if (name.Equals("Connection", StringComparison.OrdinalIgnoreCase))
+            else if (ReferenceEquals(name, "Connection"))
             {
                 keepAlive = response.Version == HttpVersion.Version11
                     ? !value.Contains("close", StringComparison.OrdinalIgnoreCase)
@@ -409,7 +487,7 @@ internal sealed class Http11Connection : IDisposable
             }
             else if (!response.Headers.TryAddWithoutValidation(name, value))
             {
-                response.Content.Headers.TryAddWithoutValidation(name, value);
+                content.Headers.TryAddWithoutValidation(name, value);
             }
         }
 
@@ -424,6 +502,19 @@ internal sealed class Http11Connection : IDisposable
         }
 
         return response;
+    }
+
+    private static string? Known(string[] table, ReadOnlySpan<char> text, StringComparison comparison)
+    {
+        foreach (var known in table)
+        {
+            if (text.Equals(known, comparison))
+            {
+                return known;
+            }
+        }
+
+        return null;
     }
 }
 
@@ -443,25 +534,19 @@ internal enum Http11Framing
 /// <summary>The response content: the body stream itself, with the headers parsed from the head.</summary>
 internal sealed class Http11Content : HttpContent
 {
-    private readonly Http11BodyStream _body;
+    /// <summary>Set once the head is parsed (the framing comes from its headers).</summary>
+    public Http11BodyStream? Body { get; set; }
 
-    public Http11Content(Http11BodyStream body, System.Net.Http.Headers.HttpContentHeaders headers)
-    {
-        _body = body;
-        foreach (var (name, values) in headers.NonValidated)
-        {
-            Headers.TryAddWithoutValidation(name, values);
-        }
-    }
+    private Http11BodyStream Stream => Body ?? throw new InvalidOperationException("The response body is not set.");
 
-    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => _body.CopyToAsync(stream);
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => Stream.CopyToAsync(stream);
 
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken) =>
-        _body.CopyToAsync(stream, cancellationToken);
+        Stream.CopyToAsync(stream, cancellationToken);
 
-    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => _body;
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => Stream;
 
-    protected override Task<Stream> CreateContentReadStreamAsync() => Task.FromResult<Stream>(_body);
+    protected override Task<Stream> CreateContentReadStreamAsync() => Task.FromResult<Stream>(Stream);
 
     protected override bool TryComputeLength(out long length)
     {
@@ -473,7 +558,7 @@ internal sealed class Http11Content : HttpContent
     {
         if (disposing)
         {
-            _body.Dispose();
+            Body?.Dispose();
         }
 
         base.Dispose(disposing);
