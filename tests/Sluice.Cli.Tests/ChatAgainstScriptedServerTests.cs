@@ -1,9 +1,9 @@
-using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Sluice.Testing;
 
 namespace Sluice.Cli.Tests;
 
@@ -148,7 +148,7 @@ public sealed class ChatAgainstScriptedServerTests : IAsyncLifetime
         {
             case "echo-auth":
                 await WriteChunkAsync(context, context.Request.Headers.Authorization.ToString());
-                await WriteAsync(context, "data: [DONE]\n\n");
+                await ReplayUpstream.WriteFlushedAsync(context, "data: [DONE]\n\n");
                 break;
             case "no-done":
                 await WriteChunkAsync(context, "Half");
@@ -160,11 +160,11 @@ public sealed class ChatAgainstScriptedServerTests : IAsyncLifetime
                 for (var i = 0; i < 12; i++)
                 {
                     await Task.Delay(TimeSpan.FromMilliseconds(200), context.RequestAborted);
-                    await WriteAsync(context, ": ping\n\n");
+                    await ReplayUpstream.WriteFlushedAsync(context, ": ping\n\n");
                 }
 
                 await WriteChunkAsync(context, " world");
-                await WriteAsync(context, "data: [DONE]\n\n");
+                await ReplayUpstream.WriteFlushedAsync(context, "data: [DONE]\n\n");
                 break;
             case "goes-silent":
                 await WriteChunkAsync(context, "Hello");
@@ -174,11 +174,6 @@ public sealed class ChatAgainstScriptedServerTests : IAsyncLifetime
     }
 
     private static Task WriteChunkAsync(HttpContext context, string content) =>
-        WriteAsync(context, "data: " + JsonSerializer.Serialize(new { model = "scripted", choices = new[] { new { index = 0, delta = new { content } } } }) + "\n\n");
+        ReplayUpstream.WriteFlushedAsync(context, "data: " + JsonSerializer.Serialize(new { model = "scripted", choices = new[] { new { index = 0, delta = new { content } } } }) + "\n\n");
 
-    private static async Task WriteAsync(HttpContext context, string text)
-    {
-        await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), context.RequestAborted);
-        await context.Response.Body.FlushAsync(context.RequestAborted);
-    }
 }

@@ -20,11 +20,6 @@ public sealed class UpstreamThroughGatewayTests
         "data: {\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[{\"index\":0,\"delta\":"
         + (finish is null ? "{\"content\":\"" + content + "\"}" : "{}") + ",\"finish_reason\":" + (finish is null ? "null" : "\"" + finish + "\"") + "}]}\n\n";
 
-    private static async Task WriteAsync(HttpContext context, string text)
-    {
-        await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), context.RequestAborted);
-        await context.Response.Body.FlushAsync(context.RequestAborted);
-    }
 
     private static Task<TestGateway> GatewayFor(params (string Name, ReplayUpstream Upstream)[] upstreams) =>
         TestGateway.StartAsync(o =>
@@ -92,7 +87,7 @@ public sealed class UpstreamThroughGatewayTests
             context.Response.ContentType = "text/event-stream";
             for (var k = 0; k < 5; k++)
             {
-                await WriteAsync(context, Chunk("t" + k));
+                await ReplayUpstream.WriteFlushedAsync(context, Chunk("t" + k));
 
                 // The next chunk is sent only once the client has the previous one: a buffering gateway deadlocks here.
                 if (!await seenByClient.WaitAsync(TimeSpan.FromSeconds(5), context.RequestAborted))
@@ -101,7 +96,7 @@ public sealed class UpstreamThroughGatewayTests
                 }
             }
 
-            await WriteAsync(context, Chunk("", "stop") + "data: [DONE]\n\n");
+            await ReplayUpstream.WriteFlushedAsync(context, Chunk("", "stop") + "data: [DONE]\n\n");
         });
         await using var gateway = await GatewayFor(("drip", upstream));
 
@@ -136,7 +131,7 @@ public sealed class UpstreamThroughGatewayTests
             using var registration = context.RequestAborted.Register(() => upstreamAborted.TrySetResult(Stopwatch.GetTimestamp()));
             foreach (var word in new[] { " alpha", " beta", " gamma" })
             {
-                await WriteAsync(context, Chunk(word));
+                await ReplayUpstream.WriteFlushedAsync(context, Chunk(word));
             }
 
             // A long generation that only the client's departure should stop.
@@ -182,7 +177,7 @@ public sealed class UpstreamThroughGatewayTests
         await using var upstream = await ReplayUpstream.StartAsync(async context =>
         {
             context.Response.ContentType = "text/event-stream";
-            await WriteAsync(context, Chunk("thinking"));
+            await ReplayUpstream.WriteFlushedAsync(context, Chunk("thinking"));
 
             // The first request only warms the path up (JIT, connections), so the second's silence is all silence.
             if (Interlocked.Increment(ref requests) > 1)
@@ -190,7 +185,7 @@ public sealed class UpstreamThroughGatewayTests
                 await Task.Delay(TimeSpan.FromMilliseconds(1200), context.RequestAborted);
             }
 
-            await WriteAsync(context, Chunk(" done") + Chunk("", "stop") + "data: [DONE]\n\n");
+            await ReplayUpstream.WriteFlushedAsync(context, Chunk(" done") + Chunk("", "stop") + "data: [DONE]\n\n");
         });
         await using var gateway = await GatewayFor(("thinker", upstream));
         using (var warmUp = await gateway.PostChatAsync("""{"model":"thinker","prompt":"think","stream":true}"""))
@@ -222,7 +217,7 @@ public sealed class UpstreamThroughGatewayTests
             }
 
             context.Response.ContentType = "text/event-stream";
-            await WriteAsync(context, Chunk("patient") + Chunk("", "stop") + "data: [DONE]\n\n");
+            await ReplayUpstream.WriteFlushedAsync(context, Chunk("patient") + Chunk("", "stop") + "data: [DONE]\n\n");
         });
         await using var broken = await ReplayUpstream.StartAsync(async context =>
         {
@@ -232,7 +227,7 @@ public sealed class UpstreamThroughGatewayTests
         await using var spare = await ReplayUpstream.StartAsync(async context =>
         {
             context.Response.ContentType = "text/event-stream";
-            await WriteAsync(context, Chunk("spare") + Chunk("", "stop") + "data: [DONE]\n\n");
+            await ReplayUpstream.WriteFlushedAsync(context, Chunk("spare") + Chunk("", "stop") + "data: [DONE]\n\n");
         });
         await using var gateway = await TestGateway.StartAsync(o =>
         {

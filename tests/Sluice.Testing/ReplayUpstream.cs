@@ -69,6 +69,14 @@ public sealed class ReplayUpstream : IAsyncDisposable
     /// <summary>The requests received so far, in arrival order.</summary>
     public IReadOnlyList<RecordedRequest> Requests => [.. _requests];
 
+    /// <summary>Writes <paramref name="text"/> (UTF-8) to the response and flushes it, so the client gets it in its own read.</summary>
+    public static async Task WriteFlushedAsync(HttpContext context, string text)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        await context.Response.Body.WriteAsync(System.Text.Encoding.UTF8.GetBytes(text), context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+    }
+
     /// <summary>Starts a server that answers every request with <paramref name="handler"/> (after recording it).</summary>
     public static Task<ReplayUpstream> StartAsync(Func<HttpContext, Task> handler, CancellationToken cancellationToken = default) =>
         StartAsync(handler, HttpProtocols.Http1AndHttp2, cancellationToken);

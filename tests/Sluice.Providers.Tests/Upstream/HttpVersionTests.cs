@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text;
 using Microsoft.AspNetCore.Http;
 using Sluice.Protocol;
 using Sluice.Testing;
@@ -96,10 +95,9 @@ public sealed class HttpVersionTests
         Assert.Contains("\"2\"", ex.Message, StringComparison.Ordinal);
     }
 
-    private static async Task WriteAsync(HttpContext context, string text)
+    private static Task WriteAsync(HttpContext context, string text)
     {
         context.Response.ContentType = "text/event-stream";
-        await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), context.RequestAborted);
-        await context.Response.Body.FlushAsync(context.RequestAborted);
+        return ReplayUpstream.WriteFlushedAsync(context, text);
     }
 }

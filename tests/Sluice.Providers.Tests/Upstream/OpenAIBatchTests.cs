@@ -96,16 +96,16 @@ public sealed class OpenAIBatchTests
         await using var upstream = await ReplayUpstream.StartAsync(async context =>
         {
             context.Response.ContentType = "text/event-stream";
-            await WriteAsync(context, Role + Content("a"));
+            await ReplayUpstream.WriteFlushedAsync(context, Role + Content("a"));
 
             // A read that ends mid-frame: the complete chunk before the cut must go on at once.
-            await WriteAsync(context, Content("b") + chunk[..cut]);
+            await ReplayUpstream.WriteFlushedAsync(context, Content("b") + chunk[..cut]);
             if (!await seen.WaitAsync(TimeSpan.FromSeconds(10), context.RequestAborted))
             {
                 return;
             }
 
-            await WriteAsync(context, chunk[cut..] + Finish + "data: [DONE]\n\n");
+            await ReplayUpstream.WriteFlushedAsync(context, chunk[cut..] + Finish + "data: [DONE]\n\n");
         });
         await using var rig = await UpstreamRig.StartAsync("openai", upstream);
 
@@ -195,7 +195,7 @@ public sealed class OpenAIBatchTests
             context.Response.ContentType = "text/event-stream";
             foreach (var frame in frames)
             {
-                await WriteAsync(context, frame);
+                await ReplayUpstream.WriteFlushedAsync(context, frame);
                 await Task.Delay(20, context.RequestAborted);
             }
         });
@@ -283,9 +283,4 @@ public sealed class OpenAIBatchTests
         _ => e.GetType().Name,
     };
 
-    private static async Task WriteAsync(HttpContext context, string text)
-    {
-        await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), context.RequestAborted);
-        await context.Response.Body.FlushAsync(context.RequestAborted);
-    }
 }
