@@ -4,6 +4,7 @@ using Sluice.Protocol;
 using Sluice.Protocol.Chat;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.Ollama;
+using Sluice.Providers.Simulation;
 using Sluice.Testing;
 using static Sluice.Providers.Tests.SimTestKit;
 
@@ -147,6 +148,36 @@ public sealed class SimulatedFidelityTests
 
         // Choice 0 is what a one-choice request with the same seed answers.
         Assert.Equal(texts[0], Text(await CollectAsync(Backend(), request with { N = 1 })));
+    }
+
+    [Fact]
+    public async Task Seeded_choices_are_distinct_for_many_seeds()
+    {
+        // Each choice draws from its own derived sequence; two choices of one request answering the same text would be a
+        // derivation that collides (before the fix, per-process HashCode.Combine made this depend on the process).
+        var backend = Backend();
+        var alike = new List<long>();
+        for (long seed = 1; seed <= 200; seed++)
+        {
+            var events = await CollectAsync(backend, Request("Describe the tides", 30, seed: seed) with { N = 3 });
+            var texts = Enumerable.Range(0, 3).Select(i => string.Concat(events.OfType<TextDeltaEvent>().Where(e => e.ChoiceIndex == i).Select(e => e.Text)));
+            if (texts.Distinct().Count() != 3)
+            {
+                alike.Add(seed);
+            }
+        }
+
+        Assert.Empty(alike);
+    }
+
+    [Fact]
+    public void A_choice_seed_is_the_same_in_every_process()
+    {
+        // Fixed values: the same request seed must answer the same after a restart or on another gateway process.
+        Assert.Equal(SimulatedChatBackend.DeriveSeed(9, 1, 0), SimulatedChatBackend.DeriveSeed(9, 1, 0));
+        Assert.Equal(-1_723_504_754, SimulatedChatBackend.DeriveSeed(9, 1, 0));
+        Assert.Equal(1_576_275_327, SimulatedChatBackend.DeriveSeed(9, 2, 0x10b));
+        Assert.NotEqual(SimulatedChatBackend.DeriveSeed(9, 1, 0), SimulatedChatBackend.DeriveSeed(9, 2, 0));
     }
 
     [Fact]

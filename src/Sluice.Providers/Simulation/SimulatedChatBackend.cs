@@ -146,7 +146,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         var plans = new List<ChoicePlan>(request.N);
         for (var i = 0; i < request.N; i++)
         {
-            var choiceRandom = i == 0 ? random : seeded is { } baseSeed ? new Random(HashCode.Combine(baseSeed, i)) : new Random();
+            var choiceRandom = i == 0 ? random : seeded is { } baseSeed ? new Random(DeriveSeed(baseSeed, i, 0)) : new Random();
             plans.Add(Plan(request, i, composeTo, choiceRandom, seeded));
         }
 
@@ -269,7 +269,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         }
 
         var logprobs = request.Logprobs
-            ? new SimulatedLogprobs(seeded is { } s ? new Random(HashCode.Combine(s, choice, 0x10b)) : new Random(), request.TopLogprobs ?? 0, SimulatedAnswerComposer.ExtractTopics(request.LastUserText))
+            ? new SimulatedLogprobs(seeded is { } s ? new Random(DeriveSeed(s, choice, 0x10b)) : new Random(), request.TopLogprobs ?? 0, SimulatedAnswerComposer.ExtractTopics(request.LastUserText))
             : null;
         var textEvents = new List<ChatStreamEvent>(tokens.Count);
         foreach (var token in tokens)
@@ -451,6 +451,20 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
             status,
             new ErrorInfo($"Simulated {status} failure ({FailStatusKey}). Remove the fault switch to get an answer.", type, null, code),
             retryAfter);
+    }
+
+    /// <summary>
+    /// The seed of a choice's (or its logprobs') own sequence, derived from the request's seed. A fixed mix (SplitMix64's
+    /// finalizer), not <see cref="HashCode.Combine{T1, T2}"/>: that one is randomized per process, so the same seed would
+    /// answer differently after a restart — and two choices could even coincide in one process and not in the next.
+    /// </summary>
+    internal static int DeriveSeed(int seed, int choice, int purpose)
+    {
+        var z = unchecked(((ulong)(uint)seed << 32 | (uint)choice) + ((ulong)(uint)purpose * 0x9E3779B97F4A7C15UL) + 0x9E3779B97F4A7C15UL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z ^= z >> 31;
+        return unchecked((int)z ^ (int)(z >> 32));
     }
 
     private static string RandomId(Random random, int length)
