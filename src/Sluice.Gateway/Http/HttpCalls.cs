@@ -7,6 +7,7 @@ using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
+using Sluice.Providers.Timing;
 
 namespace Sluice.Gateway.Http;
 
@@ -36,6 +37,9 @@ internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, G
     private TimeSpan PingInterval => _pingInterval;
 
     private HttpStreamLimits Limits => _limits;
+
+    // Keep-alive deadlines of every stream on one timer (the process-wide one on the system clock).
+    private DeadlineSweep Sweep { get; } = DeadlineSweep.For(pipeline.Time);
 
     /// <summary>Runs one chat call from this HTTP request.</summary>
     public async Task RunAsync(HttpContext context, CallDialect dialect, HttpAnswer answer, CallStage? stage = null)
@@ -121,7 +125,7 @@ internal sealed class HttpCalls(CallPipeline pipeline, StreamRegistry streams, G
             {
                 var format = answer.StreamFormat(call);
                 var resumable = answer.Resumable ? calls.BeginResumable(context, format, call.Caller.OwnerId) : null;
-                return new HttpStreamSink(context, format, resumable, calls.Streams, calls.PingInterval, calls.Pipeline.Time, calls.Limits);
+                return new HttpStreamSink(context, format, resumable, calls.Streams, calls.PingInterval, calls.Sweep, calls.Limits);
             }
 
             return new HttpBodySink(context, call, answer.Completion, call.Dialect.Errors);

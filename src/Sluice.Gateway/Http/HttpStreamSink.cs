@@ -12,6 +12,7 @@ using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.Sse;
+using Sluice.Providers.Timing;
 
 namespace Sluice.Gateway.Http;
 
@@ -45,6 +46,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     private readonly StreamRegistry? _registry;
     private readonly TimeSpan _pingInterval;
     private readonly TimeProvider _time;
+    private readonly DeadlineSweep _sweep;
     private readonly CancellationToken _aborted;
     private readonly HttpStreamLimits _limits;
     private ChatException? _dropped;
@@ -60,7 +62,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     private bool _detached;
 
     public HttpStreamSink(
-        HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, TimeProvider time, HttpStreamLimits? limits = null)
+        HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, DeadlineSweep sweep, HttpStreamLimits? limits = null)
     {
         _limits = limits ?? HttpStreamLimits.None;
         _context = context;
@@ -70,7 +72,8 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         _resumable = resumable;
         _registry = registry;
         _pingInterval = pingInterval;
-        _time = time;
+        _sweep = sweep;
+        _time = sweep.Time;
         _aborted = context.RequestAborted;
         _scratch = resumable is null ? null : new ScratchBuffer();
         _frames = _scratch ?? (IBufferWriter<byte>)_output;
@@ -96,7 +99,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
             _leaving = _aborted.Register(static s => ((ResumableStream)s!).DetachReader(), _resumable);
         }
 
-        _keepAlive = new KeepAlive(this, _pingInterval, _time);
+        _keepAlive = new KeepAlive(this, _pingInterval, _sweep);
     }
 
     public ValueTask<bool> WriteAsync(ChatStreamEvent streamEvent)

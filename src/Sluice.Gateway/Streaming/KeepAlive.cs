@@ -1,16 +1,20 @@
+using Sluice.Providers.Timing;
+
 namespace Sluice.Gateway.Streaming;
 
 /// <summary>
-/// Owns a stream's response writer: the relay and the keep-alive ping take turns through a lock-free gate, and one
-/// timer per stream sends a ping when the stream has been silent for the ping interval.
+/// Owns a stream's response writer: the relay and the keep-alive ping take turns through a lock-free gate, and the
+/// shared <see cref="DeadlineSweep"/> sends a ping when the stream has been silent for the ping interval.
 /// </summary>
 /// <remarks>
 /// Why not a timeout on each wait: a timed wait allocates a task and registers a timer for every chunk the relay
-/// waits for, which costs more than forwarding the chunk. Here the per-chunk cost is two interlocked operations;
-/// the timer is created once per stream and re-armed only when it fires. Frames stay whole: a ping is written only
-/// while the relay does not hold the gate, i.e. between events.
+/// waits for, which costs more than forwarding the chunk. Why not a timer per stream: creating and disposing one takes
+/// the timer queue's lock and allocates three objects per stream. Here the per-chunk cost is two interlocked
+/// operations and a timestamp; the stream is scheduled once, and when its deadline comes it either answers a later one
+/// (it wrote meanwhile) or queues a ping to the thread pool. Frames stay whole: a ping is written only while the relay
+/// does not hold the gate, i.e. between events.
 /// </remarks>
-internal sealed class KeepAlive : IAsyncDisposable
+internal sealed class KeepAlive : SweepEntry, IAsyncDisposable, IThreadPoolWorkItem
 {
     private const int Idle = 0;
     private const int Relaying = 1;
@@ -18,20 +22,22 @@ internal sealed class KeepAlive : IAsyncDisposable
 
     // The stream itself, not three delegates to its methods: those were three objects per stream.
     private readonly IPingTarget _target;
-    private readonly TimeSpan _interval;
+    private readonly long _intervalTicks;
+    private readonly DeadlineSweep _sweep;
     private readonly TimeProvider _time;
-    private ITimer? _timer;
     private Task _ping = Task.CompletedTask;
     private long _lastWrite;
     private int _state = Relaying;
+    private bool _scheduled;
     private volatile bool _stopped;
 
-    public KeepAlive(IPingTarget target, TimeSpan interval, TimeProvider time)
+    public KeepAlive(IPingTarget target, TimeSpan interval, DeadlineSweep sweep)
     {
-        _time = time;
-        _lastWrite = time.GetTimestamp();
+        _sweep = sweep;
+        _time = sweep.Time;
+        _lastWrite = _time.GetTimestamp();
         _target = target;
-        _interval = interval;
+        _intervalTicks = Math.Max(1, (long)(interval.TotalSeconds * _time.TimestampFrequency));
     }
 
     public bool Started { get; private set; }
@@ -49,10 +55,12 @@ internal sealed class KeepAlive : IAsyncDisposable
     /// <summary>Lets pings go out while the relay waits for the backend. Call while holding the gate.</summary>
     public void Release()
     {
-        Volatile.Write(ref _lastWrite, _time.GetTimestamp());
-        if (_timer is null && !_stopped)
+        var now = _time.GetTimestamp();
+        Volatile.Write(ref _lastWrite, now);
+        if (!_scheduled && !_stopped)
         {
-            _timer = _time.CreateTimer(static state => ((KeepAlive)state!).OnTimer(), this, _interval, Timeout.InfiniteTimeSpan);
+            _scheduled = true;
+            _sweep.Schedule(this, now + _intervalTicks);
         }
 
         Volatile.Write(ref _state, Idle);
@@ -66,11 +74,7 @@ internal sealed class KeepAlive : IAsyncDisposable
     public async ValueTask StopAsync()
     {
         _stopped = true;
-        if (_timer is { } timer)
-        {
-            await timer.DisposeAsync();
-        }
-
+        _sweep.Cancel(this);
         if (Volatile.Read(ref _state) != Relaying)
         {
             await AcquireAsync();
@@ -79,6 +83,9 @@ internal sealed class KeepAlive : IAsyncDisposable
 
     /// <inheritdoc />
     public ValueTask DisposeAsync() => StopAsync();
+
+    /// <summary>Runs a ping the sweep queued (the gate is already taken for it).</summary>
+    void IThreadPoolWorkItem.Execute() => Volatile.Write(ref _ping, PingAsync());
 
     private async ValueTask AcquireSlowAsync()
     {
@@ -97,32 +104,28 @@ internal sealed class KeepAlive : IAsyncDisposable
         }
     }
 
-    private void OnTimer()
+    /// <inheritdoc />
+    protected override long OnDue(long now)
     {
         if (_stopped)
         {
-            return;
+            return long.MaxValue;
         }
 
-        var silence = _time.GetElapsedTime(Volatile.Read(ref _lastWrite));
-        var next = _interval;
-        if (silence < _interval)
+        var lastWrite = Volatile.Read(ref _lastWrite);
+        if (now - lastWrite < _intervalTicks)
         {
-            next = _interval - silence;
-        }
-        else if (Interlocked.CompareExchange(ref _state, Pinging, Idle) == Idle)
-        {
-            Volatile.Write(ref _ping, PingAsync());
+            // Written meanwhile: the silence starts over from that write.
+            return lastWrite + _intervalTicks;
         }
 
-        try
+        if (Interlocked.CompareExchange(ref _state, Pinging, Idle) == Idle)
         {
-            _timer?.Change(next, Timeout.InfiniteTimeSpan);
+            // Not on the sweep's tick: a flush to a slow client may take a while, and the tick serves every stream.
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
         }
-        catch (ObjectDisposedException)
-        {
-            // Stopped meanwhile.
-        }
+
+        return now + _intervalTicks;
     }
 
     private async Task PingAsync()

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using Sluice.Protocol;
+using Sluice.Providers.Timing;
 
 namespace Sluice.Providers.Upstream;
 
@@ -8,13 +8,13 @@ namespace Sluice.Providers.Upstream;
 /// <see cref="Token"/> when one is exceeded, and turns that into a 504 naming the limit and its config key.
 /// </summary>
 /// <remarks>
-/// Per upstream event the reading loop only stores a timestamp (<see cref="OnUpstreamEvent"/>); the single
-/// timer checks it when it fires and re-arms itself for the remaining time, so the hot path never touches
-/// the timer queue. The first arming also counts the idle limit from the start, so when the answer starts the timer
-/// is usually due before the idle deadline already and needs no change (one timer-queue operation fewer per call);
-/// firing early only re-arms.
+/// Per upstream event the reading loop only stores a timestamp (<see cref="OnUpstreamEvent"/>). The limits are watched
+/// by the shared <see cref="DeadlineSweep"/> (no timer of its own: creating, changing and disposing one per call took
+/// the timer queue's lock three times and allocated three objects). The first deadline given to the sweep is the
+/// nearest limit, or the idle limit counted from the start if that is nearer — so when the answer starts nothing needs
+/// rescheduling: at that wake-up the entry answers its real next deadline.
 /// </remarks>
-internal sealed class UpstreamCall : IDisposable
+internal sealed class UpstreamCall : SweepEntry, IDisposable
 {
     private const int NotFired = 0;
     private const int FirstTokenFired = 1;
@@ -24,10 +24,13 @@ internal sealed class UpstreamCall : IDisposable
     private readonly UpstreamTransport _transport;
     private readonly CancellationToken _client;
     private readonly CancellationTokenSource _cts;
-    private readonly Timer? _timer;
+    private readonly DeadlineSweep? _sweep;
+    private readonly TimeProvider _time;
     private readonly long _startTimestamp;
+    private readonly long _firstTokenTicks;
+    private readonly long _idleTicks;
+    private readonly long _totalTicks;
     private long _lastEventTimestamp;
-    private long _dueTimestamp = long.MaxValue;
     private volatile bool _answerStarted;
     private int _fired;
 
@@ -36,13 +39,18 @@ internal sealed class UpstreamCall : IDisposable
         _transport = transport;
         _client = clientCancellation;
         _cts = CancellationTokenSource.CreateLinkedTokenSource(clientCancellation);
-        _startTimestamp = Stopwatch.GetTimestamp();
+        var sweep = transport.Sweep;
+        _time = sweep.Time;
+        _startTimestamp = _time.GetTimestamp();
         _lastEventTimestamp = _startTimestamp;
         var options = transport.Options;
-        if (options.FirstTokenTimeoutMs > 0 || options.IdleTimeoutMs > 0 || options.TotalTimeoutMs > 0)
+        _firstTokenTicks = Ticks(options.FirstTokenTimeoutMs);
+        _idleTicks = Ticks(options.IdleTimeoutMs);
+        _totalTicks = Ticks(options.TotalTimeoutMs);
+        if (_firstTokenTicks > 0 || _idleTicks > 0 || _totalTicks > 0)
         {
-            _timer = new Timer(static state => ((UpstreamCall)state!).OnTimer(), this, Timeout.Infinite, Timeout.Infinite);
-            Rearm(Stopwatch.GetTimestamp());
+            _sweep = sweep;
+            sweep.Schedule(this, Evaluate(_startTimestamp, out _));
         }
     }
 
@@ -55,24 +63,15 @@ internal sealed class UpstreamCall : IDisposable
     /// <summary>The first answer event is about to be yielded: from now on the idle limit applies.</summary>
     public void MarkAnswerStarted()
     {
-        if (_answerStarted)
+        if (!_answerStarted)
         {
-            return;
-        }
-
-        var now = Stopwatch.GetTimestamp();
-        Volatile.Write(ref _lastEventTimestamp, now);
-        _answerStarted = true;
-        var idle = _transport.Options.IdleTimeoutMs;
-        if (idle > 0 && Volatile.Read(ref _dueTimestamp) > now + (idle * Stopwatch.Frequency / 1000))
-        {
-            // The timer would fire after the idle deadline: bring it forward.
-            Rearm(now);
+            Volatile.Write(ref _lastEventTimestamp, _time.GetTimestamp());
+            _answerStarted = true;
         }
     }
 
     /// <summary>An upstream event arrived (resets the idle limit once the answer has started).</summary>
-    public void OnUpstreamEvent() => Volatile.Write(ref _lastEventTimestamp, Stopwatch.GetTimestamp());
+    public void OnUpstreamEvent() => Volatile.Write(ref _lastEventTimestamp, _time.GetTimestamp());
 
     /// <summary>The 504 for the limit that was exceeded.</summary>
     public ChatException TimeoutError()
@@ -92,76 +91,77 @@ internal sealed class UpstreamCall : IDisposable
 
     public void Dispose()
     {
-        _timer?.Dispose();
+        _sweep?.Cancel(this);
         _cts.Dispose();
     }
 
-    private void OnTimer()
+    /// <inheritdoc />
+    protected internal override long OnDue(long now)
     {
+        if (_cts.IsCancellationRequested)
+        {
+            return long.MaxValue;
+        }
+
+        var due = Evaluate(now, out var kind);
+        if (kind == NotFired)
+        {
+            return due;
+        }
+
+        Volatile.Write(ref _fired, kind);
         try
         {
-            Rearm(Stopwatch.GetTimestamp());
+            // Callbacks on the thread pool: the sweep's tick serves every call in the process.
+            _ = _cts.CancelAsync();
         }
         catch (ObjectDisposedException)
         {
-            // The request ended while the timer fired.
+            // The request ended while its deadline passed.
         }
+
+        return long.MaxValue;
     }
 
-    /// <summary>Cancels if a deadline has passed; otherwise schedules the timer for the nearest one.</summary>
-    private void Rearm(long now)
+    /// <summary>The limit that has passed at <paramref name="now"/> (in <paramref name="kind"/>), or the next time to look.</summary>
+    private long Evaluate(long now, out int kind)
     {
-        if (_timer is null || _cts.IsCancellationRequested)
-        {
-            return;
-        }
-
-        var options = _transport.Options;
         var nearest = long.MaxValue;
-        var kind = NotFired;
-        Consider(options.TotalTimeoutMs, _startTimestamp, TotalFired, ref nearest, ref kind);
+        kind = NotFired;
+        Consider(_totalTicks, _startTimestamp, TotalFired, ref nearest, ref kind);
         var wake = long.MaxValue;
         if (_answerStarted)
         {
-            Consider(options.IdleTimeoutMs, Volatile.Read(ref _lastEventTimestamp), IdleFired, ref nearest, ref kind);
+            Consider(_idleTicks, Volatile.Read(ref _lastEventTimestamp), IdleFired, ref nearest, ref kind);
         }
         else
         {
-            Consider(options.FirstTokenTimeoutMs, _startTimestamp, FirstTokenFired, ref nearest, ref kind);
+            Consider(_firstTokenTicks, _startTimestamp, FirstTokenFired, ref nearest, ref kind);
 
             // Not a deadline yet: a wake-up no later than the idle limit would fall due if the answer started now.
             var ignored = NotFired;
-            Consider(options.IdleTimeoutMs, now, IdleFired, ref wake, ref ignored);
-        }
-
-        if (kind == NotFired && wake == long.MaxValue)
-        {
-            Volatile.Write(ref _dueTimestamp, long.MaxValue);
-            _timer.Change(Timeout.Infinite, Timeout.Infinite);
-            return;
+            Consider(_idleTicks, now, IdleFired, ref wake, ref ignored);
         }
 
         if (kind != NotFired && now >= nearest)
         {
-            Volatile.Write(ref _fired, kind);
-            _cts.Cancel();
-            return;
+            return long.MaxValue;
         }
 
-        var due = Math.Min(nearest, wake);
-        Volatile.Write(ref _dueTimestamp, due);
-        var dueMs = (long)Math.Ceiling(Stopwatch.GetElapsedTime(now, due).TotalMilliseconds);
-        _timer.Change(Math.Max(1, dueMs), Timeout.Infinite);
+        kind = NotFired;
+        return Math.Min(nearest, wake);
     }
 
-    private static void Consider(int limitMs, long from, int kind, ref long nearest, ref int nearestKind)
+    private long Ticks(int limitMs) => limitMs <= 0 ? 0 : limitMs * _time.TimestampFrequency / 1000;
+
+    private static void Consider(long limitTicks, long from, int kind, ref long nearest, ref int nearestKind)
     {
-        if (limitMs <= 0)
+        if (limitTicks <= 0)
         {
             return;
         }
 
-        var deadline = from + (limitMs * Stopwatch.Frequency / 1000);
+        var deadline = from + limitTicks;
         if (deadline < nearest)
         {
             nearest = deadline;

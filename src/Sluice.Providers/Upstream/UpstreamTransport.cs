@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Sluice.Protocol;
+using Sluice.Providers.Timing;
 
 namespace Sluice.Providers.Upstream;
 
@@ -120,6 +121,9 @@ internal sealed class UpstreamTransport : IDisposable
 
     /// <summary>The model entry.</summary>
     public ModelOptions Options { get; }
+
+    /// <summary>Watches each call's time limits (the process-wide sweep unless a test gives its own clock).</summary>
+    public DeadlineSweep Sweep { get; init; } = DeadlineSweep.System;
 
     /// <summary>Whether requests go through Sluice's own HTTP/1.1 client (<see cref="Http11Handler"/>) rather than .NET's.</summary>
     public bool UsesOwnClient { get; }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Time.Testing;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
+using Sluice.Providers.Timing;
 
 namespace Sluice.Gateway.Tests.Relay;
 
@@ -45,7 +46,7 @@ public sealed class RelayPartsTests
         var time = new FakeTimeProvider();
         var pipe = new Pipe();
         var target = new PipePing(pipe.Writer);
-        var keepAlive = new KeepAlive(target, TimeSpan.FromSeconds(15), time);
+        var keepAlive = new KeepAlive(target, TimeSpan.FromSeconds(15), new DeadlineSweep(time, TimeSpan.FromMilliseconds(20)));
 
         // The relay holds the gate: no ping, however long the silence.
         time.Advance(TimeSpan.FromSeconds(40));
