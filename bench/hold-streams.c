@@ -7,10 +7,12 @@
 // `sluice mock-upstream --timestamp-chunks`: each content chunk's text is its send time (t=<Unix ms>;), so the delay
 // per chunk is the receive time minus that (same machine, same clock). Prints progress every 5 s to stderr and one
 // JSON object to stdout, the same as hold-streams.mjs: ok, errors by kind, the highest number open at once, time to
-// first byte, inter-chunk gap and the added delay per chunk (p50/p90/p99/p99.9/max, ms).
+// first byte, inter-chunk gap and the added delay per chunk (p50/p90/p99/p99.9/max, ms) — over the whole run, and
+// over the chunks received once every stream is open and --settle-ms (default 5000) more have passed ("held": the
+// ramp of new connections, a burst of accepts, upstream connects and JIT work on a small machine, is left out).
 //
 // Build: cc -O2 -o hold-streams bench/hold-streams.c   (bench/proxied-streams.sh builds it with --client c)
-// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S] [--unstamped 1]
+// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S] [--settle-ms MS] [--unstamped 1]
 // --unstamped 1: any non-empty content chunk counts (for models without stamps, e.g. a simulated one at 1 token/s): the
 // gaps between chunks are measured, there is no per-chunk delay.
 #define _GNU_SOURCE
@@ -77,7 +79,7 @@ static void fail(const char *kind) {
 
 int main(int argc, char **argv) {
   const char *url = "http://127.0.0.1:8080", *key = "", *model = "mock";
-  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300, unstamped = 0;
+  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300, unstamped = 0, settle_ms = 5000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--url")) url = argv[i + 1];
     else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
@@ -87,6 +89,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--max-tokens")) max_tokens = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--timeout-s")) timeout_s = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--unstamped")) unstamped = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--settle-ms")) settle_ms = atol(argv[i + 1]);
     else { fprintf(stderr, "hold-streams: unknown option '%s'.\n", argv[i]); return 2; }
   }
   char host[64]; int port;
@@ -114,7 +117,8 @@ int main(int argc, char **argv) {
   inet_pton(AF_INET, host, &addr.sin_addr);
 
   conn_t *conns = calloc(streams, sizeof(conn_t));
-  series_t delays = {0}, gaps = {0}, ttfb = {0};
+  series_t delays = {0}, held = {0}, gaps = {0}, ttfb = {0};
+  double held_from = 0; // set once the last stream is opened: + settle_ms
   long started = 0, open_now = 0, max_open = 0, finished = 0, ok = 0, chunks = 0;
   int ep = epoll_create1(0);
   static char buf[1 << 16], scan[(1 << 16) + CARRY + 1];
@@ -146,6 +150,7 @@ int main(int argc, char **argv) {
         started++; open_now++; if (open_now > max_open) max_open = open_now;
       }
       next_batch += 50;
+      if (started == streams && !held_from) held_from = wall_ms() + settle_ms;
     }
     if (now >= next_progress) {
       fprintf(stderr, "hold-streams: %.0f s: %ld started, %ld open (max %ld), %ld ok, %ld failed, %ld chunks\n",
@@ -212,6 +217,7 @@ int main(int argc, char **argv) {
               double stamp = strtod(num, &stop);
               if (stop == num || stop >= scan + total || *stop != ';') break; // cut off: the next read completes it
               push(&delays, at - stamp);
+              if (held_from && at >= held_from) push(&held, at - stamp);
             }
             chunks++;
             if (c->last) push(&gaps, at - c->last);
@@ -238,6 +244,7 @@ int main(int argc, char **argv) {
   printf("},\"max_open\":%ld,\"seconds\":%.1f,\"chunks\":%ld,", max_open, (wall_ms() - t0) / 1000, chunks);
   summary("ttfb_ms", &ttfb, 0);
   summary("gap_ms", &gaps, 0);
+  summary("held_delay_ms", &held, 0);
   summary("added_delay_ms", &delays, 1);
   printf("}\n");
   return 0;

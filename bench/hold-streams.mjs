@@ -16,6 +16,9 @@ const streams = Number(args.streams ?? 8000);
 const ramp = Number(args.ramp ?? 1000);
 const maxTokens = Number(args['max-tokens'] ?? 60);
 const deadline = Number(args['timeout-s'] ?? 300) * 1000;
+// "Held" delays: chunks received once every stream is open and --settle-ms more have passed (the ramp left out).
+const settleMs = Number(args['settle-ms'] ?? 5000);
+let heldFrom = 0;
 const body = JSON.stringify({
   model: args.model ?? 'mock', stream: true, max_tokens: maxTokens,
   messages: [{ role: 'user', content: 'Hold this stream open.' }],
@@ -26,7 +29,7 @@ const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const now = () => performance.timeOrigin + performance.now();
 const stampPattern = /"content":"t=(\d+\.\d+);"/g;
 
-const delays = []; const gaps = []; const ttfb = [];
+const delays = []; const held = []; const gaps = []; const ttfb = [];
 const errors = {}; let ok = 0; let open = 0; let maxOpen = 0; let started = 0; let finished = 0; let chunks = 0;
 const t0 = now();
 const fail = (kind) => { errors[kind] = (errors[kind] ?? 0) + 1; };
@@ -51,6 +54,7 @@ function one() {
         stampPattern.lastIndex = 0;
         while ((m = stampPattern.exec(data)) !== null) {
           delays.push(at - Number(m[1])); chunks++;
+          if (heldFrom && at >= heldFrom) held.push(at - Number(m[1]));
           if (last) gaps.push(at - last);
           last = at; consumed = stampPattern.lastIndex;
         }
@@ -78,6 +82,7 @@ for (let i = 0; i < streams; i += batch) {
   for (let j = i; j < Math.min(streams, i + batch); j++) all.push(one());
   await new Promise((r) => setTimeout(r, 50));
 }
+heldFrom = now() + settleMs;
 await Promise.all(all);
 clearInterval(progress);
 
@@ -89,5 +94,5 @@ const summary = (values) => {
 };
 console.log(JSON.stringify({
   streams, ok, failed: finished - ok, errors, max_open: maxOpen, seconds: Math.round((now() - t0) / 100) / 10,
-  chunks, ttfb_ms: summary(ttfb), gap_ms: summary(gaps), added_delay_ms: summary(delays),
+  chunks, ttfb_ms: summary(ttfb), gap_ms: summary(gaps), held_delay_ms: summary(held), added_delay_ms: summary(delays),
 }));

@@ -25,7 +25,7 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", "3", "--chunk-delay-ms", "20", "--timestamp-chunks", "--model", "mock"]);
         await WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
 
-        var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--max-tokens", "3"], executable: client);
+        var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--max-tokens", "3", "--settle-ms", "0"], executable: client);
         Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
         using (var result = JsonDocument.Parse(run.Stdout))
         {
@@ -41,6 +41,20 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             Assert.Equal(40, gap.GetProperty("count").GetInt32());
             Assert.InRange(gap.GetProperty("p50").GetDouble(), 15, 1_000);
             Assert.Equal(20, r.GetProperty("ttfb_ms").GetProperty("count").GetInt32());
+
+            // Held: the chunks received after the last stream opened (two batches of 10, 50 ms apart: at least the
+            // second batch's 30 chunks, never more than all).
+            Assert.InRange(r.GetProperty("held_delay_ms").GetProperty("count").GetInt32(), 30, 60);
+        }
+
+        // A settle time longer than the run: no chunk counts as held.
+        var unsettled = await CliProcess.RunAsync(
+            ["--url", $"http://127.0.0.1:{port}", "--streams", "5", "--ramp", "100", "--max-tokens", "3", "--settle-ms", "60000"], executable: client);
+        Assert.True(unsettled.ExitCode == 0, unsettled.Stdout + unsettled.Stderr);
+        using (var result = JsonDocument.Parse(unsettled.Stdout))
+        {
+            Assert.Equal(15, result.RootElement.GetProperty("added_delay_ms").GetProperty("count").GetInt32());
+            Assert.Equal(JsonValueKind.Null, result.RootElement.GetProperty("held_delay_ms").ValueKind);
         }
 
         // Unstamped (a model without stamps): every non-empty content chunk counts for the gaps, no delay is computed.
