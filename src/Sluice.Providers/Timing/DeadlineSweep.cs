@@ -118,19 +118,7 @@ public sealed class DeadlineSweep : IDisposable
             throw new InvalidOperationException("This entry was scheduled before; a sweep entry is scheduled once and answers later deadlines from OnDue.");
         }
 
-        var head = Volatile.Read(ref _added);
-        while (true)
-        {
-            entry.NextAdded = head;
-            var seen = Interlocked.CompareExchange(ref _added, entry, head);
-            if (ReferenceEquals(seen, head))
-            {
-                break;
-            }
-
-            head = seen;
-        }
-
+        Push(ref _added, entry, ref entry.NextAdded);
         if (Volatile.Read(ref _armed) == 0 && Interlocked.CompareExchange(ref _armed, 1, 0) == 0)
         {
             Arm(_time.GetTimestamp());
@@ -148,18 +136,8 @@ public sealed class DeadlineSweep : IDisposable
             if (seen == state)
             {
                 // Unlinked by the next tick; an entry that never reached the wheel is simply skipped there.
-                var head = Volatile.Read(ref _cancelled);
-                while (true)
-                {
-                    entry.NextCancelled = head;
-                    var pushed = Interlocked.CompareExchange(ref _cancelled, entry, head);
-                    if (ReferenceEquals(pushed, head))
-                    {
-                        return;
-                    }
-
-                    head = pushed;
-                }
+                Push(ref _cancelled, entry, ref entry.NextCancelled);
+                return;
             }
 
             state = seen;
@@ -171,6 +149,23 @@ public sealed class DeadlineSweep : IDisposable
     {
         _disposed = true;
         _timer.Dispose();
+    }
+
+    /// <summary>Pushes <paramref name="entry"/> onto an inbox through its own <paramref name="link"/> field.</summary>
+    private static void Push(ref SweepEntry? head, SweepEntry entry, ref SweepEntry? link)
+    {
+        var current = Volatile.Read(ref head);
+        while (true)
+        {
+            link = current;
+            var seen = Interlocked.CompareExchange(ref head, entry, current);
+            if (ReferenceEquals(seen, current))
+            {
+                return;
+            }
+
+            current = seen;
+        }
     }
 
     private void Arm(long now)
