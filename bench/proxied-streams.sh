@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Many slow streams held open at once through one gateway, proxied to a paced mock upstream.
 #
-#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node] [--upstream-http2] [--upstream-client sluice|dotnet]
+#   bash bench/proxied-streams.sh [--streams 8000] [--chunks 60] [--pace-ms 1000] [--ramp 1000] [--no-replay] [--direct] [--client c|node] [--upstream-http2] [--upstream-client sluice|dotnet] [--settle S]
 #
 # Starts `sluice mock-upstream --timestamp-chunks` (--chunks content chunks, --pace-ms apart, each carrying its send
 # time) and `sluice serve` with a master key (SQLite in a temp folder), creates a team and its virtual key, warms the
@@ -10,8 +10,8 @@
 # here with cc; --client node uses bench/hold-streams.mjs instead, whose own event loop adds hundreds of ms per chunk
 # at thousands of streams on two cores; --ramp new connections per second) and holds them to the end. Samples the gateway every second; prints errors, the peak RSS
 # (target ≤ 1.5 GB for 8,000), peak fds and threads, the delay the gateway adds per chunk (receive time minus the
-# mock's send time: target p99 ≤ 5 ms — for the chunks received while all streams are held, from 5 s after the last
-# one opened, and over the whole run with the ramp of new connections, each judged) and RSS/fds/threads 5 s, 30 s and 90 s after the streams end against the
+# mock's send time: target p99 ≤ 5 ms — for the chunks received while all streams are held, from --settle S seconds
+# (default 5) after the last one opened, and over the whole run with the ramp of new connections, each judged) and RSS/fds/threads 5 s, 30 s and 90 s after the streams end against the
 # baseline (idle upstream connections close after 60 s). --no-replay runs the gateway with Streaming:Resumable false
 # (no replay buffer) to measure what the buffer costs. --direct sends the same streams straight to the mock, no
 # gateway: the delay the client and the mock add on their own on this machine, to subtract.
@@ -28,7 +28,7 @@
 # GATEWAY_ENV='NAME=VALUE …' reaches the gateway only (to compare runtime settings without changing the mocks).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0; h2=0; uclient=sluice
+streams=8000; chunks=60; pace=1000; ramp=1000; resumable=true; direct=0; client=c; quick=0; h2=0; uclient=sluice; settle=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --streams) streams="$2"; shift 2 ;;
@@ -39,12 +39,14 @@ while [ $# -gt 0 ]; do
     --direct) direct=1; shift ;;
     --client) client="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
+    --settle) settle="$2"; shift 2 ;;
     --upstream-http2) h2=1; shift ;;
     --upstream-client) uclient="$2"; shift 2 ;;
     -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxied-streams.sh: unknown argument '$1'; see 'bash bench/proxied-streams.sh --help'." >&2; exit 2 ;;
   esac
 done
+case "$settle" in ''|*[!0-9]*) echo "proxied-streams.sh: --settle takes whole seconds (e.g. --settle 15), not '$settle'." >&2; exit 2 ;; esac
 if [ "$h2" = 1 ] && [ "$direct" = 1 ]; then
   echo "proxied-streams.sh: --direct and --upstream-http2 do not go together (the client speaks HTTP/1.1; the HTTP/2-only mock refuses it)." >&2; exit 2
 fi
@@ -107,15 +109,15 @@ key="$(admin api/teams/create '{"organization_id":"org_held","team_id":"team_hel
 
 if [ "$direct" = 1 ]; then
   echo "proxied-streams: --direct: $streams streams straight to the mock, $ramp/s, $chunks chunks $pace ms apart"
-  "${hold[@]}" --url "http://127.0.0.1:$mp" --streams "$streams" --ramp "$ramp" --max-tokens "$chunks" \
+  "${hold[@]}" --url "http://127.0.0.1:$mp" --streams "$streams" --ramp "$ramp" --max-tokens "$chunks" --settle-ms $(( settle * 1000 )) \
     --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/direct.json" || true
   [ -s "$work/direct.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
-  python3 - "$work/direct.json" "$client" <<'PY'
+  python3 - "$work/direct.json" "$client" "$settle" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); d = r["added_delay_ms"] or {}; g = r["gap_ms"] or {}
 print(f"\nproxied-streams --direct (client {sys.argv[2]}, {r['streams']} streams, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
 h = r.get("held_delay_ms") or {}
-print(f"  delay per chunk, mock to client, all held (ms, {h.get('count', 0)} chunks from 5 s after the last stream opened): p50 {h.get('p50')}, p90 {h.get('p90')}, p99 {h.get('p99')}, p99.9 {h.get('p999')}, max {h.get('max')}")
+print(f"  delay per chunk, mock to client, all held (ms, {h.get('count', 0)} chunks from {sys.argv[3]} s after the last stream opened): p50 {h.get('p50')}, p90 {h.get('p90')}, p99 {h.get('p99')}, p99.9 {h.get('p999')}, max {h.get('max')}")
 print(f"  delay per chunk, mock to client, whole run with the ramp (ms, {d.get('count', 0)} chunks): p50 {d.get('p50')}, p90 {d.get('p90')}, p99 {d.get('p99')}, p99.9 {d.get('p999')}, max {d.get('max')}; gap p50 {g.get('p50')}, p99 {g.get('p99')}")
 PY
   exit 0
@@ -160,7 +162,7 @@ read -r rss0 fd0 th0 <<< "$(sample)"
 echo "proxied-streams: baseline RSS $rss0 MB, $fd0 fds, $th0 threads (Streaming:Resumable $resumable, upstream HTTP/$version, UpstreamClient $uclient); opening $streams streams, $ramp/s, $chunks chunks $pace ms apart"
 (while kill -0 "$gpid" 2>/dev/null; do echo "$(date +%s) $(sample)"; sleep 1; done > "$work/samples") & spid=$!
 cpu0=$(awk '{print $14+$15}' /proc/$gpid/stat); wall0=$SECONDS; tcp0=$(tcpcounters)
-"${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" \
+"${hold[@]}" --url "http://127.0.0.1:$gp" --key "$key" --streams "$streams" --ramp "$ramp" --settle-ms $(( settle * 1000 )) \
   --max-tokens "$chunks" --timeout-s $(( (chunks * pace) / 1000 + streams / ramp + 120 )) > "$work/result.json"
 [ -s "$work/result.json" ] || { echo "proxied-streams.sh: the client gave no result (see above)." >&2; exit 2; }
 cpu1=$(awk '{print $14+$15}' /proc/$gpid/stat)
@@ -198,7 +200,7 @@ fi
 if grep -qi "too many open files" "$work/gw.log" "$work/mock.log"; then
   echo "proxied-streams: the open-file limit stopped streams (\"Too many open files\" in a log)"
 fi
-python3 - "$work/result.json" "$streams" "$rss0" "$hwm" "$fd0" "$fdmax" "$th0" "$thmax" "$rss5" "$fd5" "$th5" "$rss30" "$fd30" "$th30" "$resumable" "$rss90" "$fd90" "$th90" "$ramp" <<'PY'
+python3 - "$work/result.json" "$streams" "$rss0" "$hwm" "$fd0" "$fdmax" "$th0" "$thmax" "$rss5" "$fd5" "$th5" "$rss30" "$fd30" "$th30" "$resumable" "$rss90" "$fd90" "$th90" "$ramp" "$settle" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 streams, rss0, hwm, fd0, fdmax, th0, thmax, rss5, fd5, th5, rss30, fd30, th30 = map(int, sys.argv[2:15])
@@ -207,7 +209,7 @@ d, g = r["added_delay_ms"] or {}, r["gap_ms"] or {}
 print(f"\nproxied-streams result ({streams} streams, Resumable {sys.argv[15]}, {r['seconds']} s): {r['ok']} ok, {r['failed']} failed {r['errors']}, at most {r['max_open']} open at once")
 print(f"  gateway RSS {rss0} MB baseline, peak {hwm} MB ({(hwm - rss0) * 1024 / max(1, streams):.1f} KB per stream over baseline); fds {fd0} → peak {fdmax}; threads {th0} → peak {thmax}")
 h = r.get("held_delay_ms") or {}
-print(f"  added delay per chunk, all streams held (ms, {h.get('count', 0)} chunks from 5 s after the last stream opened): p50 {h.get('p50')}, p90 {h.get('p90')}, p99 {h.get('p99')}, p99.9 {h.get('p999')}, max {h.get('max')}")
+print(f"  added delay per chunk, all streams held (ms, {h.get('count', 0)} chunks from {sys.argv[20]} s after the last stream opened): p50 {h.get('p50')}, p90 {h.get('p90')}, p99 {h.get('p99')}, p99.9 {h.get('p999')}, max {h.get('max')}")
 print(f"  added delay per chunk, whole run with the ramp (ms, {d.get('count', 0)} chunks): p50 {d.get('p50')}, p90 {d.get('p90')}, p99 {d.get('p99')}, p99.9 {d.get('p999')}, max {d.get('max')}")
 print(f"  inter-chunk gap (ms): p50 {g.get('p50')}, p99 {g.get('p99')}, max {g.get('max')}; time to first byte p50 {r['ttfb_ms']['p50'] if r['ttfb_ms'] else None}, p99 {r['ttfb_ms']['p99'] if r['ttfb_ms'] else None}")
 print(f"  after the streams: 5 s RSS {rss5} MB, {fd5} fds, {th5} threads; 30 s RSS {rss30} MB, {fd30} fds, {th30} threads; 90 s RSS {rss90} MB, {fd90} fds, {th90} threads (baseline {rss0} / {fd0} / {th0})")
