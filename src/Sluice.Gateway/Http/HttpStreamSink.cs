@@ -45,7 +45,6 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     private readonly ResumableStream? _resumable;
     private readonly StreamRegistry? _registry;
     private readonly TimeSpan _pingInterval;
-    private readonly TimeProvider _time;
     private readonly DeadlineSweep _sweep;
     private readonly CancellationToken _aborted;
     private readonly HttpStreamLimits _limits;
@@ -73,7 +72,6 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         _registry = registry;
         _pingInterval = pingInterval;
         _sweep = sweep;
-        _time = sweep.Time;
         _aborted = context.RequestAborted;
         _scratch = resumable is null ? null : new ScratchBuffer();
         _frames = _scratch ?? (IBufferWriter<byte>)_output;
@@ -354,7 +352,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         var pending = flush.AsTask();
         try
         {
-            await pending.WaitAsync(_limits.SlowClientTimeout, _time);
+            await pending.WaitAsync(_limits.SlowClientTimeout, _sweep.Time);
             return true;
         }
         catch (TimeoutException)
