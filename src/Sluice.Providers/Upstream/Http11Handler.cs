@@ -38,19 +38,25 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         ObjectDisposedException.ThrowIf(_disposed, this);
         var uri = request.RequestUri ?? throw new InvalidOperationException("The request has no URI.");
         InjectTraceContext(request);
-        var body = request.Content is null ? ReadOnlyMemory<byte>.Empty : await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-        var (head, headLength) = RequestHead(request, uri, body.Length);
+        // The gateway's own bodies are read in place; any other content is copied out once.
+        var body = request.Content switch
+        {
+            null => ReadOnlyMemory<byte>.Empty,
+            UpstreamBodyContent own => own.Body,
+            var other => await other.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false),
+        };
+        var (bytes, length) = RequestBytes(request, uri, body.Span);
         try
         {
-            return await SendAsync(request, uri, head.AsMemory(0, headLength), body, cancellationToken).ConfigureAwait(false);
+            return await SendAsync(request, uri, bytes.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(head);
+            ArrayPool<byte>.Shared.Return(bytes);
         }
     }
 
-    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, Uri uri, ReadOnlyMemory<byte> head, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, Uri uri, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -59,7 +65,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
             connection ??= await ConnectAsync(uri, cancellationToken).ConfigureAwait(false);
             try
             {
-                await connection.SendAsync(head, body, cancellationToken).ConfigureAwait(false);
+                await connection.SendAsync(bytes, cancellationToken).ConfigureAwait(false);
                 var response = await connection.ReadHeadAsync(request, cancellationToken).ConfigureAwait(false);
                 return response;
             }
@@ -141,6 +147,8 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
             // An IP literal (IPv6 ones come bracketed in the URI) connects as is; a name is resolved.
             EndPoint endPoint = IPAddress.TryParse(uri.DnsSafeHost, out var address) ? new IPEndPoint(address, uri.Port) : new DnsEndPoint(uri.IdnHost, uri.Port);
             await socket.ConnectAsync(endPoint, linked?.Token ?? cancellationToken).ConfigureAwait(false);
+            // Non-blocking for the synchronous peek that checks an idle connection (reads and writes are async anyway).
+            socket.Blocking = false;
             return new Http11Connection(this, socket, uri.Authority);
         }
         catch (OperationCanceledException ex) when (timeout is { IsCancellationRequested: true } && !cancellationToken.IsCancellationRequested)
@@ -162,9 +170,13 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
 
     /// <summary>The request line and headers as bytes, in a pooled buffer (return it with <see cref="ArrayPool{T}"/>).</summary>
     /// <remarks>Written straight to bytes: a string builder and its string were most of what a request allocated here.</remarks>
-    private static (byte[] Buffer, int Length) RequestHead(HttpRequestMessage request, Uri uri, int bodyLength)
+    /// <summary>
+    /// The whole request — head, then body — in one pooled buffer, so it goes out in one system call (head and body
+    /// sent apart were two for every stream, and the second could wait for the first's acknowledgement).
+    /// </summary>
+    internal static (byte[] Buffer, int Length) RequestBytes(HttpRequestMessage request, Uri uri, ReadOnlySpan<byte> body)
     {
-        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024));
+        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024 + body.Length));
         writer.Append(request.Method.Method).Append(" ").Append(uri.PathAndQuery).Append(" HTTP/1.1\r\nHost: ").Append(uri.Authority).Append("\r\n");
         foreach (var (name, values) in request.Headers.NonValidated)
         {
@@ -188,10 +200,10 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
 
         if (request.Content is not null || request.Method == HttpMethod.Post)
         {
-            writer.Append("Content-Length: ").Append(bodyLength).Append("\r\n");
+            writer.Append("Content-Length: ").Append(body.Length).Append("\r\n");
         }
 
-        writer.Append("\r\n");
+        writer.Append("\r\n").Append(body);
         return (writer.Buffer, writer.Length);
     }
 
@@ -206,6 +218,14 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         {
             Ensure(text.Length);
             Length += Encoding.Latin1.GetBytes(text, Buffer.AsSpan(Length));
+            return this;
+        }
+
+        public HeadWriter Append(ReadOnlySpan<byte> bytes)
+        {
+            Ensure(bytes.Length);
+            bytes.CopyTo(Buffer.AsSpan(Length));
+            Length += bytes.Length;
             return this;
         }
 
@@ -286,28 +306,30 @@ internal sealed class Http11Connection : IDisposable
 
     internal int End => _end;
 
+    /// <summary>
+    /// Whether an idle connection can take a request: one non-blocking peek (a system call per reuse — a poll and a
+    /// FIONREAD before were two). Nothing to read is the healthy case; the end of the stream (the server closed it), an
+    /// error, or bytes nobody asked for each make it unusable.
+    /// </summary>
     public bool LooksOpen()
     {
         try
         {
-            // Readable with nothing buffered means the server closed it (or sent something unasked): not reusable.
-            return !_socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0;
+            Span<byte> one = stackalloc byte[1];
+            var read = _socket.Receive(one, SocketFlags.Peek, out var error);
+            return read == 0 && error == SocketError.WouldBlock;
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (ObjectDisposedException)
         {
             return false;
         }
     }
 
-    public async ValueTask SendAsync(ReadOnlyMemory<byte> head, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken)
     {
         NothingReceived = true;
         _start = _end = 0;
-        await _socket.SendAsync(head, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-        if (!body.IsEmpty)
-        {
-            await _socket.SendAsync(body, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-        }
+        await _socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<HttpResponseMessage> ReadHeadAsync(HttpRequestMessage request, CancellationToken cancellationToken)

@@ -161,7 +161,7 @@ internal sealed class UpstreamTransport : IDisposable
     public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call, string? accept = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Version = _version, VersionPolicy = _versionPolicy };
-        request.Content = new ReadOnlyMemoryContent(body);
+        request.Content = new UpstreamBodyContent(body);
         request.Content.Headers.ContentType = JsonContentType;
         if (accept is not null)
         {

@@ -116,6 +116,61 @@ public sealed class Http11HandlerTests
     }
 
     [Fact]
+    public async Task An_idle_connection_with_bytes_nobody_asked_for_is_not_reused()
+    {
+        // The answer, then (a moment later, once the connection is back in the pool) bytes that belong to no request.
+        await using var server = await RawServer.StartAsync(
+            _ => [Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), Encoding.ASCII.GetBytes("junk")],
+            pause: TimeSpan.FromMilliseconds(200));
+        using var client = Client();
+
+        Assert.Equal("ok", await (await client.PostAsync(server.Url, new StringContent("{}"))).Content.ReadAsStringAsync());
+        // On loopback a write is in the peer's receive queue when it returns: once the server wrote "junk", it is there.
+        while (server.PiecesSent < 2)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal("ok", await (await client.PostAsync(server.Url, new StringContent("{}"))).Content.ReadAsStringAsync());
+
+        Assert.Equal(2, server.Connections);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(50 * 1024)] // past the first rental: the buffer grows (the test server takes 64 KB per request)
+    public async Task The_gateways_own_body_goes_out_whole_after_its_head(int size)
+    {
+        var body = Encoding.ASCII.GetBytes(new string('x', size));
+        await using var server = await RawServer.StartAsync(_ => [Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]);
+        using var client = Client();
+        using var content = new UpstreamBodyContent(body);
+        content.Headers.ContentType = new("application/json");
+
+        Assert.Equal("ok", await (await client.PostAsync(server.Url, content)).Content.ReadAsStringAsync());
+
+        var request = Assert.Single(server.Requests);
+        Assert.Contains($"\r\nContent-Length: {size}\r\n", request, StringComparison.Ordinal);
+        Assert.Contains("\r\nContent-Type: application/json\r\n", request, StringComparison.Ordinal);
+        Assert.EndsWith("\r\n\r\n" + Encoding.ASCII.GetString(body), request, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_request_is_one_buffer_head_then_body()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://up.example:8080/v1/chat/completions") { Content = new UpstreamBodyContent("{\"a\":1}"u8.ToArray()) };
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer k");
+
+        var (buffer, length) = Http11Handler.RequestBytes(request, request.RequestUri!, "{\"a\":1}"u8);
+        var text = Encoding.ASCII.GetString(buffer, 0, length);
+        System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+
+        Assert.StartsWith("POST /v1/chat/completions HTTP/1.1\r\nHost: up.example:8080\r\n", text, StringComparison.Ordinal);
+        Assert.Contains("\r\nAuthorization: Bearer k\r\n", text, StringComparison.Ordinal);
+        Assert.EndsWith("\r\nContent-Length: 7\r\n\r\n{\"a\":1}", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Broken_answers_are_errors_that_say_what_was_wrong()
     {
         await using var notHttp = await RawServer.StartAsync(_ => [Encoding.ASCII.GetBytes("SSH-2.0-OpenSSH\r\n\r\n")]);
@@ -232,6 +287,7 @@ public sealed class Http11HandlerTests
         private readonly TimeSpan _pause;
         private readonly CancellationTokenSource _stop = new();
         private int _connections;
+        private int _piecesSent;
 
         private RawServer(TcpListener listener, Func<string, byte[][]> reply, Func<string, bool>? closeAfter, bool holdOpen, TimeSpan pause)
         {
@@ -245,6 +301,8 @@ public sealed class Http11HandlerTests
         public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/");
 
         public int Connections => Volatile.Read(ref _connections);
+
+        public int PiecesSent => Volatile.Read(ref _piecesSent);
 
         public ConcurrentQueue<string> Requests { get; } = new();
 
@@ -330,6 +388,7 @@ public sealed class Http11HandlerTests
                     foreach (var piece in _reply(request))
                     {
                         await socket.SendAsync(piece, _stop.Token);
+                        Interlocked.Increment(ref _piecesSent);
                         if (_pause > TimeSpan.Zero)
                         {
                             await Task.Delay(_pause, _stop.Token);
