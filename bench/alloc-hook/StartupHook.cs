@@ -21,6 +21,11 @@ internal static class StartupHook
         var command = Environment.GetEnvironmentVariable("SLUICE_ALLOC_COMMAND") ?? "serve";
         if (Environment.GetCommandLineArgs().Contains(command))
         {
+            if (Environment.GetEnvironmentVariable("SLUICE_EXC_OUT") is { Length: > 0 } excOut)
+            {
+                ExceptionRecorder.Start(excOut);
+            }
+
             if (Environment.GetEnvironmentVariable("SLUICE_GC_OUT") is { Length: > 0 } gcOut)
             {
                 s_gcPhases = new GcPhaseListener(gcOut);
@@ -136,5 +141,41 @@ internal sealed class AllocListener : EventListener
     {
         public readonly ConcurrentDictionary<string, long> Bytes = new();
         public long Total;
+    }
+}
+
+/// <summary>
+/// SLUICE_EXC_OUT: counts first-chance exceptions by type and the stack where each was thrown (the first 2,000 in
+/// full), and writes the tally to the file every 5 seconds — to find exceptions thrown on a hot path (e.g. one per
+/// closed connection) without a profiler.
+/// </summary>
+internal static class ExceptionRecorder
+{
+    private static readonly ConcurrentDictionary<string, int> s_counts = new();
+    private static int s_seen;
+
+    public static void Start(string path)
+    {
+        AppDomain.CurrentDomain.FirstChanceException += (_, e) =>
+        {
+            var n = Interlocked.Increment(ref s_seen);
+            var key = n <= 2_000 ? e.Exception.GetType().FullName + ": " + e.Exception.Message + "\n" + Environment.StackTrace : e.Exception.GetType().FullName!;
+            s_counts.AddOrUpdate(key, 1, static (_, c) => c + 1);
+        };
+        var timer = new Thread(() =>
+        {
+            while (true)
+            {
+                Thread.Sleep(5_000);
+                var text = new StringBuilder().Append("first-chance exceptions: ").Append(Volatile.Read(ref s_seen)).Append('\n');
+                foreach (var (key, count) in s_counts.OrderByDescending(p => p.Value).Take(20))
+                {
+                    text.Append(count).Append(" x ").Append(key).Append("\n\n");
+                }
+
+                File.WriteAllText(path, text.ToString());
+            }
+        }) { IsBackground = true };
+        timer.Start();
     }
 }
