@@ -33,7 +33,15 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
     private volatile bool _disposed;
 
     /// <inheritdoc />
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+
+    /// <summary>
+    /// Sends <paramref name="request"/> with <paramref name="fixedHeaders"/> (header lines encoded once per upstream, see
+    /// <see cref="EncodeHeaders"/>) after its own — called directly rather than through <see cref="HttpClient"/>, which
+    /// copied its default headers into every request and linked a cancellation source per call.
+    /// </summary>
+    internal async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, ReadOnlyMemory<byte> fixedHeaders, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var uri = request.RequestUri ?? throw new InvalidOperationException("The request has no URI.");
@@ -45,7 +53,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
             UpstreamBodyContent own => own.Body,
             var other => await other.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false),
         };
-        var (bytes, length) = RequestBytes(request, uri, body.Span);
+        var (bytes, length) = RequestBytes(request, uri, fixedHeaders.Span, body.Span);
         try
         {
             return await SendAsync(request, uri, bytes.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
@@ -174,19 +182,19 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
     /// The whole request — head, then body — in one pooled buffer, so it goes out in one system call (head and body
     /// sent apart were two for every stream, and the second could wait for the first's acknowledgement).
     /// </summary>
-    internal static (byte[] Buffer, int Length) RequestBytes(HttpRequestMessage request, Uri uri, ReadOnlySpan<byte> body)
+    internal static (byte[] Buffer, int Length) RequestBytes(HttpRequestMessage request, Uri uri, ReadOnlySpan<byte> fixedHeaders, ReadOnlySpan<byte> body)
     {
-        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024 + body.Length));
+        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024 + fixedHeaders.Length + body.Length));
         writer.Append(request.Method.Method).Append(" ").Append(uri.PathAndQuery).Append(" HTTP/1.1\r\nHost: ").Append(uri.Authority).Append("\r\n");
         foreach (var (name, values) in request.Headers.NonValidated)
         {
-            if (!name.Equals("Host", StringComparison.OrdinalIgnoreCase) && !name.Equals("Connection", StringComparison.OrdinalIgnoreCase)
-                && !name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            if (!WrittenBySluice(name))
             {
                 writer.Header(name, values);
             }
         }
 
+        writer.Append(fixedHeaders);
         if (request.Content is { } content)
         {
             foreach (var (name, values) in content.Headers.NonValidated)
@@ -208,6 +216,33 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
     }
 
     /// <summary>Appends Latin-1 text to a pooled buffer, growing it (through the pool) as needed.</summary>
+    /// <summary>
+    /// Header lines ("Name: value\r\n" each) for <see cref="SendAsync(HttpRequestMessage, ReadOnlyMemory{byte}, CancellationToken)"/>,
+    /// encoded once: an upstream's fixed headers (its key, API version, configured extras) are the same on every request.
+    /// </summary>
+    /// <param name="headers">The headers.</param>
+    /// <param name="except">A header name left out (written per request instead), or null.</param>
+    internal static byte[] EncodeHeaders(System.Net.Http.Headers.HttpHeaders headers, string? except)
+    {
+        var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024));
+        foreach (var (name, values) in headers.NonValidated)
+        {
+            if (!name.Equals(except, StringComparison.OrdinalIgnoreCase) && !WrittenBySluice(name))
+            {
+                writer.Header(name, values);
+            }
+        }
+
+        var bytes = writer.Buffer.AsSpan(0, writer.Length).ToArray();
+        ArrayPool<byte>.Shared.Return(writer.Buffer);
+        return bytes;
+    }
+
+    // Framing headers this client writes itself (or, for Connection, leaves to HTTP/1.1's default keep-alive).
+    private static bool WrittenBySluice(string name) =>
+        name.Equals("Host", StringComparison.OrdinalIgnoreCase) || name.Equals("Connection", StringComparison.OrdinalIgnoreCase)
+        || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase);
+
     private sealed class HeadWriter(byte[] buffer)
     {
         public byte[] Buffer { get; private set; } = buffer;

@@ -23,6 +23,9 @@ internal sealed class UpstreamTransport : IDisposable
     private static readonly MediaTypeHeaderValue JsonContentType = new("application/json");
 
     private readonly HttpClient _client;
+    private readonly Http11Handler? _own;
+    private readonly byte[] _ownHeaders = [];
+    private readonly byte[] _ownHeadersWithoutAccept = [];
     private readonly string? _apiKey;
     private readonly Version _version = System.Net.HttpVersion.Version11;
     private readonly HttpVersionPolicy _versionPolicy = HttpVersionPolicy.RequestVersionOrLower;
@@ -97,6 +100,7 @@ internal sealed class UpstreamTransport : IDisposable
             ResponseDrainTimeout = TimeSpan.Zero,
             EnableMultipleHttp2Connections = true,
         };
+        _own = handler as Http11Handler;
         _client = new HttpClient(handler, disposeHandler: true) { Timeout = Timeout.InfiniteTimeSpan };
         var headers = _client.DefaultRequestHeaders;
         headers.Accept.ParseAdd(accept);
@@ -116,6 +120,14 @@ internal sealed class UpstreamTransport : IDisposable
                         $"Model \"{options.Name}\": Headers[\"{name}\"] cannot be sent as a request header (content headers such as Content-Type are set by Sluice). Remove it from Headers.");
                 }
             }
+        }
+
+        if (_own is not null)
+        {
+            // Sluice's client is called directly with these lines (see SendAsync); a request's own Accept replaces the
+            // transport's, as HttpClient's default headers did.
+            _ownHeaders = Http11Handler.EncodeHeaders(headers, except: null);
+            _ownHeadersWithoutAccept = Http11Handler.EncodeHeaders(headers, except: "Accept");
         }
     }
 
@@ -171,7 +183,9 @@ internal sealed class UpstreamTransport : IDisposable
         HttpResponseMessage response;
         try
         {
-            response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, call.Token).ConfigureAwait(false);
+            response = _own is not null
+                ? await _own.SendAsync(request, accept is null ? _ownHeaders : _ownHeadersWithoutAccept, call.Token).ConfigureAwait(false)
+                : await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, call.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (call.TimedOut)
         {

@@ -37,6 +37,8 @@ public sealed class EmbeddingUpstreamTests
 
         var sent = Assert.Single(rig.Upstream.Requests);
         Assert.Equal("/v1/embeddings", sent.PathAndQuery);
+        // A JSON answer is asked for instead of the transport's text/event-stream, not beside it.
+        Assert.Equal("application/json", sent.Headers["accept"]);
         Assert.Equal("""{"model":"upstream-model","input":["a","b"],"encoding_format":"float","dimensions":2,"x_vendor":{"k":[1]}}""", Encoding.UTF8.GetString(sent.Body));
         Assert.Equal(answer, Encoding.UTF8.GetString(result.Verbatim.Span));
         Assert.Equal([0.25f, -0.5f], result.Vectors[0]);

@@ -161,12 +161,13 @@ public sealed class Http11HandlerTests
         using var request = new HttpRequestMessage(HttpMethod.Post, "http://up.example:8080/v1/chat/completions") { Content = new UpstreamBodyContent("{\"a\":1}"u8.ToArray()) };
         request.Headers.TryAddWithoutValidation("Authorization", "Bearer k");
 
-        var (buffer, length) = Http11Handler.RequestBytes(request, request.RequestUri!, "{\"a\":1}"u8);
+        var (buffer, length) = Http11Handler.RequestBytes(request, request.RequestUri!, "X-Fixed: 1\r\n"u8, "{\"a\":1}"u8);
         var text = Encoding.ASCII.GetString(buffer, 0, length);
         System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
 
         Assert.StartsWith("POST /v1/chat/completions HTTP/1.1\r\nHost: up.example:8080\r\n", text, StringComparison.Ordinal);
         Assert.Contains("\r\nAuthorization: Bearer k\r\n", text, StringComparison.Ordinal);
+        Assert.Contains("\r\nX-Fixed: 1\r\n", text, StringComparison.Ordinal);
         Assert.EndsWith("\r\nContent-Length: 7\r\n\r\n{\"a\":1}", text, StringComparison.Ordinal);
     }
 
