@@ -10,7 +10,7 @@
 # admin API, then streams --streams chat completions with that key (auth, admission and the usage ledger on) using
 # `sluice bench` at --concurrency, in rounds of --every streams. After each round it prints the gateway's resident
 # memory (VmRSS), managed heap (/health), open file descriptors (/proc/PID/fd) and threads. At the end it compares RSS
-# after --warmup streams (default 20,000: the replay buffer of finished streams fills its 64 MiB budget over the first
+# (each after a full GC forced with dotnet-gcdump when it is installed; as sampled otherwise) after --warmup streams (default 20,000: the replay buffer of finished streams fills its 64 MiB budget over the first
 # ~10,000–20,000) with the last (target: within ±10 %), descriptors and threads (target: no growth), errors (target:
 # 0), and counts the team's rows in the usage ledger (target: exactly the streams sent, warm-up included).
 # Exit code 0 when every target is met, 1 when one is not, 2 on a set-up error.
@@ -91,6 +91,18 @@ sample() { # rss_mb fds threads heap_mb
   echo "$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$gpid/status) $(ls /proc/$gpid/fd | wc -l) $(awk '/Threads/ {print $2}' /proc/$gpid/status)" \
     "$(curl -s -H "Authorization: Bearer $master" "http://127.0.0.1:$gp/health" | sed -n 's/.*"heap_bytes": *\([0-9]*\).*/\1/p' | awk '{printf "%.0f", $1/1048576}')"
 }
+# RSS between rounds rides the GC's sawtooth (gen-2 garbage piles up for ~100,000 streams, then one collection takes
+# it back: +15 % or -5 % depending on where the last round lands). For the leak verdict both the warm-up and the end
+# are sampled after a forced full, compacting collection (what dotnet-gcdump does before it walks the heap).
+PATH="$PATH:$HOME/.dotnet/tools"
+settled() { # rss_mb heap_mb after a full GC, or the plain sample without dotnet-gcdump
+  if command -v dotnet-gcdump >/dev/null; then
+    timeout 120 dotnet-gcdump collect -p "$gpid" -o "$work/settle.gcdump" >/dev/null 2>&1; rm -f "$work/settle.gcdump"; sleep 1
+  fi
+  read -r r _ _ h <<< "$(sample)"; echo "$r $h"
+}
+command -v dotnet-gcdump >/dev/null && settle_note="after a forced full GC" \
+  || settle_note="as sampled (no dotnet-gcdump: install it with 'dotnet tool install -g dotnet-gcdump' to compare after a full GC)"
 read -r rss0 fd0 th0 heap0 <<< "$(sample)"
 echo "soak: store $store, $streams streams in rounds of $every, concurrency $concurrency, $chunks chunks each; gateway pid $gpid"
 echo "soak: at start: RSS $rss0 MB (heap $heap0 MB), $fd0 fds, $th0 threads"
@@ -108,7 +120,7 @@ r=json.load(sys.stdin); print(r["succeeded"], r["failed"], r["cut"], round(r["st
   done_n=$((done_n + ok + failed + cut)); errors=$((errors + failed + cut))
   read -r rss fd th heap <<< "$(sample)"
   [ "$rss" -gt "$rss_max" ] && rss_max=$rss; [ "$fd" -gt "$fd_max" ] && fd_max=$fd; [ "$th" -gt "$th_max" ] && th_max=$th
-  [ -z "$rss_w" ] && [ "$done_n" -ge "$warmup" ] && { rss_w=$rss; fd_w=$fd; th_w=$th; }
+  [ -z "$rss_w" ] && [ "$done_n" -ge "$warmup" ] && { rss_w=$rss; fd_w=$fd; th_w=$th; read -r srss_w sheap_w <<< "$(settled)"; }
   [ "$round" -eq 1 ] && rss_1=$rss
   behind=$((done_n - $(count 2>/dev/null || echo 0)))
   echo "soak: $done_n streams ($((SECONDS - started)) s): round $round $ok ok, $failed failed, $cut cut, $rate streams/s$( [ "$errs" != "{}" ] && echo " errors $errs"); RSS $rss MB (heap $heap MB), $fd fds, $th threads; ledger $behind calls behind"
@@ -125,13 +137,20 @@ for _ in $(seq 60); do
 done
 ledger_wait=$((SECONDS - ended))
 read -r rss_e fd_e th_e heap_e <<< "$(sample)"
-change=$(python3 -c "print(f'{($rss_e-$rss_w)/$rss_w*100:+.1f}')")
+read -r srss_e sheap_e <<< "$(settled)"
+change=$(python3 -c "print(f'{($srss_e-$srss_w)/$srss_w*100:+.1f}')")
 echo
 echo "soak result ($store, $done_n streams, $((SECONDS - started)) s): RSS $rss0 MB at start, $rss_1 MB after round 1, $rss_w MB after $warmup (warm-up), $rss_e MB at the end ($change %; heap $heap_e MB), peak $rss_max MB"
+echo "  $settle_note: RSS $srss_w MB (heap $sheap_w MB) after the warm-up, $srss_e MB (heap $sheap_e MB) at the end ($change %)"
 echo "  fds $fd0 / $fd_w / $fd_e (max $fd_max); threads $th0 / $th_w / $th_e (max $th_max); errors $errors; ledger rows $ledger for $done_n calls (complete ${ledger_wait} s after the last stream)"
 warnings=$(grep -cE "^[0-9:]+ (warn|fail|crit)" "$work/gw.log"); [ "$warnings" -gt 0 ] && { echo "  gateway log: $warnings warnings or errors, first ones:"; grep -E "^[0-9:]+ (warn|fail|crit)" -A1 "$work/gw.log" | head -n 6 | sed 's/^/    /'; }
 met=0
-python3 -c "import sys; sys.exit(0 if abs($rss_e-$rss_w) <= 0.1*$rss_w else 1)" && echo "  met: RSS within ±10 % of warm-up" || { echo "  NOT met: RSS moved $change % from warm-up"; met=1; }
+python3 -c "import sys; sys.exit(0 if abs($srss_e-$srss_w) <= 0.1*$srss_w else 1)" && echo "  met: RSS within ±10 % of warm-up ($settle_note)" || { echo "  NOT met: RSS moved $change % from warm-up ($settle_note)"; met=1; }
+if command -v dotnet-gcdump >/dev/null; then
+  # The live heap is the leak signal; RSS also holds what the GC keeps committed after its last high-water mark.
+  python3 -c "import sys; sys.exit(0 if $sheap_e <= 1.1*$sheap_w else 1)" && echo "  met: live managed heap after a full GC $sheap_w → $sheap_e MB (no growth beyond 10 %)" \
+    || { echo "  NOT met: live managed heap after a full GC grew $sheap_w → $sheap_e MB"; met=1; }
+fi
 [ "$fd_e" -le $((fd_w + 5)) ] && echo "  met: no growth in fds ($fd_w → $fd_e)" || { echo "  NOT met: fds grew $fd_w → $fd_e"; met=1; }
 [ "$th_e" -le $((th_w + 5)) ] && echo "  met: no growth in threads ($th_w → $th_e)" || { echo "  NOT met: threads grew $th_w → $th_e"; met=1; }
 [ "$errors" -eq 0 ] && echo "  met: 0 errors" || { echo "  NOT met: $errors errors"; met=1; }
