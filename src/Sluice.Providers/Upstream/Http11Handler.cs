@@ -176,12 +176,11 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         }
     }
 
-    /// <summary>The request line and headers as bytes, in a pooled buffer (return it with <see cref="ArrayPool{T}"/>).</summary>
-    /// <remarks>Written straight to bytes: a string builder and its string were most of what a request allocated here.</remarks>
     /// <summary>
-    /// The whole request — head, then body — in one pooled buffer, so it goes out in one system call (head and body
-    /// sent apart were two for every stream, and the second could wait for the first's acknowledgement).
+    /// The whole request — request line, headers, then body — in one pooled buffer (return it with
+    /// <see cref="ArrayPool{T}"/>), so it goes out in one system call: head and body sent apart were two for every stream.
     /// </summary>
+    /// <remarks>Written straight to bytes: a string builder and its string were most of what a request allocated here.</remarks>
     internal static (byte[] Buffer, int Length) RequestBytes(HttpRequestMessage request, Uri uri, ReadOnlySpan<byte> fixedHeaders, ReadOnlySpan<byte> body)
     {
         var writer = new HeadWriter(ArrayPool<byte>.Shared.Rent(1024 + fixedHeaders.Length + body.Length));
@@ -215,7 +214,6 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         return (writer.Buffer, writer.Length);
     }
 
-    /// <summary>Appends Latin-1 text to a pooled buffer, growing it (through the pool) as needed.</summary>
     /// <summary>
     /// Header lines ("Name: value\r\n" each) for <see cref="SendAsync(HttpRequestMessage, ReadOnlyMemory{byte}, CancellationToken)"/>,
     /// encoded once: an upstream's fixed headers (its key, API version, configured extras) are the same on every request.
@@ -243,6 +241,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         name.Equals("Host", StringComparison.OrdinalIgnoreCase) || name.Equals("Connection", StringComparison.OrdinalIgnoreCase)
         || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>Appends Latin-1 text to a pooled buffer, growing it (through the pool) as needed.</summary>
     private sealed class HeadWriter(byte[] buffer)
     {
         public byte[] Buffer { get; private set; } = buffer;
