@@ -153,6 +153,7 @@ internal static class ExceptionRecorder
 {
     private static readonly ConcurrentDictionary<string, int> s_counts = new();
     private static int s_seen;
+    private static Timer? s_timer;
 
     public static void Start(string path)
     {
@@ -162,20 +163,16 @@ internal static class ExceptionRecorder
             var key = n <= 2_000 ? e.Exception.GetType().FullName + ": " + e.Exception.Message + "\n" + Environment.StackTrace : e.Exception.GetType().FullName!;
             s_counts.AddOrUpdate(key, 1, static (_, c) => c + 1);
         };
-        var timer = new Thread(() =>
+        // A timer like AllocListener's (rooted in a static: the hook keeps nothing else alive).
+        s_timer = new Timer(_ =>
         {
-            while (true)
+            var text = new StringBuilder().Append("first-chance exceptions: ").Append(Volatile.Read(ref s_seen)).Append('\n');
+            foreach (var (key, count) in s_counts.OrderByDescending(p => p.Value).Take(20))
             {
-                Thread.Sleep(5_000);
-                var text = new StringBuilder().Append("first-chance exceptions: ").Append(Volatile.Read(ref s_seen)).Append('\n');
-                foreach (var (key, count) in s_counts.OrderByDescending(p => p.Value).Take(20))
-                {
-                    text.Append(count).Append(" x ").Append(key).Append("\n\n");
-                }
-
-                File.WriteAllText(path, text.ToString());
+                text.Append(count).Append(" x ").Append(key).Append("\n\n");
             }
-        }) { IsBackground = true };
-        timer.Start();
+
+            File.WriteAllText(path, text.ToString());
+        }, null, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
     }
 }
