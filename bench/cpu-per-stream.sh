@@ -8,6 +8,10 @@
 #   bash bench/cpu-per-stream.sh [SLUICE_DLL]   (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll)
 # Environment: ACCESS_LOG=false turns the access log off; CONNECTIONS sets wrk's connections (default 32); EXTRA_CONFIG adds top-level config entries (e.g.
 # EXTRA_CONFIG='"Streaming":{"ReplayTtlSeconds":0},'); WARMUP sets the warm-up seconds; DOTNET_* variables reach every process.
+# UPSTREAM=node streams from bench/node-mock.mjs (50 chunks, each its own write; the overhead budget's Node.js-speed
+# upstream, as in overhead-wrk.sh --upstream node) instead of `sluice mock-upstream`.
+# PERF_RECORD=file also records the gateway with `perf record -g` during the measured 12 s (JIT-compiled methods named
+# through a perf map) and prints the 25 hottest functions by own time; `perf report -i file` reads it further.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dll="${1:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"; work=$(mktemp -d)
@@ -19,8 +23,15 @@ master="sk-bench-master-0123456789abcdef0123456789abcdef"
 cat > $work/sluice.json <<J
 {"Host":"127.0.0.1","Port":$gp,"DataDirectory":"$work/data","MasterKey":"$master","Observability":{"AccessLog":{"Enabled":${ACCESS_LOG:-true}}},${EXTRA_CONFIG:-}"Models":[{"Name":"mock","Provider":"openai","BaseUrl":"http://127.0.0.1:$mp/v1","MaxAttempts":1}]}
 J
-(cd $work && exec dotnet "$dll" mock-upstream --host 127.0.0.1 --port $mp --chunks 64 --model mock > $work/mock.log 2>&1) & mpid=$!
-(cd $work && exec dotnet "$dll" serve --config $work/sluice.json > $work/gw.log 2>&1) & gpid=$!
+if [ "${UPSTREAM:-sluice}" = node ]; then
+  command -v node >/dev/null || { echo "cpu-per-stream.sh: UPSTREAM=node needs Node.js; install it with 'apt-get install -y nodejs'." >&2; exit 1; }
+  (cd $work && exec node "$root/bench/node-mock.mjs" --host 127.0.0.1 --port $mp --chunks 50 --model mock > $work/mock.log 2>&1) & mpid=$!
+else
+  (cd $work && exec dotnet "$dll" mock-upstream --host 127.0.0.1 --port $mp --chunks 64 --model mock > $work/mock.log 2>&1) & mpid=$!
+fi
+perfenv=(); [ -n "${PERF_RECORD:-}" ] && perfenv=(DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0)
+if [ -n "${PERF_RECORD:-}" ] && ! command -v perf >/dev/null; then echo "cpu-per-stream.sh: PERF_RECORD needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; fi
+(cd $work && exec env "${perfenv[@]}" dotnet "$dll" serve --config $work/sluice.json > $work/gw.log 2>&1) & gpid=$!
 trap 'kill $gpid $mpid 2>/dev/null; sleep 1; kill -9 $gpid $mpid 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$gp/health 2>/dev/null && break; sleep 0.1; done
 for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$mp/v1/models 2>/dev/null && break; sleep 0.1; done
@@ -30,9 +41,13 @@ key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_be
 SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
 rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0))'; }
 r0=$(rt)
+ctx() { for t in /proc/$gpid/task/*; do printf '%s\t%s\n' "$(cat $t/comm)" "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v"/"n}' $t/status)"; done 2>/dev/null; }
+ctx > $work/ctx0
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
+[ -n "${PERF_RECORD:-}" ] && { perf record -q -F 999 -g -p $gpid -o "$PERF_RECORD" -- sleep 12 2>/dev/null & ppid=$!; }
 out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
+ctx > $work/ctx1
 r1=$(rt)
 n=$(echo "$out" | awk '/requests in/ {print $1}')
 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -40,4 +55,22 @@ echo "$dll  streams/s $rps  CPU µs/stream $(python3 -c "print(round(($t1-$t0)/$
 # Allocation and GC per stream: steadier than CPU on a loaded machine (health counts the wrk requests and the probes).
 python3 -c "
 a=[float(x) for x in '$r0'.split()]; b=[float(x) for x in '$r1'.split()]; n=$n
-print(f'  allocated B/stream {(b[0]-a[0])/n:,.0f}  GCs per 1,000 streams gen0 {1000*(b[1]-a[1])/n:.2f} gen1 {1000*(b[2]-a[2])/n:.2f} gen2 {1000*(b[3]-a[3])/n:.2f}  GC pause µs/stream {1000*(b[4]-a[4])/n:.1f}')"
+print(f'  allocated B/stream {(b[0]-a[0])/n:,.0f}  GCs per 1,000 streams gen0 {1000*(b[1]-a[1])/n:.2f} gen1 {1000*(b[2]-a[2])/n:.2f} gen2 {1000*(b[3]-a[3])/n:.2f}  GC pause µs/stream {1000*(b[4]-a[4])/n:.1f}')
+# Context switches per stream by thread name (threads alive at both samples): voluntary = the thread slept (waited for
+# work or I/O), involuntary = it was preempted while runnable (other threads or processes wanted the core).
+def load(path):
+    d = {}
+    for line in open(path):
+        name, _, counts = line.rstrip('\\n').partition('\\t')
+        v, _, i = counts.partition('/')
+        if v and i:
+            e = d.setdefault(name, [0, 0, 0]); e[0] += int(v); e[1] += int(i); e[2] += 1
+    return d
+c0, c1 = load('$work/ctx0'), load('$work/ctx1')
+rows = sorted(((k, (e[0] - c0.get(k, e)[0]) / n, (e[1] - c0.get(k, e)[1]) / n, e[2]) for k, e in c1.items()), key=lambda r: -(r[1] + r[2]))
+print('  context switches per stream, voluntary / involuntary: ' + ', '.join(f'{k} ({t}) {v:.2f} / {i:.2f}' for k, v, i, t in rows if v + i >= 0.01))"
+if [ -n "${PERF_RECORD:-}" ]; then
+  wait $ppid
+  echo "  hottest functions by own time (perf report -i $PERF_RECORD):"
+  perf report -i "$PERF_RECORD" --no-children --sort sym -g none --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25 | sed 's/^/  /'
+fi
