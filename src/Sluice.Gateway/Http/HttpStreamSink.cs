@@ -12,6 +12,7 @@ using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 using Sluice.Protocol.Events;
 using Sluice.Protocol.Sse;
+using Sluice.Providers.Buffers;
 using Sluice.Providers.Timing;
 
 namespace Sluice.Gateway.Http;
@@ -393,12 +394,26 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
     /// <summary>
     /// The resumable sink's scratch: pooled, so a stream does not allocate (and zero) a buffer that doubles up to the
-    /// size of its largest upstream read.
+    /// size of its largest upstream read. The first 4 KiB — all a paced stream ever needs, held for its whole life —
+    /// come from a pinned pool (see <see cref="PinnedBufferPool"/>); larger ones from the shared array pool.
     /// </summary>
-    private sealed class ScratchBuffer : IBufferWriter<byte>, IDisposable
+    internal sealed class ScratchBuffer : IBufferWriter<byte>, IDisposable
     {
-        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+        private const int InitialBytes = 4096;
+
+        // 1,024 kept: 4 MiB.
+        private static readonly PinnedBufferPool SharedInitial = new(InitialBytes, 1024);
+
+        private readonly PinnedBufferPool _initial;
+        private byte[] _buffer;
         private int _written;
+
+        /// <param name="initial">Where the first buffer comes from and goes back to (the process's pool by default).</param>
+        public ScratchBuffer(PinnedBufferPool? initial = null)
+        {
+            _initial = initial ?? SharedInitial;
+            _buffer = _initial.Rent();
+        }
 
         public int WrittenCount => _written;
 
@@ -432,6 +447,21 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
             _written = 0;
             if (buffer.Length > 0)
             {
+                Release(buffer);
+            }
+        }
+
+        /// <summary>The current buffer (for tests).</summary>
+        internal byte[] Buffer => _buffer;
+
+        private void Release(byte[] buffer)
+        {
+            if (buffer.Length == _initial.BufferBytes)
+            {
+                _initial.Return(buffer);
+            }
+            else
+            {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }
@@ -447,7 +477,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
             var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + needed));
             _buffer.AsSpan(0, _written).CopyTo(larger);
-            ArrayPool<byte>.Shared.Return(_buffer);
+            Release(_buffer);
             _buffer = larger;
         }
     }

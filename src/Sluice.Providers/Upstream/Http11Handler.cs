@@ -311,9 +311,10 @@ internal sealed class Http11Connection : IDisposable
 {
     private readonly Http11Handler _owner;
     private readonly Socket _socket;
-    // Not from the pool: a connection closed from another thread may still have a receive landing in it, and a pooled
-    // buffer would by then belong to someone else.
-    private byte[] _buffer = GC.AllocateUninitializedArray<byte>(Http11Handler.BufferBytes);
+    // Not from a pool: a connection closed from another thread may still have a receive landing in it, and a pooled
+    // buffer would by then belong to someone else. On the pinned object heap: it lives as long as the connection, and
+    // thousands of open connections' buffers were copied by every collection that promoted them (see PinnedBufferPool).
+    private byte[] _buffer = GC.AllocateUninitializedArray<byte>(Http11Handler.BufferBytes, pinned: true);
     private int _start;
     private int _end;
 
@@ -325,6 +326,9 @@ internal sealed class Http11Connection : IDisposable
     }
 
     public string Authority { get; }
+
+    /// <summary>The read buffer (for tests).</summary>
+    internal byte[] ReadBuffer => _buffer;
 
     /// <summary>When the connection was opened (a connection is not reused after 5 minutes, so DNS changes are seen).</summary>
     public long OpenedAt { get; } = Stopwatch.GetTimestamp();

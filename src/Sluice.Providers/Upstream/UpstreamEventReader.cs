@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Sluice.Protocol.Sse;
+using Sluice.Providers.Buffers;
 
 namespace Sluice.Providers.Upstream;
 
@@ -47,7 +48,11 @@ internal sealed class UpstreamEventReader
     private ArrayBufferWriter<byte>? _data;
     private ArrayBufferWriter<byte>? _eventType;
     private ArrayBufferWriter<byte>? _stray;
-    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
+    // Read buffers live as long as their stream: pinned and pooled (see PinnedBufferPool), 1,024 kept (16 MiB).
+    private static readonly PinnedBufferPool SharedReadBuffers = new(InitialBufferSize, 1024);
+
+    private readonly PinnedBufferPool _readBuffers;
+    private byte[] _buffer;
     private int _start;
     private int _end;
     private bool _endOfBody;
@@ -60,10 +65,15 @@ internal sealed class UpstreamEventReader
     private int _sliceStart;
     private int _sliceLength;
 
-    public UpstreamEventReader(Stream stream, UpstreamFraming framing)
+    /// <param name="stream">The response body.</param>
+    /// <param name="framing">How it is framed.</param>
+    /// <param name="readBuffers">Where the first read buffer comes from and goes back to (the process's pool by default).</param>
+    public UpstreamEventReader(Stream stream, UpstreamFraming framing, PinnedBufferPool? readBuffers = null)
     {
         _stream = stream;
         _framing = framing;
+        _readBuffers = readBuffers ?? SharedReadBuffers;
+        _buffer = _readBuffers.Rent();
     }
 
     /// <summary>The current record: an SSE event's data, or one NDJSON line. Valid until the next read.</summary>
@@ -88,6 +98,22 @@ internal sealed class UpstreamEventReader
         _start = _end = 0;
         _endOfBody = true;
         if (buffer.Length > 0)
+        {
+            Release(buffer);
+        }
+    }
+
+    /// <summary>The read buffer (for tests).</summary>
+    internal byte[] ReadBuffer => _buffer;
+
+    // The pool's own buffers go back to it; one grown for a long line came from the shared array pool.
+    private void Release(byte[] buffer)
+    {
+        if (buffer.Length == _readBuffers.BufferBytes)
+        {
+            _readBuffers.Return(buffer);
+        }
+        else
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
@@ -136,7 +162,7 @@ internal sealed class UpstreamEventReader
                 GatherSlice();
                 var larger = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
                 _buffer.AsSpan(0, _end).CopyTo(larger);
-                ArrayPool<byte>.Shared.Return(_buffer);
+                Release(_buffer);
                 _buffer = larger;
             }
 

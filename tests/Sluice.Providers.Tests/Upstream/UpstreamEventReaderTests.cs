@@ -1,4 +1,5 @@
 using System.Text;
+using Sluice.Providers.Buffers;
 using Sluice.Providers.Upstream;
 using Sluice.Testing;
 
@@ -80,6 +81,42 @@ public sealed class UpstreamEventReaderTests
         }
 
         return ReadAllAsync(parts, framing);
+    }
+
+    [Fact]
+    public async Task The_read_buffer_comes_from_the_pinned_pool_and_goes_back_to_it()
+    {
+        // A stream holds its read buffer for its whole life: from the pool, so thousands of open streams' buffers are not
+        // new gen-0 arrays that every collection copies while the streams last.
+        var pool = new PinnedBufferPool(16 * 1024, 4);
+        var reader = new UpstreamEventReader(new PartsStream([Encoding.UTF8.GetBytes("data: {\"n\":1}\n\n")]), UpstreamFraming.ServerSentEvents, pool);
+        var buffer = reader.ReadBuffer;
+        Assert.Equal(16 * 1024, buffer.Length);
+        Assert.Equal(GC.MaxGeneration, GC.GetGeneration(buffer));
+
+        Assert.True(await reader.ReadAsync(CancellationToken.None));
+        Assert.Equal("{\"n\":1}", Encoding.UTF8.GetString(reader.Data));
+        reader.ReleaseBuffer();
+
+        Assert.Equal(1, pool.Retained);
+        Assert.Same(buffer, pool.Rent());
+    }
+
+    [Fact]
+    public async Task A_buffer_grown_for_a_long_line_hands_the_pooled_one_back_at_once()
+    {
+        var pool = new PinnedBufferPool(16 * 1024, 4);
+        var line = "data: " + new string('x', 40_000) + "\n\n";
+        var reader = new UpstreamEventReader(new PartsStream([Encoding.UTF8.GetBytes(line)]), UpstreamFraming.ServerSentEvents, pool);
+        var first = reader.ReadBuffer;
+
+        Assert.True(await reader.ReadAsync(CancellationToken.None));
+        Assert.Equal(40_000, reader.Data.Length);
+
+        Assert.NotSame(first, reader.ReadBuffer);
+        Assert.Equal(1, pool.Retained);
+        reader.ReleaseBuffer();
+        Assert.Equal(1, pool.Retained);
     }
 
     private static Task<(List<(string Type, string Data)> Records, string Stray)> ReadAllAsync(string[] parts, UpstreamFraming framing) =>
