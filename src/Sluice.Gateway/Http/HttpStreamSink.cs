@@ -447,24 +447,12 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
             _written = 0;
             if (buffer.Length > 0)
             {
-                Release(buffer);
+                _initial.Release(buffer);
             }
         }
 
         /// <summary>The current buffer (for tests).</summary>
         internal byte[] Buffer => _buffer;
-
-        private void Release(byte[] buffer)
-        {
-            if (buffer.Length == _initial.BufferBytes)
-            {
-                _initial.Return(buffer);
-            }
-            else
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
 
         private void Reserve(int sizeHint)
         {
@@ -477,7 +465,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
             var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + needed));
             _buffer.AsSpan(0, _written).CopyTo(larger);
-            Release(_buffer);
+            _initial.Release(_buffer);
             _buffer = larger;
         }
     }

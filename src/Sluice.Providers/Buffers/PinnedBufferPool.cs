@@ -86,6 +86,24 @@ public sealed class PinnedBufferPool
         }
     }
 
+    /// <summary>
+    /// Gives back a buffer that is either this pool's or one its user grew into from
+    /// <see cref="System.Buffers.ArrayPool{T}.Shared"/> (larger than <see cref="BufferBytes"/>): each goes back where it
+    /// came from.
+    /// </summary>
+    public void Release(byte[] buffer)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        if (buffer.Length == BufferBytes)
+        {
+            Return(buffer);
+        }
+        else
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     // Only when this core's slot and the queue are empty: a buffer kept on another core (the thread moved between the
     // return and this rent) is still better than a new one.
     private bool TakeAnyHot([NotNullWhen(true)] out byte[]? buffer)

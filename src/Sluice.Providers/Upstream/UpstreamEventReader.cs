@@ -99,25 +99,12 @@ internal sealed class UpstreamEventReader
         _endOfBody = true;
         if (buffer.Length > 0)
         {
-            Release(buffer);
+            _readBuffers.Release(buffer);
         }
     }
 
     /// <summary>The read buffer (for tests).</summary>
     internal byte[] ReadBuffer => _buffer;
-
-    // The pool's own buffers go back to it; one grown for a long line came from the shared array pool.
-    private void Release(byte[] buffer)
-    {
-        if (buffer.Length == _readBuffers.BufferBytes)
-        {
-            _readBuffers.Return(buffer);
-        }
-        else
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
 
     /// <summary>Reads the next record; false when the body has ended.</summary>
     /// <exception cref="UpstreamFormatException">A line is longer than 8 MiB.</exception>
@@ -162,7 +149,7 @@ internal sealed class UpstreamEventReader
                 GatherSlice();
                 var larger = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
                 _buffer.AsSpan(0, _end).CopyTo(larger);
-                Release(_buffer);
+                _readBuffers.Release(_buffer);
                 _buffer = larger;
             }
 

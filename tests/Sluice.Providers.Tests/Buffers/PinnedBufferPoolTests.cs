@@ -71,6 +71,21 @@ public sealed class PinnedBufferPoolTests
     }
 
     [Fact]
+    public void Release_sends_the_pool_size_back_to_the_pool_and_a_grown_buffer_to_the_shared_array_pool()
+    {
+        var pool = new PinnedBufferPool(1024, 3);
+        var own = pool.Rent();
+        var grown = System.Buffers.ArrayPool<byte>.Shared.Rent(4096);
+
+        pool.Release(own);
+        pool.Release(grown);
+
+        Assert.Equal(1, pool.Retained);
+        Assert.Same(own, pool.Rent());
+        Assert.NotSame(grown, pool.Rent());
+    }
+
+    [Fact]
     public async Task Concurrent_renters_never_share_a_buffer()
     {
         var pool = new PinnedBufferPool(64, 8);
