@@ -46,6 +46,12 @@ public sealed class MockUpstreamOptions
     public bool TimestampChunks { get; set; }
 
     /// <summary>
+    /// How paced chunks are timed: <see cref="MockPacing.Precise"/> (the default: each chunk at its own time, ~1 ms)
+    /// or <see cref="MockPacing.Timer"/> (<c>Task.Delay</c>, whose coarse timers release many streams' chunks at once).
+    /// </summary>
+    public MockPacing Pacing { get; set; } = MockPacing.Precise;
+
+    /// <summary>
     /// Speak HTTP/2 only, without TLS ("prior knowledge"), as the upstream of a gateway model with <c>"HttpVersion": "2"</c>;
     /// HTTP/1.1 clients are refused.
     /// </summary>
@@ -81,6 +87,7 @@ public sealed class MockUpstream : IAsyncDisposable
     private readonly byte[] _completionTail;
     private readonly byte[] _models;
     private readonly string _idPrefix;
+    private readonly ChunkPacer? _pacer;
     private long _nextId;
 
     private MockUpstream(WebApplication app, MockUpstreamOptions options)
@@ -103,6 +110,10 @@ public sealed class MockUpstream : IAsyncDisposable
 
         // Ids look like OpenAI's (chatcmpl- + 29 characters) and are unique per process run.
         _idPrefix = Guid.NewGuid().ToString("N")[..13];
+        if (options.Pacing == MockPacing.Precise && (options.ChunkDelayMs > 0 || options.FirstDelayMs > 0))
+        {
+            _pacer = new ChunkPacer();
+        }
     }
 
     /// <summary>Where it listens, e.g. <c>http://127.0.0.1:8081/</c>.</summary>
@@ -152,6 +163,7 @@ public sealed class MockUpstream : IAsyncDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await _app.StopAsync(timeout.Token);
         await _app.DisposeAsync();
+        _pacer?.Dispose();
     }
 
     private static void Validate(MockUpstreamOptions options)
@@ -230,7 +242,7 @@ public sealed class MockUpstream : IAsyncDisposable
             if (!flags.Stream)
             {
                 var delay = _options.FirstDelayMs + ((long)Math.Max(0, _options.Chunks - 1) * _options.ChunkDelayMs);
-                await DelayAsync(delay, aborted);
+                await DelayUntilAsync(StartClock(), delay, aborted);
                 response.ContentType = "application/json";
                 output.Write(head);
                 output.Write(_completionTail);
@@ -242,13 +254,16 @@ public sealed class MockUpstream : IAsyncDisposable
             response.ContentType = "text/event-stream";
             response.Headers.CacheControl = "no-cache";
             await response.StartAsync(aborted);
-            await DelayAsync(_options.FirstDelayMs, aborted);
+            var start = StartClock();
+            await DelayUntilAsync(start, _options.FirstDelayMs, aborted);
             WriteFrame(output, head, _roleTail);
             for (var i = 0; i < _options.Chunks; i++)
             {
                 if (i > 0)
                 {
-                    await DelayAsync(_options.ChunkDelayMs, aborted);
+                    // Precise: chunk i is due at first + i × delay from the start, so streams keep the spread they were
+                    // opened with; Timer: a delay after the previous flush, as before.
+                    await DelayUntilAsync(start, _options.FirstDelayMs + ((long)i * _options.ChunkDelayMs), aborted, _options.ChunkDelayMs);
                 }
 
                 if (_options.TimestampChunks)
@@ -280,8 +295,22 @@ public sealed class MockUpstream : IAsyncDisposable
         }
     }
 
-    private static Task DelayAsync(long milliseconds, CancellationToken cancellationToken) =>
-        milliseconds > 0 ? Task.Delay(TimeSpan.FromMilliseconds(milliseconds), cancellationToken) : Task.CompletedTask;
+    private long StartClock() => _pacer?.Now ?? 0;
+
+    /// <summary>
+    /// With the precise pacer, waits until <paramref name="sinceStartMs"/> after <paramref name="start"/>; with timers,
+    /// <c>Task.Delay</c> of <paramref name="timerMs"/> (the step since the last chunk; <paramref name="sinceStartMs"/> when not given).
+    /// </summary>
+    private Task DelayUntilAsync(long start, long sinceStartMs, CancellationToken cancellationToken, long timerMs = -1)
+    {
+        if (_pacer is not null)
+        {
+            return _pacer.WaitUntilAsync(_pacer.After(start, sinceStartMs), cancellationToken);
+        }
+
+        var milliseconds = timerMs < 0 ? sinceStartMs : timerMs;
+        return milliseconds > 0 ? Task.Delay(TimeSpan.FromMilliseconds(milliseconds), cancellationToken) : Task.CompletedTask;
+    }
 
     private static void WriteFrame(PipeWriter output, byte[] head, byte[] tail)
     {

@@ -116,10 +116,12 @@ public sealed class BenchMockUpstreamTests
         Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32() + 3, usage.GetProperty("total_tokens").GetInt32());
     }
 
-    [Fact]
-    public async Task Mock_puts_each_chunks_send_time_in_its_text_when_asked()
+    [Theory]
+    [InlineData(MockPacing.Precise)]
+    [InlineData(MockPacing.Timer)]
+    public async Task Mock_puts_each_chunks_send_time_in_its_text_when_asked(MockPacing pacing)
     {
-        await using var mock = await MockUpstream.StartAsync(new MockUpstreamOptions { Port = 0, Chunks = 3, ChunkDelayMs = 50, TimestampChunks = true });
+        await using var mock = await MockUpstream.StartAsync(new MockUpstreamOptions { Port = 0, Chunks = 3, ChunkDelayMs = 50, TimestampChunks = true, Pacing = pacing });
         var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         using var response = await PostAsync(mock, """{"model":"x","messages":[],"stream":true}""");
         var events = await SseTestClient.ReadAllAsync(response);
