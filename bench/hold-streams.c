@@ -12,7 +12,10 @@
 // ramp of new connections, a burst of accepts, upstream connects and JIT work on a small machine, is left out).
 //
 // Build: cc -O2 -o hold-streams bench/hold-streams.c   (bench/proxied-streams.sh builds it with --client c)
-// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S] [--settle-ms MS] [--unstamped 1]
+// Usage: hold-streams --url http://127.0.0.1:PORT [--key K] [--model M] [--streams N] [--ramp N] [--max-tokens N] [--timeout-s S] [--settle-ms MS] [--ramp-step-ms MS] [--unstamped 1]
+// --ramp-step-ms: how often a batch of new streams opens (default 1: --ramp / 1000 at a time, spread as independent
+// callers arrive; 50 opens --ramp / 20 at once, and their paced chunks then come due together, in lockstep).
+// HOLD_STREAMS_DUMP=FILE (environment): every held chunk's receive time and delay ("ms ms" per line), to see when a tail happens.
 // --unstamped 1: any non-empty content chunk counts (for models without stamps, e.g. a simulated one at 1 token/s): the
 // gaps between chunks are measured, there is no per-chunk delay.
 #define _GNU_SOURCE
@@ -79,7 +82,7 @@ static void fail(const char *kind) {
 
 int main(int argc, char **argv) {
   const char *url = "http://127.0.0.1:8080", *key = "", *model = "mock";
-  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300, unstamped = 0, settle_ms = 5000;
+  long streams = 8000, ramp = 1000, max_tokens = 60, timeout_s = 300, unstamped = 0, settle_ms = 5000, ramp_step_ms = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--url")) url = argv[i + 1];
     else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
@@ -90,6 +93,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--timeout-s")) timeout_s = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--unstamped")) unstamped = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--settle-ms")) settle_ms = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--ramp-step-ms")) ramp_step_ms = atol(argv[i + 1]);
     else { fprintf(stderr, "hold-streams: unknown option '%s'.\n", argv[i]); return 2; }
   }
   char host[64]; int port;
@@ -97,7 +101,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "hold-streams: --url must be http://IPv4:PORT, not '%s'.\n", url);
     return 2;
   }
-  if (streams < 1 || ramp < 1) { fprintf(stderr, "hold-streams: --streams and --ramp must be positive.\n"); return 2; }
+  if (streams < 1 || ramp < 1 || ramp_step_ms < 1) { fprintf(stderr, "hold-streams: --streams, --ramp and --ramp-step-ms must be positive.\n"); return 2; }
   struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl);
   if ((long)rl.rlim_cur < streams + 16) {
@@ -117,13 +121,18 @@ int main(int argc, char **argv) {
   inet_pton(AF_INET, host, &addr.sin_addr);
 
   conn_t *conns = calloc(streams, sizeof(conn_t));
-  series_t delays = {0}, held = {0}, gaps = {0}, ttfb = {0};
+  series_t delays = {0}, held = {0}, held_at = {0}, gaps = {0}, ttfb = {0};
+  const char *dump = getenv("HOLD_STREAMS_DUMP"); // "receive-ms delay-ms" per held chunk, to see when the tail happens
   double held_from = 0; // set once the last stream is opened: + settle_ms
   long started = 0, open_now = 0, max_open = 0, finished = 0, ok = 0, chunks = 0;
   int ep = epoll_create1(0);
   static char buf[1 << 16], scan[(1 << 16) + CARRY + 1];
   double t0 = wall_ms(), next_batch = t0, next_progress = t0 + 5000, deadline = t0 + timeout_s * 1000.0;
-  long batch = ramp / 20 > 0 ? ramp / 20 : 1;
+  // --ramp per second, opened every --ramp-step-ms: 1 ms steps (the default) start streams — and so, with a paced mock,
+  // their chunks — spread over time as independent callers would; 50 ms steps (before the twentieth session) start
+  // them, and pace every later chunk, in lockstep batches of ramp / 20.
+  long batch = (long)((double)ramp * ramp_step_ms / 1000.0) > 0 ? (long)((double)ramp * ramp_step_ms / 1000.0) : 1;
+  double step_ms = (double)batch * 1000.0 / (double)ramp;
   struct epoll_event events[512];
 
   while (finished < streams) {
@@ -133,7 +142,7 @@ int main(int argc, char **argv) {
       for (; started < streams; started++, finished++) fail("not_started");
       break;
     }
-    // Open the next batch (ramp per second, in 20 steps).
+    // Open the next batch.
     while (started < streams && now >= next_batch) {
       for (long k = 0; k < batch && started < streams; k++) {
         conn_t *c = &conns[started];
@@ -149,7 +158,7 @@ int main(int argc, char **argv) {
         epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
         started++; open_now++; if (open_now > max_open) max_open = open_now;
       }
-      next_batch += 50;
+      next_batch += step_ms;
       if (started == streams && !held_from) held_from = wall_ms() + settle_ms;
     }
     if (now >= next_progress) {
@@ -157,7 +166,7 @@ int main(int argc, char **argv) {
               (now - t0) / 1000, started, open_now, max_open, ok, finished - ok, chunks);
       next_progress += 5000;
     }
-    int timeout = started < streams ? 10 : 200;
+    int timeout = started < streams ? (step_ms < 1 ? 1 : (int)step_ms) : 200;
     int n = epoll_wait(ep, events, 512, timeout);
     for (int e = 0; e < n; e++) {
       conn_t *c = &conns[events[e].data.u64];
@@ -217,7 +226,7 @@ int main(int argc, char **argv) {
               double stamp = strtod(num, &stop);
               if (stop == num || stop >= scan + total || *stop != ';') break; // cut off: the next read completes it
               push(&delays, at - stamp);
-              if (held_from && at >= held_from) push(&held, at - stamp);
+              if (held_from && at >= held_from) { push(&held, at - stamp); if (dump) push(&held_at, at); }
             }
             chunks++;
             if (c->last) push(&gaps, at - c->last);
@@ -239,6 +248,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (dump) { // before summary(), which sorts the series
+    FILE *f = fopen(dump, "w");
+    if (!f) { fprintf(stderr, "hold-streams: cannot write HOLD_STREAMS_DUMP=%s\n", dump); return 2; }
+    for (size_t i = 0; i < held.n; i++) fprintf(f, "%.3f %.3f\n", held_at.v[i], held.v[i]);
+    fclose(f);
+  }
   printf("{\"streams\":%ld,\"ok\":%ld,\"failed\":%ld,\"errors\":{", streams, ok, finished - ok);
   for (int i = 0; i < nkinds; i++) printf("%s\"%s\":%ld", i ? "," : "", kinds[i], kind_count[i]);
   printf("},\"max_open\":%ld,\"seconds\":%.1f,\"chunks\":%ld,", max_open, (wall_ms() - t0) / 1000, chunks);

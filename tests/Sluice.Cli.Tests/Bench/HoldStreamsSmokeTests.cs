@@ -25,7 +25,7 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", "3", "--chunk-delay-ms", "20", "--timestamp-chunks", "--model", "mock"]);
         await WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
 
-        var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--max-tokens", "3", "--settle-ms", "0"], executable: client);
+        var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--ramp-step-ms", "50", "--max-tokens", "3", "--settle-ms", "0"], executable: client);
         Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
         using (var result = JsonDocument.Parse(run.Stdout))
         {
@@ -42,9 +42,26 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             Assert.InRange(gap.GetProperty("p50").GetDouble(), 15, 1_000);
             Assert.Equal(20, r.GetProperty("ttfb_ms").GetProperty("count").GetInt32());
 
-            // Held: the chunks received after the last stream opened (two batches of 10, 50 ms apart: at least the
+            // Held: the chunks received after the last stream opened (--ramp-step-ms 50: two batches of 10, 50 ms apart: at least the
             // second batch's 30 chunks, never more than all).
             Assert.InRange(r.GetProperty("held_delay_ms").GetProperty("count").GetInt32(), 30, 60);
+        }
+
+        // The default ramp opens one stream every 5 ms (1 ms steps at 200/s) instead of ten every 50 ms: the last opens
+        // ~95 ms after the first, so only the later streams' last chunks come after it — fewer than the 30 held above.
+        // Each held chunk is also written to HOLD_STREAMS_DUMP as "receive-ms delay-ms".
+        var dump = Path.Combine(_root.FullName, "held.txt");
+        var spread = await CliProcess.RunAsync(
+            ["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--max-tokens", "3", "--settle-ms", "0"],
+            executable: client, environment: new Dictionary<string, string> { ["HOLD_STREAMS_DUMP"] = dump });
+        Assert.True(spread.ExitCode == 0, spread.Stdout + spread.Stderr);
+        using (var result = JsonDocument.Parse(spread.Stdout))
+        {
+            var held = result.RootElement.GetProperty("held_delay_ms").GetProperty("count").GetInt32();
+            Assert.InRange(held, 1, 29);
+            var lines = await File.ReadAllLinesAsync(dump);
+            Assert.Equal(held, lines.Length);
+            Assert.All(lines, line => Assert.Matches(@"^\d+\.\d{3} -?\d+\.\d{3}$", line));
         }
 
         // A settle time longer than the run: no chunk counts as held.
