@@ -24,6 +24,8 @@ internal sealed class GcPhaseListener : EventListener
     private readonly double[][] _markBytes = [new double[RootKinds.Length], new double[RootKinds.Length], new double[RootKinds.Length]];
     private readonly double[][] _markMs = [new double[RootKinds.Length], new double[RootKinds.Length], new double[RootKinds.Length]];
     private readonly int[] _count = new int[3];
+    // When each counted pause began (Unix ms, UTC) and how long it was: to line pauses up with a packet capture.
+    private readonly List<(double AtUnixMs, double Ms, int Gen)> _when = [];
     private readonly double[] _suspendMs = new double[3], _gcMs = new double[3], _restartMs = new double[3], _promoted = new double[3];
     private readonly Timer _timer;
     private DateTime _suspendBegin, _suspendEnd, _gcStart, _gcEnd, _restartBegin, _lastMark;
@@ -77,6 +79,7 @@ internal sealed class GcPhaseListener : EventListener
                     _gcMs[_depth] += (_gcEnd - _gcStart).TotalMilliseconds;
                     _restartMs[_depth] += (at - _restartBegin).TotalMilliseconds;
                     _pauses[_depth].Add((at - _suspendBegin).TotalMilliseconds);
+                    _when.Add(((_suspendBegin.ToUniversalTime() - DateTime.UnixEpoch).TotalMilliseconds, (at - _suspendBegin).TotalMilliseconds, _depth));
                     _firstCounted = _firstCounted == default ? at : _firstCounted;
                     _lastCounted = at;
                     _depth = -1;
@@ -118,6 +121,11 @@ internal sealed class GcPhaseListener : EventListener
                         text.Append(CultureInfo.InvariantCulture, $"  marked from {RootKinds[kind]}: {_markBytes[depth][kind] / count / 1024:F0} KB, {_markMs[depth][kind] / count:F3} ms\n");
                     }
                 }
+            }
+
+            foreach (var (atUnixMs, ms, gen) in _when)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"pause at {atUnixMs:F3} (Unix ms) for {ms:F3} ms, gen {gen}\n");
             }
         }
 
