@@ -21,7 +21,7 @@ namespace Sluice.Providers.Upstream;
 /// closes its connection (the upstream sees the disconnect and stops generating). A request that fails on a reused
 /// connection before any byte of its answer arrived is sent once more on a new one, as HttpClient does.
 /// </remarks>
-internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeout) : HttpMessageHandler
+internal sealed class Http11Handler : HttpMessageHandler
 {
     /// <summary>A connection's read buffer (it grows only for a larger response head).</summary>
     internal const int BufferBytes = 16 * 1024;
@@ -30,7 +30,29 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
     internal const int MaxHeadBytes = 64 * 1024;
 
     private readonly ConcurrentDictionary<string, ConcurrentStack<Http11Connection>> _idle = new(StringComparer.Ordinal);
+    private readonly TimeSpan _connectTimeout;
+    private readonly TimeSpan _idleTimeout;
+    private readonly ITimer _sweep;
     private volatile bool _disposed;
+
+    /// <param name="connectTimeout">How long a connect may take.</param>
+    /// <param name="idleTimeout">
+    /// How long a pooled connection may sit unused: one that has is not reused, and a sweep every quarter of this
+    /// (between 50 ms and 15 s) closes it even when no request comes — after a burst of thousands of streams, their
+    /// connections are not held open for as long as the process runs.
+    /// </param>
+    public Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeout)
+    {
+        _connectTimeout = connectTimeout;
+        _idleTimeout = idleTimeout;
+        var period = idleTimeout == Timeout.InfiniteTimeSpan
+            ? Timeout.InfiniteTimeSpan
+            : TimeSpan.FromTicks(Math.Clamp(idleTimeout.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(15).Ticks));
+        // The timer holds the handler weakly (as SocketsHttpHandler's cleaning timer does): one never disposed can still
+        // be collected, and its timer then stops itself.
+        var state = new SweepState(new WeakReference<Http11Handler>(this));
+        _sweep = state.Timer = TimeProvider.System.CreateTimer(static s => SweepState.Tick((SweepState)s!), state, period, period);
+    }
 
     /// <inheritdoc />
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
@@ -101,6 +123,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         if (disposing)
         {
             _disposed = true;
+            _sweep.Dispose();
             foreach (var stack in _idle.Values)
             {
                 while (stack.TryPop(out var connection))
@@ -125,6 +148,73 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         _idle.GetOrAdd(connection.Authority, static _ => new ConcurrentStack<Http11Connection>()).Push(connection);
     }
 
+    private sealed class SweepState(WeakReference<Http11Handler> handler)
+    {
+        public ITimer? Timer { get; set; }
+
+        public static void Tick(SweepState state)
+        {
+            if (state.Handler.TryGetTarget(out var handler))
+            {
+                handler.SweepIdle();
+            }
+            else
+            {
+                state.Timer?.Dispose();
+            }
+        }
+
+        private WeakReference<Http11Handler> Handler { get; } = handler;
+    }
+
+    /// <summary>Closes every pooled connection idle for longer than the idle timeout; the rest go back as they were.</summary>
+    private void SweepIdle()
+    {
+        foreach (var stack in _idle.Values)
+        {
+            // Last in, first out: the stalest sit at the bottom, where renting never looks. Take all, put the fresh back
+            // in their order (a renter meanwhile finds fewer and may connect anew: this runs every few seconds at most).
+            var count = stack.Count;
+            if (count == 0)
+            {
+                continue;
+            }
+
+            var taken = ArrayPool<Http11Connection>.Shared.Rent(count);
+            var popped = stack.TryPopRange(taken, 0, count);
+            var kept = 0;
+            for (var i = 0; i < popped; i++)
+            {
+                var connection = taken[i];
+                if (Stopwatch.GetElapsedTime(connection.IdleSince) < _idleTimeout)
+                {
+                    taken[kept++] = connection;
+                }
+                else
+                {
+                    connection.Dispose();
+                }
+            }
+
+            if (kept > 0)
+            {
+                Array.Reverse(taken, 0, kept);
+                stack.PushRange(taken, 0, kept);
+            }
+
+            Array.Clear(taken, 0, popped);
+            ArrayPool<Http11Connection>.Shared.Return(taken);
+            if (_disposed)
+            {
+                // Disposed while this ran: what was pushed back is closed here, not left open.
+                while (stack.TryPop(out var connection))
+                {
+                    connection.Dispose();
+                }
+            }
+        }
+    }
+
     private Http11Connection? RentIdle(string authority)
     {
         if (!_idle.TryGetValue(authority, out var stack))
@@ -134,7 +224,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
 
         while (stack.TryPop(out var connection))
         {
-            if (Stopwatch.GetElapsedTime(connection.IdleSince) < idleTimeout && connection.LooksOpen())
+            if (Stopwatch.GetElapsedTime(connection.IdleSince) < _idleTimeout && connection.LooksOpen())
             {
                 return connection;
             }
@@ -147,7 +237,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
 
     private async Task<Http11Connection> ConnectAsync(Uri uri, CancellationToken cancellationToken)
     {
-        using var timeout = connectTimeout == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(connectTimeout);
+        using var timeout = _connectTimeout == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(_connectTimeout);
         using var linked = timeout is null ? null : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -162,7 +252,7 @@ internal sealed class Http11Handler(TimeSpan connectTimeout, TimeSpan idleTimeou
         catch (OperationCanceledException ex) when (timeout is { IsCancellationRequested: true } && !cancellationToken.IsCancellationRequested)
         {
             socket.Dispose();
-            throw new TaskCanceledException($"Connecting to {uri.Authority} took longer than {connectTimeout.TotalMilliseconds:F0} ms.", new TimeoutException(ex.Message));
+            throw new TaskCanceledException($"Connecting to {uri.Authority} took longer than {_connectTimeout.TotalMilliseconds:F0} ms.", new TimeoutException(ex.Message));
         }
         catch (SocketException ex)
         {

@@ -72,6 +72,35 @@ public sealed class Http11HandlerTests
     }
 
     [Fact]
+    public async Task A_pooled_connection_left_idle_is_closed_without_another_request()
+    {
+        // After a burst the pool holds a connection per stream; idle past the timeout, each is closed by the sweep — not
+        // only when a later request happens to look at it (none may come).
+        await using var server = await RawServer.StartAsync(_ => ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray()]);
+        using var client = new HttpClient(new Http11Handler(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(300))) { Timeout = Limit };
+
+        Assert.Equal("ok", await (await client.PostAsync(server.Url, new StringContent("x"))).Content.ReadAsStringAsync());
+        Assert.False(server.Closed.Task.IsCompleted, "pooled, not closed, right after its answer");
+        await server.Closed.Task.WaitAsync(Limit);
+    }
+
+    [Fact]
+    public async Task A_pooled_connection_in_use_more_often_than_the_idle_timeout_survives_the_sweeps()
+    {
+        await using var server = await RawServer.StartAsync(_ => ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray()]);
+        using var client = new HttpClient(new Http11Handler(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(2))) { Timeout = Limit };
+
+        // Every 100 ms for 2.5 s: five sweeps (every 500 ms) find it idle for far less than 2 s.
+        for (var i = 0; i < 25; i++)
+        {
+            Assert.Equal("ok", await (await client.PostAsync(server.Url, new StringContent("x"))).Content.ReadAsStringAsync());
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(1, server.Connections);
+    }
+
+    [Fact]
     public async Task A_body_without_length_or_chunks_ends_when_the_server_closes()
     {
         await using var server = await RawServer.StartAsync(_ => [Encoding.ASCII.GetBytes("HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{\"a\":1}\n"), Encoding.ASCII.GetBytes("{\"b\":2}\n")], closeAfter: _ => true);
