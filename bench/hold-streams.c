@@ -17,7 +17,7 @@
 // callers arrive; 50 opens --ramp / 20 at once, and their paced chunks then come due together, in lockstep).
 // HOLD_STREAMS_DUMP=FILE (environment): every held chunk's receive time and delay ("ms ms" per line), to see when a tail happens.
 // --unstamped 1: any non-empty content chunk counts (for models without stamps, e.g. a simulated one at 1 token/s): the
-// gaps between chunks are measured, there is no per-chunk delay.
+// gaps between chunks are measured (held_gap_ms: those ending once every stream is held), there is no per-chunk delay.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
   inet_pton(AF_INET, host, &addr.sin_addr);
 
   conn_t *conns = calloc(streams, sizeof(conn_t));
-  series_t delays = {0}, held = {0}, held_at = {0}, gaps = {0}, ttfb = {0};
+  series_t delays = {0}, held = {0}, held_at = {0}, gaps = {0}, held_gaps = {0}, ttfb = {0};
   const char *dump = getenv("HOLD_STREAMS_DUMP"); // "receive-ms delay-ms" per held chunk, to see when the tail happens
   double held_from = 0; // set once the last stream is opened: + settle_ms
   long started = 0, open_now = 0, max_open = 0, finished = 0, ok = 0, chunks = 0;
@@ -229,7 +229,7 @@ int main(int argc, char **argv) {
               if (held_from && at >= held_from) { push(&held, at - stamp); if (dump) push(&held_at, at); }
             }
             chunks++;
-            if (c->last) push(&gaps, at - c->last);
+            if (c->last) { push(&gaps, at - c->last); if (held_from && at >= held_from) push(&held_gaps, at - c->last); }
             c->last = at;
             p = stop; consumed = stop - scan;
           }
@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
   printf("},\"max_open\":%ld,\"seconds\":%.1f,\"chunks\":%ld,", max_open, (wall_ms() - t0) / 1000, chunks);
   summary("ttfb_ms", &ttfb, 0);
   summary("gap_ms", &gaps, 0);
+  summary("held_gap_ms", &held_gaps, 0);
   summary("held_delay_ms", &held, 0);
   summary("added_delay_ms", &delays, 1);
   printf("}\n");

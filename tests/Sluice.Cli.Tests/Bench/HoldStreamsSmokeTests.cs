@@ -45,6 +45,8 @@ public sealed class HoldStreamsSmokeTests : IDisposable
             // Held: the chunks received after the last stream opened (--ramp-step-ms 50: two batches of 10, 50 ms apart: at least the
             // second batch's 30 chunks, never more than all).
             Assert.InRange(r.GetProperty("held_delay_ms").GetProperty("count").GetInt32(), 30, 60);
+            // And the gaps that end after it: at least the second batch's two per stream, never more than all 40.
+            Assert.InRange(r.GetProperty("held_gap_ms").GetProperty("count").GetInt32(), 20, 40);
         }
 
         // The default ramp opens one stream every 5 ms (1 ms steps at 200/s) instead of ten every 50 ms: the last opens
