@@ -38,13 +38,17 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
     public const int MaxChoices = 16;
 
     private readonly ModelOptions _options;
+    private readonly TimeProvider _time;
     private int _failuresLeft;
     private int _requestsStarted;
 
     /// <summary>Creates a simulated model with the given pacing, limits and faults.</summary>
-    public SimulatedChatBackend(ModelOptions options)
+    /// <param name="options">The model's pacing, limits and faults.</param>
+    /// <param name="time">The clock its tokens are paced by (tests inject one); the system clock by default.</param>
+    public SimulatedChatBackend(ModelOptions options, TimeProvider? time = null)
     {
         _options = options ?? throw new ArgumentNullException(nameof(options));
+        _time = time ?? TimeProvider.System;
         _failuresLeft = options.FailTimes ?? int.MaxValue;
     }
 
@@ -127,7 +131,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
 
         var seeded = request.Seed is { } seed ? unchecked((int)seed ^ (int)(seed >> 32)) : (int?)null;
         var random = seeded is { } s ? new Random(s) : new Random();
-        using var pacing = new Pacing(_options, random);
+        using var pacing = new Pacing(_options, random, _time);
 
         if (faults.StallMs > 0 && faults.StallAfterTokens == 0)
         {
@@ -497,7 +501,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
     /// the awaiting method's box per token, each alive for the whole gap: at 10,000 streams of 1 token a second that
     /// was ~400 B a token, all promoted, and a generation-1 collection of ~40 ms every ~1.5 s).
     /// </summary>
-    private sealed class Pacing(ModelOptions options, Random random) : IValueTaskSource, IDisposable
+    private sealed class Pacing(ModelOptions options, Random random, TimeProvider time) : IValueTaskSource, IDisposable
     {
         // Jitter draws from its own sequence so that pacing never changes the seeded text.
         private readonly Random _jitter = new(random.Next());
@@ -507,14 +511,30 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
         private CancellationTokenRegistration _registration;
         private CancellationToken _token;
         private int _waiting;
+        private long _due;
 
         public ValueTask BeforeFirstTokenAsync(CancellationToken cancellationToken) =>
-            DelayAsync(options.TimeToFirstTokenMs, cancellationToken);
+            DelayAsync(Jittered(options.TimeToFirstTokenMs), cancellationToken);
 
+        /// <remarks>
+        /// Each token is due one (jittered) interval after the previous one was due, not after it was sent: a timer fires
+        /// up to a few milliseconds late (.NET's timers run on the kernel's coarse clock), and measured from the send that
+        /// lateness added up, so a model at 1 token/s ran ~0.3 % slow and every gap carried its own wait's lateness. A
+        /// token more than an interval behind (a stall fault, a reader that held the stream back) starts the schedule
+        /// again from now rather than bursting to catch up.
+        /// </remarks>
         public ValueTask BetweenTokensAsync(CancellationToken cancellationToken)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            return options.TokensPerSecond > 0 ? DelayAsync(1000.0 / options.TokensPerSecond, cancellationToken) : ValueTask.CompletedTask;
+            if (options.TokensPerSecond <= 0)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            var interval = (long)(Jittered(1000.0 / options.TokensPerSecond) * time.TimestampFrequency / 1000.0);
+            var now = time.GetTimestamp();
+            _due = _due == 0 || now - _due > interval ? now + interval : _due + interval;
+            return DelayAsync((_due - now) * 1000.0 / time.TimestampFrequency, cancellationToken);
         }
 
         public void GetResult(short token) => _core.GetResult(token);
@@ -530,15 +550,19 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
             _timer?.Dispose();
         }
 
-        private ValueTask DelayAsync(double baseMs, CancellationToken cancellationToken)
+        private double Jittered(double baseMs)
         {
             if (baseMs <= 0)
             {
-                return ValueTask.CompletedTask;
+                return 0;
             }
 
             var factor = options.Jitter > 0 ? 1 + (((_jitter.NextDouble() * 2) - 1) * options.Jitter) : 1;
-            var ms = Math.Max(0, baseMs * factor);
+            return Math.Max(0, baseMs * factor);
+        }
+
+        private ValueTask DelayAsync(double ms, CancellationToken cancellationToken)
+        {
             if (ms < 0.5)
             {
                 return ValueTask.CompletedTask;
@@ -552,7 +576,7 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
                 _registration = cancellationToken.UnsafeRegister(static s => ((Pacing)s!).Complete(canceled: true), this);
             }
 
-            _timer ??= TimeProvider.System.CreateTimer(static s => ((Pacing)s!).Complete(canceled: false), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _timer ??= time.CreateTimer(static s => ((Pacing)s!).Complete(canceled: false), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             _core.Reset();
             Volatile.Write(ref _waiting, 1);
             _timer.Change(TimeSpan.FromMilliseconds(ms), Timeout.InfiniteTimeSpan);
