@@ -26,20 +26,10 @@ public sealed class SimulatedPacingScheduleTests
 
         // The first token at once; the second due at 1.0 s, its timer late: it fires at 1.3 s.
         Assert.IsType<TextDeltaEvent>(await NextAsync(tokens));
-        var second = tokens.MoveNextAsync().AsTask();
-        time.Advance(TimeSpan.FromMilliseconds(999));
-        await Task.Delay(50);
-        Assert.False(second.IsCompleted, "due at 1 s, the clock at 0.999 s");
-        time.Advance(TimeSpan.FromMilliseconds(301));
-        Assert.True(await second.WaitAsync(Bound));
+        await DueAfterAsync(tokens.MoveNextAsync().AsTask(), time, TimeSpan.FromMilliseconds(999), late: TimeSpan.FromMilliseconds(301));
 
         // The third is due at 2.0 s (1.0 + 1.0), not at 2.3 s (an interval after the second was sent).
-        var third = tokens.MoveNextAsync().AsTask();
-        time.Advance(TimeSpan.FromMilliseconds(699));
-        await Task.Delay(50);
-        Assert.False(third.IsCompleted, "due at 2 s, the clock at 1.999 s");
-        time.Advance(TimeSpan.FromMilliseconds(1));
-        Assert.True(await third.WaitAsync(Bound));
+        await DueAfterAsync(tokens.MoveNextAsync().AsTask(), time, TimeSpan.FromMilliseconds(699), late: TimeSpan.FromMilliseconds(1));
 
         // The fourth, due at 3.0 s, comes out at 4.5 s — more than an interval behind: the fifth is due a full interval
         // later (5.5 s), not at once to catch up with 4.0 s.
@@ -51,6 +41,16 @@ public sealed class SimulatedPacingScheduleTests
         Assert.False(fifth.IsCompleted, "a token more than an interval behind must not burst to catch up");
         time.Advance(TimeSpan.FromMilliseconds(1_000));
         Assert.True(await fifth.WaitAsync(Bound));
+    }
+
+    /// <summary>Not there after <paramref name="before"/> on the fake clock, there once <paramref name="late"/> more passes.</summary>
+    private static async Task DueAfterAsync(Task<bool> next, FakeTimeProvider time, TimeSpan before, TimeSpan late)
+    {
+        time.Advance(before);
+        await Task.Delay(50);
+        Assert.False(next.IsCompleted, $"the token came before it was due (the clock moved {before.TotalMilliseconds} ms)");
+        time.Advance(late);
+        Assert.True(await next.WaitAsync(Bound));
     }
 
     private static async Task<ChatStreamEvent> NextAsync(IAsyncEnumerator<ChatStreamEvent> tokens)

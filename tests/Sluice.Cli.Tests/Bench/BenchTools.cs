@@ -31,6 +31,36 @@ internal static class BenchTools
         return executable;
     }
 
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+
+    /// <summary>
+    /// Polls <paramref name="url"/> until it answers with a success (up to ~30 s) and returns the body; fails at once if
+    /// <paramref name="process"/>, the server being waited for, exits.
+    /// </summary>
+    public static async Task<string> WaitUntilAnswersAsync(Uri url, CliProcess process)
+    {
+        for (var i = 0; i < 300; i++)
+        {
+            try
+            {
+                using var response = await Http.GetAsync(url);
+                if (response.IsSuccessStatusCode)
+                {
+                    return await response.Content.ReadAsStringAsync();
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            Assert.False(process.HasExited, $"the server exited: {process.Stderr}");
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"nothing answered at {url}: {process.Stderr}");
+        return "";
+    }
+
     /// <summary>Starts <c>sluice mock-upstream</c> on a free loopback port (with <paramref name="environment"/>); returns it and its base URL.</summary>
     public static (CliProcess Mock, Uri BaseAddress) StartMock(int chunks, IReadOnlyDictionary<string, string>? environment = null)
     {

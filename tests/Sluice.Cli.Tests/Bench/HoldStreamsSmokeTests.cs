@@ -12,7 +12,6 @@ namespace Sluice.Cli.Tests.Bench;
 /// </summary>
 public sealed class HoldStreamsSmokeTests : IDisposable
 {
-    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
     private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("sluice-hold-streams-");
 
     [Fact]
@@ -23,7 +22,7 @@ public sealed class HoldStreamsSmokeTests : IDisposable
         var port = NginxProcess.FreePort().ToString(CultureInfo.InvariantCulture);
         await using var mock = CliProcess.Start(
             ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", "3", "--chunk-delay-ms", "20", "--timestamp-chunks", "--model", "mock"]);
-        await WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
+        await BenchTools.WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
 
         var run = await CliProcess.RunAsync(["--url", $"http://127.0.0.1:{port}", "--streams", "20", "--ramp", "200", "--ramp-step-ms", "50", "--max-tokens", "3", "--settle-ms", "0"], executable: client);
         Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
@@ -100,27 +99,4 @@ public sealed class HoldStreamsSmokeTests : IDisposable
     }
 
     public void Dispose() => _root.Delete(recursive: true);
-
-    private static async Task WaitUntilAnswersAsync(Uri url, CliProcess process)
-    {
-        for (var i = 0; i < 300; i++)
-        {
-            try
-            {
-                using var response = await Http.GetAsync(url);
-                if (response.IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            Assert.False(process.HasExited, "the mock upstream exited: " + process.Stderr);
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"nothing answered at {url}: {process.Stderr}");
-    }
 }

@@ -25,7 +25,7 @@ public sealed class PacedMockSmokeTests : IDisposable
         var port = NginxProcess.FreePort();
         await using var mock = CliProcess.Start(
             ["--port", port.ToString(CultureInfo.InvariantCulture), "--chunks", "3", "--pace-ms", "50", "--model", "paced"], executable: executable);
-        var models = await WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
+        var models = await BenchTools.WaitUntilAnswersAsync(new Uri($"http://127.0.0.1:{port}/v1/models"), mock);
         Assert.Contains("\"id\":\"paced\"", models, StringComparison.Ordinal);
 
         // A stream with usage: role, three stamped chunks 50 ms apart (never sooner), finish, usage, [DONE].
@@ -111,29 +111,5 @@ public sealed class PacedMockSmokeTests : IDisposable
         }
 
         return text.ToString();
-    }
-
-    private static async Task<string> WaitUntilAnswersAsync(Uri url, CliProcess process)
-    {
-        for (var i = 0; i < 300; i++)
-        {
-            try
-            {
-                using var response = await Http.GetAsync(url);
-                if (response.IsSuccessStatusCode)
-                {
-                    return await response.Content.ReadAsStringAsync();
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            Assert.False(process.HasExited, $"the mock exited: {process.Stderr}");
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"{url} did not answer");
-        return "";
     }
 }
