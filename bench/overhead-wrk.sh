@@ -175,29 +175,32 @@ for name in "${names[@]}"; do
 done
 echo "checked: each target streams $chunks chunks and [DONE]" >&2
 
-# CPU time (user + system, clock ticks) a process has used so far, from /proc/PID/stat.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU time (user + system, and system alone, clock ticks) a process has used so far, from /proc/PID/stat.
+cpu_ticks() { awk '{ print $14 + $15, $15 }' "/proc/$1/stat"; }
 ticks_per_second="$(getconf CLK_TCK)"
 
-# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream p99_ms" (whole-stream latency; CPU of the target's own process
-# per stream — the proxy's or the gateway's, the mock's for direct). Fails on socket errors or non-2xx answers.
+# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream p99_ms system_cpu_us_per_stream" (whole-stream latency; CPU
+# of the target's own process per stream — the proxy's or the gateway's, the mock's for direct — and the part of it
+# spent in the kernel: system calls and, on loopback, most of the TCP work of both ends of what the process sends).
+# Fails on socket errors or non-2xx answers.
 run_wrk() { # name, connections, seconds
-  local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after
-  before="$(cpu_ticks "$pid")"
+  local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after before_sys after_sys
+  read -r before before_sys <<<"$(cpu_ticks "$pid")"
   out="$(SLUICE_BENCH_KEY="${auth_key[$name]}" SLUICE_BENCH_MAX_TOKENS="$chunks" \
     wrk -t "$(( threads < c ? threads : c ))" -c "$c" -d "${seconds}s" --latency -s "$root/bench/chat-stream.lua" "${url[$name]}")"
-  after="$(cpu_ticks "$pid")"
+  read -r after after_sys <<<"$(cpu_ticks "$pid")"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "overhead-wrk.sh: errors against $name:" >&2; echo "$out" >&2; exit 1
   fi
-  awk -v ticks="$(( after - before ))" -v hz="$ticks_per_second" '
+  awk -v ticks="$(( after - before ))" -v sys_ticks="$(( after_sys - before_sys ))" -v hz="$ticks_per_second" '
        /requests in/ { total = $1 }
        /Requests\/sec:/ { rps = $2 }
        function ms(v,  unit) { unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
                                return (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
        /^ +50%/ { p50 = ms($2) }
        /^ +99%/ { p99 = ms($2) }
-       END { printf "%.1f %.3f %.1f %.3f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99 }' <<<"$out"
+       END { printf "%.1f %.3f %.1f %.3f %.1f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99,
+                    (total > 0 ? sys_ticks / hz * 1e6 / total : 0) }' <<<"$out"
 }
 
 # Runs the concurrency-1 probe; prints "ttfb_p50_ms ttfb_p99_ms whole_stream_p99_ms".
@@ -211,16 +214,17 @@ run_probe() { # name
 echo "warming up each target (${warmup} s)…" >&2
 for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup")"; done
 
-declare -A rps single tail cpu whole
+declare -A rps single tail cpu whole syscpu
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
   (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
-    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ <<<"$result"
+    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ k <<<"$result"
     rps[$name]+="$r "
     cpu[$name]+="$u "
-    echo "  $r streams/s, $u µs CPU per stream in its own process" >&2
+    syscpu[$name]+="$k "
+    echo "  $r streams/s, $u µs CPU per stream in its own process ($k µs of it in the kernel)" >&2
   done
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, 1 connection, $requests requests one after another" >&2
@@ -235,7 +239,7 @@ done
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
 echo "Gateway overhead with wrk and ttfb-probe — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
-python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" "${whole[direct]}" "${whole[bare-proxy]}" "${whole[gateway]}" <<'EOF'
+python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" "${whole[direct]}" "${whole[bare-proxy]}" "${whole[gateway]}" "${syscpu[direct]}" "${syscpu[bare-proxy]}" "${syscpu[gateway]}" <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
 rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
@@ -243,6 +247,7 @@ lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy",
 cpu = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[8:11])}
 p99 = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[11:14])}
 whole = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[14:17])}
+kernel = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[17:20])}
 print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'whole p99':>11}")
 direct = statistics.mean(rps["direct"])
 for n in rps:
@@ -252,7 +257,8 @@ bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
 print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%} (budget >= 85 %)")
 print("CPU per stream in the target's own process (median of rounds, min-max): "
       + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in cpu)
-      + " (budget: gateway <= 100 µs)")
+      + " (budget: gateway <= 100 µs); of it in the kernel: "
+      + ", ".join(f"{n} {statistics.median(kernel[n]):.0f} µs" for n in kernel))
 def added(n, d): return statistics.median(d[n]) - statistics.median(d["direct"])
 def span(n, d): return f"{min(d[n]):.3f}-{max(d[n]):.3f}"
 print(f"added time to first token at C=1 (ms, median of rounds; the gateway's own per-round values in brackets): "
