@@ -242,9 +242,13 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     {
         if (_batchFormat is not null)
         {
+            if (_scratch is not null)
+            {
+                return WriteKeptBatch(_batchFormat, _scratch, batch);
+            }
+
             var used = _batchFormat.WriteBatch(_frames, _sequence + 1, batch);
             _sequence += used;
-            Commit(_sequence, used);
             return used > 0;
         }
 
@@ -262,6 +266,35 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         return wrote;
     }
 
+    // A resumable stream's batch: frame by frame into the scratch buffer, noting where each ends, so the stream keeps
+    // them apart (each with its own id) without searching the bytes for blank lines again.
+    private bool WriteKeptBatch(IChunkBatchFormat format, ScratchBuffer scratch, OpenAIChunkBatch batch)
+    {
+        var count = batch.Count;
+        if (count == 0)
+        {
+            return false;
+        }
+
+        int[]? rented = null;
+        var ends = count <= 128 ? stackalloc int[count] : (rented = ArrayPool<int>.Shared.Rent(count)).AsSpan(0, count);
+        for (var i = 0; i < count; i++)
+        {
+            format.WriteBatchChunk(scratch, _sequence + 1 + i, batch, i);
+            ends[i] = scratch.WrittenCount;
+        }
+
+        _sequence += count;
+        _resumable!.Append(scratch.WrittenSpan, _sequence, ends);
+        Send(scratch);
+        if (rented is not null)
+        {
+            ArrayPool<int>.Shared.Return(rented);
+        }
+
+        return true;
+    }
+
     // Keeps and sends what the last format call wrote (resumable streams only).
     private void Commit(long lastSequence, int frameCount)
     {
@@ -271,12 +304,18 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         }
 
         _resumable!.Append(_scratch.WrittenSpan, lastSequence, frameCount);
+        Send(_scratch);
+    }
+
+    // Sends what the scratch buffer holds (kept already) to a client still attached, and empties it.
+    private void Send(ScratchBuffer scratch)
+    {
         if (Attached)
         {
-            _output.Write(_scratch.WrittenSpan);
+            _output.Write(scratch.WrittenSpan);
         }
 
-        _scratch.ResetWrittenCount();
+        scratch.ResetWrittenCount();
     }
 
     private async ValueTask FlushPlainAsync()

@@ -28,6 +28,9 @@ internal sealed class OpenAIStreamFormat(IOpenAIStreamWriter writer, bool includ
     public int WriteBatch(IBufferWriter<byte> output, long firstSequence, OpenAIChunkBatch batch) =>
         writer.WriteBatch(output, firstSequence, batch);
 
+    public void WriteBatchChunk(IBufferWriter<byte> output, long sequence, OpenAIChunkBatch batch, int index) =>
+        writer.WriteBatchChunk(output, sequence, batch, index);
+
     public int WriteEnd(IBufferWriter<byte> output, long nextSequence, ChatUsage usage)
     {
         if (includeUsage)
@@ -54,4 +57,7 @@ internal interface IChunkBatchFormat
     /// <summary>Writes one frame per chunk, with sequence numbers from <paramref name="firstSequence"/> on.</summary>
     /// <returns>How many sequence numbers were used.</returns>
     int WriteBatch(IBufferWriter<byte> output, long firstSequence, OpenAIChunkBatch batch);
+
+    /// <summary>Writes the frame of chunk <paramref name="index"/> alone, with sequence number <paramref name="sequence"/>.</summary>
+    void WriteBatchChunk(IBufferWriter<byte> output, long sequence, OpenAIChunkBatch batch, int index);
 }

@@ -58,11 +58,18 @@ public sealed class CompletionStreamWriter : Sluice.Protocol.OpenAI.IOpenAIStrea
         ArgumentNullException.ThrowIfNull(batch);
         for (var i = 0; i < batch.Count; i++)
         {
-            Adopt(batch.IdentityAt(i));
-            SseWriter.WriteEvent(output, firstSseId + i, batch.JsonAt(i));
+            WriteBatchChunk(output, firstSseId + i, batch, i);
         }
 
         return batch.Count;
+    }
+
+    /// <inheritdoc />
+    public void WriteBatchChunk(IBufferWriter<byte> output, long sseId, OpenAIChunkBatch batch, int index)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        Adopt(batch.IdentityAt(index));
+        SseWriter.WriteEvent(output, sseId, batch.JsonAt(index));
     }
 
     /// <summary>Writes the usage chunk: <c>choices: []</c> and <c>usage</c>.</summary>

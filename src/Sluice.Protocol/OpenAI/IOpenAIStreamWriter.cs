@@ -17,6 +17,12 @@ public interface IOpenAIStreamWriter
     /// <returns>How many sequence numbers were used.</returns>
     int WriteBatch(IBufferWriter<byte> output, long firstSseId, OpenAIChunkBatch batch);
 
+    /// <summary>
+    /// Writes the frame of chunk <paramref name="index"/> of <paramref name="batch"/> alone: what <see cref="WriteBatch"/>
+    /// writes for it, for a caller that needs to know where each frame ends (a resumable stream keeps frames apart).
+    /// </summary>
+    void WriteBatchChunk(IBufferWriter<byte> output, long sseId, OpenAIChunkBatch batch, int index);
+
     /// <summary>Writes the usage chunk (<c>stream_options.include_usage</c>).</summary>
     void WriteUsage(IBufferWriter<byte> output, long sseId, ChatUsage usage);
 

@@ -91,15 +91,22 @@ public sealed class OpenAIChunkWriter : IOpenAIStreamWriter
         ArgumentNullException.ThrowIfNull(batch);
         for (var i = 0; i < batch.Count; i++)
         {
-            if (!_identityAdopted && batch.IdentityAt(i) is { } identity)
-            {
-                Adopt(identity);
-            }
-
-            SseWriter.WriteEvent(output, firstSseId + i, batch.JsonAt(i));
+            WriteBatchChunk(output, firstSseId + i, batch, i);
         }
 
         return batch.Count;
+    }
+
+    /// <inheritdoc />
+    public void WriteBatchChunk(IBufferWriter<byte> output, long sseId, OpenAIChunkBatch batch, int index)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if (!_identityAdopted && batch.IdentityAt(index) is { } identity)
+        {
+            Adopt(identity);
+        }
+
+        SseWriter.WriteEvent(output, sseId, batch.JsonAt(index));
     }
 
     /// <summary>Makes the chunks this writer writes from now on carry <paramref name="identity"/> (an upstream's).</summary>

@@ -199,6 +199,54 @@ public sealed class ReplaySegmentTests
     }
 
     [Fact]
+    public void Frames_whose_ends_the_writer_noted_are_split_there_not_at_blank_lines()
+    {
+        // The ends given put two events in the first frame: a split at blank lines would give three frames.
+        var stream = Create(Registry());
+        byte[] bytes = [.. FrameBytes("a"), .. FrameBytes("b"), .. FrameBytes("c")];
+        var firstEnd = 2 * FrameBytes("a").Length;
+
+        stream.Append(bytes, 7, [firstEnd, bytes.Length]);
+
+        Assert.Equal(["data: a\n\ndata: b\n\n", "data: c\n\n"], ReadAll(stream));
+        Assert.Equal(7, stream.LastSequence);
+        Assert.Equal(1, stream.IndexAfter(6));
+    }
+
+    [Fact]
+    public void Frames_with_noted_ends_spread_over_segments_keep_every_frame_and_id_and_an_empty_one_only_uses_its_id()
+    {
+        var registry = Registry();
+        var stream = Create(registry);
+        var expected = new List<string>();
+        var batch = new List<byte>();
+        var ends = new List<int>();
+        for (var i = 0; i < 120; i++)
+        {
+            var text = $"{{\"i\":{i},\"pad\":\"{new string('p', 280)}\"}}";
+            expected.Add($"data: {text}\n\n");
+            batch.AddRange(FrameBytes(text));
+            ends.Add(batch.Count);
+            if (i == 10)
+            {
+                // A call that wrote nothing: its id is skipped, no frame kept.
+                ends.Add(batch.Count);
+            }
+        }
+
+        stream.Append(batch.ToArray(), 621, ends.ToArray());
+
+        Assert.Equal(expected, ReadAll(stream));
+        Assert.Equal(621, stream.LastSequence);
+        // Ids 501..511, 512 unused, then 513..621: frame 11 carries id 513.
+        Assert.Equal(10, stream.IndexAfter(510));
+        Assert.Equal(11, stream.IndexAfter(511));
+        Assert.Equal(11, stream.IndexAfter(512));
+        Assert.Equal(12, stream.IndexAfter(513));
+        Assert.Equal(3L * StreamRegistry.MaxSegmentBytes, registry.TotalBytes);
+    }
+
+    [Fact]
     public void A_stream_that_outgrows_its_buffer_hands_its_segments_back()
     {
         var options = new GatewayOptions();
