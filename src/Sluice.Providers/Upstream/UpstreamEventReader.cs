@@ -59,6 +59,7 @@ internal sealed class UpstreamEventReader
     private bool _atStart = true;
     private bool _skipLineFeed;
     private bool _hasData;
+    private long _reads;
 
     // The current record is _buffer[_sliceStart.._sliceStart + _sliceLength] rather than _data.
     private bool _inSlice;
@@ -102,6 +103,12 @@ internal sealed class UpstreamEventReader
             _readBuffers.Release(buffer);
         }
     }
+
+    /// <summary>
+    /// How many reads brought bytes so far. A caller that needs to know when the upstream last sent something looks at
+    /// the clock only when this changed: the records of one read arrived together.
+    /// </summary>
+    public long Reads => _reads;
 
     /// <summary>The read buffer (for tests).</summary>
     internal byte[] ReadBuffer => _buffer;
@@ -161,6 +168,7 @@ internal sealed class UpstreamEventReader
             else
             {
                 _end += read;
+                _reads++;
             }
         }
     }

@@ -179,6 +179,39 @@ public sealed class FaultTests
     }
 
     [Fact]
+    public async Task An_answer_longer_than_the_idle_limit_is_fine_while_chunks_keep_coming()
+    {
+        // The idle limit counts from when bytes last arrived (looked up once per read, not per record): chunks 600 ms
+        // apart, each in a read of its own, must keep a 2 s limit from firing over a 3 s answer. A first, quick call
+        // warms the process up: a fresh test process's thread pool can stall for most of a second at its first stream.
+        var calls = 0;
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            var chunks = Interlocked.Increment(ref calls) == 1 ? 1 : 5;
+            for (var i = 0; i < chunks; i++)
+            {
+                await context.Response.WriteAsync(OpenAIChunk, context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                if (chunks > 1)
+                {
+                    await Task.Delay(600, context.RequestAborted);
+                }
+            }
+
+            await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        });
+        await using var rig = await UpstreamRig.StartAsync("openai", upstream, o => o.IdleTimeoutMs = 2_000);
+        Assert.Null((await UpstreamKit.CollectUntilFailureAsync(rig.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest))).Failure);
+
+        var started = Stopwatch.GetTimestamp();
+        var (events, failure) = await UpstreamKit.CollectUntilFailureAsync(rig.Backend, UpstreamKit.Request(UpstreamKit.SimpleRequest));
+        Assert.Null(failure);
+        Assert.Equal(string.Concat(Enumerable.Repeat("Hi", 5)), Assert.Single(UpstreamKit.Assemble(events).Choices).Content);
+        Assert.True(Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(2), "the answer outlasted the idle limit");
+    }
+
+    [Fact]
     public async Task An_upstream_that_does_not_accept_within_the_connect_limit_is_a_504_naming_the_limit()
     {
         // A listener that never accepts: once its accept queue is full the kernel drops further SYNs, so a connect hangs.
