@@ -10,8 +10,9 @@
 # EXTRA_CONFIG='"Streaming":{"ReplayTtlSeconds":0},'); WARMUP sets the warm-up seconds; DOTNET_* variables reach every process.
 # UPSTREAM=node streams from bench/node-mock.mjs (50 chunks, each its own write; the overhead budget's Node.js-speed
 # upstream, as in overhead-wrk.sh --upstream node) instead of `sluice mock-upstream`.
-# PERF_RECORD=file also records the gateway with `perf record -g` during the measured 12 s (JIT-compiled methods named
-# through a perf map) and prints the 25 hottest functions by own time; `perf report -i file` reads it further.
+# PERF_RECORD=file also records the gateway with `perf record -g` (PERF_FREQ samples a second, default 999) during the measured 12 s (JIT-compiled methods named
+# through a perf map) and prints the 25 hottest functions by own time and the CPU per stream by stage of the call
+# (bench/cpu-phases.py, from file.stacks); `perf report -i file` reads it further.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dll="${1:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"; work=$(mktemp -d)
@@ -44,14 +45,15 @@ r0=$(rt)
 ctx() { for t in /proc/$gpid/task/*; do printf '%s\t%s\n' "$(cat $t/comm)" "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v"/"n}' $t/status)"; done 2>/dev/null; }
 ctx > $work/ctx0
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
-[ -n "${PERF_RECORD:-}" ] && { perf record -q -F 999 -g -p $gpid -o "$PERF_RECORD" -- sleep 12 2>/dev/null & ppid=$!; }
+[ -n "${PERF_RECORD:-}" ] && { perf record -q -F ${PERF_FREQ:-999} -g -p $gpid -o "$PERF_RECORD" -- sleep 12 2>/dev/null & ppid=$!; }
 out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 ctx > $work/ctx1
 r1=$(rt)
 n=$(echo "$out" | awk '/requests in/ {print $1}')
 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-echo "$dll  streams/s $rps  CPU µs/stream $(python3 -c "print(round(($t1-$t0)/$(getconf CLK_TCK)*1e6/$n,1))")  load average $(cut -d' ' -f1 /proc/loadavg)"
+cpu=$(python3 -c "print(round(($t1-$t0)/$(getconf CLK_TCK)*1e6/$n,1))")
+echo "$dll  streams/s $rps  CPU µs/stream $cpu  load average $(cut -d' ' -f1 /proc/loadavg)"
 # Allocation and GC per stream: steadier than CPU on a loaded machine (health counts the wrk requests and the probes).
 python3 -c "
 a=[float(x) for x in '$r0'.split()]; b=[float(x) for x in '$r1'.split()]; n=$n
@@ -73,4 +75,7 @@ if [ -n "${PERF_RECORD:-}" ]; then
   wait $ppid
   echo "  hottest functions by own time (perf report -i $PERF_RECORD):"
   perf report -i "$PERF_RECORD" --no-children --sort sym -g none --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25 | sed 's/^/  /'
+  # The same samples by stage of the call (bench/cpu-phases.py; its --drill STAGE lists a stage's leaf functions).
+  perf script -i "$PERF_RECORD" -F comm,ip,sym,dso 2>/dev/null > "$PERF_RECORD.stacks"
+  python3 "$root/bench/cpu-phases.py" "$PERF_RECORD.stacks" --us-per-stream "$cpu" | sed 's/^/  /'
 fi
