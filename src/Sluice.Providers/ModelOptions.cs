@@ -63,7 +63,10 @@ public sealed class ModelOptions
     /// </summary>
     public int FirstTokenTimeoutMs { get; set; } = 300_000;
 
-    /// <summary>Upstream: longest silence allowed between two upstream events once the answer has started, in milliseconds (default 120 000). 0 disables it.</summary>
+    /// <summary>
+    /// Upstream: once the answer has started, the longest the gateway waits for the upstream's next bytes, in
+    /// milliseconds (default 120 000); time spent passing earlier bytes on to a slow client does not count. 0 disables it.
+    /// </summary>
     public int IdleTimeoutMs { get; set; } = 120_000;
 
     /// <summary>Upstream: longest a whole request may take, in milliseconds (default 1 800 000). 0 disables it.</summary>

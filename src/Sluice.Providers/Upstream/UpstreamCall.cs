@@ -4,11 +4,14 @@ using Sluice.Providers.Timing;
 namespace Sluice.Providers.Upstream;
 
 /// <summary>
-/// The time limits of one upstream request: first token, idle between upstream events, total. Cancels
-/// <see cref="Token"/> when one is exceeded, and turns that into a 504 naming the limit and its config key.
+/// The time limits of one upstream request: first token, idle (the upstream silent while the gateway waits for its next
+/// bytes), total. Cancels <see cref="Token"/> when one is exceeded, and turns that into a 504 naming the limit and its
+/// config key.
 /// </summary>
 /// <remarks>
-/// Per upstream event the reading loop only stores a timestamp (<see cref="OnUpstreamEvent"/>). The limits are watched
+/// The idle limit counts only while a read of the upstream's body is pending (<see cref="ReadStarting"/> to
+/// <see cref="ReadEnded"/>): time the gateway spends passing bytes it already has on to a slow client is not the
+/// upstream's silence. So the reading loop reads the clock once per read, not per event. The limits are watched
 /// by the shared <see cref="DeadlineSweep"/> (no timer of its own: creating, changing and disposing one per call took
 /// the timer queue's lock three times and allocated three objects). The first deadline given to the sweep is the
 /// nearest limit, or the idle limit counted from the start if that is nearer — so when the answer starts nothing needs
@@ -30,7 +33,9 @@ internal sealed class UpstreamCall : SweepEntry, IDisposable
     private readonly long _firstTokenTicks;
     private readonly long _idleTicks;
     private readonly long _totalTicks;
-    private long _lastEventTimestamp;
+    // When the pending read of the body began; 0 while none is pending.
+    private long _readingSince;
+    private long _answerStartTimestamp;
     private volatile bool _answerStarted;
     private int _fired;
 
@@ -42,7 +47,6 @@ internal sealed class UpstreamCall : SweepEntry, IDisposable
         var sweep = transport.Sweep;
         _time = sweep.Time;
         _startTimestamp = _time.GetTimestamp();
-        _lastEventTimestamp = _startTimestamp;
         var options = transport.Options;
         _firstTokenTicks = Ticks(options.FirstTokenTimeoutMs);
         _idleTicks = Ticks(options.IdleTimeoutMs);
@@ -65,13 +69,16 @@ internal sealed class UpstreamCall : SweepEntry, IDisposable
     {
         if (!_answerStarted)
         {
-            Volatile.Write(ref _lastEventTimestamp, _time.GetTimestamp());
+            Volatile.Write(ref _answerStartTimestamp, _time.GetTimestamp());
             _answerStarted = true;
         }
     }
 
-    /// <summary>An upstream event arrived (resets the idle limit once the answer has started).</summary>
-    public void OnUpstreamEvent() => Volatile.Write(ref _lastEventTimestamp, _time.GetTimestamp());
+    /// <summary>A read of the upstream's body is about to wait for bytes: from now on its silence counts.</summary>
+    public void ReadStarting() => Volatile.Write(ref _readingSince, Math.Max(1, _time.GetTimestamp()));
+
+    /// <summary>The read has returned (bytes, the end, or a failure): silence stops counting until the next read.</summary>
+    public void ReadEnded() => Volatile.Write(ref _readingSince, 0);
 
     /// <summary>The 504 for the limit that was exceeded.</summary>
     public ChatException TimeoutError()
@@ -130,15 +137,21 @@ internal sealed class UpstreamCall : SweepEntry, IDisposable
         kind = NotFired;
         Consider(_totalTicks, _startTimestamp, TotalFired, ref nearest, ref kind);
         var wake = long.MaxValue;
-        if (_answerStarted)
+        var readingSince = Volatile.Read(ref _readingSince);
+        if (_answerStarted && readingSince != 0)
         {
-            Consider(_idleTicks, Volatile.Read(ref _lastEventTimestamp), IdleFired, ref nearest, ref kind);
+            // A read that began before the answer did (the first event's) counts from the answer's start.
+            Consider(_idleTicks, Math.Max(readingSince, Volatile.Read(ref _answerStartTimestamp)), IdleFired, ref nearest, ref kind);
         }
         else
         {
-            Consider(_firstTokenTicks, _startTimestamp, FirstTokenFired, ref nearest, ref kind);
+            if (!_answerStarted)
+            {
+                Consider(_firstTokenTicks, _startTimestamp, FirstTokenFired, ref nearest, ref kind);
+            }
 
-            // Not a deadline yet: a wake-up no later than the idle limit would fall due if the answer started now.
+            // Not a deadline yet: a wake-up no later than the idle limit would fall due if a read (or the answer)
+            // started now; one that starts later falls due later, so this wake-up is never late, at worst early.
             var ignored = NotFired;
             Consider(_idleTicks, now, IdleFired, ref wake, ref ignored);
         }

@@ -124,7 +124,7 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
 
         // :: Step 2
         using var upstream = UpstreamStreaming.Open(await Transport.SendAsync(EndpointFor(request), body, call).ConfigureAwait(false), call, Transport);
-        var reader = new UpstreamEventReader(upstream.Body, _framing);
+        var reader = new UpstreamEventReader(upstream.Body, _framing) { Watch = call };
         using var decoder = CreateDecoder(request, options ?? ChatCallOptions.Default);
         var events = new List<ChatStreamEvent>(4);
         var started = false;

@@ -59,7 +59,6 @@ internal sealed class UpstreamEventReader
     private bool _atStart = true;
     private bool _skipLineFeed;
     private bool _hasData;
-    private long _reads;
 
     // The current record is _buffer[_sliceStart.._sliceStart + _sliceLength] rather than _data.
     private bool _inSlice;
@@ -105,10 +104,10 @@ internal sealed class UpstreamEventReader
     }
 
     /// <summary>
-    /// How many reads brought bytes so far. A caller that needs to know when the upstream last sent something looks at
-    /// the clock only when this changed: the records of one read arrived together.
+    /// Told when each read of the body starts and ends (the call's idle limit counts only while one is pending); null
+    /// when nothing watches.
     /// </summary>
-    public long Reads => _reads;
+    public UpstreamCall? Watch { get; init; }
 
     /// <summary>The read buffer (for tests).</summary>
     internal byte[] ReadBuffer => _buffer;
@@ -160,7 +159,17 @@ internal sealed class UpstreamEventReader
                 _buffer = larger;
             }
 
-            var read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+            int read;
+            Watch?.ReadStarting();
+            try
+            {
+                read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                Watch?.ReadEnded();
+            }
+
             if (read == 0)
             {
                 _endOfBody = true;
@@ -168,7 +177,6 @@ internal sealed class UpstreamEventReader
             else
             {
                 _end += read;
-                _reads++;
             }
         }
     }

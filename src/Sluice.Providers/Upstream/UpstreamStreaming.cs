@@ -46,9 +46,23 @@ internal static class UpstreamStreaming
             using var buffer = new MemoryStream();
             var chunk = new byte[16 * 1024];
             int read;
-            while ((read = await stream.ReadAsync(chunk, call.Token).ConfigureAwait(false)) > 0)
+            while (true)
             {
-                call.OnUpstreamEvent();
+                call.ReadStarting();
+                try
+                {
+                    read = await stream.ReadAsync(chunk, call.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    call.ReadEnded();
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
                 if (buffer.Length + read > MaxWholeAnswerBytes)
                 {
                     throw transport.Malformed($"its answer is larger than {MaxWholeAnswerBytes} bytes; ask for fewer inputs per request");
@@ -79,16 +93,8 @@ internal static class UpstreamStreaming
     {
         try
         {
-            // The idle limit counts from when bytes last arrived: one clock reading per read, not per record (a fast
-            // upstream's whole answer comes in one read; the per-record reading was ~1 % of a stream's CPU).
-            var reads = reader.Reads;
-            var has = await reader.ReadAsync(call.Token).ConfigureAwait(false);
-            if (has && reader.Reads != reads)
-            {
-                call.OnUpstreamEvent();
-            }
-
-            return has;
+            // The call's idle limit is told about each read by the reader itself (its Watch).
+            return await reader.ReadAsync(call.Token).ConfigureAwait(false);
         }
         catch (UpstreamFormatException ex)
         {

@@ -181,9 +181,9 @@ public sealed class FaultTests
     [Fact]
     public async Task An_answer_longer_than_the_idle_limit_is_fine_while_chunks_keep_coming()
     {
-        // The idle limit counts from when bytes last arrived (looked up once per read, not per record): chunks 600 ms
-        // apart, each in a read of its own, must keep a 2 s limit from firing over a 3 s answer. A first, quick call
-        // warms the process up: a fresh test process's thread pool can stall for most of a second at its first stream.
+        // The idle limit counts while a read waits for the upstream: chunks 600 ms apart, each ending a read of its own,
+        // must keep a 2 s limit from firing over a 3 s answer. A first, quick call warms the process up: a fresh test
+        // process's thread pool can stall for most of a second at its first stream.
         var calls = 0;
         await using var upstream = await ReplayUpstream.StartAsync(async context =>
         {
@@ -209,6 +209,34 @@ public sealed class FaultTests
         Assert.Null(failure);
         Assert.Equal(string.Concat(Enumerable.Repeat("Hi", 5)), Assert.Single(UpstreamKit.Assemble(events).Choices).Content);
         Assert.True(Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(2), "the answer outlasted the idle limit");
+    }
+
+    [Fact]
+    public async Task A_slow_consumer_is_not_taken_for_a_silent_upstream()
+    {
+        // Half the answer, then the rest 300 ms later; the consumer takes 1.2 s per event with a 0.8 s idle limit. The
+        // read for the second half ends once it arrives, long before the consumer has passed on the first half: the
+        // upstream was not silent while the gateway waited for it, so the limit must not fire (it did when it counted
+        // from the last event or the last read).
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync(string.Concat(Enumerable.Repeat(OpenAIChunk, 3)), context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(300, context.RequestAborted);
+            await context.Response.WriteAsync(string.Concat(Enumerable.Repeat(OpenAIChunk, 3)) + "data: [DONE]\n\n", context.RequestAborted);
+        });
+        await using var rig = await UpstreamRig.StartAsync("openai", upstream, o => o.IdleTimeoutMs = 800);
+
+        var events = new List<ChatStreamEvent>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await foreach (var e in rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), timeout.Token))
+        {
+            events.Add(e);
+            await Task.Delay(1_200, timeout.Token);
+        }
+
+        Assert.Equal(string.Concat(Enumerable.Repeat("Hi", 6)), Assert.Single(UpstreamKit.Assemble(events).Choices).Content);
     }
 
     [Fact]
