@@ -29,6 +29,23 @@ public sealed class ReplaySegmentTests
 
     private static byte[] FrameBytes(string text) => Encoding.UTF8.GetBytes($"data: {text}\n\n");
 
+    // A fast upstream's whole answer as one call: `count` frames of ~300 bytes, what each reads back as, where each ends.
+    private static (List<string> Expected, byte[] Bytes, int[] Ends) WholeAnswer(int count)
+    {
+        var expected = new List<string>();
+        var bytes = new List<byte>();
+        var ends = new int[count];
+        for (var i = 0; i < count; i++)
+        {
+            var text = $"{{\"i\":{i},\"pad\":\"{new string('p', 280)}\"}}";
+            expected.Add($"data: {text}\n\n");
+            bytes.AddRange(FrameBytes(text));
+            ends[i] = bytes.Count;
+        }
+
+        return (expected, bytes.ToArray(), ends);
+    }
+
     private static List<string> ReadAll(ResumableStream stream)
     {
         var copy = new ArrayBufferWriter<byte>();
@@ -177,16 +194,9 @@ public sealed class ReplaySegmentTests
         // A fast upstream's whole answer in one read: 120 frames of ~300 bytes (~36 KB) in one call.
         var registry = Registry();
         var stream = Create(registry);
-        var expected = new List<string>();
-        var batch = new List<byte>();
-        for (var i = 0; i < 120; i++)
-        {
-            var text = $"{{\"i\":{i},\"pad\":\"{new string('p', 280)}\"}}";
-            expected.Add($"data: {text}\n\n");
-            batch.AddRange(FrameBytes(text));
-        }
+        var (expected, bytes, _) = WholeAnswer(120);
 
-        stream.Append(batch.ToArray(), 500, 120);
+        stream.Append(bytes, 500, 120);
 
         Assert.Equal(expected, ReadAll(stream));
         Assert.Equal(500, stream.LastSequence);
@@ -218,23 +228,11 @@ public sealed class ReplaySegmentTests
     {
         var registry = Registry();
         var stream = Create(registry);
-        var expected = new List<string>();
-        var batch = new List<byte>();
-        var ends = new List<int>();
-        for (var i = 0; i < 120; i++)
-        {
-            var text = $"{{\"i\":{i},\"pad\":\"{new string('p', 280)}\"}}";
-            expected.Add($"data: {text}\n\n");
-            batch.AddRange(FrameBytes(text));
-            ends.Add(batch.Count);
-            if (i == 10)
-            {
-                // A call that wrote nothing: its id is skipped, no frame kept.
-                ends.Add(batch.Count);
-            }
-        }
+        var (expected, bytes, frameEnds) = WholeAnswer(120);
+        // After frame 10, a call that wrote nothing: its id is skipped, no frame kept.
+        int[] ends = [.. frameEnds[..11], frameEnds[10], .. frameEnds[11..]];
 
-        stream.Append(batch.ToArray(), 621, ends.ToArray());
+        stream.Append(bytes, 621, ends);
 
         Assert.Equal(expected, ReadAll(stream));
         Assert.Equal(621, stream.LastSequence);
