@@ -87,6 +87,30 @@ public sealed class BrokerRestartTests
     }
 
     [Fact]
+    public async Task A_qos0_answer_whose_connection_was_replaced_between_two_chunks_still_ends_with_an_error()
+    {
+        // Chunks 3 s apart: the bridge is back on a new connection before the answer's next chunk. What went out at
+        // QoS 0 on the lost connection may be lost, so the answer must not go on to "done" as if nothing happened
+        // (it did when only a failed publish counted as an interruption — a race a fast broker restart could win).
+        await using var broker = await MosquittoProcess.StartAsync(persistence: true);
+        await using var harness = await BridgeHarness.StartAsync(o => o.MinIntervalMs = 3_000, broker.Address, persistentClient: true);
+
+        await harness.PublishAsync("""{"id": "gap", "model": "sim-paced", "prompt": "Tell me a long story", "max_tokens": 1000}""");
+        var received = new List<Received> { await harness.ReadMessageAsync("gap") };
+        await broker.StopAsync();
+        await broker.StartAgainAsync();
+        await WaitUntilAsync(() => harness.Bridge.Client.ConnectionCount >= 2);
+
+        while (!received[^1].IsFinal)
+        {
+            received.Add(await harness.ReadMessageAsync("gap"));
+        }
+
+        var error = received[^1].Error ?? throw new Xunit.Sdk.XunitException("The answer ended with done: " + Encoding.UTF8.GetString(received[^1].Payload));
+        Assert.Equal("answer_interrupted", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task With_qos1_chunks_an_answer_survives_a_broker_restart_complete_and_in_order()
     {
         await using var broker = await MosquittoProcess.StartAsync(persistence: true);

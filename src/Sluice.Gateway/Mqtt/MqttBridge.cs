@@ -280,6 +280,10 @@ internal sealed partial class MqttBridge : BackgroundService
         private bool _hasTools;
         private long _seq;
         private long _lastSent;
+        // The broker connection the answer's chunks go out on: chunks published at QoS 0 on a connection that was then
+        // lost may be gone, so such an answer that outlives its connection fails even if the client reconnected in
+        // between. QoS 1 chunks are retransmitted after a reconnect, so their answers go on.
+        private int _connection;
 
         public CancellationToken Generation => _generation!.Token;
 
@@ -310,6 +314,7 @@ internal sealed partial class MqttBridge : BackgroundService
         {
             if (request.Stream)
             {
+                _connection = bridge.Client.ConnectionCount;
                 _sender = SendLoopAsync();
             }
         }
@@ -357,6 +362,11 @@ internal sealed partial class MqttBridge : BackgroundService
                 _ending = true;
                 _signal.Release();
                 await _sender;
+                if (_interrupted is null && LostChunksPossible)
+                {
+                    Interrupt();
+                }
+
                 if (_interrupted is { } interrupted)
                 {
                     throw interrupted;
@@ -439,6 +449,12 @@ internal sealed partial class MqttBridge : BackgroundService
 
                     if (chunk is not null)
                     {
+                        if (LostChunksPossible)
+                        {
+                            // Reconnected since the answer began: what went out on the lost connection may be lost.
+                            throw new MqttConnectionException("the connection to the broker was replaced during this answer");
+                        }
+
                         await bridge.Client.PublishAsync(request.ReplyTopic, chunk, bridge._chunkQos, cancellationToken: token);
                         Interlocked.Increment(ref _seq);
                         _lastSent = bridge._time.GetTimestamp();
@@ -460,15 +476,23 @@ internal sealed partial class MqttBridge : BackgroundService
             }
             catch (MqttConnectionException)
             {
-                LogInterrupted(bridge._logger, _requestId, request.Id, _seq);
-                _interrupted = new ChatException(502, new ErrorInfo(
-                    $"The connection to the MQTT broker was lost after {_seq} message(s) of this answer, so it could not be finished. Send the request again.",
-                    ErrorTypes.Server, null, "answer_interrupted"));
+                Interrupt();
                 await _generation.CancelAsync();
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
             }
+        }
+
+        private bool LostChunksPossible =>
+            bridge._chunkQos == MqttQos.AtMostOnce && bridge.Client.ConnectionCount != _connection;
+
+        private void Interrupt()
+        {
+            LogInterrupted(bridge._logger, _requestId, request.Id, _seq);
+            _interrupted = new ChatException(502, new ErrorInfo(
+                $"The connection to the MQTT broker was lost after {_seq} message(s) of this answer, so it could not be finished. Send the request again.",
+                ErrorTypes.Server, null, "answer_interrupted"));
         }
 
         /// <summary>Keeps one answer's messages at least the minimum interval apart.</summary>
