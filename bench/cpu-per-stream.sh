@@ -10,6 +10,7 @@
 # EXTRA_CONFIG='"Streaming":{"ReplayTtlSeconds":0},'); WARMUP sets the warm-up seconds; DOTNET_* variables reach every process.
 # UPSTREAM=node streams from bench/node-mock.mjs (50 chunks, each its own write; the overhead budget's Node.js-speed
 # upstream, as in overhead-wrk.sh --upstream node) instead of `sluice mock-upstream`.
+# SYSCALLS=1 also counts the gateway's system calls per stream (perf stat on its tracepoints: sends, receives, epoll, futex, all).
 # PERF_RECORD=file also records the gateway with `perf record -g` (PERF_FREQ samples a second, default 999) during the measured 12 s (JIT-compiled methods named
 # through a perf map) and prints the 25 hottest functions by own time and the CPU per stream by stage of the call
 # (bench/cpu-phases.py, from file.stacks); `perf report -i file` reads it further.
@@ -40,17 +41,35 @@ admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: applica
 admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
 key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
 SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
-rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0))'; }
+rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0),r.get("thread_pool_completed_items",0),r.get("lock_contentions",0))'; }
 r0=$(rt)
 ctx() { for t in /proc/$gpid/task/*; do printf '%s\t%s\n' "$(cat $t/comm)" "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v"/"n}' $t/status)"; done 2>/dev/null; }
 ctx > $work/ctx0
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
 [ -n "${PERF_RECORD:-}" ] && { perf record -q -F ${PERF_FREQ:-999} -g -p $gpid -o "$PERF_RECORD" -- sleep 12 2>/dev/null & ppid=$!; }
+if [ -n "${SYSCALLS:-}" ]; then
+  command -v perf >/dev/null || { echo "cpu-per-stream.sh: SYSCALLS needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; }
+  perf stat -x, -o $work/syscalls -p $gpid $(for c in sendmsg sendto write writev recvfrom recvmsg read epoll_wait futex; do printf -- '-e syscalls:sys_enter_%s ' $c; done) -e raw_syscalls:sys_enter -- sleep 12 2>/dev/null & spid=$!
+fi
 out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 ctx > $work/ctx1
 r1=$(rt)
 n=$(echo "$out" | awk '/requests in/ {print $1}')
+if [ -n "${SYSCALLS:-}" ]; then
+  wait $spid 2>/dev/null
+  # perf counted the same 12 s as wrk: per stream, by system call.
+  python3 -c "
+import sys
+n=$n; parts=[]
+for line in open('$work/syscalls'):
+    f=line.strip().split(',')
+    if len(f)>2 and f[0].replace('.','').isdigit():
+        name=f[2].split(':')[-1].replace('sys_enter_','').replace('sys_enter','all')
+        parts.append(f'{name} {float(f[0])/n:.2f}')
+print('  system calls per stream: ' + ', '.join(parts))
+"
+fi
 rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
 cpu=$(python3 -c "print(round(($t1-$t0)/$(getconf CLK_TCK)*1e6/$n,1))")
 echo "$dll  streams/s $rps  CPU µs/stream $cpu  load average $(cut -d' ' -f1 /proc/loadavg)"
@@ -58,6 +77,7 @@ echo "$dll  streams/s $rps  CPU µs/stream $cpu  load average $(cut -d' ' -f1 /p
 python3 -c "
 a=[float(x) for x in '$r0'.split()]; b=[float(x) for x in '$r1'.split()]; n=$n
 print(f'  allocated B/stream {(b[0]-a[0])/n:,.0f}  GCs per 1,000 streams gen0 {1000*(b[1]-a[1])/n:.2f} gen1 {1000*(b[2]-a[2])/n:.2f} gen2 {1000*(b[3]-a[3])/n:.2f}  GC pause µs/stream {1000*(b[4]-a[4])/n:.1f}')
+print(f'  thread-pool work items per stream {(b[5]-a[5])/n:.2f}  lock contentions per 1,000 streams {1000*(b[6]-a[6])/n:.2f}')
 # Context switches per stream by thread name (threads alive at both samples): voluntary = the thread slept (waited for
 # work or I/O), involuntary = it was preempted while runnable (other threads or processes wanted the core).
 def load(path):

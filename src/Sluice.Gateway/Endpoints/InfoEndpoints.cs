@@ -181,6 +181,8 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         json.WriteNumber("gen2_collections", GC.CollectionCount(2));
         json.WriteNumber("gc_pause_ms", Math.Round(GC.GetTotalPauseDuration().TotalMilliseconds, 3));
         json.WriteNumber("thread_pool_threads", ThreadPool.ThreadCount);
+        json.WriteNumber("thread_pool_completed_items", ThreadPool.CompletedWorkItemCount);
+        json.WriteNumber("lock_contentions", Monitor.LockContentionCount);
         json.WriteEndObject();
         json.WriteEndObject();
         await json.FlushAsync(context.RequestAborted);

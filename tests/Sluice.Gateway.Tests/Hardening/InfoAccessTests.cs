@@ -37,6 +37,8 @@ public sealed class InfoAccessTests : IAsyncLifetime
         Assert.True(full.GetProperty("usage").GetProperty("requests").GetInt64() >= 1);
         Assert.True(full.GetProperty("models").GetInt32() > 0);
         Assert.True(full.GetProperty("runtime").GetProperty("gc_pause_ms").GetDouble() >= 0);
+        Assert.True(full.GetProperty("runtime").GetProperty("thread_pool_completed_items").GetInt64() > 0);
+        Assert.True(full.GetProperty("runtime").GetProperty("lock_contentions").GetInt64() >= 0);
         var replay = full.GetProperty("replay");
         Assert.Equal(64L * 1024 * 1024, replay.GetProperty("budget_bytes").GetInt64());
         Assert.InRange(replay.GetProperty("reserved_bytes").GetInt64(), 0, replay.GetProperty("budget_bytes").GetInt64());
