@@ -51,7 +51,11 @@ public static class JsonInput
 
         try
         {
-            Validate(utf8Json.Span, maxDepth);
+            if (!IsPlainText(utf8Json.Span))
+            {
+                Validate(utf8Json.Span, maxDepth);
+            }
+
             return document;
         }
         catch
@@ -123,6 +127,15 @@ public static class JsonInput
             }
         }
     }
+
+    /// <summary>
+    /// True when no string of well-formed JSON text can fail to decode, without reading it token by token: the whole
+    /// text is valid UTF-8 (so every string's bytes are — JSON's delimiters are ASCII, which never occurs inside a
+    /// multi-byte sequence) and it has no <c>\u</c> escape (so no lone surrogate). Nearly every request body is; the
+    /// others get the full check, which names the bad field.
+    /// </summary>
+    internal static bool IsPlainText(ReadOnlySpan<byte> utf8Json) =>
+        utf8Json.IndexOf("\\u"u8) < 0 && Utf8.IsValid(utf8Json);
 
     private static ChatException Refuse(string subject, string? param, string problem) =>
         ChatException.BadRequest($"{subject} is not valid Unicode text: it contains {problem}", param, InvalidTextCode);

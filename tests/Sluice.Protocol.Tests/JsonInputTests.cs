@@ -52,6 +52,23 @@ public sealed class JsonInputTests
     }
 
     [Fact]
+    public void Only_text_with_no_escape_and_valid_UTF8_skips_the_token_by_token_check()
+    {
+        Assert.True(JsonInput.IsPlainText("""{"model": "m", "messages": [{"role": "user", "content": "café \n ☕ \"q\""}]}"""u8));
+        Assert.True(JsonInput.IsPlainText("{\"a\": \"☕ \\n\"}"u8));
+        Assert.False(JsonInput.IsPlainText("""{"a": "\u00e9"}"""u8));
+        Assert.False(JsonInput.IsPlainText([.. "{\"a\": \""u8, 0xE2, 0x28, 0xA1, .. "\"}"u8]));
+    }
+
+    [Fact]
+    public void An_escaped_backslash_before_u_reads_back_as_text()
+    {
+        // Looks like an escape to the quick check, so it takes the full one, which passes it.
+        using var document = JsonInput.Parse("""{"path": "C:\\users\\ud800"}"""u8.ToArray());
+        Assert.Equal("C:\\users\\ud800", document.RootElement.GetProperty("path").GetString());
+    }
+
+    [Fact]
     public void Malformed_and_too_deep_JSON_are_invalid_json()
     {
         Assert.Equal("invalid_json", Assert.Throws<ChatException>(() => JsonInput.Parse("{\"a\": "u8.ToArray())).Error.Code);
