@@ -114,22 +114,27 @@ internal sealed class UpstreamEventReader
 
     /// <summary>Reads the next record; false when the body has ended.</summary>
     /// <exception cref="UpstreamFormatException">A line is longer than 8 MiB.</exception>
-    /// <remarks>Pooled, as <see cref="UpstreamStreaming.NextAsync"/>: the read waits for the upstream's next chunk.</remarks>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<bool> ReadAsync(CancellationToken cancellationToken)
+    /// <remarks>
+    /// A record already in the buffer completes at once, without an async method; only a read of the body goes
+    /// through <see cref="ReadMoreAsync"/>.
+    /// </remarks>
+    public ValueTask<bool> ReadAsync(CancellationToken cancellationToken)
     {
         if (_hasData)
         {
             ResetEvent();
         }
 
+        return TryDispatchBuffered() ? new ValueTask<bool>(true) : ReadMoreAsync(cancellationToken);
+    }
+
+    /// <summary>Reads from the body until a record is complete (or the body ends).</summary>
+    /// <remarks>Pooled, as <see cref="UpstreamStreaming.NextAsync"/>: the read waits for the upstream's next chunk.</remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ReadMoreAsync(CancellationToken cancellationToken)
+    {
         while (true)
         {
-            if (TryDispatchBuffered())
-            {
-                return true;
-            }
-
             if (_endOfBody)
             {
                 return DispatchAtEnd();
@@ -177,6 +182,11 @@ internal sealed class UpstreamEventReader
             else
             {
                 _end += read;
+            }
+
+            if (TryDispatchBuffered())
+            {
+                return true;
             }
         }
     }
