@@ -222,9 +222,11 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
         private OpenAIChunkBatch? _passedOn;
         private bool _captureIdentity = true;
 
-        // The first two chunks (the role, then usually the first token) go on alone, whatever else is ready: time to
-        // first token is what users feel. Later chunks that arrived together are passed on together.
-        private int _eager = 2;
+        // Until the first token has gone on, a batch goes on as soon as it holds a token, whatever else is ready: time
+        // to first token is what users feel. The role chunk before it waits only if the token's chunk is already here
+        // (one send for both instead of two). Later chunks that arrived together are passed on together.
+        private bool _eager = true;
+        private bool _batchHasToken;
 
         public override string EndMarker => "its finish_reason and data: [DONE]";
 
@@ -241,6 +243,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
                 if (batching)
                 {
                     (_batch ??= NewBatch()).Add(data, null);
+                    _batchHasToken = true;
                 }
                 else
                 {
@@ -277,6 +280,7 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
             {
                 // The batch keeps the bytes once; an event of its own (and a second copy) only if a consumer asks.
                 (_batch ??= NewBatch()).Add(data, meaning, info.Identity);
+                _batchHasToken |= HasToken(_scratch);
             }
             else
             {
@@ -288,17 +292,14 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
         public override ChatStreamEvent? ShouldRelease(bool nextReady)
         {
-            if (_batch is null || (_eager == 0 && nextReady && _batch.ByteCount < MaxBatchBytes))
+            if (_batch is null || (nextReady && _batch.ByteCount < MaxBatchBytes && !(_eager && _batchHasToken)))
             {
                 return null;
             }
 
-            // The upstream has nothing more ready (or the batch is full): pass on what it delivered as one event.
-            _eager = Math.Max(0, _eager - 1);
-            var ready = _batch;
-            _batch = null;
-            _passedOn = ready;
-            return ready;
+            // The upstream has nothing more ready, the batch is full, or it holds the answer's first token: pass on
+            // what it delivered as one event.
+            return TakeBatch();
         }
 
         /// <summary>A clean close after every choice finished is an acceptable end (some servers send no [DONE]).</summary>
@@ -314,10 +315,32 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
         {
             if (_batch is not null)
             {
-                events.Add(_batch);
-                _passedOn = _batch;
-                _batch = null;
+                events.Add(TakeBatch());
             }
+        }
+
+        private OpenAIChunkBatch TakeBatch()
+        {
+            var ready = _batch!;
+            _batch = null;
+            _eager &= !_batchHasToken;
+            _batchHasToken = false;
+            _passedOn = ready;
+            return ready;
+        }
+
+        // What the usage meter counts as a token (its first one is the time to first token).
+        private static bool HasToken(List<ChatStreamEvent> meaning)
+        {
+            foreach (var e in meaning)
+            {
+                if (e is TextDeltaEvent or RefusalDeltaEvent or ToolCallDeltaEvent)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         private OpenAIChunkBatch NewBatch() =>

@@ -53,7 +53,7 @@ public sealed class OpenAIBatchTests
     }
 
     [Fact]
-    public async Task Many_chunks_in_one_read_are_one_batch_after_the_first_two_which_go_on_alone()
+    public async Task Many_chunks_in_one_read_are_one_batch_after_the_role_and_first_token_which_go_on_together_at_once()
     {
         var body = Role + string.Concat(Enumerable.Range(0, 20).Select(i => Content("t" + i))) + Finish + Usage + "data: [DONE]\n\n";
         await using var rig = await UpstreamRig.StartAsync("openai", await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(body), chunking: ReplayChunking.Whole));
@@ -61,9 +61,13 @@ public sealed class OpenAIBatchTests
         var events = await CollectAsync(rig.Backend, batches: true);
 
         var batches = events.OfType<OpenAIChunkBatch>().ToList();
-        Assert.True(batches.Count >= 3, $"{batches.Count} batches");
-        Assert.Equal(1, batches[0].Count);
-        Assert.Equal(1, batches[1].Count);
+        Assert.True(batches.Count >= 2, $"{batches.Count} batches");
+
+        // The role chunk waits for the first token only because its chunk was already here: one event (one send), and
+        // the first token does not wait for the 19 chunks behind it.
+        Assert.Equal(2, batches[0].Count);
+        Assert.Contains("\"t0\"", Encoding.UTF8.GetString(batches[0].JsonAt(1)), StringComparison.Ordinal);
+        Assert.Equal(1, batches[0].EstimatedTokens);
         Assert.Equal(22, batches.Sum(b => b.Count));
 
         // One read held everything else: far fewer events than chunks.
@@ -84,6 +88,41 @@ public sealed class OpenAIBatchTests
         // The upstream's usage chunk is not a frame to forward: it follows the batches as a UsageEvent.
         var usage = Assert.IsType<UsageEvent>(events[^1]);
         Assert.Equal(5, usage.Usage.CompletionTokens);
+    }
+
+    [Fact]
+    public async Task A_role_chunk_that_arrives_alone_goes_on_without_waiting_for_the_first_token()
+    {
+        var roleSeen = new SemaphoreSlim(0);
+        await using var upstream = await ReplayUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            await ReplayUpstream.WriteFlushedAsync(context, Role);
+
+            // The model is still thinking: nothing more comes until the role chunk has gone on.
+            if (!await roleSeen.WaitAsync(TimeSpan.FromSeconds(10), context.RequestAborted))
+            {
+                return;
+            }
+
+            await ReplayUpstream.WriteFlushedAsync(context, Content("a") + Finish + "data: [DONE]\n\n");
+        });
+        await using var rig = await UpstreamRig.StartAsync("openai", upstream);
+
+        var counts = new List<int>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await foreach (var e in rig.Backend.StreamAsync(UpstreamKit.Request(UpstreamKit.SimpleRequest), ChatCallOptions.ChunkBatches, timeout.Token))
+        {
+            if (e is OpenAIChunkBatch batch)
+            {
+                counts.Add(batch.Count);
+                batch.Dispose();
+                roleSeen.Release();
+            }
+        }
+
+        Assert.Equal(1, counts[0]);
+        Assert.Equal(3, counts.Sum());
     }
 
     [Fact]
