@@ -85,7 +85,7 @@ internal static class UpstreamStreaming
     /// </summary>
     /// <remarks>
     /// A record already in the read buffer (nearly every one of a fast upstream's answer: one read holds dozens) is
-    /// returned without an async method: two state machines per record were a few percent of a fast stream's CPU.
+    /// returned without running an async method; only a read of the body goes through one.
     /// </remarks>
     public static ValueTask<bool> NextAsync(UpstreamEventReader reader, UpstreamCall call, UpstreamTransport transport)
     {
