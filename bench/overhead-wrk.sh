@@ -23,12 +23,16 @@
 #   --warmup S    seconds of load per target before the rounds (default 5; .NET targets keep compiling for ~20 s
 #                 under load on 2 cores, so use 25+ for steady-state figures)
 #   --threads N   wrk threads (default 1: the load generator should take as little of the CPU as it can)
+#   --b-env K=V   also run a second gateway, "gateway-b", with this environment variable (repeatable), measured in the
+#                 same rounds: an A/B of a runtime setting within one run (e.g. DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=30)
+#   --b-dll PATH  the second gateway runs this sluice.dll instead (an A/B of two builds within one run)
 # Environment: SLUICE_DLL (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll; built when missing).
 # The children are killed on exit, on failure and on Ctrl+C.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 auth=0; upstream=sluice; resumable=true; chunks=64; connections=32; duration=10; rounds=2; warmup=5; threads=1; access_log=true; store=""; requests=5000
+b_env=(); b_dll=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --auth) auth=1 ;;
@@ -43,6 +47,8 @@ while [[ $# -gt 0 ]]; do
     --warmup) warmup="$2"; shift ;;
     --threads) threads="$2"; shift ;;
     --requests) requests="$2"; shift ;;
+    --b-env) [[ "$2" == *=* ]] || { echo "overhead-wrk.sh: --b-env takes NAME=VALUE, not '$2'." >&2; exit 2; }; b_env+=("$2"); shift ;;
+    --b-dll) [[ -f "$2" ]] || { echo "overhead-wrk.sh: --b-dll: '$2' not found; build it first." >&2; exit 2; }; b_dll="$2"; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "overhead-wrk.sh: unknown option '$1'; see --help." >&2; exit 2 ;;
   esac
@@ -97,18 +103,19 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 cc -O2 -o "$work/ttfb-probe" "$root/bench/ttfb-probe.c"
 
-read -r mock_port proxy_port gateway_port < <(python3 -c '
+read -r mock_port proxy_port gateway_port b_port < <(python3 -c '
 import socket
-s = [socket.socket() for _ in range(3)]
+s = [socket.socket() for _ in range(4)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
-mock="http://127.0.0.1:$mock_port"; proxy="http://127.0.0.1:$proxy_port"; gateway="http://127.0.0.1:$gateway_port"
+mock="http://127.0.0.1:$mock_port"; proxy="http://127.0.0.1:$proxy_port"; gateway="http://127.0.0.1:$gateway_port"; gateway_b="http://127.0.0.1:$b_port"
+with_b=0; [[ ${#b_env[@]} -gt 0 || -n "$b_dll" ]] && with_b=1
 
-start() { # name, readiness URL, sluice arguments… (or: node, then node's arguments)
+start() { # name, readiness URL, sluice arguments… (or: node, then node's arguments); START_ENV/START_DLL for gateway-b
   local name="$1" probe="$2"; shift 2
-  local program=(dotnet "$dll")
+  local program=(dotnet "${START_DLL:-$dll}")
   if [[ "$1" == node ]]; then program=(node); shift; fi
-  (cd "$work" && exec "${program[@]}" "$@" >"$work/$name.log" 2>&1) &
+  (cd "$work" && exec env ${START_ENV:-} "${program[@]}" "$@" >"$work/$name.log" 2>&1) &
   local pid=$!
   pids+=("$pid")
   echo "starting $name (pid $pid): ${program[*]##*/} $*" >&2
@@ -124,7 +131,8 @@ start() { # name, readiness URL, sluice arguments… (or: node, then node's argu
 
 master=""
 [[ $auth == 1 ]] && master="sk-bench-master-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-python3 - "$work/sluice.json" "$gateway_port" "$mock" "$work/data" "$master" "$resumable" "$access_log" "$store" <<'EOF'
+write_config() { # path, port, data directory
+python3 - "$1" "$2" "$mock" "$3" "$master" "$resumable" "$access_log" "$store" <<'EOF'
 import json, sys
 path, port, mock, data, master, resumable, access_log, store = sys.argv[1:]
 config = {"Host": "127.0.0.1", "Port": int(port), "DataDirectory": data,
@@ -137,6 +145,9 @@ if store:
     config["Store"] = store
 json.dump(config, open(path, "w"), indent=2)
 EOF
+}
+write_config "$work/sluice.json" "$gateway_port" "$work/data"
+[[ $with_b == 1 ]] && write_config "$work/sluice-b.json" "$b_port" "$work/data-b"
 
 if [[ $upstream == node ]]; then
   start mock-upstream "$mock/v1/models" node "$root/bench/node-mock.mjs" --host 127.0.0.1 --port "$mock_port" --chunks "$chunks" --model mock
@@ -148,13 +159,21 @@ start bare-proxy "$proxy/health" bench proxy --upstream "$mock/" --port "$proxy_
 proxy_pid="${pids[-1]}"
 start gateway "$gateway/health" serve --config "$work/sluice.json"
 gateway_pid="${pids[-1]}"
+if [[ $with_b == 1 ]]; then
+  START_ENV="${b_env[*]}" START_DLL="$b_dll" start gateway-b "$gateway_b/health" serve --config "$work/sluice-b.json"
+  b_pid="${pids[-1]}"
+fi
 
-key=""
+team_key() { # gateway URL: a team's virtual key, created through its admin API
+  curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d '{"organization_id":"org_bench","name":"Bench"}' "$1/api/organizations/create" >/dev/null
+  curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' \
+    -d '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' "$1/api/teams/create" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])'
+}
+key=""; key_b=""
 if [[ $auth == 1 ]]; then
-  admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "$gateway/$1"; }
-  admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
-  key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
+  key="$(team_key "$gateway")"
+  [[ $with_b == 1 ]] && key_b="$(team_key "$gateway_b")"
   echo "created team team_bench through the admin API; the gateway is called with its virtual key" >&2
 fi
 
@@ -162,6 +181,10 @@ declare -A server_pid=([direct]="$mock_pid" [bare-proxy]="$proxy_pid" [gateway]=
 names=(direct bare-proxy gateway)
 declare -A url=([direct]="$mock" [bare-proxy]="$proxy" [gateway]="$gateway")
 declare -A auth_key=([direct]="" [bare-proxy]="" [gateway]="$key")
+if [[ $with_b == 1 ]]; then
+  server_pid[gateway-b]="$b_pid"; names+=(gateway-b); url[gateway-b]="$gateway_b"; auth_key[gateway-b]="$key_b"
+  echo "gateway-b: ${b_dll:-the same sluice.dll}${b_env[*]:+ with ${b_env[*]}}" >&2
+fi
 
 # One stream per target with curl: the answer must be a whole OpenAI stream (wrk only counts bytes and statuses).
 for name in "${names[@]}"; do
@@ -217,7 +240,7 @@ for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup"
 declare -A rps single tail cpu whole syscpu
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
-  (( round % 2 == 0 )) && order=(gateway bare-proxy direct)
+  (( round % 2 == 0 )) && order=($(printf '%s\n' "${names[@]}" | tac))
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
     result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ k <<<"$result"
@@ -239,31 +262,38 @@ done
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
 echo "Gateway overhead with wrk and ttfb-probe — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
-python3 - "$rounds" "${rps[direct]}" "${rps[bare-proxy]}" "${rps[gateway]}" "${single[direct]}" "${single[bare-proxy]}" "${single[gateway]}" "${cpu[direct]}" "${cpu[bare-proxy]}" "${cpu[gateway]}" "${tail[direct]}" "${tail[bare-proxy]}" "${tail[gateway]}" "${whole[direct]}" "${whole[bare-proxy]}" "${whole[gateway]}" "${syscpu[direct]}" "${syscpu[bare-proxy]}" "${syscpu[gateway]}" <<'EOF'
+python3 - "$rounds" "${names[@]}" -- $(for n in "${names[@]}"; do printf '%s ' "$(tr ' ' , <<<"${rps[$n]}")" "$(tr ' ' , <<<"${single[$n]}")" "$(tr ' ' , <<<"${cpu[$n]}")" "$(tr ' ' , <<<"${tail[$n]}")" "$(tr ' ' , <<<"${whole[$n]}")" "$(tr ' ' , <<<"${syscpu[$n]}")"; done) <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
-rps = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[2:5])}
-lat = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[5:8])}
-cpu = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[8:11])}
-p99 = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[11:14])}
-whole = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[14:17])}
-kernel = {n: [float(v) for v in s.split()] for n, s in zip(("direct", "bare-proxy", "gateway"), sys.argv[17:20])}
+sep = sys.argv.index("--")
+names = sys.argv[2:sep]
+values = sys.argv[sep + 1:]
+def series(k):
+    return {n: [float(v) for v in values[6 * i + k].strip(",").split(",") if v] for i, n in enumerate(names)}
+rps, lat, cpu, p99, whole, kernel = (series(k) for k in range(6))
 print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'whole p99':>11}")
 direct = statistics.mean(rps["direct"])
-for n in rps:
+for n in names:
     m = statistics.mean(rps[n])
     print(f"{n:12}" + "".join(f"{v:12.0f}" for v in rps[n]) + f"{m:12.0f}{m / direct:10.1%}{statistics.median(lat[n]):10.3f}{statistics.median(p99[n]):10.3f}{statistics.median(whole[n]):11.3f}")
 bare, gw = statistics.mean(rps["bare-proxy"]), statistics.mean(rps["gateway"])
 print(f"bare-proxy ratio {bare / direct:.1%}, gateway ratio {gw / direct:.1%} (budget >= 75 %), gateway / bare proxy {gw / bare:.1%} (budget >= 85 %)")
 print("CPU per stream in the target's own process (median of rounds, min-max): "
-      + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in cpu)
+      + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in names)
       + " (budget: gateway <= 100 µs); of it in the kernel: "
-      + ", ".join(f"{n} {statistics.median(kernel[n]):.0f} µs" for n in kernel))
+      + ", ".join(f"{n} {statistics.median(kernel[n]):.0f} µs" for n in names))
 def added(n, d): return statistics.median(d[n]) - statistics.median(d["direct"])
 def span(n, d): return f"{min(d[n]):.3f}-{max(d[n]):.3f}"
 print(f"added time to first token at C=1 (ms, median of rounds; the gateway's own per-round values in brackets): "
       f"p50 bare proxy {added('bare-proxy', lat):.3f}, gateway {added('gateway', lat):.3f} [{span('gateway', lat)}] (budget <= 0.3); "
       f"p99 bare proxy {added('bare-proxy', p99):.3f}, gateway {added('gateway', p99):.3f} [{span('gateway', p99)}] (budget <= 1); "
       f"whole-stream p99 gateway {added('gateway', whole):.3f}")
+if "gateway-b" in names:
+    # Round by round the two gateways ran next to each other: their ratio is steadier than either figure.
+    ratios = [b / a for a, b in zip(cpu["gateway"], cpu["gateway-b"])]
+    print(f"gateway-b: {statistics.mean(rps['gateway-b']) / direct:.1%} of direct, CPU per stream {statistics.median(cpu['gateway-b']):.0f} µs "
+          f"({min(cpu['gateway-b']):.0f}-{max(cpu['gateway-b']):.0f}); gateway-b / gateway CPU per stream by round "
+          f"{', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f}); "
+          f"added TTFT p50 {added('gateway-b', lat):.3f} / p99 {added('gateway-b', p99):.3f} ms")
 print("(times in ms from the request's first byte sent; TTFT = the first data: frame, measured by bench/ttfb-probe.c)")
 EOF
