@@ -18,6 +18,7 @@ public class HotPathBenchmarks
     private readonly List<SseEvent> _events = new(256);
     private byte[] _stream = [];
     private byte[] _request = [];
+    private byte[] _largeRequest = [];
 
     [GlobalSetup]
     public void Setup()
@@ -32,6 +33,11 @@ public class HotPathBenchmarks
         _stream = buffer.WrittenSpan.ToArray();
         _request = Encoding.UTF8.GetBytes(
             """{"model":"sim-fast","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Tell me about the history of bridges in Paris, briefly."}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":256,"temperature":0.7}""");
+
+        // A long conversation (~120 KB, 40 turns of ~3 KB, some non-ASCII text): what a chat client sends late in a session.
+        var turn = string.Concat(Enumerable.Repeat("Le pont Neuf, achevé en 1607, est le plus ancien pont de Paris. ", 46));
+        var messages = string.Join(",", Enumerable.Range(0, 40).Select(i => $$"""{"role":"{{(i % 2 == 0 ? "user" : "assistant")}}","content":"{{turn}}"}"""));
+        _largeRequest = Encoding.UTF8.GetBytes($$"""{"model":"sim-fast","messages":[{{messages}}],"stream":true,"max_tokens":256}""");
     }
 
     /// <summary>One text delta → one SSE frame (id line + chunk JSON).</summary>
@@ -56,4 +62,8 @@ public class HotPathBenchmarks
     /// <summary>Parsing and validating a typical request body.</summary>
     [Benchmark]
     public int ParseRequest() => ChatRequestParser.Parse(_request).Messages.Count;
+
+    /// <summary>Parsing and validating a long conversation (~120 KB).</summary>
+    [Benchmark]
+    public int ParseLargeRequest() => ChatRequestParser.Parse(_largeRequest).Messages.Count;
 }
