@@ -129,7 +129,10 @@ internal sealed class UpstreamEventReader
     }
 
     /// <summary>Reads from the body until a record is complete (or the body ends).</summary>
-    /// <remarks>Pooled, as <see cref="UpstreamStreaming.NextAsync"/>: the read waits for the upstream's next chunk.</remarks>
+    /// <remarks>
+    /// Pooled, as the awaiting half of <see cref="UpstreamStreaming.NextAsync"/>: the read waits for the upstream's next
+    /// chunk.
+    /// </remarks>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ReadMoreAsync(CancellationToken cancellationToken)
     {
