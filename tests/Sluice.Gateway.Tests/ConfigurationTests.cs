@@ -1,3 +1,6 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Options;
 using Sluice.Gateway.Hosting;
 using Sluice.Providers;
 using Sluice.Testing;
@@ -82,5 +85,31 @@ public sealed class ConfigurationTests
         {
             File.Delete(file);
         }
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("65")]
+    public void Socket_io_queues_out_of_range_are_refused_naming_the_setting(string value)
+    {
+        var path = Path.Combine(Fixtures.RepositoryRoot, "sluice.example.json");
+        var refused = Assert.Throws<GatewayConfigurationException>(
+            () => GatewayConfiguration.Bind(GatewayConfiguration.Build(path, new Dictionary<string, string?> { ["Streaming:IoQueues"] = value })));
+        Assert.Contains("Streaming:IoQueues", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(value, refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Kestrel_hands_socket_work_to_the_thread_pool_unless_told_to_use_its_queues()
+    {
+        await using (var plain = await TestGateway.StartAsync())
+        {
+            Assert.Equal(0, plain.Gateway.GetRequiredService<IOptions<SocketTransportOptions>>().Value.IOQueueCount);
+            Assert.Equal(HttpStatusCode.OK, (await plain.Client.GetAsync(new Uri("/health", UriKind.Relative))).StatusCode);
+        }
+
+        await using var queued = await TestGateway.StartAsync(o => o.Streaming.IoQueues = 3);
+        Assert.Equal(3, queued.Gateway.GetRequiredService<IOptions<SocketTransportOptions>>().Value.IOQueueCount);
+        Assert.Equal(HttpStatusCode.OK, (await queued.Client.GetAsync(new Uri("/health", UriKind.Relative))).StatusCode);
     }
 }

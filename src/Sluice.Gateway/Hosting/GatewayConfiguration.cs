@@ -187,6 +187,12 @@ public static class GatewayConfiguration
                 "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
+        if (options.Streaming.IoQueues is < 0 or > 64)
+        {
+            throw new GatewayConfigurationException(
+                $"Streaming:IoQueues must be from 0 to 64 (got {options.Streaming.IoQueues}); 0, the default, hands socket work to the thread pool directly, a number uses that many Kestrel I/O queues.");
+        }
+
         if (options.Limits.MaxAttachments < 0 || options.Limits.MaxAttachmentBytes < 1)
         {
             throw new GatewayConfigurationException("Limits:MaxAttachments must be 0 or more (0 refuses images and documents) and Limits:MaxAttachmentBytes at least 1.");
