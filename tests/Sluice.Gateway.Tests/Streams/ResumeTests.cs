@@ -273,12 +273,25 @@ public sealed class ResumeTests
             o.Models.Add(new ModelOptions { Name = "sim-slowstart", Provider = "sim", TimeToFirstTokenMs = 20_000 });
         });
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = gateway.BaseAddress };
-        using var leave = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        using var leave = new CancellationTokenSource();
         var body = """{"model":"sim-slowstart","prompt":"Tell me about lighthouses","stream":true,"max_tokens":50}""";
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.SendAsync(
+        var sending = client.SendAsync(
             new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = TestGateway.Json(body) },
             HttpCompletionOption.ResponseHeadersRead,
-            leave.Token));
+            leave.Token);
+
+        // The client leaves once the gateway holds its stream (no headers yet): leaving after a fixed 300 ms could, on a
+        // loaded machine, leave before the request reached the gateway at all — and then nothing is billed.
+        var registry = gateway.Gateway.GetRequiredService<StreamRegistry>();
+        var waiting = Stopwatch.StartNew();
+        while (registry.Count == 0 && waiting.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(1, registry.Count);
+        await leave.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => sending);
         var leftAt = Stopwatch.GetTimestamp();
 
         await gateway.Usage.WaitForCountAsync(1, TimeSpan.FromSeconds(10));
