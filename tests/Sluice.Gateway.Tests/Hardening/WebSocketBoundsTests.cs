@@ -41,8 +41,10 @@ public sealed class WebSocketBoundsTests
         await using var gateway = await TestGateway.StartAsync(o => o.WebSocket.MaxConcurrentRequestsPerKey = 3);
         using var first = await ConnectAsync(gateway.BaseAddress);
         using var second = await ConnectAsync(gateway.BaseAddress);
-        await SendAsync(first, Paced("a1"));
-        await SendAsync(first, Paced("a2"));
+        // The first socket's two answers run for 8 s (160 tokens at 20/s), so they still hold the key's slots when b2
+        // arrives even on a loaded machine: with 1.5 s answers a fresh-clone CI run once saw one end before b2 came.
+        await SendAsync(first, Paced("a1", maxTokens: 160));
+        await SendAsync(first, Paced("a2", maxTokens: 160));
         await ReadFirstChunkAsync(first);
         await SendAsync(second, Paced("b1"));
         await SendAsync(second, Paced("b2"));
