@@ -97,7 +97,7 @@ internal static class UpstreamStreaming
         }
         catch (Exception ex) when (ex is UpstreamFormatException || IsTransportFailure(ex, call))
         {
-            throw Translated(ex, call, transport);
+            throw Translate(ex, call, transport);
         }
 
         return read.IsCompletedSuccessfully ? read : AwaitReadAsync(read, call, transport);
@@ -117,12 +117,9 @@ internal static class UpstreamStreaming
         }
         catch (Exception ex) when (ex is UpstreamFormatException || IsTransportFailure(ex, call))
         {
-            throw Translated(ex, call, transport);
+            throw Translate(ex, call, transport);
         }
     }
-
-    private static Exception Translated(Exception ex, UpstreamCall call, UpstreamTransport transport) =>
-        ex is UpstreamFormatException format ? transport.Malformed(format.Message, format) : Translate(ex, call, transport);
 
     /// <summary>
     /// The error for a stream that ended without its end marker: the upstream's own error if it wrote one as
@@ -273,6 +270,11 @@ internal static class UpstreamStreaming
 
     private static Exception Translate(Exception ex, UpstreamCall call, UpstreamTransport transport)
     {
+        if (ex is UpstreamFormatException format)
+        {
+            return transport.Malformed(format.Message, format);
+        }
+
         if (call.TimedOut)
         {
             return call.TimeoutError();
