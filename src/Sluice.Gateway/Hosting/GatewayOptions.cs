@@ -218,12 +218,12 @@ public sealed class StreamingOptions
     public double ShutdownGraceSeconds { get; set; } = 10;
 
     /// <summary>
-    /// Kestrel's socket I/O queues (<c>SocketTransportOptions.IOQueueCount</c>); null keeps Kestrel's default (one per
-    /// core, up to 16). 0 hands socket completions to the thread pool directly: 5–8 % less CPU per fast stream and 104
-    /// against 111 µs per paced chunk on two cores (BENCHMARKS.md, twenty-second session), not the default until it has
-    /// run longer (timing-bound tests failed more often under load with it).
+    /// Kestrel's socket I/O queues (<c>SocketTransportOptions.IOQueueCount</c>). 0, the default, hands socket
+    /// completions to the thread pool directly: 5–8 % less CPU per fast stream and 104 against 111 µs per paced chunk on
+    /// two cores (BENCHMARKS.md, twenty-second session). A positive number uses that many queues, as Kestrel does by
+    /// default (one per core, up to 16) — worth measuring on hosts with many cores.
     /// </summary>
-    public int? IoQueues { get; set; }
+    public int IoQueues { get; set; }
 }
 
 /// <summary>Input limits.</summary>

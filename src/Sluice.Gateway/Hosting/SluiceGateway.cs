@@ -61,15 +61,12 @@ public static class SluiceGateway
 
         // Kestrel's default accept backlog (512) overflows when thousands of clients connect at once (measured with
         // bench/proxied-streams.sh): the dropped SYNs are retried seconds later. The kernel caps it at somaxconn.
-        // Streaming:IoQueues 0 sends socket completions straight to the thread pool (measured side by side with
-        // bench/overhead-wrk.sh --b-dll: 5–8 % less CPU per stream on two cores); unset keeps Kestrel's queues.
+        // Socket completions go straight to the thread pool unless Streaming:IoQueues asks for Kestrel's own queues
+        // (measured side by side with bench/overhead-wrk.sh --b-dll: 5–8 % less CPU per stream on two cores).
         builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o =>
         {
             o.Backlog = 4096;
-            if (options.Streaming.IoQueues is { } queues)
-            {
-                o.IOQueueCount = queues;
-            }
+            o.IOQueueCount = options.Streaming.IoQueues;
         });
 
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();

@@ -251,7 +251,9 @@ public sealed class ResumeTests
         Assert.Equal(UsageStatus.Abandoned, record.Status);
         var lived = Stopwatch.GetElapsedTime(cutAt, recordedAt);
         Assert.True(lived >= TimeSpan.FromMilliseconds(250), $"cancelled {lived.TotalMilliseconds:F0} ms after the cut, before the grace period ended");
-        Assert.InRange(record.CompletionTokens, 10, 1999);
+        // The generation went on past what the client read (one event) but not to its end; how far depends on how
+        // loaded the machine is (100 tokens/s would make ~30 in the grace on a quiet one), so only "more than one" is asserted.
+        Assert.InRange(record.CompletionTokens, 2, 1999);
 
         // A late client still sees what was generated, and why it stops.
         var late = await ReadAllAsync(await gateway.Client.GetAsync($"v1/streams/{streamId}", HttpCompletionOption.ResponseHeadersRead));
