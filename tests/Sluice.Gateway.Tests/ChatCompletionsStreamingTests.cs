@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Sluice.Gateway.Accounting;
 using Sluice.Protocol.Sse;
 using Sluice.Testing;
@@ -254,6 +256,59 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
         Assert.Equal(14, arrivals.Count);
         var spread = Stopwatch.GetElapsedTime(arrivals[0], arrivals[^1]);
         Assert.True(spread > TimeSpan.FromMilliseconds(300), $"events arrived in one burst ({spread.TotalMilliseconds:F0} ms): something buffers");
+    }
+
+    [Fact]
+    public async Task The_response_ends_with_its_last_frame_not_after_the_gateway_s_bookkeeping()
+    {
+        // [DONE] and the end of the body (HTTP/1.1's last chunk, "0\r\n\r\n") leave in one send, before the call's
+        // accounting runs: a client that waits for the end of the response (curl, a reader of the whole body, the next
+        // request on the connection) is not held by the gateway's bookkeeping, and a streaming one wakes once. Here the
+        // accounting takes 300 ms; when the server ended the body after the handler returned, the last chunk came 300 ms
+        // after [DONE], in a read of its own.
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        try
+        {
+            // The slow sink blocks its thread: enough workers that the response's send does not wait for it.
+            ThreadPool.SetMinThreads(Math.Max(workers, 16), io);
+            await using var gateway = await TestGateway.StartAsync(services: s => s.AddSingleton<IUsageSink>(new SlowUsageSink()));
+            using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(gateway.BaseAddress.Host, gateway.BaseAddress.Port);
+            var body = """{"model":"sim-paced","messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3}""";
+            var head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n";
+            await socket.SendAsync(Encoding.UTF8.GetBytes(head + body));
+
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            var all = new StringBuilder();
+            var buffer = new byte[64 * 1024];
+            string? doneRead = null;
+            while (!all.ToString().EndsWith("\r\n0\r\n\r\n", StringComparison.Ordinal))
+            {
+                var read = await socket.ReceiveAsync(buffer, cts.Token);
+                Assert.True(read > 0, $"the connection closed before the response ended: {all}");
+                var text = Encoding.UTF8.GetString(buffer, 0, read);
+                all.Append(text);
+                if (doneRead is null && all.ToString().Contains("data: [DONE]", StringComparison.Ordinal))
+                {
+                    doneRead = text;
+                }
+            }
+
+            Assert.StartsWith("HTTP/1.1 200", all.ToString(), StringComparison.Ordinal);
+            Assert.Contains("Transfer-Encoding: chunked", all.ToString(), StringComparison.OrdinalIgnoreCase);
+            Assert.NotNull(doneRead);
+            Assert.EndsWith("\r\n0\r\n\r\n", doneRead, StringComparison.Ordinal);
+            Assert.Equal(1, await gateway.Usage.WaitForCountAsync(1));
+        }
+        finally
+        {
+            ThreadPool.SetMinThreads(workers, io);
+        }
+    }
+
+    private sealed class SlowUsageSink : IUsageSink
+    {
+        public void Record(UsageRecord record) => Thread.Sleep(300);
     }
 
     [Fact]

@@ -40,7 +40,7 @@ public sealed class TestGateway : IAsyncDisposable
         TokensPerSecond = 20,
     };
 
-    public static async Task<TestGateway> StartAsync(Action<GatewayOptions>? configure = null)
+    public static async Task<TestGateway> StartAsync(Action<GatewayOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         // Each gateway gets its own throwaway SQLite store (open local mode: no master key).
         var dataDirectory = Path.Combine(Path.GetTempPath(), "sluice-gateway-test-" + Guid.NewGuid().ToString("N"));
@@ -49,7 +49,11 @@ public sealed class TestGateway : IAsyncDisposable
         var usage = new RecordingUsageSink();
         var gateway = await SluiceGateway.StartAsync(
             options,
-            services => services.AddSingleton<IUsageSink>(usage),
+            collection =>
+            {
+                collection.AddSingleton<IUsageSink>(usage);
+                services?.Invoke(collection);
+            },
             logging => logging.SetMinimumLevel(LogLevel.Warning));
         return new TestGateway(gateway, usage, dataDirectory);
     }

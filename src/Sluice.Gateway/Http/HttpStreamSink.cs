@@ -60,6 +60,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     private UsageMeter? _meter;
     private long _sequence;
     private bool _detached;
+    private bool _ended;
 
     public HttpStreamSink(
         HttpContext context, IStreamFormat format, ResumableStream? resumable, StreamRegistry? registry, TimeSpan pingInterval, DeadlineSweep sweep, HttpStreamLimits? limits = null)
@@ -132,13 +133,17 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         var ending = _format.WriteEnd(_frames, _sequence + 1, usage);
         _sequence += ending;
         Commit(_sequence, ending);
-        await FlushAsync();
+
+        // The end frame and the end of the body (HTTP/1.1's last chunk, HTTP/2's END_STREAM) leave together: flushing
+        // the frame and leaving the body's end to the server after the handler returned took two sends — two packets
+        // and two client wake-ups — per stream whenever the client kept up.
+        await (_resumable is null ? FlushPlainAsync(end: true) : FlushResumableAsync(end: true));
     }
 
     public async ValueTask FailAsync(ChatException error)
     {
         await _keepAlive!.StopAsync();
-        if (_dropped is not null)
+        if (_dropped is not null || _ended)
         {
             // The connection is gone: nobody to tell.
             return;
@@ -158,7 +163,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
     public async ValueTask AbandonAsync()
     {
         await _keepAlive!.StopAsync();
-        if (_resumable is not null && _keepAlive.Started)
+        if (_resumable is not null && _keepAlive.Started && !_ended)
         {
             // Nobody is listening now, but a client resuming later learns why the answer stops here.
             _format.WriteError(_frames, ++_sequence, SluiceErrors.StreamCancelled);
@@ -229,7 +234,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
     private void WritePing()
     {
-        if (Attached && _dropped is null)
+        if (Attached && _dropped is null && !_ended)
         {
             _format.WritePing(_output);
             _limits.Telemetry?.Pinged();
@@ -318,14 +323,14 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         scratch.ResetWrittenCount();
     }
 
-    private async ValueTask FlushPlainAsync()
+    private async ValueTask FlushPlainAsync(bool end = false)
     {
         if (_dropped is not null)
         {
             throw new OperationCanceledException(_dropped.Message);
         }
 
-        var flush = _output.FlushAsync(_aborted);
+        var flush = SendAsync(end);
         if (!flush.IsCompleted && !await WaitForClientAsync(flush))
         {
             // The relay ends the answer as failed with CancellationReason (client_too_slow).
@@ -335,7 +340,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         await flush;
     }
 
-    private async ValueTask FlushResumableAsync()
+    private async ValueTask FlushResumableAsync(bool end = false)
     {
         if (!Attached || _dropped is not null)
         {
@@ -344,7 +349,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
         try
         {
-            var flush = _output.FlushAsync(_aborted);
+            var flush = SendAsync(end);
             if (!flush.IsCompleted && !await WaitForClientAsync(flush))
             {
                 // Dropped like a client that left: the answer goes on into the buffer, for a client that resumes.
@@ -358,6 +363,25 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         {
             // The client left: the answer goes on into the buffer, for a client that resumes.
             _detached = true;
+        }
+    }
+
+    // A flush, or at the end of the answer the response's completion (which flushes what is written with the body's end).
+    private ValueTask<FlushResult> SendAsync(bool end)
+    {
+        if (!end)
+        {
+            return _output.FlushAsync(_aborted);
+        }
+
+        _ended = true;
+        var completing = _context.Response.CompleteAsync();
+        return completing.IsCompletedSuccessfully ? default : AwaitCompletionAsync(completing);
+
+        static async ValueTask<FlushResult> AwaitCompletionAsync(Task completing)
+        {
+            await completing;
+            return default;
         }
     }
 
