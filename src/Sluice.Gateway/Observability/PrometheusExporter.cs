@@ -159,6 +159,29 @@ internal sealed class PrometheusExporter : IDisposable
         public string[] Names { get; } = names;
 
         public string[] Values { get; } = values;
+
+        /// <summary>
+        /// Whether <paramref name="tags"/> are this label set by reference: the same name and value strings, in order.
+        /// Never true for another label set; false for an equal one made of other string instances (then the dictionary
+        /// decides).
+        /// </summary>
+        public bool IsExactly(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            if (tags.Length != Names.Length)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < tags.Length; i++)
+            {
+                if (!ReferenceEquals(tags[i].Key, Names[i]) || !ReferenceEquals(tags[i].Value, Values[i]))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
     }
 
     /// <summary>Compares a measurement's tags with a stored label set without making one.</summary>
@@ -286,6 +309,12 @@ internal sealed class PrometheusExporter : IDisposable
         private readonly Aggregation _aggregation;
         private readonly double[] _bounds = [];
         private readonly int _maxSeries;
+
+        // The series the last measurement went to: a call records one instrument with the same tag strings (the model
+        // and dialect names it holds, constant status and outcome texts), so comparing references usually finds it
+        // without hashing every tag's text. Read and written without a lock: a reference is written whole, and a stale
+        // one only costs the dictionary lookup.
+        private Series? _last;
 
         public MetricState(Instrument instrument, int maxSeries)
         {
@@ -419,8 +448,14 @@ internal sealed class PrometheusExporter : IDisposable
 
         private Series Find(ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
+            if (_last is { } last && last.Key.IsExactly(tags))
+            {
+                return last;
+            }
+
             if (_lookup.TryGetValue(tags, out var series))
             {
+                _last = series;
                 return series;
             }
 

@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Http.Headers;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Tests.Tenancy;
 using Sluice.Providers;
 using Sluice.Providers.Routing;
@@ -12,6 +14,42 @@ namespace Sluice.Gateway.Tests.Observability;
 public sealed class MetricsTests
 {
     private const string Streamed = """{"model":"sim-fast","messages":[{"role":"user","content":"Tell me about rivers"}],"stream":true,"max_tokens":8,"stream_options":{"include_usage":true}}""";
+
+    [Fact]
+    public void Measurements_reach_their_own_series_whatever_the_previous_one_was()
+    {
+        // The exporter remembers the series of the last measurement and compares tag strings by reference first: equal
+        // text in another string instance, another value, another tag set, and the same tags again must each count
+        // where they belong.
+        using var meter = new Meter("Sluice.Tests.Exporter." + Guid.NewGuid().ToString("N"));
+        using var exporter = new PrometheusExporter(meter, maxSeriesPerMetric: 100);
+        var calls = meter.CreateCounter<long>("test.calls");
+        var gaps = meter.CreateHistogram<double>("test.gap", unit: "s");
+        var a = "model-a";
+        var aAgain = new string(a.AsSpan());
+        calls.Add(1, new KeyValuePair<string, object?>("model", a));
+        calls.Add(2, new KeyValuePair<string, object?>("model", a));
+        calls.Add(4, new KeyValuePair<string, object?>("model", aAgain));
+        calls.Add(8, new KeyValuePair<string, object?>("model", "model-b"));
+        calls.Add(16, new KeyValuePair<string, object?>("model", a));
+        calls.Add(32, new("model", a), new("dialect", "openai"));
+        calls.Add(64, new KeyValuePair<string, object?>("dialect", a));
+        calls.Add(128, new("model", a), new("dialect", "openai"));
+        gaps.Record(0.5, new KeyValuePair<string, object?>("model", a));
+        gaps.Record(0.25, new KeyValuePair<string, object?>("model", "model-b"));
+        gaps.Record(0.125, new KeyValuePair<string, object?>("model", a));
+
+        Assert.Equal(1 + 2 + 4 + 16 + 32 + 128, exporter.Value("test_calls_total", ("model", "model-a")));
+        Assert.Equal(32 + 128, exporter.Value("test_calls_total", ("model", "model-a"), ("dialect", "openai")));
+        Assert.Equal(8, exporter.Value("test_calls_total", ("model", "model-b")));
+        Assert.Equal(64 + 32 + 128, exporter.Value("test_calls_total", ("dialect", "model-a")) + exporter.Value("test_calls_total", ("dialect", "openai")));
+        Assert.Equal(2, exporter.Value("test_gap_seconds", ("model", "model-a")));
+        Assert.Equal(1, exporter.Value("test_gap_seconds", ("model", "model-b")));
+        var text = new System.Text.StringBuilder();
+        exporter.Write(text);
+        Assert.Contains("test_calls_total{model=\"model-a\"} 23\n", text.ToString(), StringComparison.Ordinal);
+        Assert.Contains("test_gap_seconds_sum{model=\"model-a\"} 0.625\n", text.ToString(), StringComparison.Ordinal);
+    }
 
     [Fact]
     public async Task Known_traffic_gives_exact_counts_per_model_dialect_status_and_outcome()
