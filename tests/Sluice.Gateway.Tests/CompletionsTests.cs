@@ -70,6 +70,8 @@ public sealed class CompletionsTests
         Assert.Equal(-100, json.GetProperty("logit_bias").GetProperty("50256").GetInt32());
         Assert.True(json.GetProperty("stream_options").GetProperty("include_usage").GetBoolean());
 
+        // The call is accounted just after its last byte (the response ends first).
+        Assert.Equal(1, await gateway.Usage.WaitForCountAsync(1));
         var record = Assert.Single(gateway.Usage.Records);
         Assert.Equal((5, 3, false), (record.PromptTokens, record.CompletionTokens, record.Estimated));
     }

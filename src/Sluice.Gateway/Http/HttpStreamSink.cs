@@ -134,6 +134,9 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         _sequence += ending;
         Commit(_sequence, ending);
 
+        // Finished before the client can see the end: a resume or a cancel sent on reading it finds a finished stream.
+        _resumable?.Complete();
+
         // The end frame and the end of the body (HTTP/1.1's last chunk, HTTP/2's END_STREAM) leave together: flushing
         // the frame and leaving the body's end to the server after the handler returned took two sends — two packets
         // and two client wake-ups — per stream whenever the client kept up.
