@@ -219,9 +219,10 @@ public sealed class StreamingOptions
 
     /// <summary>
     /// Kestrel's socket I/O queues (<c>SocketTransportOptions.IOQueueCount</c>). 0, the default, hands socket
-    /// completions to the thread pool directly: 5–8 % less CPU per fast stream and 104 against 111 µs per paced chunk on
-    /// two cores (BENCHMARKS.md, twenty-second session). A positive number uses that many queues, as Kestrel does by
-    /// default (one per core, up to 16) — worth measuring on hosts with many cores.
+    /// completions to the thread pool directly: up to 5–8 % less CPU per fast stream and 104 against 111 µs per paced
+    /// chunk on two cores (BENCHMARKS.md, twenty-second and twenty-third sessions: a few percent, near what two cores
+    /// resolve). A positive number uses that many queues, as Kestrel does by default (one per core, up to 16) — worth
+    /// measuring on hosts with many cores.
     /// </summary>
     public int IoQueues { get; set; }
 }
