@@ -7,6 +7,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Sluice.Gateway.Accounting;
 using Sluice.Protocol.Sse;
+using Sluice.Providers;
 using Sluice.Testing;
 
 namespace Sluice.Gateway.Tests;
@@ -258,46 +259,50 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
         Assert.True(spread > TimeSpan.FromMilliseconds(300), $"events arrived in one burst ({spread.TotalMilliseconds:F0} ms): something buffers");
     }
 
-    [Fact]
-    public async Task The_response_ends_with_its_last_frame_not_after_the_gateway_s_bookkeeping()
+    [Theory]
+    [InlineData("sim-paced", "data: [DONE]")]
+    [InlineData("sim-fails", "data: {\"error\":")]
+    public async Task The_response_ends_with_its_last_frame_not_after_the_gateway_s_bookkeeping(string model, string lastFrame)
     {
-        // [DONE] and the end of the body (HTTP/1.1's last chunk, "0\r\n\r\n") leave in one send, before the call's
-        // accounting runs: a client that waits for the end of the response (curl, a reader of the whole body, the next
-        // request on the connection) is not held by the gateway's bookkeeping, and a streaming one wakes once. Here the
-        // accounting takes 300 ms; when the server ended the body after the handler returned, the last chunk came 300 ms
-        // after [DONE], in a read of its own.
+        // The last frame ([DONE], or the error frame of an answer that failed) and the end of the body (HTTP/1.1's last
+        // chunk, "0\r\n\r\n") leave in one send, before the call's accounting runs: a client that waits for the end of
+        // the response (curl, a reader of the whole body, the next request on the connection) is not held by the
+        // gateway's bookkeeping, and a streaming one wakes once. Here the accounting takes 300 ms; when the server ended
+        // the body after the handler returned, the last chunk came 300 ms after the last frame, in a read of its own.
         ThreadPool.GetMinThreads(out var workers, out var io);
         try
         {
             // The slow sink blocks its thread: enough workers that the response's send does not wait for it.
             ThreadPool.SetMinThreads(Math.Max(workers, 16), io);
-            await using var gateway = await TestGateway.StartAsync(services: s => s.AddSingleton<IUsageSink>(new SlowUsageSink()));
+            await using var gateway = await TestGateway.StartAsync(
+                o => o.Models.Add(new ModelOptions { Name = "sim-fails", Provider = "sim", TokensPerSecond = 20, FailAfterTokens = 2 }),
+                s => s.AddSingleton<IUsageSink>(new SlowUsageSink()));
             using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
             await socket.ConnectAsync(gateway.BaseAddress.Host, gateway.BaseAddress.Port);
-            var body = """{"model":"sim-paced","messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3}""";
+            var body = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3}""";
             var head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n";
             await socket.SendAsync(Encoding.UTF8.GetBytes(head + body));
 
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
             var all = new StringBuilder();
             var buffer = new byte[64 * 1024];
-            string? doneRead = null;
+            string? lastRead = null;
             while (!all.ToString().EndsWith("\r\n0\r\n\r\n", StringComparison.Ordinal))
             {
                 var read = await socket.ReceiveAsync(buffer, cts.Token);
                 Assert.True(read > 0, $"the connection closed before the response ended: {all}");
                 var text = Encoding.UTF8.GetString(buffer, 0, read);
                 all.Append(text);
-                if (doneRead is null && all.ToString().Contains("data: [DONE]", StringComparison.Ordinal))
+                if (lastRead is null && all.ToString().Contains(lastFrame, StringComparison.Ordinal))
                 {
-                    doneRead = text;
+                    lastRead = text;
                 }
             }
 
             Assert.StartsWith("HTTP/1.1 200", all.ToString(), StringComparison.Ordinal);
             Assert.Contains("Transfer-Encoding: chunked", all.ToString(), StringComparison.OrdinalIgnoreCase);
-            Assert.NotNull(doneRead);
-            Assert.EndsWith("\r\n0\r\n\r\n", doneRead, StringComparison.Ordinal);
+            Assert.NotNull(lastRead);
+            Assert.EndsWith("\r\n0\r\n\r\n", lastRead, StringComparison.Ordinal);
             Assert.Equal(1, await gateway.Usage.WaitForCountAsync(1));
         }
         finally

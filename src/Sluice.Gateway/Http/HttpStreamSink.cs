@@ -133,14 +133,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         var ending = _format.WriteEnd(_frames, _sequence + 1, usage);
         _sequence += ending;
         Commit(_sequence, ending);
-
-        // Finished before the client can see the end: a resume or a cancel sent on reading it finds a finished stream.
-        _resumable?.Complete();
-
-        // The end frame and the end of the body (HTTP/1.1's last chunk, HTTP/2's END_STREAM) leave together: flushing
-        // the frame and leaving the body's end to the server after the handler returned took two sends — two packets
-        // and two client wake-ups — per stream whenever the client kept up.
-        await (_resumable is null ? FlushPlainAsync(end: true) : FlushResumableAsync(end: true));
+        await EndAsync();
     }
 
     public async ValueTask FailAsync(ChatException error)
@@ -148,7 +141,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
         await _keepAlive!.StopAsync();
         if (_dropped is not null || _ended)
         {
-            // The connection is gone: nobody to tell.
+            // The connection is gone, or the answer already ended: nobody to tell.
             return;
         }
 
@@ -160,7 +153,7 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
 
         _format.WriteError(_frames, ++_sequence, error.Error);
         Commit(_sequence, 1);
-        await FlushAsync();
+        await EndAsync();
     }
 
     public async ValueTask AbandonAsync()
@@ -171,8 +164,18 @@ internal sealed partial class HttpStreamSink : IAnswerSink, IPingTarget
             // Nobody is listening now, but a client resuming later learns why the answer stops here.
             _format.WriteError(_frames, ++_sequence, SluiceErrors.StreamCancelled);
             Commit(_sequence, 1);
-            await FlushAsync();
+            await EndAsync();
         }
+    }
+
+    // The answer's last frame is written: the stream is finished before the client can see its end (a resume or a cancel
+    // sent on reading it finds a finished stream), and the frame leaves with the end of the body (HTTP/1.1's last
+    // chunk, HTTP/2's END_STREAM) in one send. Leaving the body's end to the server took a second send once the handler
+    // had returned — after the call's accounting — so a client waiting for the end of the response waited for it.
+    private ValueTask EndAsync()
+    {
+        _resumable?.Complete();
+        return _resumable is null ? FlushPlainAsync(end: true) : FlushResumableAsync(end: true);
     }
 
     public async ValueTask DisposeAsync()
