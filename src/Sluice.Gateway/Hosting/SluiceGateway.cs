@@ -62,7 +62,7 @@ public static class SluiceGateway
         // Kestrel's default accept backlog (512) overflows when thousands of clients connect at once (measured with
         // bench/proxied-streams.sh): the dropped SYNs are retried seconds later. The kernel caps it at somaxconn.
         // Socket completions go straight to the thread pool unless Streaming:IoQueues asks for Kestrel's own queues
-        // (measured side by side with bench/overhead-wrk.sh --b-dll: 5–8 % less CPU per stream on two cores).
+        // (measured side by side with bench/overhead-wrk.sh --b-dll: a few percent less CPU per stream on two cores).
         builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o =>
         {
             o.Backlog = 4096;
