@@ -100,12 +100,18 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
-    public async Task Kestrel_hands_socket_work_to_the_thread_pool_unless_told_to_use_its_queues()
+    public async Task Kestrel_keeps_its_io_queues_unless_told_to_hand_socket_work_to_the_thread_pool()
     {
         await using (var plain = await TestGateway.StartAsync())
         {
-            Assert.Equal(0, plain.Gateway.GetRequiredService<IOptions<SocketTransportOptions>>().Value.IOQueueCount);
+            Assert.Equal(new SocketTransportOptions().IOQueueCount, plain.Gateway.GetRequiredService<IOptions<SocketTransportOptions>>().Value.IOQueueCount);
             Assert.Equal(HttpStatusCode.OK, (await plain.Client.GetAsync(new Uri("/health", UriKind.Relative))).StatusCode);
+        }
+
+        await using (var direct = await TestGateway.StartAsync(o => o.Streaming.IoQueues = 0))
+        {
+            Assert.Equal(0, direct.Gateway.GetRequiredService<IOptions<SocketTransportOptions>>().Value.IOQueueCount);
+            Assert.Equal(HttpStatusCode.OK, (await direct.Client.GetAsync(new Uri("/health", UriKind.Relative))).StatusCode);
         }
 
         await using var queued = await TestGateway.StartAsync(o => o.Streaming.IoQueues = 3);

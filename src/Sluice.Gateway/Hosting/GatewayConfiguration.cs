@@ -190,7 +190,7 @@ public static class GatewayConfiguration
         if (options.Streaming.IoQueues is < 0 or > 64)
         {
             throw new GatewayConfigurationException(
-                $"Streaming:IoQueues must be from 0 to 64 (got {options.Streaming.IoQueues}); 0, the default, hands socket work to the thread pool directly, a number uses that many Kestrel I/O queues.");
+                $"Streaming:IoQueues must be from 0 to 64 (got {options.Streaming.IoQueues}); 0 hands socket work to the thread pool directly, a number uses that many Kestrel I/O queues, leaving it out keeps Kestrel's default.");
         }
 
         if (options.Limits.MaxAttachments < 0 || options.Limits.MaxAttachmentBytes < 1)

@@ -218,13 +218,12 @@ public sealed class StreamingOptions
     public double ShutdownGraceSeconds { get; set; } = 10;
 
     /// <summary>
-    /// Kestrel's socket I/O queues (<c>SocketTransportOptions.IOQueueCount</c>). 0, the default, hands socket
-    /// completions to the thread pool directly: up to 5–8 % less CPU per fast stream and 104 against 111 µs per paced
-    /// chunk on two cores (BENCHMARKS.md, twenty-second and twenty-third sessions: a few percent, near what two cores
-    /// resolve). A positive number uses that many queues, as Kestrel does by default (one per core, up to 16) — worth
-    /// measuring on hosts with many cores.
+    /// Kestrel's socket I/O queues (<c>SocketTransportOptions.IOQueueCount</c>); null, the default, keeps Kestrel's
+    /// (one per core, up to 16). 0 hands socket completions to the thread pool directly: side by side on two cores it
+    /// measured between 8 % less and 3 % more CPU per fast stream over five runs (BENCHMARKS.md, twenty-second and
+    /// twenty-third sessions) — worth measuring on the host it runs on, not a default.
     /// </summary>
-    public int IoQueues { get; set; }
+    public int? IoQueues { get; set; }
 }
 
 /// <summary>Input limits.</summary>

@@ -61,12 +61,15 @@ public static class SluiceGateway
 
         // Kestrel's default accept backlog (512) overflows when thousands of clients connect at once (measured with
         // bench/proxied-streams.sh): the dropped SYNs are retried seconds later. The kernel caps it at somaxconn.
-        // Socket completions go straight to the thread pool unless Streaming:IoQueues asks for Kestrel's own queues
-        // (measured side by side with bench/overhead-wrk.sh --b-dll: a few percent less CPU per stream on two cores).
+        // Streaming:IoQueues 0 sends socket completions straight to the thread pool (side by side with bench/overhead-wrk.sh
+        // --b-dll: within a few percent of Kestrel's queues on two cores); unset keeps Kestrel's queues.
         builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o =>
         {
             o.Backlog = 4096;
-            o.IOQueueCount = options.Streaming.IoQueues;
+            if (options.Streaming.IoQueues is { } queues)
+            {
+                o.IOQueueCount = queues;
+            }
         });
 
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
