@@ -280,8 +280,9 @@ public sealed class ChatCompletionsStreamingTests : IAsyncLifetime
             using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
             await socket.ConnectAsync(gateway.BaseAddress.Host, gateway.BaseAddress.Port);
             var body = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3}""";
-            var head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n";
-            await socket.SendAsync(Encoding.UTF8.GetBytes(head + body));
+            var bytes = Encoding.UTF8.GetBytes(body);
+            await socket.SendAsync(RawHttp.Build(
+                ["POST /v1/chat/completions HTTP/1.1", "Host: localhost", "Content-Type: application/json", $"Content-Length: {bytes.Length}"], bytes));
 
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
             var all = new StringBuilder();
