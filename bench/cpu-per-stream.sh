@@ -14,9 +14,15 @@
 # PERF_RECORD=file also records the gateway with `perf record -g` (PERF_FREQ samples a second, default 999) during the measured 12 s (JIT-compiled methods named
 # through a perf map) and prints the 25 hottest functions by own time and the CPU per stream by stage of the call
 # (bench/cpu-phases.py, from file.stacks); `perf report -i file` reads it further.
+# GATEWAY_ENV='K=V …' sets environment variables for the gateway alone (a runtime setting A/B without touching the mock,
+# e.g. GATEWAY_ENV=DOTNET_HillClimbing_Disable=1). GATEWAY_CPUS / LOAD_CPUS pin the gateway / the mock and wrk to CPUs
+# (taskset lists, e.g. GATEWAY_CPUS=0 LOAD_CPUS=1: the gateway alone on one core, as in a one-CPU container).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dll="${1:-$root/src/Sluice.Cli/bin/Release/net10.0/sluice.dll}"; work=$(mktemp -d)
+gpin=(); [ -n "${GATEWAY_CPUS:-}" ] && gpin=(taskset -c "$GATEWAY_CPUS")
+lpin=(); [ -n "${LOAD_CPUS:-}" ] && lpin=(taskset -c "$LOAD_CPUS")
+genv=(); [ -n "${GATEWAY_ENV:-}" ] && read -r -a genv <<< "$GATEWAY_ENV"
 command -v wrk >/dev/null || { echo "cpu-per-stream.sh: wrk not found; install it with 'apt-get install -y wrk'." >&2; exit 1; }
 [ -f "$dll" ] || { echo "cpu-per-stream.sh: $dll not found; build with 'dotnet build src/Sluice.Cli -c Release'." >&2; exit 1; }
 mp=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -27,20 +33,20 @@ cat > $work/sluice.json <<J
 J
 if [ "${UPSTREAM:-sluice}" = node ]; then
   command -v node >/dev/null || { echo "cpu-per-stream.sh: UPSTREAM=node needs Node.js; install it with 'apt-get install -y nodejs'." >&2; exit 1; }
-  (cd $work && exec node "$root/bench/node-mock.mjs" --host 127.0.0.1 --port $mp --chunks 50 --model mock > $work/mock.log 2>&1) & mpid=$!
+  (cd $work && exec "${lpin[@]}" node "$root/bench/node-mock.mjs" --host 127.0.0.1 --port $mp --chunks 50 --model mock > $work/mock.log 2>&1) & mpid=$!
 else
-  (cd $work && exec dotnet "$dll" mock-upstream --host 127.0.0.1 --port $mp --chunks 64 --model mock > $work/mock.log 2>&1) & mpid=$!
+  (cd $work && exec "${lpin[@]}" dotnet "$dll" mock-upstream --host 127.0.0.1 --port $mp --chunks 64 --model mock > $work/mock.log 2>&1) & mpid=$!
 fi
 perfenv=(); [ -n "${PERF_RECORD:-}" ] && perfenv=(DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0)
 if [ -n "${PERF_RECORD:-}" ] && ! command -v perf >/dev/null; then echo "cpu-per-stream.sh: PERF_RECORD needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; fi
-(cd $work && exec env "${perfenv[@]}" dotnet "$dll" serve --config $work/sluice.json > $work/gw.log 2>&1) & gpid=$!
+(cd $work && exec "${gpin[@]}" env "${perfenv[@]}" "${genv[@]}" dotnet "$dll" serve --config $work/sluice.json > $work/gw.log 2>&1) & gpid=$!
 trap 'kill $gpid $mpid 2>/dev/null; sleep 1; kill -9 $gpid $mpid 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$gp/health 2>/dev/null && break; sleep 0.1; done
 for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$mp/v1/models 2>/dev/null && break; sleep 0.1; done
 admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$gp/$1"; }
 admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
 key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
-SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
+SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 "${lpin[@]}" wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
 rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0),r.get("thread_pool_completed_items",0),r.get("lock_contentions",0))'; }
 r0=$(rt)
 ctx() { for t in /proc/$gpid/task/*; do printf '%s\t%s\n' "$(cat $t/comm)" "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v"/"n}' $t/status)"; done 2>/dev/null; }
@@ -51,7 +57,7 @@ if [ -n "${SYSCALLS:-}" ]; then
   command -v perf >/dev/null || { echo "cpu-per-stream.sh: SYSCALLS needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; }
   perf stat -x, -o $work/syscalls -p $gpid $(for c in sendmsg sendto write writev recvfrom recvmsg read epoll_wait futex; do printf -- '-e syscalls:sys_enter_%s ' $c; done) -e raw_syscalls:sys_enter -- sleep 12 2>/dev/null & spid=$!
 fi
-out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
+out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 "${lpin[@]}" wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 ctx > $work/ctx1
 r1=$(rt)
