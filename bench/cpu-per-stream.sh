@@ -3,15 +3,15 @@
 # machine: CPU time is steadier than streams/s. Starts `sluice mock-upstream` (64 chunks) and `sluice serve` with a
 # master key, creates a team through the admin API and streams with its virtual key (auth, admission and the usage
 # ledger on), warm-up (WARMUP seconds, default 30: under load the JIT
-# keeps compiling for ~20 s on 2 cores, which would otherwise be counted per stream) then 12 s measured with wrk -c32; prints streams/s and the gateway process's CPU
+# keeps compiling for ~20 s on 2 cores, which would otherwise be counted per stream) then MEASURE seconds (default 12) measured with wrk -c32; prints streams/s and the gateway process's CPU
 # (user + system) per stream. Alternate builds and repeat: single runs vary by ±20 % on a shared 2-core machine.
 #   bash bench/cpu-per-stream.sh [SLUICE_DLL]   (default src/Sluice.Cli/bin/Release/net10.0/sluice.dll)
-# Environment: ACCESS_LOG=false turns the access log off; CONNECTIONS sets wrk's connections (default 32); EXTRA_CONFIG adds top-level config entries (e.g.
+# Environment: ACCESS_LOG=false turns the access log off; CONNECTIONS sets wrk's connections (default 32); MEASURE sets the measured seconds (default 12); EXTRA_CONFIG adds top-level config entries (e.g.
 # EXTRA_CONFIG='"Streaming":{"ReplayTtlSeconds":0},'); WARMUP sets the warm-up seconds; DOTNET_* variables reach every process.
 # UPSTREAM=node streams from bench/node-mock.mjs (50 chunks, each its own write; the overhead budget's Node.js-speed
 # upstream, as in overhead-wrk.sh --upstream node) instead of `sluice mock-upstream`.
 # SYSCALLS=1 also counts the gateway's system calls per stream (perf stat on its tracepoints: sends, receives, epoll, futex, all).
-# PERF_RECORD=file also records the gateway with `perf record -g` (PERF_FREQ samples a second, default 999) during the measured 12 s (JIT-compiled methods named
+# PERF_RECORD=file also records the gateway with `perf record -g` (PERF_FREQ samples a second, default 999) during the measured seconds (JIT-compiled methods named
 # through a perf map) and prints the 25 hottest functions by own time and the CPU per stream by stage of the call
 # (bench/cpu-phases.py, from file.stacks); `perf report -i file` reads it further.
 # GATEWAY_ENV='K=V …' sets environment variables for the gateway alone (a runtime setting A/B without touching the mock,
@@ -41,27 +41,42 @@ perfenv=(); [ -n "${PERF_RECORD:-}" ] && perfenv=(DOTNET_PerfMapEnabled=1 DOTNET
 if [ -n "${PERF_RECORD:-}" ] && ! command -v perf >/dev/null; then echo "cpu-per-stream.sh: PERF_RECORD needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; fi
 (cd $work && exec "${gpin[@]}" env "${perfenv[@]}" "${genv[@]}" dotnet "$dll" serve --config $work/sluice.json > $work/gw.log 2>&1) & gpid=$!
 trap 'kill $gpid $mpid 2>/dev/null; sleep 1; kill -9 $gpid $mpid 2>/dev/null; rm -rf "$work"' EXIT
-for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$gp/health 2>/dev/null && break; sleep 0.1; done
-for i in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:$mp/v1/models 2>/dev/null && break; sleep 0.1; done
+ready() { # URL, pid, log, name: waits up to 30 s; stops the script when the process is gone or never answers
+  for i in $(seq 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "cpu-per-stream.sh: the $4 did not answer $1; its log:" >&2; tail -20 "$3" >&2; exit 1
+}
+ready http://127.0.0.1:$gp/health $gpid $work/gw.log gateway
+ready http://127.0.0.1:$mp/v1/models $mpid $work/mock.log mock upstream
 admin() { curl -fsS -H "Authorization: Bearer $master" -H 'Content-Type: application/json' -d "$2" "http://127.0.0.1:$gp/$1"; }
 admin api/organizations/create '{"organization_id":"org_bench","name":"Bench"}' >/dev/null
-key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])')"
+key="$(admin api/teams/create '{"organization_id":"org_bench","team_id":"team_bench","team_alias":"Bench","credits_allocated":1000000000}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual_key"])' 2>/dev/null)"
+if [ -z "$key" ]; then
+  echo "cpu-per-stream.sh: the gateway did not create the bench team (is $dll a sluice build?); its log:" >&2; tail -20 $work/gw.log >&2; exit 1
+fi
 SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 "${lpin[@]}" wrk -t1 -c${CONNECTIONS:-32} -d${WARMUP:-30}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp > /dev/null
 rt() { curl -fsS -H "Authorization: Bearer $master" http://127.0.0.1:$gp/health | python3 -c 'import json,sys;r=json.load(sys.stdin)["runtime"];print(r["allocated_bytes"],r["gen0_collections"],r["gen1_collections"],r["gen2_collections"],r.get("gc_pause_ms",0),r.get("thread_pool_completed_items",0),r.get("lock_contentions",0))'; }
 r0=$(rt)
 ctx() { for t in /proc/$gpid/task/*; do printf '%s\t%s\n' "$(cat $t/comm)" "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v"/"n}' $t/status)"; done 2>/dev/null; }
 ctx > $work/ctx0
 t0=$(awk '{print $14+$15}' /proc/$gpid/stat)
-[ -n "${PERF_RECORD:-}" ] && { perf record -q -F ${PERF_FREQ:-999} -g -p $gpid -o "$PERF_RECORD" -- sleep 12 2>/dev/null & ppid=$!; }
+[ -n "${PERF_RECORD:-}" ] && { perf record -q -F ${PERF_FREQ:-999} -g -p $gpid -o "$PERF_RECORD" -- sleep ${MEASURE:-12} 2>/dev/null & ppid=$!; }
 if [ -n "${SYSCALLS:-}" ]; then
   command -v perf >/dev/null || { echo "cpu-per-stream.sh: SYSCALLS needs perf; install it with 'apt-get install -y linux-perf'." >&2; exit 1; }
-  perf stat -x, -o $work/syscalls -p $gpid $(for c in sendmsg sendto write writev recvfrom recvmsg read epoll_wait futex; do printf -- '-e syscalls:sys_enter_%s ' $c; done) -e raw_syscalls:sys_enter -- sleep 12 2>/dev/null & spid=$!
+  perf stat -x, -o $work/syscalls -p $gpid $(for c in sendmsg sendto write writev recvfrom recvmsg read epoll_wait futex; do printf -- '-e syscalls:sys_enter_%s ' $c; done) -e raw_syscalls:sys_enter -- sleep ${MEASURE:-12} 2>/dev/null & spid=$!
 fi
-out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 "${lpin[@]}" wrk -t1 -c${CONNECTIONS:-32} -d12s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
+out=$(SLUICE_BENCH_KEY="$key" SLUICE_BENCH_MAX_TOKENS=64 "${lpin[@]}" wrk -t1 -c${CONNECTIONS:-32} -d${MEASURE:-12}s -s "$root/bench/chat-stream.lua" http://127.0.0.1:$gp)
 t1=$(awk '{print $14+$15}' /proc/$gpid/stat)
 ctx > $work/ctx1
 r1=$(rt)
 n=$(echo "$out" | awk '/requests in/ {print $1}')
+# Figures from failed answers would be meaningless: say so instead of printing them.
+if [ -z "$n" ] || [ "$n" -eq 0 ] || echo "$out" | grep -q 'Non-2xx'; then
+  echo "cpu-per-stream.sh: the measured streams did not all succeed; wrk said:" >&2; echo "$out" >&2; tail -5 $work/gw.log >&2; exit 1
+fi
 if [ -n "${SYSCALLS:-}" ]; then
   wait $spid 2>/dev/null
   # perf counted the same 12 s as wrk: per stream, by system call.
