@@ -40,6 +40,8 @@ work=$(mktemp -d); mpid=""; gpid=""
 cleanup() {
   [ -n "$gpid" ] && kill "$gpid" 2>/dev/null; [ -n "$mpid" ] && kill "$mpid" 2>/dev/null; sleep 1
   [ -n "$gpid" ] && kill -9 "$gpid" 2>/dev/null; [ -n "$mpid" ] && kill -9 "$mpid" 2>/dev/null
+  # A database of its own (created below) goes with the run, also on a server the caller named.
+  [ -n "${database:-}" ] && psql "$admin_info" -q -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1
   [ "$store" = postgres ] && sluice_pg_stop
   rm -rf "$work"
 }
@@ -51,7 +53,15 @@ if [ "$store" = postgres ]; then
   source "$root/scripts/test-postgres.sh"
   sluice_pg_start || { echo "soak.sh: no PostgreSQL (see above); or set SLUICE_TEST_POSTGRES to a connection string." >&2; exit 2; }
   command -v psql >/dev/null || { echo "soak.sh: psql not found (used to count the ledger); install it with 'apt-get install -y postgresql-client'." >&2; exit 2; }
-  store_json="\"Store\":\"$SLUICE_TEST_POSTGRES\","
+  # The run's own database on that server (dropped at exit), so the ledger it counts holds only this run's rows and a
+  # shared server's databases are left alone.
+  pg_info() { echo "$1" | sed 's/;/ /g; s/Host=/host=/; s/Port=/port=/; s/Username=/user=/; s/Password=/password=/; s/Database=/dbname=/'; }
+  admin_info="$(pg_info "$SLUICE_TEST_POSTGRES")"
+  database="sluice_soak_$(date +%s)_$$"
+  psql "$admin_info" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $database" >/dev/null \
+    || { echo "soak.sh: could not create database $database on the PostgreSQL in SLUICE_TEST_POSTGRES (see above)." >&2; database=""; exit 2; }
+  store_conn="$(echo "$SLUICE_TEST_POSTGRES" | sed -E 's/(^|;)Database=[^;]*//');Database=$database"
+  store_json="\"Store\":\"$store_conn\","
 else
   command -v sqlite3 >/dev/null || { echo "soak.sh: sqlite3 not found (used to count the ledger); install it with 'apt-get install -y sqlite3'." >&2; exit 2; }
   store_json=""
@@ -81,7 +91,7 @@ key="$(admin api/teams/create "{\"organization_id\":\"org_soak\",\"team_id\":\"$
 # The ledger is written in batches after each stream ends: wait until it holds every call or stops growing.
 count() {
   if [ "$store" = postgres ]; then
-    psql "$(echo "$SLUICE_TEST_POSTGRES" | sed 's/;/ /g; s/Host=/host=/; s/Port=/port=/; s/Username=/user=/; s/Database=/dbname=/')" -tAc \
+    psql "$(pg_info "$store_conn")" -tAc \
       "select count(*) from usage_records where team_id = '$team'"
   else
     sqlite3 "$work/data/sluice.db" "select count(*) from usage_records where team_id = '$team'"
@@ -151,8 +161,8 @@ if command -v dotnet-gcdump >/dev/null; then
   python3 -c "import sys; sys.exit(0 if $sheap_e <= 1.1*$sheap_w else 1)" && echo "  met: live managed heap after a full GC $sheap_w → $sheap_e MB (no growth beyond 10 %)" \
     || { echo "  NOT met: live managed heap after a full GC grew $sheap_w → $sheap_e MB"; met=1; }
 fi
-[ "$fd_e" -le $((fd_w + 5)) ] && echo "  met: no growth in fds ($fd_w → $fd_e)" || { echo "  NOT met: fds grew $fd_w → $fd_e"; met=1; }
-[ "$th_e" -le $((th_w + 5)) ] && echo "  met: no growth in threads ($th_w → $th_e)" || { echo "  NOT met: threads grew $th_w → $th_e"; met=1; }
+[ "$fd_e" -le $((fd_w + 5)) ] && echo "  met: no growth in fds ($fd_w → $fd_e; ±5 allowed for pooled connections coming and going)" || { echo "  NOT met: fds grew $fd_w → $fd_e"; met=1; }
+[ "$th_e" -le $((th_w + 5)) ] && echo "  met: no growth in threads ($th_w → $th_e; ±5 allowed: the thread pool adds and retires idle workers)" || { echo "  NOT met: threads grew $th_w → $th_e"; met=1; }
 [ "$errors" -eq 0 ] && echo "  met: 0 errors" || { echo "  NOT met: $errors errors"; met=1; }
 [ "$ledger" = "$done_n" ] && echo "  met: the ledger holds exactly $done_n calls" || { echo "  NOT met: the ledger holds $ledger rows for $done_n calls"; met=1; }
 exit $met
