@@ -3,6 +3,7 @@
 #
 #   bash bench/gc-memory.sh                 # every configuration below, 3 rounds of 2000 streams each
 #   ROUNDS=6 STREAMS=2000 CONCURRENCY=400 bash bench/gc-memory.sh shipped workstation
+#   SLUICE_DLL=path/sluice.dll …            # that build instead of building src/Sluice.Cli (Release)
 #
 # For each configuration: `sluice serve` (open mode, simulated models, its own SQLite store in a temp folder) is
 # started with the configuration's variables on top of what sluice.runtimeconfig.json ships. `sluice bench` (a
@@ -40,8 +41,14 @@ if [ $# -gt 0 ]; then
   configs=("${selected[@]}")
 fi
 
-dotnet build src/Sluice.Cli -c Release -nologo -clp:NoSummary -v quiet >/dev/null
-cli="src/Sluice.Cli/bin/Release/net10.0/sluice.dll"
+if [ -n "${SLUICE_DLL:-}" ]; then
+  cli="$SLUICE_DLL"
+  [ -f "$cli" ] || { echo "gc-memory.sh: SLUICE_DLL '$cli' not found; build it first or unset SLUICE_DLL." >&2; exit 2; }
+else
+  dotnet build src/Sluice.Cli -c Release -nologo -clp:NoSummary -v quiet >/dev/null
+  cli="src/Sluice.Cli/bin/Release/net10.0/sluice.dll"
+fi
+[ ${#configs[@]} -gt 0 ] || { echo "gc-memory.sh: no such configuration: $*; the names are the first fields of configs in this script." >&2; exit 2; }
 results=$(mktemp)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null || true; rm -f "$results"; }
@@ -56,15 +63,19 @@ for config in "${configs[@]}"; do
   # shellcheck disable=SC2086
   env $vars SLUICE_DataDirectory="$data" dotnet "$cli" serve --port "$PORT" >/dev/null 2>&1 &
   server=$!
-  for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 300); do curl -s "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+  curl -s "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 \
+    || { echo "gc-memory.sh: $name: the gateway did not start on port $PORT (in use? set PORT)." >&2; exit 1; }
   fast=$(dotnet "$cli" bench --url "http://127.0.0.1:$PORT" --model sim-fast --max-tokens 64 -c 32 -n "$THROUGHPUT" -w 2000 --json 2>/dev/null \
     | sed -n 's/.*"streams_per_second": *\([0-9.]*\).*/\1/p' | head -n 1)
   echo "$name: ${fast:-?} streams/s (sim-fast, C=32)"
+  [ -n "$fast" ] || { echo "gc-memory.sh: $name: sluice bench gave no result against the gateway." >&2; exit 1; }
   start=$(rss_mb "$server")
   line="$name|${fast:-?}|$start"
   for round in $(seq 1 "$ROUNDS"); do
     rate=$(dotnet "$cli" bench --url "http://127.0.0.1:$PORT" --model sim-realistic --max-tokens 64 -c "$CONCURRENCY" -n "$STREAMS" --json 2>/dev/null \
       | sed -n 's/.*"streams_per_second": *\([0-9.]*\).*/\1/p' | head -n 1)
+    [ -n "$rate" ] || { echo "gc-memory.sh: $name round $round: sluice bench gave no result against the gateway." >&2; exit 1; }
     sleep "$IDLE"
     rss=$(rss_mb "$server"); heap=$(heap_mb)
     echo "$name round $round: RSS $rss MB (managed heap $heap MB) after $STREAMS streams at C=$CONCURRENCY, ${rate:-?} streams/s"
