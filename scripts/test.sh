@@ -4,7 +4,8 @@
 # (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
 # reference for the engine tests (scripts/test-llama-ref.sh, from npm), nginx for the scale-out tests (three gateways
 # behind it on one PostgreSQL; scripts/test-nginx.sh), tcpdump for the proxied-streams benchmark's smoke run
-# (scripts/test-tcpdump.sh), and wrk for the smoke runs of the wrk-driven benchmarks (scripts/test-wrk.sh).
+# (scripts/test-tcpdump.sh), wrk for the smoke runs of the wrk-driven benchmarks (scripts/test-wrk.sh), and Prometheus
+# for the tests that scrape the gateway with a real server and run the Grafana dashboard's queries (scripts/test-prometheus.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,8 @@ fi
 . scripts/test-tcpdump.sh
 # shellcheck source=scripts/test-wrk.sh
 . scripts/test-wrk.sh
+# shellcheck source=scripts/test-prometheus.sh
+. scripts/test-prometheus.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -43,6 +46,7 @@ sluice_llama_ref_ensure
 sluice_nginx_ensure
 sluice_tcpdump_ensure
 sluice_wrk_ensure
+sluice_prometheus_ensure
 
 echo "== running tests =="
 status=0
