@@ -50,8 +50,7 @@ public static class OpenTelemetrySetup
         var protocol = otlp.Protocol == "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
         void Configure(OtlpExporterOptions exporter, string path)
         {
-            // With http/protobuf each signal has its own path under the collector's base address.
-            exporter.Endpoint = protocol == OtlpExportProtocol.HttpProtobuf ? new Uri(endpoint, path) : endpoint;
+            exporter.Endpoint = protocol == OtlpExportProtocol.HttpProtobuf ? SignalEndpoint(endpoint, path) : endpoint;
             exporter.Protocol = protocol;
         }
 
@@ -70,5 +69,18 @@ public static class OpenTelemetrySetup
         }
 
         return services;
+    }
+
+    /// <summary>
+    /// Where one signal goes with http/protobuf: its path appended to the collector's base address, as
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> does — <c>https://otlp.example.com/otlp</c> sends traces to
+    /// <c>/otlp/v1/traces</c>. (Resolving the path against the base instead would replace its last segment and send
+    /// hosted collectors' traffic to <c>/v1/traces</c>, a 404.)
+    /// </summary>
+    internal static Uri SignalEndpoint(Uri endpoint, string path)
+    {
+        var builder = new UriBuilder(endpoint);
+        builder.Path = builder.Path.TrimEnd('/') + "/" + path;
+        return builder.Uri;
     }
 }
