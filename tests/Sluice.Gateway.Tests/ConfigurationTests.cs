@@ -88,6 +88,21 @@ public sealed class ConfigurationTests
     }
 
     [Theory]
+    [InlineData("Observability:Otlp:Headers:x team", "v", "is not a valid HTTP header name")]
+    [InlineData("Observability:Otlp:Headers:Authorization", "Basic abc\r\nX-Injected: 1", "one line of visible ASCII text")]
+    public void Otlp_headers_that_are_not_http_headers_are_refused_at_start(string key, string value, string expected)
+    {
+        var path = Path.Combine(Fixtures.RepositoryRoot, "sluice.example.json");
+        var refused = Assert.Throws<GatewayConfigurationException>(
+            () => GatewayConfiguration.Bind(GatewayConfiguration.Build(path, new Dictionary<string, string?> { [key] = value })));
+        Assert.Contains("Observability:Otlp:Headers", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(expected, refused.Message, StringComparison.Ordinal);
+
+        var accepted = GatewayConfiguration.Bind(GatewayConfiguration.Build(path, new Dictionary<string, string?> { ["Observability:Otlp:Headers:x-honeycomb-team"] = "abc, d=e" }));
+        Assert.Equal("abc, d=e", accepted.Observability.Otlp.Headers["x-honeycomb-team"]);
+    }
+
+    [Theory]
     [InlineData("-1")]
     [InlineData("65")]
     public void Socket_io_queues_out_of_range_are_refused_naming_the_setting(string value)

@@ -172,6 +172,21 @@ public static class GatewayConfiguration
             throw new GatewayConfigurationException($"Observability:Otlp:Endpoint \"{endpoint}\" is not an absolute URL, e.g. http://127.0.0.1:4317.");
         }
 
+        foreach (var (name, value) in observability.Otlp.Headers)
+        {
+            // A header name is an HTTP token; a value is one line of visible text (the exporter would otherwise fail at
+            // its first export, long after the start).
+            if (name.Length == 0 || !name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal)))
+            {
+                throw new GatewayConfigurationException($"Observability:Otlp:Headers: \"{name}\" is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only).");
+            }
+
+            if (value is null || value.Any(c => char.IsControl(c) || c > '\u007e'))
+            {
+                throw new GatewayConfigurationException($"Observability:Otlp:Headers:{name}: the value must be one line of visible ASCII text (no line breaks or control characters).");
+            }
+        }
+
         if (observability.Metrics.ScrapeToken is { } token)
         {
             observability.Metrics.ScrapeToken = string.IsNullOrWhiteSpace(token) ? null : token.Trim();

@@ -61,6 +61,12 @@ public sealed class OtlpOptions
     /// <summary><c>grpc</c> (default) or <c>http/protobuf</c>.</summary>
     public string Protocol { get; set; } = "grpc";
 
+    /// <summary>
+    /// Headers sent with every export, e.g. <c>{"Authorization": "Basic …"}</c> or <c>{"x-honeycomb-team": "…"}</c> for a
+    /// hosted collector. Values are sent as given (commas and spaces included).
+    /// </summary>
+    public Dictionary<string, string> Headers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
     /// <summary>Export traces (a span per call, one per upstream request, ASP.NET Core and HttpClient spans).</summary>
     public bool Traces { get; set; } = true;
 

@@ -48,10 +48,15 @@ public static class OpenTelemetrySetup
 
         var endpoint = new Uri(otlp.Endpoint);
         var protocol = otlp.Protocol == "http/protobuf" ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+        var headers = ExporterHeaders(otlp.Headers);
         void Configure(OtlpExporterOptions exporter, string path)
         {
             exporter.Endpoint = protocol == OtlpExportProtocol.HttpProtobuf ? SignalEndpoint(endpoint, path) : endpoint;
             exporter.Protocol = protocol;
+            if (headers is not null)
+            {
+                exporter.Headers = headers;
+            }
         }
 
         var telemetry = services.AddOpenTelemetry().ConfigureResource(r => r.AddService(otlp.ServiceName));
@@ -70,6 +75,13 @@ public static class OpenTelemetrySetup
 
         return services;
     }
+
+    /// <summary>
+    /// The exporter's <c>Headers</c> string (<c>k1=v1,k2=v2</c>, the <c>OTEL_EXPORTER_OTLP_HEADERS</c> format) with every value
+    /// percent-encoded, which the exporter decodes: a value may hold commas, equals signs and spaces. Null for none.
+    /// </summary>
+    internal static string? ExporterHeaders(IReadOnlyDictionary<string, string> headers) =>
+        headers.Count == 0 ? null : string.Join(",", headers.Select(h => h.Key + "=" + Uri.EscapeDataString(h.Value)));
 
     /// <summary>
     /// Where one signal goes with http/protobuf: its path appended to the collector's base address, as

@@ -13,7 +13,8 @@ namespace Sluice.Gateway.Tests.Observability;
 /// <summary>
 /// <c>Observability:Otlp</c> end to end: the official OpenTelemetry OTLP exporter, configured as docs/observability.md
 /// says, delivers the gateway's spans and metrics to a collector over both protocols — http/protobuf under a base path
-/// (as hosted collectors have: <c>…/otlp</c> + <c>/v1/traces</c>) and gRPC over HTTP/2. The collector here records what
+/// (as hosted collectors have: <c>…/otlp</c> + <c>/v1/traces</c>) and gRPC over HTTP/2, with the configured headers (their
+/// credentials). The collector here records what
 /// it receives (no OpenTelemetry Collector on this machine); a span's name, attributes and the service name are plain
 /// UTF-8 inside the protobuf bytes, which is what is looked for.
 /// </summary>
@@ -33,6 +34,8 @@ public sealed class OtlpExportTests
             o.Observability.Otlp.Endpoint = endpoint.ToString().TrimEnd('/');
             o.Observability.Otlp.Protocol = protocol;
             o.Observability.Otlp.ServiceName = "sluice-otlp-test";
+            o.Observability.Otlp.Headers["Authorization"] = "Basic dXNlcjpwYXNz==";
+            o.Observability.Otlp.Headers["x-scope"] = "team a, b=c";
         }))
         {
             using var response = await gateway.PostChatAsync(Streamed);
@@ -47,6 +50,13 @@ public sealed class OtlpExportTests
         var traces = collector.Received(tracesPath);
         Assert.True(traces.Count > 0, $"no spans at {tracesPath}; the collector saw: {collector.Paths}");
         Assert.All(traces, r => Assert.StartsWith(contentType, r.ContentType, StringComparison.Ordinal));
+
+        // The configured headers reach the collector as given, on every export (a hosted collector's credentials).
+        Assert.All(collector.Received(tracesPath).Concat(collector.Received(metricsPath)), r =>
+        {
+            Assert.Equal("Basic dXNlcjpwYXNz==", r.Authorization);
+            Assert.Equal("team a, b=c", r.Scope);
+        });
         var spans = Concat(traces);
         Assert.Contains("sluice-otlp-test", spans, StringComparison.Ordinal);
         Assert.Contains("gen_ai.operation.name", spans, StringComparison.Ordinal);
@@ -69,6 +79,15 @@ public sealed class OtlpExportTests
     [InlineData("https://otlp.example.com/otlp/", "https://otlp.example.com/otlp/v1/traces")]
     public void A_signal_path_is_appended_to_the_base_address(string endpoint, string expected) =>
         Assert.Equal(new Uri(expected), OpenTelemetrySetup.SignalEndpoint(new Uri(endpoint), "v1/traces"));
+
+    [Fact]
+    public void Headers_are_passed_to_the_exporter_with_their_values_percent_encoded()
+    {
+        Assert.Null(OpenTelemetrySetup.ExporterHeaders(new Dictionary<string, string>()));
+        Assert.Equal(
+            "Authorization=Basic%20dXNlcjpwYXNz%3D%3D,x-scope=team%20a%2C%20b%3Dc",
+            OpenTelemetrySetup.ExporterHeaders(new Dictionary<string, string> { ["Authorization"] = "Basic dXNlcjpwYXNz==", ["x-scope"] = "team a, b=c" }));
+    }
 
     // Protobuf keeps strings as their UTF-8 bytes (gRPC frames are uncompressed here): searchable after a lossy decode.
     private static string Concat(IEnumerable<Collector.Request> requests) =>
@@ -97,7 +116,12 @@ public sealed class OtlpExportTests
             {
                 using var body = new MemoryStream();
                 await context.Request.Body.CopyToAsync(body);
-                collector._requests.Enqueue(new Request(context.Request.Path.Value ?? string.Empty, context.Request.ContentType ?? string.Empty, body.ToArray()));
+                collector._requests.Enqueue(new Request(
+                    context.Request.Path.Value ?? string.Empty,
+                    context.Request.ContentType ?? string.Empty,
+                    body.ToArray(),
+                    context.Request.Headers.Authorization.ToString(),
+                    context.Request.Headers["x-scope"].ToString()));
                 if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true)
                 {
                     context.Response.ContentType = "application/grpc";
@@ -118,6 +142,6 @@ public sealed class OtlpExportTests
 
         public async ValueTask DisposeAsync() => await _app.DisposeAsync();
 
-        public sealed record Request(string Path, string ContentType, byte[] Body);
+        public sealed record Request(string Path, string ContentType, byte[] Body, string Authorization, string Scope);
     }
 }
