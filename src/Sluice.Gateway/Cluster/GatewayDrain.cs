@@ -31,6 +31,7 @@ internal sealed partial class GatewayDrain : IHostedLifecycleService, IDisposabl
     private int _inFlight;
     private int _draining;
     private int _atDrainStart;
+    private int _stopped;
 
     public GatewayDrain(GatewayOptions options, ILogger<GatewayDrain> logger, IHostApplicationLifetime? lifetime = null)
     {
@@ -119,6 +120,13 @@ internal sealed partial class GatewayDrain : IHostedLifecycleService, IDisposabl
 
     async Task IHostedLifecycleService.StoppingAsync(CancellationToken cancellationToken)
     {
+        // Once per process: `sluice serve` stops the host on SIGTERM, then disposes the gateway, which stops it again;
+        // a second pass would log a second "drained" line claiming answers were cut at the deadline.
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+
         Begin();
         var ended = false;
         try
