@@ -25,11 +25,13 @@ internal sealed record FuzzSettings(int Cases, int Seed, int? OnlyCase)
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
 }
 
-/// <summary>What went wrong in one case, with what reproduces it.</summary>
-internal sealed record FuzzFailure(int Case, int Seed, string Description, string Problem)
+/// <summary>What went wrong in one case, with what reproduces it (<paramref name="RunSeed"/>: the run's seed, which the case's own derives from).</summary>
+internal sealed record FuzzFailure(int Case, int RunSeed, string Description, string Problem)
 {
+    // The case alone, then the run up to it: cases share the client's kept-alive connections, so one may need those before it.
     public override string ToString() =>
-        $"case {Case} (seed {Seed}): {Description}\n    {Problem}\n    reproduce: SLUICE_FUZZ_SEED={Seed} SLUICE_FUZZ_CASE={Case} bash bench/fuzz.sh";
+        $"case {Case} (run seed {RunSeed}): {Description}\n    {Problem}\n    reproduce: SLUICE_FUZZ_SEED={RunSeed} SLUICE_FUZZ_CASE={Case} bash bench/fuzz.sh " +
+        $"(or the run up to it: bash bench/fuzz.sh --seed {RunSeed} --cases {Case + 1})";
 }
 
 /// <summary>
@@ -646,7 +648,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         return body.ToArray();
     }
 
-    private void Fail(int index, int seed, string description, string problem) => _failures.Add(new FuzzFailure(index, seed, description, problem));
+    private void Fail(int index, int seed, string description, string problem) => _failures.Add(new FuzzFailure(index, settings.Seed, description, problem));
 
     private static void Count(Dictionary<string, int> counts, string key) => counts[key] = counts.GetValueOrDefault(key) + 1;
 
