@@ -17,12 +17,12 @@ namespace Sluice.Gateway.Http;
 /// </summary>
 /// <remarks>
 /// <para>Kestrel has no hook for these responses, so this is connection middleware: it wraps the connection's output
-/// and recognises Kestrel's own error response — a 4xx/5xx status line whose header block, written in one piece, has
+/// and recognises Kestrel's own error response — a 4xx/5xx status line whose header block has
 /// <c>Content-Length: 0</c> and <c>Connection: close</c> (the connection is closed after it). Sluice's own errors always
 /// have a body, so nothing the application writes matches. The check costs a few byte comparisons per write.</para>
 /// <para>The body is OpenAI-shaped whatever the path: the request could not be parsed, so no endpoint (and no dialect)
-/// is known. A header block Kestrel happens to write in two pieces (it never has in practice: it is one small write into
-/// a fresh pipe segment) keeps its empty body.</para>
+/// is known. A header block Kestrel writes in pieces (on a kept-alive connection whose current block is nearly full) is
+/// held until it is whole, then judged like one written at once (<see cref="RewritingWriter"/>).</para>
 /// </remarks>
 internal static class ProtocolErrorBodies
 {
