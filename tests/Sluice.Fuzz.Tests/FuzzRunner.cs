@@ -72,28 +72,27 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
             var last = settings.OnlyCase ?? settings.Cases - 1;
             for (var index = first; index <= last; index++)
             {
-                var seed = unchecked((settings.Seed * 7_919) + index);
-                var random = new Random(seed);
+                var random = new Random(unchecked((settings.Seed * 7_919) + index));
                 var pick = random.Next(100);
 
                 // Case 7 is always the slow client (over a second): once per default run, whatever the seed.
                 if (pick < 10 || index == 7)
                 {
-                    await RawCaseAsync(index, seed, random);
+                    await RawCaseAsync(index, random);
                 }
                 else if (pick < 16)
                 {
-                    await WebSocketCaseAsync(index, seed, random);
+                    await WebSocketCaseAsync(index, random);
                 }
                 else
                 {
-                    await HttpCaseAsync(index, seed, random);
+                    await HttpCaseAsync(index, random);
                 }
 
                 Run++;
                 if (index % 250 == 249)
                 {
-                    await CheckHealthyAsync(index, seed);
+                    await CheckHealthyAsync(index);
                 }
             }
         }
@@ -140,25 +139,25 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
     }
 
     /// <summary>After the run: liveness, a real answer over HTTP and over a WebSocket.</summary>
-    public async Task CheckHealthyAsync(int index = -1, int seed = 0)
+    public async Task CheckHealthyAsync(int index = -1)
     {
         using var health = await gateway.Admin.GetAsync("/health");
         if (health.StatusCode != HttpStatusCode.OK)
         {
-            Fail(index, seed, "health check", $"GET /health answered {(int)health.StatusCode}");
+            Fail(index, "health check", $"GET /health answered {(int)health.StatusCode}");
         }
 
         using var chat = await gateway.Admin.PostAsync(
             "/v1/chat/completions", new StringContent("""{"model": "sim-fast", "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 3}""", Encoding.UTF8, "application/json"));
         if (chat.StatusCode != HttpStatusCode.OK)
         {
-            Fail(index, seed, "health check", $"a valid chat answered {(int)chat.StatusCode}: {await chat.Content.ReadAsStringAsync()}");
+            Fail(index, "health check", $"a valid chat answered {(int)chat.StatusCode}: {await chat.Content.ReadAsStringAsync()}");
         }
     }
 
     // ---- HTTP ----
 
-    private async Task HttpCaseAsync(int index, int seed, Random random)
+    private async Task HttpCaseAsync(int index, Random random)
     {
         var spec = EndpointCatalog.All[random.Next(EndpointCatalog.All.Count)];
         var method = spec.Method;
@@ -248,25 +247,25 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
         {
-            Fail(index, seed, description, $"no complete response: {ex.GetType().Name}: {ex.Message}");
+            Fail(index, description, $"no complete response: {ex.GetType().Name}: {ex.Message}");
             return;
         }
 
         Count(_statuses, status.ToString(CultureInfo.InvariantCulture));
         if (status >= 500)
         {
-            Fail(index, seed, description, $"answered {status}: {Text(responseBody)}");
+            Fail(index, description, $"answered {status}: {Text(responseBody)}");
             return;
         }
 
         if (status >= 400 && method != "HEAD" && !IsError(responseBody, spec.Dialect, request.RequestUri!.AbsolutePath))
         {
-            Fail(index, seed, description, $"{status} without a JSON error in the {spec.Dialect} shape: {Text(responseBody)}");
+            Fail(index, description, $"{status} without a JSON error in the {spec.Dialect} shape: {Text(responseBody)}");
         }
 
         if (status < 400 && mediaType == "application/json" && !IsJson(responseBody))
         {
-            Fail(index, seed, description, $"{status} with a body that is not JSON: {Text(responseBody)}");
+            Fail(index, description, $"{status} with a body that is not JSON: {Text(responseBody)}");
         }
 
         if (status >= 400)
@@ -274,13 +273,13 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
             var after = await gateway.CountsAsync();
             if (after != before)
             {
-                Fail(index, seed, description, $"refused with {status} but the store changed:\n      before {before}\n      after  {after}");
+                Fail(index, description, $"refused with {status} but the store changed:\n      before {before}\n      after  {after}");
             }
 
             // A refused request never reaches a model: nothing is reported to the usage hook either.
             if (gateway.Totals.Requests != requestsBefore)
             {
-                Fail(index, seed, description, $"refused with {status} but the request reached a model (usage reported)");
+                Fail(index, description, $"refused with {status} but the request reached a model (usage reported)");
             }
         }
         else if (spec.Chat)
@@ -312,7 +311,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
 
     // ---- Raw sockets ----
 
-    private async Task RawCaseAsync(int index, int seed, Random random)
+    private async Task RawCaseAsync(int index, Random random)
     {
         var auth = $"Authorization: Bearer {FuzzGateway.MasterKey}";
         var cases = new (string Name, Func<byte[]> Build, bool MayClose, TimeSpan Pause, bool HalfClose)[]
@@ -373,7 +372,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         {
             if (!chosen.MayClose)
             {
-                Fail(index, seed, description, $"no response: {ex.GetType().Name}: {ex.Message}");
+                Fail(index, description, $"no response: {ex.GetType().Name}: {ex.Message}");
             }
 
             return;
@@ -383,7 +382,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         {
             if (!chosen.MayClose)
             {
-                Fail(index, seed, description, "the server closed the connection without a response");
+                Fail(index, description, "the server closed the connection without a response");
             }
 
             Count(_statuses, "closed");
@@ -393,16 +392,16 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         Count(_statuses, response.Status.ToString(CultureInfo.InvariantCulture));
         if (response.Status >= 500)
         {
-            Fail(index, seed, description, $"answered {response.Status}: {Text(response.Body)}");
+            Fail(index, description, $"answered {response.Status}: {Text(response.Body)}");
         }
         else if (response.Status >= 400 && !IsAnyError(response.Body))
         {
-            Fail(index, seed, description, $"{response.Status} without a JSON error body: '{Text(response.Body)}'");
+            Fail(index, description, $"{response.Status} without a JSON error body: '{Text(response.Body)}'");
         }
 
         if (response.Status >= 400 && await gateway.CountsAsync() != before)
         {
-            Fail(index, seed, description, $"refused with {response.Status} but the store changed");
+            Fail(index, description, $"refused with {response.Status} but the store changed");
         }
     }
 
@@ -450,7 +449,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
 
     // ---- WebSocket ----
 
-    private async Task WebSocketCaseAsync(int index, int seed, Random random)
+    private async Task WebSocketCaseAsync(int index, Random random)
     {
         const string Valid = """{"type": "chat", "id": "c1", "model": "sim-fast", "messages": [{"role": "user", "content": "rivers"}], "max_tokens": 4}""";
         var (message, mutation) = Mutations.MutateText(Valid, random);
@@ -472,7 +471,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
                 var reply = await ReceiveAsync(_socket);
                 if (reply is null)
                 {
-                    Fail(index, seed, description, "the server closed the socket");
+                    Fail(index, description, "the server closed the socket");
                     _socket.Dispose();
                     _socket = null;
                     return;
@@ -482,12 +481,12 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
                 var type = root.TryGetProperty("type", out var t) ? t.GetString() : null;
                 if (type is not ("chunk" or "done" or "error"))
                 {
-                    Fail(index, seed, description, $"unexpected message {root}");
+                    Fail(index, description, $"unexpected message {root}");
                 }
 
                 if (type == "error" && (!root.TryGetProperty("error", out var error) || error.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(error.GetString())))
                 {
-                    Fail(index, seed, description, $"an error message without an error text: {root}");
+                    Fail(index, description, $"an error message without an error text: {root}");
                 }
 
                 if (type is "error")
@@ -499,7 +498,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
                 {
                     if (type != "done")
                     {
-                        Fail(index, seed, description, $"the valid request after it failed: {root}");
+                        Fail(index, description, $"the valid request after it failed: {root}");
                     }
 
                     break;
@@ -511,7 +510,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or JsonException)
         {
-            Fail(index, seed, description, $"{ex.GetType().Name}: {ex.Message}");
+            Fail(index, description, $"{ex.GetType().Name}: {ex.Message}");
             _socket?.Dispose();
             _socket = null;
         }
@@ -648,7 +647,7 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
         return body.ToArray();
     }
 
-    private void Fail(int index, int seed, string description, string problem) => _failures.Add(new FuzzFailure(index, settings.Seed, description, problem));
+    private void Fail(int index, string description, string problem) => _failures.Add(new FuzzFailure(index, settings.Seed, description, problem));
 
     private static void Count(Dictionary<string, int> counts, string key) => counts[key] = counts.GetValueOrDefault(key) + 1;
 
