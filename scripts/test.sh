@@ -3,9 +3,8 @@
 # Services the tests need are installed and started here: PostgreSQL (scripts/test-postgres.sh) and an MQTT broker
 # (scripts/test-mosquitto.sh), headless Chromium for the web chat tests (scripts/test-chromium.sh), and the llama.cpp
 # reference for the engine tests (scripts/test-llama-ref.sh, from npm), nginx for the scale-out tests (three gateways
-# behind it on one PostgreSQL; scripts/test-nginx.sh), tcpdump for the proxied-streams benchmark's smoke run
-# (scripts/test-tcpdump.sh), wrk for the smoke runs of the wrk-driven benchmarks (scripts/test-wrk.sh), and Prometheus
-# for the tests that scrape the gateway with a real server and run the Grafana dashboard's queries (scripts/test-prometheus.sh).
+# behind it on one PostgreSQL; scripts/test-nginx.sh), and tcpdump, wrk and Prometheus for the benchmarks' smoke runs
+# and the tests that scrape the gateway with a real Prometheus (scripts/test-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,12 +23,8 @@ fi
 . scripts/test-llama-ref.sh
 # shellcheck source=scripts/test-nginx.sh
 . scripts/test-nginx.sh
-# shellcheck source=scripts/test-tcpdump.sh
-. scripts/test-tcpdump.sh
-# shellcheck source=scripts/test-wrk.sh
-. scripts/test-wrk.sh
-# shellcheck source=scripts/test-prometheus.sh
-. scripts/test-prometheus.sh
+# shellcheck source=scripts/test-tools.sh
+. scripts/test-tools.sh
 
 results=$(mktemp -d)
 # Runs however the script ends (tests failing included): the throwaway services never outlive the run.
@@ -44,9 +39,9 @@ sluice_mqtt_start
 sluice_chromium_ensure
 sluice_llama_ref_ensure
 sluice_nginx_ensure
-sluice_tcpdump_ensure
-sluice_wrk_ensure
-sluice_prometheus_ensure
+sluice_tool_ensure tcpdump tcpdump
+sluice_tool_ensure wrk wrk
+sluice_tool_ensure prometheus prometheus promtool
 
 echo "== running tests =="
 status=0
