@@ -42,9 +42,7 @@ public sealed class WrkBenchSmokeTests
         Assert.Matches(@"CPU per stream in the target's own process .*gateway \d+ µs", run.Stdout);
         Assert.Matches(@"added time to first token at C=1 .*p50 bare proxy -?[\d.]+, gateway -?[\d.]+", run.Stdout);
 
-        var bad = await CliProcess.RunAsync([Path.Combine(Bench, "overhead-wrk.sh"), "--upstream", "python"], environment: Environment, executable: "bash");
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Contains("--upstream must be sluice or node", bad.Stderr, StringComparison.Ordinal);
+        await AssertRefusedAsync("overhead-wrk.sh", ["--upstream", "python"], "--upstream must be sluice or node");
     }
 
     [Fact]
@@ -107,9 +105,7 @@ public sealed class WrkBenchSmokeTests
             Assert.Equal(0L, (long)(await exists.ExecuteScalarAsync())!);
         }
 
-        var bad = await CliProcess.RunAsync([Path.Combine(Bench, "soak.sh"), "--store", "mysql"], environment: Environment, executable: "bash");
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Contains("--store is sqlite or postgres", bad.Stderr, StringComparison.Ordinal);
+        await AssertRefusedAsync("soak.sh", ["--store", "mysql"], "--store is sqlite or postgres");
     }
 
     [Fact]
@@ -129,9 +125,7 @@ public sealed class WrkBenchSmokeTests
             Assert.Matches($@"(?m)^{build} +\d+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +\d+$", run.Stdout);
         }
 
-        var bad = await CliProcess.RunAsync([Path.Combine(Bench, "cold-start.sh"), "--build", "x=/nonexistent/sluice.dll"], executable: "bash");
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Contains("--build x: '/nonexistent/sluice.dll' not found", bad.Stderr, StringComparison.Ordinal);
+        await AssertRefusedAsync("cold-start.sh", ["--build", "x=/nonexistent/sluice.dll"], "--build x: '/nonexistent/sluice.dll' not found");
     }
 
     [Fact]
@@ -152,10 +146,7 @@ public sealed class WrkBenchSmokeTests
         Assert.Matches(@"shipped round 1: RSS \d+ MB \(managed heap \d+ MB\) after 10 streams at C=10, [\d.]+ streams/s", run.Stdout);
         Assert.Matches(@"(?m)^\| shipped \| [\d.]+ \| \d+ \| \d+ \| \d+ \| \d+ \|$", run.Stdout);
 
-        var bad = await CliProcess.RunAsync(
-            [Path.Combine(Bench, "gc-memory.sh"), "nosuch"], environment: new Dictionary<string, string> { ["SLUICE_DLL"] = Dll }, executable: "bash");
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Contains("no such configuration: nosuch", bad.Stderr, StringComparison.Ordinal);
+        await AssertRefusedAsync("gc-memory.sh", ["nosuch"], "no such configuration: nosuch");
     }
 
     [Fact]
@@ -172,5 +163,13 @@ public sealed class WrkBenchSmokeTests
         Assert.Matches(@"\| 3 instances via nginx \| 1 \| 2000 \|", run.Stdout);
         Assert.Matches(@"\| 1 instance direct \| 1 \| 2000 \|", run.Stdout);
         Assert.Contains("Result: bench cluster passed; every throughput stream succeeded.", run.Stdout, StringComparison.Ordinal);
+    }
+
+    // A bench script given bad input stops at once with exit code 2 and says what is wrong.
+    private static async Task AssertRefusedAsync(string script, string[] args, string message)
+    {
+        var bad = await CliProcess.RunAsync([Path.Combine(Bench, script), .. args], environment: Environment, executable: "bash");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains(message, bad.Stderr, StringComparison.Ordinal);
     }
 }

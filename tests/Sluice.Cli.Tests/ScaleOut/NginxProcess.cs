@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
+using Sluice.Testing;
 
 namespace Sluice.Cli.Tests.ScaleOut;
 
@@ -128,14 +129,7 @@ internal sealed class NginxProcess : IAsyncDisposable
     }
 
     /// <summary>A port nothing listens on now (the OS picks it).</summary>
-    public static int FreePort()
-    {
-        var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    public static int FreePort() => LoopbackPorts.Free();
 
     public async ValueTask DisposeAsync()
     {

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Sluice.Gateway.Tests.Tenancy;
@@ -68,7 +67,7 @@ public sealed partial class PrometheusServerTests : IAsyncLifetime
 
         // 2. The scrape configuration from docs/observability.md, as printed, with this gateway and token filled in.
         var documented = DocumentedScrapeConfig();
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         var config = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n" + documented
             .Replace("\"<Observability:Metrics:ScrapeToken>\"", $"\"{ScrapeToken}\"", StringComparison.Ordinal)
             .Replace("127.0.0.1:8080", host.BaseAddress.Authority, StringComparison.Ordinal);
@@ -317,13 +316,6 @@ public sealed partial class PrometheusServerTests : IAsyncLifetime
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await process.WaitForExitAsync(timeout.Token);
         return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     [GeneratedRegex(@"^dotnet_[a-z_]+_count non-histogram and non-summary metrics should not have ""_count"" suffix$")]
