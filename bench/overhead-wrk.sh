@@ -200,30 +200,37 @@ echo "checked: each target streams $chunks chunks and [DONE]" >&2
 
 # CPU time (user + system, and system alone, clock ticks) a process has used so far, from /proc/PID/stat.
 cpu_ticks() { awk '{ print $14 + $15, $15 }' "/proc/$1/stat"; }
+# Context switches of all a process's threads so far: "voluntary involuntary" (a thread that waited; one preempted).
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 } END { print v + 0, n + 0 }'; }
 ticks_per_second="$(getconf CLK_TCK)"
 
-# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream p99_ms system_cpu_us_per_stream" (whole-stream latency; CPU
+# Runs wrk; prints "streams/s p50_ms cpu_us_per_stream p99_ms system_cpu_us_per_stream voluntary_per_stream
+# involuntary_per_stream" (whole-stream latency; CPU
 # of the target's own process per stream — the proxy's or the gateway's, the mock's for direct — and the part of it
-# spent in the kernel: system calls and, on loopback, most of the TCP work of both ends of what the process sends).
+# spent in the kernel: system calls and, on loopback, most of the TCP work of both ends of what the process sends;
+# its threads' context switches per stream — each is expensive on a VM, and they grow when the cores are crowded).
 # Fails on socket errors or non-2xx answers.
 run_wrk() { # name, connections, seconds
-  local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after before_sys after_sys
+  local name="$1" c="$2" seconds="$3" out pid="${server_pid[$name]}" before after before_sys after_sys vol0 inv0 vol1 inv1
   read -r before before_sys <<<"$(cpu_ticks "$pid")"
+  read -r vol0 inv0 <<<"$(ctx_switches "$pid")"
   out="$(SLUICE_BENCH_KEY="${auth_key[$name]}" SLUICE_BENCH_MAX_TOKENS="$chunks" \
     wrk -t "$(( threads < c ? threads : c ))" -c "$c" -d "${seconds}s" --latency -s "$root/bench/chat-stream.lua" "${url[$name]}")"
   read -r after after_sys <<<"$(cpu_ticks "$pid")"
+  read -r vol1 inv1 <<<"$(ctx_switches "$pid")"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
     echo "overhead-wrk.sh: errors against $name:" >&2; echo "$out" >&2; exit 1
   fi
-  awk -v ticks="$(( after - before ))" -v sys_ticks="$(( after_sys - before_sys ))" -v hz="$ticks_per_second" '
+  awk -v ticks="$(( after - before ))" -v sys_ticks="$(( after_sys - before_sys ))" -v hz="$ticks_per_second" \
+      -v vol="$(( vol1 - vol0 ))" -v inv="$(( inv1 - inv0 ))" '
        /requests in/ { total = $1 }
        /Requests\/sec:/ { rps = $2 }
        function ms(v,  unit) { unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
                                return (unit == "us") ? v / 1000 : (unit == "s") ? v * 1000 : v }
        /^ +50%/ { p50 = ms($2) }
        /^ +99%/ { p99 = ms($2) }
-       END { printf "%.1f %.3f %.1f %.3f %.1f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99,
-                    (total > 0 ? sys_ticks / hz * 1e6 / total : 0) }' <<<"$out"
+       END { printf "%.1f %.3f %.1f %.3f %.1f %.3f %.3f\n", rps, p50, (total > 0 ? ticks / hz * 1e6 / total : 0), p99,
+                    (total > 0 ? sys_ticks / hz * 1e6 / total : 0), (total > 0 ? vol / total : 0), (total > 0 ? inv / total : 0) }' <<<"$out"
 }
 
 # Runs the concurrency-1 probe; prints "ttfb_p50_ms ttfb_p99_ms whole_stream_p99_ms".
@@ -237,17 +244,19 @@ run_probe() { # name
 echo "warming up each target (${warmup} s)…" >&2
 for name in "${names[@]}"; do result="$(run_wrk "$name" "$connections" "$warmup")"; done
 
-declare -A rps single tail cpu whole syscpu
+declare -A rps single tail cpu whole syscpu volsw invsw
 for (( round = 1; round <= rounds; round++ )); do
   order=("${names[@]}")
   (( round % 2 == 0 )) && order=($(printf '%s\n' "${names[@]}" | tac))
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, $connections connections, ${duration} s" >&2
-    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ k <<<"$result"
+    result="$(run_wrk "$name" "$connections" "$duration")"; read -r r _ u _ k vs is <<<"$result"
     rps[$name]+="$r "
     cpu[$name]+="$u "
     syscpu[$name]+="$k "
-    echo "  $r streams/s, $u µs CPU per stream in its own process ($k µs of it in the kernel)" >&2
+    volsw[$name]+="$vs "
+    invsw[$name]+="$is "
+    echo "  $r streams/s, $u µs CPU per stream in its own process ($k µs of it in the kernel), context switches per stream $vs voluntary / $is involuntary" >&2
   done
   for name in "${order[@]}"; do
     echo "round $round/$rounds: $name, 1 connection, $requests requests one after another" >&2
@@ -262,15 +271,15 @@ done
 mode="open mode (no auth)"; [[ $auth == 1 ]] && mode="with a virtual key (auth + ledger)"
 echo
 echo "Gateway overhead with wrk and ttfb-probe — $upstream mock upstream, $chunks chunks/stream, $connections connections, ${duration} s x $rounds rounds after ${warmup} s of warm-up, wrk -t$threads, gateway $mode, resumable $resumable, access log $access_log, load average $(cut -d' ' -f1 /proc/loadavg)"
-python3 - "$rounds" "${names[@]}" -- $(for n in "${names[@]}"; do printf '%s ' "$(tr ' ' , <<<"${rps[$n]}")" "$(tr ' ' , <<<"${single[$n]}")" "$(tr ' ' , <<<"${cpu[$n]}")" "$(tr ' ' , <<<"${tail[$n]}")" "$(tr ' ' , <<<"${whole[$n]}")" "$(tr ' ' , <<<"${syscpu[$n]}")"; done) <<'EOF'
+python3 - "$rounds" "${names[@]}" -- $(for n in "${names[@]}"; do printf '%s ' "$(tr ' ' , <<<"${rps[$n]}")" "$(tr ' ' , <<<"${single[$n]}")" "$(tr ' ' , <<<"${cpu[$n]}")" "$(tr ' ' , <<<"${tail[$n]}")" "$(tr ' ' , <<<"${whole[$n]}")" "$(tr ' ' , <<<"${syscpu[$n]}")" "$(tr ' ' , <<<"${volsw[$n]}")" "$(tr ' ' , <<<"${invsw[$n]}")"; done) <<'EOF'
 import statistics, sys
 rounds = int(sys.argv[1])
 sep = sys.argv.index("--")
 names = sys.argv[2:sep]
 values = sys.argv[sep + 1:]
 def series(k):
-    return {n: [float(v) for v in values[6 * i + k].strip(",").split(",") if v] for i, n in enumerate(names)}
-rps, lat, cpu, p99, whole, kernel = (series(k) for k in range(6))
+    return {n: [float(v) for v in values[8 * i + k].strip(",").split(",") if v] for i, n in enumerate(names)}
+rps, lat, cpu, p99, whole, kernel, voluntary, involuntary = (series(k) for k in range(8))
 print(f"{'':12}" + "".join(f"{'round ' + str(r + 1):>12}" for r in range(rounds)) + f"{'mean':>12}{'/ direct':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'whole p99':>11}")
 direct = statistics.mean(rps["direct"])
 for n in names:
@@ -282,6 +291,8 @@ print("CPU per stream in the target's own process (median of rounds, min-max): "
       + ", ".join(f"{n} {statistics.median(cpu[n]):.0f} µs ({min(cpu[n]):.0f}-{max(cpu[n]):.0f})" for n in names)
       + " (budget: gateway <= 100 µs); of it in the kernel: "
       + ", ".join(f"{n} {statistics.median(kernel[n]):.0f} µs" for n in names))
+print("context switches per stream in the target's own process (median of rounds, voluntary / involuntary): "
+      + ", ".join(f"{n} {statistics.median(voluntary[n]):.2f} / {statistics.median(involuntary[n]):.2f}" for n in names))
 def added(n, d): return statistics.median(d[n]) - statistics.median(d["direct"])
 def span(n, d): return f"{min(d[n]):.3f}-{max(d[n]):.3f}"
 print(f"added time to first token at C=1 (ms, median of rounds; the gateway's own per-round values in brackets): "

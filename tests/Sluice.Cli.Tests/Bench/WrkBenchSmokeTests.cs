@@ -40,6 +40,7 @@ public sealed class WrkBenchSmokeTests
 
         Assert.Matches(@"gateway / bare proxy [\d.]+% \(budget >= 85 %\)", run.Stdout);
         Assert.Matches(@"CPU per stream in the target's own process .*gateway \d+ µs", run.Stdout);
+        Assert.Matches(@"context switches per stream in the target's own process .*gateway [\d.]+ / [\d.]+", run.Stdout);
         Assert.Matches(@"added time to first token at C=1 .*p50 bare proxy -?[\d.]+, gateway -?[\d.]+", run.Stdout);
 
         await AssertRefusedAsync("overhead-wrk.sh", ["--upstream", "python"], "--upstream must be sluice or node");
