@@ -202,6 +202,18 @@ public static class GatewayConfiguration
                 "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
+        if (options.Limits.MaxConnections is < 1)
+        {
+            throw new GatewayConfigurationException(
+                $"Limits:MaxConnections must be at least 1 (got {options.Limits.MaxConnections}); leave it out to take the open-file limit less a tenth (at least 512).");
+        }
+
+        if (options.Limits.MaxConnectionsPerClient is < 0)
+        {
+            throw new GatewayConfigurationException(
+                $"Limits:MaxConnectionsPerClient must be 0 (no limit per address) or more (got {options.Limits.MaxConnectionsPerClient}); leave it out for half of Limits:MaxConnections.");
+        }
+
         if (options.Streaming.IoQueues is < 0 or > 64)
         {
             throw new GatewayConfigurationException(

@@ -249,6 +249,20 @@ public sealed class LimitOptions
     /// client that trickles them (slowloris) gets a 408 and its connection closed.
     /// </summary>
     public double RequestHeadersTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>
+    /// Most client connections open at once (Kestrel's <c>MaxConcurrentConnections</c>); one more is closed as soon as it
+    /// is accepted. Unset: the process's open-file limit less a tenth (at least 512) kept for upstream connections and
+    /// the store, so a flood of connections is turned away instead of leaving the process without file descriptors.
+    /// </summary>
+    public long? MaxConnections { get; set; }
+
+    /// <summary>
+    /// Most connections open at once from one remote address; one more gets a 503 (<c>too_many_connections</c>) and is
+    /// closed. Unset: half of <see cref="MaxConnections"/>, so one client cannot keep everyone else out. 0: no limit per
+    /// address — behind a reverse proxy, whose address every connection comes from.
+    /// </summary>
+    public long? MaxConnectionsPerClient { get; set; }
 }
 
 /// <summary>Cross-origin browser access (CORS).</summary>

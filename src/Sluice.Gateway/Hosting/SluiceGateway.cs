@@ -56,7 +56,13 @@ public static class SluiceGateway
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = options.Limits.MaxRequestBodyBytes;
             kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(options.Limits.RequestHeadersTimeoutSeconds);
-            Listen(kestrel, options.Host, options.Port);
+            var maxConnections = options.Limits.MaxConnections ?? Http.OpenFileLimit.DefaultMaxConnections(Http.OpenFileLimit.Current);
+            kestrel.Limits.MaxConcurrentConnections = maxConnections;
+            var perClient = options.Limits.MaxConnectionsPerClient ?? (maxConnections is { } all ? Math.Max(1, all / 2) : 0);
+            var limit = perClient > 0
+                ? new Http.ConnectionsPerClient(perClient, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Connections"), TimeProvider.System)
+                : null;
+            Listen(kestrel, options.Host, options.Port, limit);
         });
 
         // Kestrel's default accept backlog (512) overflows when thousands of clients connect at once (measured with
@@ -71,6 +77,9 @@ public static class SluiceGateway
                 o.IOQueueCount = queues;
             }
         });
+
+        // TCP listeners whose accept loop waits instead of spinning when the process is out of file descriptors.
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory, Http.GuardedSocketTransportFactory>();
 
         var origins = options.Cors.AllowedOrigins.Where(o => !string.IsNullOrWhiteSpace(o)).ToArray();
         var services = builder.Services;
@@ -158,10 +167,15 @@ public static class SluiceGateway
         return gateway;
     }
 
-    private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions kestrel, string host, int port)
+    private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions kestrel, string host, int port, Http.ConnectionsPerClient? limit)
     {
-        // Requests Kestrel rejects itself (bad request line or headers, limits) get a JSON body like every other error.
-        static void Configure(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen) => listen.UseProtocolErrorBodies();
+        void Configure(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen)
+        {
+            // First the limit per address (a connection over it costs nothing more), then: requests Kestrel rejects
+            // itself (bad request line or headers, limits) get a JSON body like every other error.
+            limit?.Apply(listen);
+            listen.UseProtocolErrorBodies();
+        }
 
         if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
         {

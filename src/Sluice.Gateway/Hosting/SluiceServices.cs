@@ -154,6 +154,10 @@ internal static class SluiceServices
         logging.SetMinimumLevel(LogLevel.Information);
         logging.AddFilter("Microsoft", LogLevel.Warning);
 
+        // Kestrel warns once per connection over Limits:MaxConnections — a flood of connections would be a flood of
+        // lines; GuardedSocketTransportFactory logs them as a count instead.
+        logging.AddFilter(Http.GuardedSocketTransportFactory.KestrelConnectionsCategory, LogLevel.Error);
+
         // ASP.NET Core starts an Activity for every request while this category is enabled at any level (for log
         // scopes), and HttpClient then starts one of its own under it and writes trace headers upstream: ~1 KB and a
         // few µs per call for nothing, since Sluice's access log replaces its lines and startup errors reach the

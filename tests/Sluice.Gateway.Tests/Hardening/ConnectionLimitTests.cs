@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Sluice.Gateway.Hosting;
+
+namespace Sluice.Gateway.Tests.Hardening;
+
+/// <summary>
+/// Connections a client can make the gateway hold: at most <c>Limits:MaxConnectionsPerClient</c> from one address (one
+/// over gets a 503 in JSON and is closed; other addresses are still served), at most <c>Limits:MaxConnections</c> in all.
+/// Real Kestrel sockets; a second client address is 127.0.0.2 (all of 127/8 is loopback on Linux).
+/// </summary>
+public sealed class ConnectionLimitTests
+{
+    private static readonly IPAddress OtherClient = IPAddress.Parse("127.0.0.2");
+
+    [Fact]
+    public async Task One_address_holds_at_most_its_share_and_the_next_gets_a_json_503_while_others_are_served()
+    {
+        await using var gateway = await TestGateway.StartAsync(o =>
+        {
+            o.Limits.MaxConnections = 40;
+            o.Limits.MaxConnectionsPerClient = 5;
+        });
+        var held = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                held.Add(await ConnectAsync(gateway, IPAddress.Loopback));
+            }
+
+            // The sixth from the same address: refused with a reason, then closed.
+            using (var sixth = await ConnectAsync(gateway, IPAddress.Loopback))
+            {
+                var answer = await SendAsync(sixth, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+                Assert.StartsWith("HTTP/1.1 503 ", answer, StringComparison.Ordinal);
+                Assert.Contains("\r\nConnection: close\r\n", answer, StringComparison.Ordinal);
+                using var body = JsonDocument.Parse(answer[(answer.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]);
+                Assert.Equal("too_many_connections", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+                Assert.Contains("MaxConnectionsPerClient", body.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+            }
+
+            // Another address is served while the first is at its limit; a held connection still works.
+            using (var other = await ConnectAsync(gateway, OtherClient))
+            {
+                Assert.StartsWith("HTTP/1.1 200 ", await SendAsync(other, "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), StringComparison.Ordinal);
+            }
+
+            Assert.StartsWith("HTTP/1.1 200 ", await SendAsync(held[0], "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var socket in held)
+            {
+                socket.Dispose();
+            }
+        }
+
+        // Closed connections free the address's share.
+        await AssertEventuallyServedAsync(gateway, IPAddress.Loopback);
+    }
+
+    [Fact]
+    public async Task Past_the_gateway_wide_limit_a_connection_is_closed_at_once_and_a_freed_slot_serves_again()
+    {
+        await using var gateway = await TestGateway.StartAsync(o =>
+        {
+            o.Limits.MaxConnections = 6;
+            o.Limits.MaxConnectionsPerClient = 0;
+        });
+        var held = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 6; i++)
+            {
+                held.Add(await ConnectAsync(gateway, i % 2 == 0 ? IPAddress.Loopback : OtherClient));
+            }
+
+            // Make sure Kestrel has taken all six before the seventh (a held connection answers).
+            Assert.StartsWith("HTTP/1.1 200 ", await SendAsync(held[5], "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", untilClosed: false), StringComparison.Ordinal);
+            using (var seventh = await ConnectAsync(gateway, IPAddress.Loopback))
+            {
+                // Closed without an answer (Kestrel's limit), not held open.
+                Assert.Equal(string.Empty, await SendAsync(seventh, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"));
+            }
+        }
+        finally
+        {
+            foreach (var socket in held)
+            {
+                socket.Dispose();
+            }
+        }
+
+        await AssertEventuallyServedAsync(gateway, IPAddress.Loopback);
+    }
+
+    [Theory]
+    [InlineData("203.0.113.7", "203.0.113.7")]
+    [InlineData("::ffff:203.0.113.7", "203.0.113.7")]
+    [InlineData("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::")]
+    [InlineData("2001:db8:1:2::1", "2001:db8:1:2::")]
+    [InlineData("::1", "::1")]
+    public void Clients_are_counted_by_ipv4_address_and_by_ipv6_64(string address, string countedAs) =>
+        Assert.Equal(IPAddress.Parse(countedAs), Sluice.Gateway.Http.ConnectionsPerClient.ClientOf(IPAddress.Parse(address)));
+
+    [Theory]
+    [InlineData("Limits:MaxConnections", "0", "Limits:MaxConnections must be at least 1")]
+    [InlineData("Limits:MaxConnectionsPerClient", "-1", "Limits:MaxConnectionsPerClient must be 0")]
+    public void Bad_limits_stop_the_start_with_what_to_set(string key, string value, string message)
+    {
+        var error = Assert.Throws<GatewayConfigurationException>(
+            () => GatewayConfiguration.Bind(GatewayConfiguration.Build(null, new Dictionary<string, string?> { [key] = value })));
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task<Socket> ConnectAsync(TestGateway gateway, IPAddress from)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(from, 0));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, gateway.BaseAddress.Port), timeout.Token);
+        return socket;
+    }
+
+    /// <summary>Sends a request; reads until the server closes (or, with <paramref name="untilClosed"/> false, one answer's head and a little more).</summary>
+    private static async Task<string> SendAsync(Socket socket, string request, bool untilClosed = true)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            await socket.SendAsync(Encoding.ASCII.GetBytes(request), SocketFlags.None, timeout.Token);
+        }
+        catch (SocketException)
+        {
+            return string.Empty;
+        }
+
+        var received = new MemoryStream();
+        var buffer = new byte[4096];
+        while (true)
+        {
+            int read;
+            try
+            {
+                read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+            }
+            catch (SocketException)
+            {
+                break;
+            }
+
+            if (read == 0)
+            {
+                break;
+            }
+
+            received.Write(buffer, 0, read);
+            if (!untilClosed && Encoding.ASCII.GetString(received.ToArray()).Contains("\r\n\r\n", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        return Encoding.ASCII.GetString(received.ToArray());
+    }
+
+    private static async Task AssertEventuallyServedAsync(TestGateway gateway, IPAddress from)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            using var socket = await ConnectAsync(gateway, from);
+            var answer = await SendAsync(socket, "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            if (answer.StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"still refused after the held connections closed: {answer}");
+            await Task.Delay(100);
+        }
+    }
+}
