@@ -60,7 +60,11 @@ public static class SluiceGateway
             kestrel.Limits.MaxConcurrentConnections = maxConnections;
             var perClient = options.Limits.MaxConnectionsPerClient ?? (maxConnections is { } all ? Math.Max(1, all / 2) : 0);
             var limit = perClient > 0
-                ? new Http.ConnectionsPerClient(perClient, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Connections"), TimeProvider.System)
+                ? new Http.ConnectionsPerClient(
+                    perClient,
+                    kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Connections"),
+                    TimeProvider.System,
+                    kestrel.ApplicationServices.GetService<Observability.GatewayMetrics>())
                 : null;
             Listen(kestrel, options.Host, options.Port, limit);
         });

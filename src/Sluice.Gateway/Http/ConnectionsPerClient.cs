@@ -21,8 +21,10 @@ namespace Sluice.Gateway.Http;
 /// reads a byte of it. IPv6 clients are counted by their /64. Counted per connection, not per request: a kept-alive connection pays once. Behind a reverse
 /// proxy every connection comes from the proxy's address — set the limit to the whole <c>Limits:MaxConnections</c> there.
 /// </remarks>
-internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, TimeProvider time)
+internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, TimeProvider time, Observability.GatewayMetrics? metrics)
 {
+    private static readonly KeyValuePair<string, object?> PerClient = new("reason", "per_client");
+
     private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
 
     private readonly ConcurrentDictionary<IPAddress, StrongBox<long>> _open = new();
@@ -94,6 +96,7 @@ internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, T
     private async Task RefuseAsync(ConnectionContext connection, IPAddress address)
     {
         var total = Interlocked.Increment(ref _turnedAway);
+        metrics?.ConnectionsRefused.Add(1, PerClient);
         var now = time.GetTimestamp();
         var last = Interlocked.Read(ref _lastLog);
         if ((last == 0 || time.GetElapsedTime(last, now) >= LogInterval) && Interlocked.CompareExchange(ref _lastLog, now, last) == last)

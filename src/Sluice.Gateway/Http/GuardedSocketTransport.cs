@@ -25,9 +25,12 @@ namespace Sluice.Gateway.Http;
 /// logs the turned-away connections instead: at the first, then at most once a minute with how many.
 /// </para>
 /// </remarks>
-internal sealed partial class GuardedSocketTransportFactory(IOptions<SocketTransportOptions> options, ILoggerFactory loggers, TimeProvider time)
+internal sealed partial class GuardedSocketTransportFactory(
+    IOptions<SocketTransportOptions> options, ILoggerFactory loggers, TimeProvider time, Observability.GatewayMetrics metrics, IMeterFactory meters)
     : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
+    private static readonly KeyValuePair<string, object?> MaxConnectionsReason = new("reason", "max_connections");
+
     /// <summary>Kestrel's category that logs each connection over the limit; the gateway keeps it to errors (SluiceServices).</summary>
     internal const string KestrelConnectionsCategory = "Microsoft.AspNetCore.Server.Kestrel.Connections";
 
@@ -92,7 +95,9 @@ internal sealed partial class GuardedSocketTransportFactory(IOptions<SocketTrans
         {
             InstrumentPublished = (instrument, listener) =>
             {
-                if (instrument.Meter.Name == "Microsoft.AspNetCore.Server.Kestrel" && instrument.Name == "kestrel.rejected_connections")
+                // This host's Kestrel only (its meter comes from the host's factory): other hosts in the process have their own.
+                if (instrument.Meter.Name == "Microsoft.AspNetCore.Server.Kestrel" && instrument.Name == "kestrel.rejected_connections"
+                    && ReferenceEquals(instrument.Meter.Scope, meters))
                 {
                     listener.EnableMeasurementEvents(instrument);
                 }
@@ -105,6 +110,7 @@ internal sealed partial class GuardedSocketTransportFactory(IOptions<SocketTrans
     internal void Rejected(long count)
     {
         var total = Interlocked.Add(ref _rejected, count);
+        metrics.ConnectionsRefused.Add(count, MaxConnectionsReason);
         var now = time.GetTimestamp();
         var last = Interlocked.Read(ref _lastRejectionLog);
         if ((last == 0 || time.GetElapsedTime(last, now) >= RejectionLogInterval)

@@ -42,6 +42,7 @@ internal sealed class GatewayMetrics
         Pings = Meter.CreateCounter<long>("sluice.stream.pings", "{ping}", "Keep-alive frames sent while a backend was silent.");
         SlowClientDrops = Meter.CreateCounter<long>("sluice.slow_client.drops", "{stream}", "Streams dropped because the client stopped reading.");
         AuthFailures = Meter.CreateCounter<long>("sluice.auth.failures", "{request}", "Requests refused before any call began: missing, invalid or unusable key (401/403/503).");
+        ConnectionsRefused = Meter.CreateCounter<long>("sluice.connections.refused", "{connection}", "Connections closed as soon as accepted, by reason: per_client (Limits:MaxConnectionsPerClient) or max_connections (Limits:MaxConnections).");
         ProcessMetrics.Register(Meter);
     }
 
@@ -76,6 +77,8 @@ internal sealed class GatewayMetrics
     public Counter<long> SlowClientDrops { get; }
 
     public Counter<long> AuthFailures { get; }
+
+    public Counter<long> ConnectionsRefused { get; }
 }
 
 /// <summary>Process figures in Prometheus' conventional names: resident memory, CPU time, open descriptors, threads.</summary>

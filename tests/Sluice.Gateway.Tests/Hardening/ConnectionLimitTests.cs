@@ -60,6 +60,7 @@ public sealed class ConnectionLimitTests
 
         // Closed connections free the address's share.
         await AssertEventuallyServedAsync(gateway, IPAddress.Loopback);
+        Assert.Equal(1, Observability.MetricsScrape.Value(await Observability.MetricsScrape.ReadAsync(gateway.Client), "sluice_connections_refused_total", ("reason", "per_client")));
     }
 
     [Fact]
@@ -95,6 +96,7 @@ public sealed class ConnectionLimitTests
         }
 
         await AssertEventuallyServedAsync(gateway, IPAddress.Loopback);
+        Assert.True(Observability.MetricsScrape.Value(await Observability.MetricsScrape.ReadAsync(gateway.Client), "sluice_connections_refused_total", ("reason", "max_connections")) >= 1);
     }
 
     [Theory]
