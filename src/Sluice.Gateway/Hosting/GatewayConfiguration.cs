@@ -208,6 +208,12 @@ public static class GatewayConfiguration
                 $"Limits:MaxConnections must be at least 1 (got {options.Limits.MaxConnections}); leave it out to take the open-file limit less a tenth (at least 512).");
         }
 
+        if (options.Limits.MaxBodyBytesPerClient < options.Limits.MaxRequestBodyBytes || options.Limits.MaxBodyBytes < options.Limits.MaxBodyBytesPerClient)
+        {
+            throw new GatewayConfigurationException(
+                $"Limits:MaxBodyBytesPerClient ({options.Limits.MaxBodyBytesPerClient}) must be at least Limits:MaxRequestBodyBytes ({options.Limits.MaxRequestBodyBytes}), and Limits:MaxBodyBytes ({options.Limits.MaxBodyBytes?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unset"}) at least Limits:MaxBodyBytesPerClient: one request's body must fit in its caller's share.");
+        }
+
         if (options.Limits.MaxConnectionsPerClient is < 0)
         {
             throw new GatewayConfigurationException(

@@ -263,6 +263,18 @@ public sealed class LimitOptions
     /// address — behind a reverse proxy, whose address every connection comes from.
     /// </summary>
     public long? MaxConnectionsPerClient { get; set; }
+
+    /// <summary>
+    /// Most bytes of request bodies one caller (virtual key, else remote address) makes the gateway hold at once — a
+    /// body counts from its first 16 KiB until its request ends; past it, 429 <c>request_bytes_limit</c>.
+    /// </summary>
+    public long MaxBodyBytesPerClient { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// Most bytes of request bodies held at once in all; past it, 503 <c>server_busy</c>. Unset: a quarter of the memory
+    /// the runtime may use (the container's limit if there is one), at least four of <see cref="MaxBodyBytesPerClient"/>.
+    /// </summary>
+    public long? MaxBodyBytes { get; set; }
 }
 
 /// <summary>Cross-origin browser access (CORS).</summary>

@@ -43,6 +43,9 @@ internal static class SluiceServices
         services.AddSingleton(_ => catalog);
         services.AddMetrics();
         services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton(new Http.RequestBodyBudget(
+            options.Limits.MaxBodyBytesPerClient,
+            options.Limits.MaxBodyBytes ?? Math.Max(4 * options.Limits.MaxBodyBytesPerClient, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4)));
         services.AddSingleton<CallTelemetry>();
         services.AddSingleton(sp => new PrometheusExporter(sp.GetRequiredService<GatewayMetrics>().Meter, options.Observability.Metrics.MaxSeriesPerMetric));
         services.AddSingleton<UsageTotals>();

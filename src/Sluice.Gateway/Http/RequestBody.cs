@@ -16,6 +16,7 @@ internal static class RequestBody
         }
 
         var reader = request.BodyReader;
+        RequestBodyBudget.Lease? held = null;
         while (true)
         {
             ReadResult result;
@@ -44,6 +45,27 @@ internal static class RequestBody
             {
                 reader.AdvanceTo(buffer.Start, buffer.End);
                 throw TooLarge(limit);
+            }
+
+            if (buffer.Length > RequestBodyBudget.FreeBytes)
+            {
+                // A large body counts against its caller's share of request bytes held at once.
+                held ??= request.HttpContext.RequestServices.GetService(typeof(RequestBodyBudget)) is RequestBodyBudget budget
+                    ? budget.Open(request.HttpContext)
+                    : null;
+                try
+                {
+                    held?.GrowTo(buffer.Length);
+                }
+                catch (ChatException)
+                {
+                    // The rest of the body is not read: the connection closes after the answer instead of Kestrel draining
+                    // (and holding) what the client still sends.
+                    reader.AdvanceTo(buffer.End);
+                    await reader.CompleteAsync();
+                    request.HttpContext.Response.Headers.Connection = "close";
+                    throw;
+                }
             }
 
             if (result.IsCompleted)

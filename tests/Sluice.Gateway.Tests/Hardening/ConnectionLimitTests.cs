@@ -108,7 +108,88 @@ public sealed class ConnectionLimitTests
     public void Clients_are_counted_by_ipv4_address_and_by_ipv6_64(string address, string countedAs) =>
         Assert.Equal(IPAddress.Parse(countedAs), Sluice.Gateway.Http.ConnectionsPerClient.ClientOf(IPAddress.Parse(address)));
 
+    [Fact]
+    public async Task Large_bodies_held_at_once_are_bounded_per_caller_and_small_ones_never_count()
+    {
+        await using var gateway = await TestGateway.StartAsync(o =>
+        {
+            o.Limits.MaxRequestBodyBytes = 1024 * 1024;
+            o.Limits.MaxBodyBytesPerClient = 2 * 1024 * 1024;
+        });
+        var chat = Encoding.ASCII.GetBytes("""{"model":"sim-fast","max_tokens":2,"messages":[{"role":"user","content":"Hi"}],""");
+        var held = new List<Socket>();
+        try
+        {
+            // Two bodies of ~1 MiB sent but for their last bytes: the caller's 2 MiB are held.
+            for (var i = 0; i < 2; i++)
+            {
+                var socket = await ConnectAsync(gateway, IPAddress.Loopback);
+                held.Add(socket);
+                await socket.SendAsync(Encoding.ASCII.GetBytes($"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {1000 * 1024}\r\n\r\n"));
+                await socket.SendAsync(new byte[(1000 * 1024) - 100]);
+            }
+
+            // A third large body from the same caller: 429 in the dialect, with what to do.
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            string answer;
+            do
+            {
+                using var third = await ConnectAsync(gateway, IPAddress.Loopback);
+                answer = await SendAsync(third, LargeChat(chat, 900 * 1024));
+            }
+            while (!answer.StartsWith("HTTP/1.1 429 ", StringComparison.Ordinal) && DateTime.UtcNow < deadline);
+
+            Assert.StartsWith("HTTP/1.1 429 ", answer, StringComparison.Ordinal);
+            Assert.Contains("\r\nRetry-After: 1\r\n", answer, StringComparison.Ordinal);
+            Assert.Contains("\"code\":\"request_bytes_limit\"", answer, StringComparison.Ordinal);
+            Assert.Contains("Limits:MaxBodyBytesPerClient", answer, StringComparison.Ordinal);
+
+            // A small request from the same caller is not counted; another caller's large one is its own share.
+            using (var small = await ConnectAsync(gateway, IPAddress.Loopback))
+            {
+                var smallAnswer = await SendAsync(small, LargeChat(chat, 8 * 1024));
+                Assert.True(smallAnswer.StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal), smallAnswer);
+            }
+
+            using (var other = await ConnectAsync(gateway, OtherClient))
+            {
+                var otherAnswer = await SendAsync(other, LargeChat(chat, 900 * 1024));
+                Assert.True(otherAnswer.StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal), otherAnswer);
+            }
+        }
+        finally
+        {
+            foreach (var socket in held)
+            {
+                socket.Dispose();
+            }
+        }
+
+        // The held bodies' requests ended with their connections: the caller's share is back.
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            using var again = await ConnectAsync(gateway, IPAddress.Loopback);
+            var answer = await SendAsync(again, LargeChat(chat, 900 * 1024));
+            if (answer.StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal))
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < until, answer[..Math.Min(300, answer.Length)]);
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>A complete chat request padded with JSON whitespace to about <paramref name="bytes"/> (a short prompt).</summary>
+    private static string LargeChat(byte[] start, int bytes)
+    {
+        var body = Encoding.ASCII.GetString(start) + new string(' ', bytes) + "\"stream\":false}";
+        return $"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {body.Length}\r\n\r\n{body}";
+    }
+
     [Theory]
+    [InlineData("Limits:MaxBodyBytesPerClient", "1000", "Limits:MaxBodyBytesPerClient (1000) must be at least Limits:MaxRequestBodyBytes")]
     [InlineData("Limits:MaxConnections", "0", "Limits:MaxConnections must be at least 1")]
     [InlineData("Limits:MaxConnectionsPerClient", "-1", "Limits:MaxConnectionsPerClient must be 0")]
     public void Bad_limits_stop_the_start_with_what_to_set(string key, string value, string message)
