@@ -14,7 +14,8 @@ namespace Sluice.Gateway.Http;
 /// </summary>
 /// <remarks>
 /// A body counts from its first byte over <see cref="FreeBytes"/> (chat requests are far smaller: the common call never
-/// touches the budget) until its request ends, since the call keeps the bytes that long. The caller is the virtual key,
+/// touches the budget) until its request ends, since the call keeps the bytes that long; a WebSocket message while it
+/// arrives (the socket's request lasts as long as the socket). The caller is the virtual key,
 /// or the remote address (IPv6 by /64) for the operator, open mode and endpoints without a key.
 /// </remarks>
 internal sealed class RequestBodyBudget(long perClient, long total)
@@ -56,10 +57,19 @@ internal sealed class RequestBodyBudget(long perClient, long total)
         private StrongBox<long>? _count;
         private long _held;
 
-        /// <summary>Grows the share to <paramref name="bytes"/>; throws the caller's 429 or the gateway's 503 past a limit.</summary>
+        /// <summary>Sets the share to <paramref name="bytes"/>; growing past a limit throws the caller's 429 or the gateway's 503.</summary>
         public void GrowTo(long bytes)
         {
             var more = bytes - _held;
+            if (more < 0 && _count is not null)
+            {
+                // Smaller (a WebSocket's message handed on): give the difference back.
+                Interlocked.Add(ref budget._total, more);
+                Interlocked.Add(ref _count.Value, more);
+                _held = bytes;
+                return;
+            }
+
             if (more <= 0)
             {
                 return;

@@ -4,6 +4,7 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using System.Threading.Channels;
 using Sluice.Gateway.Hosting;
+using Sluice.Gateway.Http;
 using Sluice.Protocol;
 using Sluice.Protocol.Portal;
 
@@ -41,8 +42,11 @@ internal sealed class WebSocketConnection : IAsyncDisposable
     /// <summary>Requests running now.</summary>
     public int Running => _running.Count;
 
-    /// <summary>Receives the next whole text message (null: the client closed); a message over the limit closes the socket.</summary>
-    public async Task<ReadOnlyMemory<byte>?> ReceiveAsync(ArrayBufferWriter<byte> buffer, long limit)
+    /// <summary>
+    /// Receives the next whole text message (null: the client closed); a message over the limit closes the socket, as
+    /// does one that would pass the caller's share of request bytes held at once (<paramref name="held"/>).
+    /// </summary>
+    public async Task<ReadOnlyMemory<byte>?> ReceiveAsync(ArrayBufferWriter<byte> buffer, long limit, RequestBodyBudget.Lease? held = null)
     {
         buffer.ResetWrittenCount();
         ValueWebSocketReceiveResult result;
@@ -55,8 +59,24 @@ internal sealed class WebSocketConnection : IAsyncDisposable
                 await _socket.CloseAsync(WebSocketCloseStatus.MessageTooBig, "message too big", _closing.Token);
                 return null;
             }
+
+            if (held is not null && buffer.WrittenCount > RequestBodyBudget.FreeBytes)
+            {
+                try
+                {
+                    held.GrowTo(buffer.WrittenCount);
+                }
+                catch (ChatException)
+                {
+                    await _socket.CloseAsync(WebSocketCloseStatus.PolicyViolation, "too many request bytes held at once (Limits:MaxBodyBytesPerClient)", _closing.Token);
+                    return null;
+                }
+            }
         }
         while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
+
+        // The message is handed on as its own copy: the socket's share is back to nothing.
+        held?.GrowTo(0);
 
         // A clean close: requests in flight are cancelled, then the server closes its side.
         return result.MessageType == WebSocketMessageType.Close ? null : buffer.WrittenMemory.ToArray();

@@ -50,7 +50,7 @@ internal sealed partial class WebSocketEndpoint(
         await using var connection = new WebSocketConnection(socket, options.WebSocket, context.RequestAborted);
         try
         {
-            await ReadLoopAsync(connection, caller);
+            await ReadLoopAsync(connection, caller, (context.RequestServices.GetService(typeof(RequestBodyBudget)) as RequestBodyBudget)?.Open(context));
         }
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException)
         {
@@ -58,11 +58,18 @@ internal sealed partial class WebSocketEndpoint(
         }
     }
 
-    private async Task ReadLoopAsync(WebSocketConnection connection, Caller caller)
+    private async Task ReadLoopAsync(WebSocketConnection connection, Caller caller, RequestBodyBudget.Lease? held)
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
-        while (await connection.ReceiveAsync(buffer, options.Limits.MaxRequestBodyBytes) is { } message)
+        while (await connection.ReceiveAsync(buffer, options.Limits.MaxRequestBodyBytes, held) is { } message)
         {
+            if (buffer.Capacity > 64 * 1024)
+            {
+                // A large message's buffer is not kept for the socket's life (thousands of idle sockets each holding
+                // megabytes): the next message starts small again.
+                buffer = new ArrayBufferWriter<byte>(4096);
+            }
+
             string? id = null;
             try
             {

@@ -36,6 +36,43 @@ public sealed class WebSocketBoundsTests
     }
 
     [Fact]
+    public async Task Messages_arriving_at_once_count_against_the_callers_share_of_request_bytes_and_the_socket_past_it_is_closed()
+    {
+        await using var gateway = await TestGateway.StartAsync(o =>
+        {
+            o.Limits.MaxRequestBodyBytes = 1024 * 1024;
+            o.Limits.MaxBodyBytesPerClient = 2 * 1024 * 1024;
+        });
+        using var first = await ConnectAsync(gateway.BaseAddress);
+        using var second = await ConnectAsync(gateway.BaseAddress);
+        using var third = await ConnectAsync(gateway.BaseAddress);
+        var part = new byte[900 * 1024];
+        part.AsSpan().Fill((byte)' ');
+        part[0] = (byte)'{';
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+
+        // Two messages of 900 KB not finished: the caller's 2 MiB are nearly all held. A third closes its socket (1008).
+        await first.SendAsync(part, WebSocketMessageType.Text, endOfMessage: false, timeout.Token);
+        await second.SendAsync(part, WebSocketMessageType.Text, endOfMessage: false, timeout.Token);
+        await Task.Delay(300);
+        await third.SendAsync(part, WebSocketMessageType.Text, endOfMessage: false, timeout.Token);
+        var closed = await third.ReceiveAsync(new byte[1024], timeout.Token);
+        Assert.Equal(WebSocketMessageType.Close, closed.MessageType);
+        Assert.Equal(WebSocketCloseStatus.PolicyViolation, third.CloseStatus);
+        Assert.Contains("Limits:MaxBodyBytesPerClient", third.CloseStatusDescription, StringComparison.Ordinal);
+
+        // A finished message gives its bytes back: the first socket's request runs, and a new one fits again.
+        await first.SendAsync(Encoding.UTF8.GetBytes("\"type\":\"chat\",\"id\":\"r1\",\"model\":\"sim-fast\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}"), WebSocketMessageType.Text, endOfMessage: true, timeout.Token);
+        var ends = await ReadEndsAsync(first, 1);
+        Assert.Equal("done", ends["r1"].GetProperty("type").GetString());
+        using var fourth = await ConnectAsync(gateway.BaseAddress);
+        await fourth.SendAsync(part, WebSocketMessageType.Text, endOfMessage: false, timeout.Token);
+        await fourth.SendAsync(Encoding.UTF8.GetBytes("}"), WebSocketMessageType.Text, endOfMessage: true, timeout.Token);
+        var answer = await fourth.ReceiveAsync(new byte[4096], timeout.Token);
+        Assert.Equal(WebSocketMessageType.Text, answer.MessageType);
+    }
+
+    [Fact]
     public async Task The_request_beyond_the_per_key_cap_is_refused_on_any_socket_while_the_others_go_on()
     {
         await using var gateway = await TestGateway.StartAsync(o => o.WebSocket.MaxConcurrentRequestsPerKey = 3);
