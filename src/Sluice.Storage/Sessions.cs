@@ -65,13 +65,15 @@ public static class SessionOwners
 /// <param name="Title">A label; <see langword="null"/> to take the start of the first user message.</param>
 /// <param name="Metadata">String metadata (at most 16 entries).</param>
 /// <param name="KeyId">The key creating it, if any.</param>
+/// <param name="MaxSessionsPerOwner">Refuse with <see cref="SessionLimitException"/> when the owner already holds this many sessions; 0 for no limit.</param>
 public sealed record NewChatSession(
     int MaxContextTokens,
     string? SystemPrompt = null,
     string? Model = null,
     string? Title = null,
     IReadOnlyDictionary<string, string>? Metadata = null,
-    string? KeyId = null)
+    string? KeyId = null,
+    int MaxSessionsPerOwner = 0)
 {
     /// <summary>The default context budget.</summary>
     public const int DefaultMaxContextTokens = 4096;

@@ -38,6 +38,24 @@ public sealed class StoreConflictException : StoreException
     }
 }
 
+/// <summary>The owner holds as many sessions as it may (<see cref="NewChatSession.MaxSessionsPerOwner"/>; HTTP 409).</summary>
+public sealed class SessionLimitException : StoreException
+{
+    /// <summary>Creates the exception.</summary>
+    public SessionLimitException(string owner, int limit)
+        : base($"'{owner}' holds {limit} sessions, the most it may keep; delete old ones to start another.")
+    {
+        Owner = owner;
+        Limit = limit;
+    }
+
+    /// <summary>The owner.</summary>
+    public string Owner { get; }
+
+    /// <summary>The most sessions it may keep.</summary>
+    public int Limit { get; }
+}
+
 /// <summary>The session holds as many messages as a session may (HTTP 409): start a new one.</summary>
 public sealed class SessionFullException : StoreException
 {

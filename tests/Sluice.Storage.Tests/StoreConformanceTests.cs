@@ -972,6 +972,23 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_session_limit_refuses_the_owner_s_next_one_and_counts_each_owner_apart()
+    {
+        var limited = new NewChatSession(4096, MaxSessionsPerOwner: 2);
+        await Store.CreateSessionAsync("team_a", limited, None);
+        var second = await Store.CreateSessionAsync("team_a", limited, None);
+        var refused = await Assert.ThrowsAsync<SessionLimitException>(() => Store.CreateSessionAsync("team_a", limited, None));
+        Assert.Equal(2, refused.Limit);
+        Assert.Equal(2, (await Store.ListSessionsAsync("team_a", 10, 0, None)).Count);
+
+        await Store.CreateSessionAsync("team_b", limited, None);
+        Assert.True(await Store.DeleteSessionAsync("team_a", second.Id, None));
+        await Store.CreateSessionAsync("team_a", limited, None);
+        await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);
+        Assert.Equal(3, (await Store.ListSessionsAsync("team_a", 10, 0, None)).Count);
+    }
+
+    [Fact]
     public async Task Sessions_are_isolated_by_owner()
     {
         var mine = await Store.CreateSessionAsync("team_a", new NewChatSession(4096), None);

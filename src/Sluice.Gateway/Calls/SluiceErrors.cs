@@ -100,6 +100,13 @@ internal static class SluiceErrors
             "Start a new session (send the turn without session_id), or delete old sessions (DELETE /api/sessions/{id}).",
             ErrorTypes.InvalidRequest, "session_id", "session_full"));
 
+    public static ChatException TooManySessions(int limit) => new(
+        409,
+        new ErrorInfo(
+            $"This team keeps {limit} sessions, the most it may (Sessions:MaxPerTeam), so no new one was started. " +
+            "Delete sessions it no longer needs (GET /api/sessions lists them, DELETE /api/sessions/{id} deletes one), or continue one with session_id.",
+            ErrorTypes.InvalidRequest, null, "too_many_sessions"));
+
     public static ChatException ModelNotAllowed(string model) => new(
         403,
         new ErrorInfo(

@@ -136,6 +136,12 @@ public sealed class SessionOptions
     /// 409 <c>session_full</c> before the model runs; nothing is deleted or archived behind the client's back.
     /// </summary>
     public int MaxMessages { get; set; } = 2_000;
+
+    /// <summary>
+    /// Sessions one team (or the operator) keeps; creating one more — explicitly or by a turn without
+    /// <c>session_id</c> — is refused with 409 <c>too_many_sessions</c>. Nothing is deleted behind the client's back.
+    /// </summary>
+    public int MaxPerTeam { get; set; } = 10_000;
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>

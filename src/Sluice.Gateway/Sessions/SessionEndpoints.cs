@@ -74,16 +74,26 @@ internal sealed class SessionEndpoints(
 
         var title = ApiJson.OptionalName(root, "title", NameKind.Label, MaxTitleChars);
 
-        var session = await tenancy.Store.CreateSessionAsync(
-            OwnerOf(caller),
-            new NewChatSession(
-                ReadContextBudget(root),
-                SessionStage.ReadText(root, "system_prompt", required: false, options.Limits.MaxPromptChars),
-                model,
-                title,
-                ReadMetadata(root),
-                caller.Key?.Id),
-            context.RequestAborted);
+        ChatSession session;
+        try
+        {
+            session = await tenancy.Store.CreateSessionAsync(
+                OwnerOf(caller),
+                new NewChatSession(
+                    ReadContextBudget(root),
+                    SessionStage.ReadText(root, "system_prompt", required: false, options.Limits.MaxPromptChars),
+                    model,
+                    title,
+                    ReadMetadata(root),
+                    caller.Key?.Id,
+                    options.Sessions.MaxPerTeam),
+                context.RequestAborted);
+        }
+        catch (SessionLimitException limit)
+        {
+            throw SluiceErrors.TooManySessions(limit.Limit);
+        }
+
         await ApiJson.WriteAsync(context, StatusCodes.Status201Created, json => WriteSession(json, session, withMessages: false));
     }
 
@@ -162,7 +172,7 @@ internal sealed class SessionEndpoints(
     /// <summary><c>POST /api/llm/chat/session/stream</c>: one turn, streamed as portal events through the call pipeline.</summary>
     public Task StreamAsync(HttpContext context)
     {
-        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger);
+        var stage = new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger, options.Sessions.MaxPerTeam);
         var answer = new HttpAnswer(
             _ => new PortalStreamFormat(new PortalStreamWriter(stage.PortalInfo)),
             Completion: null,

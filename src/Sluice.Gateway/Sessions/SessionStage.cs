@@ -24,7 +24,7 @@ namespace Sluice.Gateway.Sessions;
 /// (<see cref="ReplyCapture"/>), so relays and writers stay unaware of sessions. A session belongs to the caller's team
 /// (or the operator); another owner's session is a 404 like a missing one.
 /// </remarks>
-internal sealed partial class SessionStage(ISessionStore store, int maxPromptChars, int maxMessages, ILogger logger) : CallStage
+internal sealed partial class SessionStage(ISessionStore store, int maxPromptChars, int maxMessages, ILogger logger, int maxSessions = 0) : CallStage
 {
     private readonly StringBuilder _reply = new();
     private ChatSession? _session;
@@ -83,7 +83,8 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
         }
         else
         {
-            _newSession = new NewChatSession(NewChatSession.DefaultMaxContextTokens, systemPrompt, parsed.Model.Length > 0 ? parsed.Model : null, KeyId: call.Caller.Key?.Id);
+            _newSession = new NewChatSession(
+                NewChatSession.DefaultMaxContextTokens, systemPrompt, parsed.Model.Length > 0 ? parsed.Model : null, KeyId: call.Caller.Key?.Id, MaxSessionsPerOwner: maxSessions);
         }
 
         var history = _session ?? new ChatSession
@@ -111,7 +112,15 @@ internal sealed partial class SessionStage(ISessionStore store, int maxPromptCha
     public override async ValueTask CommitAsync(ChatCall call, CancellationToken cancellationToken)
     {
         var ownerId = call.Caller.OwnerId;
-        _session ??= await store.CreateSessionAsync(ownerId, _newSession!, cancellationToken);
+        try
+        {
+            _session ??= await store.CreateSessionAsync(ownerId, _newSession!, cancellationToken);
+        }
+        catch (SessionLimitException limit)
+        {
+            throw SluiceErrors.TooManySessions(limit.Limit);
+        }
+
         try
         {
             // One place is kept for the reply, so a session never holds more than maxMessages.

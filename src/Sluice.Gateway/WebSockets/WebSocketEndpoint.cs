@@ -179,7 +179,7 @@ internal sealed partial class WebSocketEndpoint(
         {
             connection.Run(id, async cancel =>
             {
-                var stage = sessionTurn ? new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger) : null;
+                var stage = sessionTurn ? new SessionStage(tenancy.Store, options.Limits.MaxPromptChars, options.Sessions.MaxMessages, logger, options.Sessions.MaxPerTeam) : null;
                 var call = pipeline.Begin(RequestIds.Next(), caller, sessionTurn ? CallDialect.Session : CallDialect.WebSocket, cancel);
                 call.Body = message;
                 await pipeline.RunAsync(call, new WebSocketResponder(connection, id, stage, cancel), stage);

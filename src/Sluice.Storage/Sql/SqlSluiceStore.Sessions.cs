@@ -67,14 +67,19 @@ internal abstract partial class SqlSluiceStore
         return await WriteAsync(
             async (c, tx) =>
             {
+                // With a limit, the row goes in only while the owner holds fewer (counted through the owner index, in
+                // the same statement; creations racing on several gateway processes can pass it by as many as race).
                 await using var insert = Db.Command(
                     c,
                     tx,
-                    $"INSERT INTO sessions ({SessionColumns}) VALUES (@id, @owner, @key, @title, @model, @system, @context, @metadata, 0, @at, @at)");
-                await insert.With("@id", stored.Id).With("@owner", owner).With("@key", stored.KeyId).With("@title", stored.Title)
+                    session.MaxSessionsPerOwner > 0
+                        ? $"INSERT INTO sessions ({SessionColumns}) SELECT @id, @owner, @key, @title, @model, @system, @context, @metadata, 0, @at, @at WHERE (SELECT COUNT(*) FROM sessions WHERE owner = @owner) < @limit"
+                        : $"INSERT INTO sessions ({SessionColumns}) VALUES (@id, @owner, @key, @title, @model, @system, @context, @metadata, 0, @at, @at)");
+                var inserted = await insert.With("@id", stored.Id).With("@owner", owner).With("@key", stored.KeyId).With("@title", stored.Title)
                     .With("@model", stored.Model).With("@system", stored.SystemPrompt).With("@context", stored.MaxContextTokens)
-                    .With("@metadata", JsonSerializer.Serialize(stored.Metadata)).With("@at", now).ExecuteNonQueryAsync(cancellationToken);
-                return stored;
+                    .With("@metadata", JsonSerializer.Serialize(stored.Metadata)).With("@at", now).With("@limit", (long)session.MaxSessionsPerOwner)
+                    .ExecuteNonQueryAsync(cancellationToken);
+                return inserted == 1 ? stored : throw new SessionLimitException(owner, session.MaxSessionsPerOwner);
             },
             cancellationToken);
     }

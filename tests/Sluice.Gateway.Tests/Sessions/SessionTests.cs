@@ -97,6 +97,34 @@ public abstract class SessionTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task A_team_keeps_at_most_its_sessions_and_the_next_is_refused_without_deleting_any()
+    {
+        var host = await StartGatewayAsync(configure: o => o.Sessions.MaxPerTeam = 2);
+        var (_, key) = await host.NewTeamAsync(100);
+        using var team = host.NewClient(key);
+        (await TenancyHost.PostAsync(team, "api/sessions", "{}")).AssertStatus(HttpStatusCode.Created);
+        var second = await TenancyHost.PostAsync(team, "api/sessions", "{}");
+        second.AssertStatus(HttpStatusCode.Created);
+
+        // A third, explicitly or by a turn without session_id: 409 with what to do; the two are kept.
+        var refused = await TenancyHost.PostAsync(team, "api/sessions", "{}");
+        refused.AssertError(HttpStatusCode.Conflict, "invalid_request_error", "too_many_sessions");
+        Assert.Contains("DELETE /api/sessions/{id}", refused.Json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        var byTurn = await TurnAsync(team, """{"message": "Hi", "max_tokens": 2}""");
+        Assert.Equal(HttpStatusCode.Conflict, byTurn.Status);
+        Assert.Contains("too_many_sessions", byTurn.Body, StringComparison.Ordinal);
+        Assert.Equal(2, (await TenancyHost.GetAsync(team, "api/sessions")).Json.GetProperty("data").GetArrayLength());
+
+        // Another team has its own; a deleted session makes room.
+        var (_, otherKey) = await host.NewTeamAsync(100);
+        using var other = host.NewClient(otherKey);
+        (await TenancyHost.PostAsync(other, "api/sessions", "{}")).AssertStatus(HttpStatusCode.Created);
+        (await TenancyHost.SendAsync(team, HttpMethod.Delete, $"api/sessions/{second.Json.GetProperty("id").GetString()}")).AssertStatus(HttpStatusCode.OK);
+        var turn = await TurnAsync(team, """{"message": "Hi", "max_tokens": 2}""");
+        Assert.Equal(HttpStatusCode.OK, turn.Status);
+    }
+
+    [Fact]
     public async Task A_turn_without_a_session_creates_one_with_its_system_prompt()
     {
         var turn = await TurnAsync(Host.Admin, """{"message": "Tell me about tides", "system_prompt": "Answer in one line.", "model": "sim-fast", "max_tokens": 6}""");
