@@ -34,4 +34,10 @@ public interface IResponseStore
 
     /// <summary>Deletes the response; false when <paramref name="owner"/> has no such response.</summary>
     Task<bool> DeleteResponseAsync(string owner, string id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes <paramref name="owner"/>'s oldest responses beyond its newest <paramref name="keep"/> (by time, then id);
+    /// returns how many were deleted.
+    /// </summary>
+    Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken);
 }

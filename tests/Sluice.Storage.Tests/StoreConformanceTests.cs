@@ -972,6 +972,30 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Trimming_keeps_an_owner_s_newest_responses_and_leaves_other_owners_alone()
+    {
+        var start = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
+        StoredResponse Response(string owner, int minute) => new(
+            $"resp_{owner}_{minute}", owner, null, "sim-fast", null, """{"id":"x","output":[]}""", "[]", start.AddMinutes(minute));
+        foreach (var minute in new[] { 3, 1, 5, 2, 4 })
+        {
+            await Store.SaveResponseAsync(Response("team_a", minute), None);
+        }
+
+        await Store.SaveResponseAsync(Response("team_b", 0), None);
+
+        Assert.Equal(2, await Store.TrimResponsesAsync("team_a", 3, None));
+        foreach (var (minute, kept) in new[] { (1, false), (2, false), (3, true), (4, true), (5, true) })
+        {
+            Assert.Equal(kept, await Store.GetResponseAsync("team_a", $"resp_team_a_{minute}", None) is not null);
+        }
+
+        Assert.NotNull(await Store.GetResponseAsync("team_b", "resp_team_b_0", None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_a", 3, None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_b", 1, None));
+    }
+
+    [Fact]
     public async Task A_session_limit_refuses_the_owner_s_next_one_and_counts_each_owner_apart()
     {
         var limited = new NewChatSession(4096, MaxSessionsPerOwner: 2);

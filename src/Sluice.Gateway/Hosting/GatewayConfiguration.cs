@@ -202,6 +202,11 @@ public static class GatewayConfiguration
                 "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
+        if (options.Responses.MaxStoredPerTeam < 1)
+        {
+            throw new GatewayConfigurationException($"Responses:MaxStoredPerTeam must be at least 1 (got {options.Responses.MaxStoredPerTeam}); the default is 10000.");
+        }
+
         if (options.Sessions.MaxPerTeam < 1)
         {
             throw new GatewayConfigurationException($"Sessions:MaxPerTeam must be at least 1 (got {options.Sessions.MaxPerTeam}); the default is 10000.");

@@ -93,6 +93,9 @@ public sealed class GatewayOptions
     /// <summary>Stored conversations.</summary>
     public SessionOptions Sessions { get; set; } = new();
 
+    /// <summary>Stored responses of the Responses API.</summary>
+    public ResponsesOptions Responses { get; set; } = new();
+
     /// <summary>The store connection string in effect: <see cref="Store"/>, or the SQLite file in <see cref="DataDirectory"/>.</summary>
     public string StoreConnectionString =>
         string.IsNullOrWhiteSpace(Store) ? Sluice.Storage.SluiceStoreFactory.DefaultConnectionString(DataDirectory) : Store;
@@ -142,6 +145,17 @@ public sealed class SessionOptions
     /// <c>session_id</c> — is refused with 409 <c>too_many_sessions</c>. Nothing is deleted behind the client's back.
     /// </summary>
     public int MaxPerTeam { get; set; } = 10_000;
+}
+
+/// <summary>Stored responses (<c>POST /v1/responses</c> with <c>store</c>).</summary>
+public sealed class ResponsesOptions
+{
+    /// <summary>
+    /// Stored responses one team (or the operator) keeps: past it the oldest are deleted — a <c>previous_response_id</c>
+    /// naming one then gets a 404, as after OpenAI's own retention. Checked every
+    /// <see cref="Responses.StoredResponseRetention.TrimEvery"/> stores per team and process, so a team may hold that many more.
+    /// </summary>
+    public int MaxStoredPerTeam { get; set; } = 10_000;
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>

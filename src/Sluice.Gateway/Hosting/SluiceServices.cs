@@ -43,6 +43,7 @@ internal static class SluiceServices
         services.AddSingleton(_ => catalog);
         services.AddMetrics();
         services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton(new Responses.StoredResponseRetention(options.Responses.MaxStoredPerTeam));
         services.AddSingleton(new Http.RequestBodyBudget(
             options.Limits.MaxBodyBytesPerClient,
             options.Limits.MaxBodyBytes ?? Math.Max(4 * options.Limits.MaxBodyBytesPerClient, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4)));

@@ -16,7 +16,8 @@ namespace Sluice.Gateway.Responses;
 /// <c>GET /v1/responses/{id}</c> and <c>DELETE /v1/responses/{id}</c> for stored responses, which belong to the caller's
 /// team (or the operator): another owner's id is a 404 exactly like a missing one.
 /// </summary>
-internal sealed class ResponsesEndpoints(HttpCalls calls, TenancyRuntime tenancy, TimeProvider time, ILogger<ResponsesEndpoints> logger)
+internal sealed class ResponsesEndpoints(
+    HttpCalls calls, TenancyRuntime tenancy, TimeProvider time, ILogger<ResponsesEndpoints> logger, StoredResponseRetention retention)
 {
     public void Map(IEndpointRouteBuilder app)
     {
@@ -27,7 +28,7 @@ internal sealed class ResponsesEndpoints(HttpCalls calls, TenancyRuntime tenancy
 
     private Task CreateAsync(HttpContext context)
     {
-        var stage = new ResponsesStage(tenancy.Store, calls.Pipeline.Limits, time, logger);
+        var stage = new ResponsesStage(tenancy.Store, calls.Pipeline.Limits, time, logger, retention);
         var answer = new HttpAnswer(
             _ => new ResponsesStreamFormat(new ResponsesStreamWriter(stage.Header)),
             (output, _, _, _) => output.Write(stage.Tracker.FinalResponse.Span));

@@ -19,7 +19,8 @@ namespace Sluice.Gateway.Responses;
 /// fed the same events as the client's, so it builds the same response object) from commit on, and stores the response
 /// with its whole conversation when it completes (<c>store</c>, default true).
 /// </summary>
-internal sealed partial class ResponsesStage(IResponseStore store, ChatRequestLimits limits, TimeProvider time, ILogger logger) : CallStage
+internal sealed partial class ResponsesStage(IResponseStore store, ChatRequestLimits limits, TimeProvider time, ILogger logger, StoredResponseRetention? retention = null)
+    : CallStage
 {
     private ResponseHeader? _header;
     private ResponsesStreamWriter? _tracker;
@@ -103,6 +104,12 @@ internal sealed partial class ResponsesStage(IResponseStore store, ChatRequestLi
                     conversation.ToString(),
                     time.GetUtcNow()),
                 CancellationToken.None);
+
+            // The team keeps its newest Responses:MaxStoredPerTeam (checked every so many stores).
+            if (retention is not null && retention.CountStore(call.Caller.OwnerId))
+            {
+                await store.TrimResponsesAsync(call.Caller.OwnerId, retention.Keep, CancellationToken.None);
+            }
         }
 #pragma warning disable CA1031 // The client still gets its answer; a response that could not be stored is logged.
         catch (Exception ex)

@@ -34,6 +34,25 @@ internal abstract partial class SqlSluiceStore
     }
 
     /// <inheritdoc />
+    public Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken)
+    {
+        RequireName(owner, nameof(owner));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(keep);
+        return WriteAsync(
+            async (c, tx) =>
+            {
+                // Older than the keep-th newest, ties in time ordered by id (nothing when there are fewer).
+                await using var delete = Db.Command(
+                    c,
+                    tx,
+                    "DELETE FROM responses WHERE owner = @owner AND (created_at_ms, id) < " +
+                    "(SELECT created_at_ms, id FROM responses WHERE owner = @owner ORDER BY created_at_ms DESC, id DESC LIMIT 1 OFFSET @skip)");
+                return await delete.With("@owner", owner).With("@skip", (long)(keep - 1)).ExecuteNonQueryAsync(cancellationToken);
+            },
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<bool> DeleteResponseAsync(string owner, string id, CancellationToken cancellationToken) =>
         WriteAsync(
             async (c, tx) =>

@@ -12,6 +12,44 @@ public sealed class OwnerScopedResponsesTests : TenancyTestBase
     protected override TestDatabases NewDatabases() => new SqliteDatabases();
 
     [Fact]
+    public async Task A_team_keeps_its_newest_stored_responses_and_the_oldest_are_deleted()
+    {
+        var host = await StartGatewayAsync(configure: o => o.Responses.MaxStoredPerTeam = 2);
+        var (_, key) = await host.NewTeamAsync(1000);
+        var (_, otherKey) = await host.NewTeamAsync(10);
+        using var team = host.NewClient(key);
+        using var other = host.NewClient(otherKey);
+        var others = (await TenancyHost.SendAsync(other, HttpMethod.Post, "v1/responses", """{"model": "sim-fast", "input": "Hi", "max_output_tokens": 2}""")).Json.GetProperty("id").GetString();
+
+        // The trim runs at a team's first store in a process and then every 100th: after 101 stores, 2 are left.
+        var ids = new List<string>();
+        for (var i = 0; i < 1 + Gateway.Responses.StoredResponseRetention.TrimEvery; i++)
+        {
+            var created = await TenancyHost.SendAsync(team, HttpMethod.Post, "v1/responses", """{"model": "sim-fast", "input": "Hi", "max_output_tokens": 2}""");
+            created.AssertStatus(HttpStatusCode.OK);
+            ids.Add(created.Json.GetProperty("id").GetString()!);
+        }
+
+        var kept = new List<string>();
+        foreach (var id in ids)
+        {
+            var read = await TenancyHost.SendAsync(team, HttpMethod.Get, $"v1/responses/{id}");
+            if (read.Status == HttpStatusCode.OK)
+            {
+                kept.Add(id);
+            }
+            else
+            {
+                read.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+            }
+        }
+
+        Assert.Equal(2, kept.Count);
+        Assert.DoesNotContain(ids[0], kept);
+        (await TenancyHost.SendAsync(other, HttpMethod.Get, $"v1/responses/{others}")).AssertStatus(HttpStatusCode.OK);
+    }
+
+    [Fact]
     public async Task Another_teams_key_gets_the_unknown_id_404_on_get_delete_and_previous_response_id()
     {
         var (_, ownerKey) = await Host.NewTeamAsync(10);
