@@ -1,8 +1,6 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
-using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -25,17 +23,15 @@ internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, T
 {
     private static readonly KeyValuePair<string, object?> PerClient = new("reason", "per_client");
 
-    private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
-
-    private readonly ConcurrentDictionary<IPAddress, StrongBox<long>> _open = new();
+    private readonly CountsByKey<IPAddress> _open = new();
+    private readonly LogThrottle _log = new(time, TimeSpan.FromMinutes(1));
     private long _turnedAway;
-    private long _lastLog;
 
     /// <summary>The response a connection over the limit gets.</summary>
     internal static readonly byte[] Refusal = BuildRefusal();
 
     /// <summary>Connections open from <paramref name="address"/> now (tests).</summary>
-    internal long OpenFrom(IPAddress address) => _open.TryGetValue(address, out var count) ? Interlocked.Read(ref count.Value) : 0;
+    internal long OpenFrom(IPAddress address) => _open[ClientOf(address)];
 
     /// <summary>Adds the limit as the endpoint's first connection middleware.</summary>
     public void Apply(ListenOptions listen) => listen.Use(next => connection => HandleAsync(connection, next));
@@ -49,25 +45,19 @@ internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, T
         }
 
         var address = ClientOf(raw);
-        var count = _open.GetOrAdd(address, static _ => new StrongBox<long>());
+        if (!_open.TryAdd(address, 1, limit))
+        {
+            await RefuseAsync(connection, address);
+            return;
+        }
+
         try
         {
-            if (Interlocked.Increment(ref count.Value) > limit)
-            {
-                await RefuseAsync(connection, address);
-                return;
-            }
-
             await next(connection);
         }
         finally
         {
-            if (Interlocked.Decrement(ref count.Value) == 0)
-            {
-                // Forget an address with nothing open (the entry is only removed if it is still this one at zero), so
-                // the table holds the addresses with connections open, not every address ever seen.
-                _open.TryRemove(new KeyValuePair<IPAddress, StrongBox<long>>(address, count));
-            }
+            _open.Subtract(address, 1);
         }
     }
 
@@ -97,9 +87,7 @@ internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, T
     {
         var total = Interlocked.Increment(ref _turnedAway);
         metrics?.ConnectionsRefused.Add(1, PerClient);
-        var now = time.GetTimestamp();
-        var last = Interlocked.Read(ref _lastLog);
-        if ((last == 0 || time.GetElapsedTime(last, now) >= LogInterval) && Interlocked.CompareExchange(ref _lastLog, now, last) == last)
+        if (_log.ShouldLog())
         {
             LogRefused(logger, address.ToString(), limit, total);
         }

@@ -34,12 +34,10 @@ internal sealed partial class GuardedSocketTransportFactory(
     /// <summary>Kestrel's category that logs each connection over the limit; the gateway keeps it to errors (SluiceServices).</summary>
     internal const string KestrelConnectionsCategory = "Microsoft.AspNetCore.Server.Kestrel.Connections";
 
-    private static readonly TimeSpan RejectionLogInterval = TimeSpan.FromMinutes(1);
-
     private readonly ILogger _logger = loggers.CreateLogger("Sluice.Connections");
+    private readonly LogThrottle _rejectionLog = new(time, TimeSpan.FromMinutes(1));
     private MeterListener? _rejections;
     private long _rejected;
-    private long _lastRejectionLog;
 
     // Kestrel's listener builds its connections' options from the transport options with an internal constructor that
     // also carries Kestrel's pinned block memory pool and FinOnError; the public one falls back to a plain pool (which
@@ -111,10 +109,7 @@ internal sealed partial class GuardedSocketTransportFactory(
     {
         var total = Interlocked.Add(ref _rejected, count);
         metrics.ConnectionsRefused.Add(count, MaxConnectionsReason);
-        var now = time.GetTimestamp();
-        var last = Interlocked.Read(ref _lastRejectionLog);
-        if ((last == 0 || time.GetElapsedTime(last, now) >= RejectionLogInterval)
-            && Interlocked.CompareExchange(ref _lastRejectionLog, now, last) == last)
+        if (_rejectionLog.ShouldLog())
         {
             LogRejected(_logger, total);
         }
@@ -135,11 +130,9 @@ internal sealed partial class GuardedSocketListener(
     /// <summary>The longest wait between accepts while out of descriptors.</summary>
     internal static readonly TimeSpan MaxPause = TimeSpan.FromMilliseconds(500);
 
-    private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
-
+    private readonly LogThrottle _log = new(time, TimeSpan.FromMinutes(1));
     private long _starvedSince;
     private long _waits;
-    private long _lastLog;
 
     public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
 
@@ -195,9 +188,8 @@ internal sealed partial class GuardedSocketListener(
                 }
 
                 // Once a minute at most: a limit hit over and over is one line, not one per connection.
-                if (_lastLog == 0 || time.GetElapsedTime(_lastLog, now) >= LogInterval)
+                if (_log.ShouldLog())
                 {
-                    _lastLog = now;
                     LogStarved(logger, e.SocketErrorCode.ToString(), openFileLimit?.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", _waits);
                 }
 

@@ -1,6 +1,3 @@
-using System.Collections.Concurrent;
-using System.Net;
-using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Calls;
 using Sluice.Protocol;
@@ -23,15 +20,16 @@ internal sealed class RequestBodyBudget(long perClient, long total)
     /// <summary>Bytes of a body that never count (a request line's worth of JSON).</summary>
     internal const int FreeBytes = 16 * 1024;
 
-    private readonly ConcurrentDictionary<string, StrongBox<long>> _held = new(StringComparer.Ordinal);
-    private long _total;
+    private const string All = "";
+
+    private readonly CountsByKey<string> _held = new(StringComparer.Ordinal);
 
     public long PerClient => perClient;
 
     public long Total => total;
 
     /// <summary>Bytes held now in all (tests, health).</summary>
-    internal long HeldInAll => Interlocked.Read(ref _total);
+    internal long HeldInAll => _held[All];
 
     /// <summary>A lease for <paramref name="context"/>'s body, released when the request ends.</summary>
     public Lease Open(HttpContext context)
@@ -54,31 +52,28 @@ internal sealed class RequestBodyBudget(long perClient, long total)
     /// <summary>One request's share; grows with its body, returned once.</summary>
     internal sealed class Lease(RequestBodyBudget budget, string caller) : IDisposable
     {
-        private StrongBox<long>? _count;
         private long _held;
 
         /// <summary>Sets the share to <paramref name="bytes"/>; growing past a limit throws the caller's 429 or the gateway's 503.</summary>
         public void GrowTo(long bytes)
         {
             var more = bytes - _held;
-            if (more < 0 && _count is not null)
+            if (more < 0)
             {
                 // Smaller (a WebSocket's message handed on): give the difference back.
-                Interlocked.Add(ref budget._total, more);
-                Interlocked.Add(ref _count.Value, more);
+                budget._held.Subtract(caller, -more);
+                budget._held.Subtract(All, -more);
                 _held = bytes;
                 return;
             }
 
-            if (more <= 0)
+            if (more == 0)
             {
                 return;
             }
 
-            _count ??= budget._held.GetOrAdd(caller, static _ => new StrongBox<long>());
-            if (Interlocked.Add(ref _count.Value, more) > budget.PerClient)
+            if (!budget._held.TryAdd(caller, more, budget.PerClient))
             {
-                Interlocked.Add(ref _count.Value, -more);
                 throw new ChatException(
                     StatusCodes.Status429TooManyRequests,
                     new ErrorInfo(
@@ -87,10 +82,9 @@ internal sealed class RequestBodyBudget(long perClient, long total)
                     TimeSpan.FromSeconds(1));
             }
 
-            if (Interlocked.Add(ref budget._total, more) > budget.Total)
+            if (!budget._held.TryAdd(All, more, budget.Total))
             {
-                Interlocked.Add(ref budget._total, -more);
-                Interlocked.Add(ref _count.Value, -more);
+                budget._held.Subtract(caller, more);
                 throw new ChatException(
                     StatusCodes.Status503ServiceUnavailable,
                     new ErrorInfo(
@@ -102,20 +96,6 @@ internal sealed class RequestBodyBudget(long perClient, long total)
             _held = bytes;
         }
 
-        public void Dispose()
-        {
-            if (_count is null || _held == 0)
-            {
-                return;
-            }
-
-            Interlocked.Add(ref budget._total, -_held);
-            if (Interlocked.Add(ref _count.Value, -_held) == 0)
-            {
-                budget._held.TryRemove(new KeyValuePair<string, StrongBox<long>>(caller, _count));
-            }
-
-            _held = 0;
-        }
+        public void Dispose() => GrowTo(0);
     }
 }
