@@ -227,7 +227,7 @@ public static class GatewayConfiguration
         if (options.Limits.MaxConnectionsPerClient is < 0)
         {
             throw new GatewayConfigurationException(
-                $"Limits:MaxConnectionsPerClient must be 0 (no limit per address) or more (got {options.Limits.MaxConnectionsPerClient}); leave it out for half of Limits:MaxConnections.");
+                $"Limits:MaxConnectionsPerClient must be 0 (no limit per address) or more (got {options.Limits.MaxConnectionsPerClient}); leave it out for half of Limits:MaxConnections, at most 10000.");
         }
 
         if (options.Streaming.IoQueues is < 0 or > 64)

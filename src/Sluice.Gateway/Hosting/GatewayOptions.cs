@@ -279,7 +279,7 @@ public sealed class LimitOptions
 
     /// <summary>
     /// Most connections open at once from one remote address; one more gets a 503 (<c>too_many_connections</c>) and is
-    /// closed. Unset: half of <see cref="MaxConnections"/>, so one client cannot keep everyone else out. 0: no limit per
+    /// closed. Unset: half of <see cref="MaxConnections"/>, at most 10,000, so one client cannot keep everyone else out. 0: no limit per
     /// address — behind a reverse proxy, whose address every connection comes from.
     /// </summary>
     public long? MaxConnectionsPerClient { get; set; }

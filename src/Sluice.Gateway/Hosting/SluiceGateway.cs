@@ -58,7 +58,7 @@ public static class SluiceGateway
             kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(options.Limits.RequestHeadersTimeoutSeconds);
             var maxConnections = options.Limits.MaxConnections ?? Http.OpenFileLimit.DefaultMaxConnections(Http.OpenFileLimit.Current);
             kestrel.Limits.MaxConcurrentConnections = maxConnections;
-            var perClient = options.Limits.MaxConnectionsPerClient ?? (maxConnections is { } all ? Math.Max(1, all / 2) : 0);
+            var perClient = options.Limits.MaxConnectionsPerClient ?? Http.ConnectionsPerClient.DefaultLimit(maxConnections);
             var limit = perClient > 0
                 ? new Http.ConnectionsPerClient(
                     perClient,

@@ -21,6 +21,16 @@ namespace Sluice.Gateway.Http;
 /// </remarks>
 internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, TimeProvider time, Observability.GatewayMetrics? metrics)
 {
+    /// <summary>
+    /// The most the default allows one address (half of <c>Limits:MaxConnections</c> up to this): with the usual
+    /// open-file limits of a million, half would let one client hold hundreds of thousands of idle connections (~10 KB
+    /// each).
+    /// </summary>
+    public const long DefaultCap = 10_000;
+
+    /// <summary>The limit when none is configured: half of <paramref name="maxConnections"/>, at most <see cref="DefaultCap"/>; 0 (none) without a gateway-wide limit.</summary>
+    public static long DefaultLimit(long? maxConnections) => maxConnections is { } all ? Math.Clamp(all / 2, 1, DefaultCap) : 0;
+
     private static readonly KeyValuePair<string, object?> PerClient = new("reason", "per_client");
 
     private readonly CountsByKey<IPAddress> _open = new();

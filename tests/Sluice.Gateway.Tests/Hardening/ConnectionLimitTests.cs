@@ -100,6 +100,37 @@ public sealed class ConnectionLimitTests
     }
 
     [Theory]
+    [InlineData(20_000L, 18_000L, 9_000L)]
+    [InlineData(1_048_576L, 943_719L, 10_000L)]
+    [InlineData(1_000L, 488L, 244L)]
+    [InlineData(400L, 64L, 32L)]
+    public void Default_limits_follow_the_open_file_limit(long openFiles, long maxConnections, long perClient)
+    {
+        Assert.Equal(maxConnections, Sluice.Gateway.Http.OpenFileLimit.DefaultMaxConnections(openFiles));
+        Assert.Equal(perClient, Sluice.Gateway.Http.ConnectionsPerClient.DefaultLimit(maxConnections));
+        Assert.Null(Sluice.Gateway.Http.OpenFileLimit.DefaultMaxConnections(null));
+        Assert.Equal(0, Sluice.Gateway.Http.ConnectionsPerClient.DefaultLimit(null));
+    }
+
+    [Fact]
+    public void The_open_file_limit_is_read_from_proc_limits()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             95000                95000                processes \nMax open files            20000                40000                files     \n");
+            Assert.Equal(20_000, Sluice.Gateway.Http.OpenFileLimit.Read(path));
+            File.WriteAllText(path, "Max open files            unlimited            unlimited            files     \n");
+            Assert.Null(Sluice.Gateway.Http.OpenFileLimit.Read(path));
+            Assert.Null(Sluice.Gateway.Http.OpenFileLimit.Read(path + ".missing"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
     [InlineData("203.0.113.7", "203.0.113.7")]
     [InlineData("::ffff:203.0.113.7", "203.0.113.7")]
     [InlineData("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::")]
