@@ -36,8 +36,8 @@ public interface IResponseStore
     Task<bool> DeleteResponseAsync(string owner, string id, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Deletes <paramref name="owner"/>'s oldest responses beyond its newest <paramref name="keep"/> (by time, then id);
-    /// returns how many were deleted.
+    /// Deletes <paramref name="owner"/>'s oldest responses beyond its newest <paramref name="keep"/> (by time, then id),
+    /// and those stored before <paramref name="olderThan"/> when given; returns how many were deleted.
     /// </summary>
-    Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken);
+    Task<int> TrimResponsesAsync(string owner, int keep, DateTimeOffset? olderThan, CancellationToken cancellationToken);
 }

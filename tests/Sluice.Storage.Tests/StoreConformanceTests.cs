@@ -984,15 +984,21 @@ public abstract class StoreConformanceTests : IAsyncLifetime
 
         await Store.SaveResponseAsync(Response("team_b", 0), None);
 
-        Assert.Equal(2, await Store.TrimResponsesAsync("team_a", 3, None));
+        Assert.Equal(2, await Store.TrimResponsesAsync("team_a", 3, null, None));
         foreach (var (minute, kept) in new[] { (1, false), (2, false), (3, true), (4, true), (5, true) })
         {
             Assert.Equal(kept, await Store.GetResponseAsync("team_a", $"resp_team_a_{minute}", None) is not null);
         }
 
         Assert.NotNull(await Store.GetResponseAsync("team_b", "resp_team_b_0", None));
-        Assert.Equal(0, await Store.TrimResponsesAsync("team_a", 3, None));
-        Assert.Equal(0, await Store.TrimResponsesAsync("team_b", 1, None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_a", 3, null, None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_b", 1, null, None));
+
+        // Past a retention time: the ones stored before it go too, whatever the count.
+        Assert.Equal(1, await Store.TrimResponsesAsync("team_a", 10, start.AddMinutes(4), None));
+        Assert.Null(await Store.GetResponseAsync("team_a", "resp_team_a_3", None));
+        Assert.NotNull(await Store.GetResponseAsync("team_a", "resp_team_a_4", None));
+        Assert.NotNull(await Store.GetResponseAsync("team_b", "resp_team_b_0", None));
     }
 
     [Fact]

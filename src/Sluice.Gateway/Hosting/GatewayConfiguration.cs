@@ -202,6 +202,11 @@ public static class GatewayConfiguration
                 "Limits:MaxPromptChars must be at least 1, Limits:MaxRequestBodyBytes at least 1024 and Limits:RequestHeadersTimeoutSeconds from 0.1 to 3600 (default 30).");
         }
 
+        if (options.Responses.StoreDays is < 0 or > 36_500)
+        {
+            throw new GatewayConfigurationException($"Responses:StoreDays must be from 0 (no age limit) to 36500 (got {options.Responses.StoreDays}); the default is 30.");
+        }
+
         if (options.Responses.MaxStoredPerTeam < 1)
         {
             throw new GatewayConfigurationException($"Responses:MaxStoredPerTeam must be at least 1 (got {options.Responses.MaxStoredPerTeam}); the default is 10000.");

@@ -156,6 +156,12 @@ public sealed class ResponsesOptions
     /// <see cref="Responses.StoredResponseRetention.TrimEvery"/> stores per team and process, so a team may hold that many more.
     /// </summary>
     public int MaxStoredPerTeam { get; set; } = 10_000;
+
+    /// <summary>
+    /// Days a stored response is kept (OpenAI keeps them 30); older ones are deleted at the same checks as the count.
+    /// 0 keeps them until the count pushes them out.
+    /// </summary>
+    public double StoreDays { get; set; } = 30;
 }
 
 /// <summary>Tuning of the tenancy layer.</summary>

@@ -43,7 +43,8 @@ internal static class SluiceServices
         services.AddSingleton(_ => catalog);
         services.AddMetrics();
         services.AddSingleton<GatewayMetrics>();
-        services.AddSingleton(new Responses.StoredResponseRetention(options.Responses.MaxStoredPerTeam));
+        services.AddSingleton(new Responses.StoredResponseRetention(
+            options.Responses.MaxStoredPerTeam, options.Responses.StoreDays > 0 ? TimeSpan.FromDays(options.Responses.StoreDays) : null));
         services.AddSingleton(new Http.RequestBodyBudget(
             options.Limits.MaxBodyBytesPerClient,
             options.Limits.MaxBodyBytes ?? Math.Max(4 * options.Limits.MaxBodyBytesPerClient, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4)));

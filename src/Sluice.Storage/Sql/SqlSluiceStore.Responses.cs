@@ -34,7 +34,7 @@ internal abstract partial class SqlSluiceStore
     }
 
     /// <inheritdoc />
-    public Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken)
+    public Task<int> TrimResponsesAsync(string owner, int keep, DateTimeOffset? olderThan, CancellationToken cancellationToken)
     {
         RequireName(owner, nameof(owner));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(keep);
@@ -47,7 +47,15 @@ internal abstract partial class SqlSluiceStore
                     tx,
                     "DELETE FROM responses WHERE owner = @owner AND (created_at_ms, id) < " +
                     "(SELECT created_at_ms, id FROM responses WHERE owner = @owner ORDER BY created_at_ms DESC, id DESC LIMIT 1 OFFSET @skip)");
-                return await delete.With("@owner", owner).With("@skip", (long)(keep - 1)).ExecuteNonQueryAsync(cancellationToken);
+                var deleted = await delete.With("@owner", owner).With("@skip", (long)(keep - 1)).ExecuteNonQueryAsync(cancellationToken);
+                if (olderThan is { } cutoff)
+                {
+                    // Past the retention time, through the (owner, created_at_ms) index.
+                    await using var expired = Db.Command(c, tx, "DELETE FROM responses WHERE owner = @owner AND created_at_ms < @cutoff");
+                    deleted += await expired.With("@owner", owner).With("@cutoff", cutoff).ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                return deleted;
             },
             cancellationToken);
     }
