@@ -40,9 +40,6 @@ internal sealed partial class ConnectionsPerClient(long limit, ILogger logger, T
     /// <summary>The response a connection over the limit gets.</summary>
     internal static readonly byte[] Refusal = BuildRefusal();
 
-    /// <summary>Connections open from <paramref name="address"/> now (tests).</summary>
-    internal long OpenFrom(IPAddress address) => _open[ClientOf(address)];
-
     /// <summary>Adds the limit as the endpoint's first connection middleware.</summary>
     public void Apply(ListenOptions listen) => listen.Use(next => connection => HandleAsync(connection, next));
 

@@ -136,9 +136,6 @@ internal sealed partial class GuardedSocketListener(
 
     public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
 
-    /// <summary>True while accepts fail for want of file descriptors (for tests and health).</summary>
-    internal bool Starved => _starvedSince != 0;
-
     /// <remarks>
     /// The steps (marked <c>// :: Step N</c>):
     /// <list type="number">

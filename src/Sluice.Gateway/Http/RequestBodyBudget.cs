@@ -28,9 +28,6 @@ internal sealed class RequestBodyBudget(long perClient, long total)
 
     public long Total => total;
 
-    /// <summary>Bytes held now in all (tests, health).</summary>
-    internal long HeldInAll => _held[All];
-
     /// <summary>A lease for <paramref name="context"/>'s body, released when the request ends.</summary>
     public Lease Open(HttpContext context)
     {
