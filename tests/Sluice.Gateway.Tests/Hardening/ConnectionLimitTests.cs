@@ -23,8 +23,7 @@ public sealed class ConnectionLimitTests
             o.Limits.MaxConnections = 40;
             o.Limits.MaxConnectionsPerClient = 5;
         });
-        var held = new List<Socket>();
-        try
+        using (var held = new HeldSockets())
         {
             for (var i = 0; i < 5; i++)
             {
@@ -50,13 +49,6 @@ public sealed class ConnectionLimitTests
 
             Assert.StartsWith("HTTP/1.1 200 ", await SendAsync(held[0], "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), StringComparison.Ordinal);
         }
-        finally
-        {
-            foreach (var socket in held)
-            {
-                socket.Dispose();
-            }
-        }
 
         // Closed connections free the address's share.
         await AssertEventuallyServedAsync(gateway, IPAddress.Loopback);
@@ -71,8 +63,7 @@ public sealed class ConnectionLimitTests
             o.Limits.MaxConnections = 6;
             o.Limits.MaxConnectionsPerClient = 0;
         });
-        var held = new List<Socket>();
-        try
+        using (var held = new HeldSockets())
         {
             for (var i = 0; i < 6; i++)
             {
@@ -85,13 +76,6 @@ public sealed class ConnectionLimitTests
             {
                 // Closed without an answer (Kestrel's limit), not held open.
                 Assert.Equal(string.Empty, await SendAsync(seventh, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"));
-            }
-        }
-        finally
-        {
-            foreach (var socket in held)
-            {
-                socket.Dispose();
             }
         }
 
@@ -148,8 +132,7 @@ public sealed class ConnectionLimitTests
             o.Limits.MaxBodyBytesPerClient = 2 * 1024 * 1024;
         });
         var chat = Encoding.ASCII.GetBytes("""{"model":"sim-fast","max_tokens":2,"messages":[{"role":"user","content":"Hi"}],""");
-        var held = new List<Socket>();
-        try
+        using (var held = new HeldSockets())
         {
             // Two bodies of ~1 MiB sent but for their last bytes: the caller's 2 MiB are held.
             for (var i = 0; i < 2; i++)
@@ -175,6 +158,21 @@ public sealed class ConnectionLimitTests
             Assert.Contains("\"code\":\"request_bytes_limit\"", answer, StringComparison.Ordinal);
             Assert.Contains("Limits:MaxBodyBytesPerClient", answer, StringComparison.Ordinal);
 
+            // The same refusal in the other dialects' error shapes (read before the body is parsed, so any large body).
+            using (var anthropic = await ConnectAsync(gateway, IPAddress.Loopback))
+            {
+                var refused = await SendAsync(anthropic, LargeChat(chat, 900 * 1024).Replace("/v1/chat/completions", "/v1/messages", StringComparison.Ordinal));
+                Assert.StartsWith("HTTP/1.1 429 ", refused, StringComparison.Ordinal);
+                Assert.Contains("\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"", refused, StringComparison.Ordinal);
+            }
+
+            using (var ollama = await ConnectAsync(gateway, IPAddress.Loopback))
+            {
+                var refused = await SendAsync(ollama, LargeChat(chat, 900 * 1024).Replace("/v1/chat/completions", "/api/chat", StringComparison.Ordinal));
+                Assert.StartsWith("HTTP/1.1 429 ", refused, StringComparison.Ordinal);
+                Assert.Contains("{\"error\":\"Your requests' bodies held", refused, StringComparison.Ordinal);
+            }
+
             // A small request from the same caller is not counted; another caller's large one is its own share.
             using (var small = await ConnectAsync(gateway, IPAddress.Loopback))
             {
@@ -186,13 +184,6 @@ public sealed class ConnectionLimitTests
             {
                 var otherAnswer = await SendAsync(other, LargeChat(chat, 900 * 1024));
                 Assert.True(otherAnswer.StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal), otherAnswer);
-            }
-        }
-        finally
-        {
-            foreach (var socket in held)
-            {
-                socket.Dispose();
             }
         }
 
@@ -228,6 +219,18 @@ public sealed class ConnectionLimitTests
         var error = Assert.Throws<GatewayConfigurationException>(
             () => GatewayConfiguration.Bind(GatewayConfiguration.Build(null, new Dictionary<string, string?> { [key] = value })));
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Connections a test holds open, closed when it is disposed.</summary>
+    private sealed class HeldSockets : List<Socket>, IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var socket in this)
+            {
+                socket.Dispose();
+            }
+        }
     }
 
     private static async Task<Socket> ConnectAsync(TestGateway gateway, IPAddress from)
