@@ -115,12 +115,29 @@ internal sealed class AllocListener : EventListener
         tally.Bytes.AddOrUpdate(type, bytes, (_, v) => v + bytes);
     }
 
+    private int _writing;
+
     private void Write()
     {
-        if (_out is null)
+        // A timer callback can start before the previous one ends (a loaded machine, a short interval): two writers
+        // would share the .tmp file and the second rename would throw, killing the process being measured.
+        if (_out is null || Interlocked.Exchange(ref _writing, 1) == 1)
         {
             return;
         }
+
+        try
+        {
+            WriteTally(_out);
+        }
+        finally
+        {
+            Volatile.Write(ref _writing, 0);
+        }
+    }
+
+    private void WriteTally(string output)
+    {
 
         var sampled = Interlocked.Read(ref _sampled.Total) > 0;
         var tally = sampled ? _sampled : _ticks;
@@ -133,8 +150,8 @@ internal sealed class AllocListener : EventListener
         }
 
         // Written beside and renamed over, so a reader never sees a half-written file.
-        File.WriteAllText(_out + ".tmp", text.ToString());
-        File.Move(_out + ".tmp", _out, overwrite: true);
+        File.WriteAllText(output + ".tmp", text.ToString());
+        File.Move(output + ".tmp", output, overwrite: true);
     }
 
     private sealed class Tally

@@ -13,7 +13,7 @@ public sealed class AllocHookSmokeTests
     {
         var hook = BenchTools.Built("alloc-hook", "Sluice.AllocHook.dll");
         var output = Path.Combine(Path.GetTempPath(), $"sluice-alloc-{Guid.NewGuid():N}.txt");
-        var (started, baseAddress) = BenchTools.StartMock(4, new Dictionary<string, string>
+        var (started, baseAddress) = await BenchTools.StartMockAsync(4, new Dictionary<string, string>
         {
             ["DOTNET_STARTUP_HOOKS"] = hook,
             ["SLUICE_ALLOC_OUT"] = output,
@@ -42,6 +42,7 @@ public sealed class AllocHookSmokeTests
                 text = File.Exists(output) ? await File.ReadAllTextAsync(output) : string.Empty;
             }
 
+            Assert.True(text.Length > 0, $"the hook wrote nothing in 30 s (mock exited: {mock.HasExited})\nstdout: {mock.Stdout}\nstderr: {mock.Stderr}");
             // The runtime's randomized sampling (unbiased by object size), not the allocation tick.
             Assert.StartsWith("estimated bytes ", text, StringComparison.Ordinal);
             Assert.Contains("(AllocationSampled, unbiased)", text, StringComparison.Ordinal);

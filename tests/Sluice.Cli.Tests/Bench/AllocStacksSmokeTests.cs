@@ -18,7 +18,7 @@ public sealed class AllocStacksSmokeTests
     {
         var tool = BenchTools.Built("alloc-stacks", "Sluice.AllocStacks.dll");
         var trace = Path.Combine(Path.GetTempPath(), $"sluice-alloc-{Guid.NewGuid():N}.nettrace");
-        var (started, baseAddress) = BenchTools.StartMock(16);
+        var (started, baseAddress) = await BenchTools.StartMockAsync(16);
         await using var mock = started;
         try
         {

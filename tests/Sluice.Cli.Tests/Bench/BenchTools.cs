@@ -1,5 +1,5 @@
 using System.Globalization;
-using Sluice.Cli.Tests.ScaleOut;
+using System.Text.RegularExpressions;
 using Sluice.Testing;
 
 namespace Sluice.Cli.Tests.Bench;
@@ -61,13 +61,28 @@ internal static class BenchTools
         return "";
     }
 
-    /// <summary>Starts <c>sluice mock-upstream</c> on a free loopback port (with <paramref name="environment"/>); returns it and its base URL.</summary>
-    public static (CliProcess Mock, Uri BaseAddress) StartMock(int chunks, IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>
+    /// Starts <c>sluice mock-upstream</c> on a loopback port the OS picks as it binds (with <paramref name="environment"/>)
+    /// and waits until it says where it listens; returns it and that base URL. Port 0 rather than a port found free
+    /// beforehand: tests in this assembly open hundreds of client sockets at once, and one of them can take a
+    /// pre-picked port before the mock binds it.
+    /// </summary>
+    public static async Task<(CliProcess Mock, Uri BaseAddress)> StartMockAsync(int chunks, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var port = NginxProcess.FreePort().ToString(CultureInfo.InvariantCulture);
         var mock = CliProcess.Start(
-            ["mock-upstream", "--host", "127.0.0.1", "--port", port, "--chunks", chunks.ToString(CultureInfo.InvariantCulture), "--model", "m"],
+            ["mock-upstream", "--host", "127.0.0.1", "--port", "0", "--chunks", chunks.ToString(CultureInfo.InvariantCulture), "--model", "m"],
             environment: environment);
-        return (mock, new Uri($"http://127.0.0.1:{port}/"));
+        try
+        {
+            await mock.WaitForOutputAsync((stdout, _) => ListeningOn.IsMatch(stdout), TimeSpan.FromSeconds(60));
+            return (mock, new Uri(ListeningOn.Match(mock.Stdout).Groups[1].Value));
+        }
+        catch
+        {
+            await mock.DisposeAsync();
+            throw;
+        }
     }
+
+    private static readonly Regex ListeningOn = new(@"Mock upstream listening on (\S+/)", RegexOptions.CultureInvariant);
 }

@@ -16,7 +16,7 @@ public sealed class GcPhasesSmokeTests
     {
         var hook = BenchTools.Built("alloc-hook", "Sluice.AllocHook.dll");
         var output = Path.Combine(Path.GetTempPath(), $"sluice-gc-{Guid.NewGuid():N}.txt");
-        var (started, baseAddress) = BenchTools.StartMock(64, new Dictionary<string, string>
+        var (started, baseAddress) = await BenchTools.StartMockAsync(64, new Dictionary<string, string>
         {
             ["DOTNET_STARTUP_HOOKS"] = hook,
             ["SLUICE_GC_OUT"] = output,
