@@ -36,8 +36,14 @@ public interface IResponseStore
     Task<bool> DeleteResponseAsync(string owner, string id, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Deletes <paramref name="owner"/>'s oldest responses beyond its newest <paramref name="keep"/> (by time, then id),
-    /// and those stored before <paramref name="olderThan"/> when given; returns how many were deleted.
+    /// Deletes <paramref name="owner"/>'s oldest responses beyond its newest <paramref name="keep"/> (by time, then id);
+    /// returns how many were deleted.
     /// </summary>
-    Task<int> TrimResponsesAsync(string owner, int keep, DateTimeOffset? olderThan, CancellationToken cancellationToken);
+    Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes every owner's responses stored before <paramref name="olderThan"/> — also of owners that no longer store
+    /// any, whose own trims never run — owner by owner; returns how many were deleted.
+    /// </summary>
+    Task<int> DeleteExpiredResponsesAsync(DateTimeOffset olderThan, CancellationToken cancellationToken);
 }

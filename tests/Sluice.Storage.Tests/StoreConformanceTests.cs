@@ -984,21 +984,39 @@ public abstract class StoreConformanceTests : IAsyncLifetime
 
         await Store.SaveResponseAsync(Response("team_b", 0), None);
 
-        Assert.Equal(2, await Store.TrimResponsesAsync("team_a", 3, null, None));
+        Assert.Equal(2, await Store.TrimResponsesAsync("team_a", 3, None));
         foreach (var (minute, kept) in new[] { (1, false), (2, false), (3, true), (4, true), (5, true) })
         {
             Assert.Equal(kept, await Store.GetResponseAsync("team_a", $"resp_team_a_{minute}", None) is not null);
         }
 
         Assert.NotNull(await Store.GetResponseAsync("team_b", "resp_team_b_0", None));
-        Assert.Equal(0, await Store.TrimResponsesAsync("team_a", 3, null, None));
-        Assert.Equal(0, await Store.TrimResponsesAsync("team_b", 1, null, None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_a", 3, None));
+        Assert.Equal(0, await Store.TrimResponsesAsync("team_b", 1, None));
+    }
 
-        // Past a retention time: the ones stored before it go too, whatever the count.
-        Assert.Equal(1, await Store.TrimResponsesAsync("team_a", 10, start.AddMinutes(4), None));
-        Assert.Null(await Store.GetResponseAsync("team_a", "resp_team_a_3", None));
-        Assert.NotNull(await Store.GetResponseAsync("team_a", "resp_team_a_4", None));
-        Assert.NotNull(await Store.GetResponseAsync("team_b", "resp_team_b_0", None));
+    [Fact]
+    public async Task The_expiry_sweep_deletes_every_owner_s_responses_stored_before_the_cutoff_and_nothing_newer()
+    {
+        var start = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
+        StoredResponse Response(string owner, int minute) => new(
+            $"resp_{owner}_{minute}", owner, null, "sim-fast", null, """{"id":"x","output":[]}""", "[]", start.AddMinutes(minute));
+        // Owners whose names sort around each other, and one with nothing expired between two that have.
+        var stored = new[] { ("team_a", 1), ("team_a", 5), ("team_b", 2), ("team_b", 3), ("team_a2", 4), ("team_c", 1), ("team_c", 9) };
+        foreach (var (owner, minute) in stored)
+        {
+            await Store.SaveResponseAsync(Response(owner, minute), None);
+        }
+
+        Assert.Equal(3, await Store.DeleteExpiredResponsesAsync(start.AddMinutes(3), None));
+        foreach (var (owner, minute) in stored)
+        {
+            Assert.Equal(minute >= 3, await Store.GetResponseAsync(owner, $"resp_{owner}_{minute}", None) is not null);
+        }
+
+        Assert.Equal(0, await Store.DeleteExpiredResponsesAsync(start.AddMinutes(3), None));
+        Assert.Equal(4, await Store.DeleteExpiredResponsesAsync(start.AddMinutes(60), None));
+        Assert.Equal(0, await Store.DeleteExpiredResponsesAsync(start.AddMinutes(60), None));
     }
 
     [Fact]

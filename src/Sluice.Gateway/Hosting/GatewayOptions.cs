@@ -158,8 +158,8 @@ public sealed class ResponsesOptions
     public int MaxStoredPerTeam { get; set; } = 10_000;
 
     /// <summary>
-    /// Days a stored response is kept (OpenAI keeps them 30); older ones are deleted at the same checks as the count.
-    /// 0 keeps them until the count pushes them out.
+    /// Days a stored response is kept (OpenAI keeps them 30); older ones, every team's, are deleted by a sweep a minute
+    /// after start and then hourly. 0 keeps them until the count pushes them out.
     /// </summary>
     public double StoreDays { get; set; } = 30;
 }

@@ -71,6 +71,7 @@ internal static class SluiceServices
         services.AddHostedService(sp => sp.GetRequiredService<GatewayDrain>());
         services.AddSingleton<ClusterNode>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterNode>());
+        services.AddHostedService<Responses.StoredResponseSweeper>();
         services.Configure<HostOptions>(host =>
         {
             // The host's whole stop (drain included) must outlast the grace, or it would cut the answers early.

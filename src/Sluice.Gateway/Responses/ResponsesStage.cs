@@ -108,7 +108,7 @@ internal sealed partial class ResponsesStage(IResponseStore store, ChatRequestLi
             // The team keeps its newest Responses:MaxStoredPerTeam (checked every so many stores).
             if (retention is not null && retention.CountStore(call.Caller.OwnerId))
             {
-                await store.TrimResponsesAsync(call.Caller.OwnerId, retention.Keep, time.GetUtcNow() - retention.KeepFor, CancellationToken.None);
+                await store.TrimResponsesAsync(call.Caller.OwnerId, retention.Keep, CancellationToken.None);
             }
         }
 #pragma warning disable CA1031 // The client still gets its answer; a response that could not be stored is logged.

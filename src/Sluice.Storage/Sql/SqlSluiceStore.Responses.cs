@@ -34,7 +34,7 @@ internal abstract partial class SqlSluiceStore
     }
 
     /// <inheritdoc />
-    public Task<int> TrimResponsesAsync(string owner, int keep, DateTimeOffset? olderThan, CancellationToken cancellationToken)
+    public Task<int> TrimResponsesAsync(string owner, int keep, CancellationToken cancellationToken)
     {
         RequireName(owner, nameof(owner));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(keep);
@@ -47,17 +47,42 @@ internal abstract partial class SqlSluiceStore
                     tx,
                     "DELETE FROM responses WHERE owner = @owner AND (created_at_ms, id) < " +
                     "(SELECT created_at_ms, id FROM responses WHERE owner = @owner ORDER BY created_at_ms DESC, id DESC LIMIT 1 OFFSET @skip)");
-                var deleted = await delete.With("@owner", owner).With("@skip", (long)(keep - 1)).ExecuteNonQueryAsync(cancellationToken);
-                if (olderThan is { } cutoff)
-                {
-                    // Past the retention time, through the (owner, created_at_ms) index.
-                    await using var expired = Db.Command(c, tx, "DELETE FROM responses WHERE owner = @owner AND created_at_ms < @cutoff");
-                    deleted += await expired.With("@owner", owner).With("@cutoff", cutoff).ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                return deleted;
+                return await delete.With("@owner", owner).With("@skip", (long)(keep - 1)).ExecuteNonQueryAsync(cancellationToken);
             },
             cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<int> DeleteExpiredResponsesAsync(DateTimeOffset olderThan, CancellationToken cancellationToken)
+    {
+        // Owner by owner through the (owner, created_at_ms) index — a seek to the next owner, then a range delete —
+        // rather than one statement over the whole table: no scan without an index on time alone, and each write
+        // transaction stays one owner's size.
+        var deleted = 0;
+        var after = string.Empty;
+        while (true)
+        {
+            string? owner;
+            await using (var c = await OpenConnectionAsync(cancellationToken))
+            {
+                await using var next = Db.Command(c, null, "SELECT owner FROM responses WHERE owner > @after ORDER BY owner LIMIT 1");
+                owner = await next.With("@after", after).ExecuteScalarAsync(cancellationToken) as string;
+            }
+
+            if (owner is null)
+            {
+                return deleted;
+            }
+
+            deleted += await WriteAsync(
+                async (c, tx) =>
+                {
+                    await using var expired = Db.Command(c, tx, "DELETE FROM responses WHERE owner = @owner AND created_at_ms < @cutoff");
+                    return await expired.With("@owner", owner).With("@cutoff", olderThan).ExecuteNonQueryAsync(cancellationToken);
+                },
+                cancellationToken);
+            after = owner;
+        }
     }
 
     /// <inheritdoc />

@@ -50,33 +50,6 @@ public sealed class OwnerScopedResponsesTests : TenancyTestBase
     }
 
     [Fact]
-    public async Task Stored_responses_older_than_the_retention_time_are_deleted()
-    {
-        var host = await StartGatewayAsync(configure: o => o.Responses.StoreDays = 30);
-        var (_, key) = await host.NewTeamAsync(1000);
-        using var team = host.NewClient(key);
-        async Task<string> StoreAsync()
-        {
-            var created = await TenancyHost.SendAsync(team, HttpMethod.Post, "v1/responses", """{"model": "sim-fast", "input": "Hi", "max_output_tokens": 2}""");
-            created.AssertStatus(HttpStatusCode.OK);
-            return created.Json.GetProperty("id").GetString()!;
-        }
-
-        var old = await StoreAsync();
-        Time.Advance(TimeSpan.FromDays(31));
-        var recent = new List<string>();
-        for (var i = 0; i < Gateway.Responses.StoredResponseRetention.TrimEvery; i++)
-        {
-            recent.Add(await StoreAsync());
-        }
-
-        // The 101st store ran the check: the 31-day-old response is gone, the recent ones (far under the count) kept.
-        (await TenancyHost.SendAsync(team, HttpMethod.Get, $"v1/responses/{old}")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
-        (await TenancyHost.SendAsync(team, HttpMethod.Get, $"v1/responses/{recent[0]}")).AssertStatus(HttpStatusCode.OK);
-        (await TenancyHost.SendAsync(team, HttpMethod.Get, $"v1/responses/{recent[^1]}")).AssertStatus(HttpStatusCode.OK);
-    }
-
-    [Fact]
     public async Task Another_teams_key_gets_the_unknown_id_404_on_get_delete_and_previous_response_id()
     {
         var (_, ownerKey) = await Host.NewTeamAsync(10);
