@@ -193,8 +193,7 @@ public sealed class ResponsesStreamWriter
             {
                 foreach (var item in items.EnumerateArray())
                 {
-                    var type = item.TryGetProperty("type", out var t) ? t.GetString() : null;
-                    if (type is "message" or "function_call" or "reasoning")
+                    if (CarriesOver(item))
                     {
                         item.WriteTo(json);
                     }
@@ -207,6 +206,10 @@ public sealed class ResponsesStreamWriter
         using var result = JsonDocument.Parse(buffer.WrittenMemory);
         return result.RootElement.Clone();
     }
+
+    /// <summary>Whether an item of a response's <c>output</c> becomes input of the next turn (see <see cref="OutputAsInput"/>).</summary>
+    internal static bool CarriesOver(JsonElement outputItem) =>
+        outputItem.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() is "message" or "function_call" or "reasoning";
 
     /// <summary>Writes the body of <c>DELETE /v1/responses/{id}</c>.</summary>
     public static void WriteDeleted(IBufferWriter<byte> output, string id)

@@ -5,7 +5,7 @@ namespace Sluice.Gateway.Tests.Responses;
 
 /// <summary>
 /// Stored responses belong to the team that created them: another team's key gets the unknown id's 404 on read,
-/// delete and as <c>previous_response_id</c>, word for word but for the id; the owner gets it.
+/// input items, delete and as <c>previous_response_id</c>, word for word but for the id; the owner gets it.
 /// </summary>
 public sealed class OwnerScopedResponsesTests : TenancyTestBase
 {
@@ -67,6 +67,7 @@ public sealed class OwnerScopedResponsesTests : TenancyTestBase
         {
             await TenancyHost.SendAsync(other, HttpMethod.Get, $"v1/responses/{id}"),
             await TenancyHost.SendAsync(other, HttpMethod.Delete, $"v1/responses/{id}"),
+            await TenancyHost.SendAsync(other, HttpMethod.Get, $"v1/responses/{id}/input_items"),
         })
         {
             refused.AssertError(HttpStatusCode.NotFound, "invalid_request_error");
@@ -86,6 +87,7 @@ public sealed class OwnerScopedResponsesTests : TenancyTestBase
         // Refused deletes deleted nothing: the owner still reads it, then deletes it. (The master key's own responses are
         // its own, as with sessions: a team's stored conversation is not read through it.)
         (await TenancyHost.SendAsync(owner, HttpMethod.Get, $"v1/responses/{id}")).AssertStatus(HttpStatusCode.OK);
+        (await TenancyHost.SendAsync(owner, HttpMethod.Get, $"v1/responses/{id}/input_items")).AssertStatus(HttpStatusCode.OK);
         (await TenancyHost.SendAsync(Host.Admin, HttpMethod.Get, $"v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
         (await TenancyHost.SendAsync(owner, HttpMethod.Delete, $"v1/responses/{id}")).AssertStatus(HttpStatusCode.OK);
         (await TenancyHost.SendAsync(owner, HttpMethod.Get, $"v1/responses/{id}")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");

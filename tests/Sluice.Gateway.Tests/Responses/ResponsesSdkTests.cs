@@ -95,6 +95,41 @@ public sealed class ResponsesSdkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_sdk_pages_through_a_continued_response_s_input_items_newest_first()
+    {
+        var client = Client();
+        ResponseResult first = await client.CreateResponseAsync(new CreateResponseOptions("sim-fast", [ResponseItem.CreateUserMessageItem("Tell me about lighthouses")]) { MaxOutputTokenCount = 5 });
+        ResponseResult second = await client.CreateResponseAsync(new CreateResponseOptions(
+            "sim-fast", [ResponseItem.CreateUserMessageItem("And foghorns?"), ResponseItem.CreateUserMessageItem("Briefly.")])
+        {
+            PreviousResponseId = first.Id,
+            MaxOutputTokenCount = 5,
+        });
+
+        // The SDK follows has_more/last_id page by page (two items a page): the whole context, newest first, without
+        // the second response's own output.
+        var items = new List<ResponseItem>();
+        await foreach (var item in client.GetResponseInputItemsAsync(new ResponseItemCollectionOptions(second.Id) { PageSizeLimit = 2 }))
+        {
+            items.Add(item);
+        }
+
+        var messages = items.Cast<MessageResponseItem>().ToList();
+        Assert.Equal(["Briefly.", "And foghorns?", first.GetOutputText(), "Tell me about lighthouses"], messages.Select(m => m.Content[0].Text));
+        Assert.Equal([MessageRole.User, MessageRole.User, MessageRole.Assistant, MessageRole.User], messages.Select(m => m.Role));
+        Assert.Equal(4, items.Select(i => i.Id).Distinct().Count());
+        Assert.All(items, i => Assert.False(string.IsNullOrEmpty(i.Id)));
+
+        var ascending = new List<string>();
+        await foreach (var item in client.GetResponseInputItemsAsync(new ResponseItemCollectionOptions(second.Id) { Order = ResponseItemCollectionOrder.Ascending, PageSizeLimit = 3 }))
+        {
+            ascending.Add(item.Id);
+        }
+
+        Assert.Equal(items.Select(i => i.Id).Reverse(), ascending);
+    }
+
+    [Fact]
     public async Task A_function_call_round_trip_with_function_call_output()
     {
         var client = Client();
@@ -180,6 +215,25 @@ public sealed class ResponsesSdkTests : IAsyncLifetime
         Assert.Equal(param, e.GetProperty("param").GetString());
         Assert.Equal("invalid_request_error", e.GetProperty("type").GetString());
         Assert.False(string.IsNullOrEmpty(e.GetProperty("message").GetString()));
+    }
+
+    [Theory]
+    [InlineData("limit=0", "limit")]
+    [InlineData("limit=101", "limit")]
+    [InlineData("limit=2x", "limit")]
+    [InlineData("order=newest", "order")]
+    [InlineData("after=msg_nothing_here", "after")]
+    public async Task Bad_input_items_query_is_a_400_naming_the_parameter(string query, string param)
+    {
+        using var created = await _gateway.Client.PostAsync("v1/responses", TestGateway.Json("""{"model":"sim-fast","input":"Hi","max_output_tokens":2}"""));
+        using var body = JsonDocument.Parse(await created.Content.ReadAsStringAsync());
+        var id = body.RootElement.GetProperty("id").GetString();
+        using var response = await _gateway.Client.GetAsync($"v1/responses/{id}/input_items?{query}");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        using var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var e = error.RootElement.GetProperty("error");
+        Assert.Equal(param, e.GetProperty("param").GetString());
+        Assert.Equal("invalid_request_error", e.GetProperty("type").GetString());
     }
 
     [Fact]
