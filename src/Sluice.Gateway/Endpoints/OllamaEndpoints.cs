@@ -15,7 +15,8 @@ namespace Sluice.Gateway.Endpoints;
 
 /// <summary>
 /// The Ollama API: <c>POST /api/chat</c>, <c>POST /api/generate</c> (NDJSON streams, or one object with
-/// <c>"stream": false</c>), <c>GET /api/tags</c>, <c>GET /api/version</c>, <c>POST /api/show</c> — so Ollama front
+/// <c>"stream": false</c>), <c>GET /api/tags</c>, <c>GET /api/version</c>, <c>POST /api/show</c>, <c>GET /api/ps</c>,
+/// <c>POST /api/pull</c> (a served model is "pulled" already; creating or deleting models is refused with a 403) — so Ollama front
 /// ends can use any model the gateway serves, groups created through the API included. Errors (401 included) are
 /// <c>{"error": "…"}</c>.
 /// </summary>
@@ -134,6 +135,50 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
         json.Flush();
         return Task.CompletedTask;
     }
+
+    /// <summary>Ollama's endpoints that change the set of models, which a gateway serving its configuration does not do.</summary>
+    public static IReadOnlyList<(string Method, string Path)> ModelManagement { get; } =
+    [
+        ("POST", "/api/create"), ("POST", "/api/copy"), ("POST", "/api/push"), ("DELETE", "/api/delete"),
+        ("HEAD", "/api/blobs/{digest}"), ("POST", "/api/blobs/{digest}"),
+    ];
+
+    /// <summary>
+    /// <c>POST /api/pull</c>: a model this gateway serves is there already — <c>{"status": "success"}</c> at once (as the
+    /// last line of Ollama's progress stream, or as the one object with <c>"stream": false</c>); any other is the unknown
+    /// model's 404. Front ends that pull before they chat then work unchanged.
+    /// </summary>
+    public async Task PullAsync(HttpContext context)
+    {
+        bool stream;
+        try
+        {
+            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
+            (var name, stream) = OllamaRequestParser.ParsePull(body);
+            _ = await resolver.ResolveAsync(name, CallDialect.OllamaChat, context.RequestAborted);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
+            return;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        context.Response.ContentType = stream ? "application/x-ndjson" : "application/json";
+        await context.Response.Body.WriteAsync(stream ? "{\"status\":\"success\"}\n"u8.ToArray() : "{\"status\":\"success\"}"u8.ToArray(), context.RequestAborted);
+    }
+
+    /// <summary>The <see cref="ModelManagement"/> endpoints: a 403 saying where models come from instead of "no endpoint".</summary>
+    public static Task RefuseModelManagementAsync(HttpContext context) => ErrorResponses.WriteAsync(
+        context,
+        new ChatException(403, new ErrorInfo(
+            $"{context.Request.Method} {context.Request.Path} is not available: Sluice serves the models in its configuration (sluice.json) and model groups " +
+            "(POST /api/model-groups/create with the master key); it does not create, copy, push or delete models through the Ollama API. GET /api/tags lists the models it serves.",
+            ErrorTypes.Permission)),
+        ErrorDialect.Ollama);
 
     public async Task ShowAsync(HttpContext context)
     {

@@ -241,6 +241,12 @@ internal static class SluiceServices
         app.MapGet("/api/tags", ollama.TagsAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/version", OllamaEndpoints.VersionAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapGet("/api/ps", ollama.RunningAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        app.MapPost("/api/pull", ollama.PullAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        foreach (var (method, path) in OllamaEndpoints.ModelManagement)
+        {
+            app.MapMethods(path, [method], OllamaEndpoints.RefuseModelManagementAsync).WithPolicy(EndpointPolicy.OllamaKey);
+        }
+
         var embeddings = app.ServiceProvider.GetRequiredService<EmbeddingsEndpoint>();
         app.MapPost("/api/embed", embeddings.OllamaEmbedAsync).WithPolicy(EndpointPolicy.OllamaKey);
         app.MapPost("/api/embeddings", embeddings.OllamaEmbeddingsAsync).WithPolicy(EndpointPolicy.OllamaKey);

@@ -113,6 +113,17 @@ public static class OllamaRequestParser
             : model;
     }
 
+    /// <summary>Reads <c>POST /api/pull</c>: the model (<c>model</c>, or the older <c>name</c>) and whether to stream progress (default true).</summary>
+    public static (string Model, bool Stream) ParsePull(ReadOnlyMemory<byte> utf8Json)
+    {
+        using var document = RequestFields.ParseObject(utf8Json, "{\"model\": \"sim-fast\"}");
+        var root = document.RootElement;
+        var model = RequestFields.OptionalString(root, "model") ?? RequestFields.OptionalString(root, "name");
+        return string.IsNullOrEmpty(model)
+            ? throw RequestFields.Missing("model", "name the model to pull, e.g. {\"model\": \"sim-fast\"}.")
+            : (model, RequestFields.OptionalBool(root, "stream") ?? true);
+    }
+
     private static ChatRequest Build(JsonElement root, string model, List<ChatMessage> messages, List<ToolDefinition>? tools)
     {
         int? maxTokens = null;

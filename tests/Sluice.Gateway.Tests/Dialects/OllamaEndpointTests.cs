@@ -202,4 +202,45 @@ public sealed class OllamaEndpointTests : IAsyncLifetime
         using var version = JsonDocument.Parse(await _gateway.Client.GetStringAsync("api/version"));
         Assert.Matches(@"^\d+\.\d+\.\d+$", version.RootElement.GetProperty("version").GetString());
     }
+
+    [Fact]
+    public async Task Pulling_a_served_model_succeeds_at_once_and_an_unknown_one_is_a_404()
+    {
+        // Streamed (the default): Ollama's progress stream reduced to its last line.
+        var (streamed, streamedBody) = await PostAsync("api/pull", """{"model": "sim-fast:latest"}""");
+        Assert.Equal(200, (int)streamed.StatusCode);
+        Assert.Equal("application/x-ndjson", streamed.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("success", Assert.Single(NdjsonLines(streamedBody)).GetProperty("status").GetString());
+
+        var (single, singleBody) = await PostAsync("api/pull", """{"name": "sim-slow", "stream": false}""");
+        Assert.Equal(200, (int)single.StatusCode);
+        Assert.Equal("success", JsonDocument.Parse(singleBody).RootElement.GetProperty("status").GetString());
+
+        var (unknown, unknownBody) = await PostAsync("api/pull", """{"model": "llama3"}""");
+        Assert.Equal(404, (int)unknown.StatusCode);
+        Assert.Contains("llama3", JsonDocument.Parse(unknownBody).RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+
+        var (missing, missingBody) = await PostAsync("api/pull", "{}");
+        Assert.Equal(400, (int)missing.StatusCode);
+        Assert.StartsWith("model", JsonDocument.Parse(missingBody).RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("POST", "api/create", """{"model": "x", "from": "sim-fast"}""")]
+    [InlineData("POST", "api/copy", """{"source": "sim-fast", "destination": "y"}""")]
+    [InlineData("POST", "api/push", """{"model": "sim-fast"}""")]
+    [InlineData("DELETE", "api/delete", """{"model": "sim-fast"}""")]
+    [InlineData("POST", "api/blobs/sha256:0123", "")]
+    public async Task Creating_copying_pushing_or_deleting_models_is_a_403_saying_where_models_come_from(string method, string path, string json)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = TestGateway.Json(json) };
+        using var response = await _gateway.Client.SendAsync(request);
+        Assert.Equal(403, (int)response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetString();
+        Assert.Contains("sluice.json", error, StringComparison.Ordinal);
+        Assert.Contains("GET /api/tags", error, StringComparison.Ordinal);
+
+        // Nothing changed: the model is still served.
+        Assert.Equal(200, (int)(await PostAsync("api/show", """{"model": "sim-fast"}""")).Response.StatusCode);
+    }
 }
