@@ -86,4 +86,26 @@ public sealed class InfoEndpointTests : IAsyncLifetime
         Assert.Equal("unknown_url", error.GetProperty("code").GetString());
         Assert.Contains("/v1/chat/completions", error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("POST", "api/teams//keys", false)]
+    [InlineData("GET", "api/credits/teams", false)]
+    [InlineData("GET", "api/sessions/x/y/z", false)]
+    [InlineData("POST", "api/nothing", true)]
+    [InlineData("GET", "api/tagz", true)]
+    public async Task Unknown_paths_under_api_answer_in_ollama_s_shape_except_under_sluice_s_own_api(string method, string path, bool ollama)
+    {
+        using var response = await _gateway.Client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        if (ollama)
+        {
+            Assert.Contains("/api/tags", error.GetString(), StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Equal("unknown_url", error.GetProperty("code").GetString());
+            Assert.Contains("/api/teams", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+    }
 }

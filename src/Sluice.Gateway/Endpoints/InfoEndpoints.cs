@@ -198,7 +198,9 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         var dialect = UnhandledErrors.DialectOfPath(path);
         var hint = dialect == ErrorDialect.Ollama
             ? "The Ollama API is at POST /api/chat, POST /api/generate, GET /api/tags; Sluice's own at /api/sessions, /api/jobs, /api/llm/chat/stream."
-            : "Chat is at POST /v1/chat/completions; models at GET /v1/models.";
+            : path.StartsWithSegments("/api")
+                ? "Sluice's API is listed in the README (teams and keys under /api/teams, credits under /api/credits, sessions, jobs)."
+                : "Chat is at POST /v1/chat/completions; models at GET /v1/models.";
         return ErrorResponses.WriteAsync(context, StatusCodes.Status404NotFound, new ErrorInfo(
             $"No endpoint {context.Request.Method} {path}. {hint}", ErrorTypes.InvalidRequest, null, "unknown_url"), dialect: dialect);
     }

@@ -97,11 +97,30 @@ internal static partial class UnhandledErrors
         return DialectOfPath(context.Request.Path);
     }
 
-    /// <summary>The dialect of the clients that call near <paramref name="path"/>: Ollama's under <c>/api</c>, Anthropic's under <c>/v1/messages</c>.</summary>
+    /// <summary>
+    /// The dialect of the clients that call near <paramref name="path"/>: Ollama's under <c>/api</c> — but Sluice's own
+    /// API there (teams, keys, credits, sessions, jobs…) answers in OpenAI's shape like its endpoints —, Anthropic's under
+    /// <c>/v1/messages</c>.
+    /// </summary>
     internal static ErrorDialect DialectOfPath(PathString path) =>
-        path.StartsWithSegments("/api") ? ErrorDialect.Ollama
+        path.StartsWithSegments("/api", out var rest) ? (IsSluiceApi(rest) ? ErrorDialect.OpenAI : ErrorDialect.Ollama)
         : path.StartsWithSegments("/v1/messages") ? ErrorDialect.Anthropic
         : ErrorDialect.OpenAI;
+
+    private static readonly string[] SluiceApiSegments = ["/organizations", "/teams", "/credits", "/model-groups", "/sessions", "/jobs", "/llm"];
+
+    private static bool IsSluiceApi(PathString rest)
+    {
+        foreach (var segment in SluiceApiSegments)
+        {
+            if (rest.StartsWithSegments(segment))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private static string TryRequestId(HttpContext context)
     {
