@@ -62,7 +62,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     {
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
-        var root = ApiJson.RequireObject(body);
+        var root = ApiJson.RequireObject(body, ["organization_id", "name", "metadata"]);
         var id = ApiJson.OptionalName(root, "organization_id", NameKind.Id);
         var name = ApiJson.OptionalName(root, "name", NameKind.Label) ?? id
             ?? throw ChatException.BadRequest("name is required, e.g. {\"organization_id\": \"org_acme\", \"name\": \"Acme\"}.", "name", "missing_required_parameter");
@@ -116,7 +116,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     {
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
-        var root = ApiJson.RequireObject(body);
+        var root = ApiJson.RequireObject(body, ["group_name", "name", "models", "display_name", "description"]);
         var name = ApiJson.OptionalName(root, "group_name", NameKind.ModelName) ?? ApiJson.RequiredName(root, "name", NameKind.ModelName, "ChatAgent");
         var models = ApiJson.OptionalNames(root, "models", "model_name");
         if (models is not { Count: > 0 })
@@ -192,7 +192,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
     {
         context.GetCaller().RequireOperator();
         using var body = await ReadAsync(context);
-        var root = ApiJson.RequireObject(body);
+        var root = ApiJson.RequireObject(body, TeamFields);
         var organizationId = ApiJson.RequiredName(root, "organization_id", NameKind.Id, "org_acme");
         var teamId = ApiJson.OptionalName(root, "team_id", NameKind.Id);
         var name = ApiJson.OptionalName(root, "team_alias", NameKind.Label) ?? ApiJson.OptionalName(root, "name", NameKind.Label) ?? teamId
@@ -232,7 +232,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         var root = body.RootElement;
         var names = root.ValueKind == JsonValueKind.Array
             ? ApiJson.Names(root, "model_groups")
-            : ApiJson.OptionalNames(ApiJson.RequireObject(body), "model_groups")
+            : ApiJson.OptionalNames(ApiJson.RequireObject(body, ["model_groups"]), "model_groups")
                 ?? throw ChatException.BadRequest("Send the model groups as a JSON array, e.g. [\"ChatAgent\"].", "model_groups", "missing_required_parameter");
         await RequireServedAsync(names, "model_groups", context.RequestAborted);
         var team = await Store.SetTeamModelGroupsAsync(id, names, context.RequestAborted);
@@ -245,7 +245,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
-        var limits = ApiJson.ReadLimits(ApiJson.RequireObject(body)) ?? RateLimits.None;
+        var limits = ApiJson.ReadLimits(ApiJson.RequireObject(body, ApiJson.LimitFields)) ?? RateLimits.None;
         var team = await Store.SetTeamLimitsAsync(id, limits, context.RequestAborted);
         directory.ForgetTeam(id);
         await ApiJson.WriteAsync(context, StatusCodes.Status200OK, json => WriteTeam(json, team, null));
@@ -308,12 +308,18 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
 
     // ---- Keys ----
 
+    // "metadata" (free-form, as LiteLLM's callers send it) is accepted and not kept: it changes nothing Sluice enforces.
+    private static readonly string[] TeamFields =
+        ["organization_id", "team_id", "team_alias", "name", "credits_allocated", "model_groups", "key_alias", "metadata", .. ApiJson.LimitFields];
+
+    private static readonly string[] KeyFields = ["models", "model_groups", "key_alias", "name", "expires_at", "metadata", .. ApiJson.LimitFields];
+
     private async Task CreateKeyAsync(HttpContext context)
     {
         context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
-        var root = ApiJson.RequireObject(body);
+        var root = ApiJson.RequireObject(body, KeyFields);
         var models = ApiJson.OptionalNames(root, "models") ?? [];
         var modelGroups = ApiJson.OptionalNames(root, "model_groups") ?? [];
         await RequireServedAsync(models, "models", context.RequestAborted);
@@ -421,7 +427,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         context.GetCaller().RequireOperator();
         var id = Route(context, "id");
         using var body = await ReadAsync(context);
-        var root = ApiJson.RequireObject(body);
+        var root = ApiJson.RequireObject(body, ["credits_amount", "credits", "reason"]);
         var amount = ApiJson.OptionalLong(root, "credits_amount", 1) ?? ApiJson.OptionalLong(root, "credits", 1)
             ?? throw ChatException.BadRequest("credits_amount is required: a positive number of credits, e.g. {\"credits_amount\": 500}.", "credits_amount", "missing_required_parameter");
         var reason = ApiJson.OptionalName(root, "reason", NameKind.Label) ?? "credits added";
@@ -445,7 +451,7 @@ internal sealed class TenancyEndpoints(TenancyRuntime runtime, TenantDirectory d
         var id = Route(context, "id");
         context.GetCaller().RequireTeam(id);
         using var body = await ReadAsync(context);
-        var required = ApiJson.OptionalLong(ApiJson.RequireObject(body), "credits_required", 0) ?? 1;
+        var required = ApiJson.OptionalLong(ApiJson.RequireObject(body, ["credits_required"]), "credits_required", 0) ?? 1;
         var balance = await Store.GetBalanceAsync(id, context.RequestAborted);
         var held = await Store.CountOpenJobsAsync(id, context.RequestAborted);
 

@@ -37,6 +37,63 @@ internal static class ApiJson
         return document.RootElement;
     }
 
+    /// <summary>
+    /// The body as an object that has no field outside <paramref name="known"/>: an administrative call with a misspelt
+    /// field (<c>credits</c> for <c>credits_allocated</c>) would otherwise succeed without it — a team without its
+    /// credits, a key without its limit. The 400 names the field and the closest known one.
+    /// </summary>
+    public static JsonElement RequireObject(JsonDocument document, IReadOnlyList<string> known)
+    {
+        var root = RequireObject(document);
+        foreach (var property in root.EnumerateObject())
+        {
+            if (!known.Contains(property.Name))
+            {
+                var closest = known.MinBy(k => Distance(property.Name, k));
+                var hint = closest is not null && Distance(property.Name, closest) <= Math.Max(2, property.Name.Length / 3)
+                    ? $" Did you mean '{closest}'?"
+                    : string.Empty;
+                throw ChatException.BadRequest(
+                    $"Unknown parameter '{property.Name}'.{hint} This endpoint takes: {string.Join(", ", known)}.", property.Name, "unknown_parameter");
+            }
+        }
+
+        return root;
+    }
+
+    /// <summary>The fields of <see cref="ReadLimits"/>.</summary>
+    public static readonly string[] LimitFields = ["rpm_limit", "tpm_limit", "max_parallel_requests"];
+
+    /// <summary>Edit distance, with a name that contains the other (or is contained) counted close.</summary>
+    private static int Distance(string a, string b)
+    {
+        if (a.Length > 1 && b.Length > 1 && (a.Contains(b, StringComparison.OrdinalIgnoreCase) || b.Contains(a, StringComparison.OrdinalIgnoreCase)))
+        {
+            return 1;
+        }
+
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            previous[j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = char.ToLowerInvariant(a[i - 1]) == char.ToLowerInvariant(b[j - 1]) ? 0 : 1;
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
+            }
+
+            (previous, current) = (current, previous);
+        }
+
+        return previous[b.Length];
+    }
+
     public static string? OptionalString(JsonElement root, string name)
     {
         if (!root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)

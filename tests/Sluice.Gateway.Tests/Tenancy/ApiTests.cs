@@ -221,6 +221,40 @@ public abstract class ApiTests : TenancyTestBase
         var models = (await PostAsync(Host.Admin, "api/model-groups/create", """{"group_name": "g", "models": [{"priority": 0}]}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error");
         Assert.Equal("models[0].model_name", models.Error.GetProperty("param").GetString());
     }
+
+    [Fact]
+    public async Task A_misspelt_field_is_refused_naming_it_and_the_closest_known_one_and_nothing_is_created()
+    {
+        (await PostAsync(Host.Admin, "api/organizations/create", """{"organization_id": "org_typo"}""")).AssertStatus(HttpStatusCode.OK);
+        foreach (var (path, body, field, closest) in new[]
+        {
+            ("api/teams/create", """{"organization_id": "org_typo", "team_id": "team_typo", "credits": 500}""", "credits", "credits_allocated"),
+            ("api/teams/create", """{"organization_id": "org_typo", "team_id": "team_typo", "rpm": 10}""", "rpm", "rpm_limit"),
+            ("api/teams/create", """{"organization_id": "org_typo", "team_id": "team_typo", "max_budget": 10}""", "max_budget", null),
+        })
+        {
+            var refused = (await PostAsync(Host.Admin, path, body)).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
+            Assert.Equal(field, refused.Error.GetProperty("param").GetString());
+            var message = refused.Error.GetProperty("message").GetString()!;
+            Assert.Contains("credits_allocated", message, StringComparison.Ordinal);
+            if (closest is not null)
+            {
+                Assert.Contains($"Did you mean '{closest}'?", message, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.DoesNotContain("Did you mean", message, StringComparison.Ordinal);
+            }
+        }
+
+        (await TenancyHost.SendAsync(Host.Admin, HttpMethod.Get, "api/teams/team_typo")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+        var (team, _) = await Host.NewTeamAsync(10);
+        var key = (await PostAsync(Host.Admin, $"api/teams/{team}/keys", """{"rpm_limt": 5}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
+        Assert.Contains("Did you mean 'rpm_limit'?", key.Error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        var credits = (await PostAsync(Host.Admin, $"api/credits/teams/{team}/add", """{"amount": 5}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
+        Assert.Equal("amount", credits.Error.GetProperty("param").GetString());
+        (await TenancyHost.SendAsync(Host.Admin, HttpMethod.Put, $"api/teams/{team}/limits", """{"tpm": 5}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
+    }
 }
 
 public sealed class SqliteApiTests : ApiTests
