@@ -23,7 +23,8 @@ internal enum Dialect
 /// <param name="Dialect">The error shape.</param>
 /// <param name="Body">A valid JSON body, or null for endpoints without one.</param>
 /// <param name="Chat">True when the request runs a model (its usage is recorded after the response).</param>
-internal sealed record EndpointSpec(string Method, string Pattern, string Path, Dialect Dialect, string? Body = null, bool Chat = false)
+/// <param name="Status">The template's status when it is not a success (an endpoint that always refuses).</param>
+internal sealed record EndpointSpec(string Method, string Pattern, string Path, Dialect Dialect, string? Body = null, bool Chat = false, int? Status = null)
 {
     public override string ToString() => $"{Method} {Pattern}";
 }
@@ -50,6 +51,7 @@ internal static class EndpointCatalog
             """{"model": "sim-fast", "instructions": "Be brief.", "input": [{"role": "user", "content": [{"type": "input_text", "text": "Tell me about rivers"}]}], "max_output_tokens": 5, "temperature": 0.5, "stream": true, "store": false, "metadata": {"k": "v"}}""", Chat: true),
         new("GET", "/v1/responses/{id}", "/v1/responses/{response}", Dialect.OpenAI),
         new("DELETE", "/v1/responses/{id}", "/v1/responses/{deleteResponse}", Dialect.OpenAI),
+        new("GET", "/v1/responses/{id}/input_items", "/v1/responses/{response}/input_items?limit=2&order=asc", Dialect.OpenAI),
 
         // Anthropic
         new("POST", "/v1/messages", "/v1/messages", Dialect.Anthropic,
@@ -68,6 +70,13 @@ internal static class EndpointCatalog
         new("GET", "/api/ps", "/api/ps", Dialect.Ollama),
         new("POST", "/api/embed", "/api/embed", Dialect.Ollama, """{"model": "sim-embed", "input": ["rivers", "lakes"], "truncate": true, "dimensions": 8}"""),
         new("POST", "/api/embeddings", "/api/embeddings", Dialect.Ollama, """{"model": "sim-embed", "prompt": "rivers and lakes"}"""),
+        new("POST", "/api/pull", "/api/pull", Dialect.Ollama, """{"model": "sim-fast:latest", "stream": false}"""),
+        new("POST", "/api/create", "/api/create", Dialect.Ollama, """{"model": "mine", "from": "sim-fast"}""", Status: 403),
+        new("POST", "/api/copy", "/api/copy", Dialect.Ollama, """{"source": "sim-fast", "destination": "mine"}""", Status: 403),
+        new("POST", "/api/push", "/api/push", Dialect.Ollama, """{"model": "sim-fast"}""", Status: 403),
+        new("DELETE", "/api/delete", "/api/delete", Dialect.Ollama, """{"model": "sim-fast"}""", Status: 403),
+        new("HEAD", "/api/blobs/{digest}", "/api/blobs/sha256:00", Dialect.Ollama, Status: 403),
+        new("POST", "/api/blobs/{digest}", "/api/blobs/sha256:00", Dialect.Ollama, "{}", Status: 403),
 
         // Portal and WebSocket (a plain GET: the WebSocket messages are fuzzed on their own)
         new("POST", "/api/llm/chat/stream", "/api/llm/chat/stream", Dialect.OpenAI,

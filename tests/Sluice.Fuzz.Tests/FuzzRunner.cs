@@ -122,7 +122,8 @@ internal sealed class FuzzRunner(FuzzGateway gateway, FuzzSettings settings)
 
             using var response = await gateway.Admin.SendAsync(request);
             var body = await response.Content.ReadAsStringAsync();
-            var expected = spec.Pattern.StartsWith("/v1/streams", StringComparison.Ordinal) || spec.Pattern == "/{*path}" ? 404
+            var expected = spec.Status is { } status ? status
+                : spec.Pattern.StartsWith("/v1/streams", StringComparison.Ordinal) || spec.Pattern == "/{*path}" ? 404
                 : spec.Pattern == "/api/llm/ws" ? 400 : 200;
             if ((int)response.StatusCode != expected && !((int)response.StatusCode == 201 && expected == 200))
             {
