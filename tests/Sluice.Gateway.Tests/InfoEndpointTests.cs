@@ -87,6 +87,16 @@ public sealed class InfoEndpointTests : IAsyncLifetime
         Assert.Contains("/v1/chat/completions", error.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Unknown_paths_under_v1_messages_answer_in_anthropic_s_shape_naming_its_endpoints()
+    {
+        using var response = await _gateway.Client.GetAsync("v1/messages/batches");
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("error", body.GetProperty("type").GetString());
+        Assert.Contains("POST /v1/messages", body.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("POST", "api/teams//keys", false)]
     [InlineData("GET", "api/credits/teams", false)]

@@ -198,6 +198,8 @@ internal sealed class InfoEndpoints(ModelCatalog catalog, ModelResolver resolver
         var dialect = UnhandledErrors.DialectOfPath(path);
         var hint = dialect == ErrorDialect.Ollama
             ? "The Ollama API is at POST /api/chat, POST /api/generate, GET /api/tags; Sluice's own at /api/sessions, /api/jobs, /api/llm/chat/stream."
+            : dialect == ErrorDialect.Anthropic
+                ? "The Anthropic Messages API is at POST /v1/messages and POST /v1/messages/count_tokens (message batches are not served); models at GET /v1/models."
             : path.StartsWithSegments("/api")
                 ? "Sluice's API is listed in the README (teams and keys under /api/teams, credits under /api/credits, sessions, jobs)."
                 : "Chat is at POST /v1/chat/completions; models at GET /v1/models.";
