@@ -231,25 +231,24 @@ internal static class ApiJson
     }
 
     /// <summary>Reads <c>limit</c>/<c>offset</c> query parameters (defaults 50/0, limit at most 1000).</summary>
-    public static (int Limit, int Offset) Page(HttpContext context, int defaultLimit = 50)
+    public static (int Limit, int Offset) Page(HttpContext context, int defaultLimit = 50) =>
+        (QueryNumber(context.Request.Query, "limit", defaultLimit, 1, 1000), QueryNumber(context.Request.Query, "offset", 0, 0, int.MaxValue));
+
+    /// <summary>The whole-number query parameter <paramref name="name"/> in [<paramref name="min"/>, <paramref name="max"/>], or <paramref name="fallback"/> when absent.</summary>
+    public static int QueryNumber(IQueryCollection query, string name, int fallback, int min, int max)
     {
-        return (Number("limit", defaultLimit, 1, 1000), Number("offset", 0, 0, int.MaxValue));
-
-        int Number(string name, int fallback, int min, int max)
+        var text = query[name].ToString();
+        if (text.Length == 0)
         {
-            var text = context.Request.Query[name].ToString();
-            if (text.Length == 0)
-            {
-                return fallback;
-            }
-
-            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
-            {
-                throw ChatException.BadRequest($"Query parameter {name} must be an integer from {min} to {max} (got \"{text}\").", name);
-            }
-
-            return value;
+            return fallback;
         }
+
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw ChatException.BadRequest($"Query parameter {name} must be an integer from {min} to {max} (got \"{text}\").", name);
+        }
+
+        return value;
     }
 
     /// <summary>Writes a JSON response.</summary>

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -66,16 +65,7 @@ internal sealed class ResponsesEndpoints(
     private static InputItemsPage ReadPage(IQueryCollection query)
     {
         var page = new InputItemsPage();
-        if (query["limit"].ToString() is { Length: > 0 } limitText)
-        {
-            if (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out var limit) || limit is < 1 or > InputItemsPage.MaxLimit)
-            {
-                throw ChatException.BadRequest($"limit must be a whole number from 1 to {InputItemsPage.MaxLimit} (got '{limitText}').", "limit");
-            }
-
-            page = page with { Limit = limit };
-        }
-
+        page = page with { Limit = ApiJson.QueryNumber(query, "limit", page.Limit, 1, InputItemsPage.MaxLimit) };
         page = query["order"].ToString() switch
         {
             "" or "desc" => page,
