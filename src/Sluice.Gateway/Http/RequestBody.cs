@@ -15,6 +15,14 @@ internal static class RequestBody
             throw TooLarge(limit);
         }
 
+        // A compressed body would otherwise be refused as "not valid JSON" at its first byte, which names the wrong cause.
+        if (request.Headers.ContentEncoding is { Count: > 0 } encoding && !string.Equals(encoding.ToString(), "identity", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ChatException(StatusCodes.Status415UnsupportedMediaType, new ErrorInfo(
+                $"Content-Encoding '{encoding}' is not supported for request bodies: send the JSON uncompressed (no Content-Encoding header).",
+                ErrorTypes.InvalidRequest, null, "unsupported_content_encoding"));
+        }
+
         var reader = request.BodyReader;
         RequestBodyBudget.Lease? held = null;
         while (true)

@@ -135,6 +135,29 @@ public sealed class MalformedInputTests : IAsyncLifetime
         AssertShape(JsonDocument.Parse(response.Body).RootElement, dialect);
     }
 
+    [Theory]
+    [InlineData("v1/chat/completions", "openai", "gzip")]
+    [InlineData("api/jobs/create", "openai", "br")]
+    [InlineData("v1/messages", "anthropic", "gzip")]
+    [InlineData("api/chat", "ollama", "deflate")]
+    public async Task A_compressed_body_is_a_415_saying_to_send_it_uncompressed_not_invalid_json(string path, string dialect, string encoding)
+    {
+        using var content = new ByteArrayContent([0x1F, 0x8B, 0x08, 0x00]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        content.Headers.ContentEncoding.Add(encoding);
+        using var response = await _host.Admin.PostAsync(path, content);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        var root = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        AssertShape(root, dialect);
+        Assert.Contains("uncompressed", root.ToString(), StringComparison.Ordinal);
+
+        // "identity" is no encoding: the body is read as it is.
+        using var plain = new StringContent("""{"model": "sim-fast", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}""", Encoding.UTF8, "application/json");
+        plain.Headers.ContentEncoding.Add("identity");
+        using var ok = await _host.Admin.PostAsync("v1/chat/completions", plain);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
     private static void AssertRefused(ApiResponse response, string dialect, string field, string problem)
     {
         Assert.True(response.Status == HttpStatusCode.BadRequest, $"Expected 400, got {(int)response.Status}: {response.Body}");
