@@ -56,10 +56,20 @@ internal sealed class StreamsEndpoint(StreamRegistry registry, GatewayOptions op
             return;
         }
 
-        if (!stream.TryAttachReader())
+        switch (stream.TryAttachReader(registry.Options.MaxReadersPerStream))
         {
-            await NotFoundAsync(context, id, stream);
-            return;
+            case ReaderAttach.Gone:
+                await NotFoundAsync(context, id, stream);
+                return;
+            case ReaderAttach.Full:
+                await ErrorResponses.WriteAsync(
+                    context,
+                    StatusCodes.Status429TooManyRequests,
+                    new ErrorInfo(
+                        $"Stream '{SluiceErrors.Echo(id)}' already has {registry.Options.MaxReadersPerStream} clients reading it (Streaming:MaxReadersPerStream). Close one of them, or retry when one has left.",
+                        ErrorTypes.RateLimit, "id", "too_many_readers"),
+                    TimeSpan.FromSeconds(1));
+                return;
         }
 
         var timed = string.Equals(context.Request.Query["replay"], "timed", StringComparison.OrdinalIgnoreCase);

@@ -143,10 +143,10 @@ public static class GatewayConfiguration
         }
 
         if (options.Streaming.ResumeGraceSeconds < 0 || options.Streaming.ReplayTtlSeconds < 0
-            || options.Streaming.MaxStreamBufferBytes < 1 || options.Streaming.ReplayBudgetBytes < 1)
+            || options.Streaming.MaxStreamBufferBytes < 1 || options.Streaming.ReplayBudgetBytes < 1 || options.Streaming.MaxReadersPerStream < 1)
         {
             throw new GatewayConfigurationException(
-                "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes and Streaming:ReplayBudgetBytes at least 1 (defaults 30, 300, 1048576, 67108864).");
+                "Streaming:ResumeGraceSeconds and Streaming:ReplayTtlSeconds must be 0 or more, Streaming:MaxStreamBufferBytes, Streaming:ReplayBudgetBytes and Streaming:MaxReadersPerStream at least 1 (defaults 30, 300, 1048576, 67108864, 16).");
         }
 
         if (options.Streaming.SlowClientTimeoutSeconds < 0)

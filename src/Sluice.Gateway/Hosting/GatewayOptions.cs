@@ -237,6 +237,13 @@ public sealed class StreamingOptions
     public long ReplayBudgetBytes { get; set; } = 64L * 1024 * 1024;
 
     /// <summary>
+    /// Clients reading one stream at once, the request that started it included; one more resume (<c>GET
+    /// /v1/streams/{id}</c>) is refused with 429 <c>too_many_readers</c>. Each reader holds a connection and wakes at
+    /// every frame, so a stream id shared or leaked must not let its holders multiply that work without bound.
+    /// </summary>
+    public int MaxReadersPerStream { get; set; } = 16;
+
+    /// <summary>
     /// On shutdown (SIGTERM, Ctrl+C), how long the answers already running may take to finish; new requests are refused
     /// with 503 <c>gateway_shutting_down</c> meanwhile and <c>/health/ready</c> answers 503. Answers still running
     /// after it end with a <c>gateway_shutting_down</c> error frame.

@@ -572,20 +572,28 @@ internal sealed class ResumableStream
         }
     }
 
-    /// <summary>A reader (a resuming client) attaches: a pending grace cancellation is called off.</summary>
-    public bool TryAttachReader()
+    /// <summary>
+    /// A reader (a resuming client) attaches: a pending grace cancellation is called off. <see cref="ReaderAttach.Full"/>
+    /// when <paramref name="maxReaders"/> clients (the first request included) read it already.
+    /// </summary>
+    public ReaderAttach TryAttachReader(int maxReaders = int.MaxValue)
     {
         lock (this)
         {
             if (!Resumable || Volatile.Read(ref _generation) is { IsCancellationRequested: true } && !_finished)
             {
-                return false;
+                return ReaderAttach.Gone;
+            }
+
+            if (_readers >= maxReaders)
+            {
+                return ReaderAttach.Full;
             }
 
             _readers++;
             _graceTimer?.Dispose();
             _graceTimer = null;
-            return true;
+            return ReaderAttach.Attached;
         }
     }
 
@@ -769,4 +777,17 @@ internal readonly struct Frame
         var micros = (now - start) * 1e6 / Stopwatch.Frequency;
         return micros <= 0 ? 0 : micros >= uint.MaxValue ? uint.MaxValue : (uint)micros;
     }
+}
+
+/// <summary>What <see cref="ResumableStream.TryAttachReader"/> found.</summary>
+internal enum ReaderAttach
+{
+    /// <summary>The reader is attached (and must detach).</summary>
+    Attached,
+
+    /// <summary>The stream cannot be read any more (cancelled before it finished, or dropped from the replay buffer).</summary>
+    Gone,
+
+    /// <summary>As many clients as allowed read it already.</summary>
+    Full,
 }

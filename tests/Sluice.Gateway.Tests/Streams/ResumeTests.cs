@@ -169,6 +169,47 @@ public sealed class ResumeTests
     }
 
     [Fact]
+    public async Task Readers_of_one_stream_are_capped_one_more_is_a_429_and_a_reader_leaving_makes_room()
+    {
+        await using var gateway = await StartAsync(o => o.Streaming.MaxReadersPerStream = 2);
+        var request = Request.Replace("\"max_tokens\":40", "\"max_tokens\":400", StringComparison.Ordinal);
+        using var original = await gateway.PostChatAsync(request);
+        var streamId = Assert.Single(original.Headers.GetValues(HttpStreamSink.StreamIdHeader));
+
+        // The first request reads (1), one resumer joins (2): the next is refused while both read.
+        using var second = await gateway.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}"), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        using var third = await gateway.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}"), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.TooManyRequests, third.StatusCode);
+        Assert.NotNull(third.Headers.RetryAfter);
+        using (var error = JsonDocument.Parse(await third.Content.ReadAsStringAsync()))
+        {
+            Assert.Equal("too_many_readers", error.RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.Contains("Streaming:MaxReadersPerStream", error.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        // The resumer leaves: a new one is let in and reads the stream to its end.
+        second.Dispose();
+        HttpResponseMessage? fourth = null;
+        for (var i = 0; i < 50; i++)
+        {
+            fourth = await gateway.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{streamId}"), HttpCompletionOption.ResponseHeadersRead);
+            if (fourth.StatusCode == HttpStatusCode.OK)
+            {
+                break;
+            }
+
+            fourth.Dispose();
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, fourth!.StatusCode);
+        var rest = await ReadAllAsync(fourth);
+        Assert.True(rest.Done);
+        fourth.Dispose();
+    }
+
+    [Fact]
     public async Task Unknown_ids_get_a_404_saying_the_stream_expired()
     {
         await using var gateway = await StartAsync();
