@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -150,25 +151,37 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
     /// </summary>
     public async Task PullAsync(HttpContext context)
     {
-        bool stream;
-        try
-        {
-            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-            (var name, stream) = OllamaRequestParser.ParsePull(body);
-            _ = await resolver.ResolveAsync(name, CallDialect.OllamaChat, context.RequestAborted);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
-            return;
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        if (await ReadModelRequestAsync(context, OllamaRequestParser.ParsePull) is not (_, var stream))
         {
             return;
         }
 
         context.Response.ContentType = stream ? "application/x-ndjson" : "application/json";
-        await context.Response.Body.WriteAsync(stream ? "{\"status\":\"success\"}\n"u8.ToArray() : "{\"status\":\"success\"}"u8.ToArray(), context.RequestAborted);
+        context.Response.BodyWriter.Write(stream ? "{\"status\":\"success\"}\n"u8 : "{\"status\":\"success\"}"u8);
+        await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+    }
+
+    /// <summary>
+    /// Reads a body that names a model (<paramref name="parse"/> also returns whether to stream) and resolves it; on a
+    /// refusal the error is written in Ollama's shape and the result is null.
+    /// </summary>
+    private async Task<(ModelEntry Model, bool Stream)?> ReadModelRequestAsync(HttpContext context, Func<ReadOnlyMemory<byte>, (string Model, bool Stream)> parse)
+    {
+        try
+        {
+            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
+            var (name, stream) = parse(body);
+            return (await resolver.ResolveAsync(name, CallDialect.OllamaChat, context.RequestAborted), stream);
+        }
+        catch (ChatException ex)
+        {
+            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
+            return null;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     /// <summary>The <see cref="ModelManagement"/> endpoints: a 403 saying where models come from instead of "no endpoint".</summary>
@@ -182,18 +195,7 @@ internal sealed class OllamaEndpoints(HttpCalls calls, ModelResolver resolver, G
 
     public async Task ShowAsync(HttpContext context)
     {
-        ModelEntry model;
-        try
-        {
-            var body = await RequestBody.ReadAsync(context.Request, options.Limits.MaxRequestBodyBytes, context.RequestAborted);
-            model = await resolver.ResolveAsync(OllamaRequestParser.ParseShow(body), CallDialect.OllamaChat, context.RequestAborted);
-        }
-        catch (ChatException ex)
-        {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Ollama);
-            return;
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        if (await ReadModelRequestAsync(context, static body => (OllamaRequestParser.ParseShow(body), false)) is not (var model, _))
         {
             return;
         }
