@@ -50,6 +50,8 @@ public sealed class OpenAIChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
     private protected override bool PassesCompletionsThrough => true;
 
+    private protected override bool ReturnsLogprobs => true;
+
     /// <summary>Legacy completion requests go to <c>{BaseUrl}/completions</c>; everything else to the chat endpoint.</summary>
     private protected override Uri EndpointFor(ChatRequest request) =>
         request.Completion is null ? base.EndpointFor(request) : new Uri(Transport.BaseUrl + "/completions");

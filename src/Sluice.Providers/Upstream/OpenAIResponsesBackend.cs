@@ -42,6 +42,8 @@ public sealed class OpenAIResponsesBackend : UpstreamChatBackend
     {
     }
 
+    private protected override bool ReturnsLogprobs => true;
+
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
         new Decoder(options.AcceptsResponsesEvents);
 

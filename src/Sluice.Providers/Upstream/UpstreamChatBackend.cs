@@ -49,6 +49,12 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     /// </summary>
     private protected virtual bool PassesCompletionsThrough => false;
 
+    /// <summary>
+    /// Whether the adapter returns token log probabilities (<c>logprobs</c>); the others refuse a request for them rather
+    /// than answer with <c>"logprobs": null</c> as if the model had none.
+    /// </summary>
+    private protected virtual bool ReturnsLogprobs => false;
+
     /// <summary>Where <paramref name="request"/> is sent (the chat endpoint unless an adapter has another for it).</summary>
     private protected virtual Uri EndpointFor(ChatRequest request) => _endpoint;
 
@@ -111,6 +117,13 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
         if (!SupportsSeveralChoices)
         {
             UpstreamStreaming.RequireSingleChoice(request, Transport);
+        }
+
+        if (request.Logprobs && !ReturnsLogprobs)
+        {
+            throw ChatException.BadRequest(
+                $"Model \"{Transport.Options.Name}\" ({Transport.ProviderLabel}) does not return log probabilities through Sluice. Leave out logprobs (or set it to false), or use an OpenAI-compatible model.",
+                "logprobs", "unsupported_parameter");
         }
 
         AttachmentSupport.RequireVision(request, Transport.Options, Transport.ProviderLabel);

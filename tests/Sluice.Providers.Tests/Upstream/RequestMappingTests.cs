@@ -264,6 +264,23 @@ public sealed class RequestMappingTests
         Assert.Empty(rig.Upstream.Requests);
     }
 
+    [Theory]
+    [InlineData("anthropic")]
+    [InlineData("gemini")]
+    [InlineData("ollama")]
+    public async Task Providers_without_log_probabilities_refuse_logprobs_before_calling_upstream(string provider)
+    {
+        await using var upstream = await ReplayUpstream.StartAsync(UpstreamKit.Utf8("{}"));
+        await using var rig = await UpstreamRig.StartAsync(provider, upstream);
+
+        var ex = await Assert.ThrowsAsync<Sluice.Protocol.ChatException>(() => rig.CollectAsync(UpstreamKit.Request(
+            """{"model":"test-model","messages":[{"role":"user","content":"Hi"}],"logprobs":true,"top_logprobs":2}""")));
+        Assert.Equal(400, ex.StatusCode);
+        Assert.Equal("logprobs", ex.Error.Param);
+        Assert.Contains("OpenAI-compatible", ex.Error.Message, StringComparison.Ordinal);
+        Assert.Empty(rig.Upstream.Requests);
+    }
+
     [Fact]
     public async Task Invalid_tool_call_arguments_in_history_are_a_400_naming_the_field()
     {
