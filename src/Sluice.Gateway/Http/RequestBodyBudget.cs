@@ -28,6 +28,9 @@ internal sealed class RequestBodyBudget(long perClient, long total)
 
     public long Total => total;
 
+    /// <summary>Body bytes held now for the caller at <paramref name="address"/> (without a key).</summary>
+    internal long HeldFor(System.Net.IPAddress address) => _held["ip:" + ConnectionsPerClient.ClientOf(address)];
+
     /// <summary>A lease for <paramref name="context"/>'s body, released when the request ends.</summary>
     public Lease Open(HttpContext context)
     {
