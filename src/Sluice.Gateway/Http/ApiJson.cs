@@ -49,12 +49,15 @@ internal static class ApiJson
         {
             if (!known.Contains(property.Name))
             {
-                var closest = known.MinBy(k => Distance(property.Name, k));
+                // Suggested only for names of a plausible length: the distance costs their product.
+                var closest = property.Name.Length <= 64 ? known.MinBy(k => Distance(property.Name, k)) : null;
                 var hint = closest is not null && Distance(property.Name, closest) <= Math.Max(2, property.Name.Length / 3)
                     ? $" Did you mean '{closest}'?"
                     : string.Empty;
+                // Echoed shortened and printable: the name is the client's, of any length.
+                var name = Calls.SluiceErrors.Echo(property.Name);
                 throw ChatException.BadRequest(
-                    $"Unknown parameter '{property.Name}'.{hint} This endpoint takes: {string.Join(", ", known)}.", property.Name, "unknown_parameter");
+                    $"Unknown parameter '{name}'.{hint} This endpoint takes: {string.Join(", ", known)}.", name, "unknown_parameter");
             }
         }
 

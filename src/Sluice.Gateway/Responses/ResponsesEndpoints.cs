@@ -70,7 +70,7 @@ internal sealed class ResponsesEndpoints(
         {
             "" or "desc" => page,
             "asc" => page with { Ascending = true },
-            var other => throw ChatException.BadRequest($"order must be 'asc' or 'desc' (got '{other}').", "order"),
+            var other => throw ChatException.BadRequest($"order must be 'asc' or 'desc' (got '{SluiceErrors.Echo(other)}').", "order"),
         };
         return query["after"].ToString() is { Length: > 0 } after ? page with { After = after } : page;
     }

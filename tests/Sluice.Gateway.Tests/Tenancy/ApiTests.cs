@@ -248,6 +248,11 @@ public abstract class ApiTests : TenancyTestBase
         }
 
         (await TenancyHost.SendAsync(Host.Admin, HttpMethod.Get, "api/teams/team_typo")).AssertError(HttpStatusCode.NotFound, "invalid_request_error");
+
+        // A hostile name is echoed shortened, without a suggestion.
+        var huge = new string('x', 100_000);
+        var echoed = (await PostAsync(Host.Admin, "api/teams/create", $$"""{"organization_id": "org_typo", "{{huge}}": 1}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
+        Assert.True(echoed.Body.Length < 2_000, $"{echoed.Body.Length} bytes");
         var (team, _) = await Host.NewTeamAsync(10);
         var key = (await PostAsync(Host.Admin, $"api/teams/{team}/keys", """{"rpm_limt": 5}""")).AssertError(HttpStatusCode.BadRequest, "invalid_request_error", "unknown_parameter");
         Assert.Contains("Did you mean 'rpm_limit'?", key.Error.GetProperty("message").GetString(), StringComparison.Ordinal);
