@@ -44,9 +44,12 @@ public static class JsonInput
         }
         catch (JsonException ex)
         {
-            throw new ChatException(400, new ErrorInfo(
-                $"{what} is not valid JSON ({ex.Message}). {hint}",
-                ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
+            // Too deep is well-formed JSON the gateway will not read: "check quoting and commas" would send the caller
+            // looking for a typo that is not there.
+            var message = IsTooDeep(ex)
+                ? $"{what} nests objects and arrays deeper than {maxDepth} levels (byte {ex.BytePositionInLine}). No field Sluice reads is that deep: flatten the structure or send it as a string."
+                : $"{what} is not valid JSON ({ex.Message}). {hint}";
+            throw new ChatException(400, new ErrorInfo(message, ErrorTypes.InvalidRequest, null, "invalid_json"), inner: ex);
         }
 
         try
@@ -64,6 +67,11 @@ public static class JsonInput
             throw;
         }
     }
+
+    // System.Text.Json has no distinct exception for it; its message ("The maximum configured depth of N has been
+    // exceeded") is the only sign, and its resources are not localised in this process.
+    private static bool IsTooDeep(JsonException ex) =>
+        ex.Message.Contains("maximum configured depth", StringComparison.Ordinal);
 
     /// <summary>
     /// Checks that every string and property name of well-formed JSON text is valid Unicode (UTF-8 bytes, surrogate

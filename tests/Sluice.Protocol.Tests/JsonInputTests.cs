@@ -45,6 +45,21 @@ public sealed class JsonInputTests
     }
 
     [Fact]
+    public void Nesting_past_the_limit_says_so_instead_of_pointing_at_quotes_and_commas()
+    {
+        var json = Encoding.UTF8.GetBytes("{\"messages\": " + new string('[', 70) + new string(']', 70) + "}");
+        var error = Assert.Throws<ChatException>(() => JsonInput.Parse(json).Dispose());
+        Assert.Equal(400, error.StatusCode);
+        Assert.Equal("invalid_json", error.Error.Code);
+        Assert.Contains("deeper than 64 levels", error.Error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("quoting", error.Error.Message, StringComparison.Ordinal);
+
+        // A typo is still a typo.
+        var typo = Assert.Throws<ChatException>(() => JsonInput.Parse("{\"a\": 1,}"u8.ToArray()).Dispose());
+        Assert.Contains("Check quoting and commas", typo.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Valid_text_escapes_and_pairs_pass_and_read_back()
     {
         using var document = JsonInput.Parse("""{"a": "smile \ud83d\ude00 \n \u00e9", "b": "caf\u00e9 plain ☕"}"""u8.ToArray());
