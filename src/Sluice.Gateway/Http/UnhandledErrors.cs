@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Streaming;
 using Sluice.Protocol;
 
@@ -44,11 +45,11 @@ internal static partial class UnhandledErrors
         var (status, error) = Classify(exception, requestId);
         if (status >= 500)
         {
-            LogUnhandled(logger, exception.GetType().Name, Site(exception), context.Request.Method, context.Request.Path.Value ?? "/", requestId, exception.Message);
+            LogUnhandled(logger, exception.GetType().Name, Site(exception), context.Request.Method, LogText.Clean(context.Request.Path.Value ?? "/", 2_000)!, requestId, LogText.Clean(exception.Message, 2_000)!);
         }
         else
         {
-            LogRejected(logger, status, context.Request.Method, context.Request.Path.Value ?? "/", requestId, exception.Message);
+            LogRejected(logger, status, context.Request.Method, LogText.Clean(context.Request.Path.Value ?? "/", 2_000)!, requestId, LogText.Clean(exception.Message, 2_000)!);
         }
 
         var response = context.Response;

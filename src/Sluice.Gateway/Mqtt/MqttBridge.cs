@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Hosting;
 using Sluice.Gateway.Http;
+using Sluice.Gateway.Observability;
 using Sluice.Gateway.Relay;
 using Sluice.Gateway.Tenancy;
 using Sluice.Mqtt;
@@ -135,7 +136,7 @@ internal sealed partial class MqttBridge : BackgroundService
         if (message.Retain)
         {
             // A retained request would run again after every reconnection.
-            LogRetainedIgnored(_logger, message.Topic);
+            LogRetainedIgnored(_logger, LogText.Clean(message.Topic)!);
             return;
         }
 
@@ -181,7 +182,7 @@ internal sealed partial class MqttBridge : BackgroundService
 
             try
             {
-                LogRequest(_logger, requestId, request.Id, request.Chat.Model, request.ReplyTopic);
+                LogRequest(_logger, requestId, LogText.Clean(request.Id)!, LogText.Clean(request.Chat.Model, 100)!, LogText.Clean(request.ReplyTopic)!);
                 var call = _pipeline.Begin(requestId, caller, CallDialect.Mqtt, cancel.Token);
                 call.Request = request.Chat;
                 await _pipeline.RunAsync(call, new MqttResponder(this, request, stopping));
@@ -198,7 +199,7 @@ internal sealed partial class MqttBridge : BackgroundService
         catch (Exception ex)
 #pragma warning restore CA1031
         {
-            LogRequestFailed(_logger, ex, requestId, message.Topic);
+            LogRequestFailed(_logger, ex, requestId, LogText.Clean(message.Topic)!);
         }
     }
 
@@ -236,15 +237,15 @@ internal sealed partial class MqttBridge : BackgroundService
     {
         if (replyTopic is null)
         {
-            LogUnanswerable(_logger, topic, error.Message);
+            LogUnanswerable(_logger, LogText.Clean(topic)!, LogText.Clean(error.Message, 2_000)!);
             return;
         }
 
-        LogRejected(_logger, requestId, id, error.Code ?? error.Type, error.Message);
+        LogRejected(_logger, requestId, LogText.Clean(id), error.Code ?? error.Type, LogText.Clean(error.Message, 2_000)!);
         var bytes = new MqttAnswerJson(id, requestId).Error(1, error, _options.MaxMessageBytes);
         if (bytes.Length > _options.MaxMessageBytes)
         {
-            LogUnanswerable(_logger, topic, error.Message + $" (the error does not fit in Mqtt:MaxMessageBytes = {_options.MaxMessageBytes})");
+            LogUnanswerable(_logger, LogText.Clean(topic)!, LogText.Clean(error.Message, 2_000) + $" (the error does not fit in Mqtt:MaxMessageBytes = {_options.MaxMessageBytes})");
             return;
         }
 
@@ -489,7 +490,7 @@ internal sealed partial class MqttBridge : BackgroundService
 
         private void Interrupt()
         {
-            LogInterrupted(bridge._logger, _requestId, request.Id, _seq);
+            LogInterrupted(bridge._logger, _requestId, LogText.Clean(request.Id)!, _seq);
             _interrupted = new ChatException(502, new ErrorInfo(
                 $"The connection to the MQTT broker was lost after {_seq} message(s) of this answer, so it could not be finished. Send the request again.",
                 ErrorTypes.Server, null, "answer_interrupted"));
@@ -520,7 +521,7 @@ internal sealed partial class MqttBridge : BackgroundService
         }
         catch (Exception ex) when (ex is OperationCanceledException or MqttException or ObjectDisposedException)
         {
-            LogUndelivered(_logger, requestId, topic, ex.Message);
+            LogUndelivered(_logger, requestId, LogText.Clean(topic)!, LogText.Clean(ex.Message, 2_000)!);
         }
     }
 

@@ -252,14 +252,14 @@ internal sealed partial class CallTelemetry
 
     private void WriteAccessLog(ChatCall call, int status, string outcome, UsageRecord? record, string? errorCode, TimeSpan duration)
     {
-        var model = call.IsResolved ? call.Model.Name : Cut(call.RequestedModel, 100);
+        var model = call.IsResolved ? call.Model.Name : LogText.Clean(call.RequestedModel, 100)!;
         var ttft = record?.TimeToFirstToken is { } first ? Math.Round(first.TotalMilliseconds, 3) : (double?)null;
         var durationMs = Math.Round(duration.TotalMilliseconds, 3);
         var team = call.BillingTeamId ?? call.Caller.TeamId;
         var key = call.Caller.Key?.Id;
         if (_includePrompts)
         {
-            var prompt = call.IsParsed ? Cut(call.Request.LastUserText, 1_000) : string.Empty;
+            var prompt = call.IsParsed ? LogText.Clean(call.Request.LastUserText, 1_000) ?? string.Empty : string.Empty;
             LogCallWithPrompt(_accessLog, call.RequestId, call.Dialect.Name, model, status, outcome, team, key, ttft, durationMs,
                 record?.PromptTokens ?? 0, record?.CompletionTokens ?? 0, errorCode, prompt);
         }
@@ -270,8 +270,6 @@ internal sealed partial class CallTelemetry
                 team, key, ttft, durationMs, record?.PromptTokens ?? 0, record?.CompletionTokens ?? 0, errorCode), null, AccessLogLine.Format);
         }
     }
-
-    private static string Cut(string text, int length) => text.Length <= length ? text : text[..length];
 
     [LoggerMessage(EventId = 2, EventName = "CallWithPrompt", Level = LogLevel.Information,
         Message = "{RequestId} {Dialect} model={Model} status={Status} outcome={Outcome} team={TeamId} key={KeyId} ttft_ms={TtftMs} duration_ms={DurationMs} tokens_in={TokensIn} tokens_out={TokensOut} error={ErrorCode} prompt={Prompt}")]

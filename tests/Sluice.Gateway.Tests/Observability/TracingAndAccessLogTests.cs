@@ -186,14 +186,22 @@ public sealed class TracingAndAccessLogTests
         (await client.PostAsync("v1/chat/completions", TestGateway.Json("""{"model":"sim-fast","messages":[{"role":"user","content":"lighthouse keepers"}],"max_tokens":3}"""))).Dispose();
         (await client.PostAsync("v1/chat/completions", TestGateway.Json("""{"model":"nope","messages":[{"role":"user","content":"x"}]}"""))).Dispose();
 
+        // What a caller chose reaches the log escaped: no forged line, no terminal escape sequence, no NUL.
+        (await client.PostAsync("v1/chat/completions", TestGateway.Json(
+            """{"model":"evil\n00:00:00 info: forged\u001b[31m\u0000","messages":[{"role":"user","content":"two\nlines\u202e"}]}"""))).Dispose();
+
         var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
-        while (lines.Count(l => l.Category == "Sluice.AccessLog") < 2 && Stopwatch.GetTimestamp() < deadline)
+        while (lines.Count(l => l.Category == "Sluice.AccessLog") < 3 && Stopwatch.GetTimestamp() < deadline)
         {
             await Task.Delay(20);
         }
 
         var access = lines.Where(l => l.Category == "Sluice.AccessLog").ToList();
-        Assert.Equal(2, access.Count);
+        Assert.Equal(3, access.Count);
+        var hostile = Assert.Single(access, l => l.Message.Contains("model=evil", StringComparison.Ordinal)).Message;
+        Assert.Contains(@"model=evil\n00:00:00 info: forged\u001b[31m\u0000 status=404", hostile, StringComparison.Ordinal);
+        Assert.Contains(@"prompt=two\nlines\u202e", hostile, StringComparison.Ordinal);
+        Assert.DoesNotContain(hostile, c => char.IsControl(c) || c == '\u202e');
         Assert.Contains(access, l => l.Message.Contains("prompt=lighthouse keepers", StringComparison.Ordinal) && l.Message.Contains("status=200", StringComparison.Ordinal));
         Assert.Contains(access, l => l.Message.Contains("model=nope status=404 outcome=refused", StringComparison.Ordinal) && l.Message.Contains("error=model_not_found", StringComparison.Ordinal));
     }
