@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http;
 using Sluice.Gateway.Calls;
 using Sluice.Gateway.Http;
 using Sluice.Gateway.Streaming;
+using Sluice.Gateway.Tenancy;
 using Sluice.Protocol;
 using Sluice.Protocol.Anthropic;
 using Sluice.Providers;
@@ -13,7 +14,7 @@ namespace Sluice.Gateway.Endpoints;
 /// model the gateway knows. Errors (401 included) use Anthropic's body and types, with <c>request-id</c>.
 /// </summary>
 /// <remarks>Clients authenticate with <c>x-api-key</c> or <c>Authorization: Bearer</c> and send <c>anthropic-version</c>.</remarks>
-internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver resolver)
+internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver resolver, CallAdmission admission)
 {
     private static readonly HttpAnswer Answer = new(
         call => new AnthropicStreamFormat(new AnthropicStreamWriter(MessageId(call), call.Model.Name)),
@@ -21,9 +22,14 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
 
     public Task HandleAsync(HttpContext context) => calls.RunAsync(context, CallDialect.Anthropic, Answer);
 
+    /// <summary>Set to <c>estimate</c> on a count that is Sluice's estimate rather than the model's or its provider's.</summary>
+    public const string TokenCountHeader = "x-sluice-token-count";
+
     /// <summary>
-    /// <c>{"input_tokens": N}</c> for models whose backend can count (simulated models count exactly what their usage
-    /// will report); a 400 for upstream models, which would need a provider call to know.
+    /// <c>{"input_tokens": N}</c>: counted by the model's backend where it can — simulated and local models exactly,
+    /// Anthropic and Gemini upstreams by their provider's counting endpoint — and otherwise (OpenAI-compatible and
+    /// Ollama upstreams, which have none) Sluice's estimate, marked <c>x-sluice-token-count: estimate</c>. Admitted like
+    /// a call (model access, requests per minute) but free: no credits, tokens per minute or stream slot.
     /// </summary>
     public async Task CountTokensAsync(HttpContext context)
     {
@@ -34,23 +40,40 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
 
         try
         {
-            var request = AnthropicRequestParser.Parse(call.Body, calls.Pipeline.Limits, requireMaxTokens: false);
-            var model = await resolver.ResolveAsync(request.Model, CallDialect.Anthropic, context.RequestAborted);
-            if (resolver.FirstSource(model) is not IPromptTokenCounter counter)
+            call.Request = AnthropicRequestParser.Parse(call.Body, calls.Pipeline.Limits, requireMaxTokens: false);
+            call.RequestedModel = call.Request.Model;
+            call.BillingTeamId ??= call.Caller.TeamId;
+            call.Model = await resolver.ResolveAsync(call.Request.Model, CallDialect.Anthropic, context.RequestAborted);
+            var refusal = await admission.AdmitCountAsync(call, context.RequestAborted);
+            foreach (var fact in call.RateLimitFacts)
             {
-                throw ChatException.BadRequest(
-                    $"The model '{model.Name}' (provider {model.Options.Provider}) cannot count tokens without generating; count_tokens works for simulated models. Send the request to /v1/messages and read usage.input_tokens instead.",
-                    "model", "unsupported_value");
+                context.Response.Headers[fact.Key] = fact.Value;
+            }
+
+            if (refusal is not null)
+            {
+                throw refusal;
+            }
+
+            int tokens;
+            if (resolver.FirstSource(call.Model) is IPromptTokenCounter counter)
+            {
+                tokens = await counter.CountPromptTokensAsync(call.Request with { Model = call.Model.Name }, context.RequestAborted);
+            }
+            else
+            {
+                tokens = call.Request.PromptTokenEstimate ?? TokenCounter.CountPrompt(call.Request.Messages);
+                context.Response.Headers[TokenCountHeader] = "estimate";
             }
 
             context.Response.StatusCode = StatusCodes.Status200OK;
             context.Response.ContentType = "application/json";
-            AnthropicMessageWriter.WriteTokenCount(context.Response.BodyWriter, counter.CountPromptTokens(request));
+            AnthropicMessageWriter.WriteTokenCount(context.Response.BodyWriter, tokens);
             await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
         }
-        catch (ChatException ex)
+        catch (Exception ex) when (CallPipeline.Refusal(ex, context.RequestAborted) is { } error)
         {
-            await ErrorResponses.WriteAsync(context, ex, ErrorDialect.Anthropic);
+            await ErrorResponses.WriteAsync(context, error, ErrorDialect.Anthropic);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {

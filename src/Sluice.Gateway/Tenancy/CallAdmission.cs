@@ -55,7 +55,18 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
     /// to answer, with the facts that explain it. A call billed to no team (open mode, the master key outside a job) is
     /// admitted as it is.
     /// </summary>
-    public async ValueTask<ChatException?> AdmitAsync(ChatCall call, CancellationToken cancellationToken)
+    public ValueTask<ChatException?> AdmitAsync(ChatCall call, CancellationToken cancellationToken) =>
+        AdmitAsync(call, countOnly: false, cancellationToken);
+
+    /// <summary>
+    /// Admits a token count (Anthropic's <c>count_tokens</c>), which generates nothing and costs no credits: model access
+    /// and the requests-per-minute limits only (it is a request, and may be one to the provider) — not credits, tokens per
+    /// minute or a concurrent-stream slot.
+    /// </summary>
+    public ValueTask<ChatException?> AdmitCountAsync(ChatCall call, CancellationToken cancellationToken) =>
+        AdmitAsync(call, countOnly: true, cancellationToken);
+
+    private async ValueTask<ChatException?> AdmitAsync(ChatCall call, bool countOnly, CancellationToken cancellationToken)
     {
         if (call.BillingTeamId is not { } teamId)
         {
@@ -64,7 +75,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
 
         try
         {
-            call.Lease = await AdmitCoreAsync(call, teamId, cancellationToken);
+            call.Lease = await AdmitCoreAsync(call, teamId, countOnly, cancellationToken);
             call.Owner = new UsageOwner(teamId, call.Caller.Key?.Id, call.JobId);
             return null;
         }
@@ -80,7 +91,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
 
     // A ValueTask, and nothing allocated before it is known that a limit applies: most teams and keys have none, and
     // then admission completes at once without a task, a scope list or a facts list.
-    private async ValueTask<CallLease> AdmitCoreAsync(ChatCall call, string teamId, CancellationToken cancellationToken)
+    private async ValueTask<CallLease> AdmitCoreAsync(ChatCall call, string teamId, bool countOnly, CancellationToken cancellationToken)
     {
         var (caller, model, request) = (call.Caller, call.Model.Name, call.Request);
         var team = await directory.GetTeamAsync(teamId, cancellationToken) ?? throw SluiceErrors.NotFound("team", teamId);
@@ -89,7 +100,7 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
             throw SluiceErrors.ModelNotAllowed(model);
         }
 
-        if (team.CreditsRemaining < 1)
+        if (team.CreditsRemaining < 1 && !countOnly)
         {
             throw SluiceErrors.InsufficientCredits(teamId, team.CreditsRemaining);
         }
@@ -134,6 +145,11 @@ internal sealed partial class CallAdmission(TenancyRuntime runtime, TenantDirect
         if (tightest is { } requests)
         {
             AddFacts(facts, "requests", requests.Used + requests.Remaining, requests);
+        }
+
+        if (countOnly)
+        {
+            return CallLease.None;
         }
 
         var promptTokens = Math.Max(1, request.PromptTokenEstimate ?? TokenCounter.CountPrompt(request.Messages));

@@ -133,6 +133,10 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
     }
 
     /// <inheritdoc />
+    ValueTask<int> IPromptTokenCounter.CountPromptTokensAsync(ChatRequest request, CancellationToken cancellationToken) =>
+        new(CountPromptTokens(request));
+
+    /// <summary>The prompt tokens <paramref name="request"/> would use, as this model's usage reports them.</summary>
     public int CountPromptTokens(ChatRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);

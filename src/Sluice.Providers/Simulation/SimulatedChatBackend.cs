@@ -56,6 +56,10 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
     public int RequestsStarted => Volatile.Read(ref _requestsStarted);
 
     /// <inheritdoc />
+    ValueTask<int> IPromptTokenCounter.CountPromptTokensAsync(ChatRequest request, CancellationToken cancellationToken) =>
+        new(CountPromptTokens(request));
+
+    /// <summary>The prompt tokens <paramref name="request"/> would use, as this model's usage reports them.</summary>
     public int CountPromptTokens(ChatRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -18,7 +18,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>message_start</c>/<c>message_delta</c>; <c>ping</c>, thinking and other block types are skipped; an <c>error</c>
 /// event is an error; the stream must reach <c>message_stop</c>.
 /// </remarks>
-public sealed class AnthropicChatBackend : UpstreamChatBackend
+public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCounter
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "anthropic";
@@ -37,6 +37,20 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     private AnthropicChatBackend(UpstreamTransport transport)
         : base(transport, new Uri(transport.BaseUrl + "/messages"), UpstreamFraming.ServerSentEvents)
     {
+        _countEndpoint = new Uri(transport.BaseUrl + "/messages/count_tokens");
+    }
+
+    private readonly Uri _countEndpoint;
+
+    /// <summary>
+    /// Anthropic's own count: <c>POST {BaseUrl}/messages/count_tokens</c> with the request as it would be sent (model,
+    /// system, messages, tools and tool choice — the fields that endpoint takes), its <c>input_tokens</c> returned.
+    /// </summary>
+    public async ValueTask<int> CountPromptTokensAsync(ChatRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, _countEndpoint, BuildBody(request, counting: true), cancellationToken).ConfigureAwait(false);
+        return UpstreamStreaming.ReadTokenCount(answer, "input_tokens", Transport);
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
@@ -73,13 +87,20 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
     }
 
     /// <summary>The Messages API request for <paramref name="request"/>.</summary>
-    internal override byte[] BuildBody(ChatRequest request)
+    internal override byte[] BuildBody(ChatRequest request) => BuildBody(request, counting: false);
+
+    // counting: the count_tokens request, which refuses the generation fields (max_tokens, sampling, stop, metadata, stream).
+    private byte[] BuildBody(ChatRequest request, bool counting)
     {
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
         json.WriteStartObject();
         json.WriteString("model"u8, Transport.UpstreamModel);
-        json.WriteNumber("max_tokens"u8, request.MaxTokens ?? Transport.Options.MaxOutputTokens);
+        if (!counting)
+        {
+            json.WriteNumber("max_tokens"u8, request.MaxTokens ?? Transport.Options.MaxOutputTokens);
+        }
+
         var system = string.Join("\n\n", request.Messages
             .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
             .Select(m => m.Content));
@@ -89,6 +110,13 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend
         }
 
         WriteMessages(json, request.Messages);
+        if (counting)
+        {
+            WriteTools(json, request);
+            json.WriteEndObject();
+            return lease.ToArray();
+        }
+
         if (request.Temperature is { } temperature)
         {
             json.WriteNumber("temperature"u8, temperature);

@@ -21,7 +21,7 @@ namespace Sluice.Providers.Upstream;
 /// <c>stop</c>. A stream that closes with neither content nor a finish reason, or with an error object (as data
 /// or written raw into the stream), is an error.
 /// </remarks>
-public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
+public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend, IPromptTokenCounter
 {
     /// <summary>The <c>Provider</c> value.</summary>
     public const string ProviderName = "gemini";
@@ -40,6 +40,32 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) => new Decoder();
+
+    /// <summary>
+    /// Gemini's own count: <c>POST {BaseUrl}/models/{UpstreamModel}:countTokens</c> with the whole request as it would be
+    /// sent (<c>generateContentRequest</c>: contents, system instruction, tools), its <c>totalTokens</c> returned.
+    /// </summary>
+    public async ValueTask<int> CountPromptTokensAsync(ChatRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var uri = new Uri($"{Transport.BaseUrl}/models/{Uri.EscapeDataString(Transport.UpstreamModel)}:countTokens");
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, uri, BuildCountBody(request), cancellationToken).ConfigureAwait(false);
+        return UpstreamStreaming.ReadTokenCount(answer, "totalTokens", Transport);
+    }
+
+    /// <summary>The <c>countTokens</c> request for <paramref name="request"/>.</summary>
+    internal byte[] BuildCountBody(ChatRequest request)
+    {
+        using var lease = PooledJsonWriter.Rent(1024);
+        var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteStartObject("generateContentRequest"u8);
+        json.WriteString("model"u8, "models/" + Transport.UpstreamModel);
+        WriteRequest(json, request);
+        json.WriteEndObject();
+        json.WriteEndObject();
+        return lease.ToArray();
+    }
 
     /// <summary>
     /// <c>POST {BaseUrl}/models/{UpstreamModel}:batchEmbedContents</c>: one request per text, <c>dimensions</c> as
@@ -121,6 +147,15 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
         json.WriteStartObject();
+        WriteRequest(json, request);
+        json.WriteEndObject();
+
+        return lease.ToArray();
+    }
+
+    // The fields of a GenerateContentRequest (inside an object the caller opened).
+    private void WriteRequest(Utf8JsonWriter json, ChatRequest request)
+    {
         WriteContents(json, request.Messages);
         var system = string.Join("\n\n", request.Messages
             .Where(m => m.Role is ChatRoles.System or ChatRoles.Developer && !string.IsNullOrEmpty(m.Content))
@@ -138,9 +173,6 @@ public sealed class GeminiChatBackend : UpstreamChatBackend, IEmbeddingBackend
 
         WriteGenerationConfig(json, request);
         WriteTools(json, request);
-        json.WriteEndObject();
-
-        return lease.ToArray();
     }
 
     private void WriteContents(Utf8JsonWriter json, IReadOnlyList<ChatMessage> messages)

@@ -80,6 +80,29 @@ internal static class UpstreamStreaming
     }
 
     /// <summary>
+    /// The token count in a provider's counting answer (<c>{"input_tokens": 12}</c>, <c>{"totalTokens": 12}</c>): the
+    /// non-negative integer <paramref name="property"/>; anything else is a malformed answer (502).
+    /// </summary>
+    public static int ReadTokenCount(byte[] answer, string property, UpstreamTransport transport)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(answer);
+            if (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty(property, out var count)
+                && count.ValueKind == JsonValueKind.Number && count.TryGetInt32(out var tokens) && tokens >= 0)
+            {
+                return tokens;
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw transport.Malformed($"its token count answer is not valid JSON (\"{Excerpt(answer)}\")", ex);
+        }
+
+        throw transport.Malformed($"its token count answer has no {property} (\"{Excerpt(answer)}\")");
+    }
+
+    /// <summary>
     /// Reads the next upstream record, turning time-outs into 504s and broken connections or bad framing into
     /// 502s. Client cancellation stays an <see cref="OperationCanceledException"/>.
     /// </summary>

@@ -259,18 +259,32 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Count_tokens_for_an_upstream_model_is_a_clear_400()
+    public async Task Count_tokens_asks_an_anthropic_upstream_and_estimates_for_one_without_a_counter()
     {
-        await using var gateway = await TestGateway.StartAsync(options => options.Models.Add(
-            new Providers.ModelOptions { Name = "remote", Provider = "openai", BaseUrl = "http://127.0.0.1:9/v1" }));
-        using var response = await gateway.Client.PostAsync("v1/messages/count_tokens", TestGateway.Json(
-            """{"model": "remote", "messages": [{"role": "user", "content": "Hi"}]}"""));
+        await using var anthropic = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes("""{"input_tokens": 1234}"""), "application/json");
+        await using var openai = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes("{}"), "application/json");
+        await using var gateway = await TestGateway.StartAsync(options =>
+        {
+            options.Models.Add(new Providers.ModelOptions { Name = "claude", Provider = "anthropic", BaseUrl = anthropic.BaseUrl + "/v1", UpstreamModel = "claude-sonnet-4-5" });
+            options.Models.Add(new Providers.ModelOptions { Name = "remote", Provider = "openai", BaseUrl = openai.BaseUrl + "/v1" });
+        });
+        const string Body = """{"model": "MODEL", "system": "Be brief.", "messages": [{"role": "user", "content": "Hi there, how are you?"}]}""";
 
-        Assert.Equal(400, (int)response.StatusCode);
-        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        Assert.Equal("error", body.RootElement.GetProperty("type").GetString());
-        Assert.Equal("invalid_request_error", body.RootElement.GetProperty("error").GetProperty("type").GetString());
-        Assert.Contains("cannot count tokens", body.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        // The official SDK's count, answered by the Anthropic upstream's own count_tokens.
+        using var client = new AnthropicClient(new ClientOptions { BaseUrl = gateway.BaseAddress.ToString().TrimEnd('/'), ApiKey = "sk-ant-test-unused", MaxRetries = 0 });
+        var counted = await client.Messages.CountTokens(new MessageCountTokensParams { Model = "claude", Messages = [new UserMessageParam("Hi there, how are you?")] });
+        Assert.Equal(1234, counted.InputTokens);
+        var sent = Assert.Single(anthropic.Requests);
+        Assert.Equal("/v1/messages/count_tokens", sent.PathAndQuery);
+        Assert.Equal("claude-sonnet-4-5", sent.Json.GetProperty("model").GetString());
+        Assert.Equal("Hi there, how are you?", sent.Json.GetProperty("messages")[0].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.False(sent.Json.TryGetProperty("max_tokens", out _));
+
+        using var estimated = await gateway.Client.PostAsync("v1/messages/count_tokens", TestGateway.Json(Body.Replace("MODEL", "remote", StringComparison.Ordinal)));
+        Assert.Equal(200, (int)estimated.StatusCode);
+        Assert.Equal("estimate", estimated.Headers.GetValues("x-sluice-token-count").Single());
+        Assert.True(JsonDocument.Parse(await estimated.Content.ReadAsStringAsync()).RootElement.GetProperty("input_tokens").GetInt32() > 0);
+        Assert.Empty(openai.Requests);
     }
 
     private static int TokenCount(string text) => Protocol.TokenCounter.Count(text);

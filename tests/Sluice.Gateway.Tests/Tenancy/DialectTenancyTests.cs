@@ -38,6 +38,37 @@ public abstract class DialectTenancyTests : TenancyTestBase
     }
 
     [Fact]
+    public async Task Count_tokens_checks_model_access_and_the_request_limit_but_needs_no_credits_and_bills_nothing()
+    {
+        // No credits at all, two requests a minute, one model.
+        var (teamId, key) = await Host.NewTeamAsync(0, """, "model_groups": ["sim-fast"], "rpm_limit": 2""");
+        using var client = Host.NewClient(key, asApiKeyHeader: true);
+        const string Count = """{"model": "MODEL", "messages": [{"role": "user", "content": "How many tokens is this?"}]}""";
+
+        (await PostAsync(Host.Anonymous, "v1/messages/count_tokens", Count.Replace("MODEL", "sim-fast", StringComparison.Ordinal)))
+            .AssertStatus(HttpStatusCode.Unauthorized);
+
+        var refused = (await PostAsync(client, "v1/messages/count_tokens", Count.Replace("MODEL", "sim-realistic", StringComparison.Ordinal)))
+            .AssertStatus(HttpStatusCode.Forbidden);
+        Assert.Equal("permission_error", refused.Json.GetProperty("error").GetProperty("type").GetString());
+
+        for (var i = 0; i < 2; i++)
+        {
+            var counted = (await PostAsync(client, "v1/messages/count_tokens", Count.Replace("MODEL", "sim-fast", StringComparison.Ordinal)))
+                .AssertStatus(HttpStatusCode.OK);
+            Assert.True(counted.Json.GetProperty("input_tokens").GetInt32() > 0);
+        }
+
+        // Each count is a request: the limit of two is reached.
+        var limited = (await PostAsync(client, "v1/messages/count_tokens", Count.Replace("MODEL", "sim-fast", StringComparison.Ordinal)))
+            .AssertStatus(HttpStatusCode.TooManyRequests);
+        Assert.Equal("rate_limit_error", limited.Json.GetProperty("error").GetProperty("type").GetString());
+
+        await Host.DrainLedgerAsync();
+        Assert.Empty(await Host.Store.ListUsageAsync(teamId, 10, 0, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task WebSocket_calls_with_a_virtual_key_are_admitted_one_by_one_and_billed_to_its_team()
     {
         var (teamId, key) = await Host.NewTeamAsync(5, """, "model_groups": ["sim-fast"]""");
