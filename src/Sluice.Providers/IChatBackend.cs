@@ -59,6 +59,13 @@ public sealed record ChatCallOptions
     /// Responses API ignore it; everyone else gets the decoded events.
     /// </summary>
     public bool AcceptsResponsesEvents { get; init; }
+
+    /// <summary>
+    /// True when the consumer writes Anthropic Messages events and takes an Anthropic upstream's content-block events as
+    /// they are (<see cref="AnthropicBlockEvent"/>: thinking, signatures, citations and all), so they can be passed
+    /// through byte for byte. Other backends ignore it; everyone else gets the decoded events.
+    /// </summary>
+    public bool AcceptsAnthropicBlocks { get; init; }
 }
 
 /// <summary>Conveniences over <see cref="IChatBackend"/>.</summary>

@@ -85,6 +85,9 @@ internal sealed class ChatCall
     /// <summary>Whether the answer is written in the Responses API format, which takes an upstream's Responses events as they are.</summary>
     public bool AcceptsResponsesEvents { get; set; }
 
+    /// <summary>Whether the answer is written as Anthropic Messages events, which take an Anthropic upstream's content blocks as they are.</summary>
+    public bool AcceptsAnthropicBlocks { get; set; }
+
     /// <summary>The rate-limit state admission saw (HTTP turns it into <c>x-ratelimit-*</c> headers).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> RateLimitFacts { get; set; } = [];
 

@@ -18,9 +18,36 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
 {
     private static readonly HttpAnswer Answer = new(
         call => new AnthropicStreamFormat(new AnthropicStreamWriter(MessageId(call), call.Model.Name)),
-        (output, call, answer, usage) => AnthropicMessageWriter.Write(output, MessageId(call), call.Model.Name, answer.Choices.FirstOrDefault(c => c.Index == 0), usage, answer.Start));
+        (output, call, answer, usage) => AnthropicMessageWriter.Write(output, MessageId(call), call.Model.Name, answer.Choices.FirstOrDefault(c => c.Index == 0), usage, answer.Start, answer.AnthropicBlocks));
 
-    public Task HandleAsync(HttpContext context) => calls.RunAsync(context, CallDialect.Anthropic, Answer);
+    /// <summary>
+    /// Runs a Messages call. An Anthropic upstream gets the client's body as it is (model and stream replaced) with its
+    /// <c>anthropic-beta</c> header, and its content blocks come back byte for byte (<see cref="ChatCall.AcceptsAnthropicBlocks"/>).
+    /// </summary>
+    public async Task HandleAsync(HttpContext context)
+    {
+        if (await calls.BeginAsync(context, CallDialect.Anthropic) is not { } call)
+        {
+            return;
+        }
+
+        call.AcceptsAnthropicBlocks = true;
+        var beta = context.Request.Headers[BetaHeader];
+        await calls.RunAsync(context, call, Answer, beta.Count == 0 ? null : new BetaStage(beta.ToString()));
+    }
+
+    /// <summary>Anthropic's header for beta features, sent on to Anthropic upstreams.</summary>
+    public const string BetaHeader = "anthropic-beta";
+
+    // Puts the client's beta header on the parsed request, for an Anthropic upstream to send on.
+    private sealed class BetaStage(string beta) : CallStage
+    {
+        public override ValueTask PrepareAsync(ChatCall call, CancellationToken cancellationToken)
+        {
+            call.Request = call.Request with { AnthropicBeta = beta };
+            return ValueTask.CompletedTask;
+        }
+    }
 
     /// <summary>Set to <c>estimate</c> on a count that is Sluice's estimate rather than the model's or its provider's.</summary>
     public const string TokenCountHeader = "x-sluice-token-count";
@@ -40,7 +67,11 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
 
         try
         {
-            call.Request = AnthropicRequestParser.Parse(call.Body, calls.Pipeline.Limits, requireMaxTokens: false);
+            var beta = context.Request.Headers[BetaHeader];
+            call.Request = AnthropicRequestParser.Parse(call.Body, calls.Pipeline.Limits, requireMaxTokens: false) with
+            {
+                AnthropicBeta = beta.Count == 0 ? null : beta.ToString(),
+            };
             call.RequestedModel = call.Request.Model;
             call.BillingTeamId ??= call.Caller.TeamId;
             call.Model = await resolver.ResolveAsync(call.Request.Model, CallDialect.Anthropic, context.RequestAborted);

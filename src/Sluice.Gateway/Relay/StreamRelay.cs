@@ -66,6 +66,11 @@ internal sealed partial class StreamRelay(UsageReporter usage, CallTelemetry tel
                 options = options with { AcceptsResponsesEvents = true };
             }
 
+            if (call.AcceptsAnthropicBlocks)
+            {
+                options = options with { AcceptsAnthropicBlocks = true };
+            }
+
             events = backend.StreamAsync(call.Request, options, generation).GetAsyncEnumerator(generation);
             while (true)
             {

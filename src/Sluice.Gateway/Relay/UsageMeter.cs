@@ -85,6 +85,19 @@ internal sealed class UsageMeter(TimeProvider time, long startTimestamp, ChatReq
                 }
 
                 break;
+            case AnthropicBlockEvent block:
+                // Thinking reaches an Anthropic client as it is written: its first delta is the answer's first token.
+                if (block.Type == "content_block_delta")
+                {
+                    MarkFirstToken();
+                }
+
+                foreach (var inner in block.Events)
+                {
+                    Observe(inner);
+                }
+
+                break;
             case TextDeltaEvent text:
                 MarkFirstToken();
                 _estimatedCompletion += TokenCounter.Count(text.Text);

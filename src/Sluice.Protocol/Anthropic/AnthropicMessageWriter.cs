@@ -30,8 +30,24 @@ public static class AnthropicMessageWriter
     /// <param name="answer">The assembled answer (choice 0), or null when the stream produced nothing.</param>
     /// <param name="usage">Token counts.</param>
     /// <param name="start">What the backend said before its content (an Anthropic upstream's message id, service tier), if anything.</param>
-    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage, AnswerStartEvent? start)
+    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage, AnswerStartEvent? start) =>
+        Write(output, id, model, answer, usage, start, []);
+
+    /// <summary>
+    /// Writes the message JSON; when an Anthropic upstream's content blocks were passed through
+    /// (<paramref name="blocks"/>), the content is those blocks assembled (thinking, signatures, citations and all) rather
+    /// than the answer's text and tool calls.
+    /// </summary>
+    /// <param name="output">Where to write.</param>
+    /// <param name="id">The message id (<c>msg_…</c>) when the backend gave none.</param>
+    /// <param name="model">The model name reported to the client.</param>
+    /// <param name="answer">The assembled answer (choice 0), or null when the stream produced nothing.</param>
+    /// <param name="usage">Token counts.</param>
+    /// <param name="start">What the backend said before its content, if anything.</param>
+    /// <param name="blocks">The upstream's content-block events, or empty.</param>
+    public static void Write(IBufferWriter<byte> output, string id, string model, AssembledChoice? answer, ChatUsage usage, AnswerStartEvent? start, IReadOnlyList<AnthropicBlockEvent> blocks)
     {
+        ArgumentNullException.ThrowIfNull(blocks);
         ArgumentNullException.ThrowIfNull(usage);
         using var json = new Utf8JsonWriter(output, OpenAIJson.WriterOptions);
         json.WriteStartObject();
@@ -40,6 +56,12 @@ public static class AnthropicMessageWriter
         json.WriteString("role"u8, "assistant"u8);
         json.WriteString("model"u8, model);
         json.WriteStartArray("content"u8);
+        if (blocks.Count > 0)
+        {
+            AnthropicContentBlocks.WriteElements(json, blocks);
+            answer = answer is null ? null : answer with { Content = null, Refusal = null, ToolCalls = [] };
+        }
+
         var text = answer?.Content ?? answer?.Refusal;
         if (!string.IsNullOrEmpty(text))
         {

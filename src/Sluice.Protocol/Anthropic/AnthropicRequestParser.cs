@@ -30,7 +30,7 @@ public static class AnthropicRequestParser
         "{\"model\": \"sim-fast\", \"max_tokens\": 256, \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}";
 
     /// <summary>Parses and validates a Messages request body.</summary>
-    /// <param name="utf8Json">The body.</param>
+    /// <param name="utf8Json">The body; kept as <see cref="ChatRequest.AnthropicBody"/>, so do not reuse the buffer afterwards.</param>
     /// <param name="limits">Message-count limits.</param>
     /// <param name="requireMaxTokens">False for <c>count_tokens</c>, whose body has no <c>max_tokens</c>.</param>
     /// <exception cref="ChatException">The body is not a valid request; the error names the parameter.</exception>
@@ -90,6 +90,7 @@ public static class AnthropicRequestParser
             ToolChoice = ParseToolChoice(root),
             Metadata = metadata,
             ResponseFormat = RequestFields.TryGet(root, "output_format", out var outputFormat) ? ResponseFormat.ParseAnthropic(outputFormat) : null,
+            AnthropicBody = utf8Json,
         };
     }
 
@@ -230,7 +231,9 @@ public static class AnthropicRequestParser
                     // Tool results answer the previous assistant turn, so they go before this turn's own text.
                     output.Add(ParseToolResult(block, blockPath));
                     break;
-                case "thinking" or "redacted_thinking" when role == ChatRoles.Assistant:
+                case "thinking" or "redacted_thinking" or "compaction" when role == ChatRoles.Assistant:
+                    // Meaningful only to the model that wrote them: an Anthropic upstream gets them in the client's own
+                    // body (ChatRequest.AnthropicBody); translated for another backend, they are left out.
                     break;
                 case "tool_use" or "tool_result":
                     throw ChatException.BadRequest(

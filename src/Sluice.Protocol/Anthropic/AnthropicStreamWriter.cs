@@ -106,6 +106,8 @@ public sealed class AnthropicStreamWriter
 
         switch (streamEvent)
         {
+            case AnthropicBlockEvent block:
+                return WriteBlock(output, block);
             case OpenAIChunkEvent chunk:
                 // A passed-through OpenAI chunk: write what it decoded to.
                 var wrote = false;
@@ -180,6 +182,24 @@ public sealed class AnthropicStreamWriter
         BeginFrame(output, "error"u8);
         AnthropicErrors.Write(_json, AnthropicErrors.TypeOf(error), error.Message);
         EndFrame(output);
+    }
+
+    // An Anthropic upstream's content-block event, byte for byte under its own index (the translated blocks' numbering
+    // continues after it, should any follow).
+    private bool WriteBlock(IBufferWriter<byte> output, AnthropicBlockEvent block)
+    {
+        CloseOpenBlock(output);
+        _nextBlock = Math.Max(_nextBlock, block.Index + 1);
+        ReadOnlySpan<byte> type = block.Type switch
+        {
+            "content_block_start" => "content_block_start"u8,
+            "content_block_delta" => "content_block_delta"u8,
+            "content_block_stop" => "content_block_stop"u8,
+            _ => System.Text.Encoding.UTF8.GetBytes(block.Type),
+        };
+        Sse.SseWriter.WriteEventType(output, type);
+        Sse.SseWriter.WriteData(output, block.Json.Span);
+        return true;
     }
 
     private bool WriteText(IBufferWriter<byte> output, string text)

@@ -114,6 +114,16 @@ public sealed record ChatRequest
     public ReadOnlyMemory<byte> ResponsesBody { get; init; }
 
     /// <summary>
+    /// For an Anthropic Messages request: the body exactly as the client sent it, so an Anthropic upstream gets it passed
+    /// through (<c>thinking</c>, <c>cache_control</c> and fields Sluice does not model) with only <c>model</c> and
+    /// <c>stream</c> replaced. Empty otherwise; clear it when changing the request's messages or settings in code.
+    /// </summary>
+    public ReadOnlyMemory<byte> AnthropicBody { get; init; }
+
+    /// <summary>The client's <c>anthropic-beta</c> header, sent on to Anthropic upstreams with <see cref="AnthropicBody"/>.</summary>
+    public string? AnthropicBeta { get; init; }
+
+    /// <summary>
     /// For a Responses API request continuing a stored response (<c>previous_response_id</c>): the whole conversation as
     /// Responses input items (the stored ones, then the request's own), which replaces <c>input</c> when
     /// <see cref="ResponsesBody"/> is passed through. Null when the request's own <c>input</c> is the whole conversation.

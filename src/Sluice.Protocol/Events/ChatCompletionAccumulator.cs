@@ -10,6 +10,7 @@ namespace Sluice.Protocol.Events;
 public sealed class ChatCompletionAccumulator
 {
     private readonly SortedDictionary<int, ChoiceState> _choices = [];
+    private List<AnthropicBlockEvent>? _anthropicBlocks;
 
     /// <summary>The usage reported by the stream, if any.</summary>
     public ChatUsage? Usage { get; private set; }
@@ -19,6 +20,9 @@ public sealed class ChatCompletionAccumulator
 
     /// <summary>What the backend said before its content (its message id, prompt count, service tier), if it did.</summary>
     public AnswerStartEvent? Start { get; private set; }
+
+    /// <summary>An Anthropic upstream's content-block events passed through, in order (empty for every other backend).</summary>
+    public IReadOnlyList<AnthropicBlockEvent> AnthropicBlocks => _anthropicBlocks ?? (IReadOnlyList<AnthropicBlockEvent>)[];
 
     /// <summary>The answer of an embeddings call, if this was one.</summary>
     public Embeddings.EmbeddingResult? Embeddings { get; private set; }
@@ -42,6 +46,14 @@ public sealed class ChatCompletionAccumulator
                 break;
             case ResponsesEvent responses:
                 foreach (var inner in responses.Events)
+                {
+                    Add(inner);
+                }
+
+                break;
+            case AnthropicBlockEvent block:
+                (_anthropicBlocks ??= []).Add(block);
+                foreach (var inner in block.Events)
                 {
                     Add(inner);
                 }

@@ -49,12 +49,27 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
     public async ValueTask<int> CountPromptTokensAsync(ChatRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var answer = await UpstreamStreaming.ExchangeAsync(Transport, _countEndpoint, BuildBody(request, counting: true), cancellationToken).ConfigureAwait(false);
+        var answer = await UpstreamStreaming.ExchangeAsync(Transport, _countEndpoint, BuildBody(request, counting: true), cancellationToken, HeaderFor(request)).ConfigureAwait(false);
         return UpstreamStreaming.ReadTokenCount(answer, "input_tokens", Transport);
     }
 
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
-        new Decoder(StructuredOutputTool(request));
+        new Decoder(StructuredOutputTool(request), options.AcceptsAnthropicBlocks && UsesClientBody(request));
+
+    private protected override KeyValuePair<string, string>? HeaderFor(ChatRequest request) =>
+        UsesClientBody(request) && request.AnthropicBeta is { Length: > 0 } beta && !beta.AsSpan().ContainsAnyInRange('\0', '\u001f')
+            ? new("anthropic-beta", beta)
+            : null;
+
+    /// <summary>
+    /// Whether the client's own Messages body goes upstream (an Anthropic-dialect request): everything it says —
+    /// <c>thinking</c>, <c>cache_control</c>, fields Sluice does not model — reaches Anthropic, with only the model and
+    /// <c>stream</c> replaced. A structured answer Sluice emulates with a forced tool is built instead.
+    /// </summary>
+    internal static bool UsesClientBody(ChatRequest request) => !request.AnthropicBody.IsEmpty && StructuredOutputTool(request) is null;
+
+    // The fields Anthropic's count_tokens takes (it refuses max_tokens, sampling settings, metadata and stream).
+    private static readonly string[] CountFields = ["messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"];
 
     /// <summary>
     /// The forced tool that carries a structured answer (<see cref="ChatRequest.ResponseFormat"/>): Anthropic has no JSON
@@ -65,9 +80,15 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
         request.ResponseFormat is { IsJson: true } format ? format.Name ?? "json_answer" : null;
 
     /// <summary>Message events into stream events; an <c>error</c> event is the provider's error; <c>message_stop</c> ends.</summary>
-    private sealed class Decoder(string? structuredTool) : UpstreamDecoder
+    /// <remarks>
+    /// With <paramref name="native"/> (an Anthropic client, its own body sent), each content-block event goes on as an
+    /// <see cref="AnthropicBlockEvent"/> — its exact bytes and what it means — so thinking, signatures and citations
+    /// reach the client; message_start and the end still go through the stream state like any other answer's.
+    /// </remarks>
+    private sealed class Decoder(string? structuredTool, bool native) : UpstreamDecoder
     {
         private readonly StreamState _state = new(structuredTool);
+        private readonly List<ChatStreamEvent> _meaning = new(2);
 
         public override string EndMarker => "message_stop";
 
@@ -81,9 +102,32 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
                 return UpstreamRecord.Error(parsed.ErrorMessage, parsed.ErrorType, StatusOf(parsed.ErrorType));
             }
 
+            if (native && BlockEventType(parsed.Type) is { } blockType)
+            {
+                // message_start's facts go out first, with the first block whatever it means (thinking means nothing here).
+                _meaning.Clear();
+                _state.Apply(parsed, _meaning);
+                if ((_meaning.Count > 0 && _meaning[0] is AnswerStartEvent inserted ? inserted : _state.TakePendingStart()) is { } start)
+                {
+                    events.Add(start);
+                }
+
+                IReadOnlyList<ChatStreamEvent> meaning = _meaning.Count == 0 ? [] : [.. _meaning.Where(e => e is not AnswerStartEvent)];
+                events.Add(new AnthropicBlockEvent(blockType, parsed.Index, data.ToArray(), meaning));
+                return UpstreamRecord.Continue;
+            }
+
             _state.Apply(parsed, events);
             return _state.Stopped ? UpstreamRecord.End : UpstreamRecord.Continue;
         }
+
+        private static string? BlockEventType(AnthropicEventType type) => type switch
+        {
+            AnthropicEventType.ContentBlockStart => "content_block_start",
+            AnthropicEventType.ContentBlockDelta => "content_block_delta",
+            AnthropicEventType.ContentBlockStop => "content_block_stop",
+            _ => null,
+        };
     }
 
     /// <summary>The Messages API request for <paramref name="request"/>.</summary>
@@ -92,6 +136,11 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
     // counting: the count_tokens request, which refuses the generation fields (max_tokens, sampling, stop, metadata, stream).
     private byte[] BuildBody(ChatRequest request, bool counting)
     {
+        if (UsesClientBody(request))
+        {
+            return ClientBody(request, counting);
+        }
+
         using var lease = PooledJsonWriter.Rent(1024);
         var json = lease.Writer;
         json.WriteStartObject();
@@ -154,6 +203,39 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
         json.WriteBoolean("stream"u8, true);
         json.WriteEndObject();
 
+        return lease.ToArray();
+    }
+
+    // The client's Messages body with the upstream's model name and stream on (for counting: only the fields counted).
+    private byte[] ClientBody(ChatRequest request, bool counting)
+    {
+        var raw = request.AnthropicBody.Span;
+        using var lease = PooledJsonWriter.Rent(raw.Length + 64);
+        var json = lease.Writer;
+        json.WriteStartObject();
+        json.WriteString("model"u8, Transport.UpstreamModel);
+        var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = 256 });
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var name = reader.GetString()!;
+            reader.Read();
+            var start = (int)reader.TokenStartIndex;
+            reader.Skip();
+            var kept = counting ? CountFields.Contains(name, StringComparer.Ordinal) : name is not ("model" or "stream");
+            if (kept)
+            {
+                json.WritePropertyName(name);
+                json.WriteRawValue(raw[start..(int)reader.BytesConsumed], skipInputValidation: true);
+            }
+        }
+
+        if (!counting)
+        {
+            json.WriteBoolean("stream"u8, true);
+        }
+
+        json.WriteEndObject();
         return lease.ToArray();
     }
 
@@ -436,6 +518,14 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
         private AnswerStartEvent? _pendingStart;
 
         public bool Stopped { get; private set; }
+
+        /// <summary>message_start's facts, if they have not gone out yet (for a block passed through whatever it means).</summary>
+        public AnswerStartEvent? TakePendingStart()
+        {
+            var start = _pendingStart;
+            _pendingStart = null;
+            return start;
+        }
 
         public void Apply(in AnthropicEvent e, List<ChatStreamEvent> output)
         {

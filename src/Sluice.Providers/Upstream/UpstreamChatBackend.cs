@@ -58,6 +58,9 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     /// <summary>Where <paramref name="request"/> is sent (the chat endpoint unless an adapter has another for it).</summary>
     private protected virtual Uri EndpointFor(ChatRequest request) => _endpoint;
 
+    /// <summary>A header of this request's own beside the transport's (a client's beta flags); null for none.</summary>
+    private protected virtual KeyValuePair<string, string>? HeaderFor(ChatRequest request) => null;
+
     /// <inheritdoc />
     public IAsyncEnumerable<ChatStreamEvent> StreamAsync(ChatRequest request, ChatCallOptions? options, CancellationToken cancellationToken) =>
         ProviderTelemetry.Source.HasListeners() ? TracedAsync(request, options, cancellationToken) : StreamCoreAsync(request, options, cancellationToken);
@@ -136,7 +139,7 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
         using var call = new UpstreamCall(Transport, cancellationToken);
 
         // :: Step 2
-        using var upstream = UpstreamStreaming.Open(await Transport.SendAsync(EndpointFor(request), body, call).ConfigureAwait(false), call, Transport);
+        using var upstream = UpstreamStreaming.Open(await Transport.SendAsync(EndpointFor(request), body, call, header: HeaderFor(request)).ConfigureAwait(false), call, Transport);
         var reader = new UpstreamEventReader(upstream.Body, _framing) { Watch = call };
         using var decoder = CreateDecoder(request, options ?? ChatCallOptions.Default);
         var events = new List<ChatStreamEvent>(4);

@@ -35,10 +35,11 @@ internal static class UpstreamStreaming
     /// model's time limits: the first-token limit until the headers arrive, then the idle limit between reads. Errors
     /// are mapped like a stream's before its first event.
     /// </summary>
-    public static async Task<byte[]> ExchangeAsync(UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    public static async Task<byte[]> ExchangeAsync(
+        UpstreamTransport transport, Uri uri, ReadOnlyMemory<byte> body, CancellationToken cancellationToken, KeyValuePair<string, string>? header = null)
     {
         using var call = new UpstreamCall(transport, cancellationToken);
-        using var response = await transport.SendAsync(uri, body, call, "application/json").ConfigureAwait(false);
+        using var response = await transport.SendAsync(uri, body, call, "application/json", header).ConfigureAwait(false);
         call.MarkAnswerStarted();
         try
         {

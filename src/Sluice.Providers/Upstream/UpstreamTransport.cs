@@ -170,7 +170,8 @@ internal sealed class UpstreamTransport : IDisposable
     /// <param name="body">The JSON body.</param>
     /// <param name="call">The call's time limits and cancellation.</param>
     /// <param name="accept">An Accept header for this request instead of the transport's (a JSON answer rather than a stream).</param>
-    public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call, string? accept = null)
+    /// <param name="header">A header of this request's own (e.g. <c>anthropic-beta</c>), sent beside the transport's.</param>
+    public async Task<HttpResponseMessage> SendAsync(Uri uri, ReadOnlyMemory<byte> body, UpstreamCall call, string? accept = null, KeyValuePair<string, string>? header = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Version = _version, VersionPolicy = _versionPolicy };
         request.Content = new UpstreamBodyContent(body);
@@ -178,6 +179,12 @@ internal sealed class UpstreamTransport : IDisposable
         if (accept is not null)
         {
             request.Headers.Accept.ParseAdd(accept);
+        }
+
+        if (header is { } own)
+        {
+            // Kestrel checked the client's value; a value that still will not go into a header is left out, not sent broken.
+            request.Headers.TryAddWithoutValidation(own.Key, own.Value);
         }
 
         HttpResponseMessage response;

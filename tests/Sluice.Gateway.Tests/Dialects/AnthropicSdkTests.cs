@@ -277,7 +277,7 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
         var sent = Assert.Single(anthropic.Requests);
         Assert.Equal("/v1/messages/count_tokens", sent.PathAndQuery);
         Assert.Equal("claude-sonnet-4-5", sent.Json.GetProperty("model").GetString());
-        Assert.Equal("Hi there, how are you?", sent.Json.GetProperty("messages")[0].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal("Hi there, how are you?", sent.Json.GetProperty("messages")[0].GetProperty("content").GetString());
         Assert.False(sent.Json.TryGetProperty("max_tokens", out _));
 
         using var estimated = await gateway.Client.PostAsync("v1/messages/count_tokens", TestGateway.Json(Body.Replace("MODEL", "remote", StringComparison.Ordinal)));
