@@ -132,7 +132,7 @@ public sealed class AnthropicProtocolTests
     [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}""", "messages[0].content[0].type")]
     [InlineData("""{"model": "m", "max_tokens": 5, "temperature": 1.5, "messages": [{"role": "user", "content": "hi"}]}""", "temperature")]
     [InlineData("""{"model": "m", "max_tokens": 5, "top_k": -1, "messages": [{"role": "user", "content": "hi"}]}""", "top_k")]
-    [InlineData("""{"model": "m", "max_tokens": 5, "tools": [{"type": "web_search_20250305", "name": "web_search"}], "messages": [{"role": "user", "content": "hi"}]}""", "tools[0].type")]
+    [InlineData("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "server_tool_use", "id": "a"}]}]}""", "messages[0].content[0].type")]
     [InlineData("""{"model": "m", "max_tokens": 5, "tool_choice": {"type": "tool"}, "messages": [{"role": "user", "content": "hi"}]}""", "tool_choice.name")]
     [InlineData("""{"model": "m", "max_tokens": 5, "system": 7, "messages": [{"role": "user", "content": "hi"}]}""", "system")]
     public void Bad_input_names_the_parameter(string body, string param)
@@ -141,6 +141,37 @@ public sealed class AnthropicProtocolTests
         Assert.Equal(400, error.StatusCode);
         Assert.Equal(ErrorTypes.InvalidRequest, error.Error.Type);
         Assert.Equal(param, error.Error.Param);
+    }
+
+    [Fact]
+    public void Server_tools_and_their_blocks_are_noted_for_an_anthropic_upstream_and_left_out_of_the_translation()
+    {
+        var request = AnthropicRequestParser.Parse(Encoding.UTF8.GetBytes("""
+            {"model": "m", "max_tokens": 5,
+             "tools": [{"name": "weather", "input_schema": {"type": "object"}}, {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+             "messages": [
+               {"role": "user", "content": "Search for rivers"},
+               {"role": "assistant", "content": [
+                 {"type": "text", "text": "Searching."},
+                 {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "rivers"}},
+                 {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}]},
+               {"role": "user", "content": "Thanks"}]}
+            """));
+
+        Assert.Equal(new AnthropicOnlyPart("tools[1].type", "the server tool \"web_search_20250305\""), request.AnthropicOnly);
+        Assert.Equal(["weather"], request.Tools!.Select(t => t.Name));
+        Assert.Equal("Searching.", request.Messages[1].Content);
+
+        var error = request.AnthropicOnly!.Refusal("gpt", "OpenAI");
+        Assert.Equal(400, error.StatusCode);
+        Assert.Equal("tools[1].type", error.Error.Param);
+        Assert.Contains("model \"gpt\" (OpenAI) cannot", error.Error.Message, StringComparison.Ordinal);
+
+        var blocksOnly = AnthropicRequestParser.Parse(Encoding.UTF8.GetBytes("""
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "search_result", "source": "s", "title": "t", "content": []}]}]}
+            """));
+        Assert.Equal("messages[0].content[1].type", blocksOnly.AnthropicOnly!.Param);
+        Assert.Null(AnthropicRequestParser.Parse(Encoding.UTF8.GetBytes("""{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}""")).AnthropicOnly);
     }
 
     [Fact]

@@ -83,7 +83,7 @@ public static class AnthropicMessageWriter
         }
 
         json.WriteEndArray();
-        var stopReason = AnthropicStopReasons.FromFinishReason(answer?.FinishReason, answer?.StopSequence);
+        var stopReason = answer?.AnthropicStopReason ?? AnthropicStopReasons.FromFinishReason(answer?.FinishReason, answer?.StopSequence);
         json.WriteString("stop_reason"u8, stopReason);
         if (stopReason == AnthropicStopReasons.StopSequence)
         {

@@ -64,7 +64,8 @@ public static class AnthropicRequestParser
             messages.Add(new ChatMessage(ChatRoles.System, system));
         }
 
-        ParseMessages(root, limits, messages);
+        var providerOnly = new ProviderOnly();
+        ParseMessages(root, limits, messages, providerOnly);
 
         var topK = RequestFields.OptionalInt(root, "top_k");
         if (topK is < 0)
@@ -72,7 +73,7 @@ public static class AnthropicRequestParser
             throw ChatException.BadRequest($"top_k must be 0 or more (got {topK}).", "top_k");
         }
 
-        var tools = ParseTools(root);
+        var tools = ParseTools(root, providerOnly);
         var metadata = RequestFields.OptionalStringMap(root, "metadata");
         return new ChatRequest
         {
@@ -91,6 +92,7 @@ public static class AnthropicRequestParser
             Metadata = metadata,
             ResponseFormat = RequestFields.TryGet(root, "output_format", out var outputFormat) ? ResponseFormat.ParseAnthropic(outputFormat) : null,
             AnthropicBody = utf8Json,
+            AnthropicOnly = providerOnly.First,
         };
     }
 
@@ -129,7 +131,27 @@ public static class AnthropicRequestParser
         return builder.Length == 0 ? null : builder.ToString();
     }
 
-    private static void ParseMessages(JsonElement root, ChatRequestLimits limits, List<ChatMessage> output)
+    // The first part of the request only Anthropic's own API can take: a server tool (the cause, named first) or else a
+    // server tool's block from an earlier turn.
+    private sealed class ProviderOnly
+    {
+        private AnthropicOnlyPart? _tool;
+        private AnthropicOnlyPart? _block;
+
+        public AnthropicOnlyPart? First => _tool ?? _block;
+
+        public void NoteTool(string param, string what) => _tool ??= new AnthropicOnlyPart(param, what);
+
+        public void NoteBlock(string param, string what) => _block ??= new AnthropicOnlyPart(param, what);
+    }
+
+    // Blocks of Anthropic's server tools and containers: Anthropic runs them and sends them; Sluice cannot translate them.
+    private static bool IsServerBlock(string type, string role) =>
+        role == ChatRoles.Assistant
+            ? type is "server_tool_use" or "mcp_tool_use" or "mcp_tool_result" or "container_upload" || type.EndsWith("_tool_result", StringComparison.Ordinal) && type != "tool_result"
+            : type is "search_result" or "container_upload";
+
+    private static void ParseMessages(JsonElement root, ChatRequestLimits limits, List<ChatMessage> output, ProviderOnly providerOnly)
     {
         if (!RequestFields.TryGet(root, "messages", out var messages))
         {
@@ -156,11 +178,11 @@ public static class AnthropicRequestParser
         var attachments = new ContentParts.Counter(limits);
         foreach (var message in messages.EnumerateArray())
         {
-            ParseMessage(message, index++, output, limits, attachments);
+            ParseMessage(message, index++, output, limits, attachments, providerOnly);
         }
     }
 
-    private static void ParseMessage(JsonElement message, int index, List<ChatMessage> output, ChatRequestLimits limits, ContentParts.Counter attachments)
+    private static void ParseMessage(JsonElement message, int index, List<ChatMessage> output, ChatRequestLimits limits, ContentParts.Counter attachments, ProviderOnly providerOnly)
     {
         var path = $"messages[{index}]";
         if (message.ValueKind != JsonValueKind.Object)
@@ -230,6 +252,10 @@ public static class AnthropicRequestParser
                 case "tool_result" when role == ChatRoles.User:
                     // Tool results answer the previous assistant turn, so they go before this turn's own text.
                     output.Add(ParseToolResult(block, blockPath));
+                    break;
+                case var server when role != ChatRoles.System && IsServerBlock(server, role):
+                    // Sent on in the client's own body to an Anthropic upstream; any other backend refuses the request.
+                    providerOnly.NoteBlock($"{blockPath}.type", $"a \"{type}\" block");
                     break;
                 case "thinking" or "redacted_thinking" or "compaction" when role == ChatRoles.Assistant:
                     // Meaningful only to the model that wrote them: an Anthropic upstream gets them in the client's own
@@ -408,7 +434,7 @@ public static class AnthropicRequestParser
         return new ChatMessage(ChatRoles.Tool, text) { ToolCallId = id };
     }
 
-    private static List<ToolDefinition>? ParseTools(JsonElement root)
+    private static List<ToolDefinition>? ParseTools(JsonElement root, ProviderOnly providerOnly)
     {
         if (!RequestFields.TryGet(root, "tools", out var tools))
         {
@@ -433,9 +459,9 @@ public static class AnthropicRequestParser
             var type = RequestFields.OptionalString(tool, "type", $"{path}.type");
             if (type is not (null or "custom"))
             {
-                throw ChatException.BadRequest(
-                    $"{path}.type \"{type}\" is a server tool that Sluice does not run; define your own tools with name, description and input_schema.",
-                    $"{path}.type", "unsupported_value");
+                // A server tool (web search, code execution, …): Anthropic runs it; other backends refuse the request.
+                providerOnly.NoteTool($"{path}.type", $"the server tool \"{type}\"");
+                continue;
             }
 
             var name = RequestFields.OptionalString(tool, "name", $"{path}.name");

@@ -36,6 +36,7 @@ public sealed class AnthropicStreamWriter
     private string? _finishReason;
     private string? _stopSequence;
     private string? _stopDetails;
+    private string? _nativeStopReason;
 
     /// <summary>Creates a writer for one stream.</summary>
     /// <param name="messageId">The message id (<c>msg_…</c>).</param>
@@ -127,6 +128,7 @@ public sealed class AnthropicStreamWriter
                 _finishReason = finish.Reason;
                 _stopSequence = finish.StopSequence;
                 _stopDetails = finish.StopDetailsJson;
+                _nativeStopReason = finish.AnthropicStopReason;
                 return false;
             default:
                 return false;
@@ -139,7 +141,7 @@ public sealed class AnthropicStreamWriter
         ArgumentNullException.ThrowIfNull(usage);
         WriteStart(output, usage, null);
         CloseOpenBlock(output);
-        var stopReason = AnthropicStopReasons.FromFinishReason(_finishReason, _stopSequence);
+        var stopReason = _nativeStopReason ?? AnthropicStopReasons.FromFinishReason(_finishReason, _stopSequence);
         BeginFrame(output, "message_delta"u8);
         _json.WriteStartObject();
         _json.WriteString("type"u8, "message_delta"u8);

@@ -124,6 +124,13 @@ public sealed record ChatRequest
     public string? AnthropicBeta { get; init; }
 
     /// <summary>
+    /// The first part of an Anthropic request that only Anthropic's own API can take — a server tool (web search, code
+    /// execution, …) or a server tool's blocks from an earlier turn — or null. Such a request is sent on as it is to an
+    /// Anthropic upstream (<see cref="AnthropicBody"/>); every other backend refuses it with a 400 naming this part.
+    /// </summary>
+    public AnthropicOnlyPart? AnthropicOnly { get; init; }
+
+    /// <summary>
     /// For a Responses API request continuing a stored response (<c>previous_response_id</c>): the whole conversation as
     /// Responses input items (the stored ones, then the request's own), which replaces <c>input</c> when
     /// <see cref="ResponsesBody"/> is passed through. Null when the request's own <c>input</c> is the whole conversation.
@@ -213,3 +220,15 @@ public static class ChatRoles
     public static bool IsKnown(string role) =>
         role is System or Developer or User or Assistant or Tool;
 }
+
+/// <summary>A part of a request only Anthropic's own API can take.</summary>
+/// <param name="Param">Where it is (<c>tools[2].type</c>, <c>messages[1].content[0].type</c>).</param>
+/// <param name="What">What it is, for messages (<c>the server tool "web_search_20250305"</c>).</param>
+public sealed record AnthropicOnlyPart(string Param, string What)
+{
+    /// <summary>The 400 a backend that cannot take it answers, naming the part, the model and what to do.</summary>
+    public ChatException Refusal(string model, string provider) => ChatException.BadRequest(
+        $"{Param} is {What}, which only Anthropic's own API runs; model \"{model}\" ({provider}) cannot. Remove it from the request, or call a model whose Provider is anthropic.",
+        Param, "unsupported_value");
+}
+

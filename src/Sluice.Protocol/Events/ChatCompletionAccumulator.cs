@@ -79,6 +79,7 @@ public sealed class ChatCompletionAccumulator
                 finished.FinishReason = finish.Reason;
                 finished.StopSequence = finish.StopSequence;
                 finished.StopDetailsJson = finish.StopDetailsJson;
+                finished.AnthropicStopReason = finish.AnthropicStopReason;
                 break;
             case AnswerStartEvent start:
                 Start = start;
@@ -122,6 +123,8 @@ public sealed class ChatCompletionAccumulator
 
         public string? StopDetailsJson { get; set; }
 
+        public string? AnthropicStopReason { get; set; }
+
         public void AddTool(ToolCallDeltaEvent tool)
         {
             if (!_tools.TryGetValue(tool.ToolIndex, out var state))
@@ -144,6 +147,7 @@ public sealed class ChatCompletionAccumulator
             Refusal = Refusal.Length == 0 ? null : Refusal.ToString(),
             StopSequence = StopSequence,
             StopDetailsJson = StopDetailsJson,
+            AnthropicStopReason = AnthropicStopReason,
             Logprobs = Logprobs.Count == 0 ? null : [.. Logprobs],
         };
     }
@@ -164,6 +168,9 @@ public sealed record AssembledChoice(int Index, string? Content, IReadOnlyList<T
 
     /// <summary>The backend's <c>stop_details</c> object (raw JSON), when it sent one.</summary>
     public string? StopDetailsJson { get; init; }
+
+    /// <summary>The backend's own Anthropic <c>stop_reason</c>, when it is an Anthropic model (see <see cref="FinishEvent.AnthropicStopReason"/>).</summary>
+    public string? AnthropicStopReason { get; init; }
 
     /// <summary>The log probabilities of the answer's tokens, when the backend sent them.</summary>
     public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }

@@ -77,6 +77,13 @@ public sealed class FinishEvent(string reason, int choiceIndex = 0) : ChatStream
     /// the category of a refusal); written by dialects that have the field, null when the backend sent none.
     /// </summary>
     public string? StopDetailsJson { get; init; }
+
+    /// <summary>
+    /// The backend's own Anthropic <c>stop_reason</c>, when the backend is an Anthropic model: Anthropic clients get it
+    /// as it was (<c>pause_turn</c>, <c>model_context_window_exceeded</c> — which <see cref="Reason"/> can only
+    /// approximate); null for every other backend.
+    /// </summary>
+    public string? AnthropicStopReason { get; init; }
 }
 
 /// <summary>Token usage of the whole request, as counted by the backend.</summary>

@@ -148,6 +148,11 @@ public sealed class LocalChatBackend : IChatBackend, IPromptTokenCounter, IPrelo
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
+        if (request.AnthropicOnly is { } anthropicOnly)
+        {
+            throw anthropicOnly.Refusal(request.Model, "a local model");
+        }
+
         if (!IsLoaded)
         {
             // Hosts preload at start-up; a catalog used on its own loads on the first call.

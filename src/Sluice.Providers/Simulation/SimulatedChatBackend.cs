@@ -70,6 +70,11 @@ public sealed class SimulatedChatBackend : IChatBackend, IPromptTokenCounter, IC
     public ChatException? Check(ChatRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.AnthropicOnly is { } anthropicOnly)
+        {
+            return anthropicOnly.Refusal(request.Model, "a simulated model");
+        }
+
         if (request.N > MaxChoices)
         {
             return ChatException.BadRequest(

@@ -56,6 +56,8 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
     private protected override UpstreamDecoder CreateDecoder(ChatRequest request, ChatCallOptions options) =>
         new Decoder(StructuredOutputTool(request), options.AcceptsAnthropicBlocks && UsesClientBody(request));
 
+    private protected override bool SendsClientBody(ChatRequest request) => UsesClientBody(request);
+
     private protected override KeyValuePair<string, string>? HeaderFor(ChatRequest request) =>
         UsesClientBody(request) && request.AnthropicBeta is { Length: > 0 } beta && !beta.AsSpan().ContainsAnyInRange('\0', '\u001f')
             ? new("anthropic-beta", beta)
@@ -620,6 +622,7 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
                     {
                         StopSequence = _stopReason == "stop_sequence" ? _stopSequence : null,
                         StopDetailsJson = _stopDetails,
+                        AnthropicStopReason = reason,
                     });
                     if (_hasUsage)
                     {

@@ -55,6 +55,9 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
     /// </summary>
     private protected virtual bool ReturnsLogprobs => false;
 
+    /// <summary>Whether <paramref name="request"/> goes up as the client's own body (an Anthropic client to an Anthropic upstream).</summary>
+    private protected virtual bool SendsClientBody(ChatRequest request) => false;
+
     /// <summary>Where <paramref name="request"/> is sent (the chat endpoint unless an adapter has another for it).</summary>
     private protected virtual Uri EndpointFor(ChatRequest request) => _endpoint;
 
@@ -120,6 +123,11 @@ public abstract class UpstreamChatBackend : IChatBackend, IDisposable
         if (!SupportsSeveralChoices)
         {
             UpstreamStreaming.RequireSingleChoice(request, Transport);
+        }
+
+        if (request.AnthropicOnly is { } anthropicOnly && !SendsClientBody(request))
+        {
+            throw anthropicOnly.Refusal(Transport.Options.Name, Transport.ProviderLabel);
         }
 
         if (request.Logprobs && !ReturnsLogprobs)

@@ -195,6 +195,66 @@ public sealed class AnthropicPassThroughTests
     }
 
     [Fact]
+    public async Task An_anthropic_stop_reason_without_an_openai_equivalent_reaches_anthropic_clients_as_it_was()
+    {
+        var recording = ThinkingStream.ReplaceLineEndings("\n").Replace("\"end_turn\"", "\"model_context_window_exceeded\"", StringComparison.Ordinal);
+        await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(recording));
+        await using var gateway = await StartAsync(upstream);
+
+        var (sse, _) = await PostAsync(gateway, "v1/messages", ClientBody);
+        using (var delta = JsonDocument.Parse(Frames(sse).Single(f => f.Event == "message_delta").Data))
+        {
+            Assert.Equal("model_context_window_exceeded", delta.RootElement.GetProperty("delta").GetProperty("stop_reason").GetString());
+        }
+
+        var (body, _) = await PostAsync(gateway, "v1/messages", ClientBody.Replace("\"stream\": true", "\"stream\": false", StringComparison.Ordinal));
+        using (var message = JsonDocument.Parse(body))
+        {
+            Assert.Equal("model_context_window_exceeded", message.RootElement.GetProperty("stop_reason").GetString());
+        }
+
+        // An OpenAI client gets the nearest finish_reason.
+        using var response = await gateway.Client.PostAsync("v1/chat/completions", TestGateway.Json(
+            """{"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]}"""));
+        using var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal("length", answer.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task A_server_tool_goes_to_an_anthropic_upstream_and_any_other_backend_refuses_it_by_name()
+    {
+        await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(ThinkingStream.ReplaceLineEndings("\n")));
+        await using var openai = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes("{}"), "application/json");
+        await using var gateway = await TestGateway.StartAsync(options =>
+        {
+            options.Models.Add(new ModelOptions { Name = "claude", Provider = "anthropic", BaseUrl = upstream.BaseUrl + "/v1", UpstreamModel = "claude-sonnet-4-5", MaxAttempts = 1 });
+            options.Models.Add(new ModelOptions { Name = "remote", Provider = "openai", BaseUrl = openai.BaseUrl + "/v1", MaxAttempts = 1 });
+        });
+        const string Body = """
+            {"model": "MODEL", "max_tokens": 200, "stream": true,
+             "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+             "messages": [{"role": "user", "content": "What happened today?"}]}
+            """;
+
+        var (_, ok) = await PostAsync(gateway, "v1/messages", Body.Replace("MODEL", "claude", StringComparison.Ordinal));
+        Assert.Equal(200, (int)ok.StatusCode);
+        var sent = Assert.Single(upstream.Requests).Json;
+        Assert.Equal("web_search_20250305", sent.GetProperty("tools")[0].GetProperty("type").GetString());
+        Assert.Equal(2, sent.GetProperty("tools")[0].GetProperty("max_uses").GetInt32());
+
+        var (refusal, refused) = await PostAsync(gateway, "v1/messages", Body.Replace("MODEL", "sim-fast", StringComparison.Ordinal));
+        Assert.Equal(400, (int)refused.StatusCode);
+        using var error = JsonDocument.Parse(refusal);
+        Assert.Equal("invalid_request_error", error.RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Contains("tools[0].type is the server tool \"web_search_20250305\"", error.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        // An upstream of another provider refuses it before anything is sent.
+        var (_, remote) = await PostAsync(gateway, "v1/messages", Body.Replace("MODEL", "remote", StringComparison.Ordinal));
+        Assert.Equal(400, (int)remote.StatusCode);
+        Assert.Empty(openai.Requests);
+    }
+
+    [Fact]
     public async Task Other_dialects_get_the_translated_answer_and_the_upstream_a_body_built_by_sluice()
     {
         await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(ThinkingStream.ReplaceLineEndings("\n")));
