@@ -255,6 +255,25 @@ public sealed class AnthropicPassThroughTests
     }
 
     [Fact]
+    public async Task An_upstream_error_after_passed_through_blocks_ends_the_stream_with_an_error_event_not_a_clean_stop()
+    {
+        var recording = ThinkingStream.ReplaceLineEndings("\n");
+        var cut = recording[..recording.IndexOf("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}", StringComparison.Ordinal)]
+            + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(cut));
+        await using var gateway = await StartAsync(upstream);
+
+        var (sse, response) = await PostAsync(gateway, "v1/messages", ClientBody);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        var frames = Frames(sse).Where(f => f.Event != "ping").ToList();
+        Assert.Contains(frames, f => f.Data.Contains("\"text\":\"Hello!\"", StringComparison.Ordinal));
+        Assert.Equal("error", frames[^1].Event);
+        Assert.Contains("overloaded_error", frames[^1].Data, StringComparison.Ordinal);
+        Assert.DoesNotContain(frames, f => f.Event is "message_stop" or "message_delta");
+    }
+
+    [Fact]
     public async Task Other_dialects_get_the_translated_answer_and_the_upstream_a_body_built_by_sluice()
     {
         await using var upstream = await ReplayUpstream.StartAsync(Encoding.UTF8.GetBytes(ThinkingStream.ReplaceLineEndings("\n")));
