@@ -38,6 +38,22 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public void The_example_configs_limits_are_the_defaults_it_documents()
+    {
+        // sluice.example.json states the defaults operators start from: a value it shows must be the one a gateway without it uses.
+        var example = GatewayConfiguration.Bind(GatewayConfiguration.Build(Path.Combine(Fixtures.RepositoryRoot, "sluice.example.json"), new Dictionary<string, string?>()));
+        var defaults = new GatewayOptions();
+
+        Assert.Equal(defaults.Limits.MaxRequestBodyBytes, example.Limits.MaxRequestBodyBytes);
+        Assert.Equal(defaults.Limits.MaxBodyBytesPerClient, example.Limits.MaxBodyBytesPerClient);
+        Assert.Equal(defaults.Limits.MaxAttachments, example.Limits.MaxAttachments);
+        Assert.Equal(defaults.Limits.MaxAttachmentBytes, example.Limits.MaxAttachmentBytes);
+        Assert.Equal(defaults.Limits.MaxPromptChars, example.Limits.MaxPromptChars);
+        // Anthropic's own Messages limit: an agent's long conversation with screenshots fits.
+        Assert.Equal(32 * 1024 * 1024, defaults.Limits.MaxRequestBodyBytes);
+    }
+
+    [Fact]
     public void Command_line_overrides_beat_environment_which_beats_the_file()
     {
         var file = Path.GetTempFileName();

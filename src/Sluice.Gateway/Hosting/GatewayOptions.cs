@@ -265,8 +265,12 @@ public sealed class LimitOptions
     /// <summary>Longest <c>prompt</c> shorthand, in characters.</summary>
     public int MaxPromptChars { get; set; } = 5_000;
 
-    /// <summary>Largest request body, in bytes.</summary>
-    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+    /// <summary>
+    /// Largest request body, in bytes: 32 MiB, Anthropic's own limit for a Messages request — an agent's long
+    /// conversation with screenshots goes through a gateway whole (memory held at once stays bounded per caller by
+    /// <see cref="MaxBodyBytesPerClient"/>).
+    /// </summary>
+    public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
 
     /// <summary>Most image and document parts in one request (all messages together).</summary>
     public int MaxAttachments { get; set; } = 16;
