@@ -49,6 +49,22 @@ public sealed class AnthropicContentBlocksTests
     }
 
     [Fact]
+    public void What_an_upstream_cannot_mean_is_skipped_not_thrown()
+    {
+        var content = Assemble(
+            Block("content_block_start", 0, """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"","text":""}}"""),
+            Block("content_block_start", 1, """{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"ok"}}"""),
+            Block("content_block_delta", 1, """{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"!","text":"?"}}"""),
+            Block("content_block_delta", 7, """{"type":"content_block_delta","index":7,"delta":{"type":"text_delta","text":"orphan"}}"""),
+            Block("content_block_delta", 1, "not json"),
+            Block("content_block_delta", 1, "[1, 2]"),
+            Block("content_block_delta", 1, """{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":7}}"""),
+            Block("content_block_delta", 1, """{"type":"content_block_delta","index":1,"delta":"text"}"""));
+
+        Assert.Contains(content.EnumerateArray(), b => b.GetProperty("text").GetString()!.StartsWith("ok", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_tool_call_cut_off_before_its_stop_gets_an_object_input()
     {
         var content = Assemble(

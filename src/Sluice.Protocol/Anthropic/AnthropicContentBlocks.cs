@@ -22,33 +22,14 @@ public static class AnthropicContentBlocks
         var assembled = new SortedDictionary<int, (JsonObject Block, System.Text.StringBuilder? Input)>();
         foreach (var block in blocks)
         {
-            JsonObject? node;
             try
             {
-                node = JsonNode.Parse(block.Json.Span) as JsonObject;
+                Apply(assembled, block);
             }
-            catch (JsonException)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException or ArgumentException or FormatException)
             {
-                continue;
-            }
-
-            if (node is null)
-            {
-                continue;
-            }
-
-            switch (block.Type)
-            {
-                case "content_block_start" when node["content_block"] is JsonObject started:
-                    assembled[block.Index] = ((JsonObject)started.DeepClone(), null);
-                    break;
-                case "content_block_delta" when node["delta"] is JsonObject delta && assembled.TryGetValue(block.Index, out var open):
-                    assembled[block.Index] = (open.Block, Apply(open.Block, delta, open.Input));
-                    break;
-                case "content_block_stop" when assembled.TryGetValue(block.Index, out var done) && done.Input is not null:
-                    done.Block["input"] = ParseInput(done.Input.ToString());
-                    assembled[block.Index] = (done.Block, null);
-                    break;
+                // An event the upstream should not have sent (not JSON, duplicate names, a number where text belongs):
+                // the client already got it as it was when streamed; the assembled message leaves it out, never fails.
             }
         }
 
@@ -64,8 +45,30 @@ public static class AnthropicContentBlocks
         }
     }
 
+    private static void Apply(SortedDictionary<int, (JsonObject Block, System.Text.StringBuilder? Input)> assembled, AnthropicBlockEvent block)
+    {
+        if (JsonNode.Parse(block.Json.Span) is not JsonObject node)
+        {
+            return;
+        }
+
+        switch (block.Type)
+        {
+            case "content_block_start" when node["content_block"] is JsonObject started:
+                assembled[block.Index] = ((JsonObject)started.DeepClone(), null);
+                break;
+            case "content_block_delta" when node["delta"] is JsonObject delta && assembled.TryGetValue(block.Index, out var open):
+                assembled[block.Index] = (open.Block, ApplyDelta(open.Block, delta, open.Input));
+                break;
+            case "content_block_stop" when assembled.TryGetValue(block.Index, out var done) && done.Input is not null:
+                done.Block["input"] = ParseInput(done.Input.ToString());
+                assembled[block.Index] = (done.Block, null);
+                break;
+        }
+    }
+
     // Applies one delta; returns the block's pending tool input.
-    private static System.Text.StringBuilder? Apply(JsonObject block, JsonObject delta, System.Text.StringBuilder? input)
+    private static System.Text.StringBuilder? ApplyDelta(JsonObject block, JsonObject delta, System.Text.StringBuilder? input)
     {
         var type = delta["type"]?.GetValue<string>();
         switch (type)
@@ -93,10 +96,13 @@ public static class AnthropicContentBlocks
                 continue;
             }
 
-            if (value is JsonValue text && text.TryGetValue<string>(out var more)
-                && block[name] is JsonValue existing && existing.TryGetValue<string>(out var sofar))
+            if (block[name] is JsonValue existing && existing.TryGetValue<string>(out var sofar))
             {
-                block[name] = sofar + more;
+                // Text so far is appended to, never replaced by something that is not text.
+                if (value is JsonValue text && text.TryGetValue<string>(out var more))
+                {
+                    block[name] = sofar + more;
+                }
             }
             else
             {
