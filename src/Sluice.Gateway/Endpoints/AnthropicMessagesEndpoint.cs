@@ -16,6 +16,12 @@ namespace Sluice.Gateway.Endpoints;
 /// <remarks>Clients authenticate with <c>x-api-key</c> or <c>Authorization: Bearer</c> and send <c>anthropic-version</c>.</remarks>
 internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver resolver, CallAdmission admission)
 {
+    /// <summary>Anthropic's header for beta features, sent on to Anthropic upstreams.</summary>
+    public const string BetaHeader = "anthropic-beta";
+
+    /// <summary>Set to <c>estimate</c> on a count that is Sluice's estimate rather than the model's or its provider's.</summary>
+    public const string TokenCountHeader = "x-sluice-token-count";
+
     private static readonly HttpAnswer Answer = new(
         call => new AnthropicStreamFormat(new AnthropicStreamWriter(MessageId(call), call.Model.Name)),
         (output, call, answer, usage) => AnthropicMessageWriter.Write(output, MessageId(call), call.Model.Name, answer.Choices.FirstOrDefault(c => c.Index == 0), usage, answer.Start, answer.AnthropicBlocks));
@@ -36,9 +42,6 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
         await calls.RunAsync(context, call, Answer, beta.Count == 0 ? null : new BetaStage(beta.ToString()));
     }
 
-    /// <summary>Anthropic's header for beta features, sent on to Anthropic upstreams.</summary>
-    public const string BetaHeader = "anthropic-beta";
-
     // Puts the client's beta header on the parsed request, for an Anthropic upstream to send on.
     private sealed class BetaStage(string beta) : CallStage
     {
@@ -48,9 +51,6 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
             return ValueTask.CompletedTask;
         }
     }
-
-    /// <summary>Set to <c>estimate</c> on a count that is Sluice's estimate rather than the model's or its provider's.</summary>
-    public const string TokenCountHeader = "x-sluice-token-count";
 
     /// <summary>
     /// <c>{"input_tokens": N}</c>: counted by the model's backend where it can — simulated and local models exactly,

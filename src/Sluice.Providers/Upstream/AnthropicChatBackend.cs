@@ -17,6 +17,11 @@ namespace Sluice.Providers.Upstream;
 /// <c>tool_use</c> blocks as OpenAI tool-call deltas, <c>stop_reason</c> as finish reason, usage from
 /// <c>message_start</c>/<c>message_delta</c>; <c>ping</c>, thinking and other block types are skipped; an <c>error</c>
 /// event is an error; the stream must reach <c>message_stop</c>.
+/// <para>An Anthropic client's request (<see cref="ChatRequest.AnthropicBody"/>) is not translated: its own body goes up
+/// (model and <c>stream</c> replaced) with its <c>anthropic-beta</c> header, and for a consumer that writes Anthropic
+/// events (<see cref="ChatCallOptions.AcceptsAnthropicBlocks"/>) each content-block event goes on as it came
+/// (<see cref="AnthropicBlockEvent"/>), thinking and every other block type included. Its <c>count_tokens</c> is
+/// Anthropic's own.</para>
 /// </remarks>
 public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCounter
 {
@@ -34,13 +39,13 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
     {
     }
 
+    private readonly Uri _countEndpoint;
+
     private AnthropicChatBackend(UpstreamTransport transport)
         : base(transport, new Uri(transport.BaseUrl + "/messages"), UpstreamFraming.ServerSentEvents)
     {
         _countEndpoint = new Uri(transport.BaseUrl + "/messages/count_tokens");
     }
-
-    private readonly Uri _countEndpoint;
 
     /// <summary>
     /// Anthropic's own count: <c>POST {BaseUrl}/messages/count_tokens</c> with the request as it would be sent (model,
