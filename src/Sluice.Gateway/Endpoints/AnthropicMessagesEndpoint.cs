@@ -93,7 +93,9 @@ internal sealed class AnthropicMessagesEndpoint(HttpCalls calls, ModelResolver r
             }
             else
             {
-                tokens = call.Request.PromptTokenEstimate ?? TokenCounter.CountPrompt(call.Request.Messages);
+                // The tool definitions count too: an agent's tool list is often most of its prompt.
+                tokens = (call.Request.PromptTokenEstimate ?? TokenCounter.CountPrompt(call.Request.Messages))
+                    + (call.Request.ToolsJson is { } tools ? TokenCounter.Count(tools.GetRawText()) : 0);
                 context.Response.Headers[TokenCountHeader] = "estimate";
             }
 

@@ -283,7 +283,13 @@ public sealed class AnthropicSdkTests : IAsyncLifetime
         using var estimated = await gateway.Client.PostAsync("v1/messages/count_tokens", TestGateway.Json(Body.Replace("MODEL", "remote", StringComparison.Ordinal)));
         Assert.Equal(200, (int)estimated.StatusCode);
         Assert.Equal("estimate", estimated.Headers.GetValues("x-sluice-token-count").Single());
-        Assert.True(JsonDocument.Parse(await estimated.Content.ReadAsStringAsync()).RootElement.GetProperty("input_tokens").GetInt32() > 0);
+        var plain = JsonDocument.Parse(await estimated.Content.ReadAsStringAsync()).RootElement.GetProperty("input_tokens").GetInt32();
+        Assert.True(plain > 0);
+
+        // Tool definitions are part of the prompt, so of the estimate.
+        using var withTools = await gateway.Client.PostAsync("v1/messages/count_tokens", TestGateway.Json(Body.Replace("MODEL", "remote", StringComparison.Ordinal).Replace(
+            "\"messages\"", "\"tools\": [{\"name\": \"get_weather\", \"description\": \"The current weather in a city, in degrees and words\", \"input_schema\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}], \"messages\"", StringComparison.Ordinal)));
+        Assert.True(JsonDocument.Parse(await withTools.Content.ReadAsStringAsync()).RootElement.GetProperty("input_tokens").GetInt32() > plain + 10);
         Assert.Empty(openai.Requests);
     }
 
