@@ -56,6 +56,8 @@ internal static class EndpointCatalog
         // Anthropic
         new("POST", "/v1/messages", "/v1/messages", Dialect.Anthropic,
             """{"model": "sim-fast", "max_tokens": 5, "system": "Be brief.", "messages": [{"role": "user", "content": [{"type": "text", "text": "Tell me about rivers"}]}], "temperature": 0.3, "stream": true, "metadata": {"user_id": "u1"}}""", Chat: true),
+        new("POST", "/v1/messages", "/v1/messages", Dialect.Anthropic,
+            """{"model": "claude", "max_tokens": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}], "tools": [{"type": "web_search_20250305", "name": "web_search"}, {"name": "get_weather", "input_schema": {"type": "object"}}], "messages": [{"role": "user", "content": "Tell me about rivers"}, {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "text", "text": "Rivers."}]}, {"role": "user", "content": [{"type": "text", "text": "More", "cache_control": {"type": "ephemeral"}}]}], "stream": true}""", Chat: true),
         new("POST", "/v1/messages/count_tokens", "/v1/messages/count_tokens", Dialect.Anthropic,
             """{"model": "sim-fast", "messages": [{"role": "user", "content": "Tell me about rivers"}]}"""),
 

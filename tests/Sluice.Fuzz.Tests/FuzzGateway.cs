@@ -25,9 +25,12 @@ internal sealed class FuzzGateway : IAsyncDisposable
     private readonly string _directory;
     private readonly string _databasePath;
 
-    private FuzzGateway(RunningGateway gateway, string directory, string databasePath)
+    private readonly Sluice.Testing.ReplayUpstream _anthropic;
+
+    private FuzzGateway(RunningGateway gateway, Sluice.Testing.ReplayUpstream anthropic, string directory, string databasePath)
     {
         Gateway = gateway;
+        _anthropic = anthropic;
         _directory = directory;
         _databasePath = databasePath;
         Admin = NewClient(MasterKey);
@@ -56,6 +59,9 @@ internal sealed class FuzzGateway : IAsyncDisposable
 
     public static async Task<FuzzGateway> StartAsync()
     {
+        // An Anthropic upstream (the recorded compaction stream), so hostile Anthropic bodies also take the path that
+        // sends the client's own body on and passes content blocks back.
+        var anthropic = await Sluice.Testing.ReplayUpstream.StartAsync(Sluice.Testing.Fixtures.Read("anthropic/compaction_response.sse"));
         var directory = Path.Combine(Path.GetTempPath(), "sluice-fuzz-" + Guid.NewGuid().ToString("N"));
         var database = Path.Combine(directory, "sluice.db");
         var options = new GatewayOptions
@@ -70,13 +76,14 @@ internal sealed class FuzzGateway : IAsyncDisposable
                 new ModelOptions { Name = "sim-fast", Provider = "sim", MaxOutputTokens = 64, DefaultAnswerTokens = 6, ContextWindow = 4096 },
                 new ModelOptions { Name = "sim-small", Provider = "sim", MaxOutputTokens = 16, DefaultAnswerTokens = 4, ContextWindow = 512 },
                 new ModelOptions { Name = "sim-embed", Provider = "sim-embed", EmbeddingDimensions = 16 },
+                new ModelOptions { Name = "claude", Provider = "anthropic", BaseUrl = anthropic.BaseUrl + "/v1", UpstreamModel = "claude-fuzz", MaxAttempts = 1 },
             ],
             Limits = { RequestHeadersTimeoutSeconds = 1, MaxRequestBodyBytes = 1024 * 1024 },
             Tenancy = { UsageFlushDelayMs = 0 },
         };
         options.Streaming.PingIntervalSeconds = 5;
         var gateway = await SluiceGateway.StartAsync(options, configureLogging: logging => logging.SetMinimumLevel(LogLevel.Critical));
-        var fuzz = new FuzzGateway(gateway, directory, database);
+        var fuzz = new FuzzGateway(gateway, anthropic, directory, database);
         try
         {
             await fuzz.SeedAsync();
@@ -156,6 +163,7 @@ internal sealed class FuzzGateway : IAsyncDisposable
     {
         Admin.Dispose();
         await Gateway.DisposeAsync();
+        await _anthropic.DisposeAsync();
         SqliteConnection.ClearAllPools();
         if (Directory.Exists(_directory))
         {
