@@ -114,12 +114,16 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
                 // message_start's facts go out first, with the first block whatever it means (thinking means nothing here).
                 _meaning.Clear();
                 _state.Apply(parsed, _meaning);
-                if ((_meaning.Count > 0 && _meaning[0] is AnswerStartEvent inserted ? inserted : _state.TakePendingStart()) is { } start)
+                var opens = _meaning.Count > 0 && _meaning[0] is AnswerStartEvent;
+                if ((opens ? _meaning[0] : _state.TakePendingStart()) is { } start)
                 {
                     events.Add(start);
                 }
 
-                IReadOnlyList<ChatStreamEvent> meaning = _meaning.Count == 0 ? [] : [.. _meaning.Where(e => e is not AnswerStartEvent)];
+                // What the block means, without the opening facts the state put first (one array per event, no LINQ).
+                var skip = opens ? 1 : 0;
+                var meaning = _meaning.Count == skip ? [] : new ChatStreamEvent[_meaning.Count - skip];
+                _meaning.CopyTo(skip, meaning, 0, meaning.Length);
                 events.Add(new AnthropicBlockEvent(blockType, parsed.Index, data.ToArray(), meaning));
                 return UpstreamRecord.Continue;
             }
