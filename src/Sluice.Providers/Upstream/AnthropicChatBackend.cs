@@ -225,22 +225,7 @@ public sealed class AnthropicChatBackend : UpstreamChatBackend, IPromptTokenCoun
         var json = lease.Writer;
         json.WriteStartObject();
         json.WriteString("model"u8, Transport.UpstreamModel);
-        var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = 256 });
-        reader.Read();
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            var name = reader.GetString()!;
-            reader.Read();
-            var start = (int)reader.TokenStartIndex;
-            reader.Skip();
-            var kept = counting ? CountFields.Contains(name, StringComparer.Ordinal) : name is not ("model" or "stream");
-            if (kept)
-            {
-                json.WritePropertyName(name);
-                json.WriteRawValue(raw[start..(int)reader.BytesConsumed], skipInputValidation: true);
-            }
-        }
-
+        EmbeddingAnswers.CopyFields(json, raw, counting ? static name => CountFields.Contains(name, StringComparer.Ordinal) : static name => name is not ("model" or "stream"));
         if (!counting)
         {
             json.WriteBoolean("stream"u8, true);

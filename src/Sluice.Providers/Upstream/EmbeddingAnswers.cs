@@ -75,30 +75,35 @@ internal static class EmbeddingAnswers
         var buffer = new ArrayBufferWriter<byte>(raw.Length + 64);
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true }))
         {
-            var reader = new Utf8JsonReader(raw.Span, new JsonReaderOptions { MaxDepth = 256 });
-            reader.Read();
             json.WriteStartObject();
             json.WriteString("model"u8, upstreamModel);
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                if (reader.ValueTextEquals("model"u8))
-                {
-                    reader.Read();
-                    reader.Skip();
-                    continue;
-                }
-
-                json.WritePropertyName(reader.ValueIsEscaped ? System.Text.Encoding.UTF8.GetBytes(reader.GetString()!) : reader.ValueSpan);
-                reader.Read();
-                var start = (int)reader.TokenStartIndex;
-                reader.Skip();
-                json.WriteRawValue(raw.Span[start..(int)reader.BytesConsumed], skipInputValidation: true);
-            }
-
+            CopyFields(json, raw.Span, static name => name != "model");
             json.WriteEndObject();
         }
 
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// Copies the top-level fields of the client's JSON object <paramref name="raw"/> that <paramref name="keep"/> accepts
+    /// (by name) into the open object <paramref name="json"/>, each value byte for byte.
+    /// </summary>
+    public static void CopyFields(Utf8JsonWriter json, ReadOnlySpan<byte> raw, Func<string, bool> keep)
+    {
+        var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = 256 });
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var name = reader.GetString()!;
+            reader.Read();
+            var start = (int)reader.TokenStartIndex;
+            reader.Skip();
+            if (keep(name))
+            {
+                json.WritePropertyName(name);
+                json.WriteRawValue(raw[start..(int)reader.BytesConsumed], skipInputValidation: true);
+            }
+        }
     }
 
     private static JsonDocument Parse(byte[] answer, UpstreamTransport transport)
